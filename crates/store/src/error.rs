@@ -1,0 +1,160 @@
+//! Errors of the store contract.
+//!
+//! Rules (after rustic_core's `error.rs`):
+//! - Every failure is one of a few *kinds* that callers act on differently ([`ErrorKind`]):
+//!   not found, locked, forbidden, invalid request, corrupt data, I/O. The kind, not the
+//!   message, is what the contract suite checks and what the S3 server will map to codes.
+//! - Messages are lowercase, one line, and say what and where (key, version, path).
+//! - Lower-level errors keep their source; callers add context instead of re-wrapping.
+//! - No message ever contains a secret: credentials are [`crate::Secret`]s, which do not print.
+
+use crate::model::{RetentionMode, VersionId};
+use crate::role::{Action, Role};
+use jiff::Timestamp;
+use std::path::PathBuf;
+
+/// A boxed lower-level error (I/O, SQLite, later HTTP).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong with a store request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key, or the given version of it, does not exist (or its latest version is a delete marker).
+    #[error("{key}{} not found", version.as_ref().map(|v| format!(" version {v}")).unwrap_or_default())]
+    NotFound {
+        /// The key asked for.
+        key: String,
+        /// The version asked for, if one was.
+        version: Option<VersionId>,
+    },
+
+    /// The version is protected by a retention period or a legal hold.
+    #[error("{key} version {version} is locked{}{}", until.map(|u| format!(" ({} until {u})", mode.map_or("retained", RetentionMode::as_str))).unwrap_or_default(), if *legal_hold { " (legal hold)" } else { "" })]
+    Locked {
+        /// The key.
+        key: String,
+        /// The protected version.
+        version: VersionId,
+        /// Retention mode, when a retention period protects it.
+        mode: Option<RetentionMode>,
+        /// End of the retention period protecting it, if any.
+        until: Option<Timestamp>,
+        /// Whether a legal hold protects it.
+        legal_hold: bool,
+    },
+
+    /// The caller's role may not perform the action.
+    #[error("{principal} (role {role}) may not {action}")]
+    Forbidden {
+        /// Name of the principal that asked.
+        principal: String,
+        /// Its role.
+        role: Role,
+        /// What it asked to do.
+        action: Action,
+    },
+
+    /// The request is malformed or asks for something the contract never allows.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    /// Stored data does not match its checksum, or metadata is inconsistent.
+    #[error("corrupt data in {key} version {version}: {detail}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// The version whose data is corrupt.
+        version: VersionId,
+        /// What was found.
+        detail: String,
+    },
+
+    /// The credentials are unknown or do not match.
+    #[error("authentication failed for access key {access_key}")]
+    Unauthenticated {
+        /// The access key id presented (never the secret).
+        access_key: String,
+    },
+
+    /// The directory is not a vault.
+    #[error("{} is not a coffer vault (no {} found)", path.display(), crate::vault::MARKER_FILE)]
+    NotAVault {
+        /// The directory.
+        path: PathBuf,
+    },
+
+    /// The vault was written by a newer (or unknown) format version.
+    #[error("{} has vault format version {found}; this coffer reads up to version {supported}", path.display())]
+    UnsupportedFormat {
+        /// The directory.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+
+    /// An I/O or storage-engine failure, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, and where.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// The kinds of failure a caller acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Key or version absent.
+    NotFound,
+    /// Protected by retention or legal hold.
+    Locked,
+    /// Refused by role, or bad credentials.
+    Forbidden,
+    /// Malformed or never-allowed request.
+    InvalidRequest,
+    /// Data failed verification.
+    Corrupt,
+    /// Storage failure; may be transient.
+    Io,
+}
+
+impl StoreError {
+    /// The kind of this error.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Locked { .. } => ErrorKind::Locked,
+            Self::Forbidden { .. } | Self::Unauthenticated { .. } => ErrorKind::Forbidden,
+            Self::InvalidRequest(_) | Self::NotAVault { .. } | Self::UnsupportedFormat { .. } => {
+                ErrorKind::InvalidRequest
+            }
+            Self::Corrupt { .. } => ErrorKind::Corrupt,
+            Self::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// Whether retrying the same request can never succeed (restic's `IsPermanentError`).
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        self.kind() != ErrorKind::Io
+    }
+
+    /// An I/O error with context.
+    pub fn io(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Io { context: context.into(), source: source.into() }
+    }
+
+    /// An invalid-request error.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::InvalidRequest(msg.into())
+    }
+}
+
+/// Result of a store request.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,35 @@
+//! Coffer's store: the `ObjectStore` contract and its implementations.
+//!
+//! Everything Coffer promises rests on one contract: storage where every write makes a new
+//! version, nothing is overwritten, a locked version cannot be removed before its
+//! retain-until date by anyone, and each request is checked against the caller's role.
+//!
+//! - [`ObjectStore`] — the contract (module [`store`] documents it in full).
+//! - [`Role`], [`Action`], [`Principal`] — the access matrix ([`Role::allows`]).
+//! - [`Clock`] — the one source of time for lock decisions.
+//! - [`LocalVault`] — the crash-safe engine on a local directory; the embedded default.
+//!
+//! ```
+//! use coffer_store::{LocalVault, VaultOptions, ObjectStore, PutOptions, Role};
+//! let dir = tempfile::tempdir().unwrap();
+//! let vault = LocalVault::init(dir.path().join("vault"), &VaultOptions::default()).unwrap();
+//! let writer = vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap();
+//! let v = writer.put("hello", b"world", &PutOptions::default()).unwrap();
+//! assert_eq!(writer.get("hello", Some(&v.version)).unwrap().data, b"world");
+//! ```
+
+pub mod clock;
+pub mod error;
+pub mod model;
+pub mod role;
+pub mod store;
+pub mod vault;
+
+pub use clock::Clock;
+pub use error::{ErrorKind, Result, StoreError};
+pub use model::{
+    DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId, Versioning,
+};
+pub use role::{Action, Credentials, Principal, Role, Secret};
+pub use store::{Object, ObjectStore};
+pub use vault::{AuditEntry, AuditVerification, LocalVault, VaultHandle, VaultOptions};

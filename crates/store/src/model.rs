@@ -1,0 +1,184 @@
+//! The values the store contract speaks in: versions, retention, lock configuration, pages.
+//!
+//! They mirror S3 versioning and Object Lock so that the same caller code works on a local
+//! vault and on AWS S3.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// Object Lock retention mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionMode {
+    /// Protected, but a principal with the governance-bypass permission may shorten or remove it.
+    Governance,
+    /// Protected from everyone until it ends; can only be extended.
+    Compliance,
+}
+
+impl RetentionMode {
+    /// The lowercase name (`governance`, `compliance`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Governance => "governance",
+            Self::Compliance => "compliance",
+        }
+    }
+}
+
+impl fmt::Display for RetentionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RetentionMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "governance" => Ok(Self::Governance),
+            "compliance" => Ok(Self::Compliance),
+            _ => Err(format!("unknown retention mode {s:?} (expected compliance or governance)")),
+        }
+    }
+}
+
+/// The retention of one version: protected in `mode` until `until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Mode.
+    pub mode: RetentionMode,
+    /// Retain-until date (exclusive: from this instant on the version is no longer protected).
+    pub until: Timestamp,
+}
+
+impl Retention {
+    /// Whether this retention still protects at `now`.
+    #[must_use]
+    pub fn active_at(&self, now: Timestamp) -> bool {
+        self.until > now
+    }
+}
+
+/// Options of a put.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Explicit retention; `None` applies the store's default retention, if any.
+    pub retention: Option<Retention>,
+    /// Place a legal hold on the new version.
+    pub legal_hold: bool,
+}
+
+/// Identifies one version of a key. Opaque to callers; assigned by the store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VersionId(pub String);
+
+impl fmt::Display for VersionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for VersionId {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+/// Metadata of one version of a key (an object or a delete marker).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectVersion {
+    /// Key.
+    pub key: String,
+    /// Version id.
+    pub version: VersionId,
+    /// When the version was created.
+    pub created: Timestamp,
+    /// Whether it is the newest version of its key.
+    pub is_latest: bool,
+    /// Whether it is a delete marker (no data).
+    pub delete_marker: bool,
+    /// Size of the data in bytes (0 for a delete marker).
+    pub size: u64,
+    /// Content checksum as `algorithm:hex` (empty for a delete marker).
+    pub checksum: String,
+    /// Retention, if any was ever set (it may have ended; see [`Retention::active_at`]).
+    pub retention: Option<Retention>,
+    /// Whether a legal hold is on.
+    pub legal_hold: bool,
+}
+
+/// One page of a listing. `next` is an opaque token for the following page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// Items, in listing order.
+    pub items: Vec<T>,
+    /// Token to pass for the next page; `None` when this is the last.
+    pub next: Option<String>,
+}
+
+/// A store's default retention, applied to puts that name none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultRetention {
+    /// Mode.
+    pub mode: RetentionMode,
+    /// Period from the put.
+    #[serde(with = "duration_secs")]
+    pub period: Duration,
+}
+
+/// Object Lock configuration of a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockConfig {
+    /// Object Lock is enabled. Set at creation; can never be turned off.
+    pub enabled: bool,
+    /// Default retention for puts without an explicit one.
+    pub default_retention: Option<DefaultRetention>,
+}
+
+/// Versioning status of a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Versioning {
+    /// Every put creates a new version.
+    Enabled,
+    /// Puts replace the `null` version (never allowed on a locked store).
+    Suspended,
+}
+
+mod duration_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+/// The longest key the contract accepts (S3's limit, in bytes of UTF-8).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Checks a key against the contract: non-empty, at most [`MAX_KEY_LEN`] bytes, no NUL.
+///
+/// # Errors
+/// [`crate::StoreError::InvalidRequest`] naming the problem.
+pub fn validate_key(key: &str) -> crate::Result<()> {
+    if key.is_empty() {
+        return Err(crate::StoreError::invalid("empty key"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(crate::StoreError::invalid(format!("key of {} bytes is longer than {MAX_KEY_LEN}", key.len())));
+    }
+    if key.contains('\0') {
+        return Err(crate::StoreError::invalid(format!("key {key:?} contains a NUL byte")));
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The `ObjectStore` contract: versioned objects with S3 Object Lock semantics, each
+//! request checked against the caller's role.
+//!
+//! Invariant guarded: nothing is overwritten and a locked version cannot be removed
+//! before its retain-until date by anyone. Every implementation (the local vault, S3, the
+//! vault server) must pass the one contract suite in `coffer-testkit`; a behaviour is
+//! defined by that suite, not by one implementation.
+//!
+//! # The contract
+//!
+//! A handle is bound to one authenticated [`Principal`]; every method first checks the
+//! principal's role against [`crate::Role::allows`] and fails with `Forbidden` before
+//! looking at anything else (so a refused request reveals nothing about the key).
+//!
+//! - **put** always creates a new version, newer than every existing version of the key,
+//!   and returns its metadata. An explicit retention must end in the future; without
+//!   one the store's default retention applies. The store computes and keeps a content
+//!   checksum and verifies it on every read.
+//! - **get/head** by key read the latest version; a key whose latest version is a delete
+//!   marker is `NotFound`. By version they read exactly that version; asking for the data
+//!   of a delete marker is `InvalidRequest`.
+//! - **list** returns keys whose latest version is an object, sorted by key (bytewise),
+//!   a page at a time. **list_versions** returns every version and delete marker, sorted
+//!   by key and then newest first.
+//! - **delete** (no version) adds a delete marker and removes nothing.
+//! - **delete_version** is the only destructive operation. It fails with `Locked` while
+//!   a legal hold is on, while a compliance retention is active, or while a governance
+//!   retention is active unless `bypass_governance` is set *and* the role holds the
+//!   bypass permission.
+//! - **put_retention**: a compliance retention can only be extended (same mode, same or
+//!   later date); shortening, removing or changing it to governance is `Locked`. An
+//!   active governance retention can be shortened, removed or turned to governance with
+//!   an earlier date only with bypass. A date in the past is `InvalidRequest`. Once a
+//!   retention has ended the version is unprotected and any new retention may be set.
+//! - **legal hold** on/off; turning it off needs the `legal-hold-off` permission.
+//! - **lock configuration** is enabled at creation and can never be disabled
+//!   (`InvalidRequest`); the default retention can be set or removed. **Versioning**
+//!   cannot be suspended on a locked store (`InvalidRequest`).
+//!
+//! Implementations are synchronous and `Send + Sync`: backup pipelines run on threads,
+//! and an implementation over an async client (S3) owns its runtime.
+
+use crate::error::Result;
+use crate::model::{LockConfig, ObjectVersion, Page, PutOptions, Retention, VersionId, Versioning};
+use crate::role::Principal;
+
+/// An object's metadata and data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Object {
+    /// Metadata of the version read.
+    pub meta: ObjectVersion,
+    /// The data, verified against the stored checksum.
+    pub data: Vec<u8>,
+}
+
+/// Versioned, object-locked storage, seen through one principal. See the module docs.
+pub trait ObjectStore: Send + Sync {
+    /// The principal this handle acts as.
+    fn principal(&self) -> &Principal;
+
+    /// Stores `data` as a new version of `key`.
+    ///
+    /// # Errors
+    /// `Forbidden`, `InvalidRequest` (bad key, retention in the past), `Io`.
+    fn put(&self, key: &str, data: &[u8], opts: &PutOptions) -> Result<ObjectVersion>;
+
+    /// Reads the latest version of `key`, or the given version, verifying its checksum.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `InvalidRequest` (a delete marker's version), `Corrupt`, `Io`.
+    fn get(&self, key: &str, version: Option<&VersionId>) -> Result<Object>;
+
+    /// Reads the metadata of the latest version of `key`, or of the given version.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `Io`.
+    fn head(&self, key: &str, version: Option<&VersionId>) -> Result<ObjectVersion>;
+
+    /// Lists keys under `prefix` whose latest version is an object, sorted, at most
+    /// `limit` per page, continuing after the page that returned `token`.
+    ///
+    /// # Errors
+    /// `Forbidden`, `InvalidRequest` (bad token), `Io`.
+    fn list(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>>;
+
+    /// Lists all versions and delete markers under `prefix`, by key then newest first.
+    ///
+    /// # Errors
+    /// `Forbidden`, `InvalidRequest` (bad token), `Io`.
+    fn list_versions(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>>;
+
+    /// Adds a delete marker to `key`; removes nothing. Returns the marker.
+    ///
+    /// # Errors
+    /// `Forbidden`, `InvalidRequest`, `Io`.
+    fn delete(&self, key: &str) -> Result<ObjectVersion>;
+
+    /// Permanently removes one version (or delete marker).
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `Locked`, `Io`.
+    fn delete_version(&self, key: &str, version: &VersionId, bypass_governance: bool) -> Result<()>;
+
+    /// Sets, extends, or (governance with bypass only) shortens or removes a retention.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `Locked`, `InvalidRequest`, `Io`.
+    fn put_retention(
+        &self,
+        key: &str,
+        version: &VersionId,
+        retention: Option<Retention>,
+        bypass_governance: bool,
+    ) -> Result<()>;
+
+    /// Turns the legal hold of a version on or off.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `InvalidRequest` (a delete marker), `Io`.
+    fn put_legal_hold(&self, key: &str, version: &VersionId, on: bool) -> Result<()>;
+
+    /// Reads the Object Lock configuration.
+    ///
+    /// # Errors
+    /// `Forbidden`, `Io`.
+    fn lock_config(&self) -> Result<LockConfig>;
+
+    /// Replaces the Object Lock configuration; `enabled` must stay true.
+    ///
+    /// # Errors
+    /// `Forbidden`, `InvalidRequest`, `Io`.
+    fn put_lock_config(&self, config: &LockConfig) -> Result<()>;
+
+    /// Reads the versioning status.
+    ///
+    /// # Errors
+    /// `Forbidden`, `Io`.
+    fn versioning(&self) -> Result<Versioning>;
+
+    /// Sets the versioning status; suspending is refused on a locked store.
+    ///
+    /// # Errors
+    /// `Forbidden`, `InvalidRequest`, `Io`.
+    fn put_versioning(&self, status: Versioning) -> Result<()>;
+}

@@ -1,0 +1,69 @@
+//! Durable file writes for the vault: temp file, fsync, rename, fsync the directory.
+//!
+//! Invariant guarded: a file is visible under its final name only once its bytes are
+//! durable, so a crash at any point leaves either no file or the whole file.
+
+use crate::error::{Result, StoreError};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `dir/name` durably, staging the temp file in `tmp_dir` (same filesystem).
+pub(crate) fn write_durable(tmp_dir: &Path, dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = tmp_dir.join(format!("{name}.{}.tmp", random_hex(8)));
+    let result = (|| {
+        let mut f = create_file(&tmp, mode)?;
+        f.write_all(bytes).map_err(|e| StoreError::io(format!("cannot write {}", tmp.display()), e))?;
+        f.sync_all().map_err(|e| StoreError::io(format!("cannot fsync {}", tmp.display()), e))?;
+        drop(f);
+        let dst = dir.join(name);
+        fs::rename(&tmp, &dst)
+            .map_err(|e| StoreError::io(format!("cannot rename {} to {}", tmp.display(), dst.display()), e))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn create_file(path: &Path, mode: u32) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| StoreError::io(format!("cannot create {}", path.display()), e))
+}
+
+/// Makes a directory entry change (create, rename, unlink) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(format!("cannot fsync directory {}", dir.display()), e))
+}
+
+/// `n` random bytes as lowercase hex.
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).expect("the operating system's random source failed");
+    hex(&buf)
+}
+
+/// Lowercase hex of bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Bytes from lowercase or uppercase hex; `None` if malformed.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}

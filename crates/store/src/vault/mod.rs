@@ -1,0 +1,887 @@
+//! `LocalVault`: the `ObjectStore` contract on a local directory — Coffer's embedded
+//! default, and later the engine behind the vault server.
+//!
+//! Layout (format version 1; `docs/local-vault.md` is the reference):
+//!
+//! ```text
+//! DIR/coffer-vault.toml      marker: format name and version (written last at init)
+//! DIR/meta.sqlite            metadata, principals, audit log (SQLite, WAL mode)
+//! DIR/data/00 … data/ff/     object data, one immutable file per version
+//! DIR/tmp/                   staging for durable writes
+//! DIR/credentials/ROLE.toml  access key per role (0600, directory 0700)
+//! ```
+//!
+//! Invariants guarded here:
+//! - **Nothing is overwritten.** A put writes a fresh file under a random name (temp file,
+//!   fsync, rename, fsync directory) and only then commits its row; data files are never
+//!   modified, and only `delete_version` removes one, after its row is gone.
+//! - **Locks hold.** Every destructive or weakening request is checked against the
+//!   version's retention and legal hold, with time read from the vault's [`Clock`], inside
+//!   the same write transaction as its effect.
+//! - **Every read is verified** against the size and BLAKE3 checksum recorded at put.
+//! - **Every mutating request is audited**, allowed or denied (see [`audit`]).
+//!
+//! Several processes may share a vault: SQLite serialises writers across processes and
+//! each version's file has a unique random name. Within a process, one connection behind a
+//! mutex serialises metadata work; data-file I/O happens outside that lock.
+
+mod audit;
+mod db;
+mod files;
+
+pub use audit::{AuditEntry, AuditVerification};
+
+use crate::clock::Clock;
+use crate::error::{Result, StoreError};
+use crate::model::{
+    DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId, Versioning,
+    validate_key,
+};
+use crate::role::{Action, Credentials, Principal, Role, Secret};
+use crate::store::{Object, ObjectStore};
+use db::{Row, VERSION_COLUMNS, db_err, row_to_version, until_seconds};
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Name of the marker file that makes a directory a vault.
+pub const MARKER_FILE: &str = "coffer-vault.toml";
+/// The on-disk format version this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_NAME: &str = "coffer-vault";
+const DB_FILE: &str = "meta.sqlite";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Marker {
+    format: String,
+    version: u32,
+    created: Timestamp,
+}
+
+/// Options for creating or opening a vault.
+#[derive(Clone, Debug, Default)]
+pub struct VaultOptions {
+    /// Default retention for puts without one (set at init; changeable by the admin).
+    pub default_retention: Option<DefaultRetention>,
+    /// The clock (the system clock unless a test build supplies another).
+    pub clock: Clock,
+}
+
+/// A vault on a local directory. Cheap to clone; clones share one connection.
+#[derive(Clone, Debug)]
+pub struct LocalVault {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    conn: Mutex<Connection>,
+    clock: Clock,
+}
+
+impl LocalVault {
+    /// Creates a vault in `dir` (which must not exist or be empty), with Object Lock and
+    /// versioning enabled and one access key per role written to `dir/credentials/`.
+    ///
+    /// # Errors
+    /// `InvalidRequest` if `dir` is already a vault or a non-empty directory; `Io`.
+    pub fn init(dir: impl AsRef<Path>, opts: &VaultOptions) -> Result<Self> {
+        let root = dir.as_ref().to_path_buf();
+        if root.join(MARKER_FILE).exists() {
+            return Err(StoreError::invalid(format!("{} is already a coffer vault", root.display())));
+        }
+        if let Ok(mut entries) = fs::read_dir(&root) {
+            if entries.next().is_some() {
+                return Err(StoreError::invalid(format!(
+                    "{} is not empty; a vault needs a new or empty directory",
+                    root.display()
+                )));
+            }
+        }
+        if let Some(d) = opts.default_retention {
+            validate_default(&d)?;
+        }
+        let mkdir =
+            |p: &Path| fs::create_dir_all(p).map_err(|e| StoreError::io(format!("cannot create {}", p.display()), e));
+        mkdir(&root)?;
+        mkdir(&root.join("tmp"))?;
+        for i in 0..=255u8 {
+            mkdir(&root.join("data").join(format!("{i:02x}")))?;
+        }
+        let cred_dir = root.join("credentials");
+        mkdir(&cred_dir)?;
+        set_mode(&cred_dir, 0o700)?;
+
+        let conn = db::open(&root.join(DB_FILE), true)?;
+        let now = opts.clock.now();
+        {
+            let tx = conn.unchecked_transaction().map_err(db_err("cannot initialise vault database"))?;
+            if let Some(d) = opts.default_retention {
+                put_default_retention(&tx, Some(d))?;
+            }
+            for role in Role::ALL {
+                let creds = Credentials {
+                    access_key: format!(
+                        "CK{}{}",
+                        &role.as_str()[..2].to_ascii_uppercase(),
+                        files::random_hex(8).to_ascii_uppercase()
+                    ),
+                    secret_key: Secret::new(files::random_hex(24)),
+                };
+                tx.execute(
+                    "INSERT INTO principals (access_key, secret_hash, name, role) VALUES (?1, ?2, ?3, ?4)",
+                    params![creds.access_key, secret_hash(&creds.secret_key), role.as_str(), role.as_str()],
+                )
+                .map_err(db_err("cannot create principals"))?;
+                let text = toml::to_string(&creds).expect("credentials serialise");
+                files::write_durable(&root.join("tmp"), &cred_dir, &format!("{role}.toml"), text.as_bytes(), 0o600)?;
+            }
+            audit::append(
+                &tx,
+                audit::NewEntry {
+                    time: now,
+                    principal: "init",
+                    role: "-",
+                    action: "init",
+                    key: None,
+                    version: None,
+                    outcome: "allowed",
+                    reason: String::new(),
+                },
+            )?;
+            tx.commit().map_err(db_err("cannot initialise vault database"))?;
+        }
+        files::sync_dir(&root.join("data"))?;
+        // The marker goes last: a crash during init leaves a directory that is not a vault.
+        let marker = Marker { format: FORMAT_NAME.into(), version: FORMAT_VERSION, created: now };
+        let text = toml::to_string(&marker).expect("marker serialises");
+        files::write_durable(&root.join("tmp"), &root, MARKER_FILE, text.as_bytes(), 0o644)?;
+        Ok(Self { inner: Arc::new(Inner { root, conn: Mutex::new(conn), clock: opts.clock.clone() }) })
+    }
+
+    /// Opens an existing vault with the system clock (or, in test builds only, the clock
+    /// `COFFER_TEST_CLOCK_OFFSET` shifts).
+    ///
+    /// # Errors
+    /// `NotAVault`, `UnsupportedFormat`, `Io`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with_clock(dir, Clock::from_env())
+    }
+
+    /// Opens an existing vault reading time from `clock`.
+    ///
+    /// # Errors
+    /// `NotAVault`, `UnsupportedFormat`, `Io`.
+    pub fn open_with_clock(dir: impl AsRef<Path>, clock: Clock) -> Result<Self> {
+        let root = dir.as_ref().to_path_buf();
+        let marker_path = root.join(MARKER_FILE);
+        let text = match fs::read_to_string(&marker_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotAVault { path: root }),
+            Err(e) => return Err(StoreError::io(format!("cannot read {}", marker_path.display()), e)),
+        };
+        let marker: Marker = toml::from_str(&text)
+            .map_err(|e| StoreError::invalid(format!("{} is malformed: {}", marker_path.display(), e.message())))?;
+        if marker.format != FORMAT_NAME {
+            return Err(StoreError::NotAVault { path: root });
+        }
+        if marker.version > FORMAT_VERSION {
+            return Err(StoreError::UnsupportedFormat { path: root, found: marker.version, supported: FORMAT_VERSION });
+        }
+        let conn = db::open(&root.join(DB_FILE), false)?;
+        let schema: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db_err(format!("cannot read {}", root.join(DB_FILE).display())))?;
+        if schema > db::SCHEMA_VERSION {
+            return Err(StoreError::UnsupportedFormat { path: root, found: schema, supported: db::SCHEMA_VERSION });
+        }
+        Ok(Self { inner: Arc::new(Inner { root, conn: Mutex::new(conn), clock }) })
+    }
+
+    /// The vault's directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The vault's clock.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Reads the access key created at init for `role` from `DIR/credentials/ROLE.toml`.
+    ///
+    /// # Errors
+    /// `Io` if the file cannot be read (e.g. this user may not read it), `InvalidRequest` if malformed.
+    pub fn read_credentials(&self, role: Role) -> Result<Credentials> {
+        read_credentials_file(&self.inner.root.join("credentials").join(format!("{role}.toml")))
+    }
+
+    /// Authenticates `creds` and returns a handle acting as their principal. A failed
+    /// attempt is recorded in the audit log.
+    ///
+    /// # Errors
+    /// `Unauthenticated` for an unknown key or wrong secret; `Io`.
+    pub fn login(&self, creds: &Credentials) -> Result<VaultHandle> {
+        let conn = self.conn();
+        let found: Option<(String, String, String)> = conn
+            .query_row(
+                "SELECT secret_hash, name, role FROM principals WHERE access_key = ?1",
+                [&creds.access_key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db_err("cannot read principals"))?;
+        let presented = secret_hash(&creds.secret_key);
+        match found {
+            Some((hash, name, role)) if constant_time_eq(hash.as_bytes(), presented.as_bytes()) => {
+                let role = role.parse().map_err(|e: String| StoreError::io("corrupt principals table", e))?;
+                drop(conn);
+                Ok(VaultHandle { vault: self.clone(), principal: Principal { name, role } })
+            }
+            _ => {
+                let err = StoreError::Unauthenticated { access_key: creds.access_key.clone() };
+                let _ = self.append_outside_tx(&creds.access_key, "-", "authenticate", None, None, &err, &conn);
+                Err(err)
+            }
+        }
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-applied transaction behind
+        // (rusqlite rolls back on drop), so a poisoned mutex is still usable.
+        self.inner.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn data_path(&self, file: &str) -> PathBuf {
+        self.inner.root.join("data").join(&file[..2]).join(file)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn append_outside_tx(
+        &self,
+        principal: &str,
+        role: &str,
+        action: &str,
+        key: Option<&str>,
+        version: Option<&str>,
+        err: &StoreError,
+        conn: &Connection,
+    ) -> Result<()> {
+        let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+            .map_err(db_err("cannot write the audit log"))?;
+        let outcome = match err.kind() {
+            crate::ErrorKind::Io | crate::ErrorKind::Corrupt => "failed",
+            _ => "denied",
+        };
+        audit::append(
+            &tx,
+            audit::NewEntry {
+                time: self.inner.clock.now(),
+                principal,
+                role,
+                action,
+                key,
+                version,
+                outcome,
+                reason: err.to_string(),
+            },
+        )?;
+        tx.commit().map_err(db_err("cannot write the audit log"))
+    }
+}
+
+/// A vault seen through one authenticated principal; implements [`ObjectStore`].
+#[derive(Clone, Debug)]
+pub struct VaultHandle {
+    vault: LocalVault,
+    principal: Principal,
+}
+
+impl VaultHandle {
+    /// The vault behind this handle.
+    #[must_use]
+    pub fn vault(&self) -> &LocalVault {
+        &self.vault
+    }
+
+    /// Audit log entries after `after` (0 for the start), oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the role may read the audit log; `Io`.
+    pub fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.principal.authorize(Action::ReadAuditLog)?;
+        audit::read(&self.vault.conn(), after, limit)
+    }
+
+    /// Checks the whole audit chain.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the role may read the audit log; `Io`.
+    pub fn verify_audit_log(&self) -> Result<AuditVerification> {
+        self.principal.authorize(Action::ReadAuditLog)?;
+        audit::verify(&self.vault.conn())
+    }
+
+    /// Runs a mutating request: checks the role, runs `f` in an immediate write
+    /// transaction with the current time, and audits the outcome — in the same transaction
+    /// when allowed, in its own when refused.
+    fn mutate<T>(
+        &self,
+        action: Action,
+        key: Option<&str>,
+        version: Option<&VersionId>,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, Timestamp) -> Result<(T, Option<VersionId>)>,
+    ) -> Result<T> {
+        let conn = self.vault.conn();
+        let now = self.vault.inner.clock.now();
+        let result = self.principal.authorize(action).and_then(|()| {
+            let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)
+                .map_err(db_err("cannot start a vault transaction"))?;
+            let (value, new_version) = f(&tx, now)?;
+            audit::append(
+                &tx,
+                audit::NewEntry {
+                    time: now,
+                    principal: &self.principal.name,
+                    role: self.principal.role.as_str(),
+                    action: action.as_str(),
+                    key,
+                    version: new_version.as_ref().or(version).map(|v| v.0.as_str()),
+                    outcome: "allowed",
+                    reason: String::new(),
+                },
+            )?;
+            tx.commit().map_err(db_err("cannot commit a vault transaction"))?;
+            Ok(value)
+        });
+        if let Err(err) = &result {
+            // Best effort: the refusal itself is what the caller must see.
+            let _ = self.vault.append_outside_tx(
+                &self.principal.name,
+                self.principal.role.as_str(),
+                action.as_str(),
+                key,
+                version.map(|v| v.0.as_str()),
+                err,
+                &conn,
+            );
+        }
+        result
+    }
+
+    fn authorize_read(&self, action: Action) -> Result<()> {
+        self.principal.authorize(action)
+    }
+
+    fn find(&self, conn: &Connection, key: &str, version: Option<&VersionId>) -> Result<Row> {
+        let not_found = || StoreError::NotFound { key: key.to_owned(), version: version.cloned() };
+        let row = match version {
+            Some(v) => conn
+                .prepare_cached(&format!("SELECT {VERSION_COLUMNS} FROM versions v WHERE v.key = ?1 AND v.vid = ?2"))
+                .and_then(|mut s| s.query_row(params![key.as_bytes(), v.0], row_to_version).optional()),
+            None => conn
+                .prepare_cached(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions v WHERE v.key = ?1 ORDER BY v.vid DESC LIMIT 1"
+                ))
+                .and_then(|mut s| s.query_row(params![key.as_bytes()], row_to_version).optional()),
+        }
+        .map_err(db_err(format!("cannot read metadata of {key}")))?
+        .ok_or_else(not_found)?;
+        if version.is_none() && row.meta.delete_marker {
+            return Err(not_found());
+        }
+        Ok(row)
+    }
+}
+
+impl ObjectStore for VaultHandle {
+    fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    fn put(&self, key: &str, data: &[u8], opts: &PutOptions) -> Result<ObjectVersion> {
+        // Refuse before writing any data; `mutate` checks (and audits) again.
+        let pre = self
+            .principal
+            .authorize(Action::Put)
+            .and_then(|()| if opts.legal_hold { self.principal.authorize(Action::LegalHoldOn) } else { Ok(()) });
+        if let Err(e) = pre.and_then(|()| validate_key(key)) {
+            let conn = self.vault.conn();
+            let _ = self.vault.append_outside_tx(
+                &self.principal.name,
+                self.principal.role.as_str(),
+                Action::Put.as_str(),
+                Some(key),
+                None,
+                &e,
+                &conn,
+            );
+            return Err(e);
+        }
+        let checksum = format!("blake3:{}", blake3::hash(data).to_hex());
+        let file = files::random_hex(16);
+        let root = &self.vault.inner.root;
+        files::write_durable(&root.join("tmp"), &root.join("data").join(&file[..2]), &file, data, 0o444)?;
+
+        let result = self.mutate(Action::Put, Some(key), None, |tx, now| {
+            let retention = match opts.retention {
+                Some(r) => {
+                    check_future(r.until, now)?;
+                    Some(Retention { mode: r.mode, until: normalize(r.until) })
+                }
+                None => default_retention(tx)?.map(|d| Retention {
+                    mode: d.mode,
+                    until: normalize(
+                        now + jiff::SignedDuration::try_from(d.period).unwrap_or(jiff::SignedDuration::MAX),
+                    ),
+                }),
+            };
+            let meta =
+                insert_version(tx, key, now, Some((&file, data.len() as u64, &checksum)), retention, opts.legal_hold)?;
+            let v = meta.version.clone();
+            Ok((meta, Some(v)))
+        });
+        if result.is_err() {
+            let _ = fs::remove_file(self.vault.data_path(&file));
+        }
+        result
+    }
+
+    fn get(&self, key: &str, version: Option<&VersionId>) -> Result<Object> {
+        self.authorize_read(Action::Get)?;
+        let row = self.find(&self.vault.conn(), key, version)?;
+        if row.meta.delete_marker {
+            return Err(StoreError::invalid(format!(
+                "{key} version {} is a delete marker and has no data",
+                row.meta.version
+            )));
+        }
+        let corrupt =
+            |detail: String| StoreError::Corrupt { key: key.to_owned(), version: row.meta.version.clone(), detail };
+        let file = row.file.as_deref().ok_or_else(|| corrupt("no data file recorded".into()))?;
+        let path = self.vault.data_path(file);
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Removed by a concurrent delete_version, or lost.
+                return match self.find(&self.vault.conn(), key, Some(&row.meta.version)) {
+                    Err(nf @ StoreError::NotFound { .. }) => Err(nf),
+                    _ => Err(corrupt(format!("data file {} is missing", path.display()))),
+                };
+            }
+            Err(e) => return Err(StoreError::io(format!("cannot read {}", path.display()), e)),
+        };
+        if data.len() as u64 != row.meta.size {
+            return Err(corrupt(format!(
+                "size {} differs from the recorded {} ({})",
+                data.len(),
+                row.meta.size,
+                path.display()
+            )));
+        }
+        let actual = format!("blake3:{}", blake3::hash(&data).to_hex());
+        if actual != row.meta.checksum {
+            return Err(corrupt(format!("checksum mismatch ({})", path.display())));
+        }
+        Ok(Object { meta: row.meta, data })
+    }
+
+    fn head(&self, key: &str, version: Option<&VersionId>) -> Result<ObjectVersion> {
+        self.authorize_read(Action::Head)?;
+        Ok(self.find(&self.vault.conn(), key, version)?.meta)
+    }
+
+    fn list(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>> {
+        self.authorize_read(Action::List)?;
+        let after: Vec<u8> = match token {
+            Some(t) => files::unhex(t).ok_or_else(|| StoreError::invalid(format!("malformed list token {t:?}")))?,
+            None => Vec::new(),
+        };
+        let limit = limit.max(1);
+        let end = prefix_end(prefix.as_bytes());
+        let conn = self.vault.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM live l JOIN versions v ON v.key = l.key AND v.vid = l.vid
+                 WHERE l.key >= ?1 AND (?2 IS NULL OR l.key < ?2) AND l.key > ?3 ORDER BY l.key LIMIT ?4"
+            ))
+            .map_err(db_err("cannot list keys"))?;
+        let rows = stmt
+            .query_map(params![prefix.as_bytes(), end, after, limit as i64 + 1], row_to_version)
+            .map_err(db_err("cannot list keys"))?
+            .map(|r| r.map(|row| row.meta))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err("cannot list keys"))?;
+        Ok(paginate(rows, limit, |last| files::hex(last.key.as_bytes())))
+    }
+
+    fn list_versions(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>> {
+        self.authorize_read(Action::ListVersions)?;
+        let limit = limit.max(1);
+        let end = prefix_end(prefix.as_bytes());
+        let conn = self.vault.conn();
+        let mut items = Vec::new();
+        let mut after_key: Vec<u8> = Vec::new();
+        let mut exclusive = false;
+        if let Some(t) = token {
+            let bad = || StoreError::invalid(format!("malformed version list token {t:?}"));
+            let (k, v) = t.split_once('.').ok_or_else(bad)?;
+            after_key = files::unhex(k).ok_or_else(bad)?;
+            exclusive = true;
+            // First the older versions of the key the previous page stopped in.
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions v WHERE v.key = ?1 AND v.vid < ?2 ORDER BY v.vid DESC LIMIT ?3"
+                ))
+                .map_err(db_err("cannot list versions"))?;
+            items = stmt
+                .query_map(params![after_key, v, limit as i64 + 1], row_to_version)
+                .map_err(db_err("cannot list versions"))?
+                .map(|r| r.map(|row| row.meta))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err("cannot list versions"))?;
+        }
+        if items.len() <= limit {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM versions v
+                     WHERE v.key >= ?1 AND (?2 IS NULL OR v.key < ?2) AND (?4 = 0 OR v.key > ?3)
+                     ORDER BY v.key, v.vid DESC LIMIT ?5"
+                ))
+                .map_err(db_err("cannot list versions"))?;
+            let more = stmt
+                .query_map(
+                    params![prefix.as_bytes(), end, after_key, exclusive, (limit + 1 - items.len()) as i64],
+                    row_to_version,
+                )
+                .map_err(db_err("cannot list versions"))?
+                .map(|r| r.map(|row| row.meta))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err("cannot list versions"))?;
+            items.extend(more);
+        }
+        Ok(paginate(items, limit, |last| format!("{}.{}", files::hex(last.key.as_bytes()), last.version)))
+    }
+
+    fn delete(&self, key: &str) -> Result<ObjectVersion> {
+        validate_key(key)?;
+        self.mutate(Action::Delete, Some(key), None, |tx, now| {
+            let meta = insert_version(tx, key, now, None, None, false)?;
+            let v = meta.version.clone();
+            Ok((meta, Some(v)))
+        })
+    }
+
+    fn delete_version(&self, key: &str, version: &VersionId, bypass_governance: bool) -> Result<()> {
+        let file = self.mutate(Action::DeleteVersion, Some(key), Some(version), |tx, now| {
+            let row = self.find(tx, key, Some(version))?;
+            let meta = &row.meta;
+            let locked = || StoreError::Locked {
+                key: key.to_owned(),
+                version: version.clone(),
+                mode: meta.retention.map(|r| r.mode),
+                until: meta.retention.filter(|r| r.active_at(now)).map(|r| r.until),
+                legal_hold: meta.legal_hold,
+            };
+            if meta.legal_hold {
+                return Err(locked());
+            }
+            match meta.retention.filter(|r| r.active_at(now)) {
+                Some(r) if r.mode == RetentionMode::Compliance => return Err(locked()),
+                Some(_) if !bypass_governance => return Err(locked()),
+                Some(_) => self.principal.authorize(Action::BypassGovernance)?,
+                None => {}
+            }
+            tx.execute("DELETE FROM versions WHERE key = ?1 AND vid = ?2", params![key.as_bytes(), version.0])
+                .map_err(db_err(format!("cannot delete {key} version {version}")))?;
+            refresh_live(tx, key)?;
+            Ok((row.file, None))
+        })?;
+        if let Some(file) = file {
+            // The row is gone, so nothing can reach the file; a crash here leaves only an
+            // unreferenced file.
+            let path = self.vault.data_path(&file);
+            fs::remove_file(&path).map_err(|e| StoreError::io(format!("cannot remove {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
+    fn put_retention(
+        &self,
+        key: &str,
+        version: &VersionId,
+        retention: Option<Retention>,
+        bypass_governance: bool,
+    ) -> Result<()> {
+        self.mutate(Action::PutRetention, Some(key), Some(version), |tx, now| {
+            let row = self.find(tx, key, Some(version))?;
+            if row.meta.delete_marker {
+                return Err(StoreError::invalid(format!(
+                    "{key} version {version} is a delete marker; it has no retention"
+                )));
+            }
+            let new = match retention {
+                Some(r) => {
+                    check_future(r.until, now)?;
+                    Some(Retention { mode: r.mode, until: normalize(r.until) })
+                }
+                None => None,
+            };
+            if let Some(cur) = row.meta.retention.filter(|r| r.active_at(now)) {
+                let weakens = match new {
+                    None => true,
+                    Some(n) => {
+                        n.until < cur.until
+                            || (cur.mode == RetentionMode::Compliance && n.mode != RetentionMode::Compliance)
+                    }
+                };
+                if weakens {
+                    let locked = StoreError::Locked {
+                        key: key.to_owned(),
+                        version: version.clone(),
+                        mode: Some(cur.mode),
+                        until: Some(cur.until),
+                        legal_hold: row.meta.legal_hold,
+                    };
+                    match cur.mode {
+                        RetentionMode::Compliance => return Err(locked),
+                        RetentionMode::Governance if !bypass_governance => return Err(locked),
+                        RetentionMode::Governance => self.principal.authorize(Action::BypassGovernance)?,
+                    }
+                }
+            }
+            tx.execute(
+                "UPDATE versions SET mode = ?3, until_s = ?4 WHERE key = ?1 AND vid = ?2",
+                params![key.as_bytes(), version.0, new.map(|r| r.mode.as_str()), new.map(|r| r.until.as_second())],
+            )
+            .map_err(db_err(format!("cannot set retention of {key} version {version}")))?;
+            Ok(((), None))
+        })
+    }
+
+    fn put_legal_hold(&self, key: &str, version: &VersionId, on: bool) -> Result<()> {
+        let action = if on { Action::LegalHoldOn } else { Action::LegalHoldOff };
+        self.mutate(action, Some(key), Some(version), |tx, _| {
+            let row = self.find(tx, key, Some(version))?;
+            if row.meta.delete_marker {
+                return Err(StoreError::invalid(format!(
+                    "{key} version {version} is a delete marker; it has no legal hold"
+                )));
+            }
+            tx.execute(
+                "UPDATE versions SET legal_hold = ?3 WHERE key = ?1 AND vid = ?2",
+                params![key.as_bytes(), version.0, on],
+            )
+            .map_err(db_err(format!("cannot set legal hold of {key} version {version}")))?;
+            Ok(((), None))
+        })
+    }
+
+    fn lock_config(&self) -> Result<LockConfig> {
+        self.authorize_read(Action::GetLockConfig)?;
+        Ok(LockConfig { enabled: true, default_retention: default_retention(&self.vault.conn())? })
+    }
+
+    fn put_lock_config(&self, config: &LockConfig) -> Result<()> {
+        self.mutate(Action::PutLockConfig, None, None, |tx, _| {
+            if !config.enabled {
+                return Err(StoreError::invalid("object lock cannot be disabled once enabled"));
+            }
+            if let Some(d) = &config.default_retention {
+                validate_default(d)?;
+            }
+            put_default_retention(tx, config.default_retention)?;
+            Ok(((), None))
+        })
+    }
+
+    fn versioning(&self) -> Result<Versioning> {
+        self.authorize_read(Action::GetVersioning)?;
+        Ok(Versioning::Enabled)
+    }
+
+    fn put_versioning(&self, status: Versioning) -> Result<()> {
+        self.mutate(Action::PutVersioning, None, None, |_, _| match status {
+            Versioning::Enabled => Ok(((), None)),
+            Versioning::Suspended => {
+                Err(StoreError::invalid("versioning cannot be suspended on a store with object lock"))
+            }
+        })
+    }
+}
+
+/// Inserts a version (`data` = file, size, checksum) or a delete marker (`None`), with an id
+/// newer than every existing version of the key, and keeps `live` up to date.
+fn insert_version(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    now: Timestamp,
+    data: Option<(&str, u64, &str)>,
+    retention: Option<Retention>,
+    legal_hold: bool,
+) -> Result<ObjectVersion> {
+    let prev: Option<String> = tx
+        .query_row("SELECT max(vid) FROM versions WHERE key = ?1", [key.as_bytes()], |r| r.get(0))
+        .map_err(db_err(format!("cannot read versions of {key}")))?;
+    // Ids sort by creation: microseconds since the epoch, forced past the previous version
+    // so that order holds even if the clock steps back; a random tail keeps ids unique.
+    let prev_us = prev.as_deref().and_then(|p| p.get(..16)).and_then(|h| i64::from_str_radix(h, 16).ok());
+    let us = now.as_microsecond().max(prev_us.map_or(0, |p| p + 1));
+    let vid = VersionId(format!("{us:016x}{}", files::random_hex(4)));
+    let created = Timestamp::from_microsecond(us).unwrap_or(now);
+    let (file, size, checksum) = data.unwrap_or(("", 0, ""));
+    tx.execute(
+        "INSERT INTO versions (key, vid, created_us, delete_marker, size, checksum, file, mode, until_s, legal_hold)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            key.as_bytes(),
+            vid.0,
+            us,
+            data.is_none(),
+            size as i64,
+            checksum,
+            data.map(|_| file),
+            retention.map(|r| r.mode.as_str()),
+            retention.map(|r| r.until.as_second()),
+            legal_hold
+        ],
+    )
+    .map_err(db_err(format!("cannot record a version of {key}")))?;
+    refresh_live(tx, key)?;
+    Ok(ObjectVersion {
+        key: key.to_owned(),
+        version: vid,
+        created,
+        is_latest: true,
+        delete_marker: data.is_none(),
+        size,
+        checksum: checksum.to_owned(),
+        retention,
+        legal_hold,
+    })
+}
+
+/// Points `live` at the key's latest version if it is an object, or drops the key.
+fn refresh_live(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<()> {
+    let latest: Option<(String, bool)> = tx
+        .query_row(
+            "SELECT vid, delete_marker FROM versions WHERE key = ?1 ORDER BY vid DESC LIMIT 1",
+            [key.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err(format!("cannot read versions of {key}")))?;
+    match latest {
+        Some((vid, false)) => tx.execute(
+            "INSERT INTO live (key, vid) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET vid = excluded.vid",
+            params![key.as_bytes(), vid],
+        ),
+        _ => tx.execute("DELETE FROM live WHERE key = ?1", [key.as_bytes()]),
+    }
+    .map_err(db_err(format!("cannot update the key index for {key}")))?;
+    Ok(())
+}
+
+fn default_retention(conn: &Connection) -> Result<Option<DefaultRetention>> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'default-retention'", [], |r| r.get(0))
+        .optional()
+        .map_err(db_err("cannot read the lock configuration"))?;
+    v.map(|s| {
+        serde_json::from_str(&s).map_err(|e| StoreError::io("corrupt lock configuration in the vault database", e))
+    })
+    .transpose()
+}
+
+fn put_default_retention(conn: &Connection, d: Option<DefaultRetention>) -> Result<()> {
+    match d {
+        Some(d) => conn.execute(
+            "INSERT INTO meta (name, value) VALUES ('default-retention', ?1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [serde_json::to_string(&d).expect("default retention serialises")],
+        ),
+        None => conn.execute("DELETE FROM meta WHERE name = 'default-retention'", []),
+    }
+    .map_err(db_err("cannot write the lock configuration"))?;
+    Ok(())
+}
+
+fn validate_default(d: &DefaultRetention) -> Result<()> {
+    if d.period.as_secs() == 0 {
+        return Err(StoreError::invalid("default retention period must be at least one second"));
+    }
+    if d.period.as_secs() > 100 * 366 * 86_400 {
+        return Err(StoreError::invalid("default retention period is longer than 100 years"));
+    }
+    Ok(())
+}
+
+fn check_future(until: Timestamp, now: Timestamp) -> Result<()> {
+    if until <= now {
+        return Err(StoreError::invalid(format!("retain-until {until} is not in the future (now {now})")));
+    }
+    Ok(())
+}
+
+fn normalize(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(until_seconds(t)).unwrap_or(Timestamp::MAX)
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, or `None`
+/// when there is none (empty prefix, or all 0xff).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+fn paginate<T>(mut items: Vec<T>, limit: usize, token: impl Fn(&T) -> String) -> Page<T> {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(token)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+fn secret_hash(s: &Secret) -> String {
+    blake3::derive_key("coffer vault credential v1", s.expose().as_bytes()).iter().fold(String::new(), |mut acc, b| {
+        use std::fmt::Write as _;
+        let _ = write!(acc, "{b:02x}");
+        acc
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| StoreError::io(format!("cannot set permissions of {}", path.display()), e))
+}
+
+/// Reads a credentials file (TOML with `access-key` and `secret-key`).
+///
+/// # Errors
+/// `Io` if unreadable, `InvalidRequest` if malformed.
+pub fn read_credentials_file(path: &Path) -> Result<Credentials> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| StoreError::io(format!("cannot read credentials {}", path.display()), e))?;
+    // The parse error is not shown: it could quote the secret.
+    toml::from_str(&text).map_err(|_| StoreError::invalid(format!("credentials file {} is malformed", path.display())))
+}

@@ -1,0 +1,2 @@
+//! Placeholder; see the crash trials.
+fn main() {}

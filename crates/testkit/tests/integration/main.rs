@@ -1,0 +1,2 @@
+//! The testkit's integration tests: the contract suite against `LocalVault`, crash trials,
+//! bit-rot detection.
