@@ -30,6 +30,6 @@ pub use error::{ErrorKind, Result, StoreError};
 pub use model::{
     DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId, Versioning,
 };
-pub use role::{Action, Credentials, Principal, Role, Secret};
+pub use role::{Action, Credentials, Principal, Role, Secret, matrix_markdown};
 pub use store::{Object, ObjectStore};
 pub use vault::{AuditEntry, AuditVerification, LocalVault, VaultHandle, VaultOptions};

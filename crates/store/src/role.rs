@@ -60,6 +60,27 @@ impl Role {
     }
 }
 
+/// The access matrix as a Markdown table (rows: actions, columns: roles), as printed in
+/// `docs/store.md`; a test keeps the two identical.
+#[must_use]
+pub fn matrix_markdown() -> String {
+    let mut out = String::from("| action |");
+    for r in Role::ALL {
+        out.push_str(&format!(" {r} |"));
+    }
+    out.push_str("\n| --- |");
+    out.push_str(&" :---: |".repeat(Role::ALL.len()));
+    out.push('\n');
+    for a in Action::ALL {
+        out.push_str(&format!("| `{a}` |"));
+        for r in Role::ALL {
+            out.push_str(if r.allows(a) { " ✔ |" } else { " — |" });
+        }
+        out.push('\n');
+    }
+    out
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -227,4 +248,20 @@ pub struct Credentials {
     pub access_key: String,
     /// Secret key.
     pub secret_key: Secret,
+}
+
+#[cfg(test)]
+mod tests {
+    /// The matrix in `docs/store.md` is generated from `Role::allows`; this fails when they drift.
+    #[test]
+    fn docs_matrix_matches_code() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/store.md")).unwrap();
+        let start = doc.find("<!-- matrix:begin -->").expect("matrix begin marker") + "<!-- matrix:begin -->".len();
+        let end = doc.find("<!-- matrix:end -->").expect("matrix end marker");
+        assert_eq!(
+            doc[start..end].trim(),
+            super::matrix_markdown().trim(),
+            "docs/store.md's access matrix differs from Role::allows; paste matrix_markdown() output"
+        );
+    }
 }

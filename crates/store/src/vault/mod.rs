@@ -571,8 +571,8 @@ impl ObjectStore for VaultHandle {
     }
 
     fn delete(&self, key: &str) -> Result<ObjectVersion> {
-        validate_key(key)?;
         self.mutate(Action::Delete, Some(key), None, |tx, now| {
+            validate_key(key)?;
             let meta = insert_version(tx, key, now, None, None, false)?;
             let v = meta.version.clone();
             Ok((meta, Some(v)))
