@@ -1,0 +1,36 @@
+//! Coffer's repository: the backup format over any `ObjectStore`.
+//!
+//! Data is cut into content-defined chunks (FastCDC), each identified by a BLAKE3 hash
+//! keyed with a repository secret, compressed with zstd when that helps, sealed with
+//! XChaCha20-Poly1305 and gathered into packs. Indexes say which pack holds each blob;
+//! trees describe directories; a snapshot names a root tree and the snapshot before it.
+//! Every object is written with an Object Lock retention that covers every snapshot that
+//! needs it (`docs/design.md` is the full format and its invariants).
+//!
+//! - [`Repository`] — init/open, keys, snapshots, the index.
+//! - [`BlobWriter`] — dedup, packing and reference-aware lock extension during a backup.
+//! - [`BlobReader`] — authenticated reads.
+
+pub mod check;
+pub mod crypto;
+pub mod error;
+pub mod id;
+pub mod index;
+pub mod pack;
+pub mod policy;
+pub mod prune;
+pub mod repo;
+pub mod snapshot;
+pub mod tree;
+
+pub use check::{ReadData, VerifyReport, verify};
+pub use crypto::{KdfParams, MasterKey};
+pub use error::{RepoError, Result};
+pub use id::Id;
+pub use index::Index;
+pub use pack::BlobKind;
+pub use policy::KeepRules;
+pub use prune::{PruneReport, prune};
+pub use repo::{BlobReader, BlobWriter, ChunkerParams, Config, InitOptions, Repository, RetentionPolicy, humanize};
+pub use snapshot::{ChainLink, Snapshot, Summary};
+pub use tree::{Node, NodeKind, Tree, Xattr};

@@ -1,0 +1,749 @@
+//! Opening, creating and writing a repository on any `ObjectStore`.
+//!
+//! Storage keys (all under the repository's prefix):
+//!
+//! ```text
+//! config                 enveloped Config
+//! keys/ID                KeyFile (plaintext JSON; ID = BLAKE3 of the bytes)
+//! data/XX/ID             packs (ID = BLAKE3 of the bytes, XX its first two hex digits)
+//! index/ID               enveloped IndexFile
+//! snapshots/ID           enveloped Snapshot
+//! ```
+//!
+//! Invariants guarded here (see `docs/design.md`, "Read and write ordering"):
+//! - Writers only add objects and extend locks; nothing here deletes.
+//! - Every object is written with a retention covering the snapshot that needs it; a
+//!   reused pack whose lock ends too early is extended *before* the snapshot is written,
+//!   and if it has already been pruned its blobs are uploaded again.
+//! - The snapshot is written last, after every object it references is durable.
+
+use crate::crypto::{KdfParams, KeyFile, MasterKey};
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{Index, IndexFile, IndexPack};
+use crate::pack::{self, BlobKind, ObjectKind, PackBuilder};
+use crate::snapshot::{Snapshot, Summary};
+use crate::tree::Tree;
+use coffer_store::{Clock, ErrorKind, ObjectStore, PutOptions, Retention, RetentionMode, StoreError, VersionId};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Content-defined chunking parameters (FastCDC 2020).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    /// Minimum chunk size.
+    pub min: u32,
+    /// Average chunk size.
+    pub avg: u32,
+    /// Maximum chunk size.
+    pub max: u32,
+}
+
+impl Default for ChunkerParams {
+    /// 512 KiB / 1 MiB / 8 MiB, as restic: a 1 MiB average keeps the index at about a
+    /// million entries per TiB (tens of MB of memory) and per-chunk overhead (40 bytes of
+    /// AEAD, an index entry, a request's share) under 0.01 %, while an insertion still
+    /// costs only the chunk or two around it.
+    fn default() -> Self {
+        Self { min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 }
+    }
+}
+
+/// Retention policy of a repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RetentionPolicy {
+    /// Lock mode for every object (compliance unless the repository was made otherwise).
+    pub mode: RetentionMode,
+    /// Default snapshot lifetime when a backup names none.
+    #[serde(with = "secs")]
+    pub default_retain: Duration,
+    /// Ceiling: no snapshot may be kept longer (the policy's "90 days after deletion").
+    #[serde(with = "secs")]
+    pub max_retain: Duration,
+    /// Locks run this much past a snapshot's expiry, so prune never races a reader.
+    #[serde(with = "secs")]
+    pub margin: Duration,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self {
+            mode: RetentionMode::Compliance,
+            default_retain: Duration::from_secs(30 * 86_400),
+            max_retain: Duration::from_secs(89 * 86_400),
+            margin: Duration::from_secs(86_400),
+        }
+    }
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+/// The repository configuration (the `config` object).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Config {
+    /// Format version.
+    pub version: u8,
+    /// Random repository id.
+    pub id: Id,
+    /// Creation time.
+    pub created: Timestamp,
+    /// Chunker parameters.
+    pub chunker: ChunkerParams,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+    /// Retention policy.
+    pub retention: RetentionPolicy,
+}
+
+/// Options for `init`.
+#[derive(Clone, Debug, Default)]
+pub struct InitOptions {
+    /// Retention policy.
+    pub retention: RetentionPolicy,
+    /// Key derivation cost.
+    pub kdf: KdfParams,
+    /// Host name recorded with the first key.
+    pub host: String,
+}
+
+/// An open repository.
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    location: String,
+    prefix: String,
+    key: MasterKey,
+    config: Config,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.location)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Pages through all keys under `prefix` (store keys), one page in memory at a time.
+pub(crate) fn for_each_key(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    mut f: impl FnMut(String) -> Result<()>,
+) -> Result<()> {
+    let mut token: Option<String> = None;
+    loop {
+        let page =
+            store.list(prefix, token.as_deref(), 1000).map_err(RepoError::store(format!("cannot list {prefix}")))?;
+        for o in page.items {
+            f(o.key)?;
+        }
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return Ok(()),
+        }
+    }
+}
+
+impl Repository {
+    /// Creates a repository in `store` under `prefix`, protected by `password`.
+    ///
+    /// # Errors
+    /// `AlreadyExists`, `Invalid` (a policy whose floor exceeds its ceiling), store errors.
+    pub fn init(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        password: &[u8],
+        opts: &InitOptions,
+        clock: Clock,
+    ) -> Result<Self> {
+        let p = opts.retention;
+        if p.default_retain > p.max_retain {
+            return Err(RepoError::Invalid(format!(
+                "default retention ({}) exceeds the maximum retention ({})",
+                humanize(p.default_retain),
+                humanize(p.max_retain)
+            )));
+        }
+        match store.head(&format!("{prefix}config"), None) {
+            Ok(_) => return Err(RepoError::AlreadyExists { location: location.into() }),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(RepoError::store(format!("cannot read {location}"))(e)),
+        }
+        let now = clock.now();
+        let config = Config {
+            version: pack::FORMAT_VERSION,
+            id: Id(rand32()),
+            created: now,
+            chunker: ChunkerParams::default(),
+            pack_size: 16 * 1024 * 1024,
+            retention: p,
+        };
+        let key = MasterKey::generate();
+        let repo = Self { store, location: location.into(), prefix: prefix.into(), key, config, clock };
+        // Config and keys live as long as the longest snapshot; every backup extends them.
+        let until = repo.lock_until(now + to_signed(p.max_retain));
+        repo.add_key_until(password, opts.kdf, &opts.host, "initial key", until)?;
+        let bytes = pack::seal_object(&repo.key, ObjectKind::Config, &repo.config);
+        repo.put(&format!("{prefix}config"), &bytes, until)?;
+        Ok(repo)
+    }
+
+    /// Opens the repository in `store` under `prefix` with `password`.
+    ///
+    /// # Errors
+    /// `NoRepository`, `NewerFormat`, `WrongPassword`, `Corrupt`, store errors.
+    pub fn open(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        password: &[u8],
+        clock: Clock,
+    ) -> Result<Self> {
+        let config_key = format!("{prefix}config");
+        let config_bytes = match store.get(&config_key, None) {
+            Ok(o) => o.data,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(RepoError::NoRepository { location: location.into() });
+            }
+            Err(e) => return Err(RepoError::store(format!("cannot read {location}/config"))(e)),
+        };
+        pack::envelope_version(&config_bytes, &format!("{location}/config"))?;
+        let mut key = None;
+        for_each_key(store.as_ref(), &format!("{prefix}keys/"), |k| {
+            if key.is_some() {
+                return Ok(());
+            }
+            let bytes = store.get(&k, None).map_err(RepoError::store(format!("cannot read {k}")))?.data;
+            let file: KeyFile = serde_json::from_slice(&bytes)
+                .map_err(|e| RepoError::corrupt(k.clone(), format!("bad key file: {e}")))?;
+            key = file.unwrap(password, &k)?;
+            Ok(())
+        })?;
+        let key = key.ok_or_else(|| RepoError::WrongPassword { location: location.into() })?;
+        let config: Config = pack::open_object(&key, ObjectKind::Config, &config_bytes, &format!("{location}/config"))?;
+        Ok(Self { store, location: location.into(), prefix: prefix.into(), key, config, clock })
+    }
+
+    /// Adds another password.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams, host: &str, label: &str) -> Result<Id> {
+        let until = self.lock_until(self.clock.now() + to_signed(self.config.retention.max_retain));
+        self.add_key_until(password, kdf, host, label, until)
+    }
+
+    fn add_key_until(&self, password: &[u8], kdf: KdfParams, host: &str, label: &str, until: Timestamp) -> Result<Id> {
+        let file = KeyFile::wrap(&self.key, password, kdf, self.clock.now(), host, label)?;
+        let bytes = serde_json::to_vec_pretty(&file).expect("key file serialises");
+        let id = Id::hash(&bytes);
+        self.put(&format!("{}keys/{id}", self.prefix), &bytes, until)?;
+        Ok(id)
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the repository is, for messages.
+    #[must_use]
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The store (as the principal it was opened with).
+    #[must_use]
+    pub fn store(&self) -> &dyn ObjectStore {
+        self.store.as_ref()
+    }
+
+    /// The master key.
+    #[must_use]
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The store key of a pack.
+    #[must_use]
+    pub fn pack_key(&self, id: &Id) -> String {
+        let hex = id.to_string();
+        format!("{}data/{}/{hex}", self.prefix, &hex[..2])
+    }
+
+    /// The store key of a snapshot.
+    #[must_use]
+    pub fn snapshot_key(&self, id: &Id) -> String {
+        format!("{}snapshots/{id}", self.prefix)
+    }
+
+    /// The prefix under which the repository lives.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The lock date for a snapshot expiring at `expires`.
+    #[must_use]
+    pub fn lock_until(&self, expires: Timestamp) -> Timestamp {
+        let t = expires + to_signed(self.config.retention.margin);
+        // Whole seconds, rounded up: what S3 and the vault keep.
+        Timestamp::from_second(t.as_second() + i64::from(t.subsec_nanosecond() > 0)).unwrap_or(t)
+    }
+
+    fn put(&self, key: &str, bytes: &[u8], until: Timestamp) -> Result<VersionId> {
+        let opts =
+            PutOptions { retention: Some(Retention { mode: self.config.retention.mode, until }), legal_hold: false };
+        Ok(self.store.put(key, bytes, &opts).map_err(RepoError::store(format!("cannot store {key}")))?.version)
+    }
+
+    /// Reads and checks an object whose name is the hash of its bytes. Content-addressed
+    /// objects are written once; if the latest version does not match its name (a later
+    /// put under the same key, by mistake or malice), the original version is found among
+    /// the older ones — nothing is overwritten, so it is still there.
+    fn get_hashed(&self, key: &str, id: &Id) -> Result<Vec<u8>> {
+        let first_err = match self.store.get(key, None) {
+            Ok(o) if Id::hash(&o.data) == *id => return Ok(o.data),
+            Ok(_) => RepoError::corrupt(key, "content does not match its name"),
+            // A delete marker can hide a version that is still there.
+            Err(e) if e.kind() == ErrorKind::NotFound => RepoError::store(format!("cannot read {key}"))(e),
+            Err(e) => return Err(RepoError::store(format!("cannot read {key}"))(e)),
+        };
+        let page = self
+            .store
+            .list_versions(key, None, 100)
+            .map_err(RepoError::store(format!("cannot list versions of {key}")))?;
+        for v in page.items.iter().filter(|v| v.key == key && !v.delete_marker && !v.is_latest) {
+            if let Ok(o) = self.store.get(key, Some(&v.version)) {
+                if Id::hash(&o.data) == *id {
+                    return Ok(o.data);
+                }
+            }
+        }
+        Err(first_err)
+    }
+
+    /// Loads every index object into one [`Index`].
+    ///
+    /// # Errors
+    /// Store errors, `Corrupt`.
+    pub fn load_index(&self) -> Result<Index> {
+        let mut index = Index::default();
+        for_each_key(self.store.as_ref(), &format!("{}index/", self.prefix), |k| {
+            let id: Id =
+                k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
+            let bytes = self.get_hashed(&k, &id)?;
+            let file: IndexFile = pack::open_object(&self.key, ObjectKind::Index, &bytes, &k)?;
+            for p in &file.packs {
+                index.add_pack(p);
+            }
+            Ok(())
+        })?;
+        Ok(index)
+    }
+
+    /// Every snapshot object (expired ones included), oldest first.
+    ///
+    /// # Errors
+    /// Store errors, `Corrupt`.
+    pub fn all_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        for_each_key(self.store.as_ref(), &format!("{}snapshots/", self.prefix), |k| {
+            let id: Id =
+                k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
+            out.push((id, self.read_snapshot(&id)?));
+            Ok(())
+        })?;
+        out.sort_by_key(|(id, s)| (s.time, *id));
+        Ok(out)
+    }
+
+    /// Snapshots that have not expired, oldest first.
+    ///
+    /// # Errors
+    /// Store errors, `Corrupt`.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let now = self.clock.now();
+        Ok(self.all_snapshots()?.into_iter().filter(|(_, s)| s.expires > now).collect())
+    }
+
+    /// Reads one snapshot, checking it against its id.
+    ///
+    /// # Errors
+    /// Store errors, `Corrupt`.
+    pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let key = self.snapshot_key(id);
+        let bytes = self.get_hashed(&key, id)?;
+        pack::open_object(&self.key, ObjectKind::Snapshot, &bytes, &key)
+    }
+
+    /// Finds a live snapshot by id prefix (at least 4 hex digits) or `latest`.
+    ///
+    /// # Errors
+    /// `Invalid` when none or several match.
+    pub fn find_snapshot(&self, name: &str) -> Result<(Id, Snapshot)> {
+        let snaps = self.snapshots()?;
+        if name == "latest" {
+            return snaps
+                .into_iter()
+                .next_back()
+                .ok_or_else(|| RepoError::Invalid(format!("{} has no snapshots", self.location)));
+        }
+        if name.len() < 4 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::Invalid(format!(
+                "{name:?} is not a snapshot id (give at least 4 hex digits, or latest)"
+            )));
+        }
+        let mut m = snaps.into_iter().filter(|(id, _)| id.to_string().starts_with(&name.to_ascii_lowercase()));
+        match (m.next(), m.next()) {
+            (Some(s), None) => Ok(s),
+            (None, _) => Err(RepoError::Invalid(format!("no snapshot {name} in {}", self.location))),
+            (Some(_), Some(_)) => Err(RepoError::Invalid(format!("snapshot id {name} is ambiguous; give more digits"))),
+        }
+    }
+
+    /// Starts writing blobs for a snapshot that expires at `expires`.
+    ///
+    /// # Errors
+    /// `Invalid` when `expires` is past the repository's ceiling; store errors.
+    pub fn writer(&self, expires: Timestamp) -> Result<BlobWriter<'_>> {
+        let now = self.clock.now();
+        let ceiling = now + to_signed(self.config.retention.max_retain);
+        if expires > ceiling {
+            return Err(RepoError::Invalid(format!(
+                "a snapshot kept until {expires} would outlive the repository's maximum retention of {} (until {ceiling})",
+                humanize(self.config.retention.max_retain)
+            )));
+        }
+        if expires <= now {
+            return Err(RepoError::Invalid(format!("snapshot expiry {expires} is not in the future")));
+        }
+        Ok(BlobWriter {
+            repo: self,
+            index: self.load_index()?,
+            until: self.lock_until(expires),
+            pack: PackBuilder::default(),
+            pending: HashSet::new(),
+            written: Vec::new(),
+            extended: HashSet::new(),
+            summary: Summary::default(),
+            cache: PackCache::default(),
+        })
+    }
+
+    /// A reader of blobs with a small cache of whole packs.
+    #[must_use]
+    pub fn reader<'a>(&'a self, index: &'a Index) -> BlobReader<'a> {
+        BlobReader { repo: self, index, cache: PackCache::default() }
+    }
+}
+
+/// Writes blobs into packs, deduplicating against the index and extending the locks of
+/// packs it reuses. Call [`BlobWriter::finish`] and then [`BlobWriter::commit_snapshot`].
+pub struct BlobWriter<'r> {
+    repo: &'r Repository,
+    index: Index,
+    until: Timestamp,
+    pack: PackBuilder,
+    pending: HashSet<Id>,
+    written: Vec<IndexPack>,
+    extended: HashSet<usize>,
+    summary: Summary,
+    cache: PackCache,
+}
+
+impl BlobWriter<'_> {
+    /// The lock date of everything this snapshot needs.
+    #[must_use]
+    pub fn retain_until(&self) -> Timestamp {
+        self.until
+    }
+
+    /// The repository's chunker parameters.
+    #[must_use]
+    pub fn repo_chunker(&self) -> ChunkerParams {
+        self.repo.config.chunker
+    }
+
+    /// Counts so far.
+    pub fn summary_mut(&mut self) -> &mut Summary {
+        &mut self.summary
+    }
+
+    /// The index as loaded (plus what this writer added).
+    #[must_use]
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Makes sure the blob with content `data` is stored and locked long enough; returns its id.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn add(&mut self, kind: BlobKind, data: &[u8]) -> Result<Id> {
+        let id = self.repo.key.blob_id(data);
+        if self.pending.contains(&id) || self.ensure_locked(&id)? {
+            return Ok(id);
+        }
+        let sealed = pack::seal_blob(&self.repo.key, kind, &id, data);
+        self.pack.add(kind, id, &sealed, data.len());
+        self.pending.insert(id);
+        self.summary.blobs_added += 1;
+        self.summary.bytes_added += data.len() as u64;
+        if self.pack.len() >= self.repo.config.pack_size as usize {
+            self.flush()?;
+        }
+        Ok(id)
+    }
+
+    /// Reads a tree stored before this backup (the parent snapshot's).
+    ///
+    /// # Errors
+    /// `Corrupt`, store errors.
+    pub fn read_tree(&mut self, id: &Id) -> Result<Tree> {
+        let bytes = self.cache.read(self.repo, &self.index, id)?;
+        Tree::from_bytes(&bytes, id)
+    }
+
+    /// Reuses an existing blob (an unchanged file's chunk, an unchanged tree): `true` if it
+    /// is stored and now locked long enough, `false` if the caller must add it again.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn reuse(&mut self, id: &Id) -> Result<bool> {
+        Ok(self.pending.contains(id) || self.ensure_locked(id)?)
+    }
+
+    /// Whether `id` is already stored in a pack locked until this snapshot's lock date,
+    /// extending the pack's lock if needed. `false` means the blob must be uploaded (it is
+    /// new, or its pack has been pruned).
+    fn ensure_locked(&mut self, id: &Id) -> Result<bool> {
+        let Some(r) = self.index.get(id) else { return Ok(false) };
+        let pack = self.index.pack(r.pack);
+        if pack.retain_until >= self.until || self.extended.contains(&r.pack) {
+            return Ok(true);
+        }
+        let key = self.repo.pack_key(&pack.id);
+        let store = self.repo.store.as_ref();
+        let head = match store.head(&key, None) {
+            Ok(h) => h,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(RepoError::store(format!("cannot read the lock of {key}"))(e)),
+        };
+        let current = head.retention.map_or(Timestamp::MIN, |r| r.until);
+        if current < self.until {
+            let want = Retention { mode: self.repo.config.retention.mode, until: self.until };
+            match store.put_retention(&key, &head.version, Some(want), false) {
+                Ok(()) => {}
+                // Pruned between head and extension: upload again.
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(RepoError::store(format!("cannot extend the lock of {key}"))(e)),
+            }
+            self.summary.locks_extended += 1;
+        }
+        self.index.extend(r.pack, self.until.max(current));
+        self.extended.insert(r.pack);
+        Ok(true)
+    }
+
+    /// Stores the pack being filled, if any.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pack.is_empty() {
+            return Ok(());
+        }
+        let (bytes, id, entries) = std::mem::take(&mut self.pack).finish(&self.repo.key);
+        let key = self.repo.pack_key(&id);
+        self.repo.put(&key, &bytes, self.until)?;
+        self.summary.bytes_stored += bytes.len() as u64;
+        let p = IndexPack { id, size: bytes.len() as u64, retain_until: self.until, blobs: entries };
+        self.index.add_pack(&p);
+        self.written.push(p);
+        self.pending.clear();
+        // Checkpoint: an interrupted backup leaves at most a few packs unindexed, and the
+        // next backup reuses everything indexed.
+        if self.written.len() >= INDEX_CHECKPOINT_PACKS {
+            let packs = std::mem::take(&mut self.written);
+            self.write_index(packs)?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&self, packs: Vec<IndexPack>) -> Result<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let bytes = pack::seal_object(&self.repo.key, ObjectKind::Index, &IndexFile { packs });
+        let id = Id::hash(&bytes);
+        self.repo.put(&format!("{}index/{id}", self.repo.prefix), &bytes, self.until)?;
+        Ok(())
+    }
+
+    /// Flushes, writes the index object stating new and extended packs, and extends the
+    /// locks of the config and keys — everything the snapshot needs, before the snapshot.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn finish(&mut self) -> Result<()> {
+        self.flush()?;
+        let mut packs = std::mem::take(&mut self.written);
+        for &pos in &self.extended {
+            let p = self.index.pack(pos);
+            packs.push(IndexPack { id: p.id, size: p.size, retain_until: p.retain_until, blobs: p.blobs.clone() });
+        }
+        self.extended.clear();
+        self.write_index(packs)?;
+        self.extend_meta()
+    }
+
+    fn extend_meta(&mut self) -> Result<()> {
+        let repo = self.repo;
+        let mut keys = vec![format!("{}config", repo.prefix)];
+        for_each_key(repo.store.as_ref(), &format!("{}keys/", repo.prefix), |k| {
+            keys.push(k);
+            Ok(())
+        })?;
+        for key in keys {
+            let head =
+                repo.store.head(&key, None).map_err(RepoError::store(format!("cannot read the lock of {key}")))?;
+            if head.retention.is_some_and(|r| r.until >= self.until) {
+                continue;
+            }
+            let want = Retention { mode: repo.config.retention.mode, until: self.until };
+            repo.store
+                .put_retention(&key, &head.version, Some(want), false)
+                .map_err(RepoError::store(format!("cannot extend the lock of {key}")))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the snapshot — last, after [`BlobWriter::finish`]. Returns its id.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn commit_snapshot(mut self, mut snap: Snapshot) -> Result<Id> {
+        self.finish()?;
+        snap.retain_until = self.until;
+        snap.summary = self.summary.clone();
+        let bytes = pack::seal_object(&self.repo.key, ObjectKind::Snapshot, &snap);
+        let id = Id::hash(&bytes);
+        self.repo.put(&self.repo.snapshot_key(&id), &bytes, self.until)?;
+        Ok(id)
+    }
+}
+
+/// Reads blobs, keeping the last few packs in memory (the store reads whole objects).
+pub struct BlobReader<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    cache: PackCache,
+}
+
+impl BlobReader<'_> {
+    /// Reads and verifies one blob.
+    ///
+    /// # Errors
+    /// `Corrupt` naming the blob and pack; store errors.
+    pub fn read(&mut self, id: &Id) -> Result<Vec<u8>> {
+        self.cache.read(self.repo, self.index, id)
+    }
+
+    /// Reads and parses a tree blob.
+    ///
+    /// # Errors
+    /// As [`BlobReader::read`].
+    pub fn tree(&mut self, id: &Id) -> Result<Tree> {
+        Tree::from_bytes(&self.read(id)?, id)
+    }
+}
+
+/// The last few packs read, whole.
+#[derive(Default)]
+struct PackCache {
+    packs: VecDeque<(Id, Arc<Vec<u8>>)>,
+}
+
+const PACK_CACHE: usize = 4;
+/// Packs written between index checkpoints.
+const INDEX_CHECKPOINT_PACKS: usize = 8;
+
+impl PackCache {
+    fn read(&mut self, repo: &Repository, index: &Index, id: &Id) -> Result<Vec<u8>> {
+        let r = index.get(id).ok_or_else(|| RepoError::corrupt(format!("blob {id}"), "not in any index"))?;
+        let pack_id = index.pack(r.pack).id;
+        let bytes = self.pack(repo, &pack_id)?;
+        let (start, end) = (r.entry.offset as usize, r.entry.offset as usize + r.entry.length as usize);
+        let key = repo.pack_key(&pack_id);
+        let sealed = bytes.get(start..end).ok_or_else(|| RepoError::corrupt(key.clone(), "blob out of range"))?;
+        pack::open_blob(&repo.key, &r.entry, sealed, &key)
+    }
+
+    fn pack(&mut self, repo: &Repository, id: &Id) -> Result<Arc<Vec<u8>>> {
+        if let Some(pos) = self.packs.iter().position(|(p, _)| p == id) {
+            let hit = self.packs.remove(pos).expect("position is valid");
+            let data = hit.1.clone();
+            self.packs.push_back(hit);
+            return Ok(data);
+        }
+        let data = Arc::new(repo.get_hashed(&repo.pack_key(id), id)?);
+        if self.packs.len() >= PACK_CACHE {
+            self.packs.pop_front();
+        }
+        self.packs.push_back((*id, data.clone()));
+        Ok(data)
+    }
+}
+
+/// Whether a store error means "not there".
+#[must_use]
+pub fn is_not_found(e: &StoreError) -> bool {
+    e.kind() == ErrorKind::NotFound
+}
+
+fn to_signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+fn rand32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("the operating system's random source failed");
+    b
+}
+
+/// `90d`, `12h`, `30s` style.
+#[must_use]
+pub fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    if s % 86_400 == 0 {
+        format!("{}d", s / 86_400)
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{s}s")
+    }
+}

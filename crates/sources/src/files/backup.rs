@@ -1,0 +1,405 @@
+//! `backup`: walk paths, store what changed, write a locked snapshot.
+//!
+//! Invariants guarded:
+//! - The snapshot is written last ([`coffer_repository::BlobWriter::commit_snapshot`]),
+//!   after every pack, index, and lock extension it needs.
+//! - A file unchanged since the parent snapshot (same size, mtime, ctime, inode) is not
+//!   read again, but its chunks' locks are still extended to cover the new snapshot; a
+//!   chunk whose pack has been pruned makes the file be read again.
+//! - A file that cannot be read is a warning, never an abort, and the snapshot records the
+//!   count so the caller can say the backup was incomplete.
+
+use super::meta::{self, Names};
+use super::{FilesError, Result};
+use coffer_repository::{BlobKind, BlobWriter, ChainLink, Id, Node, NodeKind, Repository, Snapshot, Tree};
+use globset::{GlobSet, GlobSetBuilder};
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::BufReader;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What to back up and how.
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    /// Paths (made absolute).
+    pub paths: Vec<PathBuf>,
+    /// Exclude patterns: with a `/`, matched against the absolute path; without, against
+    /// the file name (restic's rules).
+    pub excludes: Vec<String>,
+    /// Do not descend into other filesystems.
+    pub one_file_system: bool,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Host name recorded.
+    pub host: String,
+    /// When the snapshot expires.
+    pub expires: Option<Timestamp>,
+    /// Parent snapshot for change detection (default: the newest with the same host and paths).
+    pub parent: Option<Id>,
+}
+
+/// Progress while backing up.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// Files done.
+    pub files: u64,
+    /// Bytes of content done.
+    pub bytes: u64,
+    /// Current path.
+    pub current: String,
+}
+
+/// The outcome of a backup.
+#[derive(Clone, Debug)]
+pub struct BackupReport {
+    /// The snapshot written.
+    pub snapshot: Id,
+    /// The snapshot itself (with its summary).
+    pub info: Snapshot,
+    /// Warnings (unreadable entries, files changed while read).
+    pub warnings: Vec<String>,
+}
+
+struct Walker<'a, 'r> {
+    w: BlobWriter<'r>,
+    excludes: GlobSet,
+    path_excludes: GlobSet,
+    one_fs: bool,
+    names: Names,
+    warnings: Vec<String>,
+    progress: &'a mut dyn FnMut(&Progress),
+    p: Progress,
+}
+
+/// A path argument's position in the virtual root: intermediate directories, or the
+/// argument itself.
+#[derive(Default)]
+struct VDir {
+    children: BTreeMap<Vec<u8>, VEntry>,
+}
+
+enum VEntry {
+    Dir(VDir),
+    Target,
+}
+
+/// Backs up `opts.paths` into `repo`.
+///
+/// # Errors
+/// A path that does not exist or cannot be used, repository and store errors. Unreadable
+/// entries below the paths are warnings in the report, not errors.
+pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(&Progress)) -> Result<BackupReport> {
+    if opts.paths.is_empty() {
+        return Err(FilesError::Invalid("nothing to back up: give at least one path".into()));
+    }
+    let mut paths = Vec::new();
+    for p in &opts.paths {
+        let abs =
+            std::path::absolute(p).map_err(|source| FilesError::Path { path: p.display().to_string(), source })?;
+        fs::symlink_metadata(&abs).map_err(|source| FilesError::Path { path: p.display().to_string(), source })?;
+        paths.push(normalize(&abs));
+    }
+    paths.sort();
+    paths.dedup();
+    let (excludes, path_excludes) = build_excludes(&opts.excludes)?;
+
+    let now = repo.clock().now();
+    let expires = opts.expires.unwrap_or_else(|| {
+        now + jiff::SignedDuration::try_from(repo.config().retention.default_retain)
+            .unwrap_or(jiff::SignedDuration::ZERO)
+    });
+    let all = repo.snapshots()?;
+    let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let parent = match opts.parent {
+        Some(id) => Some(id),
+        None => all
+            .iter()
+            .rev()
+            .find(|(_, s)| s.kind == "files" && s.host == opts.host && s.paths == path_strings)
+            .map(|(id, _)| *id),
+    };
+    let previous = repo.all_snapshots()?.last().map(|(id, s)| ChainLink { id: *id, expires: s.expires });
+    let parent_tree = match parent {
+        Some(id) => Some(repo.read_snapshot(&id)?.tree),
+        None => None,
+    };
+
+    let mut walker = Walker {
+        w: repo.writer(expires)?,
+        excludes,
+        path_excludes,
+        one_fs: opts.one_file_system,
+        names: Names::default(),
+        warnings: Vec::new(),
+        progress,
+        p: Progress::default(),
+    };
+    let mut root = VDir::default();
+    for p in &paths {
+        let mut cur = &mut root;
+        let comps: Vec<OsString> = p.components().skip(1).map(|c| c.as_os_str().to_owned()).collect();
+        if comps.is_empty() {
+            return Err(FilesError::Invalid("backing up / itself is not supported; name the directories".into()));
+        }
+        for (i, c) in comps.iter().enumerate() {
+            let key = c.as_bytes().to_vec();
+            if i + 1 == comps.len() {
+                cur.children.insert(key, VEntry::Target);
+                break;
+            }
+            let e = cur.children.entry(key).or_insert_with(|| VEntry::Dir(VDir::default()));
+            match e {
+                VEntry::Dir(d) => cur = d,
+                VEntry::Target => break, // an ancestor is itself a target: it covers this path
+            }
+        }
+    }
+    let parent_root = match parent_tree {
+        Some(t) => Some(walker.w.read_tree(&t)?),
+        None => None,
+    };
+    let tree = walker.save_vdir(Path::new("/"), &root, parent_root.as_ref())?;
+    let Walker { mut w, warnings, .. } = walker;
+    let snap = Snapshot {
+        kind: "files".into(),
+        time: now,
+        expires,
+        retain_until: w.retain_until(),
+        host: opts.host.clone(),
+        paths: path_strings,
+        tags: opts.tags.clone(),
+        tree,
+        parent,
+        previous,
+        summary: w.summary_mut().clone(),
+        program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = w.commit_snapshot(snap)?;
+    let info = repo.read_snapshot(&id)?;
+    Ok(BackupReport { snapshot: id, info, warnings })
+}
+
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn build_excludes(patterns: &[String]) -> Result<(GlobSet, GlobSet)> {
+    let mut names = GlobSetBuilder::new();
+    let mut paths = GlobSetBuilder::new();
+    for p in patterns {
+        let glob = globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| FilesError::Invalid(format!("bad exclude pattern {p:?}: {e}")))?;
+        if p.contains('/') {
+            paths.add(glob)
+        } else {
+            names.add(glob)
+        };
+    }
+    let done = |b: GlobSetBuilder| b.build().map_err(|e| FilesError::Invalid(format!("bad exclude patterns: {e}")));
+    Ok((done(names)?, done(paths)?))
+}
+
+/// Whether a parent node shows the file unchanged.
+fn unchanged(old: &Node, new: &Node) -> bool {
+    old.kind == NodeKind::File
+        && old.size == new.size
+        && old.mtime == new.mtime
+        && old.ctime == new.ctime
+        && old.inode == new.inode
+        && old.device == new.device
+}
+
+impl Walker<'_, '_> {
+    fn warn(&mut self, msg: String) {
+        self.w.summary_mut().errors += 1;
+        self.warnings.push(msg);
+    }
+
+    fn save_tree(&mut self, tree: &Tree) -> Result<Id> {
+        let bytes = tree.to_bytes();
+        Ok(self.w.add(BlobKind::Tree, &bytes)?)
+    }
+
+    fn save_vdir(&mut self, dir: &Path, v: &VDir, parent: Option<&Tree>) -> Result<Id> {
+        let mut tree = Tree::default();
+        for (name, entry) in &v.children {
+            let path = dir.join(std::ffi::OsStr::from_bytes(name));
+            let md = fs::symlink_metadata(&path)
+                .map_err(|source| FilesError::Path { path: path.display().to_string(), source })?;
+            let mut node = meta::node(&path, name, &md, &mut self.names, &mut self.warnings);
+            let parent_node = parent.and_then(|t| t.find(name));
+            match entry {
+                VEntry::Target => {
+                    if let Some(n) = self.save_entry(&path, node, parent_node, md.dev())? {
+                        tree.nodes.push(n);
+                    }
+                }
+                VEntry::Dir(sub) => {
+                    let parent_sub = self.parent_subtree(parent_node)?;
+                    node.subtree = Some(self.save_vdir(&path, sub, parent_sub.as_ref())?);
+                    self.w.summary_mut().dirs += 1;
+                    tree.nodes.push(node);
+                }
+            }
+        }
+        self.save_tree(&tree)
+    }
+
+    fn parent_subtree(&mut self, parent_node: Option<&Node>) -> Result<Option<Tree>> {
+        match parent_node.and_then(|n| n.subtree) {
+            // A parent tree that cannot be read only costs re-reading files.
+            Some(id) => Ok(self.w.read_tree(&id).ok()),
+            None => Ok(None),
+        }
+    }
+
+    /// Saves one entry (and, for a directory, everything below). `None` when it had to be
+    /// skipped (a warning says why).
+    fn save_entry(
+        &mut self,
+        path: &Path,
+        mut node: Node,
+        parent: Option<&Node>,
+        root_dev: u64,
+    ) -> Result<Option<Node>> {
+        self.p.current = path.display().to_string();
+        match node.kind {
+            NodeKind::File => {
+                self.w.summary_mut().files += 1;
+                self.w.summary_mut().bytes += node.size;
+                if let Some(old) = parent.filter(|o| unchanged(o, &node)) {
+                    let mut all = true;
+                    for id in &old.content {
+                        if !self.w.reuse(id)? {
+                            all = false;
+                            break;
+                        }
+                    }
+                    if all {
+                        node.content.clone_from(&old.content);
+                        self.tick(node.size);
+                        return Ok(Some(node));
+                    }
+                }
+                match self.read_file(path, &mut node) {
+                    Ok(()) => {
+                        self.w.summary_mut().files_read += 1;
+                        Ok(Some(node))
+                    }
+                    Err(FilesError::Io { context, source }) => {
+                        self.warn(format!("{context}: {source}"));
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            NodeKind::Dir => {
+                self.w.summary_mut().dirs += 1;
+                let parent_sub = self.parent_subtree(parent)?;
+                let mut tree = Tree::default();
+                if self.one_fs && node.device != root_dev {
+                    // A mount point: recorded, not entered.
+                    node.subtree = Some(self.save_tree(&tree)?);
+                    return Ok(Some(node));
+                }
+                let entries = match fs::read_dir(path) {
+                    Ok(rd) => rd.collect::<std::io::Result<Vec<_>>>(),
+                    Err(e) => Err(e),
+                };
+                let mut entries = match entries {
+                    Ok(e) => e,
+                    Err(e) => {
+                        self.warn(format!("cannot read directory {}: {e}", path.display()));
+                        node.subtree = Some(self.save_tree(&tree)?);
+                        return Ok(Some(node));
+                    }
+                };
+                entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+                for e in entries {
+                    let child = e.path();
+                    let name = e.file_name();
+                    if self.excluded(&child, name.as_bytes()) {
+                        continue;
+                    }
+                    let md = match fs::symlink_metadata(&child) {
+                        Ok(m) => m,
+                        Err(err) => {
+                            self.warn(format!("cannot stat {}: {err}", child.display()));
+                            continue;
+                        }
+                    };
+                    let cn = meta::node(&child, name.as_bytes(), &md, &mut self.names, &mut self.warnings);
+                    let pn = parent_sub.as_ref().and_then(|t| t.find(name.as_bytes())).cloned();
+                    if let Some(n) = self.save_entry(&child, cn, pn.as_ref(), root_dev)? {
+                        tree.nodes.push(n);
+                    }
+                }
+                node.subtree = Some(self.save_tree(&tree)?);
+                Ok(Some(node))
+            }
+            _ => {
+                self.w.summary_mut().others += 1;
+                Ok(Some(node))
+            }
+        }
+    }
+
+    fn excluded(&self, path: &Path, name: &[u8]) -> bool {
+        let name = std::ffi::OsStr::from_bytes(name);
+        self.excludes.is_match(Path::new(name)) || self.path_excludes.is_match(path)
+    }
+
+    fn tick(&mut self, bytes: u64) {
+        self.p.files += 1;
+        self.p.bytes += bytes;
+        (self.progress)(&self.p);
+    }
+
+    fn read_file(&mut self, path: &Path, node: &mut Node) -> Result<()> {
+        let ctx = || format!("cannot read {}", path.display());
+        let f = File::open(path).map_err(super::io_err(ctx()))?;
+        let before = f.metadata().map_err(super::io_err(ctx()))?;
+        let c = self.w.repo_chunker();
+        let mut content = Vec::new();
+        let mut size = 0u64;
+        for chunk in fastcdc::v2020::StreamCDC::new(BufReader::with_capacity(1 << 20, f), c.min, c.avg, c.max) {
+            let chunk =
+                chunk.map_err(|e| FilesError::Io { context: ctx(), source: std::io::Error::other(e.to_string()) })?;
+            size += chunk.data.len() as u64;
+            content.push(self.w.add(BlobKind::Data, &chunk.data)?);
+            self.p.bytes += chunk.data.len() as u64;
+        }
+        let after = fs::symlink_metadata(path).map_err(super::io_err(ctx()))?;
+        if size != before.len()
+            || after.len() != size
+            || after.mtime() != before.mtime()
+            || after.mtime_nsec() != before.mtime_nsec()
+            || after.ctime_nsec() != before.ctime_nsec()
+        {
+            self.w.summary_mut().changed_while_read += 1;
+            self.warnings
+                .push(format!("{} changed while it was read; the snapshot holds what was read", path.display()));
+        }
+        node.size = size;
+        node.content = content;
+        self.p.files += 1;
+        (self.progress)(&self.p);
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! The files source: directory trees with full Unix metadata.
+//!
+//! - [`backup()`] walks paths, skips files unchanged since the parent snapshot (size, mtime,
+//!   ctime, inode), chunks the rest with FastCDC and writes a snapshot.
+//! - [`restore()`] reproduces regular files, directories, symlinks, hard links, fifos,
+//!   device nodes, permissions, owners (by name, then id), nanosecond times, extended
+//!   attributes, sparse regions and non-UTF-8 names.
+//! - [`walk`] visits a snapshot's tree (for `ls`, `diff`, `dump`, verification).
+
+mod backup;
+mod meta;
+mod restore;
+pub mod walk;
+
+pub use backup::{BackupOptions, BackupReport, Progress, backup};
+pub use restore::{RestoreOptions, RestoreReport, restore};
+
+/// Errors of the files source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FilesError {
+    /// A repository operation failed.
+    #[error(transparent)]
+    Repo(#[from] coffer_repository::RepoError),
+    /// A path given to back up cannot be used.
+    #[error("cannot back up {path}: {source}")]
+    Path {
+        /// The path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file system operation failed during restore.
+    #[error("{context}: {source}")]
+    Io {
+        /// What and where.
+        context: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An argument is unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result of a files-source operation.
+pub type Result<T, E = FilesError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> FilesError {
+    let context = context.into();
+    move |source| FilesError::Io { context, source }
+}
