@@ -12,6 +12,7 @@
 //! - [`BlobReader`] — authenticated reads.
 
 pub mod check;
+pub mod chunker;
 pub mod crypto;
 pub mod error;
 pub mod id;

@@ -378,7 +378,7 @@ impl Walker<'_, '_> {
         let c = self.w.repo_chunker();
         let mut content = Vec::new();
         let mut size = 0u64;
-        for chunk in fastcdc::v2020::StreamCDC::new(BufReader::with_capacity(1 << 20, f), c.min, c.avg, c.max) {
+        for chunk in coffer_repository::chunker::stream(BufReader::with_capacity(1 << 20, f), c) {
             let chunk =
                 chunk.map_err(|e| FilesError::Io { context: ctx(), source: std::io::Error::other(e.to_string()) })?;
             size += chunk.data.len() as u64;
