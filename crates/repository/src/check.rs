@@ -78,7 +78,7 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
         present.insert(id);
         match repo.read_snapshot(&id) {
             Ok(s) => snaps.push((id, s)),
-            Err(e) => problem(&mut rep, k, e.to_string()),
+            Err(e) => problem(&mut rep, k, coffer_store::display_chain(&e)),
         }
         Ok(())
     })?;
@@ -131,7 +131,7 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
             let tree = match reader.tree(&t) {
                 Ok(tree) => tree,
                 Err(e) => {
-                    problem(&mut rep, format!("tree {t}"), e.to_string());
+                    problem(&mut rep, format!("tree {t}"), coffer_store::display_chain(&e));
                     continue;
                 }
             };
@@ -179,7 +179,7 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
                     );
                 }
             }
-            Err(e) => problem(&mut rep, key, format!("pack needed by snapshot {}: {e}", sid.short())),
+            Err(e) => problem(&mut rep, key, format!("pack needed by snapshot {}: {}", sid.short(), coffer_store::display_chain(&e))),
         }
     }
     let max_live = live.iter().map(|(_, s)| s.expires).max();
@@ -200,7 +200,7 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
                         h.retention.map_or_else(|| "never".to_owned(), |r| r.until.to_string())
                     ),
                 ),
-                Err(e) => problem(&mut rep, key, e.to_string()),
+                Err(e) => problem(&mut rep, key, coffer_store::display_chain(&e)),
             }
         }
     }
@@ -229,18 +229,18 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
                 for e in &p.blobs {
                     bad_blobs.insert(e.id, key.clone());
                 }
-                problem(&mut rep, key, e.to_string());
+                problem(&mut rep, key, coffer_store::display_chain(&e));
                 continue;
             }
         };
         if let Err(e) = pack::read_pack_header(repo.key(), &bytes, &key) {
-            problem(&mut rep, key.clone(), e.to_string());
+            problem(&mut rep, key.clone(), coffer_store::display_chain(&e));
         }
         for e in &p.blobs {
             let sealed = bytes.get(e.offset as usize..(e.offset + e.length) as usize).unwrap_or_default();
             if let Err(err) = pack::open_blob(repo.key(), e, sealed, &key) {
                 bad_blobs.insert(e.id, key.clone());
-                problem(&mut rep, format!("blob {} in {key}", e.id), err.to_string());
+                problem(&mut rep, format!("blob {} in {key}", e.id), coffer_store::display_chain(&err));
             }
         }
     }

@@ -10,8 +10,8 @@ use coffer_store::StoreError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RepoError {
-    /// A store request failed.
-    #[error("{context}: {source}")]
+    /// A store request failed (the store's error is the `source()`).
+    #[error("{context}")]
     Store {
         /// What was being done.
         context: String,

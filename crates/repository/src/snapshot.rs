@@ -20,6 +20,7 @@ pub struct ChainLink {
 
 /// Counts of one backup.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Summary {
     /// Files seen.
     pub files: u64,

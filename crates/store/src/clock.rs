@@ -4,6 +4,13 @@
 //! builds have exactly one source of time, the system clock. A clock that can be set or
 //! moved exists only with the `test-clock` feature, which only test builds enable (through
 //! `coffer-testkit`); `clippy.toml` forbids reading the wall clock anywhere else.
+//!
+//! The environment override that lets tests drive the `coffer` binary past an expiry
+//! (`COFFER_TEST_CLOCK_OFFSET`) is honoured only with `test-clock` *and* debug assertions:
+//! a workspace-wide `cargo build --release` builds `coffer-testkit` as a member and so
+//! turns the feature on, and even that binary must not let an environment variable move
+//! time past a compliance lock. `coffer-testkit` is also left out of the workspace's
+//! `default-members`, so a plain `cargo build` does not enable the feature at all.
 
 use jiff::Timestamp;
 #[cfg(feature = "test-clock")]
@@ -50,7 +57,7 @@ impl Clock {
 
     /// The system clock shifted by `COFFER_TEST_CLOCK_OFFSET` seconds (test builds only), so
     /// that tests driving the `coffer` binary can look past an expiry date without sleeping.
-    #[cfg(feature = "test-clock")]
+    #[cfg(all(feature = "test-clock", debug_assertions))]
     #[must_use]
     pub fn from_env() -> Self {
         match std::env::var("COFFER_TEST_CLOCK_OFFSET").ok().and_then(|s| s.parse::<i64>().ok()) {
@@ -60,7 +67,7 @@ impl Clock {
     }
 
     /// The system clock. In release builds no environment variable can move it.
-    #[cfg(not(feature = "test-clock"))]
+    #[cfg(not(all(feature = "test-clock", debug_assertions)))]
     #[must_use]
     pub fn from_env() -> Self {
         Self::system()
@@ -74,7 +81,7 @@ impl Clock {
     pub fn advance(&self, by: std::time::Duration) {
         let m = self.manual.as_ref().expect("only a manual clock can be moved");
         let mut t = m.lock().expect("clock mutex poisoned");
-        *t = *t + jiff::SignedDuration::try_from(by).expect("duration fits");
+        *t += jiff::SignedDuration::try_from(by).expect("duration fits");
     }
 
     /// Sets a manual clock (test builds only).

@@ -95,8 +95,9 @@ pub enum StoreError {
         supported: u32,
     },
 
-    /// An I/O or storage-engine failure, with what was being done.
-    #[error("{context}: {source}")]
+    /// An I/O or storage-engine failure, with what was being done. The cause is the
+    /// error's `source()`, not part of its message (print the chain with [`display_chain`]).
+    #[error("{context}")]
     Io {
         /// What was being done, and where.
         context: String,
@@ -154,6 +155,23 @@ impl StoreError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::InvalidRequest(msg.into())
     }
+}
+
+/// An error and its causes on one line, outermost first, joined by `: ` — for logs and
+/// reports that keep a string (the audit log, verify problems).
+#[must_use]
+pub fn display_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 /// Result of a store request.

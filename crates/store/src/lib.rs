@@ -26,7 +26,7 @@ pub mod store;
 pub mod vault;
 
 pub use clock::Clock;
-pub use error::{ErrorKind, Result, StoreError};
+pub use error::{ErrorKind, Result, StoreError, display_chain};
 pub use model::{
     DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId, Versioning,
 };

@@ -21,12 +21,14 @@
 //!   of a delete marker is `InvalidRequest`.
 //! - **list** returns keys whose latest version is an object, sorted by key (bytewise),
 //!   a page at a time. **list_versions** returns every version and delete marker, sorted
-//!   by key and then newest first.
+//!   by key and then newest first. An implementation may return fewer items than the
+//!   `limit` asked for (S3 and the vault cap a page at 1000); callers follow `next`.
 //! - **delete** (no version) adds a delete marker and removes nothing.
 //! - **delete_version** is the only destructive operation. It fails with `Locked` while
-//!   a legal hold is on, while a compliance retention is active, or while a governance
-//!   retention is active unless `bypass_governance` is set *and* the role holds the
-//!   bypass permission.
+//!   a legal hold is on, while a compliance retention is active (whatever the bypass
+//!   flag), or while a governance retention is active and `bypass_governance` is not set;
+//!   with the flag set by a role without the bypass permission it fails with `Forbidden`
+//!   (S3's AccessDenied).
 //! - **put_retention**: a compliance retention can only be extended (same mode, same or
 //!   later date); shortening, removing or changing it to governance is `Locked`. An
 //!   active governance retention can be shortened, removed or turned to governance with

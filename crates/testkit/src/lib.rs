@@ -4,3 +4,7 @@
 //!
 //! This crate enables `coffer-store/test-clock`, so a movable [`coffer_store::Clock`]
 //! exists only in builds that link it (tests); release builds of `coffer` cannot move time.
+
+pub mod contract;
+pub mod crash;
+pub mod model;

@@ -19,7 +19,7 @@
 //!   version's retention and legal hold, with time read from the vault's [`Clock`], inside
 //!   the same write transaction as its effect.
 //! - **Every read is verified** against the size and BLAKE3 checksum recorded at put.
-//! - **Every mutating request is audited**, allowed or denied (see [`audit`]).
+//! - **Every mutating request is audited**, allowed or denied (see the `audit` module).
 //!
 //! Several processes may share a vault: SQLite serialises writers across processes and
 //! each version's file has a unique random name. Within a process, one connection behind a
@@ -52,7 +52,12 @@ pub const MARKER_FILE: &str = "coffer-vault.toml";
 /// The on-disk format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_NAME: &str = "coffer-vault";
+/// The most items one listing page holds, whatever `limit` asks (S3's `max-keys` cap). It
+/// bounds memory per page and keeps `limit + 1` from overflowing; callers follow `next`.
+pub const MAX_PAGE_LIMIT: usize = 1000;
 const DB_FILE: &str = "meta.sqlite";
+/// Puts of at least this many bytes hash on a second thread while the data file is written.
+const HASH_IN_PARALLEL_FROM: usize = 1 << 20;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -290,7 +295,7 @@ impl LocalVault {
                 key,
                 version,
                 outcome,
-                reason: err.to_string(),
+                reason: crate::error::display_chain(err),
             },
         )?;
         tx.commit().map_err(db_err("cannot write the audit log"))
@@ -425,10 +430,25 @@ impl ObjectStore for VaultHandle {
             );
             return Err(e);
         }
-        let checksum = format!("blake3:{}", blake3::hash(data).to_hex());
         let file = files::random_hex(16);
         let root = &self.vault.inner.root;
-        files::write_durable(&root.join("tmp"), &root.join("data").join(&file[..2]), &file, data, 0o444)?;
+        let write = || files::write_durable(&root.join("tmp"), &root.join("data").join(&file[..2]), &file, data, 0o444);
+        let hash = || format!("blake3:{}", blake3::hash(data).to_hex());
+        // A large object is hashed on a second thread while its file is written and
+        // fsynced (vault_bench: the hash is ~0.5 ms of a 4 MiB put); the row below is still
+        // committed only after both finished. Small ones are not worth a thread.
+        let checksum = if data.len() >= HASH_IN_PARALLEL_FROM {
+            std::thread::scope(|s| {
+                let hashing = s.spawn(hash);
+                let written = write();
+                let checksum = hashing.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                written.map(|()| checksum)
+            })?
+        } else {
+            let checksum = hash();
+            write()?;
+            checksum
+        };
 
         let result = self.mutate(Action::Put, Some(key), None, |tx, now| {
             let retention = match opts.retention {
@@ -504,7 +524,7 @@ impl ObjectStore for VaultHandle {
             Some(t) => files::unhex(t).ok_or_else(|| StoreError::invalid(format!("malformed list token {t:?}")))?,
             None => Vec::new(),
         };
-        let limit = limit.max(1);
+        let limit = limit.clamp(1, MAX_PAGE_LIMIT);
         let end = prefix_end(prefix.as_bytes());
         let conn = self.vault.conn();
         let mut stmt = conn
@@ -524,7 +544,7 @@ impl ObjectStore for VaultHandle {
 
     fn list_versions(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>> {
         self.authorize_read(Action::ListVersions)?;
-        let limit = limit.max(1);
+        let limit = limit.clamp(1, MAX_PAGE_LIMIT);
         let end = prefix_end(prefix.as_bytes());
         let conn = self.vault.conn();
         let mut items = Vec::new();

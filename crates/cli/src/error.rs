@@ -1,0 +1,168 @@
+//! Exit codes and the one-line error report.
+//!
+//! Every failure prints exactly one line to stderr, `coffer: error: {:#}` (the anyhow chain,
+//! outermost context first, without repeats), and exits non-zero. The code says what kind of failure it was,
+//! so scripts can tell a refusal from a fault without parsing text (README, "Exit codes"):
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | success (also: stdout closed early, e.g. `| head`) |
+//! | 1 | any other error (I/O, invalid request, not a vault, …) |
+//! | 2 | bad command line: unknown flag, bad duration, time or role, conflicting options |
+//! | 3 | forbidden: the role may not do this, or the credentials were not accepted |
+//! | 4 | locked: a retention period or legal hold protects the version |
+//! | 5 | not found: no such key or version (or its latest version is a delete marker) |
+//! | 6 | integrity: stored data failed verification, or the audit log chain is broken |
+//! | 7 | backup incomplete: the snapshot was written, but some entries could not be read |
+
+use coffer_store::{ErrorKind, Role, StoreError};
+use std::io::Write as _;
+use std::process::ExitCode;
+
+/// Any error not classified below.
+pub const FAILURE: u8 = 1;
+/// Bad command line.
+pub const USAGE: u8 = 2;
+/// Refused by role, or unauthenticated.
+pub const FORBIDDEN: u8 = 3;
+/// Protected by retention or legal hold.
+pub const LOCKED: u8 = 4;
+/// No such key or version.
+pub const NOT_FOUND: u8 = 5;
+/// Corrupt data or a broken audit chain.
+pub const INTEGRITY: u8 = 6;
+/// A backup that could not read everything.
+pub const INCOMPLETE: u8 = 7;
+
+/// A command line that parses but asks for something inconsistent (exit code [`USAGE`]).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A failed integrity check (exit code [`INTEGRITY`]).
+#[derive(Debug)]
+pub struct IntegrityError(pub String);
+
+impl std::fmt::Display for IntegrityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IntegrityError {}
+
+/// The exit code for `err`: the first classified error in its chain decides.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<UsageError>() {
+            return USAGE;
+        }
+        if cause.is::<IntegrityError>() {
+            return INTEGRITY;
+        }
+        if cause.is::<crate::repo::backup::Incomplete>() {
+            return INCOMPLETE;
+        }
+        if let Some(e) = cause.downcast_ref::<coffer_repository::RepoError>() {
+            match e {
+                coffer_repository::RepoError::Corrupt { .. } => return INTEGRITY,
+                coffer_repository::RepoError::Store { .. } => {}
+                _ => return FAILURE,
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return match e.kind() {
+                ErrorKind::Forbidden => FORBIDDEN,
+                ErrorKind::Locked => LOCKED,
+                ErrorKind::NotFound => NOT_FOUND,
+                ErrorKind::Corrupt => INTEGRITY,
+                ErrorKind::InvalidRequest | ErrorKind::Io => FAILURE,
+            };
+        }
+    }
+    FAILURE
+}
+
+/// Whether the error is stdout having been closed by the reader (exit 0, like ripgrep).
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().filter_map(|c| c.downcast_ref::<std::io::Error>()).any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// For a refusal by role, which roles may do it, so the message says how to proceed.
+fn forbidden_hint(err: &anyhow::Error) -> Option<String> {
+    err.chain().filter_map(|c| c.downcast_ref::<StoreError>()).find_map(|e| match e {
+        StoreError::Forbidden { action, .. } => {
+            let may: Vec<&str> = Role::ALL.into_iter().filter(|r| r.allows(*action)).map(Role::as_str).collect();
+            (!may.is_empty()).then(|| format!(" (roles that may: {}; choose one with --role)", may.join(", ")))
+        }
+        _ => None,
+    })
+}
+
+/// Prints the one-line report for `err` and returns the exit code.
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    if is_broken_pipe(err) {
+        return ExitCode::SUCCESS;
+    }
+    let mut line = chain_text(err);
+    if let Some(hint) = forbidden_hint(err) {
+        line.push_str(&hint);
+    }
+    print_line(&line);
+    ExitCode::from(exit_code(err))
+}
+
+/// The chain, outermost first, joined by `: ` (anyhow's `{:#}`), except that a cause whose
+/// text the message before it already ends with is not repeated: some errors print their
+/// source in their own message and also return it from `source()`.
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Handles a command line clap refused: help and version print as usual; an error becomes
+/// one line (clap's message without its usage block) and exit code [`USAGE`].
+pub fn report_usage(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    if matches!(err.kind(), K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand) {
+        // Printing help can only fail on a closed stdout, which is not worth reporting.
+        let _ = err.print();
+        return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(USAGE));
+    }
+    let rendered = err.render().to_string();
+    let message = rendered
+        .trim_start()
+        .strip_prefix("error:")
+        .unwrap_or(&rendered)
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    print_line(&format!("{message} (see --help)"));
+    ExitCode::from(USAGE)
+}
+
+/// Writes `coffer: error: …` as exactly one line.
+fn print_line(message: &str) {
+    let one_line = message.replace(['\r', '\n'], " ");
+    // Nothing sensible is left to do if stderr itself is gone.
+    let _ = writeln!(std::io::stderr().lock(), "coffer: error: {}", one_line.trim());
+}

@@ -1,0 +1,114 @@
+//! `coffer`: the command line of Coffer, kept thin.
+//!
+//! Each command family has its own module and only parses arguments, calls the libraries
+//! and prints; the work and the rules live in the libraries (`coffer-store` today).
+//!
+//! - [`open`] — which vault a command acts on and as which principal.
+//! - [`vault`] — `coffer vault …`: init, put, get, rm, versions, retention, legal-hold,
+//!   config, audit-log.
+//! - [`output`] — text and `--json` output (every command has both).
+//! - [`parse`] — durations and times on the command line.
+//! - [`error`] — exit codes and the one-line error report.
+//!
+//! Errors: the CLI alone uses `anyhow`. A failure prints exactly one line,
+//! `coffer: error: {:#}`, to stderr and exits with the code [`error::exit_code`] gives; a
+//! broken pipe on stdout (e.g. `coffer vault get k | head -c1`) exits 0, as ripgrep does.
+
+mod error;
+mod open;
+mod output;
+mod parse;
+mod repo;
+mod vault;
+
+use clap::{Args, Parser, Subcommand};
+use coffer_store::Role;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Coffer: backups that nobody can destroy, with proof that they restore.
+#[derive(Debug, Parser)]
+#[command(name = "coffer", version, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+struct Global {
+    /// The vault directory [default: the embedded default vault in the user's data
+    /// directory, e.g. ~/.local/share/coffer/vault]
+    #[arg(long, global = true, env = "COFFER_VAULT", value_name = "DIR")]
+    vault: Option<PathBuf>,
+
+    /// Act as the principal of this role, with the access key the vault created for it at
+    /// init (DIR/credentials/ROLE.toml) [default: writer; auditor for audit-log]
+    #[arg(long, global = true, env = "COFFER_ROLE", value_name = "ROLE")]
+    role: Option<Role>,
+
+    /// Act as the principal of this credentials file (overrides --role's file)
+    #[arg(long, global = true, env = "COFFER_CREDENTIALS", value_name = "FILE")]
+    credentials: Option<PathBuf>,
+
+    /// Print machine-readable output: one JSON document on stdout
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(flatten)]
+    repo: repo::RepoOpts,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a repository (and its local vault, if there is none)
+    Init(repo::InitArgs),
+    /// Back up files and directories into a new locked snapshot
+    Backup(repo::backup::BackupArgs),
+    /// List live snapshots
+    Snapshots,
+    /// List the entries of a snapshot
+    Ls(repo::browse::LsArgs),
+    /// Show what changed between two snapshots
+    Diff(repo::browse::DiffArgs),
+    /// Write one file of a snapshot to stdout
+    Dump(repo::browse::DumpArgs),
+    /// Show repository statistics
+    Stats,
+    /// Restore a snapshot into a directory, exactly
+    Restore(repo::backup::RestoreArgs),
+    /// Check structure, history, locks and (optionally) every byte
+    Verify(repo::maintain::VerifyArgs),
+    /// Remove versions whose retention has ended (as the pruner)
+    Prune(repo::maintain::PruneArgs),
+    /// Create and use a vault: versioned, object-locked storage on a local directory
+    Vault(vault::VaultArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return error::report_usage(&err),
+    };
+    let g = &cli.global;
+    let r = &g.repo;
+    let result = match cli.command {
+        Command::Init(args) => repo::init(g, r, &args),
+        Command::Backup(args) => repo::backup::backup(g, r, &args),
+        Command::Snapshots => repo::browse::snapshots(g, r),
+        Command::Ls(args) => repo::browse::ls(g, r, &args),
+        Command::Diff(args) => repo::browse::diff(g, r, &args),
+        Command::Dump(args) => repo::browse::dump(g, r, &args),
+        Command::Stats => repo::browse::stats(g, r),
+        Command::Restore(args) => repo::backup::restore(g, r, &args),
+        Command::Verify(args) => repo::maintain::run_verify(g, r, &args),
+        Command::Prune(args) => repo::maintain::run_prune(g, r, &args),
+        Command::Vault(args) => vault::run(g, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => error::report(&err),
+    }
+}

@@ -1,0 +1,104 @@
+//! `coffer verify` and `coffer prune`.
+
+use super::{RepoOpts, open_repo, store_as};
+use crate::Global;
+use crate::error::IntegrityError;
+use crate::output::Output;
+use anyhow::Result;
+use clap::Args;
+use coffer_repository::{ReadData, prune, verify};
+use coffer_store::{Clock, Role};
+
+/// `coffer verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Also read and authenticate every byte of every pack live snapshots need
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Also read a random share of the packs, e.g. `10%`
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    pub read_data_subset: Option<f64>,
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim_end_matches('%').parse().map_err(|_| format!("invalid percentage {s:?}; expected e.g. 10%"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("percentage {s:?} is not between 0% and 100%"));
+    }
+    Ok(v / 100.0)
+}
+
+/// Runs `coffer verify`; exit code 6 when a problem is found.
+pub fn run_verify(global: &Global, r: &RepoOpts, args: &VerifyArgs) -> Result<()> {
+    let repo = open_repo(global, r, Role::Reader)?;
+    let read = match (args.read_data, args.read_data_subset) {
+        (true, _) => ReadData::All,
+        (false, Some(f)) => ReadData::Subset(f),
+        (false, None) => ReadData::None,
+    };
+    let rep = verify(&repo, read)?;
+    let mut out = Output::new(global.json);
+    if out.json() {
+        out.doc(&rep)?;
+    } else {
+        out.line(format!(
+            "{} snapshots, {} trees, {} data blobs, locks of {} packs checked, {} packs read",
+            rep.snapshots, rep.trees, rep.blobs, rep.packs_locked, rep.packs_read
+        ))?;
+        for p in &rep.problems {
+            out.line(format!("problem: {}: {}", p.object, p.message))?;
+            for a in &p.affected {
+                out.line(format!("  affects {a}"))?;
+            }
+        }
+        if rep.problems.is_empty() {
+            out.line("no problems found")?;
+        }
+    }
+    out.finish()?;
+    if let Some(first) = rep.problems.first() {
+        return Err(IntegrityError(format!(
+            "verify found {} problem(s) in {}; first: {}: {}",
+            rep.problems.len(),
+            repo.location(),
+            first.object,
+            first.message
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// `coffer prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Show what would be removed, remove nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+/// Runs `coffer prune` as the pruner: no password needed, no data read.
+pub fn run_prune(global: &Global, r: &RepoOpts, args: &PruneArgs) -> Result<()> {
+    let (store, location) = store_as(global, r, Role::Pruner, false)?;
+    let now = Clock::from_env().now();
+    let rep = prune(store.as_ref(), "", now, args.dry_run)?;
+    for s in &rep.skipped {
+        eprintln!("coffer: warning: kept {s}");
+    }
+    let mut out = Output::new(global.json);
+    if out.json() {
+        out.doc(&rep)?;
+    } else {
+        out.line(format!(
+            "{}{} versions ({} snapshots, {} packs, {}) whose retention ended from {location}; {} delete markers; {} versions still locked",
+            if args.dry_run { "would remove " } else { "removed " },
+            rep.versions_removed,
+            rep.snapshots_removed,
+            rep.packs_removed,
+            super::backup::bytes(rep.bytes_freed),
+            rep.markers_removed,
+            rep.versions_kept
+        ))?;
+    }
+    out.finish()
+}

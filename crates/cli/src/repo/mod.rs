@@ -1,0 +1,179 @@
+//! Repository commands: `init`, `backup`, `snapshots`, `ls`, `diff`, `dump`, `stats`,
+//! `restore`, `verify`, `prune`.
+//!
+//! **Where.** `--repo PATH` (`COFFER_REPO`) names a local vault directory holding the
+//! repository; without it, the embedded default vault (`~/.local/share/coffer/vault`).
+//! `coffer init --repo PATH` creates the vault too when there is none, as `restic init`
+//! would; an existing vault is reused. `backup` on the embedded default initialises the
+//! repository on first use (one machine, no setup); anywhere else a missing repository is
+//! an error, so a typo never starts a second, empty history.
+//!
+//! **Who.** Each command acts as the least-privileged role that can do it: `init` and
+//! `backup` as the writer, reads (`snapshots`, `ls`, `diff`, `dump`, `stats`, `restore`,
+//! `verify`) as the reader, `prune` as the pruner (which needs no password: it works from
+//! lock metadata alone). `--role`/`--credentials` override, as for `coffer vault`.
+//!
+//! **Password.** `COFFER_PASSWORD`, else `--password-file FILE` (`COFFER_PASSWORD_FILE`;
+//! first line), else a prompt on a terminal. Never echoed, logged or shown in errors.
+
+pub mod backup;
+pub mod browse;
+pub mod maintain;
+
+use crate::Global;
+use crate::open;
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use coffer_repository::{InitOptions, KdfParams, RepoError, Repository, RetentionPolicy};
+use coffer_store::{Clock, LocalVault, ObjectStore, Role, StoreError, VaultOptions};
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Options of commands that open a repository.
+#[derive(Clone, Debug, Default, Args)]
+pub struct RepoOpts {
+    /// The repository: a local vault directory [default: the embedded default vault]
+    #[arg(long, global = true, env = "COFFER_REPO", value_name = "PATH")]
+    pub repo: Option<PathBuf>,
+
+    /// Read the password from the first line of this file (else COFFER_PASSWORD, else a prompt)
+    #[arg(long, global = true, env = "COFFER_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The vault a repository command acts on.
+pub fn vault_dir(r: &RepoOpts) -> Result<(PathBuf, bool)> {
+    match &r.repo {
+        Some(p) if !p.as_os_str().is_empty() => {
+            let s = p.to_string_lossy();
+            if s.contains("://") {
+                bail!("repository {s}: only local paths are supported so far (S3 is on the roadmap)");
+            }
+            Ok((p.clone(), true))
+        }
+        _ => Ok((open::default_vault_dir()?, false)),
+    }
+}
+
+/// Reads the password (see the module docs). `confirm` asks twice on a terminal.
+pub fn password(r: &RepoOpts, confirm: bool) -> Result<Vec<u8>> {
+    if let Ok(p) = std::env::var("COFFER_PASSWORD") {
+        if !p.is_empty() {
+            return Ok(p.into_bytes());
+        }
+    }
+    if let Some(f) = r.password_file.as_ref().filter(|f| !f.as_os_str().is_empty()) {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read password file {}", f.display()))?;
+        let line = text.lines().next().unwrap_or_default();
+        if line.is_empty() {
+            bail!("password file {} is empty", f.display());
+        }
+        return Ok(line.as_bytes().to_vec());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no password: set COFFER_PASSWORD, pass --password-file FILE, or run on a terminal");
+    }
+    let p = rpassword::prompt_password("repository password: ").context("cannot read the password")?;
+    if confirm {
+        let again = rpassword::prompt_password("repeat the password: ").context("cannot read the password")?;
+        if again != p {
+            bail!("the passwords do not match");
+        }
+    }
+    if p.is_empty() {
+        bail!("empty password");
+    }
+    Ok(p.into_bytes())
+}
+
+/// Logs in to the repository's vault as `role` (or the role/credentials the user chose).
+pub fn store_as(global: &Global, r: &RepoOpts, role: Role, create_vault: bool) -> Result<(Arc<dyn ObjectStore>, String)> {
+    let (dir, explicit) = vault_dir(r)?;
+    let vault = match LocalVault::open(&dir) {
+        Ok(v) => v,
+        Err(StoreError::NotAVault { .. }) if create_vault => {
+            let v = LocalVault::init(&dir, &VaultOptions::default())
+                .with_context(|| format!("cannot create vault {}", dir.display()))?;
+            eprintln!("coffer: created vault {} (credentials in {})", dir.display(), dir.join("credentials").display());
+            v
+        }
+        Err(StoreError::NotAVault { .. }) if explicit => {
+            bail!("no coffer repository at {} (run `coffer init --repo {}` first)", dir.display(), dir.display())
+        }
+        Err(StoreError::NotAVault { .. }) => {
+            bail!("no coffer repository at the default location {} (run `coffer init` first)", dir.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", dir.display())),
+    };
+    let handle = open::login(global, &vault, role)?;
+    Ok((Arc::new(handle), dir.display().to_string()))
+}
+
+/// Opens the repository for reading (as the reader unless told otherwise).
+pub fn open_repo(global: &Global, r: &RepoOpts, role: Role) -> Result<Repository> {
+    let (store, location) = store_as(global, r, role, false)?;
+    let pw = password(r, false)?;
+    Ok(Repository::open(store, &location, "", &pw, Clock::from_env())?)
+}
+
+/// `coffer init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Default snapshot lifetime when a backup names none
+    #[arg(long, value_parser = crate::parse::duration, value_name = "DURATION", default_value = "30d")]
+    pub default_retain: std::time::Duration,
+    /// Ceiling: no snapshot is kept longer (the policy's maximum retention after deletion, minus the lock margin)
+    #[arg(long, value_parser = crate::parse::duration, value_name = "DURATION", default_value = "89d")]
+    pub max_retain: std::time::Duration,
+    /// Lock mode of every object
+    #[arg(long, default_value = "compliance", value_name = "MODE")]
+    pub mode: coffer_store::RetentionMode,
+}
+
+/// Runs `coffer init`.
+pub fn init(global: &Global, r: &RepoOpts, args: &InitArgs) -> Result<()> {
+    let (store, location) = store_as(global, r, Role::Writer, true)?;
+    let pw = password(r, true)?;
+    let opts = InitOptions {
+        retention: RetentionPolicy {
+            mode: args.mode,
+            default_retain: args.default_retain,
+            max_retain: args.max_retain,
+            ..RetentionPolicy::default()
+        },
+        kdf: KdfParams::default(),
+        host: host(),
+    };
+    let repo = Repository::init(store, &location, "", &pw, &opts, Clock::from_env())?;
+    let mut out = crate::output::Output::new(global.json);
+    if out.json() {
+        out.doc(&serde_json::json!({"repository": location, "id": repo.config().id.to_string()}))?;
+    } else {
+        out.line(format!("created coffer repository {} at {location}", repo.config().id.short()))?;
+    }
+    out.finish()
+}
+
+/// Initialises the repository in the embedded default vault when `backup` finds none.
+pub fn open_or_init_default(global: &Global, r: &RepoOpts) -> Result<Repository> {
+    let (_, explicit) = vault_dir(r)?;
+    let (store, location) = store_as(global, r, Role::Writer, !explicit)?;
+    let pw = password(r, false)?;
+    match Repository::open(store.clone(), &location, "", &pw, Clock::from_env()) {
+        Err(RepoError::NoRepository { .. }) if !explicit => {
+            let opts = InitOptions { host: host(), ..InitOptions::default() };
+            let repo = Repository::init(store, &location, "", &pw, &opts, Clock::from_env())?;
+            eprintln!("coffer: created repository {} in the default vault {location}", repo.config().id.short());
+            Ok(repo)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// This machine's host name.
+pub fn host() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
+}
+
+
