@@ -179,7 +179,11 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
                     );
                 }
             }
-            Err(e) => problem(&mut rep, key, format!("pack needed by snapshot {}: {}", sid.short(), coffer_store::display_chain(&e))),
+            Err(e) => problem(
+                &mut rep,
+                key,
+                format!("pack needed by snapshot {}: {}", sid.short(), coffer_store::display_chain(&e)),
+            ),
         }
     }
     let max_live = live.iter().map(|(_, s)| s.expires).max();

@@ -27,7 +27,7 @@ use crate::tree::Tree;
 use coffer_store::{Clock, ErrorKind, ObjectStore, PutOptions, Retention, RetentionMode, StoreError, VersionId};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -449,6 +449,7 @@ impl Repository {
             pending: HashSet::new(),
             written: Vec::new(),
             extended: HashSet::new(),
+            deferred: HashMap::new(),
             summary: Summary::default(),
             cache: PackCache::default(),
         })
@@ -471,6 +472,7 @@ pub struct BlobWriter<'r> {
     pending: HashSet<Id>,
     written: Vec<IndexPack>,
     extended: HashSet<usize>,
+    deferred: HashMap<usize, HashSet<Id>>,
     summary: Summary,
     cache: PackCache,
 }
@@ -546,7 +548,19 @@ impl BlobWriter<'_> {
         if pack.retain_until >= self.until || self.extended.contains(&r.pack) {
             return Ok(true);
         }
-        let key = self.repo.pack_key(&pack.id);
+        // Still locked for a good while: nothing can remove it before this backup ends, so
+        // the choice between extending the whole pack and copying the blobs this snapshot
+        // needs waits until `finish`, when it is known how much of the pack that is.
+        if pack.retain_until > self.repo.clock.now() + DEFER_WINDOW {
+            self.deferred.entry(r.pack).or_default().insert(*id);
+            return Ok(true);
+        }
+        self.extend_pack(r.pack)
+    }
+
+    /// Extends a pack's lock to this snapshot's lock date. `false` if it is gone.
+    fn extend_pack(&mut self, pos: usize) -> Result<bool> {
+        let key = self.repo.pack_key(&self.index.pack(pos).id);
         let store = self.repo.store.as_ref();
         let head = match store.head(&key, None) {
             Ok(h) => h,
@@ -564,8 +578,54 @@ impl BlobWriter<'_> {
             }
             self.summary.locks_extended += 1;
         }
-        self.index.extend(r.pack, self.until.max(current));
-        self.extended.insert(r.pack);
+        self.index.extend(pos, self.until.max(current));
+        self.extended.insert(pos);
+        Ok(true)
+    }
+
+    /// Settles the packs whose decision was deferred: a pack of which this snapshot needs
+    /// less than [`REPACK_BELOW_PERCENT`] is not kept alive whole — the blobs it needs are
+    /// copied into new packs (locked for this snapshot) and the old pack is left to expire,
+    /// so prune can remove its dead data. The rest are extended.
+    fn settle_deferred(&mut self) -> Result<()> {
+        let deferred = std::mem::take(&mut self.deferred);
+        for (pos, ids) in deferred {
+            if self.extended.contains(&pos) {
+                continue;
+            }
+            let p = self.index.pack(pos).clone();
+            let needed: u64 = p.blobs.iter().filter(|e| ids.contains(&e.id)).map(|e| u64::from(e.length)).sum();
+            if needed * 100 >= p.size * REPACK_BELOW_PERCENT || !self.repack(&p, &ids)? {
+                if !self.extend_pack(pos)? {
+                    return Err(RepoError::corrupt(
+                        self.repo.pack_key(&p.id),
+                        "pack vanished while still locked; the repository was tampered with",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `ids` out of pack `p` into new packs. `false` if the pack cannot be read
+    /// (then the caller extends it instead).
+    fn repack(&mut self, p: &crate::index::PackInfo, ids: &HashSet<Id>) -> Result<bool> {
+        let key = self.repo.pack_key(&p.id);
+        let Ok(bytes) = self.repo.get_hashed(&key, &p.id) else { return Ok(false) };
+        for e in p.blobs.iter().filter(|e| ids.contains(&e.id)) {
+            if self.pending.contains(&e.id) {
+                continue;
+            }
+            let sealed = bytes.get(e.offset as usize..(e.offset + e.length) as usize).unwrap_or_default();
+            let plain = pack::open_blob(&self.repo.key, e, sealed, &key)?;
+            let resealed = pack::seal_blob(&self.repo.key, e.kind, &e.id, &plain);
+            self.pack.add(e.kind, e.id, &resealed, plain.len());
+            self.pending.insert(e.id);
+            self.summary.blobs_repacked += 1;
+            if self.pack.len() >= self.repo.config.pack_size as usize {
+                self.flush()?;
+            }
+        }
         Ok(true)
     }
 
@@ -610,6 +670,7 @@ impl BlobWriter<'_> {
     /// # Errors
     /// Store errors.
     pub fn finish(&mut self) -> Result<()> {
+        self.settle_deferred()?;
         self.flush()?;
         let mut packs = std::mem::take(&mut self.written);
         for &pos in &self.extended {
@@ -689,6 +750,10 @@ struct PackCache {
 }
 
 const PACK_CACHE: usize = 4;
+/// A reused pack locked at least this much longer is settled at the end of the backup.
+const DEFER_WINDOW: SignedDuration = SignedDuration::from_hours(1);
+/// A reused pack of which a snapshot needs less than this share (by bytes) is repacked.
+pub const REPACK_BELOW_PERCENT: u64 = 25;
 /// Packs written between index checkpoints.
 const INDEX_CHECKPOINT_PACKS: usize = 8;
 

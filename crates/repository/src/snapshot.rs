@@ -40,6 +40,9 @@ pub struct Summary {
     pub bytes_stored: u64,
     /// Packs whose lock was extended for this snapshot.
     pub locks_extended: u64,
+    /// Blobs copied out of mostly-dead packs instead of extending those packs.
+    #[serde(default)]
+    pub blobs_repacked: u64,
     /// Entries that could not be read (the snapshot is incomplete).
     pub errors: u64,
     /// Files that changed while being read.
