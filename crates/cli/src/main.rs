@@ -83,6 +83,8 @@ enum Command {
     Verify(repo::maintain::VerifyArgs),
     /// Remove versions whose retention has ended (as the pruner)
     Prune(repo::maintain::PruneArgs),
+    /// List or add the repository's passwords
+    Key(repo::key::KeyArgs),
     /// Create and use a vault: versioned, object-locked storage on a local directory
     Vault(vault::VaultArgs),
 }
@@ -105,6 +107,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => repo::backup::restore(g, r, &args),
         Command::Verify(args) => repo::maintain::run_verify(g, r, &args),
         Command::Prune(args) => repo::maintain::run_prune(g, r, &args),
+        Command::Key(args) => repo::key::run(g, r, &args),
         Command::Vault(args) => vault::run(g, args),
     };
     match result {

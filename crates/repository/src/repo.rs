@@ -257,6 +257,22 @@ impl Repository {
         Ok(id)
     }
 
+    /// Every key file: (storage key, created, host, label).
+    ///
+    /// # Errors
+    /// Store errors, `Corrupt`.
+    pub fn keys(&self) -> Result<Vec<(String, KeyFile)>> {
+        let mut out = Vec::new();
+        for_each_key(self.store.as_ref(), &format!("{}keys/", self.prefix), |k| {
+            let bytes = self.store.get(&k, None).map_err(RepoError::store(format!("cannot read {k}")))?.data;
+            let file: KeyFile = serde_json::from_slice(&bytes)
+                .map_err(|e| RepoError::corrupt(k.clone(), format!("bad key file: {e}")))?;
+            out.push((k, file));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// The configuration.
     #[must_use]
     pub fn config(&self) -> &Config {
@@ -595,13 +611,12 @@ impl BlobWriter<'_> {
             }
             let p = self.index.pack(pos).clone();
             let needed: u64 = p.blobs.iter().filter(|e| ids.contains(&e.id)).map(|e| u64::from(e.length)).sum();
-            if needed * 100 >= p.size * REPACK_BELOW_PERCENT || !self.repack(&p, &ids)? {
-                if !self.extend_pack(pos)? {
-                    return Err(RepoError::corrupt(
-                        self.repo.pack_key(&p.id),
-                        "pack vanished while still locked; the repository was tampered with",
-                    ));
-                }
+            let extend = needed * 100 >= p.size * REPACK_BELOW_PERCENT || !self.repack(&p, &ids)?;
+            if extend && !self.extend_pack(pos)? {
+                return Err(RepoError::corrupt(
+                    self.repo.pack_key(&p.id),
+                    "pack vanished while still locked; the repository was tampered with",
+                ));
             }
         }
         Ok(())

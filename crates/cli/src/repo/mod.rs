@@ -18,6 +18,7 @@
 
 pub mod backup;
 pub mod browse;
+pub mod key;
 pub mod maintain;
 
 use crate::Global;

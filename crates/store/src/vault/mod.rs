@@ -345,10 +345,12 @@ impl VaultHandle {
         f: impl FnOnce(&rusqlite::Transaction<'_>, Timestamp) -> Result<(T, Option<VersionId>)>,
     ) -> Result<T> {
         let conn = self.vault.conn();
-        let now = self.vault.inner.clock.now();
         let result = self.principal.authorize(action).and_then(|()| {
             let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate)
                 .map_err(db_err("cannot start a vault transaction"))?;
+            // Time is read once the write lock is held, so a request that queued behind
+            // another process decides locks with the time it is applied at.
+            let now = self.vault.inner.clock.now();
             let (value, new_version) = f(&tx, now)?;
             audit::append(
                 &tx,

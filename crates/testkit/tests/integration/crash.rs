@@ -485,7 +485,10 @@ fn sigkill_at_random_points_loses_nothing_acknowledged() {
                 let delay = match kill {
                     Kill::AfterSpawn(d) => d,
                     Kill::AfterAck(n, d) => {
-                        w.wait_for_acks(n)?;
+                        if let Err(e) = w.wait_for_acks(n) {
+                            let _ = w.kill();
+                            return Err(e);
+                        }
                         d
                     }
                 };
