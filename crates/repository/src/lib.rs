@@ -18,6 +18,7 @@ pub mod error;
 pub mod id;
 pub mod index;
 pub mod pack;
+mod pipeline;
 pub mod policy;
 pub mod prune;
 pub mod repo;

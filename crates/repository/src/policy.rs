@@ -134,8 +134,8 @@ mod tests {
         let p = RetentionPolicy::default();
         let now: Timestamp = "2026-11-27T10:00:00Z".parse().unwrap();
         let err = KeepRules { monthly: 12, ..Default::default() }.expiry(now, &[], &p).unwrap_err();
-        assert!(err.to_string().contains("maximum retention of 89d"), "{err}");
-        let ok = KeepRules { retain: Some(Duration::from_secs(89 * DAY)), ..Default::default() };
+        assert!(err.to_string().contains("maximum retention of 88d"), "{err}");
+        let ok = KeepRules { retain: Some(Duration::from_secs(88 * DAY)), ..Default::default() };
         assert!(ok.expiry(now, &[], &p).is_ok());
     }
 }

@@ -21,7 +21,8 @@ use crate::crypto::{KdfParams, KeyFile, MasterKey};
 use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, IndexPack};
-use crate::pack::{self, BlobKind, ObjectKind, PackBuilder};
+use crate::pack::{self, BlobKind, ObjectKind};
+use crate::pipeline::{Pipeline, Target};
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::Tree;
 use coffer_store::{Clock, ErrorKind, ObjectStore, PutOptions, Retention, RetentionMode, StoreError, VersionId};
@@ -64,7 +65,8 @@ pub struct RetentionPolicy {
     /// Ceiling: no snapshot may be kept longer (the policy's "90 days after deletion").
     #[serde(with = "secs")]
     pub max_retain: Duration,
-    /// Locks run this much past a snapshot's expiry, so prune never races a reader.
+    /// Locks run at least this much past a snapshot's expiry (then to the next UTC
+    /// midnight), so prune never races a reader.
     #[serde(with = "secs")]
     pub margin: Duration,
 }
@@ -74,8 +76,8 @@ impl Default for RetentionPolicy {
         Self {
             mode: RetentionMode::Compliance,
             default_retain: Duration::from_secs(30 * 86_400),
-            max_retain: Duration::from_secs(89 * 86_400),
-            margin: Duration::from_secs(86_400),
+            max_retain: Duration::from_secs(88 * 86_400),
+            margin: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -322,12 +324,15 @@ impl Repository {
         &self.prefix
     }
 
-    /// The lock date for a snapshot expiring at `expires`.
+    /// The lock date for a snapshot expiring at `expires`: expiry plus the margin, rounded
+    /// up to the next UTC midnight. The rounding makes every backup of a day ask for the
+    /// same lock date, so a pack reused all day is extended once, not by every backup.
     #[must_use]
     pub fn lock_until(&self, expires: Timestamp) -> Timestamp {
         let t = expires + to_signed(self.config.retention.margin);
-        // Whole seconds, rounded up: what S3 and the vault keep.
-        Timestamp::from_second(t.as_second() + i64::from(t.subsec_nanosecond() > 0)).unwrap_or(t)
+        let day = 86_400;
+        let secs = t.as_second() + i64::from(t.subsec_nanosecond() > 0);
+        Timestamp::from_second((secs + day - 1).div_euclid(day) * day).unwrap_or(t)
     }
 
     fn put(&self, key: &str, bytes: &[u8], until: Timestamp) -> Result<VersionId> {
@@ -457,13 +462,23 @@ impl Repository {
         if expires <= now {
             return Err(RepoError::Invalid(format!("snapshot expiry {expires} is not in the future")));
         }
+        let until = self.lock_until(expires);
+        let target = Target {
+            store: self.store.clone(),
+            key: self.key.clone(),
+            prefix: self.prefix.clone(),
+            mode: self.config.retention.mode,
+            until,
+            pack_size: self.config.pack_size as usize,
+            checkpoint_packs: INDEX_CHECKPOINT_PACKS,
+        };
         Ok(BlobWriter {
             repo: self,
             index: self.load_index()?,
             until: self.lock_until(expires),
-            pack: PackBuilder::default(),
+            target: target.clone(),
+            pipeline: Some(Pipeline::start(target)),
             pending: HashSet::new(),
-            written: Vec::new(),
             extended: HashSet::new(),
             deferred: HashMap::new(),
             summary: Summary::default(),
@@ -484,9 +499,9 @@ pub struct BlobWriter<'r> {
     repo: &'r Repository,
     index: Index,
     until: Timestamp,
-    pack: PackBuilder,
+    target: Target,
+    pipeline: Option<Pipeline>,
     pending: HashSet<Id>,
-    written: Vec<IndexPack>,
     extended: HashSet<usize>,
     deferred: HashMap<usize, HashSet<Id>>,
     summary: Summary,
@@ -526,14 +541,10 @@ impl BlobWriter<'_> {
         if self.pending.contains(&id) || self.ensure_locked(&id)? {
             return Ok(id);
         }
-        let sealed = pack::seal_blob(&self.repo.key, kind, &id, data);
-        self.pack.add(kind, id, &sealed, data.len());
+        self.pipeline().submit(kind, id, data.to_vec())?;
         self.pending.insert(id);
         self.summary.blobs_added += 1;
         self.summary.bytes_added += data.len() as u64;
-        if self.pack.len() >= self.repo.config.pack_size as usize {
-            self.flush()?;
-        }
         Ok(id)
     }
 
@@ -633,67 +644,38 @@ impl BlobWriter<'_> {
             }
             let sealed = bytes.get(e.offset as usize..(e.offset + e.length) as usize).unwrap_or_default();
             let plain = pack::open_blob(&self.repo.key, e, sealed, &key)?;
-            let resealed = pack::seal_blob(&self.repo.key, e.kind, &e.id, &plain);
-            self.pack.add(e.kind, e.id, &resealed, plain.len());
+            self.pipeline().submit(e.kind, e.id, plain)?;
             self.pending.insert(e.id);
             self.summary.blobs_repacked += 1;
-            if self.pack.len() >= self.repo.config.pack_size as usize {
-                self.flush()?;
-            }
         }
         Ok(true)
     }
 
-    /// Stores the pack being filled, if any.
-    ///
-    /// # Errors
-    /// Store errors.
-    pub fn flush(&mut self) -> Result<()> {
-        if self.pack.is_empty() {
-            return Ok(());
-        }
-        let (bytes, id, entries) = std::mem::take(&mut self.pack).finish(&self.repo.key);
-        let key = self.repo.pack_key(&id);
-        self.repo.put(&key, &bytes, self.until)?;
-        self.summary.bytes_stored += bytes.len() as u64;
-        let p = IndexPack { id, size: bytes.len() as u64, retain_until: self.until, blobs: entries };
-        self.index.add_pack(&p);
-        self.written.push(p);
-        self.pending.clear();
-        // Checkpoint: an interrupted backup leaves at most a few packs unindexed, and the
-        // next backup reuses everything indexed.
-        if self.written.len() >= INDEX_CHECKPOINT_PACKS {
-            let packs = std::mem::take(&mut self.written);
-            self.write_index(packs)?;
-        }
-        Ok(())
+    fn pipeline(&self) -> &Pipeline {
+        self.pipeline.as_ref().expect("the writer is not finished")
     }
 
-    fn write_index(&self, packs: Vec<IndexPack>) -> Result<()> {
-        if packs.is_empty() {
-            return Ok(());
-        }
-        let bytes = pack::seal_object(&self.repo.key, ObjectKind::Index, &IndexFile { packs });
-        let id = Id::hash(&bytes);
-        self.repo.put(&format!("{}index/{id}", self.repo.prefix), &bytes, self.until)?;
-        Ok(())
-    }
-
-    /// Flushes, writes the index object stating new and extended packs, and extends the
-    /// locks of the config and keys — everything the snapshot needs, before the snapshot.
+    /// Waits until every blob is stored, writes the index object stating new and extended
+    /// packs, and extends the locks of the config and keys — everything the snapshot
+    /// needs, before the snapshot.
     ///
     /// # Errors
     /// Store errors.
     pub fn finish(&mut self) -> Result<()> {
         self.settle_deferred()?;
-        self.flush()?;
-        let mut packs = std::mem::take(&mut self.written);
+        let Some(pipeline) = self.pipeline.take() else { return Ok(()) };
+        let stored = pipeline.finish()?;
+        for p in &stored.packs {
+            self.index.add_pack(p);
+        }
+        self.summary.bytes_stored += stored.bytes;
+        let mut packs = stored.unindexed;
         for &pos in &self.extended {
             let p = self.index.pack(pos);
             packs.push(IndexPack { id: p.id, size: p.size, retain_until: p.retain_until, blobs: p.blobs.clone() });
         }
         self.extended.clear();
-        self.write_index(packs)?;
+        self.target.write_index(packs)?;
         self.extend_meta()
     }
 

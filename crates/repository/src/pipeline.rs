@@ -1,0 +1,242 @@
+//! The backup write pipeline: compress and seal blobs on every core, fill packs, upload.
+//!
+//! ```text
+//! caller ──(kind, id, plaintext)──► sealers ×N ──(sealed)──► packer ──(pack)──► uploaders ×2
+//!   (reads, chunks, hashes, dedups)   zstd + AEAD              16 MiB packs       put + lock,
+//!                                                                                 index checkpoints
+//! ```
+//!
+//! Invariant guarded: nothing is acknowledged early. [`Pipeline::finish`] returns only
+//! after every pack has been stored (durable, locked) and lists them, so the caller can
+//! write the index and then the snapshot; the first store error stops the pipeline and is
+//! returned. Channels are bounded, so memory stays at a few chunks per stage plus the
+//! packs being filled and uploaded.
+
+use crate::crypto::MasterKey;
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{IndexFile, IndexPack};
+use crate::pack::{self, BlobKind, ObjectKind, PackBuilder};
+use coffer_store::{ObjectStore, PutOptions, Retention, RetentionMode};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use jiff::Timestamp;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+struct Job {
+    kind: BlobKind,
+    id: Id,
+    data: Vec<u8>,
+}
+
+struct Sealed {
+    kind: BlobKind,
+    id: Id,
+    sealed: Vec<u8>,
+    raw_len: usize,
+}
+
+/// Where and how packs and index objects are stored.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub store: Arc<dyn ObjectStore>,
+    pub key: MasterKey,
+    pub prefix: String,
+    pub mode: RetentionMode,
+    pub until: Timestamp,
+    pub pack_size: usize,
+    pub checkpoint_packs: usize,
+}
+
+impl Target {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let opts = PutOptions { retention: Some(Retention { mode: self.mode, until: self.until }), legal_hold: false };
+        self.store.put(key, bytes, &opts).map_err(RepoError::store(format!("cannot store {key}")))?;
+        Ok(())
+    }
+
+    pub(crate) fn pack_key(&self, id: &Id) -> String {
+        let hex = id.to_string();
+        format!("{}data/{}/{hex}", self.prefix, &hex[..2])
+    }
+
+    /// Writes an index object stating `packs`.
+    pub(crate) fn write_index(&self, packs: Vec<IndexPack>) -> Result<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let bytes = pack::seal_object(&self.key, ObjectKind::Index, &IndexFile { packs });
+        self.put(&format!("{}index/{}", self.prefix, Id::hash(&bytes)), &bytes)
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Packs stored but not yet stated in an index object.
+    unindexed: Mutex<Vec<IndexPack>>,
+    /// Every pack stored.
+    all: Mutex<Vec<IndexPack>>,
+    error: Mutex<Option<RepoError>>,
+    bytes_stored: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, e: RepoError) {
+        let mut slot = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some()
+    }
+}
+
+/// A running pipeline. Dropping it without [`Pipeline::finish`] stops the threads and
+/// discards what was not yet stored (an interrupted backup).
+pub(crate) struct Pipeline {
+    jobs: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+/// What the pipeline stored.
+pub(crate) struct Stored {
+    /// Every pack stored.
+    pub packs: Vec<IndexPack>,
+    /// Packs not yet in an index object.
+    pub unindexed: Vec<IndexPack>,
+    /// Bytes of packs stored.
+    pub bytes: u64,
+}
+
+impl Pipeline {
+    /// Starts sealers on every core, a packer and two uploaders.
+    pub(crate) fn start(target: Target) -> Self {
+        let shared = Arc::new(Shared::default());
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).clamp(1, 8);
+        let (job_tx, job_rx) = bounded::<Job>(cores * 2);
+        let (sealed_tx, sealed_rx) = bounded::<Sealed>(cores * 2);
+        let (pack_tx, pack_rx) = bounded::<Finished>(1);
+        let mut threads = Vec::new();
+        for _ in 0..cores {
+            let (rx, tx, key) = (job_rx.clone(), sealed_tx.clone(), target.key.clone());
+            threads.push(spawn("coffer-seal", move || seal_loop(&rx, &tx, &key)));
+        }
+        drop(sealed_tx);
+        let key = target.key.clone();
+        let size = target.pack_size;
+        threads.push(spawn("coffer-pack", move || pack_loop(&sealed_rx, &pack_tx, &key, size)));
+        for _ in 0..2 {
+            let (rx, t, s) = (pack_rx.clone(), target.clone(), shared.clone());
+            threads.push(spawn("coffer-upload", move || upload_loop(&rx, &t, &s)));
+        }
+        Self { jobs: Some(job_tx), threads, shared }
+    }
+
+    /// Queues a blob (blocks while the stages are full).
+    pub(crate) fn submit(&self, kind: BlobKind, id: Id, data: Vec<u8>) -> Result<()> {
+        self.check()?;
+        let tx = self.jobs.as_ref().expect("pipeline running");
+        if tx.send(Job { kind, id, data }).is_err() {
+            self.check()?;
+            return Err(RepoError::Invalid("the backup pipeline stopped".into()));
+        }
+        Ok(())
+    }
+
+    /// The first error a stage hit, if any.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Drains every stage and waits until every pack is stored.
+    pub(crate) fn finish(mut self) -> Result<Stored> {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                self.shared.fail(RepoError::Invalid("a backup pipeline thread panicked".into()));
+            }
+        }
+        self.check()?;
+        let take = |m: &Mutex<Vec<IndexPack>>| {
+            std::mem::take(&mut *m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        };
+        Ok(Stored {
+            packs: take(&self.shared.all),
+            unindexed: take(&self.shared.unindexed),
+            bytes: self.shared.bytes_stored.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            // Interrupted: make every stage stop at its next step, then wait for them.
+            self.shared.fail(RepoError::Invalid("backup interrupted".into()));
+            self.jobs = None;
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new().name(name.into()).spawn(f).expect("cannot start a pipeline thread")
+}
+
+fn seal_loop(rx: &Receiver<Job>, tx: &Sender<Sealed>, key: &MasterKey) {
+    for j in rx {
+        let sealed = pack::seal_blob(key, j.kind, &j.id, &j.data);
+        if tx.send(Sealed { kind: j.kind, id: j.id, sealed, raw_len: j.data.len() }).is_err() {
+            return;
+        }
+    }
+}
+
+/// A finished pack: bytes, id, entries.
+type Finished = (Vec<u8>, Id, Vec<pack::PackEntry>);
+
+fn pack_loop(rx: &Receiver<Sealed>, tx: &Sender<Finished>, key: &MasterKey, size: usize) {
+    let mut pack = PackBuilder::default();
+    for s in rx {
+        pack.add(s.kind, s.id, &s.sealed, s.raw_len);
+        if pack.len() >= size && tx.send(std::mem::take(&mut pack).finish(key)).is_err() {
+            return;
+        }
+    }
+    if !pack.is_empty() {
+        let _ = tx.send(pack.finish(key));
+    }
+}
+
+fn upload_loop(rx: &Receiver<Finished>, t: &Target, shared: &Shared) {
+    for (bytes, id, entries) in rx {
+        if shared.failed() {
+            continue; // drain so the packer never blocks
+        }
+        if let Err(e) = t.put(&t.pack_key(&id), &bytes) {
+            shared.fail(e);
+            continue;
+        }
+        shared.bytes_stored.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let p = IndexPack { id, size: bytes.len() as u64, retain_until: t.until, blobs: entries };
+        shared.all.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(p.clone());
+        // Checkpoint: an interrupted backup leaves at most a few packs unindexed.
+        let batch = {
+            let mut u = shared.unindexed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            u.push(p);
+            if u.len() >= t.checkpoint_packs { std::mem::take(&mut *u) } else { Vec::new() }
+        };
+        if let Err(e) = t.write_index(batch) {
+            shared.fail(e);
+        }
+    }
+}
