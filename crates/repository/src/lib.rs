@@ -33,6 +33,8 @@ pub use index::Index;
 pub use pack::BlobKind;
 pub use policy::KeepRules;
 pub use prune::{PruneReport, prune};
-pub use repo::{BlobReader, BlobWriter, ChunkerParams, Config, InitOptions, Repository, RetentionPolicy, humanize};
+pub use repo::{
+    BlobReader, BlobWriter, ChunkerParams, Config, InitOptions, Repository, RetentionPolicy, SharedReader, humanize,
+};
 pub use snapshot::{ChainLink, Snapshot, Summary};
 pub use tree::{Node, NodeKind, Tree, Xattr};

@@ -740,6 +740,63 @@ impl BlobReader<'_> {
     }
 }
 
+/// A blob reader many threads can share (restore): packs are cached whole and shared;
+/// a pack is read outside the lock, so two threads missing at once may both read it.
+pub struct SharedReader<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    cache: std::sync::Mutex<VecDeque<(Id, Arc<Vec<u8>>)>>,
+    capacity: usize,
+}
+
+impl<'a> SharedReader<'a> {
+    /// A reader keeping up to `capacity` packs in memory.
+    #[must_use]
+    pub fn new(repo: &'a Repository, index: &'a Index, capacity: usize) -> Self {
+        Self { repo, index, cache: std::sync::Mutex::new(VecDeque::new()), capacity: capacity.max(1) }
+    }
+
+    /// Reads and verifies one blob.
+    ///
+    /// # Errors
+    /// `Corrupt` naming the blob and pack; store errors.
+    pub fn read(&self, id: &Id) -> Result<Vec<u8>> {
+        let r = self.index.get(id).ok_or_else(|| RepoError::corrupt(format!("blob {id}"), "not in any index"))?;
+        let pack_id = self.index.pack(r.pack).id;
+        let bytes = self.pack(&pack_id)?;
+        let (start, end) = (r.entry.offset as usize, r.entry.offset as usize + r.entry.length as usize);
+        let key = self.repo.pack_key(&pack_id);
+        let sealed = bytes.get(start..end).ok_or_else(|| RepoError::corrupt(key.clone(), "blob out of range"))?;
+        pack::open_blob(&self.repo.key, &r.entry, sealed, &key)
+    }
+
+    /// Reads and parses a tree blob.
+    ///
+    /// # Errors
+    /// As [`SharedReader::read`].
+    pub fn tree(&self, id: &Id) -> Result<Tree> {
+        Tree::from_bytes(&self.read(id)?, id)
+    }
+
+    fn pack(&self, id: &Id) -> Result<Arc<Vec<u8>>> {
+        {
+            let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((_, data)) = cache.iter().find(|(p, _)| p == id) {
+                return Ok(data.clone());
+            }
+        }
+        let data = Arc::new(self.repo.get_hashed(&self.repo.pack_key(id), id)?);
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !cache.iter().any(|(p, _)| p == id) {
+            if cache.len() >= self.capacity {
+                cache.pop_front();
+            }
+            cache.push_back((*id, data.clone()));
+        }
+        Ok(data)
+    }
+}
+
 /// The last few packs read, whole.
 #[derive(Default)]
 struct PackCache {

@@ -1,20 +1,26 @@
 //! `restore`: reproduce a snapshot's files exactly under a target directory.
 //!
 //! Order matters for exactness: a file's content first, then owner (which clears
-//! setuid/setgid), then mode, then extended attributes, then times; a directory's
-//! metadata is applied after its children are in place, so their creation does not move
-//! its mtime. As non-root, what cannot be done (owners, device nodes, privileged xattrs)
-//! is a warning and the rest is restored.
+//! setuid/setgid), then mode, then extended attributes, then times; directories get
+//! their metadata last, deepest first, once everything inside them is in place, so
+//! creating their children does not move their mtime. As non-root, what cannot be done
+//! (owners, device nodes, privileged xattrs) is a warning and the rest is restored.
+//!
+//! The walk creates directories, special files and hard links and creates every regular
+//! file empty (so hard links to it can be made at once); the content of regular files is
+//! then written by one worker per core, sharing a cache of whole packs.
 
 use super::walk::{os, under};
 use super::{FilesError, Result, io_err};
-use coffer_repository::{BlobReader, Id, Node, NodeKind, Repository, Snapshot};
+use coffer_repository::{Id, Node, NodeKind, Repository, SharedReader, Snapshot};
 use globset::{GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// What to restore and where.
 #[derive(Clone, Debug, Default)]
@@ -41,13 +47,67 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
 }
 
-struct Restorer<'a> {
-    reader: BlobReader<'a>,
+/// Metadata application shared by the walk and the workers.
+struct Meta {
+    is_root: bool,
+    warned_owner: AtomicBool,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl Meta {
+    fn warn(&self, msg: String) {
+        let mut w = self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if w.len() < 1000 {
+            w.push(msg);
+        }
+    }
+
+    fn apply(&self, dst: &Path, n: &Node, symlink: bool) -> Result<()> {
+        use rustix::fs::{AtFlags, CWD, Gid, Timespec, Timestamps, Uid};
+        let uid = n.user.as_deref().and_then(uzers::get_user_by_name).map_or(n.uid, |u| u.uid());
+        let gid = n.group.as_deref().and_then(uzers::get_group_by_name).map_or(n.gid, |g| g.gid());
+        let flags = if symlink { AtFlags::SYMLINK_NOFOLLOW } else { AtFlags::empty() };
+        if let Err(e) = rustix::fs::chownat(CWD, dst, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), flags) {
+            if self.is_root {
+                self.warn(format!("cannot set owner of {}: {e}", dst.display()));
+            } else if !self.warned_owner.swap(true, Ordering::Relaxed) {
+                self.warn(format!("not running as root: owners are not restored (first: {})", dst.display()));
+            }
+        }
+        if !symlink {
+            fs::set_permissions(dst, fs::Permissions::from_mode(n.mode))
+                .map_err(io_err(format!("cannot set permissions of {}", dst.display())))?;
+        }
+        for x in &n.xattrs {
+            if let Err(e) = rustix::fs::lsetxattr(dst, x.name.as_str(), &x.value, rustix::fs::XattrFlags::empty()) {
+                self.warn(format!("cannot set extended attribute {} of {}: {e}", x.name, dst.display()));
+            }
+        }
+        // Before 1970 jiff's sub-second part is negative; a timespec's must be 0..1e9.
+        let t = |ts: jiff::Timestamp| {
+            let (sec, nsec) = (ts.as_second(), i64::from(ts.subsec_nanosecond()));
+            if nsec < 0 {
+                Timespec { tv_sec: sec - 1, tv_nsec: nsec + 1_000_000_000 }
+            } else {
+                Timespec { tv_sec: sec, tv_nsec: nsec }
+            }
+        };
+        let times = Timestamps { last_access: t(n.atime), last_modification: t(n.mtime) };
+        rustix::fs::utimensat(CWD, dst, &times, flags)
+            .map_err(|e| FilesError::Io { context: format!("cannot set times of {}", dst.display()), source: e.into() })
+    }
+}
+
+struct Walk<'a> {
+    reader: &'a SharedReader<'a>,
     include: Option<GlobSet>,
+    meta: &'a Meta,
     report: RestoreReport,
     links: HashMap<(u64, u64), PathBuf>,
-    is_root: bool,
-    warned_owner: bool,
+    /// Regular files to fill, in walk order.
+    files: Vec<(PathBuf, Node)>,
+    /// Directories to finish, in creation order.
+    dirs: Vec<(PathBuf, Node)>,
 }
 
 /// Restores `snap` into `opts.target`.
@@ -81,27 +141,64 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
         Some(b.build().map_err(|e| FilesError::Invalid(format!("bad include patterns: {e}")))?)
     };
     let index = repo.load_index()?;
-    let mut r = Restorer {
-        reader: repo.reader(&index),
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).clamp(1, 8);
+    let reader = SharedReader::new(repo, &index, workers * 3);
+    let meta = Meta {
+        is_root: rustix::process::geteuid().is_root(),
+        warned_owner: AtomicBool::new(false),
+        warnings: Mutex::new(Vec::new()),
+    };
+    let mut w = Walk {
+        reader: &reader,
         include,
+        meta: &meta,
         report: RestoreReport::default(),
         links: HashMap::new(),
-        is_root: rustix::process::geteuid().is_root(),
-        warned_owner: false,
+        files: Vec::new(),
+        dirs: Vec::new(),
     };
-    r.restore_dir(&snap.tree, Path::new("/"), target, false)?;
-    Ok(r.report)
+    w.restore_dir(&snap.tree, Path::new("/"), target, false)?;
+    let Walk { files, dirs, mut report, .. } = w;
+
+    // Content, on every core.
+    let next = AtomicUsize::new(0);
+    let bytes = AtomicU64::new(0);
+    let first_err: Mutex<Option<FilesError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(files.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((dst, n)) = files.get(i) else { break };
+                    let res = write_file(&reader, dst, n).and_then(|written| {
+                        bytes.fetch_add(written, Ordering::Relaxed);
+                        meta.apply(dst, n, false)
+                    });
+                    if let Err(e) = res {
+                        first_err.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
+                        next.store(usize::MAX / 2, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_err.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        return Err(e);
+    }
+    // Directories last, deepest first.
+    for (dst, n) in dirs.iter().rev() {
+        meta.apply(dst, n, false)?;
+    }
+    report.files = files.len() as u64;
+    report.bytes = bytes.into_inner();
+    report.warnings = meta.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(report)
 }
 
-impl Restorer<'_> {
-    fn warn(&mut self, msg: String) {
-        if self.report.warnings.len() < 1000 {
-            self.report.warnings.push(msg);
-        }
-    }
-
-    /// Restores the entries of tree `id` (at snapshot path `at`) into `dir`. Returns whether
-    /// anything was restored (for include filters).
+impl Walk<'_> {
+    /// Restores the entries of tree `id` (at snapshot path `at`). Returns whether anything
+    /// was restored (for include filters).
     fn restore_dir(&mut self, id: &Id, at: &Path, target: &Path, inside_match: bool) -> Result<bool> {
         let tree = self.reader.tree(id)?;
         let mut any = false;
@@ -110,30 +207,26 @@ impl Restorer<'_> {
             let matched = inside_match || self.include.as_ref().is_none_or(|g| g.is_match(&sp));
             let dst = under(target, &sp);
             if n.kind == NodeKind::Dir {
-                let existed = dst.exists();
-                if matched && !existed {
-                    fs::create_dir(&dst).map_err(io_err(format!("cannot create {}", dst.display())))?;
+                let pos = self.dirs.len();
+                if matched && !dst.exists() {
+                    // Its ancestors exist only if something before them matched.
+                    fs::create_dir_all(&dst).map_err(io_err(format!("cannot create {}", dst.display())))?;
                 }
+                // Reserve the directory's place before its children (for deepest-first order).
+                self.dirs.push((dst.clone(), n.clone()));
                 let inner = match n.subtree {
-                    Some(sub) => {
-                        if !matched {
-                            // Create lazily: only if something below matches.
-                            let before = dst.exists();
-                            let got = self.restore_dir_lazy(&sub, &sp, target, &dst)?;
-                            if !before && !got {
-                                continue;
-                            }
-                            got
-                        } else {
-                            self.restore_dir(&sub, &sp, target, true)?
-                        }
-                    }
+                    Some(sub) => self.restore_dir(&sub, &sp, target, matched)?,
                     None => false,
                 };
                 if matched || inner {
+                    if !dst.exists() {
+                        fs::create_dir_all(&dst).map_err(io_err(format!("cannot create {}", dst.display())))?;
+                    }
                     self.report.dirs += 1;
-                    self.apply_meta(&dst, n, false)?;
                     any = true;
+                } else {
+                    // Nothing below was restored (include filter): drop it again.
+                    self.dirs.truncate(pos);
                 }
             } else if matched {
                 if let Some(parent) = dst.parent() {
@@ -144,14 +237,6 @@ impl Restorer<'_> {
             }
         }
         Ok(any)
-    }
-
-    fn restore_dir_lazy(&mut self, sub: &Id, sp: &Path, target: &Path, dst: &Path) -> Result<bool> {
-        let got = self.restore_dir(sub, sp, target, false)?;
-        if got && !dst.exists() {
-            fs::create_dir_all(dst).map_err(io_err(format!("cannot create {}", dst.display())))?;
-        }
-        Ok(got)
     }
 
     fn restore_leaf(&mut self, dst: &Path, n: &Node) -> Result<()> {
@@ -166,8 +251,10 @@ impl Restorer<'_> {
         }
         match n.kind {
             NodeKind::File => {
-                self.write_file(dst, n)?;
-                self.report.files += 1;
+                // Created now (so hard links can point at it), filled by the workers.
+                OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(io_err(ctx()))?;
+                self.files.push((dst.to_path_buf(), n.clone()));
+                return Ok(());
             }
             NodeKind::Symlink => {
                 let t = n.target_bytes().unwrap_or_default();
@@ -182,76 +269,59 @@ impl Restorer<'_> {
                 };
                 let mode = rustix::fs::Mode::from_raw_mode(n.mode & 0o777);
                 if let Err(e) = rustix::fs::mknodat(rustix::fs::CWD, dst, ft, mode, n.rdev) {
-                    self.warn(format!("cannot create {:?} {}: {e}", n.kind, dst.display()).to_lowercase());
+                    self.meta.warn(format!("cannot create {:?} {}: {e}", n.kind, dst.display()).to_lowercase());
                     return Ok(());
                 }
                 self.report.others += 1;
             }
             NodeKind::Socket => {
-                self.warn(format!("socket {} not recreated (sockets belong to running programs)", dst.display()));
+                self.meta.warn(format!("socket {} not recreated (sockets belong to running programs)", dst.display()));
                 return Ok(());
             }
             NodeKind::Dir => unreachable!("directories are restored by restore_dir"),
         }
-        self.apply_meta(dst, n, n.kind == NodeKind::Symlink)
+        self.meta.apply(dst, n, n.kind == NodeKind::Symlink)
     }
+}
 
-    fn write_file(&mut self, dst: &Path, n: &Node) -> Result<()> {
-        let ctx = || format!("cannot write {}", dst.display());
-        let mut f: File =
-            OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(io_err(ctx()))?;
-        let mut pos = 0u64;
-        let mut hole_at_end = false;
-        for id in &n.content {
-            let data = self.reader.read(id)?;
-            // Zero blocks become holes: sparse files stay sparse, content is identical.
-            for block in data.chunks(4096) {
-                if block.iter().all(|&b| b == 0) {
-                    pos += block.len() as u64;
-                    hole_at_end = true;
-                } else {
-                    f.seek(SeekFrom::Start(pos)).map_err(io_err(ctx()))?;
-                    f.write_all(block).map_err(io_err(ctx()))?;
-                    pos += block.len() as u64;
-                    hole_at_end = false;
-                }
+/// Writes a file's content; zero blocks become holes, so sparse files stay sparse and the
+/// content is identical. Returns the bytes written.
+fn write_file(reader: &SharedReader<'_>, dst: &Path, n: &Node) -> Result<u64> {
+    let ctx = || format!("cannot write {}", dst.display());
+    let mut f = OpenOptions::new().write(true).open(dst).map_err(io_err(ctx()))?;
+    let mut pos = 0u64;
+    let mut hole_at_end = false;
+    let mut seek_needed = false;
+    for id in &n.content {
+        let data = reader.read(id)?;
+        let mut i = 0;
+        while i < data.len() {
+            let zero = |at: usize| data[at..(at + 4096).min(data.len())].iter().all(|&b| b == 0);
+            if zero(i) {
+                let len = (data.len() - i).min(4096);
+                pos += len as u64;
+                i += len;
+                hole_at_end = true;
+                seek_needed = true;
+                continue;
             }
+            // One write for a run of non-zero blocks.
+            let mut j = (i + 4096).min(data.len());
+            while j < data.len() && !zero(j) {
+                j = (j + 4096).min(data.len());
+            }
+            if seek_needed {
+                f.seek(SeekFrom::Start(pos)).map_err(io_err(ctx()))?;
+                seek_needed = false;
+            }
+            f.write_all(&data[i..j]).map_err(io_err(ctx()))?;
+            pos += (j - i) as u64;
+            i = j;
+            hole_at_end = false;
         }
-        if hole_at_end || pos == 0 {
-            f.set_len(pos).map_err(io_err(ctx()))?;
-        }
-        self.report.bytes += pos;
-        Ok(())
     }
-
-    fn apply_meta(&mut self, dst: &Path, n: &Node, symlink: bool) -> Result<()> {
-        use rustix::fs::{AtFlags, CWD, Gid, Timespec, Timestamps, Uid};
-        let uid = n.user.as_deref().and_then(uzers::get_user_by_name).map_or(n.uid, |u| u.uid());
-        let gid = n.group.as_deref().and_then(uzers::get_group_by_name).map_or(n.gid, |g| g.gid());
-        let flags = if symlink { AtFlags::SYMLINK_NOFOLLOW } else { AtFlags::empty() };
-        if let Err(e) = rustix::fs::chownat(CWD, dst, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), flags) {
-            if self.is_root {
-                self.warn(format!("cannot set owner of {}: {e}", dst.display()));
-            } else if !self.warned_owner {
-                self.warned_owner = true;
-                self.warn(format!("not running as root: owners are not restored (first: {})", dst.display()));
-            }
-        }
-        if !symlink {
-            fs::set_permissions(dst, fs::Permissions::from_mode(n.mode))
-                .map_err(io_err(format!("cannot set permissions of {}", dst.display())))?;
-        }
-        for x in &n.xattrs {
-            if let Err(e) = rustix::fs::lsetxattr(dst, x.name.as_str(), &x.value, rustix::fs::XattrFlags::empty()) {
-                self.warn(format!("cannot set extended attribute {} of {}: {e}", x.name, dst.display()));
-            }
-        }
-        let t = |ts: jiff::Timestamp| Timespec { tv_sec: ts.as_second(), tv_nsec: i64::from(ts.subsec_nanosecond()) };
-        let times = Timestamps { last_access: t(n.atime), last_modification: t(n.mtime) };
-        rustix::fs::utimensat(CWD, dst, &times, flags).map_err(|e| FilesError::Io {
-            context: format!("cannot set times of {}", dst.display()),
-            source: e.into(),
-        })?;
-        Ok(())
+    if hole_at_end {
+        f.set_len(pos).map_err(io_err(ctx()))?;
     }
+    Ok(pos)
 }
