@@ -70,7 +70,14 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<crate::repo::backup::Incomplete>() {
             return INCOMPLETE;
         }
-        if let Some(e) = cause.downcast_ref::<coffer_repository::RepoError>() {
+        // The files source wraps repository errors transparently: look inside.
+        let repo_err = cause.downcast_ref::<coffer_repository::RepoError>().or_else(|| {
+            match cause.downcast_ref::<coffer_sources::files::FilesError>() {
+                Some(coffer_sources::files::FilesError::Repo(e)) => Some(e),
+                _ => None,
+            }
+        });
+        if let Some(e) = repo_err {
             match e {
                 coffer_repository::RepoError::Corrupt { .. } => return INTEGRITY,
                 coffer_repository::RepoError::Store { .. } => {}

@@ -4,6 +4,8 @@
 //! and prints; the work and the rules live in the libraries (`coffer-store` today).
 //!
 //! - [`open`] — which vault a command acts on and as which principal.
+//! - [`s3`] — opening an `s3://` repository and as which role.
+//! - [`pg`] — `coffer pg …`: PostgreSQL WAL archiving, base backups, PITR.
 //! - [`vault`] — `coffer vault …`: init, put, get, rm, versions, retention, legal-hold,
 //!   config, audit-log.
 //! - [`output`] — text and `--json` output (every command has both).
@@ -18,7 +20,9 @@ mod error;
 mod open;
 mod output;
 mod parse;
+mod pg;
 mod repo;
+mod s3;
 mod vault;
 
 use clap::{Args, Parser, Subcommand};
@@ -87,6 +91,8 @@ enum Command {
     Key(repo::key::KeyArgs),
     /// Create and use a vault: versioned, object-locked storage on a local directory
     Vault(vault::VaultArgs),
+    /// PostgreSQL: WAL archiving, base backups, point-in-time recovery
+    Pg(pg::PgArgs),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +115,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => repo::maintain::run_prune(g, r, &args),
         Command::Key(args) => repo::key::run(g, r, &args),
         Command::Vault(args) => vault::run(g, args),
+        Command::Pg(args) => pg::run(g, r, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

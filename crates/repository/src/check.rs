@@ -30,6 +30,7 @@ pub enum ReadData {
 
 /// One problem found.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Problem {
     /// The object (storage key, or blob).
     pub object: String,
@@ -41,6 +42,7 @@ pub struct Problem {
 
 /// The outcome of `verify`.
 #[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct VerifyReport {
     /// Live snapshots checked.
     pub snapshots: usize,
@@ -251,6 +253,8 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
     if !bad_blobs.is_empty() {
         name_affected(repo, &live, &bad_blobs, &mut rep)?;
     }
+    // PostgreSQL WAL archives (`pg/`): gaps, and with --read-data every file's bytes.
+    crate::wal::verify_wal(repo, !matches!(read, ReadData::None), &mut rep.problems)?;
     Ok(rep)
 }
 
@@ -267,6 +271,10 @@ fn name_affected(
     for (sid, s) in live {
         let mut stack = vec![(s.tree, String::new())];
         while let Some((t, at)) = stack.pop() {
+            // A damaged tree affects its whole directory, which then cannot be listed.
+            if let Some(pack) = bad.get(&t) {
+                affected.entry(pack.clone()).or_default().push(format!("{}:{at}/", sid.short()));
+            }
             let Ok(tree) = reader.tree(&t) else { continue };
             for n in &tree.nodes {
                 let path = format!("{at}/{}", n.name);
@@ -277,9 +285,6 @@ fn name_affected(
                     if let Some(pack) = bad.get(b) {
                         affected.entry(pack.clone()).or_default().push(format!("{}:{path}", sid.short()));
                     }
-                }
-                if bad.contains_key(&t) {
-                    affected.entry(bad[&t].clone()).or_default().push(format!("{}:{at}/", sid.short()));
                 }
             }
         }

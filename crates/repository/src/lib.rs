@@ -24,6 +24,7 @@ pub mod prune;
 pub mod repo;
 pub mod snapshot;
 pub mod tree;
+pub mod wal;
 
 pub use check::{ReadData, VerifyReport, verify};
 pub use crypto::{KdfParams, MasterKey};
@@ -38,3 +39,4 @@ pub use repo::{
 };
 pub use snapshot::{ChainLink, Snapshot, Summary};
 pub use tree::{Node, NodeKind, Tree, Xattr};
+pub use wal::WalPut;

@@ -117,9 +117,10 @@ impl Pipeline {
     pub(crate) fn start(target: Target) -> Self {
         let shared = Arc::new(Shared::default());
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).clamp(1, 8);
-        let (job_tx, job_rx) = bounded::<Job>(cores * 2);
-        let (sealed_tx, sealed_rx) = bounded::<Sealed>(cores * 2);
-        let (pack_tx, pack_rx) = bounded::<Finished>(1);
+        // Small queues: each item can be a chunk of up to 8 MiB, and a pack is 16 MiB.
+        let (job_tx, job_rx) = bounded::<Job>(cores);
+        let (sealed_tx, sealed_rx) = bounded::<Sealed>(cores);
+        let (pack_tx, pack_rx) = bounded::<Finished>(0);
         let mut threads = Vec::new();
         for _ in 0..cores {
             let (rx, tx, key) = (job_rx.clone(), sealed_tx.clone(), target.key.clone());

@@ -10,7 +10,7 @@
 //! version gone (then it uploads the data again); it never fails because of prune.
 //!
 //! Only the repository's own namespaces are touched (`config`, `keys/`, `data/`,
-//! `index/`, `snapshots/`), and only versions that have a retention: anything else in the
+//! `index/`, `snapshots/`, `pg/` — PostgreSQL WAL archives), and only versions that have a retention: anything else in the
 //! same store (objects put by hand without a lock) is left alone. Delete markers in those
 //! namespaces are removed too: Coffer never writes them, and one hiding a needed object
 //! would make it unreadable.
@@ -21,6 +21,7 @@ use serde::Serialize;
 
 /// What prune did (or, dry, would do).
 #[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct PruneReport {
     /// Versions removed (or to remove).
     pub versions_removed: u64,
@@ -38,7 +39,7 @@ pub struct PruneReport {
     pub skipped: Vec<String>,
 }
 
-const NAMESPACES: [&str; 5] = ["config", "keys/", "data/", "index/", "snapshots/"];
+const NAMESPACES: [&str; 6] = ["config", "keys/", "data/", "index/", "snapshots/", "pg/"];
 
 /// Removes expired versions under `prefix`. `store` must act as the pruner.
 ///

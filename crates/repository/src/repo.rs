@@ -376,7 +376,13 @@ impl Repository {
         for_each_key(self.store.as_ref(), &format!("{}index/", self.prefix), |k| {
             let id: Id =
                 k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
-            let bytes = self.get_hashed(&k, &id)?;
+            let bytes = match self.get_hashed(&k, &id) {
+                Ok(b) => b,
+                // Pruned between listing and reading: its lock had ended, so what it stated
+                // may be gone too, which writers and readers already allow for.
+                Err(e) if is_gone(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            };
             let file: IndexFile = pack::open_object(&self.key, ObjectKind::Index, &bytes, &k)?;
             for p in &file.packs {
                 index.add_pack(p);
@@ -386,20 +392,44 @@ impl Repository {
         Ok(index)
     }
 
-    /// Every snapshot object (expired ones included), oldest first.
+    /// Every snapshot object (expired ones included), oldest first. Damaged ones are left
+    /// out (see [`Repository::all_snapshots_and_damage`]).
     ///
     /// # Errors
-    /// Store errors, `Corrupt`.
+    /// Store errors.
     pub fn all_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        Ok(self.all_snapshots_and_damage()?.0)
+    }
+
+    /// Every readable snapshot object (expired ones included), oldest first, and the key and
+    /// error of each one that cannot be read. One damaged snapshot object must not make the
+    /// others unreachable or stop new backups (it is locked, so it stays until it expires);
+    /// `verify` reports it. One removed between listing and reading (pruned: it had
+    /// expired) is simply gone: prune never fails a backup.
+    ///
+    /// # Errors
+    /// Store errors other than damage.
+    pub fn all_snapshots_and_damage(&self) -> Result<(Snapshots, Vec<Damaged>)> {
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         for_each_key(self.store.as_ref(), &format!("{}snapshots/", self.prefix), |k| {
-            let id: Id =
-                k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
-            out.push((id, self.read_snapshot(&id)?));
+            let id: Id = match k.rsplit('/').next().unwrap_or("").parse() {
+                Ok(id) => id,
+                Err(e) => {
+                    damaged.push((k.clone(), RepoError::corrupt(k, e)));
+                    return Ok(());
+                }
+            };
+            match self.read_snapshot(&id) {
+                Ok(s) => out.push((id, s)),
+                Err(e) if is_gone(&e) => {}
+                Err(e) if is_damaged(&e) => damaged.push((k, e)),
+                Err(e) => return Err(e),
+            }
             Ok(())
         })?;
         out.sort_by_key(|(id, s)| (s.time, *id));
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// Snapshots that have not expired, oldest first.
@@ -421,12 +451,16 @@ impl Repository {
         pack::open_object(&self.key, ObjectKind::Snapshot, &bytes, &key)
     }
 
-    /// Finds a live snapshot by id prefix (at least 4 hex digits) or `latest`.
+    /// Finds a live snapshot by id prefix (at least 4 hex digits) or `latest` (the newest
+    /// readable one).
     ///
     /// # Errors
-    /// `Invalid` when none or several match.
+    /// `Invalid` when none or several match; the damage when the id names a snapshot
+    /// object that cannot be read.
     pub fn find_snapshot(&self, name: &str) -> Result<(Id, Snapshot)> {
-        let snaps = self.snapshots()?;
+        let (all, damaged) = self.all_snapshots_and_damage()?;
+        let now = self.clock.now();
+        let snaps: Vec<_> = all.into_iter().filter(|(_, s)| s.expires > now).collect();
         if name == "latest" {
             return snaps
                 .into_iter()
@@ -441,7 +475,14 @@ impl Repository {
         let mut m = snaps.into_iter().filter(|(id, _)| id.to_string().starts_with(&name.to_ascii_lowercase()));
         match (m.next(), m.next()) {
             (Some(s), None) => Ok(s),
-            (None, _) => Err(RepoError::Invalid(format!("no snapshot {name} in {}", self.location))),
+            (None, _) => {
+                // Asked for by id, a damaged snapshot is an integrity error naming it.
+                let lower = name.to_ascii_lowercase();
+                match damaged.into_iter().find(|(k, _)| k.rsplit('/').next().is_some_and(|h| h.starts_with(&lower))) {
+                    Some((_, e)) => Err(e),
+                    None => Err(RepoError::Invalid(format!("no snapshot {name} in {}", self.location))),
+                }
+            }
             (Some(_), Some(_)) => Err(RepoError::Invalid(format!("snapshot id {name} is ambiguous; give more digits"))),
         }
     }
@@ -836,6 +877,22 @@ impl PackCache {
         self.packs.push_back((*id, data.clone()));
         Ok(data)
     }
+}
+
+/// A stored object that cannot be read: its key and why.
+pub type Damaged = (String, RepoError);
+
+/// Snapshots with their ids, oldest first.
+pub type Snapshots = Vec<(Id, Snapshot)>;
+
+/// Whether the object was not there (any more).
+fn is_gone(e: &RepoError) -> bool {
+    e.store_error().is_some_and(|s| s.kind() == ErrorKind::NotFound)
+}
+
+/// Whether the object is there but damaged (failed a checksum, authentication or decoding).
+fn is_damaged(e: &RepoError) -> bool {
+    matches!(e, RepoError::Corrupt { .. }) || e.store_error().is_some_and(|s| s.kind() == ErrorKind::Corrupt)
 }
 
 /// Whether a store error means "not there".

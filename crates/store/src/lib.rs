@@ -8,6 +8,7 @@
 //! - [`Role`], [`Action`], [`Principal`] — the access matrix ([`Role::allows`]).
 //! - [`Clock`] — the one source of time for lock decisions.
 //! - [`LocalVault`] — the crash-safe engine on a local directory; the embedded default.
+//! - `S3Store` (feature `s3`) — the contract over the S3 API, for AWS S3 and S3-compatible services.
 //!
 //! ```
 //! use coffer_store::{LocalVault, VaultOptions, ObjectStore, PutOptions, Role};
@@ -22,6 +23,8 @@ pub mod clock;
 pub mod error;
 pub mod model;
 pub mod role;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod store;
 pub mod vault;
 
@@ -31,5 +34,7 @@ pub use model::{
     DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId, Versioning,
 };
 pub use role::{Action, Credentials, Principal, Role, Secret, matrix_markdown};
+#[cfg(feature = "s3")]
+pub use s3::{S3Credentials, S3Location, S3Options, S3Store};
 pub use store::{Object, ObjectStore};
 pub use vault::{AuditEntry, AuditVerification, LocalVault, VaultHandle, VaultOptions};

@@ -67,7 +67,8 @@ pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
     let mut excludes = args.exclude.clone();
     for f in &args.exclude_file {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read exclude file {}", f.display()))?;
-        excludes.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned));
+        excludes
+            .extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned));
     }
     let repo = open_or_init_default(global, r)?;
     let host = args.host.clone().unwrap_or_else(host);
@@ -187,7 +188,8 @@ pub struct RestoreArgs {
 pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> {
     let repo = open_repo(global, r, Role::Reader)?;
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
-    let report = files::restore(&repo, &snap, &RestoreOptions { target: args.target.clone(), include: args.include.clone() })?;
+    let report =
+        files::restore(&repo, &snap, &RestoreOptions { target: args.target.clone(), include: args.include.clone() })?;
     for w in &report.warnings {
         eprintln!("coffer: warning: {w}");
     }
@@ -195,7 +197,7 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
     if out.json() {
         out.doc(&serde_json::json!({
             "snapshot": id.to_string(),
-            "target": args.target,
+            "target": args.target.to_string_lossy(),
             "files": report.files,
             "dirs": report.dirs,
             "others": report.others,

@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 /// Runs `coffer snapshots`.
 pub fn snapshots(global: &Global, r: &RepoOpts) -> Result<()> {
     let repo = open_repo(global, r, Role::Reader)?;
-    let snaps = repo.snapshots()?;
+    let (all, damaged) = repo.all_snapshots_and_damage()?;
+    let now = repo.clock().now();
+    let snaps: Vec<_> = all.into_iter().filter(|(_, s)| s.expires > now).collect();
     let mut out = Output::new(global.json);
     if out.json() {
-        let list: Vec<_> = snaps
-            .iter()
-            .map(|(id, s)| serde_json::json!({"id": id.to_string(), "snapshot": s}))
-            .collect();
+        let list: Vec<_> =
+            snaps.iter().map(|(id, s)| serde_json::json!({"id": id.to_string(), "snapshot": s})).collect();
         out.doc(&list)?;
     } else {
         out.line(format!("{:<10} {:<26} {:<26} {:<12} {}", "id", "time", "expires", "host", "paths"))?;
@@ -38,7 +38,21 @@ pub fn snapshots(global: &Global, r: &RepoOpts) -> Result<()> {
         }
         out.line(format!("{} snapshots", snaps.len()))?;
     }
-    out.finish()
+    out.finish()?;
+    // The intact ones are listed; a damaged one is an integrity error naming it.
+    let mut damaged = damaged.into_iter().map(|(_, e)| e);
+    if let Some(first) = damaged.next() {
+        for e in damaged {
+            eprintln!("coffer: warning: {}", coffer_store::display_chain(&e));
+        }
+        return Err(crate::error::IntegrityError(format!(
+            "snapshot object cannot be read ({} listed are intact): {}",
+            snaps.len(),
+            coffer_store::display_chain(&first)
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// `coffer ls SNAP [PATH]`.
@@ -62,6 +76,18 @@ fn kind_char(k: NodeKind) -> char {
     }
 }
 
+/// `{"path": …}` for JSON output. A path that is not UTF-8 is shown lossily and also given
+/// exactly, hex-encoded, as `path-raw` (as trees keep such names in `name-raw`).
+fn path_json(p: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("path".into(), p.to_string_lossy().into());
+    if p.to_str().is_none() {
+        let raw = std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str());
+        m.insert("path-raw".into(), raw.iter().map(|b| format!("{b:02x}")).collect::<String>().into());
+    }
+    m
+}
+
 /// Runs `coffer ls`.
 pub fn ls(global: &Global, r: &RepoOpts, args: &LsArgs) -> Result<()> {
     let repo = open_repo(global, r, Role::Reader)?;
@@ -79,7 +105,9 @@ pub fn ls(global: &Global, r: &RepoOpts, args: &LsArgs) -> Result<()> {
             return Ok(());
         }
         let res = if out.json() {
-            out.list_item(&serde_json::json!({"path": p, "node": n}))
+            let mut item = path_json(p);
+            item.insert("node".into(), serde_json::json!(n));
+            out.list_item(&item)
         } else {
             out.line(format!(
                 "{}{:04o} {:>8} {:>8} {:>12} {} {}{}",
@@ -140,7 +168,14 @@ pub fn diff(global: &Global, r: &RepoOpts, args: &DiffArgs) -> Result<()> {
             Some(m) if m.content != n.content || m.kind != n.kind || m.target_bytes() != n.target_bytes() => {
                 changes.push(("M", p.clone()));
             }
-            Some(m) if m.kind != NodeKind::Dir && (m.mode != n.mode || m.uid != n.uid || m.gid != n.gid || m.mtime != n.mtime || m.xattrs != n.xattrs) => {
+            Some(m)
+                if m.kind != NodeKind::Dir
+                    && (m.mode != n.mode
+                        || m.uid != n.uid
+                        || m.gid != n.gid
+                        || m.mtime != n.mtime
+                        || m.xattrs != n.xattrs) =>
+            {
                 changes.push(("U", p.clone()));
             }
             Some(_) => {}
@@ -152,7 +187,14 @@ pub fn diff(global: &Global, r: &RepoOpts, args: &DiffArgs) -> Result<()> {
     changes.sort_by(|x, y| x.1.cmp(&y.1));
     let mut out = Output::new(global.json);
     if out.json() {
-        let list: Vec<_> = changes.iter().map(|(c, p)| serde_json::json!({"change": c, "path": p})).collect();
+        let list: Vec<_> = changes
+            .iter()
+            .map(|(c, p)| {
+                let mut item = path_json(p);
+                item.insert("change".into(), serde_json::json!(c));
+                item
+            })
+            .collect();
         out.doc(&list)?;
     } else {
         for (c, p) in &changes {

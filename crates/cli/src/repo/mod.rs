@@ -34,7 +34,7 @@ use std::sync::Arc;
 /// Options of commands that open a repository.
 #[derive(Clone, Debug, Default, Args)]
 pub struct RepoOpts {
-    /// The repository: a local vault directory [default: the embedded default vault]
+    /// The repository: a local vault directory or s3://BUCKET/PREFIX?endpoint=URL&region=R [default: the embedded default vault]
     #[arg(long, global = true, env = "COFFER_REPO", value_name = "PATH")]
     pub repo: Option<PathBuf>,
 
@@ -48,8 +48,8 @@ pub fn vault_dir(r: &RepoOpts) -> Result<(PathBuf, bool)> {
     match &r.repo {
         Some(p) if !p.as_os_str().is_empty() => {
             let s = p.to_string_lossy();
-            if s.contains("://") {
-                bail!("repository {s}: only local paths are supported so far (S3 is on the roadmap)");
+            if s.contains("://") && !crate::s3::is_s3(&s) {
+                bail!("repository {s}: only local paths and s3:// URLs are supported");
             }
             Ok((p.clone(), true))
         }
@@ -89,8 +89,19 @@ pub fn password(r: &RepoOpts, confirm: bool) -> Result<Vec<u8>> {
 }
 
 /// Logs in to the repository's vault as `role` (or the role/credentials the user chose).
-pub fn store_as(global: &Global, r: &RepoOpts, role: Role, create_vault: bool) -> Result<(Arc<dyn ObjectStore>, String)> {
+pub fn store_as(
+    global: &Global,
+    r: &RepoOpts,
+    role: Role,
+    create_vault: bool,
+) -> Result<(Arc<dyn ObjectStore>, String)> {
     let (dir, explicit) = vault_dir(r)?;
+    if let Some(url) = dir.to_str().filter(|d| crate::s3::is_s3(d)) {
+        // An S3 bucket is created by `coffer vault init s3://…` (by the admin), never here.
+        let store = crate::s3::open(global, url, role)?;
+        let location = store.location().to_string();
+        return Ok((Arc::new(store), location));
+    }
     let vault = match LocalVault::open(&dir) {
         Ok(v) => v,
         Err(StoreError::NotAVault { .. }) if create_vault => {
@@ -115,7 +126,18 @@ pub fn store_as(global: &Global, r: &RepoOpts, role: Role, create_vault: bool) -
 pub fn open_repo(global: &Global, r: &RepoOpts, role: Role) -> Result<Repository> {
     let (store, location) = store_as(global, r, role, false)?;
     let pw = password(r, false)?;
-    Ok(Repository::open(store, &location, "", &pw, Clock::from_env())?)
+    opened(r, Repository::open(store, &location, "", &pw, Clock::from_env()))
+}
+
+/// A repository named with `--repo` that is not there: say how to create it *there* (plain
+/// `coffer init` would create one in the default vault).
+fn opened(r: &RepoOpts, res: std::result::Result<Repository, RepoError>) -> Result<Repository> {
+    match res {
+        Err(RepoError::NoRepository { location }) if vault_dir(r).is_ok_and(|(_, explicit)| explicit) => {
+            bail!("no coffer repository at {location} (run `coffer init --repo {location}` first)")
+        }
+        other => Ok(other?),
+    }
 }
 
 /// `coffer init`.
@@ -124,8 +146,8 @@ pub struct InitArgs {
     /// Default snapshot lifetime when a backup names none
     #[arg(long, value_parser = crate::parse::duration, value_name = "DURATION", default_value = "30d")]
     pub default_retain: std::time::Duration,
-    /// Ceiling: no snapshot is kept longer (the policy's maximum retention after deletion, minus the lock margin)
-    #[arg(long, value_parser = crate::parse::duration, value_name = "DURATION", default_value = "89d")]
+    /// Ceiling: no snapshot is kept longer (the policy's 90 days after deletion, less the lock margin and rounding)
+    #[arg(long, value_parser = crate::parse::duration, value_name = "DURATION", default_value = "88d")]
     pub max_retain: std::time::Duration,
     /// Lock mode of every object
     #[arg(long, default_value = "compliance", value_name = "MODE")]
@@ -134,6 +156,14 @@ pub struct InitArgs {
 
 /// Runs `coffer init`.
 pub fn init(global: &Global, r: &RepoOpts, args: &InitArgs) -> Result<()> {
+    // Refused before a vault is created for it (the library checks again).
+    if args.default_retain > args.max_retain {
+        bail!(
+            "default retention ({}) exceeds the maximum retention ({})",
+            coffer_repository::humanize(args.default_retain),
+            coffer_repository::humanize(args.max_retain)
+        );
+    }
     let (store, location) = store_as(global, r, Role::Writer, true)?;
     let pw = password(r, true)?;
     let opts = InitOptions {
@@ -168,7 +198,7 @@ pub fn open_or_init_default(global: &Global, r: &RepoOpts) -> Result<Repository>
             eprintln!("coffer: created repository {} in the default vault {location}", repo.config().id.short());
             Ok(repo)
         }
-        other => Ok(other?),
+        other => opened(r, other),
     }
 }
 
@@ -176,5 +206,3 @@ pub fn open_or_init_default(global: &Global, r: &RepoOpts) -> Result<Repository>
 pub fn host() -> String {
     rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
-
-

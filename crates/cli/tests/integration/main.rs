@@ -11,6 +11,16 @@ mod bad_input;
 mod default_vault;
 mod locks;
 mod objects;
+mod pg_archive;
+mod pg_util;
+mod repo_concurrency;
+mod repo_crash;
+mod repo_errors;
+mod repo_integrity;
+mod repo_prune;
+mod repo_roundtrip;
+mod repo_util;
+mod s3_repo;
 
 use serde_json::Value;
 use std::ffi::OsStr;

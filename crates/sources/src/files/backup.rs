@@ -17,7 +17,6 @@ use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::BufReader;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -66,6 +65,7 @@ pub struct BackupReport {
 
 struct Walker<'a, 'r> {
     w: BlobWriter<'r>,
+    chunker: coffer_repository::chunker::Chunker,
     excludes: GlobSet,
     path_excludes: GlobSet,
     one_fs: bool,
@@ -130,6 +130,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(
 
     let mut walker = Walker {
         w: repo.writer(expires)?,
+        chunker: coffer_repository::chunker::Chunker::new(repo.config().chunker),
         excludes,
         path_excludes,
         one_fs: opts.one_file_system,
@@ -215,6 +216,18 @@ fn build_excludes(patterns: &[String]) -> Result<(GlobSet, GlobSet)> {
     Ok((done(names)?, done(paths)?))
 }
 
+/// Reading a file fails on the file (a warning) or on the repository (an error).
+enum ReadError {
+    Io(std::io::Error),
+    Repo(coffer_repository::RepoError),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
 /// Whether a parent node shows the file unchanged.
 fn unchanged(old: &Node, new: &Node) -> bool {
     old.kind == NodeKind::File
@@ -242,8 +255,8 @@ impl Walker<'_, '_> {
             let path = dir.join(std::ffi::OsStr::from_bytes(name));
             let md = fs::symlink_metadata(&path)
                 .map_err(|source| FilesError::Path { path: path.display().to_string(), source })?;
-            let mut node = meta::node(&path, name, &md, &mut self.names, &mut self.warnings);
             let parent_node = parent.and_then(|t| t.find(name));
+            let mut node = meta::node(&path, name, &md, parent_node, &mut self.names, &mut self.warnings);
             match entry {
                 VEntry::Target => {
                     if let Some(n) = self.save_entry(&path, node, parent_node, md.dev())? {
@@ -344,8 +357,8 @@ impl Walker<'_, '_> {
                             continue;
                         }
                     };
-                    let cn = meta::node(&child, name.as_bytes(), &md, &mut self.names, &mut self.warnings);
                     let pn = parent_sub.as_ref().and_then(|t| t.find(name.as_bytes())).cloned();
+                    let cn = meta::node(&child, name.as_bytes(), &md, pn.as_ref(), &mut self.names, &mut self.warnings);
                     if let Some(n) = self.save_entry(&child, cn, pn.as_ref(), root_dev)? {
                         tree.nodes.push(n);
                     }
@@ -373,18 +386,21 @@ impl Walker<'_, '_> {
 
     fn read_file(&mut self, path: &Path, node: &mut Node) -> Result<()> {
         let ctx = || format!("cannot read {}", path.display());
-        let f = File::open(path).map_err(super::io_err(ctx()))?;
+        let f = open_noatime(path).map_err(super::io_err(ctx()))?;
         let before = f.metadata().map_err(super::io_err(ctx()))?;
-        let c = self.w.repo_chunker();
         let mut content = Vec::new();
-        let mut size = 0u64;
-        for chunk in coffer_repository::chunker::stream(BufReader::with_capacity(1 << 20, f), c) {
-            let chunk =
-                chunk.map_err(|e| FilesError::Io { context: ctx(), source: std::io::Error::other(e.to_string()) })?;
-            size += chunk.data.len() as u64;
-            content.push(self.w.add(BlobKind::Data, &chunk.data)?);
-            self.p.bytes += chunk.data.len() as u64;
-        }
+        let (w, p) = (&mut self.w, &mut self.p);
+        let size = self
+            .chunker
+            .chunks(f, before.len(), |chunk| {
+                content.push(w.add(BlobKind::Data, chunk).map_err(ReadError::Repo)?);
+                p.bytes += chunk.len() as u64;
+                Ok::<(), ReadError>(())
+            })
+            .map_err(|e| match e {
+                ReadError::Repo(e) => FilesError::Repo(e),
+                ReadError::Io(e) => FilesError::Io { context: ctx(), source: e },
+            })?;
         let after = fs::symlink_metadata(path).map_err(super::io_err(ctx()))?;
         if size != before.len()
             || after.len() != size
@@ -401,5 +417,19 @@ impl Walker<'_, '_> {
         self.p.files += 1;
         (self.progress)(&self.p);
         Ok(())
+    }
+}
+
+/// Opens a file for reading without updating its access time, as tar and restic do: a
+/// backup must not change what it backs up, and every name of a hard-linked file must show
+/// the atime the first one was saved with. `O_NOATIME` needs the file's owner (or
+/// `CAP_FOWNER`); otherwise the file is opened plainly.
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    #[allow(clippy::cast_possible_wrap, reason = "open(2) flags are a C int")]
+    let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+    match fs::OpenOptions::new().read(true).custom_flags(noatime).open(path) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => File::open(path),
+        other => other,
     }
 }

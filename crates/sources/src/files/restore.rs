@@ -142,7 +142,9 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     };
     let index = repo.load_index()?;
     let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).clamp(1, 8);
-    let reader = SharedReader::new(repo, &index, workers * 3);
+    // A pack per worker plus two: enough for workers walking neighbouring files, and
+    // memory stays at a few packs.
+    let reader = SharedReader::new(repo, &index, workers + 2);
     let meta = Meta {
         is_root: rustix::process::geteuid().is_root(),
         warned_owner: AtomicBool::new(false),

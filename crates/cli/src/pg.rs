@@ -1,0 +1,922 @@
+//! `coffer pg …`: PostgreSQL continuous archiving and point-in-time recovery.
+//!
+//! - `wal-push %p` (`archive_command`): stores one WAL file as its own locked object
+//!   (`pg/SYSID/wal/TLI/NAME`, see `coffer_repository::wal`); exits 0 only once it is
+//!   durable; the same content again succeeds, different content is refused.
+//! - `wal-fetch %f %p` (`restore_command`): fetches, authenticates and writes the file
+//!   atomically (temporary file, fsync, rename); exit 1 without a message when it is not
+//!   archived, so recovery ends normally. A segment missing while a later one is archived
+//!   is a gap: that is reported on stderr (still exit 1).
+//! - `backup`: `pg_basebackup -D - -Ft -X none -c fast` streamed through the repository's
+//!   content-defined chunker into one file (`base.tar`) of a `pg-base` snapshot. The tar
+//!   stream is stored as it comes rather than split into its members: CDC chunks dedup
+//!   unchanged relation files against earlier base backups just the same (tar headers
+//!   are 512-byte blocks that only touch the chunk around them), the restore is a
+//!   byte-exact `tar -x`, and nothing of the tar format has to be reimplemented.
+//!   The cluster's facts (system identifier, timeline, start/stop LSN, WAL segment size,
+//!   stop time) are the snapshot's `pg-…=` tags. It completes only once every WAL segment
+//!   from the start to the stop LSN is in the repository.
+//! - `restore --target DIR (--time T | --lsn L | --name NAME | --latest)`: writes the
+//!   newest base backup preceding the target and the recovery settings.
+//! - `info`: per cluster, base backups, archived WAL, recovery window and gaps.
+//!
+//! The system identifier of a WAL segment comes from its long page header (the first page
+//! of every segment carries it); for `.history`/`.backup` files and for `wal-fetch` it is
+//! read from `global/pg_control` of the data directory (the working directory of
+//! `archive_command`/`restore_command`), unless `--sysid` is given.
+
+use crate::Global;
+use crate::output::Output;
+use crate::repo::{RepoOpts, open_repo, password};
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use coffer_repository::{BlobKind, ChainLink, Node, NodeKind, Repository, Snapshot, Tree, WalPut};
+use coffer_store::Role;
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// `coffer pg`.
+#[derive(Debug, Args)]
+pub struct PgArgs {
+    #[command(subcommand)]
+    cmd: PgCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum PgCmd {
+    /// Archive one WAL file (for archive_command = 'coffer pg wal-push %p')
+    WalPush(WalPushArgs),
+    /// Fetch one WAL file (for restore_command = 'coffer pg wal-fetch %f %p'); exit 1 if absent
+    WalFetch(WalFetchArgs),
+    /// Take a base backup of a running cluster with pg_basebackup
+    Backup(BackupArgs),
+    /// Write a base backup and recovery settings for point-in-time recovery
+    Restore(RestoreArgs),
+    /// Show clusters, base backups, archived WAL, recovery windows and gaps
+    Info(InfoArgs),
+}
+
+/// `pg wal-push`.
+#[derive(Debug, Args)]
+struct WalPushArgs {
+    /// The WAL file (%p)
+    path: PathBuf,
+    /// The cluster's system identifier [default: from the segment header or global/pg_control]
+    #[arg(long, env = "COFFER_PG_SYSID")]
+    sysid: Option<u64>,
+}
+
+/// `pg wal-fetch`.
+#[derive(Debug, Args)]
+struct WalFetchArgs {
+    /// The WAL file name (%f)
+    name: String,
+    /// Where to write it (%p)
+    dest: PathBuf,
+    /// The cluster's system identifier [default: from global/pg_control in the working directory]
+    #[arg(long, env = "COFFER_PG_SYSID")]
+    sysid: Option<u64>,
+}
+
+/// `pg backup`.
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// libpq connection string (else PGHOST, PGPORT, PGUSER… as usual)
+    #[arg(long, value_name = "CONNINFO")]
+    pg: Option<String>,
+    /// How long to wait for the WAL the backup needs to be archived
+    #[arg(long, value_parser = crate::parse::duration, default_value = "5m", value_name = "DURATION")]
+    wal_timeout: Duration,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+}
+
+/// `pg restore`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("goal").required(true).args(["time", "lsn", "name", "latest"])))]
+struct RestoreArgs {
+    /// The new data directory (must not exist or be empty)
+    #[arg(long, value_name = "DIR")]
+    target: PathBuf,
+    /// Recover up to this time (RFC 3339)
+    #[arg(long)]
+    time: Option<Timestamp>,
+    /// Recover up to this LSN (e.g. 0/3000060)
+    #[arg(long)]
+    lsn: Option<String>,
+    /// Recover up to this restore point (pg_create_restore_point)
+    #[arg(long)]
+    name: Option<String>,
+    /// Recover to the end of the archived WAL
+    #[arg(long)]
+    latest: bool,
+    /// The cluster (needed when the repository holds several)
+    #[arg(long, env = "COFFER_PG_SYSID")]
+    sysid: Option<u64>,
+    /// Start the restored server (pg_ctl, unix socket in DIR only, no TCP) and wait until
+    /// recovery has reached the target and the server is promoted; run as DIR's owner
+    #[arg(long)]
+    start: bool,
+    /// How long --start waits for recovery
+    #[arg(long, value_parser = crate::parse::duration, default_value = "1h", value_name = "DURATION", requires = "start")]
+    start_timeout: Duration,
+}
+
+/// `pg info`.
+#[derive(Debug, Args)]
+struct InfoArgs {
+    /// Only this cluster
+    #[arg(long, env = "COFFER_PG_SYSID")]
+    sysid: Option<u64>,
+}
+
+/// Runs `coffer pg …`.
+pub fn run(g: &Global, r: &RepoOpts, args: PgArgs) -> Result<()> {
+    match args.cmd {
+        PgCmd::WalPush(a) => wal_push(g, r, &a),
+        // Any failure other than "not archived" must abort recovery, not end it early:
+        // PostgreSQL treats an exit status above 125 as fatal and any other as "absent".
+        PgCmd::WalFetch(a) => wal_fetch(g, r, &a).map_err(|e| {
+            eprintln!("coffer: error: {e:#}");
+            std::process::exit(126)
+        }),
+        PgCmd::Backup(a) => backup(g, r, &a),
+        PgCmd::Restore(a) => restore(g, r, &a),
+        PgCmd::Info(a) => info(g, r, &a),
+    }
+}
+
+// ---- WAL names, LSNs, headers ---------------------------------------------------------
+
+/// `XLP_PAGE_MAGIC` is version-specific; the long-header flag is not.
+const XLP_LONG_HEADER: u16 = 0x0002;
+
+/// The system identifier in a segment's long page header, if the file starts with one.
+fn sysid_from_segment(data: &[u8]) -> Option<u64> {
+    if data.len() < 40 {
+        return None;
+    }
+    let info = u16::from_le_bytes([data[2], data[3]]);
+    if info & XLP_LONG_HEADER == 0 {
+        return None;
+    }
+    let sysid = u64::from_le_bytes(data[24..32].try_into().ok()?);
+    let seg_size = u32::from_le_bytes(data[32..36].try_into().ok()?);
+    (seg_size.is_power_of_two() && sysid != 0).then_some(sysid)
+}
+
+/// The system identifier in `DIR/global/pg_control` (its first field).
+fn sysid_from_control(dir: &Path) -> Result<u64> {
+    let p = dir.join("global/pg_control");
+    let mut f = std::fs::File::open(&p).with_context(|| {
+        format!("cannot read {} to learn the cluster's system identifier (or pass --sysid)", p.display())
+    })?;
+    let mut b = [0u8; 8];
+    f.read_exact(&mut b).with_context(|| format!("cannot read {}", p.display()))?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn parse_lsn(s: &str) -> Result<u64> {
+    let (hi, lo) = s.trim().split_once('/').ok_or_else(|| anyhow!("{s:?} is not an LSN (like 0/3000060)"))?;
+    let hi = u64::from_str_radix(hi, 16).map_err(|_| anyhow!("{s:?} is not an LSN"))?;
+    let lo = u64::from_str_radix(lo, 16).map_err(|_| anyhow!("{s:?} is not an LSN"))?;
+    Ok((hi << 32) | lo)
+}
+
+fn fmt_lsn(l: u64) -> String {
+    format!("{:X}/{:X}", l >> 32, l & 0xffff_ffff)
+}
+
+fn segment_name(tli: u32, segno: u64, seg_size: u64) -> String {
+    let per = 0x1_0000_0000 / seg_size;
+    format!("{tli:08X}{:08X}{:08X}", segno / per, segno % per)
+}
+
+/// (timeline, segment number) of a plain segment name (24 hex digits, maybe `.partial`).
+fn parse_segment(name: &str, seg_size: u64) -> Option<(u32, u64)> {
+    let base = name.strip_suffix(".partial").unwrap_or(name);
+    if base.len() != 24 || !base.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let tli = u32::from_str_radix(&base[..8], 16).ok()?;
+    let hi = u64::from_str_radix(&base[8..16], 16).ok()?;
+    let lo = u64::from_str_radix(&base[16..], 16).ok()?;
+    Some((tli, hi * (0x1_0000_0000 / seg_size) + lo))
+}
+
+const DEFAULT_SEG_SIZE: u64 = 16 * 1024 * 1024;
+
+/// Segments missing between the first and the last archived one of each timeline.
+fn gaps(names: &[String], seg_size: u64) -> Vec<String> {
+    let mut by_tli: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for n in names {
+        if let Some((t, s)) = parse_segment(n, seg_size) {
+            by_tli.entry(t).or_default().push(s);
+        }
+    }
+    let mut out = Vec::new();
+    for (tli, mut segs) in by_tli {
+        segs.sort_unstable();
+        segs.dedup();
+        for w in segs.windows(2) {
+            for s in w[0] + 1..w[1] {
+                out.push(segment_name(tli, s, seg_size));
+            }
+        }
+    }
+    out
+}
+
+// ---- wal-push / wal-fetch --------------------------------------------------------------
+
+fn wal_push(g: &Global, r: &RepoOpts, a: &WalPushArgs) -> Result<()> {
+    let name = a
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{} is not a WAL file path", a.path.display()))?
+        .to_owned();
+    let data = std::fs::read(&a.path).with_context(|| format!("cannot read WAL file {}", a.path.display()))?;
+    let sysid = match a.sysid.or_else(|| sysid_from_segment(&data)) {
+        Some(s) => s,
+        None => sysid_from_control(Path::new("."))?,
+    };
+    let repo = open_repo(g, r, Role::Writer)?;
+    let put = repo.put_wal(sysid, &name, &data).with_context(|| format!("cannot archive WAL file {name}"))?;
+    let mut out = Output::new(g.json);
+    if out.json() {
+        out.doc(&serde_json::json!({"file": name, "sysid": sysid.to_string(), "stored": put == WalPut::Stored}))?;
+    }
+    out.finish()
+}
+
+fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
+    let sysid = match a.sysid {
+        Some(s) => s,
+        None => sysid_from_control(Path::new("."))?,
+    };
+    let repo = open_repo(g, r, Role::Reader)?;
+    let mut data = repo.get_wal(sysid, &a.name).with_context(|| format!("cannot fetch WAL file {}", a.name))?;
+    if data.is_none() && parse_segment(&a.name, DEFAULT_SEG_SIZE).is_some() {
+        data = repo.get_wal(sysid, &format!("{}.partial", a.name))?;
+    }
+    let Some(data) = data else {
+        // A missing segment with later ones archived is a gap, not the end of the archive.
+        if let Some((tli, seg)) = parse_segment(&a.name, DEFAULT_SEG_SIZE) {
+            let later = repo
+                .list_wal(sysid)?
+                .iter()
+                .filter_map(|n| parse_segment(n, DEFAULT_SEG_SIZE))
+                .any(|(t, s)| t == tli && s > seg);
+            if later {
+                eprintln!("coffer: error: WAL segment {} is missing from the archive (later segments exist)", a.name);
+            }
+        }
+        std::process::exit(1);
+    };
+    write_atomically(&a.dest, &data)
+}
+
+fn write_atomically(dest: &Path, data: &[u8]) -> Result<()> {
+    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.coffer-tmp", dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal")));
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(data).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    Ok(())
+}
+
+// ---- base backup -----------------------------------------------------------------------
+
+/// A PostgreSQL program: `COFFER_PG_BIN/NAME`, else on `PATH`, else the newest
+/// `/usr/lib/postgresql/*/bin/NAME` (Debian keeps them off `PATH`).
+fn pg_program(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("COFFER_PG_BIN").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join(name);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for d in std::env::split_paths(&path) {
+            if d.join(name).is_file() {
+                return d.join(name);
+            }
+        }
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let p = e.path().join("bin").join(name);
+            p.is_file().then_some((v, p))
+        })
+        .collect();
+    found.sort();
+    found.pop().map_or_else(|| PathBuf::from(name), |(_, p)| p)
+}
+
+fn psql(conninfo: Option<&str>, sql: &str) -> Result<String> {
+    let mut c = Command::new(pg_program("psql"));
+    c.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+    if let Some(ci) = conninfo {
+        c.args(["-d", ci]);
+    }
+    let out = c.stderr(Stdio::piped()).output().context("cannot run psql")?;
+    if !out.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// What a `pg-base` snapshot records (its `pg-…=` tags).
+#[derive(Clone, Debug, serde::Serialize)]
+struct BaseInfo {
+    snapshot: String,
+    #[serde(serialize_with = "as_string")]
+    sysid: u64,
+    timeline: u32,
+    start_lsn: String,
+    stop_lsn: String,
+    stop_time: Timestamp,
+    seg_size: u64,
+    #[serde(skip)]
+    tree: coffer_repository::Id,
+}
+
+/// System identifiers exceed JSON's exact integers (2^53): they are strings in `--json`.
+fn as_string<S: serde::Serializer>(v: &u64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+impl BaseInfo {
+    fn from_snapshot(id: &coffer_repository::Id, s: &Snapshot) -> Option<Self> {
+        if s.kind != "pg-base" {
+            return None;
+        }
+        let tag = |k: &str| s.tags.iter().find_map(|t| t.strip_prefix(k)?.strip_prefix('=')).map(str::to_owned);
+        Some(Self {
+            snapshot: id.to_string(),
+            sysid: tag("pg-sysid")?.parse().ok()?,
+            timeline: tag("pg-timeline")?.parse().ok()?,
+            start_lsn: tag("pg-start-lsn")?,
+            stop_lsn: tag("pg-stop-lsn")?,
+            stop_time: tag("pg-stop-time")?.parse().ok()?,
+            seg_size: tag("pg-wal-segment-size")?.parse().ok()?,
+            tree: s.tree,
+        })
+    }
+
+    /// The segments from the start to the stop LSN.
+    fn needed_segments(&self) -> Vec<String> {
+        let start = parse_lsn(&self.start_lsn).unwrap_or(0) / self.seg_size;
+        let stop = parse_lsn(&self.stop_lsn).unwrap_or(1).saturating_sub(1) / self.seg_size;
+        (start..=stop.max(start)).map(|s| segment_name(self.timeline, s, self.seg_size)).collect()
+    }
+}
+
+/// The text of the archived backup history file whose `LABEL:` is `label`.
+fn find_backup_history(repo: &Repository, sysid: u64, label: &str) -> Result<Option<String>> {
+    let names = repo.list_wal(sysid)?;
+    for n in names.iter().rev().filter(|n| n.ends_with(".backup")) {
+        let Some(data) = repo.get_wal(sysid, n)? else { continue };
+        let text = String::from_utf8_lossy(&data).into_owned();
+        if text.lines().any(|l| l.strip_prefix("LABEL: ") == Some(label)) {
+            return Ok(Some(text));
+        }
+    }
+    Ok(None)
+}
+
+fn base_backups(repo: &Repository) -> Result<Vec<BaseInfo>> {
+    Ok(repo.snapshots()?.iter().filter_map(|(id, s)| BaseInfo::from_snapshot(id, s)).collect())
+}
+
+fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
+    let ci = a.pg.as_deref();
+    let facts = psql(
+        ci,
+        "select system_identifier, (select setting from pg_settings where name = 'wal_segment_size') from pg_control_system()",
+    )?;
+    let (sysid, seg_size) = facts.split_once('|').ok_or_else(|| anyhow!("unexpected answer from psql: {facts}"))?;
+    let sysid: u64 = sysid.parse().context("bad system identifier from the server")?;
+    let seg_size: u64 = seg_size.parse().context("bad wal_segment_size from the server")?;
+
+    let repo = open_repo(g, r, Role::Writer)?;
+    let now = repo.clock().now();
+    let expires = now
+        + jiff::SignedDuration::try_from(repo.config().retention.default_retain).unwrap_or(jiff::SignedDuration::ZERO);
+    let previous = repo.all_snapshots()?.last().map(|(id, s)| ChainLink { id: *id, expires: s.expires });
+    let mut w = repo.writer(expires)?;
+
+    let mut c = Command::new(pg_program("pg_basebackup"));
+    let label = format!("coffer {}", now.as_nanosecond());
+    c.args(["-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-l", &label]);
+    if let Some(ci) = ci {
+        c.args(["-d", ci]);
+    }
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run pg_basebackup")?;
+    let mut err_pipe = child.stderr.take().expect("stderr is piped");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut content = Vec::new();
+    let mut size = 0u64;
+    let mut chunk_err = None;
+    for chunk in
+        coffer_repository::chunker::stream(std::io::BufReader::with_capacity(1 << 20, stdout), w.repo_chunker())
+    {
+        match chunk {
+            Ok(ch) => {
+                size += ch.data.len() as u64;
+                content.push(w.add(BlobKind::Data, &ch.data)?);
+            }
+            Err(e) => {
+                chunk_err = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let status = child.wait().context("cannot wait for pg_basebackup")?;
+    let log = err_thread.join().unwrap_or_default();
+    if !status.success() || chunk_err.is_some() {
+        let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_owned();
+        bail!("pg_basebackup failed ({status}): {}", chunk_err.unwrap_or(last));
+    }
+    let stop_time = repo.clock().now();
+    // The backup history file (`….backup`), archived when the backup stopped, says where
+    // the backup's WAL starts and ends; with `-X none` pg_basebackup has waited for it.
+    let deadline = std::time::Instant::now() + a.wal_timeout;
+    let history = loop {
+        if let Some(h) = find_backup_history(&repo, sysid, &label)? {
+            break h;
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "the backup history file of this base backup was not archived within {} (is archive_command = 'coffer pg wal-push %p' set?)",
+                humantime::format_duration(a.wal_timeout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let field = |k: &str| {
+        history
+            .lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+            .map(|v| v.trim().split(' ').next().unwrap_or_default().to_owned())
+            .ok_or_else(|| anyhow!("backup history file lacks {k}"))
+    };
+    let start_lsn = fmt_lsn(parse_lsn(&field("START WAL LOCATION")?)?);
+    let stop_lsn = fmt_lsn(parse_lsn(&field("STOP WAL LOCATION")?)?);
+    let timeline: u32 = field("START TIMELINE")?.parse().context("bad timeline in the backup history file")?;
+
+    let mut tags = a.tags.clone();
+    tags.extend([
+        format!("pg-sysid={sysid}"),
+        format!("pg-timeline={timeline}"),
+        format!("pg-start-lsn={start_lsn}"),
+        format!("pg-stop-lsn={stop_lsn}"),
+        format!("pg-stop-time={stop_time}"),
+        format!("pg-wal-segment-size={seg_size}"),
+    ]);
+    let info = BaseInfo {
+        snapshot: String::new(),
+        sysid,
+        timeline,
+        start_lsn,
+        stop_lsn,
+        stop_time,
+        seg_size,
+        tree: coffer_repository::Id([0; 32]),
+    };
+
+    // The backup is only usable with its WAL: wait until all of it is archived.
+    let deadline = std::time::Instant::now() + a.wal_timeout;
+    loop {
+        let have = repo.list_wal(sysid)?;
+        let missing: Vec<String> = info
+            .needed_segments()
+            .into_iter()
+            .filter(|s| !have.iter().any(|h| h == s || h.strip_suffix(".partial") == Some(s)))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "the base backup needs WAL segment {} which was not archived within {} (is archive_command = 'coffer pg wal-push %p' set?)",
+                missing[0],
+                humantime::format_duration(a.wal_timeout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let node = Node {
+        name: "base.tar".into(),
+        name_raw: None,
+        kind: NodeKind::File,
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+        user: None,
+        group: None,
+        mtime: stop_time,
+        atime: stop_time,
+        ctime: stop_time,
+        inode: 0,
+        device: 0,
+        links: 1,
+        size,
+        content,
+        subtree: None,
+        target: None,
+        target_raw: None,
+        rdev: 0,
+        xattrs: Vec::new(),
+    };
+    let tree = w.add(BlobKind::Tree, &Tree { nodes: vec![node] }.to_bytes())?;
+    w.summary_mut().files = 1;
+    w.summary_mut().bytes = size;
+    let snap = Snapshot {
+        kind: "pg-base".into(),
+        time: now,
+        expires,
+        retain_until: w.retain_until(),
+        host: crate::repo::host(),
+        paths: vec![format!("pg:{sysid}")],
+        tags,
+        tree,
+        parent: None,
+        previous,
+        summary: w.summary_mut().clone(),
+        program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
+    };
+    let added = w.summary_mut().bytes_added;
+    let id = w.commit_snapshot(snap)?;
+    let mut out = Output::new(g.json);
+    if out.json() {
+        out.doc(&serde_json::json!({
+            "snapshot": id.to_string(), "sysid": sysid.to_string(), "timeline": timeline,
+            "start-lsn": info.start_lsn, "stop-lsn": info.stop_lsn, "stop-time": stop_time, "bytes": size, "bytes-added": added,
+        }))?;
+    } else {
+        out.line(format!(
+            "snapshot {} saved: base backup of cluster {sysid}, timeline {timeline}, WAL {}..{}, {size} bytes ({added} new)",
+            id.short(),
+            info.start_lsn,
+            info.stop_lsn
+        ))?;
+    }
+    out.finish()
+}
+
+// ---- restore ---------------------------------------------------------------------------
+
+fn pick_cluster(repo: &Repository, bases: &[BaseInfo], want: Option<u64>) -> Result<u64> {
+    if let Some(s) = want {
+        return Ok(s);
+    }
+    let mut ids: Vec<u64> = bases.iter().map(|b| b.sysid).chain(repo.pg_clusters()?).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    match ids.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("{} holds no PostgreSQL backups", repo.location()),
+        _ => bail!("{} holds several PostgreSQL clusters; choose one with --sysid", repo.location()),
+    }
+}
+
+/// The LSN of the newest restore point named `name` in the archived WAL (an upper bound:
+/// the segment offset where its record's data is found). The record's main data is
+/// `0xFF, 72` (short data block, 72 bytes) then `rp_time` (8 bytes) and `rp_name` (64
+/// bytes, NUL-terminated); a record torn by a page boundary is not found by this scan.
+fn find_restore_point(repo: &Repository, sysid: u64, name: &str, seg_size: u64) -> Result<u64> {
+    if name.is_empty() || name.len() >= 64 {
+        bail!("restore point name {name:?} must have 1 to 63 bytes");
+    }
+    // PostgreSQL copies the name with strlcpy: bytes after its NUL are not zeroed.
+    let mut field = name.as_bytes().to_vec();
+    field.push(0);
+    let names = repo.list_wal(sysid)?;
+    for n in names.iter().rev() {
+        let Some((_, segno)) = parse_segment(n, seg_size) else { continue };
+        let Some(data) = repo.get_wal(sysid, n)? else { continue };
+        let hit = data.windows(2 + 8 + 64).rposition(|w| w[0] == 0xFF && w[1] == 72 && w[10..11 + name.len()] == field);
+        if let Some(off) = hit {
+            return Ok(segno * seg_size + off as u64);
+        }
+    }
+    bail!("restore point {name:?} is not in the archived WAL of cluster {sysid}")
+}
+
+/// A time as PostgreSQL's `timestamptz` input reads it in any `DateStyle` (UTC, µs).
+fn pg_time(t: Timestamp) -> String {
+    format!("{}.{:06}+00", t.strftime("%Y-%m-%d %H:%M:%S"), t.subsec_microsecond())
+}
+
+/// Quotes for a PostgreSQL configuration value.
+fn conf_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Quotes for `sh -c`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
+    let repo = open_repo(g, r, Role::Reader)?;
+    let all = base_backups(&repo)?;
+    let sysid = pick_cluster(&repo, &all, a.sysid)?;
+    let bases: Vec<&BaseInfo> = all.iter().filter(|b| b.sysid == sysid).collect();
+    let target_lsn = a.lsn.as_deref().map(parse_lsn).transpose()?;
+    // A restore point is found in the archived WAL, so the base backup chosen precedes it.
+    let point_lsn = match &a.name {
+        Some(n) => Some(find_restore_point(&repo, sysid, n, bases.first().map_or(DEFAULT_SEG_SIZE, |b| b.seg_size))?),
+        None => None,
+    };
+    let base = bases
+        .iter()
+        .rev()
+        .find(|b| match (a.time, target_lsn.or(point_lsn)) {
+            (Some(t), _) => b.stop_time <= t,
+            (_, Some(l)) => parse_lsn(&b.stop_lsn).is_ok_and(|s| s <= l),
+            _ => true,
+        })
+        .ok_or_else(|| anyhow!("no base backup of cluster {sysid} precedes the recovery target"))?;
+
+    // The WAL from the backup's start must be complete up to the target (or the end).
+    let names = repo.list_wal(sysid)?;
+    let start_seg = parse_lsn(&base.start_lsn)? / base.seg_size;
+    let upto = target_lsn.map(|l| l / base.seg_size);
+    for missing in gaps(&names, base.seg_size) {
+        if let Some((_, s)) = parse_segment(&missing, base.seg_size) {
+            if s >= start_seg && upto.is_none_or(|u| s <= u) {
+                bail!(
+                    "WAL segment {missing} is missing from the archive: cluster {sysid} cannot be recovered past it from base backup {}",
+                    &base.snapshot[..8]
+                );
+            }
+        }
+    }
+    for s in base.needed_segments() {
+        if !names.iter().any(|n| *n == s || n.strip_suffix(".partial") == Some(s.as_str())) {
+            bail!("WAL segment {s} needed by base backup {} is missing from the archive", &base.snapshot[..8]);
+        }
+    }
+
+    let dir = &a.target;
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!("restore target {} is not empty", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let dir = std::path::absolute(dir)?;
+
+    // Stream base.tar into tar -x.
+    let index = repo.load_index()?;
+    let mut reader = repo.reader(&index);
+    let tree = reader.tree(&base.tree)?;
+    let node = tree.find(b"base.tar").ok_or_else(|| anyhow!("base backup {} has no base.tar", base.snapshot))?;
+    let mut tar = Command::new("tar")
+        .args(["-x", "-f", "-", "-C"])
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run tar")?;
+    let mut sink = tar.stdin.take().expect("stdin is piped");
+    for id in &node.content {
+        let data = reader.read(id)?;
+        sink.write_all(&data).context("tar stopped reading")?;
+    }
+    drop(sink);
+    let out = tar.wait_with_output().context("cannot wait for tar")?;
+    if !out.status.success() {
+        bail!("tar failed unpacking the base backup: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+
+    // Recovery settings.
+    let exe = std::env::current_exe().context("cannot find the coffer executable")?;
+    let pw_file = match r.password_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        Some(p) => std::path::absolute(p)?,
+        None => {
+            let p = dir.join("coffer.password");
+            let pw = password(r, false)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode_0600()
+                .open(&p)
+                .with_context(|| format!("cannot create {}", p.display()))?;
+            f.write_all(&pw)?;
+            f.write_all(b"\n")?;
+            p
+        }
+    };
+    let repo_arg = match &r.repo {
+        Some(p) if !p.to_string_lossy().contains("://") => std::path::absolute(p)?.display().to_string(),
+        Some(p) => p.display().to_string(),
+        None => crate::repo::vault_dir(r)?.0.display().to_string(),
+    };
+    let cmd = format!(
+        "{} --repo {} --password-file {} pg wal-fetch --sysid {sysid} %f %p",
+        sh_quote(&exe.display().to_string()),
+        sh_quote(&repo_arg),
+        sh_quote(&pw_file.display().to_string())
+    );
+    let mut conf = String::from("\n# Added by coffer pg restore: recovery from the coffer repository.\n");
+    conf += &format!("restore_command = {}\n", conf_quote(&cmd));
+    if let Some(t) = a.time {
+        conf += &format!("recovery_target_time = {}\n", conf_quote(&pg_time(t)));
+    } else if let Some(l) = target_lsn {
+        conf += &format!("recovery_target_lsn = {}\n", conf_quote(&fmt_lsn(l)));
+    } else if let Some(n) = &a.name {
+        conf += &format!("recovery_target_name = {}\n", conf_quote(n));
+    }
+    conf += "recovery_target_timeline = 'latest'\n";
+    if !a.latest {
+        conf += "recovery_target_action = 'promote'\n";
+    }
+    // What would stop the restored server from starting or make it act as the source.
+    conf += "archive_mode = 'off'\narchive_command = ''\nsynchronous_standby_names = ''\n";
+    conf += "primary_conninfo = ''\nprimary_slot_name = ''\n";
+    let auto = dir.join("postgresql.auto.conf");
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&auto)?;
+    f.write_all(conf.as_bytes())?;
+    drop(f);
+    let _ = std::fs::remove_file(dir.join("standby.signal"));
+    std::fs::write(dir.join("recovery.signal"), b"")?;
+
+    if a.start {
+        start_and_wait(&dir, a.start_timeout)?;
+    }
+    let mut out = Output::new(g.json);
+    if out.json() {
+        out.doc(&serde_json::json!({"target": dir, "base": base, "password-file": pw_file, "started": a.start}))?;
+    } else {
+        out.line(format!(
+            "restored base backup {} (cluster {sysid}, WAL {}..{}) into {}; start the server to recover",
+            &base.snapshot[..8],
+            base.start_lsn,
+            base.stop_lsn,
+            dir.display()
+        ))?;
+    }
+    out.finish()
+}
+
+/// `restore --start`: starts the server on `dir` listening only on a socket in `dir`, and
+/// waits until it has left recovery (reached the target and been promoted). A server that
+/// stops instead (e.g. "recovery ended before configured recovery target was reached"
+/// after a missing segment) is an error quoting the end of its log.
+fn start_and_wait(dir: &Path, timeout: Duration) -> Result<()> {
+    let log = dir.join("coffer-restore.log");
+    let opts = format!("-c listen_addresses='' -c unix_socket_directories='{}'", dir.display());
+    let out = Command::new(pg_program("pg_ctl"))
+        .args(["start", "-w", "-t", "600", "-D"])
+        .arg(dir)
+        .arg("-l")
+        .arg(&log)
+        .args(["-o", &opts])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run pg_ctl")?;
+    let tail = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("FATAL") || l.contains("coffer: error")).collect();
+        lines.iter().rev().take(3).rev().copied().collect::<Vec<_>>().join(" | ")
+    };
+    if !out.status.success() {
+        bail!("the restored server did not start: {} {}", String::from_utf8_lossy(&out.stderr).trim(), tail());
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let q = Command::new(pg_program("psql"))
+            .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
+            .arg(dir)
+            .args(["-c", "select pg_is_in_recovery()"])
+            .stderr(Stdio::null())
+            .output();
+        if q.as_ref().is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "f") {
+            return Ok(());
+        }
+        let alive = Command::new(pg_program("pg_ctl"))
+            .args(["status", "-D"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !alive {
+            bail!("recovery failed and the restored server stopped: {}", tail());
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "recovery did not finish within {} (server log: {})",
+                humantime::format_duration(timeout),
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        self.mode(0o600)
+    }
+}
+
+// ---- info ------------------------------------------------------------------------------
+
+fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
+    let repo = open_repo(g, r, Role::Reader)?;
+    let all = base_backups(&repo)?;
+    let mut ids: Vec<u64> = all.iter().map(|b| b.sysid).chain(repo.pg_clusters()?).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.retain(|s| a.sysid.is_none_or(|w| w == *s));
+    let mut clusters = Vec::new();
+    for sysid in ids {
+        let bases: Vec<&BaseInfo> = all.iter().filter(|b| b.sysid == sysid).collect();
+        let seg_size = bases.first().map_or(DEFAULT_SEG_SIZE, |b| b.seg_size);
+        let names = repo.list_wal(sysid)?;
+        let segs: Vec<&String> = names.iter().filter(|n| parse_segment(n, seg_size).is_some()).collect();
+        let gaps = gaps(&names, seg_size);
+        let history: Vec<&String> = names.iter().filter(|n| n.ends_with(".history")).collect();
+        let window = bases.first().map(|b| {
+            serde_json::json!({"from-time": b.stop_time, "from-lsn": b.stop_lsn,
+                "to-segment": segs.last().map(|s| s.as_str())})
+        });
+        clusters.push(serde_json::json!({
+            "sysid": sysid.to_string(),
+            "base-backups": bases,
+            "wal-segments": segs.len(),
+            "first-segment": segs.first(),
+            "last-segment": segs.last(),
+            "history-files": history,
+            "gaps": gaps,
+            "recovery-window": window,
+        }));
+    }
+    let mut out = Output::new(g.json);
+    if out.json() {
+        out.doc(&serde_json::json!({ "clusters": clusters }))?;
+        return out.finish();
+    }
+    for c in &clusters {
+        out.line(format!("cluster {}", c["sysid"].as_str().unwrap_or_default()))?;
+        for b in c["base-backups"].as_array().into_iter().flatten() {
+            out.line(format!(
+                "  base backup {}  timeline {}  WAL {}..{}  consistent at {}",
+                &b["snapshot"].as_str().unwrap_or_default()[..8],
+                b["timeline"],
+                b["start_lsn"].as_str().unwrap_or_default(),
+                b["stop_lsn"].as_str().unwrap_or_default(),
+                b["stop_time"].as_str().unwrap_or_default()
+            ))?;
+        }
+        out.line(format!(
+            "  WAL: {} segments, {} .. {}",
+            c["wal-segments"],
+            c["first-segment"].as_str().unwrap_or("-"),
+            c["last-segment"].as_str().unwrap_or("-")
+        ))?;
+        for gap in c["gaps"].as_array().into_iter().flatten() {
+            out.line(format!("  GAP: WAL segment {} is missing", gap.as_str().unwrap_or_default()))?;
+        }
+        if let Some(w) = c["recovery-window"].as_object() {
+            out.line(format!(
+                "  recovery window: from {} ({}) to the end of {}",
+                w["from-time"].as_str().unwrap_or_default(),
+                w["from-lsn"].as_str().unwrap_or_default(),
+                w["to-segment"].as_str().unwrap_or("-")
+            ))?;
+        }
+    }
+    out.finish()
+}

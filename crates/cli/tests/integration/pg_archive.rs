@@ -1,0 +1,223 @@
+//! `coffer pg`: WAL archiving, base backups and point-in-time recovery, against a real
+//! PostgreSQL 15 server (see `pg_util`).
+
+use crate::Sandbox;
+use crate::pg_util::{Cluster, PG_BIN, PgSandbox, as_postgres, have_postgres};
+use crate::repo_util::PASSWORD;
+use std::path::Path;
+
+/// A WAL segment's first page: a long page header naming `sysid`, then `fill`.
+fn fake_segment(sysid: u64, fill: u8) -> Vec<u8> {
+    let mut d = vec![fill; 8192];
+    d[..4].copy_from_slice(&[0x10, 0xd1, 0x06, 0x00]); // magic (PG 15), XLP_LONG_HEADER
+    d[4..24].fill(0);
+    d[24..32].copy_from_slice(&sysid.to_le_bytes());
+    d[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+    d[36..40].copy_from_slice(&8192u32.to_le_bytes());
+    d
+}
+
+/// A repository with the default vault's roles, driven as root (no server needed).
+fn repo() -> Sandbox {
+    let sb = Sandbox::new();
+    sb.coffer(["--repo"]).arg(sb.vault()).env("COFFER_PASSWORD", PASSWORD).arg("init").ok();
+    sb
+}
+
+fn c(sb: &Sandbox, args: &[&str]) -> crate::Cmd {
+    sb.coffer(["--repo"]).arg(sb.vault()).env("COFFER_PASSWORD", PASSWORD).args(args)
+}
+
+#[test]
+fn wal_push_is_idempotent_never_overwrites_and_fetch_round_trips() {
+    let sb = repo();
+    std::fs::create_dir(sb.path("pg_wal")).unwrap();
+    let seg = sb.path("pg_wal/000000010000000000000001");
+    let data = fake_segment(7_000_001, 0xab);
+    std::fs::write(&seg, &data).unwrap();
+    let doc = c(&sb, &["pg", "wal-push", "--json"]).arg(&seg).ok().json();
+    assert_eq!(doc["sysid"], "7000001", "the system id comes from the page header: {doc}");
+    assert_eq!(doc["stored"], true);
+    // Same content again: success, nothing written.
+    let doc = c(&sb, &["pg", "wal-push", "--json"]).arg(&seg).ok().json();
+    assert_eq!(doc["stored"], false);
+    // Different content under the same name: refused, naming the segment.
+    std::fs::write(&seg, fake_segment(7_000_001, 0xcd)).unwrap();
+    let err = c(&sb, &["pg", "wal-push"]).arg(&seg).fails(1);
+    assert!(err.contains("000000010000000000000001") && err.contains("different content"), "{err}");
+    // One version only: nothing was overwritten.
+    let key = "pg/7000001/wal/00000001/000000010000000000000001";
+    let versions = sb.versions(key);
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(versions[0]["retention"]["mode"], "compliance", "locked: {:?}", versions[0]);
+
+    // Fetch: the original bytes, written atomically.
+    let out = sb.path("restored");
+    c(&sb, &["pg", "wal-fetch", "--sysid", "7000001", "000000010000000000000001"]).arg(&out).ok();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    // Absent: exit 1 without a message, so recovery ends normally.
+    let run = c(&sb, &["pg", "wal-fetch", "--sysid", "7000001", "000000010000000000000002"]).arg(&out).run();
+    assert_eq!((run.code, run.stderr.as_str()), (Some(1), ""));
+    // A .history file (no page header): the system id comes from --sysid.
+    let hist = sb.path("pg_wal/00000002.history");
+    std::fs::write(&hist, b"1\t0/3000000\tno recovery target specified\n").unwrap();
+    c(&sb, &["pg", "wal-push", "--sysid", "7000001"]).arg(&hist).ok();
+    c(&sb, &["pg", "wal-fetch", "--sysid", "7000001", "00000002.history"]).arg(sb.path("h")).ok();
+    assert_eq!(std::fs::read(sb.path("h")).unwrap(), std::fs::read(&hist).unwrap());
+
+    // A gap: segment 3 archived, 2 missing. info reports it; fetching 2 says so.
+    let seg3 = sb.path("pg_wal/000000010000000000000003");
+    std::fs::write(&seg3, fake_segment(7_000_001, 3)).unwrap();
+    c(&sb, &["pg", "wal-push"]).arg(&seg3).ok();
+    let info = c(&sb, &["pg", "info", "--json"]).ok().json();
+    let cl = &info["clusters"][0];
+    assert_eq!(cl["sysid"], "7000001");
+    assert_eq!(cl["gaps"], serde_json::json!(["000000010000000000000002"]), "{info}");
+    let run = c(&sb, &["pg", "wal-fetch", "--sysid", "7000001", "000000010000000000000002"]).arg(&out).run();
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("000000010000000000000002 is missing"), "{}", run.stderr);
+
+    // Locked: the writer cannot remove a version, nor can the pruner before it expires.
+    let v = versions[0]["version"].as_str().unwrap().to_owned();
+    let err = sb.v(["rm", key, "--version", &v]).fails(3);
+    assert!(err.contains("may not delete-version"), "{err}");
+    let err = sb.v(["--role", "pruner", "rm", key, "--version", &v]).fails(4);
+    assert!(err.contains("is locked"), "{err}");
+    // Prune (now) keeps it: prune knows the pg/ namespace and its locks.
+    c(&sb, &["prune"]).ok();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert_eq!(sb.versions(key).len(), 1);
+}
+
+/// Rows of `t`, as "count:ids".
+fn rows(c: &Cluster) -> String {
+    c.sql("select count(*) || ':' || coalesce(string_agg(id::text, ',' order by id), '') from t")
+}
+
+#[test]
+fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
+    if !have_postgres("archive_base_backup_and_restore_to_a_time_and_to_the_latest") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let sb = PgSandbox::new();
+    let pg = sb.cluster("main");
+    pg.sql("create table t (id int primary key, v text)");
+    pg.sql("insert into t select g, md5(g::text) from generate_series(1, 3) g");
+    let doc = pg.env(sb.c(["pg", "backup", "--json"])).ok().json();
+    assert!(doc["start-lsn"].is_string() && doc["stop-lsn"].is_string(), "{doc}");
+
+    // Batch A, then the target time, then batch B at least a second later.
+    for i in 4..=10 {
+        pg.sql(&format!("insert into t values ({i}, 'a')"));
+    }
+    let target = pg.sql(r#"select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#);
+    let expect_a = rows(&pg);
+    let lsn_a = pg.sql("select pg_current_wal_lsn()");
+    pg.sql("select pg_create_restore_point('after_a')");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for i in 11..=15 {
+        pg.sql(&format!("insert into t values ({i}, 'b')"));
+    }
+    let expect_b = rows(&pg);
+    pg.switch_and_archive();
+    // A second base backup stores little: unchanged files dedup against the first.
+    let second = pg.env(sb.c(["pg", "backup", "--json"])).ok().json();
+    let (total, added) = (second["bytes"].as_u64().unwrap(), second["bytes-added"].as_u64().unwrap());
+    assert!(added * 2 < total, "second base backup added {added} of {total} bytes");
+    let info = sb.c(["pg", "info", "--json"]).ok().json();
+    assert_eq!(info["clusters"][0]["gaps"], serde_json::json!([]), "{info}");
+    assert_eq!(info["clusters"][0]["base-backups"].as_array().map(Vec::len), Some(2), "{info}");
+    let verify = sb.c(["verify", "--read-data"]).ok().stdout_text();
+    assert!(verify.contains("no problems found"), "{verify}");
+
+    // To the time: exactly batch A.
+    let out = sb.c(["pg", "restore", "--time", &target, "--target"]).arg(sb.path("r1")).ok().stdout_text();
+    assert!(!out.contains(crate::pg_util::PASSWORD), "the password is not printed: {out}");
+    let conf = std::fs::read_to_string(sb.path("r1/postgresql.auto.conf")).unwrap();
+    assert!(!conf.contains(crate::pg_util::PASSWORD), "the password is not in the settings: {conf}");
+    assert!(Path::new(&sb.path("r1/recovery.signal")).exists());
+    {
+        let mut r1 = sb.start(sb.path("r1"));
+        r1.wait_promoted();
+        assert_eq!(rows(&r1), expect_a, "restored to {target}: {}", r1.log());
+    }
+    // To the LSN and to the restore point: batch A too.
+    for (dir, goal) in [("r-lsn", ["--lsn", lsn_a.as_str()]), ("r-name", ["--name", "after_a"])] {
+        sb.c(["pg", "restore", "--target"]).arg(sb.path(dir)).args(goal).ok();
+        let mut r = sb.start(sb.path(dir));
+        r.wait_promoted();
+        assert_eq!(rows(&r), expect_a, "restored to {goal:?}: {}", r.log());
+    }
+    // Latest: everything archived. The restored server then archives on timeline 2 …
+    sb.c(["pg", "restore", "--latest", "--target"]).arg(sb.path("r2")).ok();
+    sb.enable_archiving(&sb.path("r2"));
+    let (target2, expect_c) = {
+        let mut r2 = sb.start(sb.path("r2"));
+        r2.wait_promoted();
+        assert_eq!(rows(&r2), expect_b, "{}", r2.log());
+        assert_eq!(r2.sql("select timeline_id from pg_control_checkpoint()"), "2");
+        r2.sql("insert into t values (100, 'tl2')");
+        let target2 =
+            r2.sql(r#"select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#);
+        let expect_c = rows(&r2);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        r2.sql("insert into t values (101, 'tl2 later')");
+        r2.switch_and_archive();
+        (target2, expect_c)
+    };
+    // … and a restore to a time on timeline 2 follows the history file there.
+    sb.c(["pg", "restore", "--time", &target2, "--target"]).arg(sb.path("r-tl2")).ok();
+    {
+        let mut r = sb.start(sb.path("r-tl2"));
+        r.wait_promoted();
+        assert_eq!(rows(&r), expect_c, "restored to {target2} on timeline 2: {}", r.log());
+        assert_eq!(r.sql("select timeline_id from pg_control_checkpoint()"), "3");
+    }
+    let info = sb.c(["pg", "info", "--json"]).ok().json();
+    assert!(
+        info["clusters"][0]["history-files"].as_array().is_some_and(|h| h.iter().any(|f| f == "00000002.history")),
+        "{info}"
+    );
+    // A segment lost on the way (archive_command "succeeded" without storing it): info
+    // reports the gap, and a restore past it fails naming the segment.
+    // (After a switch the current LSN is a segment boundary, which pg_walfile_name names
+    // as the previous segment: write first.)
+    pg.sql("insert into t values (16, 'lost')");
+    let lost = pg.sql("select pg_walfile_name(pg_current_wal_lsn())");
+    std::fs::write(sb.path(&format!("lose-{lost}")), b"").unwrap();
+    pg.switch_and_archive();
+    pg.sql("insert into t values (17, 'after')");
+    pg.switch_and_archive();
+    let info = sb.c(["pg", "info", "--json"]).ok().json();
+    assert_eq!(info["clusters"][0]["gaps"], serde_json::json!([lost]), "{info}");
+    let text = sb.c(["pg", "info"]).ok().stdout_text();
+    assert!(text.contains(&format!("GAP: WAL segment {lost} is missing")), "{text}");
+    let verify = sb.c(["verify", "--read-data"]).run();
+    assert_eq!(verify.code, Some(6), "verify fails on a gap: {}", verify.stderr);
+    assert!(verify.stdout_text().contains(&format!("WAL segment {lost} of cluster")), "{}", verify.stdout_text());
+    let err = sb.c(["pg", "restore", "--latest", "--target"]).arg(sb.path("r3")).fails(1);
+    assert!(err.contains(&lost) && err.contains("missing"), "{err}");
+
+    // --start: starts the server on the restore and returns once it has been promoted.
+    let dir = sb.path("r-start");
+    sb.c(["pg", "restore", "--start", "--time", &target, "--target"]).arg(&dir).ok();
+    let psql = |sql: &str| {
+        let out = as_postgres(Path::new(PG_BIN).join("psql"), &sb.path("home"))
+            .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
+            .arg(&dir)
+            .args(["-c", sql])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(psql("select pg_is_in_recovery()"), "f");
+    assert_eq!(psql("select count(*) || ':' || string_agg(id::text, ',' order by id) from t"), expect_a);
+    let st = as_postgres(Path::new(PG_BIN).join("pg_ctl"), &sb.path("home"))
+        .args(["stop", "-m", "immediate", "-D"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    eprintln!("pg PITR scenario took {:.1?}", started.elapsed());
+}

@@ -1,0 +1,250 @@
+//! A throwaway PostgreSQL 15 cluster for the `pg_*` tests: `initdb` into the sandbox as the
+//! `postgres` user (via `setpriv`, see shared/notes/postgres.md), unix socket only, with
+//! `archive_command` = this build's `coffer pg wal-push`. Dropping it stops the server
+//! (the sandbox's temporary directory removes the files).
+//!
+//! Every `coffer` command of these tests runs as `postgres` too, so the vault it creates is
+//! writable by `archive_command` and readable by `restore_command`.
+
+use crate::{Cmd, Sandbox};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian's PostgreSQL 15 lives.
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The repository password of these tests.
+pub const PASSWORD: &str = "pg test password";
+
+/// Whether PostgreSQL is installed; if not, prints why the test is skipped — or fails in
+/// CI (`CI=true`), where a missing server is a broken setup, not a reason to pass.
+pub fn have_postgres(test: &str) -> bool {
+    if Path::new(PG_BIN).join("postgres").is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: PostgreSQL 15 is not installed ({PG_BIN}/postgres missing) but CI=true"
+    );
+    eprintln!("SKIPPED {test}: PostgreSQL 15 is not installed ({PG_BIN}/postgres missing)");
+    false
+}
+
+/// A sandbox owned by `postgres`, with a repository at [`Sandbox::vault`].
+pub struct PgSandbox {
+    /// The sandbox.
+    pub sb: Sandbox,
+}
+
+/// `PROGRAM` as the `postgres` user with `HOME`.
+pub fn as_postgres(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(program);
+    c
+}
+
+impl PgSandbox {
+    /// A new sandbox, handed to `postgres`, with `coffer init` done.
+    pub fn new() -> Self {
+        let sb = Sandbox::new();
+        let root = sb.path("");
+        let st = Command::new("chown").arg("-R").arg("postgres:postgres").arg(&root).status().expect("chown");
+        assert!(st.success());
+        let s = Self { sb };
+        s.c(["init"]).ok();
+        s
+    }
+
+    /// A path in the sandbox.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.sb.path(name)
+    }
+
+    /// `coffer ARGS…` as `postgres` with the repository and password in the environment.
+    pub fn c<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(&self, args: I) -> Cmd {
+        let mut cmd = as_postgres(env!("CARGO_BIN_EXE_coffer"), &self.sb.home());
+        cmd.env_clear()
+            .env("COFFER_REPO", self.sb.vault())
+            .env("COFFER_PASSWORD", PASSWORD)
+            .current_dir(self.path(""))
+            .args(args);
+        Cmd { cmd, stdin: None }
+    }
+
+    /// `initdb`s a cluster at `name` and starts it with WAL archived into the repository.
+    pub fn cluster(&self, name: &str) -> Cluster {
+        let data = self.path(name);
+        let sock = self.path(&format!("{name}.sock"));
+        std::fs::create_dir(&sock).expect("socket dir");
+        chown(&sock);
+        let out = as_postgres(Path::new(PG_BIN).join("initdb"), &self.sb.home())
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .current_dir(self.path(""))
+            .output()
+            .expect("run initdb");
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let conf = format!("\nlisten_addresses = ''\nfsync = off\nmax_wal_senders = 4\n{}", self.archive_conf());
+        append(&data.join("postgresql.conf"), &conf);
+        Cluster::start(self, data, sock)
+    }
+
+    /// Turns WAL archiving into the repository (back) on for the data directory `data`
+    /// (a restore turns it off).
+    pub fn enable_archiving(&self, data: &Path) {
+        append(&data.join("postgresql.auto.conf"), &self.archive_conf());
+    }
+
+    fn archive_conf(&self) -> String {
+        // A file `lose-NAME` in the sandbox makes archiving "succeed" without storing NAME:
+        // a WAL segment lost outside Coffer, to test gap detection.
+        let archive = format!(
+            "test -e {}/lose-%f || env HOME={} COFFER_REPO={} COFFER_PASSWORD='{PASSWORD}' {} pg wal-push %p",
+            self.path("").display(),
+            self.sb.home().display(),
+            self.sb.vault().display(),
+            env!("CARGO_BIN_EXE_coffer")
+        );
+        format!("\narchive_mode = on\narchive_command = '{}'\n", archive.replace('\'', "''"))
+    }
+
+    /// Starts a server on an existing (restored) data directory.
+    pub fn start(&self, data: PathBuf) -> Cluster {
+        let sock = PathBuf::from(format!("{}.sock", data.display()));
+        std::fs::create_dir(&sock).expect("socket dir");
+        chown(&sock);
+        let st = Command::new("chown").arg("-R").arg("postgres:postgres").arg(&data).status().expect("chown");
+        assert!(st.success());
+        Cluster::start(self, data, sock)
+    }
+}
+
+fn chown(p: &Path) {
+    let st = Command::new("chown").arg("postgres:postgres").arg(p).status().expect("chown");
+    assert!(st.success());
+}
+
+fn append(p: &Path, text: &str) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().append(true).open(p).expect("open conf");
+    f.write_all(text.as_bytes()).expect("append conf");
+}
+
+/// A running server; stopped on drop.
+pub struct Cluster {
+    /// Data directory.
+    pub data: PathBuf,
+    /// Socket directory.
+    pub sock: PathBuf,
+    home: PathBuf,
+    child: Child,
+}
+
+impl Cluster {
+    fn start(sb: &PgSandbox, data: PathBuf, sock: PathBuf) -> Self {
+        let log = std::fs::File::create(format!("{}.log", data.display())).expect("log file");
+        let child = as_postgres(Path::new(PG_BIN).join("postgres"), &sb.sb.home())
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(&sock)
+            .current_dir(sb.path(""))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start postgres");
+        let mut c = Self { data, sock, home: sb.sb.home(), child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(st)) = c.child.try_wait() {
+                panic!("postgres exited ({st}): {}", c.log());
+            }
+            if c.try_sql("select 1").is_ok_and(|o| o == "1") {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "postgres did not accept connections: {}", c.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The server log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(format!("{}.log", self.data.display())).unwrap_or_default()
+    }
+
+    fn try_sql(&self, sql: &str) -> Result<String, String> {
+        let out = as_postgres(Path::new(PG_BIN).join("psql"), &self.home)
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres", "-h"])
+            .arg(&self.sock)
+            .args(["-c", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Runs SQL, which must succeed; returns the unaligned output.
+    #[track_caller]
+    pub fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Switches to a new WAL segment and waits until the finished one is archived.
+    #[track_caller]
+    pub fn switch_and_archive(&self) {
+        let seg = self.sql("select pg_walfile_name(pg_switch_wal())");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let last = self.sql("select coalesce(last_archived_wal, '') from pg_stat_archiver");
+            if last.as_str() >= seg.as_str() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "segment {seg} not archived: {}", self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until recovery has ended (the server was promoted).
+    #[track_caller]
+    pub fn wait_promoted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("restored postgres exited ({st}): {}", self.log());
+            }
+            if self.try_sql("select pg_is_in_recovery()").is_ok_and(|o| o == "f") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "recovery did not end: {}", self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Environment for `coffer pg backup` to reach this server.
+    pub fn env(&self, c: Cmd) -> Cmd {
+        c.env("PGHOST", &self.sock).env("PGUSER", "postgres").env("PGDATABASE", "postgres")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // SIGINT: fast shutdown.
+        let _ =
+            rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), rustix::process::Signal::INT);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,172 @@
+//! Bit-rot and tampering in stored packs are found by `verify --read-data`, which names the
+//! pack, the snapshots and the files affected; reading damaged data fails with one line
+//! naming it; what is not damaged still restores.
+
+use crate::repo_util::{Repo, assert_same_tree, flip_byte, largest_file, manifest, random_bytes, restored, subset};
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+
+/// The store key whose latest version lives in data file `file` (from the vault's database).
+fn key_of_data_file(repo: &Repo, file: &Path) -> String {
+    let db = rusqlite::Connection::open(repo.vault().join("meta.sqlite")).expect("open meta.sqlite");
+    let name = file.file_name().unwrap().to_str().unwrap();
+    let key: Vec<u8> =
+        db.query_row("SELECT key FROM versions WHERE file = ?1", [name], |r| r.get(0)).expect("version of the file");
+    String::from_utf8(key).unwrap()
+}
+
+/// A tree whose largest pack holds only `big.bin`'s chunks, backed up twice (the second
+/// snapshot reuses `big.bin`). Returns the two snapshot ids.
+fn two_snapshots(repo: &Repo, src: &Path) -> (String, String) {
+    fs::create_dir_all(src).unwrap();
+    fs::write(src.join("big.bin"), random_bytes(17 << 20, 1)).unwrap();
+    fs::write(src.join("small.txt"), b"small and elsewhere\n").unwrap();
+    let s1 = repo.backup(&[src], &[])["snapshot"].as_str().unwrap().to_owned();
+    fs::write(src.join("new.txt"), b"added later\n").unwrap();
+    let s2 = repo.backup(&[src], &[])["snapshot"].as_str().unwrap().to_owned();
+    (s1, s2)
+}
+
+/// Runs `verify --read-data --json`, expecting exit 6; returns the report.
+fn verify_fails(repo: &Repo) -> Value {
+    let run = repo.c(["verify", "--read-data", "--json"]).run();
+    assert_eq!(run.code, Some(6), "verify --read-data must fail: {}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.starts_with("coffer: error: verify found "), "{}", run.stderr);
+    serde_json::from_slice(&run.stdout).expect("the report on stdout")
+}
+
+#[test]
+fn bit_rot_in_a_pack_is_found_and_the_files_are_named() {
+    let repo = Repo::init();
+    let src = repo.sb.path("src");
+    let (s1, s2) = two_snapshots(&repo, &src);
+    let big = format!("{}/big.bin", src.display());
+
+    let file = largest_file(&repo.vault().join("data"));
+    let key = key_of_data_file(&repo, &file);
+    assert!(key.starts_with("data/"), "the largest object is a pack: {key}");
+    let len = fs::metadata(&file).unwrap().len() as usize;
+    flip_byte(&file, len / 2);
+
+    // Text: the pack, then every snapshot:file it affects.
+    let run = repo.c(["verify", "--read-data"]).run();
+    assert_eq!(run.code, Some(6), "{}", run.stderr);
+    let text = String::from_utf8(run.stdout).unwrap();
+    assert!(text.contains(&format!("problem: {key}: ")), "{text}");
+    for s in [&s1, &s2] {
+        assert!(text.contains(&format!("  affects {}:{big}\n", &s[..8])), "{text}");
+    }
+    assert!(!text.contains("small.txt") && !text.contains("new.txt"), "only big.bin is in that pack: {text}");
+    let err = run.stderr.trim_end();
+    assert!(err.starts_with("coffer: error: verify found 1 problem(s) in ") && err.contains(&key), "{err}");
+
+    // JSON: the same, machine-readable.
+    let doc = verify_fails(&repo);
+    let problems = doc["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{doc}");
+    assert_eq!(problems[0]["object"], key.as_str());
+    let affected: Vec<&str> = problems[0]["affected"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let mut want = vec![format!("{}:{big}", &s1[..8]), format!("{}:{big}", &s2[..8])];
+    want.sort();
+    assert_eq!(affected, want);
+
+    // Without reading data, the structure still verifies.
+    repo.verify_at(0, false);
+
+    // Reading the damaged file fails with one line naming the pack; nothing partial is
+    // claimed as restored.
+    let t = repo.sb.path("t");
+    let err = repo.c(["restore", "latest", "--target"]).arg(&t).fails(6);
+    assert!(err.contains(&key), "{err}");
+    let err = repo.c(["restore", "latest", "--target"]).arg(repo.sb.path("t2")).arg("--include").arg(&big).fails(6);
+    assert!(err.contains(&key), "{err}");
+    let err = repo.c(["dump", "latest", &big]).fails(6);
+    assert!(err.contains(&key), "{err}");
+
+    // What is not damaged restores.
+    let t3 = repo.sb.path("t3");
+    repo.c(["restore", "latest", "--target"]).arg(&t3).arg("--include").arg(src.join("*.txt")).ok();
+    assert_eq!(fs::read(restored(&t3, &src).join("small.txt")).unwrap(), b"small and elsewhere\n");
+    assert_eq!(fs::read(restored(&t3, &src).join("new.txt")).unwrap(), b"added later\n");
+}
+
+#[test]
+fn tampering_the_store_does_not_notice_is_caught_and_every_snapshot_affected_is_named() {
+    let repo = Repo::init();
+    let src = repo.sb.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.bin"), random_bytes(1 << 20, 5)).unwrap();
+    fs::write(src.join("small.txt"), b"small\n").unwrap();
+    let s1 = repo.backup(&[&src], &[])["snapshot"].as_str().unwrap().to_owned();
+    // The first snapshot's only pack: its files and its directory trees.
+    let data: Vec<String> = repo
+        .versions()
+        .iter()
+        .map(|v| v["key"].as_str().unwrap().to_owned())
+        .filter(|k| k.starts_with("data/"))
+        .collect();
+    assert_eq!(data.len(), 1, "{data:?}");
+    let key = data[0].clone();
+    fs::write(src.join("new.txt"), b"added later\n").unwrap();
+    let want = manifest(&src);
+    let s2 = repo.backup(&[&src], &[])["snapshot"].as_str().unwrap().to_owned();
+
+    // One byte changed, with the store's own checksum made to match, as a store without
+    // checksums (or someone with the disk) would serve it: the pack's name is its hash.
+    let mut bytes = fs::read(repo.data_file(&key)).unwrap();
+    bytes[1000] ^= 0x01;
+    repo.replace_data_file(&key, &bytes);
+
+    let doc = verify_fails(&repo);
+    let problems = doc["problems"].as_array().unwrap();
+    let p = problems.iter().find(|p| p["object"] == key.as_str()).unwrap_or_else(|| panic!("{key} is named: {doc}"));
+    assert!(p["message"].as_str().unwrap().contains("does not match its name"), "{p}");
+    let affected: Vec<&str> = p["affected"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let base = src.display().to_string();
+    // The second snapshot's files in that pack, and the first snapshot as a whole (its
+    // trees were in the pack, so none of its files can be listed any more).
+    for want in
+        [format!("{}:{base}/a.bin", &s2[..8]), format!("{}:{base}/small.txt", &s2[..8]), format!("{}:/", &s1[..8])]
+    {
+        assert!(affected.contains(&want.as_str()), "{want} missing from {affected:?}");
+    }
+    assert!(!affected.iter().any(|a| a.ends_with("new.txt")), "{affected:?}");
+    // The structure check alone already sees the first snapshot's trees are unreadable.
+    let err = repo.c(["verify"]).fails(6);
+    assert!(err.contains(&key), "{err}");
+
+    // Reading fails naming the pack; what is intact restores.
+    let err = repo.c(["restore", &s1[..8], "--target"]).arg(repo.sb.path("t1")).fails(6);
+    assert!(err.contains(&key) && err.contains("does not match its name"), "{err}");
+    let err = repo.c(["dump", &s2[..8]]).arg(src.join("a.bin")).fails(6);
+    assert!(err.contains(&key), "{err}");
+    let t = repo.sb.path("t2");
+    repo.c(["restore", &s2[..8], "--target"]).arg(&t).arg("--include").arg(src.join("new.txt")).ok();
+    let only = subset(&want, &[b"new.txt"]);
+    assert_same_tree(&only, &subset(&manifest(&restored(&t, &src)), &[b"new.txt"]), "the intact file");
+
+    // The original bytes back: whole again.
+    bytes[1000] ^= 0x01;
+    repo.replace_data_file(&key, &bytes);
+    repo.verify_at(0, true);
+}
+
+#[test]
+fn a_damaged_index_or_tree_is_named() {
+    let repo = Repo::init();
+    let src = repo.sb.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"content").unwrap();
+    repo.backup(&[&src], &[]);
+    let index = repo.versions().into_iter().find(|v| v["key"].as_str().unwrap().starts_with("index/")).unwrap();
+    let key = index["key"].as_str().unwrap().to_owned();
+    flip_byte(&repo.data_file(&key), 10);
+    for args in [vec!["verify"], vec!["ls", "latest"], vec!["stats"]] {
+        let err = repo.c(&args).fails(6);
+        assert!(err.contains(&key), "{args:?}: {err}");
+    }
+    let err = repo.c(["restore", "latest", "--target"]).arg(repo.sb.path("t")).fails(6);
+    assert!(err.contains(&key), "{err}");
+}

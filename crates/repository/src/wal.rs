@@ -1,0 +1,208 @@
+//! PostgreSQL WAL archive: one enveloped object per WAL file.
+//!
+//! Storage key: `pg/SYSID/wal/TLI/NAME` — SYSID the cluster's system identifier (decimal),
+//! TLI the first eight hex digits of the file name (its timeline), NAME the file name as
+//! PostgreSQL gives it (`000000010000000000000003`, `00000002.history`,
+//! `….00000028.backup`, `….partial`). The object is an envelope of kind
+//! [`ObjectKind::PgWal`] over the zstd-compressed bytes, sealed with the object's name in
+//! the associated data (see [`pack::seal_bytes`]).
+//!
+//! Invariants guarded: an archived WAL file is never overwritten — a second push with the
+//! same content succeeds without writing, one with different content is refused naming
+//! the file; every WAL object is locked as long as a snapshot taken now would be (the
+//! repository's default retention plus margin), and the config and keys it needs are
+//! extended to that date too, so a repository fed only by `archive_command` stays
+//! readable for as long as its WAL is kept.
+
+use crate::error::{RepoError, Result};
+use crate::pack::{self, ObjectKind};
+use crate::repo::{Repository, for_each_key, is_not_found};
+use coffer_store::{PutOptions, Retention};
+use jiff::SignedDuration;
+
+/// What [`Repository::put_wal`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalPut {
+    /// Stored now.
+    Stored,
+    /// Already stored with the same content; nothing written.
+    AlreadyStored,
+}
+
+/// Checks a WAL file name: eight hex digits (the timeline) then hex digits, dots and
+/// lowercase letters only (no path separators).
+///
+/// # Errors
+/// `Invalid` naming the file.
+pub fn check_wal_name(name: &str) -> Result<()> {
+    let ok = name.len() >= 16
+        && name.bytes().take(8).all(|b| b.is_ascii_hexdigit())
+        && name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b.is_ascii_lowercase());
+    if ok { Ok(()) } else { Err(RepoError::Invalid(format!("{name:?} is not a WAL file name"))) }
+}
+
+impl Repository {
+    /// The store key of a WAL file of cluster `sysid`.
+    #[must_use]
+    pub fn wal_key(&self, sysid: u64, name: &str) -> String {
+        format!("{}pg/{sysid}/wal/{}/{name}", self.prefix(), &name[..8.min(name.len())])
+    }
+
+    /// Stores one WAL file, durably and locked; never overwrites.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad name or when the file is already archived with other content;
+    /// `Corrupt` when the stored one cannot be read; store errors.
+    pub fn put_wal(&self, sysid: u64, name: &str, data: &[u8]) -> Result<WalPut> {
+        check_wal_name(name)?;
+        if let Some(existing) = self.get_wal(sysid, name)? {
+            if existing == data {
+                return Ok(WalPut::AlreadyStored);
+            }
+            return Err(RepoError::Invalid(format!(
+                "WAL file {name} of cluster {sysid} is already archived with different content; refusing to overwrite it"
+            )));
+        }
+        let retain = SignedDuration::try_from(self.config().retention.default_retain).unwrap_or(SignedDuration::MAX);
+        let until = self.lock_until(self.clock().now() + retain);
+        let key = self.wal_key(sysid, name);
+        let bytes = pack::seal_bytes(self.key(), ObjectKind::PgWal, name, data);
+        let opts =
+            PutOptions { retention: Some(Retention { mode: self.config().retention.mode, until }), legal_hold: false };
+        self.store().put(&key, &bytes, &opts).map_err(RepoError::store(format!("cannot store {key}")))?;
+        self.extend_meta_to(until)?;
+        Ok(WalPut::Stored)
+    }
+
+    /// Reads and authenticates one WAL file; `None` if it is not archived.
+    ///
+    /// # Errors
+    /// `Corrupt` naming the object; store errors.
+    pub fn get_wal(&self, sysid: u64, name: &str) -> Result<Option<Vec<u8>>> {
+        check_wal_name(name)?;
+        let key = self.wal_key(sysid, name);
+        let bytes = match self.store().get(&key, None) {
+            Ok(o) => o.data,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(RepoError::store(format!("cannot read {key}"))(e)),
+        };
+        pack::open_bytes(self.key(), ObjectKind::PgWal, name, &bytes, &key).map(Some)
+    }
+
+    /// The names of every WAL file archived for `sysid`, sorted.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn list_wal(&self, sysid: u64) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for_each_key(self.store(), &format!("{}pg/{sysid}/wal/", self.prefix()), |k| {
+            out.push(k.rsplit('/').next().unwrap_or_default().to_owned());
+            Ok(())
+        })?;
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The system identifiers of every cluster with archived WAL.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn pg_clusters(&self) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        let prefix = format!("{}pg/", self.prefix());
+        for_each_key(self.store(), &prefix, |k| {
+            if let Some(id) = k[prefix.len()..].split('/').next().and_then(|s| s.parse::<u64>().ok()) {
+                out.push(id);
+            }
+            Ok(())
+        })?;
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Extends the locks of the config and key objects to at least `until`.
+    fn extend_meta_to(&self, until: jiff::Timestamp) -> Result<()> {
+        let mut keys = vec![format!("{}config", self.prefix())];
+        for_each_key(self.store(), &format!("{}keys/", self.prefix()), |k| {
+            keys.push(k);
+            Ok(())
+        })?;
+        for key in keys {
+            let head =
+                self.store().head(&key, None).map_err(RepoError::store(format!("cannot read the lock of {key}")))?;
+            if head.retention.is_some_and(|r| r.until >= until) {
+                continue;
+            }
+            let want = Retention { mode: self.config().retention.mode, until };
+            self.store()
+                .put_retention(&key, &head.version, Some(want), false)
+                .map_err(RepoError::store(format!("cannot extend the lock of {key}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks every cluster's WAL archive: a segment missing between the first and the last
+/// archived one of a timeline is a gap (point-in-time recovery cannot pass it); with
+/// `read_data`, every WAL object is read and authenticated.
+///
+/// # Errors
+/// Store errors that prevent checking.
+pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::check::Problem>) -> Result<()> {
+    for sysid in repo.pg_clusters()? {
+        let names = repo.list_wal(sysid)?;
+        let mut seg_size = 16u64 << 20;
+        let mut by_tli: std::collections::BTreeMap<u32, Vec<u64>> = std::collections::BTreeMap::new();
+        let mut first = true;
+        for n in &names {
+            let base = n.strip_suffix(".partial").unwrap_or(n);
+            if base.len() != 24 || !base.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            if first || read_data {
+                match repo.get_wal(sysid, n) {
+                    Ok(Some(d)) if first && d.len() >= 36 => {
+                        let s = u32::from_le_bytes([d[32], d[33], d[34], d[35]]);
+                        if s.is_power_of_two() && s >= 1 << 20 {
+                            seg_size = u64::from(s);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => problems.push(crate::check::Problem {
+                        object: repo.wal_key(sysid, n),
+                        message: e.to_string(),
+                        affected: Vec::new(),
+                    }),
+                }
+                first = false;
+            }
+            let per = 0x1_0000_0000 / seg_size;
+            let (Ok(tli), Ok(hi), Ok(lo)) = (
+                u32::from_str_radix(&base[..8], 16),
+                u64::from_str_radix(&base[8..16], 16),
+                u64::from_str_radix(&base[16..], 16),
+            ) else {
+                continue;
+            };
+            by_tli.entry(tli).or_default().push(hi * per + lo);
+        }
+        let per = 0x1_0000_0000 / seg_size;
+        for (tli, mut segs) in by_tli {
+            segs.sort_unstable();
+            segs.dedup();
+            for w in segs.windows(2) {
+                for s in w[0] + 1..w[1] {
+                    let name = format!("{tli:08X}{:08X}{:08X}", s / per, s % per);
+                    problems.push(crate::check::Problem {
+                        object: repo.wal_key(sysid, &name),
+                        message: format!("WAL segment {name} of cluster {sysid} is missing (a gap in the archive)"),
+                        affected: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}

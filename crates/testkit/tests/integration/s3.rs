@@ -1,0 +1,266 @@
+//! `S3Store` against real S3 servers started here: the whole contract suite on LocalStack
+//! (the Object Lock oracle) and on moto (plumbing), and a probe of every documented quirk
+//! of each server, so `docs/s3-compatibility.md` stays true.
+//!
+//! One server per test (nextest runs each test in its own process), and few tests: a
+//! server takes seconds to start. Without an installed server a test prints `SKIPPED` and
+//! passes, except with `CI=true` (see `coffer_testkit::s3`).
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode, VersioningConfiguration,
+};
+use aws_smithy_types::DateTime;
+use coffer_store::{
+    ErrorKind, ObjectStore as _, PutOptions, Retention, RetentionMode, Role, S3Location, S3Store, StoreError,
+};
+use coffer_testkit::contract::{self as suite, CHECKS};
+use coffer_testkit::s3::{Quirk, S3Harness, S3Server, ServerKind};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Runs the suite through `S3Store` on `kind`: every check passes except exactly those a
+/// documented quirk breaks, which must fail.
+fn contract_on(kind: ServerKind) {
+    let Some(server) = S3Server::start(kind) else { return };
+    let h = S3Harness::new(&server);
+    let start = Instant::now();
+    let results = suite::run_each(&h);
+    let broken: BTreeMap<&str, &Quirk> =
+        kind.quirks().iter().flat_map(|q| q.breaks.iter().map(move |c| (*c, q))).collect();
+    let mut problems = Vec::new();
+    for (name, outcome) in &results {
+        match (outcome, broken.get(name)) {
+            (Ok(()), None) => {}
+            (Err(msg), None) => problems.push(format!("{name}: {msg}")),
+            (Err(msg), Some(q)) => eprintln!("expected failure of {name} on {} (quirk {}): {msg}", kind.name(), q.name),
+            (Ok(()), Some(q)) => problems.push(format!(
+                "{name} passes on {}, but quirk {} is documented to break it: update the quirk",
+                kind.name(),
+                q.name
+            )),
+        }
+    }
+    let ran: Vec<&str> = results.iter().map(|(n, _)| *n).collect();
+    for c in CHECKS.iter().filter(|c| !c.needs_clock) {
+        assert!(ran.contains(&c.name), "{} was not run", c.name);
+    }
+    eprintln!("contract suite on {}: {} checks in {:.1?}", kind.name(), results.len(), start.elapsed());
+    assert!(problems.is_empty(), "{} on {}:\n{}", problems.len(), kind.name(), problems.join("\n"));
+}
+
+#[test]
+fn contract_suite_on_localstack() {
+    contract_on(ServerKind::LocalStack);
+}
+
+#[test]
+fn contract_suite_on_moto() {
+    contract_on(ServerKind::Moto);
+}
+
+/// Raw S3 calls that bypass `S3Store`'s own checks, for probing a server.
+struct Raw<'a> {
+    store: &'a S3Store,
+    bucket: String,
+}
+
+impl Raw<'_> {
+    fn put_locked(&self, key: &str, mode: ObjectLockMode, until: i64) -> Result<String, String> {
+        let c = self.store.client();
+        let body = b"probe".to_vec();
+        let md5 = {
+            use base64::Engine as _;
+            use md5::Digest as _;
+            base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body))
+        };
+        self.store
+            .block_on(
+                c.put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .body(ByteStream::from(body))
+                    .content_md5(md5)
+                    .object_lock_mode(mode)
+                    .object_lock_retain_until_date(DateTime::from_secs(until))
+                    .send(),
+            )
+            .map(|o| o.version_id().unwrap_or_default().to_owned())
+            .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))
+    }
+
+    fn put_retention(&self, key: &str, version: &str, mode: ObjectLockRetentionMode, until: i64) -> Result<(), String> {
+        let c = self.store.client();
+        let r = ObjectLockRetention::builder().mode(mode).retain_until_date(DateTime::from_secs(until)).build();
+        self.store
+            .block_on(c.put_object_retention().bucket(&self.bucket).key(key).version_id(version).retention(r).send())
+            .map(drop)
+            .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))
+    }
+}
+
+/// The kinds of the entries of a raw `ListObjectVersions` reply, in the reply's order.
+trait RawList {
+    fn store_list_versions_raw(&self, bucket: &str) -> Result<Vec<&'static str>, String>;
+}
+
+impl RawList for S3Store {
+    fn store_list_versions_raw(&self, bucket: &str) -> Result<Vec<&'static str>, String> {
+        let port = self.location().endpoint.clone().unwrap_or_default();
+        let url = format!("{port}/{bucket}?versions");
+        // Unsigned: both servers accept it without auth. The reply's order is what matters.
+        let body = http_get_url(&url)?;
+        let mut kinds = Vec::new();
+        let mut rest = body.as_str();
+        loop {
+            let v = rest.find("<Version>");
+            let m = rest.find("<DeleteMarker>");
+            let (at, kind) = match (v, m) {
+                (Some(a), Some(b)) if a < b => (a, "version"),
+                (Some(a), None) => (a, "version"),
+                (_, Some(b)) => (b, "marker"),
+                (None, None) => break,
+            };
+            kinds.push(kind);
+            rest = &rest[at + 5..];
+        }
+        Ok(kinds)
+    }
+}
+
+fn http_get_url(url: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").ok_or("not http")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn now_secs() -> i64 {
+    coffer_store::Clock::system().now().as_second()
+}
+
+/// Whether the server shows `quirk` (probed with raw requests, bypassing S3Store).
+fn probe(server: &S3Server, quirk: &str) -> bool {
+    let bucket = server.new_bucket("coffer-probe");
+    let admin = server.store(&bucket, "", Role::Admin);
+    let raw = Raw { store: &admin, bucket: bucket.clone() };
+    let now = now_secs();
+    let c = admin.client();
+    match quirk {
+        "compliance-can-be-shortened" => {
+            let v = raw.put_locked("k", ObjectLockMode::Compliance, now + 7200).expect("locked put");
+            raw.put_retention("k", &v, ObjectLockRetentionMode::Compliance, now + 3600).is_ok()
+        }
+        "compliance-can-become-governance" => {
+            let v = raw.put_locked("k", ObjectLockMode::Compliance, now + 7200).expect("locked put");
+            raw.put_retention("k", &v, ObjectLockRetentionMode::Governance, now + 7200).is_ok()
+        }
+        "no-get-object-retention" => {
+            let v = raw.put_locked("k", ObjectLockMode::Compliance, now + 7200).expect("locked put");
+            let got = admin.block_on(c.get_object_retention().bucket(&bucket).key("k").version_id(&v).send());
+            !got.is_ok_and(|o| o.retention().and_then(|r| r.mode()) == Some(&ObjectLockRetentionMode::Compliance))
+        }
+        "versioning-can-be-suspended-on-a-lock-bucket" => {
+            let suspended = VersioningConfiguration::builder().status(BucketVersioningStatus::Suspended).build();
+            admin.block_on(c.put_bucket_versioning().bucket(&bucket).versioning_configuration(suspended).send()).is_ok()
+        }
+        "get-bucket-versioning-unparseable" => {
+            admin.block_on(c.get_bucket_versioning().bucket(&bucket).send()).is_err()
+        }
+        "past-retain-until-accepted" => raw.put_locked("k", ObjectLockMode::Governance, now - 3600).is_ok(),
+        "lock-headers-on-a-plain-bucket" => {
+            let plain = format!("{bucket}-plain");
+            admin.block_on(c.create_bucket().bucket(&plain).send()).expect("create a plain bucket");
+            let raw = Raw { store: &admin, bucket: plain };
+            raw.put_locked("k", ObjectLockMode::Compliance, now + 3600).is_ok()
+        }
+        "no-auth" => {
+            // A key nobody created may write.
+            let s = S3Store::connect(&coffer_store::S3Options {
+                location: S3Location { ..server.location(&bucket, "") },
+                credentials: coffer_store::S3Credentials::Static(coffer_store::Credentials {
+                    access_key: "AKIDNOBODY".into(),
+                    secret_key: coffer_store::Secret::new("wrong".into()),
+                }),
+                principal: coffer_store::Principal { name: "nobody".into(), role: Role::Writer },
+            })
+            .expect("open");
+            s.put("k", b"x", &PutOptions::default()).is_ok()
+        }
+        "marker-version-get-is-not-found" => {
+            raw.put_locked("k", ObjectLockMode::Governance, now + 3600).expect("put");
+            let m = admin.block_on(c.delete_object().bucket(&bucket).key("k").send()).expect("delete");
+            let got =
+                admin.block_on(c.get_object().bucket(&bucket).key("k").version_id(m.version_id().unwrap()).send());
+            got.is_err_and(|e| e.raw_response().is_some_and(|r| r.status().as_u16() == 404))
+        }
+        "lock-config-needs-an-empty-bucket" => {
+            raw.put_locked("k", ObjectLockMode::Governance, now + 3600).expect("put");
+            let cfg = aws_sdk_s3::types::ObjectLockConfiguration::builder()
+                .object_lock_enabled(aws_sdk_s3::types::ObjectLockEnabled::Enabled)
+                .build();
+            admin
+                .block_on(c.put_object_lock_configuration().bucket(&bucket).object_lock_configuration(cfg).send())
+                .is_err()
+        }
+        "versions-and-markers-not-interleaved" => {
+            // put, delete, put: AWS lists the newest version, then the marker, then the first.
+            raw.put_locked("k", ObjectLockMode::Governance, now + 3600).expect("put");
+            admin.block_on(c.delete_object().bucket(&bucket).key("k").send()).expect("delete");
+            raw.put_locked("k", ObjectLockMode::Governance, now + 3600).expect("put");
+            let page = admin.store_list_versions_raw(&bucket).expect("list versions");
+            page != ["version", "marker", "version"]
+        }
+        other => panic!("no probe for quirk {other}"),
+    }
+}
+
+fn quirks_of(kind: ServerKind) {
+    let Some(server) = S3Server::start(kind) else { return };
+    let mut wrong = Vec::new();
+    for q in kind.quirks() {
+        if !probe(&server, q.name) {
+            wrong.push(format!("{}: no longer observed ({}); update docs/s3-compatibility.md", q.name, q.what));
+        }
+    }
+    assert!(wrong.is_empty(), "{} quirks:\n{}", kind.name(), wrong.join("\n"));
+}
+
+#[test]
+fn localstack_quirks_are_as_documented() {
+    quirks_of(ServerKind::LocalStack);
+}
+
+#[test]
+fn moto_quirks_are_as_documented() {
+    quirks_of(ServerKind::Moto);
+}
+
+/// What S3Store adds on top of the server: on moto, which lets anyone weaken a compliance
+/// lock, S3Store still refuses; after every locked put it checks what the server stored.
+#[test]
+fn s3store_refuses_what_moto_would_allow() {
+    let Some(server) = S3Server::start(ServerKind::Moto) else { return };
+    let bucket = server.new_bucket("coffer-enforce");
+    let writer = server.store(&bucket, "", Role::Writer);
+    let admin = server.store(&bucket, "", Role::Admin);
+    let now = now_secs();
+    let until = jiff::Timestamp::from_second(now + 7200).unwrap();
+    let r = Retention { mode: RetentionMode::Compliance, until };
+    let v = writer.put("k", b"x", &PutOptions { retention: Some(r), legal_hold: false }).expect("locked put");
+    for new in [
+        Some(Retention { mode: RetentionMode::Compliance, until: jiff::Timestamp::from_second(now + 3600).unwrap() }),
+        Some(Retention { mode: RetentionMode::Governance, until }),
+        None,
+    ] {
+        let e = admin.put_retention("k", &v.version, new, true).expect_err("weakening compliance");
+        assert!(matches!(e, StoreError::Locked { .. }), "{e:?}");
+    }
+    assert_eq!(writer.head("k", None).unwrap().retention, Some(r), "unchanged on the server");
+    let e = admin.put_versioning(coffer_store::Versioning::Suspended).expect_err("suspend");
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+}
