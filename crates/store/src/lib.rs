@@ -6,6 +6,7 @@
 //!
 //! - [`ObjectStore`] — the contract (module [`store`] documents it in full).
 //! - [`Role`], [`Action`], [`Principal`] — the access matrix ([`Role::allows`]).
+//! - [`iam`] — IAM policy documents for the roles, generated from the matrix.
 //! - [`Clock`] — the one source of time for lock decisions.
 //! - [`LocalVault`] — the crash-safe engine on a local directory; the embedded default.
 //! - `S3Store` (feature `s3`) — the contract over the S3 API, for AWS S3 and S3-compatible services.
@@ -21,6 +22,8 @@
 
 pub mod clock;
 pub mod error;
+pub mod iam;
+pub mod lock;
 pub mod model;
 pub mod role;
 #[cfg(feature = "s3")]

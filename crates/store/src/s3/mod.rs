@@ -502,27 +502,10 @@ impl S3Store {
         Ok(LockConfig { enabled, default_retention })
     }
 
-    /// Refuses `Locked` when `cur` is protected now against a weakening request, or
-    /// `Forbidden` when it needs a bypass the role lacks. Returns whether to send the
-    /// governance-bypass header.
-    fn check_weakening(&self, key: &str, cur: &ObjectVersion, weakens: bool, bypass: bool) -> Result<bool> {
-        let now = self.inner.clock.now();
-        let Some(r) = cur.retention.filter(|r| r.active_at(now)) else { return Ok(false) };
-        if !weakens {
-            return Ok(false);
-        }
-        let locked = StoreError::Locked {
-            key: key.to_owned(),
-            version: cur.version.clone(),
-            mode: Some(r.mode),
-            until: Some(r.until),
-            legal_hold: cur.legal_hold,
-        };
-        match r.mode {
-            RetentionMode::Compliance => Err(locked),
-            RetentionMode::Governance if !bypass => Err(locked),
-            RetentionMode::Governance => self.authorize(Action::BypassGovernance).map(|()| true),
-        }
+    /// Refuses (see [`crate::lock::guard`]) what would remove `cur` (`removing`) or weaken
+    /// its lock; returns whether to send the governance-bypass header.
+    fn check_weakening(&self, cur: &ObjectVersion, removing: bool, weakens: bool, bypass: bool) -> Result<bool> {
+        crate::lock::guard(self.principal(), cur, removing, weakens, bypass, self.inner.clock.now())
     }
 
     /// After a refusal by the server: `Locked` if the version is protected now, else `err`.
@@ -761,18 +744,7 @@ impl S3Store {
     async fn delete_version_async(&self, key: &str, version: &VersionId, bypass: bool) -> Result<()> {
         let full = self.full_key(key)?;
         let cur = self.protection(key, version).await?;
-        if cur.legal_hold {
-            let now = self.inner.clock.now();
-            let active = cur.retention.filter(|r| r.active_at(now));
-            return Err(StoreError::Locked {
-                key: key.to_owned(),
-                version: version.clone(),
-                mode: active.map(|r| r.mode),
-                until: active.map(|r| r.until),
-                legal_hold: true,
-            });
-        }
-        let send_bypass = self.check_weakening(key, &cur, true, bypass)?;
+        let send_bypass = self.check_weakening(&cur, true, false, bypass)?;
         let mut req = self.inner.client.delete_object().bucket(self.bucket()).key(&full).version_id(&version.0);
         if send_bypass {
             req = req.bypass_governance_retention(true);
@@ -813,13 +785,8 @@ impl S3Store {
             }
             None => None,
         };
-        let weakens = cur.retention.filter(|r| r.active_at(now)).is_some_and(|c| match new {
-            None => true,
-            Some(n) => {
-                n.until < c.until || (c.mode == RetentionMode::Compliance && n.mode != RetentionMode::Compliance)
-            }
-        });
-        let send_bypass = self.check_weakening(key, &cur, weakens, bypass)?;
+        let weakens = crate::lock::weakens(cur.retention, new, now);
+        let send_bypass = self.check_weakening(&cur, false, weakens, bypass)?;
         if new.is_none() && cur.retention.is_none() {
             return Ok(());
         }

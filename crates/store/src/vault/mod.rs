@@ -34,8 +34,7 @@ pub use audit::{AuditEntry, AuditVerification};
 use crate::clock::Clock;
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId, Versioning,
-    validate_key,
+    DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, VersionId, Versioning, validate_key,
 };
 use crate::role::{Action, Credentials, Principal, Role, Secret};
 use crate::store::{Object, ObjectStore};
@@ -604,23 +603,7 @@ impl ObjectStore for VaultHandle {
     fn delete_version(&self, key: &str, version: &VersionId, bypass_governance: bool) -> Result<()> {
         let file = self.mutate(Action::DeleteVersion, Some(key), Some(version), |tx, now| {
             let row = self.find(tx, key, Some(version))?;
-            let meta = &row.meta;
-            let locked = || StoreError::Locked {
-                key: key.to_owned(),
-                version: version.clone(),
-                mode: meta.retention.map(|r| r.mode),
-                until: meta.retention.filter(|r| r.active_at(now)).map(|r| r.until),
-                legal_hold: meta.legal_hold,
-            };
-            if meta.legal_hold {
-                return Err(locked());
-            }
-            match meta.retention.filter(|r| r.active_at(now)) {
-                Some(r) if r.mode == RetentionMode::Compliance => return Err(locked()),
-                Some(_) if !bypass_governance => return Err(locked()),
-                Some(_) => self.principal.authorize(Action::BypassGovernance)?,
-                None => {}
-            }
+            crate::lock::guard(&self.principal, &row.meta, true, false, bypass_governance, now)?;
             tx.execute("DELETE FROM versions WHERE key = ?1 AND vid = ?2", params![key.as_bytes(), version.0])
                 .map_err(db_err(format!("cannot delete {key} version {version}")))?;
             refresh_live(tx, key)?;
@@ -656,29 +639,8 @@ impl ObjectStore for VaultHandle {
                 }
                 None => None,
             };
-            if let Some(cur) = row.meta.retention.filter(|r| r.active_at(now)) {
-                let weakens = match new {
-                    None => true,
-                    Some(n) => {
-                        n.until < cur.until
-                            || (cur.mode == RetentionMode::Compliance && n.mode != RetentionMode::Compliance)
-                    }
-                };
-                if weakens {
-                    let locked = StoreError::Locked {
-                        key: key.to_owned(),
-                        version: version.clone(),
-                        mode: Some(cur.mode),
-                        until: Some(cur.until),
-                        legal_hold: row.meta.legal_hold,
-                    };
-                    match cur.mode {
-                        RetentionMode::Compliance => return Err(locked),
-                        RetentionMode::Governance if !bypass_governance => return Err(locked),
-                        RetentionMode::Governance => self.principal.authorize(Action::BypassGovernance)?,
-                    }
-                }
-            }
+            let weakening = crate::lock::weakens(row.meta.retention, new, now);
+            crate::lock::guard(&self.principal, &row.meta, false, weakening, bypass_governance, now)?;
             tx.execute(
                 "UPDATE versions SET mode = ?3, until_s = ?4 WHERE key = ?1 AND vid = ?2",
                 params![key.as_bytes(), version.0, new.map(|r| r.mode.as_str()), new.map(|r| r.until.as_second())],
