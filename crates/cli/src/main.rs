@@ -6,6 +6,7 @@
 //! - [`open`] — which vault a command acts on and as which principal.
 //! - [`s3`] — opening an `s3://` repository and as which role.
 //! - [`pg`] — `coffer pg …`: PostgreSQL WAL archiving, base backups, PITR.
+//! - [`iam`] — `coffer iam policies`: IAM policies for the roles and the bucket.
 //! - [`vault`] — `coffer vault …`: init, put, get, rm, versions, retention, legal-hold,
 //!   config, audit-log.
 //! - [`output`] — text and `--json` output (every command has both).
@@ -17,6 +18,7 @@
 //! broken pipe on stdout (e.g. `coffer vault get k | head -c1`) exits 0, as ripgrep does.
 
 mod error;
+mod iam;
 mod open;
 mod output;
 mod parse;
@@ -93,6 +95,8 @@ enum Command {
     Vault(vault::VaultArgs),
     /// PostgreSQL: WAL archiving, base backups, point-in-time recovery
     Pg(pg::PgArgs),
+    /// IAM policies for each role's keys and the bucket, for S3 repositories
+    Iam(iam::IamArgs),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
         Command::Key(args) => repo::key::run(g, r, &args),
         Command::Vault(args) => vault::run(g, args),
         Command::Pg(args) => pg::run(g, r, args),
+        Command::Iam(args) => iam::run(g, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,8 @@
 //!   stop time) are the snapshot's `pg-…=` tags. It completes only once every WAL segment
 //!   from the start to the stop LSN is in the repository.
 //! - `restore --target DIR (--time T | --lsn L | --name NAME | --latest)`: writes the
-//!   newest base backup preceding the target and the recovery settings.
+//!   newest base backup preceding the target and the recovery settings; `--start` starts
+//!   the server and waits for the promotion (see `docs/postgres.md`).
 //! - `info`: per cluster, base backups, archived WAL, recovery window and gaps.
 //!
 //! The system identifier of a WAL segment comes from its long page header (the first page
@@ -118,6 +119,9 @@ struct RestoreArgs {
     /// The cluster (needed when the repository holds several)
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
+    /// Recover along this timeline [default: the latest, following .history files]
+    #[arg(long)]
+    timeline: Option<u32>,
     /// Start the restored server (pg_ctl, unix socket in DIR only, no TCP) and wait until
     /// recovery has reached the target and the server is promoted; run as DIR's owner
     #[arg(long)]
@@ -663,7 +667,14 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     // The WAL from the backup's start must be complete up to the target (or the end).
     let names = repo.list_wal(sysid)?;
     let start_seg = parse_lsn(&base.start_lsn)? / base.seg_size;
-    let upto = target_lsn.map(|l| l / base.seg_size);
+    // For a time target the segment holding it is unknown: a gap after the base backup's
+    // own WAL is left to recovery, which stops with "recovery ended before configured
+    // recovery target was reached" (never promotes short of it), and wal-fetch logs the
+    // missing segment's name (`--start` reports both).
+    let upto = match (a.time, target_lsn.or(point_lsn)) {
+        (Some(_), _) => Some(parse_lsn(&base.stop_lsn)?.saturating_sub(1) / base.seg_size),
+        (None, l) => l.map(|l| l / base.seg_size),
+    };
     for missing in gaps(&names, base.seg_size) {
         if let Some((_, s)) = parse_segment(&missing, base.seg_size) {
             if s >= start_seg && upto.is_none_or(|u| s <= u) {
@@ -753,7 +764,10 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     } else if let Some(n) = &a.name {
         conf += &format!("recovery_target_name = {}\n", conf_quote(n));
     }
-    conf += "recovery_target_timeline = 'latest'\n";
+    match a.timeline {
+        Some(t) => conf += &format!("recovery_target_timeline = '{t}'\n"),
+        None => conf += "recovery_target_timeline = 'latest'\n",
+    }
     if !a.latest {
         conf += "recovery_target_action = 'promote'\n";
     }

@@ -54,7 +54,8 @@ enum VaultCommand {
 
 #[derive(Debug, Args)]
 struct InitArgs {
-    /// Directory for the new vault (new or empty) [default: --vault, COFFER_VAULT, or the
+    /// Directory for the new vault (new or empty), or s3://BUCKET?endpoint=URL to create an
+    /// Object Lock bucket (or check an existing one) [default: --vault, COFFER_VAULT, or the
     /// default vault]
     dir: Option<PathBuf>,
     /// Retention applied to puts that name none, e.g. 90d
@@ -206,6 +207,12 @@ fn now(handle: &coffer_store::VaultHandle) -> Timestamp {
 }
 
 fn init(global: &Global, a: &InitArgs, out: &mut Output) -> Result<()> {
+    if let Some(url) = a.dir.as_ref().and_then(|d| d.to_str()).filter(|d| crate::s3::is_s3(d)) {
+        let default_retention = a
+            .default_retention
+            .map(|period| DefaultRetention { mode: a.mode.unwrap_or(RetentionMode::Compliance), period });
+        return crate::s3::init_bucket(global, url, default_retention, out);
+    }
     let dir = match &a.dir {
         Some(d) => d.clone(),
         None => open::Location::resolve(global)?.path().to_path_buf(),

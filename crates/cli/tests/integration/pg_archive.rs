@@ -219,5 +219,13 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
         .output()
         .unwrap();
     assert!(st.status.success());
+    // To a time past the gap on timeline 1 (the latest timeline is 2, which has no gap):
+    // recovery stops short of the target, and --start says why, naming the segment.
+    let now = pg.sql(r#"select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#);
+    let err = sb
+        .c(["pg", "restore", "--start", "--timeline", "1", "--time", &now, "--target"])
+        .arg(sb.path("r-past"))
+        .fails(1);
+    assert!(err.contains(&lost) && err.contains("recovery ended before configured recovery target"), "{err}");
     eprintln!("pg PITR scenario took {:.1?}", started.elapsed());
 }

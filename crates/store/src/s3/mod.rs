@@ -63,8 +63,10 @@
 //! Objects are sent in one `PutObject` (S3 allows up to 5 GiB); multipart upload is not
 //! implemented. A key with a prefix is limited to 1024 bytes *including* the prefix.
 
+mod bucket;
 mod location;
 
+pub use bucket::{BucketInit, check_policy};
 pub use location::S3Location;
 
 use crate::clock::Clock;

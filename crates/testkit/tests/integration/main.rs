@@ -5,5 +5,6 @@
 mod bitrot;
 mod contract;
 mod crash;
+mod iam;
 mod model;
 mod s3;
