@@ -10,6 +10,7 @@
 //!   count so the caller can say the backup was incomplete.
 
 use super::meta::{self, Names};
+use super::prefetch;
 use super::{FilesError, Result};
 use coffer_repository::{BlobKind, BlobWriter, ChainLink, Id, Node, NodeKind, Repository, Snapshot, Tree};
 use globset::{GlobSet, GlobSetBuilder};
@@ -65,6 +66,7 @@ pub struct BackupReport {
 
 struct Walker<'a, 'r> {
     w: BlobWriter<'r>,
+    prefetch: super::prefetch::Prefetch,
     chunker: coffer_repository::chunker::Chunker,
     excludes: GlobSet,
     path_excludes: GlobSet,
@@ -130,6 +132,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(
 
     let mut walker = Walker {
         w: repo.writer(expires)?,
+        prefetch: super::prefetch::Prefetch::start(),
         chunker: coffer_repository::chunker::Chunker::new(repo.config().chunker),
         excludes,
         path_excludes,
@@ -344,6 +347,9 @@ impl Walker<'_, '_> {
                     }
                 };
                 entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+                // First every entry's metadata, then the entries in order, with the next
+                // few small files that must be read already being read (see `prefetch`).
+                let mut items = Vec::with_capacity(entries.len());
                 for e in entries {
                     let child = e.path();
                     let name = e.file_name();
@@ -359,6 +365,24 @@ impl Walker<'_, '_> {
                     };
                     let pn = parent_sub.as_ref().and_then(|t| t.find(name.as_bytes())).cloned();
                     let cn = meta::node(&child, name.as_bytes(), &md, pn.as_ref(), &mut self.names, &mut self.warnings);
+                    items.push((child, cn, pn));
+                }
+                let mut items = std::collections::VecDeque::from(items);
+                // Entries at the front of `items` already considered for reading ahead.
+                let mut ahead = 0;
+                loop {
+                    while ahead < items.len() && ahead < prefetch::WINDOW {
+                        let (child, cn, pn) = &items[ahead];
+                        if cn.kind == NodeKind::File
+                            && cn.size <= prefetch::MAX_SIZE
+                            && !pn.as_ref().is_some_and(|o| unchanged(o, cn))
+                        {
+                            self.prefetch.submit(child);
+                        }
+                        ahead += 1;
+                    }
+                    let Some((child, cn, pn)) = items.pop_front() else { break };
+                    ahead -= 1;
                     if let Some(n) = self.save_entry(&child, cn, pn.as_ref(), root_dev)? {
                         tree.nodes.push(n);
                     }
@@ -386,13 +410,22 @@ impl Walker<'_, '_> {
 
     fn read_file(&mut self, path: &Path, node: &mut Node) -> Result<()> {
         let ctx = || format!("cannot read {}", path.display());
-        let f = open_noatime(path).map_err(super::io_err(ctx()))?;
-        let before = f.metadata().map_err(super::io_err(ctx()))?;
+        let (reader, before): (Box<dyn std::io::Read>, fs::Metadata) = match self.prefetch.take(path) {
+            Some(read) => {
+                let (bytes, md) = read.map_err(super::io_err(ctx()))?;
+                (Box::new(std::io::Cursor::new(bytes)), md)
+            }
+            None => {
+                let f = open_noatime(path).map_err(super::io_err(ctx()))?;
+                let md = f.metadata().map_err(super::io_err(ctx()))?;
+                (Box::new(f), md)
+            }
+        };
         let mut content = Vec::new();
         let (w, p) = (&mut self.w, &mut self.p);
         let size = self
             .chunker
-            .chunks(f, before.len(), |chunk| {
+            .chunks(reader, before.len(), |chunk| {
                 content.push(w.add(BlobKind::Data, chunk).map_err(ReadError::Repo)?);
                 p.bytes += chunk.len() as u64;
                 Ok::<(), ReadError>(())
@@ -424,7 +457,7 @@ impl Walker<'_, '_> {
 /// backup must not change what it backs up, and every name of a hard-linked file must show
 /// the atime the first one was saved with. `O_NOATIME` needs the file's owner (or
 /// `CAP_FOWNER`); otherwise the file is opened plainly.
-fn open_noatime(path: &Path) -> std::io::Result<File> {
+pub(super) fn open_noatime(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     #[allow(clippy::cast_possible_wrap, reason = "open(2) flags are a C int")]
     let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;

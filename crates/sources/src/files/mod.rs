@@ -9,6 +9,7 @@
 
 mod backup;
 mod meta;
+mod prefetch;
 mod restore;
 pub mod walk;
 

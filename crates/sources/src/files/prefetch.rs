@@ -1,0 +1,85 @@
+//! Reading small files ahead on other threads.
+//!
+//! The walker is one thread; on a cold disk it would wait for one file at a time. It hands
+//! the next few small files of a directory to two reader threads, which open them
+//! (`O_NOATIME`), take their metadata and read them whole, so several reads are in flight
+//! while the walker chunks and hashes. The window is small (a few files of at most
+//! [`MAX_SIZE`] each), so memory stays bounded. A file that fails to read is reported by
+//! the walker exactly as if it had read it itself.
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+/// Files at most this large are read ahead.
+pub(crate) const MAX_SIZE: u64 = 2 << 20;
+/// How many files ahead of the walker, per directory.
+pub(crate) const WINDOW: usize = 16;
+
+type Reply = std::io::Result<(Vec<u8>, Metadata)>;
+
+pub(crate) struct Prefetch {
+    tx: Option<Sender<(PathBuf, Sender<Reply>)>>,
+    threads: Vec<JoinHandle<()>>,
+    pending: HashMap<PathBuf, Receiver<Reply>>,
+}
+
+impl Prefetch {
+    pub(crate) fn start() -> Self {
+        let (tx, rx) = unbounded::<(PathBuf, Sender<Reply>)>();
+        let threads = (0..2)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::Builder::new()
+                    .name("coffer-read".into())
+                    .spawn(move || {
+                        for (path, reply) in rx {
+                            let _ = reply.send(read_whole(&path));
+                        }
+                    })
+                    .expect("cannot start a reader thread")
+            })
+            .collect();
+        Self { tx: Some(tx), threads, pending: HashMap::new() }
+    }
+
+    /// Starts reading `path` unless it is already under way.
+    pub(crate) fn submit(&mut self, path: &Path) {
+        if self.pending.contains_key(path) {
+            return;
+        }
+        let (reply_tx, reply_rx) = bounded(1);
+        if let Some(tx) = &self.tx {
+            if tx.send((path.to_path_buf(), reply_tx)).is_ok() {
+                self.pending.insert(path.to_path_buf(), reply_rx);
+            }
+        }
+    }
+
+    /// The content and metadata of `path`, if it was submitted (waits for the read).
+    pub(crate) fn take(&mut self, path: &Path) -> Option<Reply> {
+        let rx = self.pending.remove(path)?;
+        rx.recv().ok()
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.tx = None;
+        self.pending.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read_whole(path: &Path) -> Reply {
+    let mut f = super::backup::open_noatime(path)?;
+    let md = f.metadata()?;
+    let mut buf = Vec::with_capacity(usize::try_from(md.len()).unwrap_or(0).min(MAX_SIZE as usize) + 1);
+    f.read_to_end(&mut buf)?;
+    Ok((buf, md))
+}
