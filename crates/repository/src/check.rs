@@ -105,6 +105,9 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
 
     // Trees and blobs of live snapshots; what each pack must be locked until.
     let index = repo.load_index()?;
+    for (key, why) in index.damaged() {
+        problem(&mut rep, key.clone(), format!("index object cannot be read: {why}"));
+    }
     let mut reader = repo.reader(&index);
     let mut seen_trees: HashSet<Id> = HashSet::new();
     let mut blobs: HashSet<Id> = HashSet::new();

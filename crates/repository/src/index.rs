@@ -59,9 +59,34 @@ pub struct Index {
     packs: Vec<PackInfo>,
     by_pack: HashMap<Id, usize>,
     blobs: HashMap<Id, BlobRef>,
+    damaged: Vec<(String, String)>,
 }
 
 impl Index {
+    /// Records an index object that could not be read (storage key, why).
+    pub fn add_damaged(&mut self, key: String, why: String) {
+        self.damaged.push((key, why));
+    }
+
+    /// Index objects that could not be read: their packs are unknown to this index, so
+    /// backups store that data again and reads of it fail naming them.
+    #[must_use]
+    pub fn damaged(&self) -> &[(String, String)] {
+        &self.damaged
+    }
+
+    /// The error for a blob this index does not know.
+    #[must_use]
+    pub fn missing(&self, id: &Id) -> crate::RepoError {
+        let detail = if self.damaged.is_empty() {
+            "not in any index".to_owned()
+        } else {
+            let keys: Vec<&str> = self.damaged.iter().map(|(k, _)| k.as_str()).collect();
+            format!("not in any readable index (damaged: {})", keys.join(", "))
+        };
+        crate::RepoError::corrupt(format!("blob {id}"), detail)
+    }
+
     /// Adds (or restates) a pack. The latest retain-until wins; a blob stored in several
     /// packs is looked up in the one locked longest.
     pub fn add_pack(&mut self, p: &IndexPack) {

@@ -381,11 +381,22 @@ impl Repository {
                 // Pruned between listing and reading: its lock had ended, so what it stated
                 // may be gone too, which writers and readers already allow for.
                 Err(e) if is_gone(&e) => return Ok(()),
+                // A damaged index object must not stop every backup until its lock ends:
+                // it is recorded, backups store its data again, reads of it name it.
+                Err(e) if is_damage(&e) => {
+                    index.add_damaged(k, coffer_store::display_chain(&e));
+                    return Ok(());
+                }
                 Err(e) => return Err(e),
             };
-            let file: IndexFile = pack::open_object(&self.key, ObjectKind::Index, &bytes, &k)?;
-            for p in &file.packs {
-                index.add_pack(p);
+            match pack::open_object::<IndexFile>(&self.key, ObjectKind::Index, &bytes, &k) {
+                Ok(file) => {
+                    for p in &file.packs {
+                        index.add_pack(p);
+                    }
+                }
+                Err(e) if is_damage(&e) => index.add_damaged(k, coffer_store::display_chain(&e)),
+                Err(e) => return Err(e),
             }
             Ok(())
         })?;
@@ -802,7 +813,7 @@ impl<'a> SharedReader<'a> {
     /// # Errors
     /// `Corrupt` naming the blob and pack; store errors.
     pub fn read(&self, id: &Id) -> Result<Vec<u8>> {
-        let r = self.index.get(id).ok_or_else(|| RepoError::corrupt(format!("blob {id}"), "not in any index"))?;
+        let r = self.index.get(id).ok_or_else(|| self.index.missing(id))?;
         let pack_id = self.index.pack(r.pack).id;
         let bytes = self.pack(&pack_id)?;
         let (start, end) = (r.entry.offset as usize, r.entry.offset as usize + r.entry.length as usize);
@@ -854,7 +865,7 @@ const INDEX_CHECKPOINT_PACKS: usize = 8;
 
 impl PackCache {
     fn read(&mut self, repo: &Repository, index: &Index, id: &Id) -> Result<Vec<u8>> {
-        let r = index.get(id).ok_or_else(|| RepoError::corrupt(format!("blob {id}"), "not in any index"))?;
+        let r = index.get(id).ok_or_else(|| index.missing(id))?;
         let pack_id = index.pack(r.pack).id;
         let bytes = self.pack(repo, &pack_id)?;
         let (start, end) = (r.entry.offset as usize, r.entry.offset as usize + r.entry.length as usize);
@@ -893,6 +904,15 @@ fn is_gone(e: &RepoError) -> bool {
 /// Whether the object is there but damaged (failed a checksum, authentication or decoding).
 fn is_damaged(e: &RepoError) -> bool {
     matches!(e, RepoError::Corrupt { .. }) || e.store_error().is_some_and(|s| s.kind() == ErrorKind::Corrupt)
+}
+
+/// Whether an error is damaged data (as opposed to an unreachable store or a refusal).
+fn is_damage(e: &RepoError) -> bool {
+    match e {
+        RepoError::Corrupt { .. } => true,
+        RepoError::Store { source, .. } => source.kind() == ErrorKind::Corrupt,
+        _ => false,
+    }
 }
 
 /// Whether a store error means "not there".

@@ -243,6 +243,14 @@ pub fn stats(global: &Global, r: &RepoOpts) -> Result<()> {
     let stored: u64 = packs.iter().map(|p| p.size).sum();
     let raw: u64 = packs.iter().flat_map(|p| &p.blobs).map(|b| u64::from(b.raw_length)).sum();
     let expiring = packs.iter().filter(|p| p.retain_until <= now).count();
+    if let Some((key, why)) = index.damaged().first() {
+        return Err(crate::error::IntegrityError(format!(
+            "{} index object(s) in {} cannot be read; first: {key}: {why} (run `coffer verify`)",
+            index.damaged().len(),
+            repo.location()
+        ))
+        .into());
+    }
     let mut out = Output::new(global.json);
     if out.json() {
         out.doc(&serde_json::json!({

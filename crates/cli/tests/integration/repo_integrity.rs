@@ -186,4 +186,16 @@ fn a_damaged_index_or_tree_is_named() {
     }
     let err = repo.c(["restore", "latest", "--target"]).arg(repo.sb.path("t")).fails(6);
     assert!(err.contains(&key), "{err}");
+
+    // Backups are not blocked for as long as the damaged object stays locked: the next one
+    // warns, stores the data again, and its snapshot restores; the old one still names it.
+    let old = repo.c(["snapshots", "--json"]).ok().json()[0]["id"].as_str().unwrap().to_owned();
+    let run = repo.c(["backup", "--json"]).arg(&src).ok();
+    assert!(run.stderr.contains(&key) && run.stderr.contains("stored again"), "{}", run.stderr);
+    assert_eq!(run.json()["summary"]["files-read"], 1, "nothing is trusted from the damaged index");
+    let t = repo.sb.path("t2");
+    repo.restore_at(0, "latest", &t);
+    assert_eq!(fs::read(crate::repo_util::restored(&t, &src).join("d/f")).unwrap(), b"content");
+    let err = repo.c(["restore", &old[..8], "--target"]).arg(repo.sb.path("t3")).fails(6);
+    assert!(err.contains(&key), "{err}");
 }

@@ -162,10 +162,11 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(
             }
         }
     }
-    let parent_root = match parent_tree {
-        Some(t) => Some(walker.w.read_tree(&t)?),
-        None => None,
-    };
+    for (key, why) in walker.w.index().damaged() {
+        walker.warnings.push(format!("index object {key} cannot be read ({why}); its data is stored again"));
+    }
+    // A parent that cannot be read only costs reading every file again.
+    let parent_root = parent_tree.and_then(|t| walker.w.read_tree(&t).ok());
     let tree = walker.save_vdir(Path::new("/"), &root, parent_root.as_ref())?;
     let Walker { mut w, warnings, .. } = walker;
     let snap = Snapshot {
