@@ -75,12 +75,7 @@ fn new_password(file: Option<&PathBuf>) -> Result<Vec<u8>> {
         }
     }
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read password file {}", f.display()))?;
-        let line = text.lines().next().unwrap_or_default();
-        if line.is_empty() {
-            bail!("password file {} is empty", f.display());
-        }
-        return Ok(line.as_bytes().to_vec());
+        return super::read_password_file(f);
     }
     let p = rpassword::prompt_password("new password: ").context("cannot read the new password")?;
     let again = rpassword::prompt_password("repeat the new password: ").context("cannot read the new password")?;

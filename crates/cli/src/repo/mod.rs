@@ -65,12 +65,7 @@ pub fn password(r: &RepoOpts, confirm: bool) -> Result<Vec<u8>> {
         }
     }
     if let Some(f) = r.password_file.as_ref().filter(|f| !f.as_os_str().is_empty()) {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read password file {}", f.display()))?;
-        let line = text.lines().next().unwrap_or_default();
-        if line.is_empty() {
-            bail!("password file {} is empty", f.display());
-        }
-        return Ok(line.as_bytes().to_vec());
+        return read_password_file(f);
     }
     if !std::io::stdin().is_terminal() {
         bail!("no password: set COFFER_PASSWORD, pass --password-file FILE, or run on a terminal");
@@ -86,6 +81,16 @@ pub fn password(r: &RepoOpts, confirm: bool) -> Result<Vec<u8>> {
         bail!("empty password");
     }
     Ok(p.into_bytes())
+}
+
+/// The first line of a password file.
+pub fn read_password_file(f: &std::path::Path) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(f).with_context(|| format!("cannot read password file {}", f.display()))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        bail!("password file {} is empty", f.display());
+    }
+    Ok(line.as_bytes().to_vec())
 }
 
 /// Logs in to the repository's vault as `role` (or the role/credentials the user chose).
