@@ -68,6 +68,10 @@ pub struct Quirk {
     /// Contract checks this quirk makes fail even through `S3Store` (empty when `S3Store`
     /// enforces the rule itself).
     pub breaks: &'static [&'static str],
+    /// Contract checks this quirk makes fail only with some timings (e.g. when two
+    /// requests fall within the same second of a server that keeps whole seconds): either
+    /// outcome is accepted, and the quirk itself is probed deterministically elsewhere.
+    pub may_break: &'static [&'static str],
 }
 
 /// moto 5.2.5's known differences from AWS (each probed by the tests).
@@ -77,48 +81,56 @@ pub const MOTO_QUIRKS: &[Quirk] = &[
         what: "PutObjectRetention shortens an active compliance retention (AWS: AccessDenied)",
         coffer: "S3Store reads the current retention first and refuses (Locked) any shortening",
         breaks: &[],
+        may_break: &[],
     },
     Quirk {
         name: "compliance-can-become-governance",
         what: "PutObjectRetention turns an active compliance retention into governance (AWS: AccessDenied)",
         coffer: "S3Store refuses (Locked) any change of an active compliance retention but an extension",
         breaks: &[],
+        may_break: &[],
     },
     Quirk {
         name: "no-get-object-retention",
         what: "GetObjectRetention answers with the object's body instead of the retention",
         coffer: "S3Store reads retention and legal hold from HeadObject's lock headers",
         breaks: &[],
+        may_break: &[],
     },
     Quirk {
         name: "versioning-can-be-suspended-on-a-lock-bucket",
         what: "PutBucketVersioning Suspended succeeds on a bucket with Object Lock (AWS: InvalidBucketState)",
         coffer: "S3Store refuses to suspend versioning (InvalidRequest) without asking the server",
         breaks: &[],
+        may_break: &[],
     },
     Quirk {
         name: "marker-version-get-is-not-found",
         what: "GetObject of a delete marker's version id answers 404 NoSuchVersion (AWS: 405 MethodNotAllowed with x-amz-delete-marker)",
         coffer: "on a 404 for a version, S3Store looks the version up in the version listing and reports InvalidRequest for a marker",
         breaks: &[],
+        may_break: &[],
     },
     Quirk {
         name: "lock-config-needs-an-empty-bucket",
         what: "PutObjectLockConfiguration on a bucket that holds objects fails with InvalidBucket \"Bucket needs to be empty\" (AWS: allowed at any time)",
         coffer: "none possible: the default retention of a used bucket cannot be changed on moto",
         breaks: &["default_retention_applies_when_none_is_given", "lock_config_cannot_be_disabled", "access_matrix"],
+        may_break: &[],
     },
     Quirk {
         name: "versions-and-markers-not-interleaved",
         what: "ListObjectVersions lists every Version before every DeleteMarker, not one newest-first sequence per key, with whole-second LastModified",
         coffer: "S3Store orders a key's versions and markers by LastModified; within one second the order is the server's, so a version and a marker of one key made in the same second may be listed out of order",
-        breaks: &["delete_adds_a_marker_and_removes_nothing"],
+        breaks: &[],
+        may_break: &["delete_adds_a_marker_and_removes_nothing"],
     },
     Quirk {
         name: "get-bucket-versioning-unparseable",
         what: "GetBucketVersioning's reply has an XML root the AWS SDK for Rust rejects",
         coffer: "none possible: the status cannot be read, so versioning() fails with Io on moto",
         breaks: &["versioning_cannot_be_suspended", "attack_matrix"],
+        may_break: &[],
     },
 ];
 
@@ -129,24 +141,28 @@ pub const LOCALSTACK_QUIRKS: &[Quirk] = &[
         what: "PutObject accepts a retain-until date in the past (AWS: InvalidArgument)",
         coffer: "S3Store refuses a retain-until not in the future (InvalidRequest) before sending",
         breaks: &[],
+        may_break: &[],
     },
     Quirk {
         name: "lock-headers-on-a-plain-bucket",
         what: "PutObject with lock headers succeeds on a bucket without Object Lock (AWS: InvalidRequest)",
         coffer: "`coffer vault init` checks the bucket's lock configuration; every put is verified by HeadObject",
         breaks: &[],
+        may_break: &[],
     },
     Quirk {
         name: "versions-and-markers-not-interleaved",
         what: "ListObjectVersions lists every DeleteMarker before every Version, not one newest-first sequence per key, with whole-second LastModified",
         coffer: "S3Store orders a key's versions and markers by LastModified; within one second the order is the server's, so a version and a marker of one key made in the same second may be listed out of order",
         breaks: &[],
+        may_break: &[],
     },
     Quirk {
         name: "no-auth",
         what: "checks no signatures, IAM or bucket policies: any key may do anything",
         coffer: "S3Store checks the role itself (Principal::authorize); IAM is tested on moto",
         breaks: &[],
+        may_break: &[],
     },
 ];
 

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Runs the suite through `S3Store` on `kind`: every check passes except exactly those a
-/// documented quirk breaks, which must fail.
+/// documented quirk breaks, which must fail (or, for a timing-dependent quirk, may).
 fn contract_on(kind: ServerKind) {
     let Some(server) = S3Server::start(kind) else { return };
     let h = S3Harness::new(&server);
@@ -28,8 +28,15 @@ fn contract_on(kind: ServerKind) {
     let results = suite::run_each(&h);
     let broken: BTreeMap<&str, &Quirk> =
         kind.quirks().iter().flat_map(|q| q.breaks.iter().map(move |c| (*c, q))).collect();
+    let maybe: BTreeMap<&str, &Quirk> =
+        kind.quirks().iter().flat_map(|q| q.may_break.iter().map(move |c| (*c, q))).collect();
     let mut problems = Vec::new();
     for (name, outcome) in &results {
+        if let Some(q) = maybe.get(name) {
+            let seen = if outcome.is_ok() { "passed" } else { "failed" };
+            eprintln!("{name} {seen} on {} (quirk {} breaks it with some timings)", kind.name(), q.name);
+            continue;
+        }
         match (outcome, broken.get(name)) {
             (Ok(()), None) => {}
             (Err(msg), None) => problems.push(format!("{name}: {msg}")),
