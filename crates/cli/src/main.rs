@@ -17,6 +17,7 @@
 //! `coffer: error: {:#}`, to stderr and exits with the code [`error::exit_code`] gives; a
 //! broken pipe on stdout (e.g. `coffer vault get k | head -c1`) exits 0, as ripgrep does.
 
+mod alloc;
 mod error;
 mod iam;
 mod open;
@@ -100,6 +101,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    alloc::tune();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return error::report_usage(&err),

@@ -378,7 +378,10 @@ impl Walker<'_, '_> {
                             && cn.size <= prefetch::MAX_SIZE
                             && !pn.as_ref().is_some_and(|o| unchanged(o, cn))
                         {
-                            self.prefetch.submit(child);
+                            if !self.prefetch.has_room(cn.size) {
+                                break;
+                            }
+                            self.prefetch.submit(child, cn.size);
                         }
                         ahead += 1;
                     }

@@ -6,9 +6,10 @@
 //! creating their children does not move their mtime. As non-root, what cannot be done
 //! (owners, device nodes, privileged xattrs) is a warning and the rest is restored.
 //!
-//! The walk creates directories, special files and hard links and creates every regular
-//! file empty (so hard links to it can be made at once); the content of regular files is
-//! then written by one worker per core, sharing a cache of whole packs.
+//! The walk creates directories, symlinks and special files and lists regular files; one
+//! worker per core then creates each file, writes its content and sets its metadata through
+//! the open descriptor (no path lookups), sharing a cache of whole packs. Further names of
+//! hard-linked files are linked once every file exists; a link changes no time but ctime.
 
 use super::walk::{os, under};
 use super::{FilesError, Result, io_err};
@@ -50,6 +51,7 @@ pub struct RestoreReport {
 /// Metadata application shared by the walk and the workers.
 struct Meta {
     is_root: bool,
+    ids: Ids,
     warned_owner: AtomicBool,
     warnings: Mutex<Vec<String>>,
 }
@@ -62,24 +64,51 @@ impl Meta {
         }
     }
 
+    /// Applies `n`'s metadata to the entry at `dst` (not following a symlink).
     fn apply(&self, dst: &Path, n: &Node, symlink: bool) -> Result<()> {
+        self.apply_to(On::Path(dst, symlink), dst, n)
+    }
+
+    /// Applies `n`'s metadata through an open file: no path lookups, and the file written
+    /// is the one changed.
+    fn apply_fd(&self, f: &fs::File, dst: &Path, n: &Node) -> Result<()> {
+        self.apply_to(On::Fd(f), dst, n)
+    }
+
+    fn apply_to(&self, on: On<'_>, dst: &Path, n: &Node) -> Result<()> {
         use rustix::fs::{AtFlags, CWD, Gid, Timespec, Timestamps, Uid};
-        let uid = n.user.as_deref().and_then(uzers::get_user_by_name).map_or(n.uid, |u| u.uid());
-        let gid = n.group.as_deref().and_then(uzers::get_group_by_name).map_or(n.gid, |g| g.gid());
+        let uid = n.user.as_deref().and_then(|u| self.ids.user(u)).unwrap_or(n.uid);
+        let gid = n.group.as_deref().and_then(|g| self.ids.group(g)).unwrap_or(n.gid);
+        let symlink = matches!(on, On::Path(_, true));
         let flags = if symlink { AtFlags::SYMLINK_NOFOLLOW } else { AtFlags::empty() };
-        if let Err(e) = rustix::fs::chownat(CWD, dst, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), flags) {
+        let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        let owned = match on {
+            On::Path(p, _) => rustix::fs::chownat(CWD, p, uid, gid, flags),
+            On::Fd(f) => rustix::fs::fchown(f, uid, gid),
+        };
+        if let Err(e) = owned {
             if self.is_root {
                 self.warn(format!("cannot set owner of {}: {e}", dst.display()));
             } else if !self.warned_owner.swap(true, Ordering::Relaxed) {
                 self.warn(format!("not running as root: owners are not restored (first: {})", dst.display()));
             }
         }
-        if !symlink {
-            fs::set_permissions(dst, fs::Permissions::from_mode(n.mode))
-                .map_err(io_err(format!("cannot set permissions of {}", dst.display())))?;
+        let perm = fs::Permissions::from_mode(n.mode);
+        match on {
+            On::Path(_, true) => {}
+            On::Path(p, false) => {
+                fs::set_permissions(p, perm).map_err(io_err(format!("cannot set permissions of {}", dst.display())))?
+            }
+            On::Fd(f) => {
+                f.set_permissions(perm).map_err(io_err(format!("cannot set permissions of {}", dst.display())))?;
+            }
         }
         for x in &n.xattrs {
-            if let Err(e) = rustix::fs::lsetxattr(dst, x.name.as_str(), &x.value, rustix::fs::XattrFlags::empty()) {
+            let set = match on {
+                On::Path(p, _) => rustix::fs::lsetxattr(p, x.name.as_str(), &x.value, rustix::fs::XattrFlags::empty()),
+                On::Fd(f) => rustix::fs::fsetxattr(f, x.name.as_str(), &x.value, rustix::fs::XattrFlags::empty()),
+            };
+            if let Err(e) = set {
                 self.warn(format!("cannot set extended attribute {} of {}: {e}", x.name, dst.display()));
             }
         }
@@ -93,8 +122,38 @@ impl Meta {
             }
         };
         let times = Timestamps { last_access: t(n.atime), last_modification: t(n.mtime) };
-        rustix::fs::utimensat(CWD, dst, &times, flags)
-            .map_err(|e| FilesError::Io { context: format!("cannot set times of {}", dst.display()), source: e.into() })
+        match on {
+            On::Path(p, _) => rustix::fs::utimensat(CWD, p, &times, flags),
+            On::Fd(f) => rustix::fs::futimens(f, &times),
+        }
+        .map_err(|e| FilesError::Io { context: format!("cannot set times of {}", dst.display()), source: e.into() })
+    }
+}
+
+/// What metadata is applied to: a path (`true`: a symlink, not followed) or an open file.
+#[derive(Clone, Copy)]
+enum On<'a> {
+    Path(&'a Path, bool),
+    Fd(&'a fs::File),
+}
+
+/// User and group names resolved once each (a restore of many files by one owner would
+/// otherwise read /etc/passwd and /etc/group for every file).
+#[derive(Default)]
+struct Ids {
+    users: Mutex<HashMap<String, Option<u32>>>,
+    groups: Mutex<HashMap<String, Option<u32>>>,
+}
+
+impl Ids {
+    fn user(&self, name: &str) -> Option<u32> {
+        let mut m = self.users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *m.entry(name.to_owned()).or_insert_with(|| uzers::get_user_by_name(name).map(|u| u.uid()))
+    }
+
+    fn group(&self, name: &str) -> Option<u32> {
+        let mut m = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *m.entry(name.to_owned()).or_insert_with(|| uzers::get_group_by_name(name).map(|g| g.gid()))
     }
 }
 
@@ -104,8 +163,10 @@ struct Walk<'a> {
     meta: &'a Meta,
     report: RestoreReport,
     links: HashMap<(u64, u64), PathBuf>,
-    /// Regular files to fill, in walk order.
+    /// Regular files to create and fill, in walk order.
     files: Vec<(PathBuf, Node)>,
+    /// Further names of hard-linked files: (existing name, new name).
+    hard_links: Vec<(PathBuf, PathBuf)>,
     /// Directories to finish, in creation order.
     dirs: Vec<(PathBuf, Node)>,
 }
@@ -147,6 +208,7 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     let reader = SharedReader::new(repo, &index, workers + 2);
     let meta = Meta {
         is_root: rustix::process::geteuid().is_root(),
+        ids: Ids::default(),
         warned_owner: AtomicBool::new(false),
         warnings: Mutex::new(Vec::new()),
     };
@@ -157,10 +219,11 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
         report: RestoreReport::default(),
         links: HashMap::new(),
         files: Vec::new(),
+        hard_links: Vec::new(),
         dirs: Vec::new(),
     };
     w.restore_dir(&snap.tree, Path::new("/"), target, false)?;
-    let Walk { files, dirs, mut report, .. } = w;
+    let Walk { files, hard_links, dirs, mut report, .. } = w;
 
     // Content, on every core.
     let next = AtomicUsize::new(0);
@@ -172,9 +235,9 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((dst, n)) = files.get(i) else { break };
-                    let res = write_file(&reader, dst, n).and_then(|written| {
+                    let res = write_file(&reader, dst, n).and_then(|(f, written)| {
                         bytes.fetch_add(written, Ordering::Relaxed);
-                        meta.apply(dst, n, false)
+                        meta.apply_fd(&f, dst, n)
                     });
                     if let Err(e) = res {
                         first_err.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
@@ -187,6 +250,10 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     });
     if let Some(e) = first_err.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
         return Err(e);
+    }
+    for (first, dst) in &hard_links {
+        fs::hard_link(first, dst).map_err(io_err(format!("cannot restore {}", dst.display())))?;
+        report.others += 1;
     }
     // Directories last, deepest first.
     for (dst, n) in dirs.iter().rev() {
@@ -245,16 +312,13 @@ impl Walk<'_> {
         let ctx = || format!("cannot restore {}", dst.display());
         if n.kind == NodeKind::File && n.links > 1 {
             if let Some(first) = self.links.get(&(n.device, n.inode)) {
-                fs::hard_link(first, dst).map_err(io_err(ctx()))?;
-                self.report.others += 1;
+                self.hard_links.push((first.clone(), dst.to_path_buf()));
                 return Ok(());
             }
             self.links.insert((n.device, n.inode), dst.to_path_buf());
         }
         match n.kind {
             NodeKind::File => {
-                // Created now (so hard links can point at it), filled by the workers.
-                OpenOptions::new().write(true).create_new(true).mode(0o600).open(dst).map_err(io_err(ctx()))?;
                 self.files.push((dst.to_path_buf(), n.clone()));
                 return Ok(());
             }
@@ -286,11 +350,16 @@ impl Walk<'_> {
     }
 }
 
-/// Writes a file's content; zero blocks become holes, so sparse files stay sparse and the
-/// content is identical. Returns the bytes written.
-fn write_file(reader: &SharedReader<'_>, dst: &Path, n: &Node) -> Result<u64> {
+/// Creates a file and writes its content; zero blocks become holes, so sparse files stay
+/// sparse and the content is identical. Returns the open file and the bytes written.
+fn write_file(reader: &SharedReader<'_>, dst: &Path, n: &Node) -> Result<(fs::File, u64)> {
     let ctx = || format!("cannot write {}", dst.display());
-    let mut f = OpenOptions::new().write(true).open(dst).map_err(io_err(ctx()))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dst)
+        .map_err(io_err(format!("cannot restore {}", dst.display())))?;
     let mut pos = 0u64;
     let mut hole_at_end = false;
     let mut seek_needed = false;
@@ -325,5 +394,5 @@ fn write_file(reader: &SharedReader<'_>, dst: &Path, n: &Node) -> Result<u64> {
     if hole_at_end {
         f.set_len(pos).map_err(io_err(ctx()))?;
     }
-    Ok(pos)
+    Ok((f, pos))
 }
