@@ -21,6 +21,7 @@ mod repo_prune;
 mod repo_roundtrip;
 mod repo_util;
 mod s3_init;
+mod s3_prune;
 mod s3_repo;
 
 use serde_json::Value;
