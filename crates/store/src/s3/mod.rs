@@ -50,7 +50,10 @@
 //! a re-read shows the version protected, else `Forbidden`; bad credentials →
 //! `Unauthenticated`; other 4xx → `InvalidRequest`; 5xx, throttling, timeouts and
 //! connection failures → `Io`, after the SDK's standard retries with exponential backoff
-//! (transient errors only; a permanent error is never retried).
+//! (transient errors only; a permanent error is never retried). Retries and waits are
+//! bounded (`MAX_ATTEMPTS`, `MAX_BACKOFF`, connect/read/operation timeouts) so that an
+//! unreachable server is a clear error within seconds, not a hang; an `Io` error names the
+//! object, the repository and the endpoint, never credentials.
 //!
 //! # Threads
 //!
@@ -100,6 +103,18 @@ const CHECKSUM_META: &str = "coffer-sha256";
 pub const MAX_PAGE_LIMIT: usize = 1000;
 /// Attempts per request (the first and up to four retries), standard SDK retry mode.
 const MAX_ATTEMPTS: u32 = 5;
+/// Longest pause between two attempts. With exponential backoff from one second and full
+/// jitter, the pauses of one request add up to at most 1 + 2 + 4 + 5 = 12 s: a server that
+/// is down (connection refused) is reported within seconds, not minutes.
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest wait for a TCP (and TLS) connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest wait, per attempt, from the start of a request to the first byte of its reply
+/// (so it includes sending the body: generous enough for a multipart part or a pack on a
+/// slow link). A server that accepts connections but never answers fails the attempt.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Longest time for one operation, all attempts and pauses included.
+const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How an `S3Store` authenticates.
 #[derive(Clone, Debug)]
@@ -172,7 +187,18 @@ impl S3Store {
             let shared = loader.load().await;
             let conf = aws_sdk_s3::config::Builder::from(&shared)
                 .force_path_style(loc.path_style)
-                .retry_config(aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+                .retry_config(
+                    aws_smithy_types::retry::RetryConfig::standard()
+                        .with_max_attempts(MAX_ATTEMPTS)
+                        .with_max_backoff(MAX_BACKOFF),
+                )
+                .timeout_config(
+                    aws_smithy_types::timeout::TimeoutConfig::builder()
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .read_timeout(READ_TIMEOUT)
+                        .operation_timeout(OPERATION_TIMEOUT)
+                        .build(),
+                )
                 // Checksums are computed here and sent as plain headers: no aws-chunked
                 // trailers, which S3-compatible servers handle unevenly.
                 .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
@@ -253,6 +279,23 @@ impl S3Store {
             return Err(StoreError::invalid(format!("bucket {} does not have object lock enabled", loc.bucket)));
         }
         Ok(cfg)
+    }
+
+    /// The endpoint as errors show it: without any `user:password@` part (secrets never
+    /// appear in errors); AWS's own endpoint when none is configured.
+    fn endpoint_for_errors(&self) -> String {
+        match &self.inner.location.endpoint {
+            None => {
+                format!("the AWS endpoint of region {}", self.inner.location.region.as_deref().unwrap_or("(default)"))
+            }
+            Some(e) => match e.split_once("://") {
+                Some((scheme, rest)) => {
+                    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                    format!("{scheme}://{host}")
+                }
+                None => e.clone(),
+            },
+        }
     }
 
     fn authorize(&self, action: Action) -> Result<()> {
@@ -1049,7 +1092,9 @@ impl Failure {
             code,
             message,
             delete_marker,
-            source: aws_sdk_s3::error::DisplayErrorContext(err).to_string().into(),
+            // The chain of messages, without the SDK's debug dump of the error (one line for
+            // the operator; it holds no credentials either way).
+            source: crate::error::display_chain(&err).into(),
         }
     }
 
@@ -1098,8 +1143,10 @@ impl Failure {
             (_, Some(s)) if (400..500).contains(&s) && s != 408 && s != 429 => {
                 StoreError::invalid(format!("{what}: the server refused the request ({})", detail()))
             }
+            // Transient (already retried) or unknown: name what, where and which server, so
+            // an operator can tell an unreachable endpoint from a failing bucket.
             _ => StoreError::Io {
-                context: format!("{what} (s3://{}/{})", store.bucket(), store.inner.location.prefix),
+                context: format!("{what} ({} at {})", store.inner.location, store.endpoint_for_errors()),
                 source: self.source,
             },
         }
@@ -1323,6 +1370,19 @@ mod tests {
         let o = super::xml_order(body);
         let at = |k: &str, v: &str| o[&(k.to_owned(), v.to_owned())];
         assert_eq!((at("a&b", "3"), at("a&b", "2"), at("a&b", "1"), at("é", "9")), (0, 1, 2, 3));
+    }
+
+    #[test]
+    fn errors_name_the_endpoint_without_its_user_info() {
+        let mut location = super::S3Location::new("b", "p");
+        location.endpoint = Some("https://user:hunter2@s3.example:9000".into());
+        let store = super::S3Store::connect(&super::S3Options {
+            location,
+            credentials: super::S3Credentials::Chain,
+            principal: crate::Principal { name: "t".into(), role: crate::Role::Reader },
+        })
+        .unwrap();
+        assert_eq!(store.endpoint_for_errors(), "https://s3.example:9000");
     }
 
     #[test]
