@@ -34,6 +34,8 @@ struct Shared {
     /// Cut once `sent` reaches this (`u64::MAX`: never).
     cut_at: AtomicU64,
     cuts: AtomicU64,
+    /// HTTP `HEAD` requests seen from the clients.
+    heads: AtomicU64,
 }
 
 impl Shared {
@@ -67,6 +69,7 @@ impl CutProxy {
             sent: AtomicU64::new(0),
             cut_at: AtomicU64::new(u64::MAX),
             cuts: AtomicU64::new(0),
+            heads: AtomicU64::new(0),
         });
         let s = shared.clone();
         let acceptor = std::thread::spawn(move || accept_loop(&s));
@@ -83,6 +86,14 @@ impl CutProxy {
     #[must_use]
     pub fn sent(&self) -> u64 {
         self.shared.sent.load(Ordering::SeqCst)
+    }
+
+    /// How many HTTP `HEAD` requests the clients sent (request lines starting a connection
+    /// or following a line break: exact for requests without bodies, which is what a test
+    /// counting them sends).
+    #[must_use]
+    pub fn head_requests(&self) -> u64 {
+        self.shared.heads.load(Ordering::SeqCst)
     }
 
     /// How many times the proxy was cut.
@@ -154,13 +165,20 @@ fn accept_loop(s: &Arc<Shared>) {
 
 /// Copies `from` to `to` until either side closes; counts (and may cut on) client bytes.
 fn pump(mut from: TcpStream, mut to: TcpStream, upload: Option<&Shared>) {
+    const HEAD: &[u8] = b"\nHEAD /";
     let mut buf = vec![0u8; 64 << 10];
+    // The last bytes seen, so a request line split between two reads is still counted.
+    let mut tail = b"\n".to_vec();
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         if let Some(s) = upload {
+            tail.extend_from_slice(&buf[..n]);
+            let seen = tail.windows(HEAD.len()).filter(|w| *w == HEAD).count();
+            tail.drain(..tail.len().saturating_sub(HEAD.len() - 1));
+            s.heads.fetch_add(seen as u64, Ordering::SeqCst);
             let total = s.sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
             if total >= s.cut_at.load(Ordering::SeqCst) {
                 // This chunk never arrives: the server saw half a request.

@@ -41,6 +41,7 @@
 //! | get / head (version) | the same with `versionId`, plus the key's latest version id (`HeadObject`) or, for head, its version listing (delete markers cannot be `HEAD`ed) |
 //! | list | `ListObjectVersions` (`ListObjectsV2` has no version ids), latest non-marker versions only; `HeadObject` per item for retention, hold and checksum |
 //! | list_versions | `ListObjectVersions` with key/version-id markers, `HeadObject` per version |
+//! | list_entries / list_version_entries | the same listings without any `HeadObject`: the cost of the listing alone, for callers that need only keys and versions (the repository's key scans) |
 //! | delete | `DeleteObject` (adds a marker) |
 //! | delete_version | `HeadObject` + checks, `DeleteObject` with `versionId` (+ bypass header) |
 //! | put_retention | `HeadObject` + checks, `PutObjectRetention`, `HeadObject` to verify |
@@ -85,8 +86,8 @@ pub use location::S3Location;
 use crate::clock::Clock;
 use crate::error::{BoxError, Result, StoreError};
 use crate::model::{
-    DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId, Versioning,
-    validate_key,
+    DefaultRetention, ListEntry, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId,
+    Versioning, validate_key,
 };
 use crate::role::{Action, Credentials, Principal};
 use crate::store::{Object, ObjectStore};
@@ -463,6 +464,7 @@ impl S3Store {
                 is_latest: v.is_latest().unwrap_or(false),
                 delete_marker: false,
                 created: v.last_modified().map_or(Timestamp::UNIX_EPOCH, to_timestamp),
+                size: v.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
             });
         }
         for m in out.delete_markers() {
@@ -472,6 +474,7 @@ impl S3Store {
                 is_latest: m.is_latest().unwrap_or(false),
                 delete_marker: true,
                 created: m.last_modified().map_or(Timestamp::UNIX_EPOCH, to_timestamp),
+                size: 0,
             });
         }
         // The SDK splits objects and delete markers into two lists. Merge them by key, the
@@ -542,6 +545,9 @@ impl S3Store {
             let Some(head) = head else { continue };
             let mut meta = meta_from_head(&key, Some(&VersionId(e.version.clone())), &head, e.is_latest)?;
             meta.version = VersionId(e.version);
+            // The listing's time (milliseconds on S3; HeadObject's Last-Modified has whole
+            // seconds), so the full and the lean listings agree.
+            meta.created = e.created;
             out.push(meta);
         }
         Ok(out)
@@ -943,6 +949,18 @@ impl S3Store {
     }
 
     async fn list_async(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>> {
+        let (found, next) = self.list_listed(prefix, token, limit).await?;
+        let items = self.enrich(found).await?;
+        Ok(Page { items, next })
+    }
+
+    /// The latest object versions of one `list` page, as listed (no `HeadObject`).
+    async fn list_listed(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Listed>, Option<String>)> {
         let mut after = match token {
             Some(t) => Some((decode_list_token(t)?, String::new())),
             None => None,
@@ -961,8 +979,22 @@ impl S3Store {
         let has_more = found.len() > limit;
         found.truncate(limit);
         let next = if has_more { found.last().map(|e| hex::encode(self.store_key(&e.full_key))) } else { None };
-        let items = self.enrich(found).await?;
-        Ok(Page { items, next })
+        Ok((found, next))
+    }
+
+    /// Listing entries as the SDK listed them, keys relative to the store.
+    fn entries(&self, listed: Vec<Listed>) -> Vec<ListEntry> {
+        listed
+            .into_iter()
+            .map(|e| ListEntry {
+                key: self.store_key(&e.full_key).to_owned(),
+                version: VersionId(e.version),
+                created: e.created,
+                is_latest: e.is_latest,
+                delete_marker: e.delete_marker,
+                size: e.size,
+            })
+            .collect()
     }
 
     async fn list_versions_async(
@@ -971,6 +1003,18 @@ impl S3Store {
         token: Option<&str>,
         limit: usize,
     ) -> Result<Page<ObjectVersion>> {
+        let (found, next) = self.list_versions_listed(prefix, token, limit).await?;
+        let items = self.enrich(found).await?;
+        Ok(Page { items, next })
+    }
+
+    /// The versions and markers of one `list_versions` page, as listed (no `HeadObject`).
+    async fn list_versions_listed(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Listed>, Option<String>)> {
         let mut after = match token {
             Some(t) => {
                 let (k, v) = decode_versions_token(t)?;
@@ -994,8 +1038,7 @@ impl S3Store {
             }
         }
         let next = after.map(|(k, v)| format!("{}.{v}", hex::encode(self.store_key(&k))));
-        let items = self.enrich(found).await?;
-        Ok(Page { items, next })
+        Ok((found, next))
     }
 
     async fn delete_version_async(&self, key: &str, version: &VersionId, bypass: bool) -> Result<()> {
@@ -1154,6 +1197,21 @@ impl ObjectStore for S3Store {
         self.block_on(self.list_versions_async(prefix, token, limit))
     }
 
+    /// One `ListObjectVersions` per page (several when most listed versions are not the
+    /// latest), no `HeadObject`.
+    fn list_entries(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ListEntry>> {
+        self.authorize(Action::List)?;
+        let (found, next) = self.block_on(self.list_listed(prefix, token, limit))?;
+        Ok(Page { items: self.entries(found), next })
+    }
+
+    /// One `ListObjectVersions` per page, no `HeadObject`.
+    fn list_version_entries(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ListEntry>> {
+        self.authorize(Action::ListVersions)?;
+        let (found, next) = self.block_on(self.list_versions_listed(prefix, token, limit))?;
+        Ok(Page { items: self.entries(found), next })
+    }
+
     fn delete(&self, key: &str) -> Result<ObjectVersion> {
         self.authorize(Action::Delete)?;
         validate_key(key)?;
@@ -1261,6 +1319,7 @@ struct Listed {
     is_latest: bool,
     delete_marker: bool,
     created: Timestamp,
+    size: u64,
 }
 
 impl Listed {

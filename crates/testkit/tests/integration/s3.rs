@@ -378,3 +378,39 @@ fn multipart_upload_on_localstack() {
 fn multipart_upload_on_moto() {
     multipart_on(ServerKind::Moto);
 }
+
+/// The lean listings cost the listing alone: no `HeadObject` per object (counted on the wire
+/// by a proxy between the store and LocalStack), while the full listings need one per
+/// object for its lock state.
+#[test]
+fn lean_listings_send_no_head_object_on_localstack() {
+    let Some(server) = S3Server::start(ServerKind::LocalStack) else { return };
+    let bucket = server.new_bucket("coffer-list");
+    let writer = server.store(&bucket, "p", Role::Writer);
+    for i in 0..25 {
+        writer.put(&format!("k{i:02}"), b"x", &PutOptions::default()).expect("put");
+    }
+    let proxy = coffer_testkit::proxy::CutProxy::start(server.port());
+    let mut location = server.location(&bucket, "p");
+    location.endpoint = Some(proxy.endpoint());
+    let reader = S3Store::connect(&coffer_store::S3Options {
+        location,
+        credentials: coffer_store::S3Credentials::Static(coffer_testkit::s3::test_credentials(
+            server.kind(),
+            Role::Reader,
+        )),
+        principal: coffer_store::Principal { name: "reader".into(), role: Role::Reader },
+        multipart: coffer_store::s3::Multipart::default(),
+    })
+    .expect("open");
+    let page = reader.list_entries("", None, 10).expect("list entries");
+    assert_eq!(page.items.len(), 10);
+    let rest = reader.list_entries("", page.next.as_deref(), 100).expect("list entries");
+    assert_eq!(rest.items.len(), 15);
+    let versions = reader.list_version_entries("", None, 100).expect("list version entries");
+    assert_eq!(versions.items.len(), 25);
+    assert_eq!(proxy.head_requests(), 0, "lean listings sent HeadObject requests");
+    // The full listing, for comparison (and to show the count works): one per object.
+    assert_eq!(reader.list("", None, 100).expect("list").items.len(), 25);
+    assert_eq!(proxy.head_requests(), 25);
+}
