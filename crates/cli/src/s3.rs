@@ -31,6 +31,7 @@ pub fn open(global: &Global, url: &str, default_role: Role) -> Result<S3Store> {
         location: location.clone(),
         credentials,
         principal: Principal { name: format!("s3-{role}"), role },
+        multipart: coffer_store::s3::Multipart::default(),
     })
     .with_context(|| format!("cannot open {location}"))?;
     Ok(store)

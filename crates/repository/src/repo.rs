@@ -150,7 +150,8 @@ pub(crate) fn for_each_key(
     let mut token: Option<String> = None;
     loop {
         let page =
-            store.list(prefix, token.as_deref(), 1000).map_err(RepoError::store(format!("cannot list {prefix}")))?;
+            // Keys only: no lock state, so a listing costs the store's listing alone.
+            store.list_entries(prefix, token.as_deref(), 1000).map_err(RepoError::store(format!("cannot list {prefix}")))?;
         for o in page.items {
             f(o.key)?;
         }
@@ -355,7 +356,7 @@ impl Repository {
         };
         let page = self
             .store
-            .list_versions(key, None, 100)
+            .list_version_entries(key, None, 100)
             .map_err(RepoError::store(format!("cannot list versions of {key}")))?;
         for v in page.items.iter().filter(|v| v.key == key && !v.delete_marker && !v.is_latest) {
             if let Ok(o) = self.store.get(key, Some(&v.version)) {

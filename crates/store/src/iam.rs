@@ -54,9 +54,15 @@ pub fn s3_actions(action: Action) -> &'static [(&'static str, Scope)] {
     use Scope::{Bucket, Listing, Objects, ObjectsHoldOn};
     match action {
         // Every put carries its retention; a put with a legal hold needs PutObjectLegalHold.
-        Action::Put => {
-            &[("s3:PutObject", Objects), ("s3:PutObjectRetention", Objects), ("s3:PutObjectLegalHold", ObjectsHoldOn)]
-        }
+        // Above the multipart threshold a put is a multipart upload (s3:PutObject covers
+        // Create/UploadPart/Complete), aborted on failure; PutObjectRetention also locks a
+        // version whose server ignored the upload's lock headers.
+        Action::Put => &[
+            ("s3:PutObject", Objects),
+            ("s3:AbortMultipartUpload", Objects),
+            ("s3:PutObjectRetention", Objects),
+            ("s3:PutObjectLegalHold", ObjectsHoldOn),
+        ],
         Action::Get => &[("s3:GetObject", Objects), ("s3:GetObjectVersion", Objects)],
         // HeadObject needs s3:GetObject (of a version: s3:GetObjectVersion), and the lock
         // headers in its reply need the retention and legal-hold read permissions.

@@ -34,7 +34,8 @@ pub mod vault;
 pub use clock::Clock;
 pub use error::{ErrorKind, Result, StoreError, display_chain};
 pub use model::{
-    DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId, Versioning,
+    DefaultRetention, ListEntry, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId,
+    Versioning,
 };
 pub use role::{Action, Credentials, Principal, Role, Secret, matrix_markdown};
 #[cfg(feature = "s3")]

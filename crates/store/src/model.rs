@@ -112,6 +112,38 @@ pub struct ObjectVersion {
     pub legal_hold: bool,
 }
 
+/// One entry of a listing without lock state or checksum ([`crate::ObjectStore::list_entries`]):
+/// what a store can answer from its listing alone, for callers that only need to find keys
+/// and versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListEntry {
+    /// Key.
+    pub key: String,
+    /// Version id.
+    pub version: VersionId,
+    /// When the version was created.
+    pub created: Timestamp,
+    /// Whether it is the newest version of its key.
+    pub is_latest: bool,
+    /// Whether it is a delete marker (no data).
+    pub delete_marker: bool,
+    /// Size of the data in bytes (0 for a delete marker).
+    pub size: u64,
+}
+
+impl From<ObjectVersion> for ListEntry {
+    fn from(v: ObjectVersion) -> Self {
+        Self {
+            key: v.key,
+            version: v.version,
+            created: v.created,
+            is_latest: v.is_latest,
+            delete_marker: v.delete_marker,
+            size: v.size,
+        }
+    }
+}
+
 /// One page of a listing. `next` is an opaque token for the following page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<T> {

@@ -23,6 +23,8 @@
 //!   a page at a time. **list_versions** returns every version and delete marker, sorted
 //!   by key and then newest first. An implementation may return fewer items than the
 //!   `limit` asked for (S3 and the vault cap a page at 1000); callers follow `next`.
+//!   **list_entries**/**list_version_entries** are the same listings without lock state
+//!   and checksum, for callers that need only keys and versions.
 //! - **delete** (no version) adds a delete marker and removes nothing.
 //! - **delete_version** is the only destructive operation. It fails with `Locked` while
 //!   a legal hold is on, while a compliance retention is active (whatever the bypass
@@ -43,7 +45,7 @@
 //! and an implementation over an async client (S3) owns its runtime.
 
 use crate::error::Result;
-use crate::model::{LockConfig, ObjectVersion, Page, PutOptions, Retention, VersionId, Versioning};
+use crate::model::{ListEntry, LockConfig, ObjectVersion, Page, PutOptions, Retention, VersionId, Versioning};
 use crate::role::Principal;
 
 /// An object's metadata and data.
@@ -90,6 +92,28 @@ pub trait ObjectStore: Send + Sync {
     /// # Errors
     /// `Forbidden`, `InvalidRequest` (bad token), `Io`.
     fn list_versions(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>>;
+
+    /// As [`ObjectStore::list`] (same order, pages and tokens, same permission), without
+    /// retention, legal hold and checksum: for callers that only need keys, at the cost of
+    /// the store's listing alone (on S3 one request per page instead of one more per
+    /// object).
+    ///
+    /// # Errors
+    /// As `list`.
+    fn list_entries(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ListEntry>> {
+        let page = self.list(prefix, token, limit)?;
+        Ok(Page { items: page.items.into_iter().map(ListEntry::from).collect(), next: page.next })
+    }
+
+    /// As [`ObjectStore::list_versions`], without retention, legal hold and checksum (see
+    /// [`ObjectStore::list_entries`]).
+    ///
+    /// # Errors
+    /// As `list_versions`.
+    fn list_version_entries(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ListEntry>> {
+        let page = self.list_versions(prefix, token, limit)?;
+        Ok(Page { items: page.items.into_iter().map(ListEntry::from).collect(), next: page.next })
+    }
 
     /// Adds a delete marker to `key`; removes nothing. Returns the marker.
     ///

@@ -40,8 +40,9 @@
 
 use crate::model::permits;
 use coffer_store::{
-    Action, AuditEntry, Clock, DefaultRetention, ErrorKind, LocalVault, LockConfig, ObjectStore, ObjectVersion, Page,
-    PutOptions, Retention, RetentionMode, Role, StoreError, VaultHandle, VaultOptions, VersionId, Versioning,
+    Action, AuditEntry, Clock, DefaultRetention, ErrorKind, ListEntry, LocalVault, LockConfig, ObjectStore,
+    ObjectVersion, Page, PutOptions, Retention, RetentionMode, Role, StoreError, VaultHandle, VaultOptions, VersionId,
+    Versioning,
 };
 use jiff::{SignedDuration, Timestamp};
 use std::fmt::Debug;
@@ -108,6 +109,7 @@ checks!(
     list_versions_is_newest_first_with_markers,
     list_versions_paginates_across_keys,
     list_tokens_are_validated,
+    list_entries_match_the_full_listings,
     default_retention_applies_when_none_is_given,
     retain_until_in_the_past_is_rejected,
     retain_until_keeps_whole_seconds,
@@ -462,11 +464,7 @@ fn expect_not_found<T: Debug>(r: coffer_store::Result<T>, key: &str, version: Op
 
 /// Walks every page of a listing with `limit`, checking page shape, and returns the items.
 #[track_caller]
-fn all_pages(
-    limit: usize,
-    what: &str,
-    f: impl Fn(Option<&str>) -> coffer_store::Result<Page<ObjectVersion>>,
-) -> Vec<ObjectVersion> {
+fn all_pages<T>(limit: usize, what: &str, f: impl Fn(Option<&str>) -> coffer_store::Result<Page<T>>) -> Vec<T> {
     let mut items = Vec::new();
     let mut token: Option<String> = None;
     for _ in 0..10_000 {
@@ -988,6 +986,36 @@ pub fn list_tokens_are_validated(h: &dyn StoreHarness) {
             ErrorKind::InvalidRequest,
             "list versions with a bad token",
         );
+    }
+}
+
+/// `list_entries` and `list_version_entries` list exactly what `list` and `list_versions`
+/// list — same items, order, pages and tokens, the same role check — only without lock
+/// state and checksum.
+pub fn list_entries_match_the_full_listings(h: &dyn StoreHarness) {
+    let c = Ctx::new(h, "list_entries_match_the_full_listings");
+    version_fixture(&c);
+    c.put("other", b"12345");
+    let lean = |items: Vec<ObjectVersion>| -> Vec<ListEntry> { items.into_iter().map(ListEntry::from).collect() };
+    for limit in [1, 2, 3, 1000] {
+        let full = all_pages(limit, "list", |t| c.reader().list(&c.prefix, t, limit));
+        let entries = all_pages(limit, "list entries", |t| c.reader().list_entries(&c.prefix, t, limit));
+        assert_eq!(entries, lean(full), "list entries with limit {limit}");
+        let full = all_pages(limit, "list versions", |t| c.auditor().list_versions(&c.prefix, t, limit));
+        let entries =
+            all_pages(limit, "list version entries", |t| c.auditor().list_version_entries(&c.prefix, t, limit));
+        assert_eq!(entries, lean(full), "list version entries with limit {limit}");
+    }
+    let other = ok(c.reader().list_entries(&c.key("other"), None, 10), "entries of one key");
+    assert_eq!(
+        other.items.iter().map(|e| (e.key.as_str(), e.size)).collect::<Vec<_>>(),
+        [(c.key("other").as_str(), 5)]
+    );
+    for role in Role::ALL {
+        let s = c.as_role(role);
+        assert_eq!(s.list_entries(&c.prefix, None, 10).is_ok(), s.list(&c.prefix, None, 10).is_ok(), "{role}");
+        let (a, b) = (s.list_version_entries(&c.prefix, None, 10), s.list_versions(&c.prefix, None, 10));
+        assert_eq!(a.is_ok(), b.is_ok(), "{role}");
     }
 }
 

@@ -1,7 +1,7 @@
 //! Test support for Coffer (`publish = false`): the `ObjectStore` contract suite, written
 //! once and run against every implementation, a small in-memory model of the contract's
 //! semantics for property tests, and harnesses that start real components (the S3 test
-//! servers: [`s3`]).
+//! servers: [`s3`]; a TCP proxy to cut them off mid-request: [`proxy`]).
 //!
 //! This crate enables `coffer-store/test-clock`, so a movable [`coffer_store::Clock`]
 //! exists only in builds that link it (tests); release builds of `coffer` cannot move time.
@@ -9,4 +9,5 @@
 pub mod contract;
 pub mod crash;
 pub mod model;
+pub mod proxy;
 pub mod s3;

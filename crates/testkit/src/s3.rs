@@ -126,6 +126,13 @@ pub const MOTO_QUIRKS: &[Quirk] = &[
         may_break: &["delete_adds_a_marker_and_removes_nothing"],
     },
     Quirk {
+        name: "multipart-lock-headers-ignored",
+        what: "CompleteMultipartUpload stores the object without the lock headers given to CreateMultipartUpload (AWS: the version carries them)",
+        coffer: "S3Store checks every put with HeadObject; a multipart version found without its lock gets it with PutObjectRetention (and PutObjectLegalHold), then is checked again",
+        breaks: &[],
+        may_break: &[],
+    },
+    Quirk {
         name: "get-bucket-versioning-unparseable",
         what: "GetBucketVersioning's reply has an XML root the AWS SDK for Rust rejects",
         coffer: "none possible: the status cannot be read, so versioning() fails with Io on moto",
@@ -325,6 +332,28 @@ impl S3Server {
             location: self.location(bucket, prefix),
             credentials: S3Credentials::Static(test_credentials(self.kind, role)),
             principal: Principal { name: format!("s3-{role}"), role },
+            multipart: coffer_store::s3::Multipart::default(),
+        })
+        .expect("open an S3 store")
+    }
+
+    /// As [`S3Server::store`], sending objects larger than `multipart.threshold` in parts.
+    ///
+    /// # Panics
+    /// If the store cannot be opened.
+    #[must_use]
+    pub fn store_with(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        role: Role,
+        multipart: coffer_store::s3::Multipart,
+    ) -> S3Store {
+        S3Store::connect(&S3Options {
+            location: self.location(bucket, prefix),
+            credentials: S3Credentials::Static(test_credentials(self.kind, role)),
+            principal: Principal { name: format!("s3-{role}"), role },
+            multipart,
         })
         .expect("open an S3 store")
     }

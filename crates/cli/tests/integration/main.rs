@@ -20,7 +20,9 @@ mod repo_integrity;
 mod repo_prune;
 mod repo_roundtrip;
 mod repo_util;
+mod s3_fault;
 mod s3_init;
+mod s3_prune;
 mod s3_repo;
 
 use serde_json::Value;

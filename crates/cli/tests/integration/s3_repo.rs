@@ -11,22 +11,33 @@ use crate::{Cmd, Sandbox};
 use coffer_testkit::s3::{S3Server, ServerKind};
 use std::ffi::OsStr;
 
-struct S3Repo<'a> {
-    sb: Sandbox,
-    server: &'a S3Server,
-    url: String,
+/// A repository in a bucket of a running S3 server, driven through the `coffer` binary.
+pub struct S3Repo<'a> {
+    /// Home directory and source trees.
+    pub sb: Sandbox,
+    /// The server holding the bucket.
+    pub server: &'a S3Server,
+    /// `s3://BUCKET/PREFIX?endpoint=…&region=…`.
+    pub url: String,
 }
 
 impl S3Repo<'_> {
-    /// `coffer --repo URL ARGS…` with the password and the AWS credentials in the environment.
-    fn c<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Cmd {
-        self.sb
-            .coffer(["--repo", &self.url])
-            .env("COFFER_PASSWORD", PASSWORD)
-            .env("AWS_ACCESS_KEY_ID", "coffer-writer")
-            .env("AWS_SECRET_ACCESS_KEY", "secret-of-writer")
+    /// `coffer --repo URL ARGS…` (each command's default role) with the password and the
+    /// writer's AWS credentials in the environment.
+    pub fn c<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Cmd {
+        self.keys(coffer_store::Role::Writer, self.sb.coffer(["--repo", &self.url])).args(args)
+    }
+
+    /// As [`S3Repo::c`], with `--role ROLE` and that role's keys (one credential set per role).
+    pub fn as_role<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, role: coffer_store::Role, args: I) -> Cmd {
+        self.keys(role, self.sb.coffer(["--repo", &self.url, "--role", role.as_str()])).args(args)
+    }
+
+    fn keys(&self, role: coffer_store::Role, cmd: Cmd) -> Cmd {
+        cmd.env("COFFER_PASSWORD", PASSWORD)
+            .env("AWS_ACCESS_KEY_ID", format!("coffer-{role}"))
+            .env("AWS_SECRET_ACCESS_KEY", format!("secret-of-{role}"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .args(args)
     }
 }
 

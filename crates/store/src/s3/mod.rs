@@ -20,6 +20,15 @@
 //!   `HeadObject` of the new version must report exactly the retention and legal hold
 //!   asked for, the size and the checksum, or the put fails (`Corrupt`: the server did not
 //!   store what it acknowledged);
+//! - an object larger than the multipart threshold ([`Multipart`]) goes in a multipart
+//!   upload whose `CreateMultipartUpload` carries the same lock headers, metadata and a
+//!   SHA-256 checksum algorithm; every part carries `Content-MD5` and its SHA-256, the
+//!   composite checksum of the completed object is compared with the parts', and the same
+//!   `HeadObject` check follows. A server that completes the upload without the lock asked
+//!   for (moto ignores lock headers on multipart uploads) gets it set with
+//!   `PutObjectRetention`/`PutObjectLegalHold` — only where the version has *no* lock, which
+//!   can never weaken one — and the check is repeated: the put succeeds only once the server
+//!   reports exactly the lock asked for;
 //! - every get verifies size and SHA-256;
 //! - suspending versioning and disabling Object Lock are refused here.
 //!
@@ -27,11 +36,12 @@
 //!
 //! | contract | S3 |
 //! | --- | --- |
-//! | put | `PutObject` with lock headers, then `HeadObject` |
+//! | put | `PutObject` with lock headers, then `HeadObject`; above the threshold `CreateMultipartUpload` (lock headers), `UploadPart`s, `CompleteMultipartUpload` (or `AbortMultipartUpload`), then `HeadObject` |
 //! | get / head (latest) | `GetObject` / `HeadObject` |
 //! | get / head (version) | the same with `versionId`, plus the key's latest version id (`HeadObject`) or, for head, its version listing (delete markers cannot be `HEAD`ed) |
 //! | list | `ListObjectVersions` (`ListObjectsV2` has no version ids), latest non-marker versions only; `HeadObject` per item for retention, hold and checksum |
 //! | list_versions | `ListObjectVersions` with key/version-id markers, `HeadObject` per version |
+//! | list_entries / list_version_entries | the same listings without any `HeadObject`: the cost of the listing alone, for callers that need only keys and versions (the repository's key scans) |
 //! | delete | `DeleteObject` (adds a marker) |
 //! | delete_version | `HeadObject` + checks, `DeleteObject` with `versionId` (+ bypass header) |
 //! | put_retention | `HeadObject` + checks, `PutObjectRetention`, `HeadObject` to verify |
@@ -50,7 +60,10 @@
 //! a re-read shows the version protected, else `Forbidden`; bad credentials →
 //! `Unauthenticated`; other 4xx → `InvalidRequest`; 5xx, throttling, timeouts and
 //! connection failures → `Io`, after the SDK's standard retries with exponential backoff
-//! (transient errors only; a permanent error is never retried).
+//! (transient errors only; a permanent error is never retried). Retries and waits are
+//! bounded (`MAX_ATTEMPTS`, `MAX_BACKOFF`, connect/read/operation timeouts) so that an
+//! unreachable server is a clear error within seconds, not a hang; an `Io` error names the
+//! object, the repository and the endpoint, never credentials.
 //!
 //! # Threads
 //!
@@ -58,10 +71,11 @@
 //! blocks on it, so it must not be called from inside another tokio runtime. Listings fan
 //! out their `HeadObject`s at most [`HEAD_CONCURRENCY`] at a time.
 //!
-//! # Limits (not yet done)
+//! # Limits
 //!
-//! Objects are sent in one `PutObject` (S3 allows up to 5 GiB); multipart upload is not
-//! implemented. A key with a prefix is limited to 1024 bytes *including* the prefix.
+//! An object is held in memory whole (the contract's `put` takes a slice), so multipart
+//! upload bounds what one lost connection costs, not memory. A key with a prefix is limited
+//! to 1024 bytes *including* the prefix.
 
 mod bucket;
 mod location;
@@ -72,8 +86,8 @@ pub use location::S3Location;
 use crate::clock::Clock;
 use crate::error::{BoxError, Result, StoreError};
 use crate::model::{
-    DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId, Versioning,
-    validate_key,
+    DefaultRetention, ListEntry, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId,
+    Versioning, validate_key,
 };
 use crate::role::{Action, Credentials, Principal};
 use crate::store::{Object, ObjectStore};
@@ -83,8 +97,8 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode,
-    ObjectLockRetention, ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
+    BucketVersioningStatus, ChecksumAlgorithm, ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus,
+    ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
 };
 use aws_smithy_types::DateTime;
 use base64::Engine as _;
@@ -100,6 +114,18 @@ const CHECKSUM_META: &str = "coffer-sha256";
 pub const MAX_PAGE_LIMIT: usize = 1000;
 /// Attempts per request (the first and up to four retries), standard SDK retry mode.
 const MAX_ATTEMPTS: u32 = 5;
+/// Longest pause between two attempts. With exponential backoff from one second and full
+/// jitter, the pauses of one request add up to at most 1 + 2 + 4 + 5 = 12 s: a server that
+/// is down (connection refused) is reported within seconds, not minutes.
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest wait for a TCP (and TLS) connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest wait, per attempt, from the start of a request to the first byte of its reply
+/// (so it includes sending the body: generous enough for a multipart part or a pack on a
+/// slow link). A server that accepts connections but never answers fails the attempt.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Longest time for one operation, all attempts and pauses included.
+const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How an `S3Store` authenticates.
 #[derive(Clone, Debug)]
@@ -121,6 +147,34 @@ pub struct S3Options {
     /// given), because S3 authenticates keys, not Coffer roles. The store also refuses
     /// locally what the role may not do.
     pub principal: Principal,
+    /// When and how objects are sent in parts.
+    pub multipart: Multipart,
+}
+
+/// The smallest part S3 accepts (except the last part of an upload).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// The most parts of one upload.
+const MAX_PARTS: u64 = 10_000;
+/// How many parts of one upload are in flight at most.
+const PART_CONCURRENCY: usize = 4;
+
+/// Multipart upload settings: an object larger than `threshold` bytes is sent as a
+/// multipart upload in parts of `part_size` (grown if it would take more than 10 000 parts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Multipart {
+    /// Objects larger than this go in parts; at most 5 GiB (S3's single-PUT limit).
+    pub threshold: u64,
+    /// Size of every part but the last; at least [`MIN_PART_SIZE`].
+    pub part_size: u64,
+}
+
+impl Default for Multipart {
+    /// Above 64 MiB, in 16 MiB parts: a repository pack (16 MiB plus at most one chunk)
+    /// goes in one `PutObject`, the cheapest request; larger objects in parts, so a lost
+    /// connection costs one part, not the whole object.
+    fn default() -> Self {
+        Self { threshold: 64 << 20, part_size: 16 << 20 }
+    }
 }
 
 /// The `ObjectStore` contract on an S3 bucket, seen through one principal.
@@ -137,6 +191,7 @@ struct Inner {
     principal: Principal,
     access_key: String,
     clock: Clock,
+    multipart: Multipart,
 }
 
 impl S3Store {
@@ -145,6 +200,13 @@ impl S3Store {
     /// # Errors
     /// `Io` if the runtime cannot be started.
     pub fn connect(opts: &S3Options) -> Result<Self> {
+        let mp = opts.multipart;
+        if mp.part_size < MIN_PART_SIZE || mp.threshold > 5 << 30 {
+            return Err(StoreError::invalid(format!(
+                "multipart parts must be at least {MIN_PART_SIZE} bytes and the threshold at most 5 GiB (got parts of {} above {})",
+                mp.part_size, mp.threshold
+            )));
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("coffer-s3")
@@ -172,7 +234,18 @@ impl S3Store {
             let shared = loader.load().await;
             let conf = aws_sdk_s3::config::Builder::from(&shared)
                 .force_path_style(loc.path_style)
-                .retry_config(aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+                .retry_config(
+                    aws_smithy_types::retry::RetryConfig::standard()
+                        .with_max_attempts(MAX_ATTEMPTS)
+                        .with_max_backoff(MAX_BACKOFF),
+                )
+                .timeout_config(
+                    aws_smithy_types::timeout::TimeoutConfig::builder()
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .read_timeout(READ_TIMEOUT)
+                        .operation_timeout(OPERATION_TIMEOUT)
+                        .build(),
+                )
                 // Checksums are computed here and sent as plain headers: no aws-chunked
                 // trailers, which S3-compatible servers handle unevenly.
                 .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
@@ -192,6 +265,7 @@ impl S3Store {
                 principal: opts.principal.clone(),
                 access_key,
                 clock: Clock::system(),
+                multipart: mp,
             }),
         })
     }
@@ -253,6 +327,23 @@ impl S3Store {
             return Err(StoreError::invalid(format!("bucket {} does not have object lock enabled", loc.bucket)));
         }
         Ok(cfg)
+    }
+
+    /// The endpoint as errors show it: without any `user:password@` part (secrets never
+    /// appear in errors); AWS's own endpoint when none is configured.
+    fn endpoint_for_errors(&self) -> String {
+        match &self.inner.location.endpoint {
+            None => {
+                format!("the AWS endpoint of region {}", self.inner.location.region.as_deref().unwrap_or("(default)"))
+            }
+            Some(e) => match e.split_once("://") {
+                Some((scheme, rest)) => {
+                    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                    format!("{scheme}://{host}")
+                }
+                None => e.clone(),
+            },
+        }
     }
 
     fn authorize(&self, action: Action) -> Result<()> {
@@ -373,6 +464,7 @@ impl S3Store {
                 is_latest: v.is_latest().unwrap_or(false),
                 delete_marker: false,
                 created: v.last_modified().map_or(Timestamp::UNIX_EPOCH, to_timestamp),
+                size: v.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
             });
         }
         for m in out.delete_markers() {
@@ -382,6 +474,7 @@ impl S3Store {
                 is_latest: m.is_latest().unwrap_or(false),
                 delete_marker: true,
                 created: m.last_modified().map_or(Timestamp::UNIX_EPOCH, to_timestamp),
+                size: 0,
             });
         }
         // The SDK splits objects and delete markers into two lists. Merge them by key, the
@@ -452,6 +545,9 @@ impl S3Store {
             let Some(head) = head else { continue };
             let mut meta = meta_from_head(&key, Some(&VersionId(e.version.clone())), &head, e.is_latest)?;
             meta.version = VersionId(e.version);
+            // The listing's time (milliseconds on S3; HeadObject's Last-Modified has whole
+            // seconds), so the full and the lean listings agree.
+            meta.created = e.created;
             out.push(meta);
         }
         Ok(out)
@@ -549,34 +645,49 @@ impl S3Store {
         };
         let sha = sha2::Sha256::digest(data);
         let sha_hex = hex::encode(sha);
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let mut req = self
-            .inner
-            .client
-            .put_object()
-            .bucket(self.bucket())
-            .key(&full)
-            .body(ByteStream::from(data.to_vec()))
-            .content_length(i64::try_from(data.len()).unwrap_or(i64::MAX))
-            .content_md5(b64.encode(md5::Md5::digest(data)))
-            .checksum_sha256(b64.encode(sha))
-            .metadata(CHECKSUM_META, &sha_hex);
-        if let Some(r) = retention {
-            req = req.object_lock_mode(lock_mode(r.mode)).object_lock_retain_until_date(to_datetime(r.until));
-        }
-        if opts.legal_hold {
-            req = req.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
-        }
-        let out =
-            req.send().await.map_err(|e| self.fail(e, Action::Put, Some(key), None, &format!("cannot put {key}")))?;
-        let version = VersionId(out.version_id().map(str::to_owned).ok_or_else(|| {
+        let multipart = data.len() as u64 > self.inner.multipart.threshold;
+        let version = if multipart {
+            self.put_multipart(key, &full, data, retention, opts.legal_hold, &sha_hex).await?
+        } else {
+            self.put_single(key, &full, data, retention, opts.legal_hold, (&sha_hex, &sha)).await?
+        };
+        let version = VersionId(version.ok_or_else(|| {
             StoreError::invalid(format!(
                 "the server stored {key} without a version id: bucket {} does not have versioning enabled",
                 self.bucket()
             ))
         })?);
         // Check what the server stored, not what it acknowledged.
-        let meta = self.head_meta(key, Some(&version), true).await?;
+        let mut meta = self.head_meta(key, Some(&version), true).await?;
+        if multipart && ((retention.is_some() && meta.retention.is_none()) || (opts.legal_hold && !meta.legal_hold)) {
+            // The server ignored lock headers of the upload: lock the version now. Only an
+            // absent lock is set, which never weakens anything; the check below still
+            // demands exactly what was asked for.
+            if let Some(r) = retention.filter(|_| meta.retention.is_none()) {
+                let body = ObjectLockRetention::builder()
+                    .mode(retention_mode(r.mode))
+                    .retain_until_date(to_datetime(r.until))
+                    .build();
+                let req = self.inner.client.put_object_retention().bucket(self.bucket()).key(&full);
+                req.version_id(&version.0).retention(body).send().await.map_err(|e| {
+                    self.fail(e, Action::Put, Some(key), Some(&version), &format!("cannot lock {key} after its upload"))
+                })?;
+            }
+            if opts.legal_hold && !meta.legal_hold {
+                let hold = ObjectLockLegalHold::builder().status(ObjectLockLegalHoldStatus::On).build();
+                let req = self.inner.client.put_object_legal_hold().bucket(self.bucket()).key(&full);
+                req.version_id(&version.0).legal_hold(hold).send().await.map_err(|e| {
+                    self.fail(
+                        e,
+                        Action::LegalHoldOn,
+                        Some(key),
+                        Some(&version),
+                        &format!("cannot hold {key} after its upload"),
+                    )
+                })?;
+            }
+            meta = self.head_meta(key, Some(&version), true).await?;
+        }
         let mismatch = |detail: String| StoreError::Corrupt { key: key.to_owned(), version: version.clone(), detail };
         if opts.retention.is_some() && meta.retention != retention {
             return Err(mismatch(format!(
@@ -607,6 +718,156 @@ impl S3Store {
             )));
         }
         Ok(meta)
+    }
+
+    /// One `PutObject` with the lock headers and checksums; the new version id.
+    async fn put_single(
+        &self,
+        key: &str,
+        full: &str,
+        data: &[u8],
+        retention: Option<Retention>,
+        legal_hold: bool,
+        (sha_hex, sha): (&str, &[u8]),
+    ) -> Result<Option<String>> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut req = self
+            .inner
+            .client
+            .put_object()
+            .bucket(self.bucket())
+            .key(full)
+            .body(ByteStream::from(data.to_vec()))
+            .content_length(i64::try_from(data.len()).unwrap_or(i64::MAX))
+            .content_md5(b64.encode(md5::Md5::digest(data)))
+            .checksum_sha256(b64.encode(sha))
+            .metadata(CHECKSUM_META, sha_hex);
+        if let Some(r) = retention {
+            req = req.object_lock_mode(lock_mode(r.mode)).object_lock_retain_until_date(to_datetime(r.until));
+        }
+        if legal_hold {
+            req = req.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
+        }
+        let out =
+            req.send().await.map_err(|e| self.fail(e, Action::Put, Some(key), None, &format!("cannot put {key}")))?;
+        Ok(out.version_id().map(str::to_owned))
+    }
+
+    /// A multipart upload with the lock headers on `CreateMultipartUpload`, aborted on any
+    /// failure (an incomplete upload is no object, but it would cost storage); the new
+    /// version id.
+    async fn put_multipart(
+        &self,
+        key: &str,
+        full: &str,
+        data: &[u8],
+        retention: Option<Retention>,
+        legal_hold: bool,
+        sha_hex: &str,
+    ) -> Result<Option<String>> {
+        let c = &self.inner.client;
+        let mut req = c
+            .create_multipart_upload()
+            .bucket(self.bucket())
+            .key(full)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .metadata(CHECKSUM_META, sha_hex);
+        if let Some(r) = retention {
+            req = req.object_lock_mode(lock_mode(r.mode)).object_lock_retain_until_date(to_datetime(r.until));
+        }
+        if legal_hold {
+            req = req.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
+        }
+        let created = req.send().await.map_err(|e| {
+            self.fail(e, Action::Put, Some(key), None, &format!("cannot start the multipart upload of {key}"))
+        })?;
+        let upload = created.upload_id().map(str::to_owned).ok_or_else(|| {
+            StoreError::invalid(format!("the server started a multipart upload of {key} without an upload id"))
+        })?;
+        let res = self.upload_parts(key, full, data, &upload).await;
+        if res.is_err() {
+            // Best effort: the error that matters is the upload's.
+            let abort = c.abort_multipart_upload().bucket(self.bucket()).key(full).upload_id(&upload);
+            let _ = abort.send().await;
+        }
+        res
+    }
+
+    async fn upload_parts(&self, key: &str, full: &str, data: &[u8], upload: &str) -> Result<Option<String>> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let len = data.len() as u64;
+        let part_size = usize::try_from(self.inner.multipart.part_size.max(len.div_ceil(MAX_PARTS)))
+            .map_err(|_| StoreError::invalid(format!("{key} is too large")))?;
+        let sem = Arc::new(tokio::sync::Semaphore::new(PART_CONCURRENCY));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut part_shas: Vec<Vec<u8>> = Vec::new();
+        for (i, chunk) in data.chunks(part_size).enumerate() {
+            let number = i32::try_from(i + 1).map_err(|_| StoreError::invalid(format!("{key} has too many parts")))?;
+            let sha = sha2::Sha256::digest(chunk).to_vec();
+            let req = self
+                .inner
+                .client
+                .upload_part()
+                .bucket(self.bucket())
+                .key(full)
+                .upload_id(upload)
+                .part_number(number)
+                .content_length(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
+                .content_md5(b64.encode(md5::Md5::digest(chunk)))
+                .checksum_sha256(b64.encode(&sha))
+                .body(ByteStream::from(chunk.to_vec()));
+            part_shas.push(sha);
+            let sem = sem.clone();
+            tasks.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                (number, req.send().await.map_err(Failure::from_sdk))
+            });
+        }
+        let mut parts = Vec::with_capacity(part_shas.len());
+        while let Some(joined) = tasks.join_next().await {
+            let (number, res) = joined.map_err(|e| StoreError::io("an upload task failed", e))?;
+            let out = res.map_err(|f| {
+                f.into_store(self, Action::Put, Some(key), None, &format!("cannot upload part {number} of {key}"))
+            })?;
+            parts.push(
+                aws_sdk_s3::types::CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_owned))
+                    .set_checksum_sha256(out.checksum_sha256().map(str::to_owned))
+                    .build(),
+            );
+        }
+        parts.sort_by_key(|p| p.part_number());
+        let done = aws_sdk_s3::types::CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+        let out = self
+            .inner
+            .client
+            .complete_multipart_upload()
+            .bucket(self.bucket())
+            .key(full)
+            .upload_id(upload)
+            .multipart_upload(done)
+            .send()
+            .await
+            .map_err(|e| self.fail(e, Action::Put, Some(key), None, &format!("cannot complete the upload of {key}")))?;
+        // The server's checksum of the whole upload, if it gives one, is the SHA-256 of the
+        // parts' SHA-256s ("composite", with a "-PARTS" suffix) — or of the whole object.
+        if let Some(got) = out.checksum_sha256() {
+            let composite = b64.encode(sha2::Sha256::digest(part_shas.concat()));
+            let whole = b64.encode(sha2::Sha256::digest(data));
+            let got = got.split_once('-').map_or(got, |(c, _)| c);
+            if got != composite && got != whole {
+                let version = VersionId(out.version_id().unwrap_or("null").to_owned());
+                return Err(StoreError::Corrupt {
+                    key: key.to_owned(),
+                    version,
+                    detail: format!(
+                        "the completed upload's checksum {got} is neither the parts' {composite} nor the object's {whole}"
+                    ),
+                });
+            }
+        }
+        Ok(out.version_id().map(str::to_owned))
     }
 
     async fn get_async(&self, key: &str, version: Option<&VersionId>) -> Result<Object> {
@@ -688,6 +949,18 @@ impl S3Store {
     }
 
     async fn list_async(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>> {
+        let (found, next) = self.list_listed(prefix, token, limit).await?;
+        let items = self.enrich(found).await?;
+        Ok(Page { items, next })
+    }
+
+    /// The latest object versions of one `list` page, as listed (no `HeadObject`).
+    async fn list_listed(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Listed>, Option<String>)> {
         let mut after = match token {
             Some(t) => Some((decode_list_token(t)?, String::new())),
             None => None,
@@ -706,8 +979,22 @@ impl S3Store {
         let has_more = found.len() > limit;
         found.truncate(limit);
         let next = if has_more { found.last().map(|e| hex::encode(self.store_key(&e.full_key))) } else { None };
-        let items = self.enrich(found).await?;
-        Ok(Page { items, next })
+        Ok((found, next))
+    }
+
+    /// Listing entries as the SDK listed them, keys relative to the store.
+    fn entries(&self, listed: Vec<Listed>) -> Vec<ListEntry> {
+        listed
+            .into_iter()
+            .map(|e| ListEntry {
+                key: self.store_key(&e.full_key).to_owned(),
+                version: VersionId(e.version),
+                created: e.created,
+                is_latest: e.is_latest,
+                delete_marker: e.delete_marker,
+                size: e.size,
+            })
+            .collect()
     }
 
     async fn list_versions_async(
@@ -716,6 +1003,18 @@ impl S3Store {
         token: Option<&str>,
         limit: usize,
     ) -> Result<Page<ObjectVersion>> {
+        let (found, next) = self.list_versions_listed(prefix, token, limit).await?;
+        let items = self.enrich(found).await?;
+        Ok(Page { items, next })
+    }
+
+    /// The versions and markers of one `list_versions` page, as listed (no `HeadObject`).
+    async fn list_versions_listed(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Listed>, Option<String>)> {
         let mut after = match token {
             Some(t) => {
                 let (k, v) = decode_versions_token(t)?;
@@ -739,8 +1038,7 @@ impl S3Store {
             }
         }
         let next = after.map(|(k, v)| format!("{}.{v}", hex::encode(self.store_key(&k))));
-        let items = self.enrich(found).await?;
-        Ok(Page { items, next })
+        Ok((found, next))
     }
 
     async fn delete_version_async(&self, key: &str, version: &VersionId, bypass: bool) -> Result<()> {
@@ -899,6 +1197,21 @@ impl ObjectStore for S3Store {
         self.block_on(self.list_versions_async(prefix, token, limit))
     }
 
+    /// One `ListObjectVersions` per page (several when most listed versions are not the
+    /// latest), no `HeadObject`.
+    fn list_entries(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ListEntry>> {
+        self.authorize(Action::List)?;
+        let (found, next) = self.block_on(self.list_listed(prefix, token, limit))?;
+        Ok(Page { items: self.entries(found), next })
+    }
+
+    /// One `ListObjectVersions` per page, no `HeadObject`.
+    fn list_version_entries(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ListEntry>> {
+        self.authorize(Action::ListVersions)?;
+        let (found, next) = self.block_on(self.list_versions_listed(prefix, token, limit))?;
+        Ok(Page { items: self.entries(found), next })
+    }
+
     fn delete(&self, key: &str) -> Result<ObjectVersion> {
         self.authorize(Action::Delete)?;
         validate_key(key)?;
@@ -1006,6 +1319,7 @@ struct Listed {
     is_latest: bool,
     delete_marker: bool,
     created: Timestamp,
+    size: u64,
 }
 
 impl Listed {
@@ -1049,7 +1363,9 @@ impl Failure {
             code,
             message,
             delete_marker,
-            source: aws_sdk_s3::error::DisplayErrorContext(err).to_string().into(),
+            // The chain of messages, without the SDK's debug dump of the error (one line for
+            // the operator; it holds no credentials either way).
+            source: crate::error::display_chain(&err).into(),
         }
     }
 
@@ -1098,8 +1414,10 @@ impl Failure {
             (_, Some(s)) if (400..500).contains(&s) && s != 408 && s != 429 => {
                 StoreError::invalid(format!("{what}: the server refused the request ({})", detail()))
             }
+            // Transient (already retried) or unknown: name what, where and which server, so
+            // an operator can tell an unreachable endpoint from a failing bucket.
             _ => StoreError::Io {
-                context: format!("{what} (s3://{}/{})", store.bucket(), store.inner.location.prefix),
+                context: format!("{what} ({} at {})", store.inner.location, store.endpoint_for_errors()),
                 source: self.source,
             },
         }
@@ -1323,6 +1641,20 @@ mod tests {
         let o = super::xml_order(body);
         let at = |k: &str, v: &str| o[&(k.to_owned(), v.to_owned())];
         assert_eq!((at("a&b", "3"), at("a&b", "2"), at("a&b", "1"), at("é", "9")), (0, 1, 2, 3));
+    }
+
+    #[test]
+    fn errors_name_the_endpoint_without_its_user_info() {
+        let mut location = super::S3Location::new("b", "p");
+        location.endpoint = Some("https://user:hunter2@s3.example:9000".into());
+        let store = super::S3Store::connect(&super::S3Options {
+            location,
+            credentials: super::S3Credentials::Chain,
+            principal: crate::Principal { name: "t".into(), role: crate::Role::Reader },
+            multipart: super::Multipart::default(),
+        })
+        .unwrap();
+        assert_eq!(store.endpoint_for_errors(), "https://s3.example:9000");
     }
 
     #[test]

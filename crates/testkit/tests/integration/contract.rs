@@ -44,6 +44,7 @@ on_local_vault!(
     list_versions_is_newest_first_with_markers,
     list_versions_paginates_across_keys,
     list_tokens_are_validated,
+    list_entries_match_the_full_listings,
     default_retention_applies_when_none_is_given,
     retain_until_in_the_past_is_rejected,
     retain_until_keeps_whole_seconds,

@@ -71,6 +71,7 @@ fn store(server: &S3Server, bucket: &str, role: Role, creds: &Credentials) -> S3
         location: server.location(bucket, ""),
         credentials: S3Credentials::Static(creds.clone()),
         principal: Principal { name: format!("iam-{role}"), role },
+        multipart: coffer_store::s3::Multipart::default(),
     })
     .unwrap()
 }

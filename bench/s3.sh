@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# Coffer against restic through the same local S3 server, in one run; prints a table.
+#
+#   bench/s3.sh [--size MIB] [--server localstack|moto] [--keep] [--dir DIR] [--coffer-bin PATH]
+#
+#   --size MIB         size of the benchmark tree [default: 200]
+#   --server S         the S3 server both tools write to [default: localstack]
+#   --keep             keep the scratch directory (tree, restores) at the end
+#   --dir DIR          scratch directory [default: target/bench-s3]. It must be new, empty,
+#                      or one this script made: everything in it is deleted first.
+#   --coffer-bin PATH  benchmark this coffer binary instead of building the working tree
+#
+# Data: the "tree" data set of bench/files.sh (a deterministic subset of the Rust
+# toolchain, capped at --size). The server is started by this script on a free
+# 127.0.0.1 port from the virtualenv .ci/s3-venv.sh installs ($COFFER_S3_VENV, default
+# ~/.cache/coffer/s3-venv) and stopped at the end (only the process group it started).
+# Coffer writes to an Object Lock bucket made by `coffer vault init s3://…` (every put
+# locked, checksummed and checked with a HeadObject afterwards, as always); restic to a
+# plain bucket its `init` creates (`restic -r s3:http://127.0.0.1:PORT/BUCKET`).
+# Steps per tool: init, first backup, no-change backup, restore of the latest snapshot
+# (compared with the source by diff -r outside the timing). Each time includes a final
+# `sync`; the page cache is dropped before each step when the kernel lets us. Output and
+# how to read it: bench/README.md. Results also go to target/bench-results/s3-<time>/.
+#
+# Needs restic (apt-get install restic; bench/files.sh installs it) and the S3 venv.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SIZE_MIB=200
+SERVER=localstack
+KEEP=0
+SCRATCH=$ROOT/target/bench-s3
+COFFER_BIN=
+
+while (($#)); do
+    case $1 in
+    --size) SIZE_MIB=$2; shift ;;
+    --server) SERVER=$2; shift ;;
+    --keep) KEEP=1 ;;
+    --dir) SCRATCH=$2; shift ;;
+    --coffer-bin) COFFER_BIN=$2; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "s3.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+PW=bench-password-not-secret
+VENV=${COFFER_S3_VENV:-$HOME/.cache/coffer/s3-venv}
+say() { printf '== %s\n' "$*" >&2; }
+die() { echo "s3.sh: $*" >&2; exit 1; }
+
+command -v restic >/dev/null || die "restic is not installed (apt-get install restic)"
+case $SERVER in
+localstack) [[ -x $VENV/localstack/bin/python ]] || die "LocalStack is not installed in $VENV (run .ci/s3-venv.sh)" ;;
+moto) [[ -x $VENV/moto/bin/moto_server ]] || die "moto is not installed in $VENV (run .ci/s3-venv.sh)" ;;
+*) die "--server must be localstack or moto" ;;
+esac
+
+SCRATCH=$(realpath -m "$SCRATCH")
+case $SCRATCH in
+/ | "$ROOT" | "$HOME") die "refusing to use $SCRATCH as scratch directory" ;;
+esac
+if [[ -d $SCRATCH && ! -e $SCRATCH/.coffer-bench && -n $(ls -A "$SCRATCH") ]]; then
+    die "$SCRATCH is not empty and not a scratch directory of this script; choose another --dir"
+fi
+RESULTS=$ROOT/target/bench-results/s3-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$RESULTS/logs"
+
+SERVER_PID=
+cleanup() {
+    if [[ -n $SERVER_PID ]]; then
+        # The server runs in its own process group (setsid): stop exactly that group.
+        kill -TERM -- "-$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$SERVER_PID" 2>/dev/null || true
+    fi
+    if ((KEEP)); then say "kept scratch data in $SCRATCH"; else rm -rf "$SCRATCH"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ -z $COFFER_BIN ]]; then
+    say "building coffer (release)"
+    (cd "$ROOT" && cargo build --release -p coffer-cli --quiet) ||
+        die "cargo build --release -p coffer-cli failed; fix the build or pass --coffer-bin PATH"
+    COFFER_BIN=$ROOT/target/release/coffer
+fi
+rm -rf "$SCRATCH"
+mkdir -p "$SCRATCH/bin" "$SCRATCH/server"
+touch "$SCRATCH/.coffer-bench"
+cp "$COFFER_BIN" "$SCRATCH/bin/coffer"
+COFFER=$SCRATCH/bin/coffer
+
+# ------------------------------------------------------------------ server
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ENDPOINT=http://127.0.0.1:$PORT
+say "starting $SERVER on $ENDPOINT"
+case $SERVER in
+localstack)
+    (cd "$SCRATCH/server" && GATEWAY_LISTEN=127.0.0.1:$PORT LOCALSTACK_HOST=127.0.0.1:$PORT SERVICES=s3 \
+        EAGER_SERVICE_LOADING=1 GATEWAY_SERVER=hypercorn DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
+        DNS_ADDRESS=0 LOCALSTACK_VOLUME_DIR=$SCRATCH/server/volume TMPDIR=$SCRATCH/server \
+        exec setsid "$VENV/localstack/bin/python" -m localstack.runtime.main) >"$RESULTS/logs/server.log" 2>&1 &
+    SERVER_PID=$!
+    READY_PATH=/_localstack/health
+    ;;
+moto)
+    (cd "$SCRATCH/server" && exec setsid "$VENV/moto/bin/moto_server" -H 127.0.0.1 -p "$PORT") \
+        >"$RESULTS/logs/server.log" 2>&1 &
+    SERVER_PID=$!
+    READY_PATH=/moto-api/
+    ;;
+esac
+for i in $(seq 900); do
+    body=$(curl -fsS "$ENDPOINT$READY_PATH" 2>/dev/null || true)
+    if [[ $SERVER == moto && -n $body ]] || [[ $body == *'"s3": "running"'* || $body == *'"s3":"running"'* ]]; then break; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || die "$SERVER exited; see $RESULTS/logs/server.log"
+    ((i < 900)) || die "$SERVER not ready after 90 s; see $RESULTS/logs/server.log"
+    sleep 0.1
+done
+
+# ------------------------------------------------------------------ data
+say "copying the Rust toolchain into $SCRATCH/tree (cap $SIZE_MIB MiB)"
+python3 "$ROOT/bench/files_helper.py" copy-tree "$(rustc --print sysroot)" "$SCRATCH/tree" $((SIZE_MIB << 20)) >&2
+read -r FILES BYTES < <(python3 "$ROOT/bench/files_helper.py" size "$SCRATCH/tree")
+sync
+
+CAN_DROP=0
+if (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then CAN_DROP=1; fi
+drop_caches() { sync; if ((CAN_DROP)); then echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; fi; }
+
+{
+    echo "Coffer vs restic through S3 — bench/s3.sh"
+    echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine:   $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -r)"
+    echo "server:    $SERVER on $ENDPOINT (same machine, same server for both tools)"
+    echo "coffer:    $("$COFFER" --version 2>/dev/null || echo coffer) (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); Object Lock bucket, compliance, defaults"
+    echo "restic:    $(restic version | head -1); repository v2, --compression auto, plain bucket"
+    echo "data:      $FILES files, $BYTES bytes ($((BYTES >> 20)) MiB), a subset of the Rust toolchain"
+    echo "caches:    $( ((CAN_DROP)) && echo "page cache dropped before every step" || echo "page cache NOT dropped (not writable here): source read warm")"
+    echo "load avg:  at start $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$RESULTS/meta.txt"
+cat "$RESULTS/meta.txt" >&2
+
+printf 'step\ttool\tseconds\tuser_s\tsys_s\tload1\tstatus\n' >"$RESULTS/results.tsv"
+run_step() { # STEP TOOL CMD...
+    local step=$1 tool=$2
+    shift 2
+    local log="$RESULTS/logs/${step// /-}.$tool.log" tf="$RESULTS/time.out" rc=0 t0 t1 load1 user sys
+    drop_caches
+    load1=$(cut -d' ' -f1 /proc/loadavg)
+    t0=$(date +%s%N)
+    /usr/bin/time -f '%U %S' -o "$tf" "$@" >"$log" 2>&1 || rc=$?
+    sync
+    t1=$(date +%s%N)
+    read -r user sys < <(tail -n1 "$tf")
+    local secs status=ok
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+    ((rc == 0)) || status="FAILED (exit $rc, see logs/$(basename "$log"))"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$step" "$tool" "$secs" "$user" "$sys" "$load1" "$status" >>"$RESULTS/results.tsv"
+    printf '   %-17s %-7s %8ss  %s\n' "$step" "$tool" "$secs" "$status" >&2
+}
+
+unset RESTIC_REPOSITORY COFFER_REPO COFFER_PASSWORD_FILE COFFER_ROLE COFFER_CREDENTIALS RESTIC_COMPRESSION
+export RESTIC_PASSWORD=$PW RESTIC_CACHE_DIR=$SCRATCH/cache/restic COFFER_PASSWORD=$PW AWS_EC2_METADATA_DISABLED=true
+C_REPO="s3://coffer-bench/repo?endpoint=$ENDPOINT&region=us-east-1"
+# Commands (not functions: /usr/bin/time runs them), each role with its own keys.
+COFFER_ADMIN=(env AWS_ACCESS_KEY_ID=coffer-admin AWS_SECRET_ACCESS_KEY=secret-of-admin "$COFFER")
+COFFER_WRITER=(env AWS_ACCESS_KEY_ID=coffer-writer AWS_SECRET_ACCESS_KEY=secret-of-writer "$COFFER")
+COFFER_READER=(env AWS_ACCESS_KEY_ID=coffer-reader AWS_SECRET_ACCESS_KEY=secret-of-reader "$COFFER")
+RESTIC=(env AWS_ACCESS_KEY_ID=restic AWS_SECRET_ACCESS_KEY=restic-secret restic -r "s3:$ENDPOINT/restic-bench")
+
+if [[ $SERVER == moto ]]; then
+    # moto's GetBucketVersioning reply is unreadable by the AWS SDK for Rust (quirk
+    # get-bucket-versioning-unparseable in docs/s3-compatibility.md), so `coffer vault init`
+    # cannot check the bucket there: create the same Object Lock bucket with moto's boto3.
+    "$VENV/moto/bin/python" - "$ENDPOINT" >"$RESULTS/logs/bucket.log" 2>&1 <<'EOF' || die "cannot create the bucket; see $RESULTS/logs/bucket.log"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="coffer-admin", aws_secret_access_key="secret-of-admin")
+s3.create_bucket(Bucket="coffer-bench", ObjectLockEnabledForBucket=True)
+s3.put_bucket_versioning(Bucket="coffer-bench", VersioningConfiguration={"Status": "Enabled"})
+EOF
+else
+    "${COFFER_ADMIN[@]}" vault init "s3://coffer-bench?endpoint=$ENDPOINT&region=us-east-1" >"$RESULTS/logs/bucket.log" 2>&1 ||
+        die "coffer vault init failed; see $RESULTS/logs/bucket.log"
+fi
+run_step init coffer "${COFFER_WRITER[@]}" init --repo "$C_REPO"
+run_step init restic "${RESTIC[@]}" init --repository-version 2
+for step in "first backup" "no-change backup"; do
+    run_step "$step" coffer "${COFFER_WRITER[@]}" backup --repo "$C_REPO" "$SCRATCH/tree"
+    run_step "$step" restic "${RESTIC[@]}" --compression auto backup "$SCRATCH/tree"
+done
+for tool in coffer restic; do
+    rm -rf "$SCRATCH/restore"
+    mkdir -p "$SCRATCH/restore"
+    case $tool in
+    coffer) run_step restore coffer "${COFFER_READER[@]}" restore --repo "$C_REPO" latest --target "$SCRATCH/restore" ;;
+    restic) run_step restore restic "${RESTIC[@]}" restore latest --target "$SCRATCH/restore" ;;
+    esac
+    if ! diff -rq --no-dereference "$SCRATCH/tree" "$SCRATCH/restore$SCRATCH/tree" >"$RESULTS/logs/restore-diff.$tool.log" 2>&1; then
+        sed -i "\$s/\tok\$/\tRESTORED DATA DIFFERS (logs\/restore-diff.$tool.log)/" "$RESULTS/results.tsv"
+        say "$tool: restored data differs from the source"
+    fi
+done
+rm -rf "$SCRATCH/restore"
+echo "load avg:  at end $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS/meta.txt"
+rm -f "$RESULTS/time.out"
+
+# ------------------------------------------------------------------ report
+python3 - "$RESULTS" "$BYTES" <<'EOF' | tee "$RESULTS/report.txt"
+import sys
+res, size = sys.argv[1], int(sys.argv[2])
+print(open(f"{res}/meta.txt").read().rstrip())
+rows = [l.split("\t") for l in open(f"{res}/results.tsv").read().splitlines()[1:]]
+t = {(r[0], r[1]): r for r in rows}
+print()
+print(f"{'step':<17} {'coffer s':>9} {'restic s':>9} {'coffer MB/s':>12} {'restic MB/s':>12} {'restic/coffer':>14}  status")
+for step in ["init", "first backup", "no-change backup", "restore"]:
+    c, r = t.get((step, "coffer")), t.get((step, "restic"))
+    if not c or not r:
+        continue
+    cs, rs = float(c[2]), float(r[2])
+    rate = lambda s: f"{size / 1e6 / s:.1f}" if s > 0 and step != "init" else "-"
+    status = "ok" if c[6] == r[6] == "ok" else f"coffer: {c[6]}; restic: {r[6]}"
+    print(f"{step:<17} {cs:>9.2f} {rs:>9.2f} {rate(cs):>12} {rate(rs):>12} {rs / cs:>13.2f}x  {status}")
+print()
+print("restic/coffer = restic's time / Coffer's: above 1 Coffer is faster. Target (issue 4):")
+for step in ["first backup", "restore"]:
+    c, r = t.get((step, "coffer")), t.get((step, "restic"))
+    if c and r:
+        ratio = float(r[2]) / float(c[2])
+        print(f"  {step}: Coffer >= 2x restic: {ratio:.2f}x {'met' if ratio >= 2 else 'NOT MET'}")
+EOF
+echo
+echo "raw numbers, logs and this report: $RESULTS"
