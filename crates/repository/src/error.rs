@@ -72,6 +72,20 @@ impl RepoError {
         Self::Corrupt { object: object.into(), detail: detail.into() }
     }
 
+    /// Whether this is lost or damaged repository data (a corrupt or missing object or
+    /// blob), as opposed to a store that cannot be reached, a refusal or bad input: the
+    /// error a restore reports for the affected file and then goes on past.
+    #[must_use]
+    pub fn is_data_loss(&self) -> bool {
+        match self {
+            Self::Corrupt { .. } => true,
+            Self::Store { source, .. } => {
+                matches!(source.kind(), coffer_store::ErrorKind::Corrupt | coffer_store::ErrorKind::NotFound)
+            }
+            _ => false,
+        }
+    }
+
     /// The store error underneath, if any.
     #[must_use]
     pub fn store_error(&self) -> Option<&StoreError> {

@@ -823,6 +823,12 @@ impl<'a> SharedReader<'a> {
         pack::open_blob(&self.repo.key, &r.entry, sealed, &key)
     }
 
+    /// The plaintext length of a blob, if the index knows it.
+    #[must_use]
+    pub fn raw_length(&self, id: &Id) -> Option<u64> {
+        self.index.get(id).map(|r| u64::from(r.entry.raw_length))
+    }
+
     /// Reads and parses a tree blob.
     ///
     /// # Errors

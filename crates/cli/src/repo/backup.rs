@@ -193,6 +193,9 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
     for w in &report.warnings {
         eprintln!("coffer: warning: {w}");
     }
+    for d in &report.damaged {
+        eprintln!("coffer: damaged: {d}");
+    }
     let mut out = Output::new(global.json);
     if out.json() {
         out.doc(&serde_json::json!({
@@ -203,6 +206,7 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
             "others": report.others,
             "bytes": report.bytes,
             "warnings": report.warnings,
+            "damaged": report.damaged,
         }))?;
     } else {
         out.line(format!(
@@ -215,5 +219,16 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
             bytes(report.bytes)
         ))?;
     }
-    out.finish()
+    out.finish()?;
+    if !report.damaged.is_empty() {
+        // Everything readable was restored; the exit code says that not everything was.
+        return Err(crate::error::IntegrityError(format!(
+            "restore of snapshot {} is incomplete: {} damaged or missing pieces of repository data (listed above); \
+             run `coffer verify --read-data` for the whole picture",
+            id.short(),
+            report.damaged.len()
+        ))
+        .into());
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Bit-rot and tampering in stored packs are found by `verify --read-data`, which names the
-//! pack, the snapshots and the files affected; reading damaged data fails with one line
-//! naming it; what is not damaged still restores.
+//! pack, the snapshots and the files affected; dumping damaged data fails with one line
+//! naming it; a restore goes on past it, naming each damaged range, and what is not damaged
+//! restores exactly.
 
 use crate::repo_util::{Repo, assert_same_tree, flip_byte, largest_file, manifest, random_bytes, restored, subset};
 use serde_json::Value;
@@ -28,6 +29,19 @@ fn two_snapshots(repo: &Repo, src: &Path) -> (String, String) {
     fs::write(src.join("new.txt"), b"added later\n").unwrap();
     let s2 = repo.backup(&[src], &[])["snapshot"].as_str().unwrap().to_owned();
     (s1, s2)
+}
+
+/// Runs `restore SNAP --target T`, expecting it to go on past damage and exit 6; returns the
+/// `coffer: damaged:` lines, each of which must name `key`.
+fn restore_past_damage(repo: &Repo, snap: &str, target: &Path, key: &str) -> Vec<String> {
+    let run = repo.c(["restore", snap, "--target"]).arg(target).run();
+    assert_eq!(run.code, Some(6), "{}", run.stderr);
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("coffer: error: restore of snapshot ") && last.contains("incomplete"), "{}", run.stderr);
+    let damaged: Vec<String> =
+        run.stderr.lines().filter_map(|l| l.strip_prefix("coffer: damaged: ")).map(str::to_owned).collect();
+    assert!(!damaged.is_empty() && damaged.iter().all(|l| l.contains(key)), "{}", run.stderr);
+    damaged
 }
 
 /// Runs `verify --read-data --json`, expecting exit 6; returns the report.
@@ -92,13 +106,42 @@ fn bit_rot_in_a_pack_is_found_and_the_files_are_named() {
     // Without reading data, the structure still verifies.
     repo.verify_at(0, false);
 
-    // Reading the damaged file fails with one line naming the pack; nothing partial is
-    // claimed as restored.
+    // A restore goes on past the damage: it names every damaged byte range (file, range,
+    // pack), leaves those ranges as holes, restores everything else exactly, and exits 6.
     let t = repo.sb.path("t");
-    let err = repo.c(["restore", "latest", "--target"]).arg(&t).fails(6);
-    assert!(err.contains(&key), "{err}");
-    let err = repo.c(["restore", "latest", "--target"]).arg(repo.sb.path("t2")).arg("--include").arg(&big).fails(6);
-    assert!(err.contains(&key), "{err}");
+    let damaged = restore_past_damage(&repo, "latest", &t, &key);
+    let out = restored(&t, &src);
+    // big.bin: unless the directory holding it was itself in the damaged pack, it is there,
+    // full size, equal to the source outside the named ranges and zero inside them.
+    let big_prefix = format!("{}: bytes ", out.join("big.bin").display());
+    let ranges: Vec<(usize, usize)> = damaged
+        .iter()
+        .filter_map(|l| l.strip_prefix(&big_prefix))
+        .map(|r| {
+            let (a, rest) = r.split_once("..").unwrap();
+            let b = rest.split_once(' ').unwrap().0;
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    let dir_lost = damaged.iter().any(|l| l.contains("the directory's entries are not restored"));
+    assert!(!ranges.is_empty() || dir_lost, "big.bin's damage is named: {damaged:?}");
+    if !ranges.is_empty() {
+        let want = fs::read(src.join("big.bin")).unwrap();
+        let got = fs::read(out.join("big.bin")).unwrap();
+        assert_eq!(got.len(), want.len());
+        let mut at = 0;
+        for &(a, b) in &ranges {
+            assert!(a >= at && b > a && b <= want.len(), "{ranges:?}");
+            assert!(got[at..a] == want[at..a], "bytes {at}..{a} restored exactly");
+            assert!(got[a..b].iter().all(|&x| x == 0), "bytes {a}..{b} are a hole");
+            at = b;
+        }
+        assert!(got[at..] == want[at..], "the rest restored exactly");
+        // Not everything was lost: the pack held only part of big.bin.
+        assert!(ranges.iter().map(|(a, b)| b - a).sum::<usize>() < want.len());
+    }
+    // new.txt came with the second backup, in another pack: always restored.
+    assert_eq!(fs::read(out.join("new.txt")).unwrap(), b"added later\n");
     let err = repo.c(["dump", "latest", &big]).fails(6);
     assert!(err.contains(&key), "{err}");
 
@@ -154,9 +197,9 @@ fn tampering_the_store_does_not_notice_is_caught_and_every_snapshot_affected_is_
     let err = repo.c(["verify"]).fails(6);
     assert!(err.contains(&key), "{err}");
 
-    // Reading fails naming the pack; what is intact restores.
-    let err = repo.c(["restore", &s1[..8], "--target"]).arg(repo.sb.path("t1")).fails(6);
-    assert!(err.contains(&key) && err.contains("does not match its name"), "{err}");
+    // Reading fails naming the pack (a restore goes on past it); what is intact restores.
+    let damaged = restore_past_damage(&repo, &s1[..8], &repo.sb.path("t1"), &key);
+    assert!(damaged.iter().all(|d| d.contains("does not match its name")), "{damaged:?}");
     let err = repo.c(["dump", &s2[..8]]).arg(src.join("a.bin")).fails(6);
     assert!(err.contains(&key), "{err}");
     let t = repo.sb.path("t2");
@@ -184,8 +227,7 @@ fn a_damaged_index_or_tree_is_named() {
         let err = repo.c(&args).fails(6);
         assert!(err.contains(&key), "{args:?}: {err}");
     }
-    let err = repo.c(["restore", "latest", "--target"]).arg(repo.sb.path("t")).fails(6);
-    assert!(err.contains(&key), "{err}");
+    restore_past_damage(&repo, "latest", &repo.sb.path("t"), &key);
 
     // Backups are not blocked for as long as the damaged object stays locked: the next one
     // warns, stores the data again, and its snapshot restores; the old one still names it.
@@ -196,6 +238,5 @@ fn a_damaged_index_or_tree_is_named() {
     let t = repo.sb.path("t2");
     repo.restore_at(0, "latest", &t);
     assert_eq!(fs::read(crate::repo_util::restored(&t, &src).join("d/f")).unwrap(), b"content");
-    let err = repo.c(["restore", &old[..8], "--target"]).arg(repo.sb.path("t3")).fails(6);
-    assert!(err.contains(&key), "{err}");
+    restore_past_damage(&repo, &old[..8], &repo.sb.path("t3"), &key);
 }

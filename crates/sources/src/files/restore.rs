@@ -46,17 +46,26 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// What could not be reproduced.
     pub warnings: Vec<String>,
+    /// Content lost to damaged or missing repository data: each names the restored path,
+    /// the byte range not restored (left as a hole) and the blob and pack. The restore goes
+    /// on past such damage; a caller must report it as a failure.
+    pub damaged: Vec<String>,
 }
 
 /// Metadata application shared by the walk and the workers.
 struct Meta {
     is_root: bool,
+    damaged: Mutex<Vec<String>>,
     ids: Ids,
     warned_owner: AtomicBool,
     warnings: Mutex<Vec<String>>,
 }
 
 impl Meta {
+    fn damage(&self, msg: String) {
+        self.damaged.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(msg);
+    }
+
     fn warn(&self, msg: String) {
         let mut w = self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if w.len() < 1000 {
@@ -209,6 +218,7 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     let meta = Meta {
         is_root: rustix::process::geteuid().is_root(),
         ids: Ids::default(),
+        damaged: Mutex::new(Vec::new()),
         warned_owner: AtomicBool::new(false),
         warnings: Mutex::new(Vec::new()),
     };
@@ -235,7 +245,7 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((dst, n)) = files.get(i) else { break };
-                    let res = write_file(&reader, dst, n).and_then(|(f, written)| {
+                    let res = write_file(&reader, &meta, dst, n).and_then(|(f, written)| {
                         bytes.fetch_add(written, Ordering::Relaxed);
                         meta.apply_fd(&f, dst, n)
                     });
@@ -262,6 +272,7 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     report.files = files.len() as u64;
     report.bytes = bytes.into_inner();
     report.warnings = meta.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    report.damaged = meta.damaged.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     Ok(report)
 }
 
@@ -269,7 +280,16 @@ impl Walk<'_> {
     /// Restores the entries of tree `id` (at snapshot path `at`). Returns whether anything
     /// was restored (for include filters).
     fn restore_dir(&mut self, id: &Id, at: &Path, target: &Path, inside_match: bool) -> Result<bool> {
-        let tree = self.reader.tree(id)?;
+        let tree = match self.reader.tree(id) {
+            Ok(t) => t,
+            Err(e) if e.is_data_loss() => {
+                // The directory is restored empty; everything else goes on.
+                let dst = under(target, at);
+                self.meta.damage(format!("{}: the directory's entries are not restored: {e}", dst.display()));
+                return Ok(inside_match);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut any = false;
         for n in &tree.nodes {
             let sp = at.join(os(n.name_bytes()));
@@ -352,7 +372,13 @@ impl Walk<'_> {
 
 /// Creates a file and writes its content; zero blocks become holes, so sparse files stay
 /// sparse and the content is identical. Returns the open file and the bytes written.
-fn write_file(reader: &SharedReader<'_>, dst: &Path, n: &Node) -> Result<(fs::File, u64)> {
+///
+/// A chunk whose data is damaged or missing in the repository becomes a hole of its length
+/// (recorded with [`Meta::damage`]) and the rest of the file is still written: a file with
+/// one bad chunk is mostly recoverable, and which bytes are missing is named. When even the
+/// chunk's length is unknown (not in any index), the file is cut there and padded to its
+/// recorded size.
+fn write_file(reader: &SharedReader<'_>, meta: &Meta, dst: &Path, n: &Node) -> Result<(fs::File, u64)> {
     let ctx = || format!("cannot write {}", dst.display());
     let mut f = OpenOptions::new()
         .write(true)
@@ -364,7 +390,23 @@ fn write_file(reader: &SharedReader<'_>, dst: &Path, n: &Node) -> Result<(fs::Fi
     let mut hole_at_end = false;
     let mut seek_needed = false;
     for id in &n.content {
-        let data = reader.read(id)?;
+        let data = match reader.read(id) {
+            Ok(d) => d,
+            Err(e) if e.is_data_loss() => {
+                if let Some(len) = reader.raw_length(id) {
+                    meta.damage(format!("{}: bytes {pos}..{} not restored: {e}", dst.display(), pos + len));
+                    pos += len;
+                    hole_at_end = true;
+                    seek_needed = true;
+                    continue;
+                }
+                meta.damage(format!("{}: bytes {pos}..{} not restored: {e}", dst.display(), n.size.max(pos)));
+                pos = n.size.max(pos);
+                hole_at_end = true;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut i = 0;
         while i < data.len() {
             let zero = |at: usize| data[at..(at + 4096).min(data.len())].iter().all(|&b| b == 0);
