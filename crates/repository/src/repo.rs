@@ -525,9 +525,12 @@ impl Repository {
             pack_size: self.config.pack_size as usize,
             checkpoint_packs: INDEX_CHECKPOINT_PACKS,
         };
+        let mut index = self.load_index()?;
+        let recovered = self.recover_unindexed(&mut index)?;
         Ok(BlobWriter {
             repo: self,
-            index: self.load_index()?,
+            index,
+            recovered,
             until: self.lock_until(expires),
             target: target.clone(),
             pipeline: Some(Pipeline::start(target)),
@@ -537,6 +540,42 @@ impl Repository {
             summary: Summary::default(),
             cache: PackCache::default(),
         })
+    }
+
+    /// Finds packs stored but stated in no index object — left by a backup interrupted
+    /// between two index checkpoints, or being written by one running now — reads their
+    /// self-describing headers and adds them to `index`, so their blobs are reused instead of
+    /// uploaded again. Returns them, to be stated in this backup's index.
+    ///
+    /// Costs one key listing of `data/` (no lock state); packs are read only when unindexed.
+    /// A pack that cannot be read or decoded is left alone (`verify` reports it).
+    ///
+    /// # Errors
+    /// Store errors listing `data/`.
+    pub fn recover_unindexed(&self, index: &mut Index) -> Result<Vec<IndexPack>> {
+        let mut keys = Vec::new();
+        for_each_key(self.store.as_ref(), &format!("{}data/", self.prefix), |k| {
+            keys.push(k);
+            Ok(())
+        })?;
+        let mut recovered = Vec::new();
+        for k in keys {
+            let Some(id) = k.rsplit('/').next().and_then(|h| h.parse::<Id>().ok()) else { continue };
+            if index.pack_by_id(&id).is_some() {
+                continue;
+            }
+            let Ok(obj) = self.store.get(&k, None) else { continue };
+            if Id::hash(&obj.data) != id {
+                continue;
+            }
+            let Ok(blobs) = pack::read_pack_header(&self.key, &obj.data, &k) else { continue };
+            // The lock it carries, as the store states it: what reuse will extend if short.
+            let Some(retain_until) = obj.meta.retention.map(|r| r.until) else { continue };
+            let p = IndexPack { id, size: obj.data.len() as u64, retain_until, blobs };
+            index.add_pack(&p);
+            recovered.push(p);
+        }
+        Ok(recovered)
     }
 
     /// A reader of blobs with a small cache of whole packs.
@@ -551,6 +590,9 @@ impl Repository {
 pub struct BlobWriter<'r> {
     repo: &'r Repository,
     index: Index,
+    /// Unindexed packs found at the start (see [`Repository::recover_unindexed`]), stated
+    /// in this backup's index.
+    recovered: Vec<IndexPack>,
     until: Timestamp,
     target: Target,
     pipeline: Option<Pipeline>,
@@ -723,6 +765,8 @@ impl BlobWriter<'_> {
         }
         self.summary.bytes_stored += stored.bytes;
         let mut packs = stored.unindexed;
+        self.summary.packs_recovered += self.recovered.len() as u64;
+        packs.append(&mut self.recovered);
         for &pos in &self.extended {
             let p = self.index.pack(pos);
             packs.push(IndexPack { id: p.id, size: p.size, retain_until: p.retain_until, blobs: p.blobs.clone() });

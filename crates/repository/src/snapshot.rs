@@ -43,6 +43,9 @@ pub struct Summary {
     /// Blobs copied out of mostly-dead packs instead of extending those packs.
     #[serde(default)]
     pub blobs_repacked: u64,
+    /// Packs of an interrupted (or concurrent) backup that no index stated, found and reused.
+    #[serde(default)]
+    pub packs_recovered: u64,
     /// Entries that could not be read (the snapshot is incomplete).
     pub errors: u64,
     /// Files that changed while being read.

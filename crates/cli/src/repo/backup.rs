@@ -113,6 +113,12 @@ pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
             "warnings": report.warnings,
         }))?;
     } else {
+        if s.packs_recovered > 0 {
+            out.line(format!(
+                "reused {} packs an earlier backup stored but did not finish indexing",
+                s.packs_recovered
+            ))?;
+        }
         out.line(format!(
             "snapshot {} saved: {} files, {} dirs, {} read, {} added ({} stored), {} locks extended; kept until {}",
             report.snapshot.short(),

@@ -203,3 +203,42 @@ fn kill_9_during_backup_never_breaks_the_repository() {
     let doc = repo.verify_at(offset, false);
     assert!(doc["snapshots"].as_u64().unwrap() >= TRIALS, "{doc}");
 }
+
+/// A backup killed before its first index checkpoint leaves packs no index states; the next
+/// backup finds them (`packs-recovered`), reuses their blobs instead of uploading them
+/// again, and states them in its index, so the one after finds nothing left to recover.
+#[test]
+fn an_interrupted_backups_packs_are_reused() {
+    let repo = Repo::init();
+    let src = repo.sb.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // 72 MiB of incompressible data: about five 16 MiB packs, fewer than a checkpoint's 8.
+    for i in 0..4u64 {
+        fs::write(src.join(format!("f{i}.bin")), random_bytes(18 << 20, 40 + i)).unwrap();
+    }
+    let total = 72u64 << 20;
+    let spawn = || {
+        let mut cmd = repo.c(["backup"]).arg(&src).cmd;
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.spawn().expect("spawn coffer backup")
+    };
+    let o = run_and_kill(spawn(), &repo.vault(), Plan::AfterPutEnd(4, Duration::ZERO));
+    assert!(o.killed, "the backup must be killed mid-way: {o:?}");
+    let keys: Vec<String> = repo.versions().iter().map(|v| v["key"].as_str().unwrap().to_owned()).collect();
+    let packs = keys.iter().filter(|k| k.starts_with("data/")).count();
+    assert!(packs >= 2, "packs stored before the kill: {keys:?}");
+    assert!(!keys.iter().any(|k| k.starts_with("index/") || k.starts_with("snapshots/")), "{keys:?}");
+
+    let run = repo.c(["backup", "--json"]).arg(&src).ok();
+    let s = &run.json()["summary"];
+    assert_eq!(s["packs-recovered"].as_u64(), Some(packs as u64), "{s}");
+    let added = s["bytes-added"].as_u64().unwrap();
+    assert!(added + (packs as u64) * (15 << 20) <= total, "recovered blobs are not uploaded again: {s}");
+    repo.verify_at(0, true);
+    let t = repo.sb.path("t");
+    repo.restore_at(0, "latest", &t);
+    assert_same_tree(&manifest(&src), &manifest(&restored(&t, &src)), "restored after recovery");
+
+    let again = repo.backup(&[&src], &[]);
+    assert_eq!(again["summary"]["packs-recovered"].as_u64(), Some(0), "now indexed: {again}");
+}
