@@ -230,13 +230,41 @@ fn a_damaged_index_or_tree_is_named() {
     restore_past_damage(&repo, "latest", &repo.sb.path("t"), &key);
 
     // Backups are not blocked for as long as the damaged object stays locked: the next one
-    // warns, stores the data again, and its snapshot restores; the old one still names it.
+    // warns, finds the (intact) pack the damaged index stated from the pack's own header,
+    // states it in its own index, and its snapshot restores — and with it the old snapshot
+    // too: the repository healed. The damaged object itself is still reported by verify.
     let old = repo.c(["snapshots", "--json"]).ok().json()[0]["id"].as_str().unwrap().to_owned();
     let run = repo.c(["backup", "--json"]).arg(&src).ok();
-    assert!(run.stderr.contains(&key) && run.stderr.contains("stored again"), "{}", run.stderr);
-    assert_eq!(run.json()["summary"]["files-read"], 1, "nothing is trusted from the damaged index");
-    let t = repo.sb.path("t2");
+    assert!(run.stderr.contains(&key) && run.stderr.contains("read from their own headers"), "{}", run.stderr);
+    assert_eq!(run.json()["summary"]["packs-recovered"], 1, "the pack, from its header");
+    for (snap, t) in [("latest", "t2"), (&old[..8], "t3")] {
+        let t = repo.sb.path(t);
+        repo.restore_at(0, snap, &t);
+        assert_eq!(fs::read(crate::repo_util::restored(&t, &src).join("d/f")).unwrap(), b"content");
+    }
+    let err = repo.c(["verify"]).fails(6);
+    assert!(err.contains(&key), "{err}");
+}
+
+/// A damaged pack is not recovered from: a backup stores its data again.
+#[test]
+fn a_damaged_unindexed_pack_is_not_trusted() {
+    let repo = Repo::init();
+    let src = repo.sb.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"content").unwrap();
+    repo.backup(&[&src], &[]);
+    let versions = repo.versions();
+    let key_of = |p: &str| {
+        versions.iter().find(|v| v["key"].as_str().unwrap().starts_with(p)).unwrap()["key"].as_str().unwrap().to_owned()
+    };
+    let (index, pack) = (key_of("index/"), key_of("data/"));
+    flip_byte(&repo.data_file(&index), 10);
+    flip_byte(&repo.data_file(&pack), 10);
+    let run = repo.c(["backup", "--json"]).arg(&src).ok();
+    let s = &run.json()["summary"];
+    assert_eq!((s["packs-recovered"].as_u64(), s["files-read"].as_u64()), (Some(0), Some(1)), "{s}");
+    let t = repo.sb.path("t");
     repo.restore_at(0, "latest", &t);
     assert_eq!(fs::read(crate::repo_util::restored(&t, &src).join("d/f")).unwrap(), b"content");
-    restore_past_damage(&repo, &old[..8], &repo.sb.path("t3"), &key);
 }

@@ -163,7 +163,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(
         }
     }
     for (key, why) in walker.w.index().damaged() {
-        walker.warnings.push(format!("index object {key} cannot be read ({why}); its data is stored again"));
+        walker.warnings.push(format!("index object {key} cannot be read ({why}); the packs it stated are read from their own headers, and data not found intact there is stored again"));
     }
     // A parent that cannot be read only costs reading every file again.
     let parent_root = parent_tree.and_then(|t| walker.w.read_tree(&t).ok());
