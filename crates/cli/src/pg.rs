@@ -20,11 +20,16 @@
 //!   newest base backup preceding the target and the recovery settings; `--start` starts
 //!   the server and waits for the promotion (see `docs/postgres.md`).
 //! - `info`: per cluster, base backups, archived WAL, recovery window and gaps.
+//! - `stream`: `pg_receivewal` with a replication slot into a spool directory, whose
+//!   segments (and the unfinished one, at intervals) are stored as `wal-push` stores them
+//!   (see [`stream`]).
 //!
 //! The system identifier of a WAL segment comes from its long page header (the first page
 //! of every segment carries it); for `.history`/`.backup` files and for `wal-fetch` it is
 //! read from `global/pg_control` of the data directory (the working directory of
 //! `archive_command`/`restore_command`), unless `--sysid` is given.
+
+mod stream;
 
 use crate::Global;
 use crate::output::Output;
@@ -59,6 +64,8 @@ enum PgCmd {
     Restore(RestoreArgs),
     /// Show clusters, base backups, archived WAL, recovery windows and gaps
     Info(InfoArgs),
+    /// Receive WAL continuously (pg_receivewal, replication slot) into the repository
+    Stream(stream::StreamArgs),
 }
 
 /// `pg wal-push`.
@@ -152,6 +159,7 @@ pub fn run(g: &Global, r: &RepoOpts, args: PgArgs) -> Result<()> {
         PgCmd::Backup(a) => backup(g, r, &a),
         PgCmd::Restore(a) => restore(g, r, &a),
         PgCmd::Info(a) => info(g, r, &a),
+        PgCmd::Stream(a) => stream::stream(g, r, &a),
     }
 }
 
