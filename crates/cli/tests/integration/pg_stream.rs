@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `coffer pg stream`; killed (SIGKILL, like a crash) on drop.
+/// A running `coffer pg stream`; killed (SIGKILL, like a crash) on drop. It stores the
+/// unfinished segment only when it starts (`--partial-interval 1h`), so what the last
+/// commits wrote reaches the repository only through the spool.
 struct Stream {
     child: Child,
 }
@@ -14,7 +16,7 @@ struct Stream {
 impl Stream {
     fn start(sb: &PgSandbox, pg: &Cluster, spool: &Path) -> Self {
         let mut cmd =
-            pg.env(sb.c(["pg", "stream", "--synchronous", "--partial-interval", "1s", "--spool"]).arg(spool)).cmd;
+            pg.env(sb.c(["pg", "stream", "--synchronous", "--partial-interval", "1h", "--spool"]).arg(spool)).cmd;
         let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("start coffer pg stream");
         let s = Self { child };
         wait_for(pg, "select active from pg_replication_slots where slot_name = 'coffer'", "t");
