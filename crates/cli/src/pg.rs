@@ -39,7 +39,7 @@ use clap::{Args, Subcommand};
 use coffer_repository::{BlobKind, ChainLink, Node, NodeKind, Repository, Snapshot, Tree, WalPut};
 use coffer_store::Role;
 use jiff::Timestamp;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -88,6 +88,10 @@ struct WalFetchArgs {
     /// The cluster's system identifier [default: from global/pg_control in the working directory]
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
+    /// Fetch up to this many following segments in parallel into a spool beside DEST
+    /// (coffer-prefetch/SYSID), for the next calls; 0 turns it off
+    #[arg(long, env = "COFFER_PG_PREFETCH", default_value_t = 8, value_name = "N")]
+    prefetch: u64,
 }
 
 /// `pg backup`.
@@ -273,11 +277,29 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
         None => sysid_from_control(Path::new("."))?,
     };
     let repo = open_repo(g, r, Role::Reader)?;
-    let mut data = repo.get_wal(sysid, &a.name).with_context(|| format!("cannot fetch WAL file {}", a.name))?;
-    if data.is_none() && parse_segment(&a.name, DEFAULT_SEG_SIZE).is_some() {
+    let dest_dir = a.dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let prefetch = Prefetch { dir: dest_dir.join("coffer-prefetch"), sysid, depth: a.prefetch };
+    // Only completed segments are prefetched: they are never replaced, so a spooled copy
+    // that authenticates under its exact name (timeline included) is the archived one.
+    let segment = parse_segment(&a.name, DEFAULT_SEG_SIZE).filter(|_| !a.name.ends_with(".partial"));
+    let mut from = "repository";
+    let mut data = None;
+    if segment.is_some() && a.prefetch > 0 {
+        data = prefetch.take(&repo, &a.name);
+        if data.is_some() {
+            from = "prefetch";
+        }
+    }
+    if data.is_none() {
+        data = repo.get_wal(sysid, &a.name).with_context(|| format!("cannot fetch WAL file {}", a.name))?;
+    }
+    if data.is_none() && segment.is_some() {
         data = repo.get_wal(sysid, &format!("{}.partial", a.name))?;
     }
     let Some(data) = data else {
+        // The end of the archive (or a gap): recovery stops asking for segments, so the
+        // spool has served its purpose.
+        let _ = std::fs::remove_dir_all(&prefetch.dir);
         // A missing segment with later ones archived is a gap, not the end of the archive.
         if let Some((tli, seg)) = parse_segment(&a.name, DEFAULT_SEG_SIZE) {
             let later = repo
@@ -291,7 +313,121 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
         }
         std::process::exit(1);
     };
-    write_atomically(&a.dest, &data)
+    write_atomically(&a.dest, &data)?;
+    let mut fetched = 0;
+    if let Some((tli, seg)) = segment.filter(|_| a.prefetch > 0) {
+        // A cache: its failures cost speed, never the fetch itself.
+        match prefetch.refill(&repo, tli, seg) {
+            Ok(n) => fetched = n,
+            Err(e) => eprintln!("coffer: warning: prefetch after {}: {e:#}", a.name),
+        }
+    }
+    let mut out = Output::new(g.json);
+    if out.json() {
+        out.doc(&serde_json::json!({"file": a.name, "from": from, "prefetched": fetched}))?;
+    }
+    out.finish()
+}
+
+/// `wal-fetch`'s spool of the segments that follow the one asked for: recovery asks for
+/// segments one `restore_command` call at a time, so without it every segment waits for
+/// one store round trip and one decryption in turn.
+///
+/// Invariants guarded: a spooled file is served only after it authenticates under this
+/// repository's key and its exact name (the name, with its timeline, is in the AEAD's
+/// associated data), exactly as a fetched one — a file torn, tampered with, from another
+/// repository or filed under another timeline is discarded and fetched again; the spool
+/// holds at most `depth` files per cluster (older ones are removed as recovery passes
+/// them, the whole spool at the end of the archive); it lives beside `%p` (in `pg_wal`,
+/// whose contents base backups leave out).
+struct Prefetch {
+    dir: PathBuf,
+    sysid: u64,
+    depth: u64,
+}
+
+impl Prefetch {
+    fn cluster_dir(&self) -> PathBuf {
+        self.dir.join(self.sysid.to_string())
+    }
+
+    /// The verified content of `name` from the spool, removing it; `None` if it is not
+    /// there or does not authenticate.
+    fn take(&self, repo: &Repository, name: &str) -> Option<Vec<u8>> {
+        let path = self.cluster_dir().join(name);
+        let bytes = std::fs::read(&path).ok()?;
+        let _ = std::fs::remove_file(&path);
+        match repo.open_wal(name, &bytes, &format!("prefetched {}", path.display())) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("coffer: warning: discarding a prefetched file: {e}");
+                None
+            }
+        }
+    }
+
+    /// Drops spooled segments recovery has passed, and when fewer than half of the next
+    /// `depth` segments of timeline `tli` are spooled, fetches the missing ones in
+    /// parallel. Returns how many it stored.
+    fn refill(&self, repo: &Repository, tli: u32, seg: u64) -> Result<usize> {
+        let dir = self.cluster_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut ahead = BTreeSet::new();
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match parse_segment(&name, DEFAULT_SEG_SIZE) {
+                Some((t, s)) if t == tli && s > seg && s <= seg + self.depth => {
+                    ahead.insert(s);
+                }
+                // Passed, another timeline's, or a leftover temporary file.
+                _ => {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        if ahead.len() as u64 * 2 > self.depth {
+            return Ok(0);
+        }
+        let want: Vec<String> = (seg + 1..=seg + self.depth)
+            .filter(|s| !ahead.contains(s))
+            .map(|s| segment_name(tli, s, DEFAULT_SEG_SIZE))
+            .collect();
+        let stored = std::sync::atomic::AtomicUsize::new(0);
+        let workers = want.len().min(4);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failure = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(name) = want.get(i) else { break };
+                        let res = (|| -> Result<bool> {
+                            let Some(bytes) = repo.get_wal_sealed(self.sysid, name)? else { return Ok(false) };
+                            let tmp = dir.join(format!("{name}.tmp"));
+                            std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+                            std::fs::rename(&tmp, dir.join(name))?;
+                            Ok(true)
+                        })();
+                        match res {
+                            Ok(true) => {
+                                stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                *failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            return Err(e);
+        }
+        Ok(stored.into_inner())
+    }
 }
 
 fn write_atomically(dest: &Path, data: &[u8]) -> Result<()> {

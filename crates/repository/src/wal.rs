@@ -110,14 +110,38 @@ impl Repository {
     /// # Errors
     /// `Corrupt` naming the object; store errors.
     pub fn get_wal(&self, sysid: u64, name: &str) -> Result<Option<Vec<u8>>> {
+        let key = self.wal_key(sysid, name);
+        match self.get_wal_sealed(sysid, name)? {
+            Some(bytes) => self.open_wal(name, &bytes, &key).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored (compressed, encrypted) bytes of one WAL file, unchecked; `None` if it
+    /// is not archived. For a cache that keeps them as stored and authenticates them with
+    /// [`Repository::open_wal`] when it serves them (`wal-fetch`'s prefetch).
+    ///
+    /// # Errors
+    /// `Invalid` for a bad name; store errors.
+    pub fn get_wal_sealed(&self, sysid: u64, name: &str) -> Result<Option<Vec<u8>>> {
         check_wal_name(name)?;
         let key = self.wal_key(sysid, name);
-        let bytes = match self.store().get(&key, None) {
-            Ok(o) => o.data,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(RepoError::store(format!("cannot read {key}"))(e)),
-        };
-        pack::open_bytes(self.key(), ObjectKind::PgWal, name, &bytes, &key).map(Some)
+        match self.store().get(&key, None) {
+            Ok(o) => Ok(Some(o.data)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(RepoError::store(format!("cannot read {key}"))(e)),
+        }
+    }
+
+    /// Authenticates and opens the stored bytes of the WAL file `name`: they must have
+    /// been sealed by this repository's key for exactly that name (timeline included),
+    /// so bytes from another repository or filed under another name are refused.
+    ///
+    /// # Errors
+    /// `Corrupt` naming `context`.
+    pub fn open_wal(&self, name: &str, bytes: &[u8], context: &str) -> Result<Vec<u8>> {
+        check_wal_name(name)?;
+        pack::open_bytes(self.key(), ObjectKind::PgWal, name, bytes, context)
     }
 
     /// The names of every WAL file archived for `sysid`, sorted.

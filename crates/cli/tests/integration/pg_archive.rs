@@ -229,3 +229,71 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     assert!(err.contains(&lost) && err.contains("recovery ended before configured recovery target"), "{err}");
     eprintln!("pg PITR scenario took {:.1?}", started.elapsed());
 }
+
+#[test]
+fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() {
+    let sb = repo();
+    std::fs::create_dir(sb.path("pg_wal")).unwrap();
+    let name = |s: u64| format!("0000000100000000{s:08X}");
+    let mut data = Vec::new();
+    for s in 1..=6 {
+        let seg = sb.path(&format!("pg_wal/{}", name(s)));
+        data.push(fake_segment(7_000_002, s as u8));
+        std::fs::write(&seg, &data[s as usize - 1]).unwrap();
+        c(&sb, &["pg", "wal-push"]).arg(&seg).ok();
+    }
+    std::fs::create_dir(sb.path("restore")).unwrap();
+    let dest = sb.path("restore/RECOVERYXLOG");
+    let spool = sb.path("restore/coffer-prefetch/7000002");
+    let fetch = |s: u64| {
+        let doc = c(&sb, &["pg", "wal-fetch", "--json", "--sysid", "7000002", "--prefetch", "3", &name(s)])
+            .arg(&dest)
+            .ok()
+            .json();
+        assert_eq!(std::fs::read(&dest).unwrap(), data[s as usize - 1], "segment {s}");
+        doc
+    };
+    let spooled = || {
+        let mut v: Vec<String> = std::fs::read_dir(&spool)
+            .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // The first fetch reads the repository and spools the next three segments, as stored
+    // (encrypted: the spool holds no WAL in the clear).
+    let doc = fetch(1);
+    assert_eq!((doc["from"].as_str(), doc["prefetched"].as_u64()), (Some("repository"), Some(3)), "{doc}");
+    assert_eq!(spooled(), [name(2), name(3), name(4)]);
+    let raw = std::fs::read(spool.join(name(2))).unwrap();
+    assert!(!raw.windows(64).any(|w| data[1].windows(64).next() == Some(w)), "spooled in the clear");
+    // The next one is served from the spool; two remain ahead (no refill yet).
+    let doc = fetch(2);
+    assert_eq!((doc["from"].as_str(), doc["prefetched"].as_u64()), (Some("prefetch"), Some(0)), "{doc}");
+    assert_eq!(spooled(), [name(3), name(4)]);
+    // A spooled file that does not authenticate is discarded and fetched again: one
+    // tampered with, and one filed under another segment's name.
+    let mut bad = std::fs::read(spool.join(name(3))).unwrap();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(spool.join(name(3)), &bad).unwrap();
+    let run = c(&sb, &["pg", "wal-fetch", "--json", "--sysid", "7000002", "--prefetch", "3", &name(3)]).arg(&dest).ok();
+    assert_eq!(run.json()["from"], "repository");
+    assert!(run.stderr.contains("discarding a prefetched file"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&dest).unwrap(), data[2]);
+    // Refilled (one ahead was fewer than half of three): 4 stays, 5 and 6 are fetched.
+    assert_eq!(spooled(), [name(4), name(5), name(6)]);
+    std::fs::copy(spool.join(name(5)), spool.join(name(4))).unwrap();
+    let run = c(&sb, &["pg", "wal-fetch", "--json", "--sysid", "7000002", "--prefetch", "3", &name(4)]).arg(&dest).ok();
+    assert_eq!(run.json()["from"], "repository", "a file under another name is not served");
+    assert_eq!(std::fs::read(&dest).unwrap(), data[3]);
+    // Another timeline's name: never served from this timeline's copy.
+    let tl2 = format!("00000002{}", &name(5)[8..]);
+    std::fs::copy(spool.join(name(5)), spool.join(&tl2)).unwrap();
+    let run =
+        c(&sb, &["pg", "wal-fetch", "--sysid", "7000002", "--prefetch", "3", &tl2]).arg(sb.path("restore/TL2")).run();
+    assert_eq!(run.code, Some(1), "not archived on timeline 2: {}", run.stderr);
+    assert!(!sb.path("restore/TL2").exists());
+    // The end of the archive: the spool is removed.
+    assert!(!sb.path("restore/coffer-prefetch").exists(), "{:?}", spooled());
+}
