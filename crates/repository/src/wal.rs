@@ -61,7 +61,7 @@ const WAL_PAGE: usize = 8192;
 pub fn partial_order(old: &[u8], new: &[u8]) -> Option<std::cmp::Ordering> {
     let written = |d: &[u8]| d.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
     let (lo, ln) = (written(old), written(new));
-    let common = lo.min(ln) / WAL_PAGE * WAL_PAGE;
+    let common = lo.min(ln).saturating_sub(1) / WAL_PAGE * WAL_PAGE;
     (old[..common] == new[..common]).then(|| lo.cmp(&ln))
 }
 
