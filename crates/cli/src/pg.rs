@@ -106,6 +106,9 @@ struct BackupArgs {
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
+    /// A name for the cluster, stored with the base backup (restore and info accept it)
+    #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME")]
+    cluster: Option<String>,
 }
 
 /// `pg restore`.
@@ -130,6 +133,13 @@ struct RestoreArgs {
     /// The cluster (needed when the repository holds several)
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
+    /// The cluster by the name its base backups were taken with (`pg backup --cluster`)
+    #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME", conflicts_with = "sysid")]
+    cluster: Option<String>,
+    /// Where to write the copy of the repository password that restore_command reads
+    /// [default: DIR.coffer-password, beside the data directory, never inside it]
+    #[arg(long, value_name = "FILE")]
+    password_copy: Option<PathBuf>,
     /// Recover along this timeline [default: the latest, following .history files]
     #[arg(long)]
     timeline: Option<u32>,
@@ -148,6 +158,9 @@ struct InfoArgs {
     /// Only this cluster
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
+    /// Only the cluster of this name (`pg backup --cluster`)
+    #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME", conflicts_with = "sysid")]
+    cluster: Option<String>,
 }
 
 /// Runs `coffer pg …`.
@@ -494,6 +507,8 @@ struct BaseInfo {
     stop_lsn: String,
     stop_time: Timestamp,
     seg_size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
     #[serde(skip)]
     tree: coffer_repository::Id,
 }
@@ -517,6 +532,7 @@ impl BaseInfo {
             stop_lsn: tag("pg-stop-lsn")?,
             stop_time: tag("pg-stop-time")?.parse().ok()?,
             seg_size: tag("pg-wal-segment-size")?.parse().ok()?,
+            cluster: tag("pg-cluster"),
             tree: s.tree,
         })
     }
@@ -641,6 +657,12 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
         format!("pg-stop-time={stop_time}"),
         format!("pg-wal-segment-size={seg_size}"),
     ]);
+    if let Some(name) = &a.cluster {
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            bail!("cluster name {name:?} must be non-empty and without spaces");
+        }
+        tags.push(format!("pg-cluster={name}"));
+    }
     let info = BaseInfo {
         snapshot: String::new(),
         sysid,
@@ -649,6 +671,7 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
         stop_lsn,
         stop_time,
         seg_size,
+        cluster: a.cluster.clone(),
         tree: coffer_repository::Id([0; 32]),
     };
 
@@ -735,9 +758,13 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
 
 // ---- restore ---------------------------------------------------------------------------
 
-fn pick_cluster(repo: &Repository, bases: &[BaseInfo], want: Option<u64>) -> Result<u64> {
+fn pick_cluster(repo: &Repository, bases: &[BaseInfo], want: Option<u64>, name: Option<&str>) -> Result<u64> {
     if let Some(s) = want {
         return Ok(s);
+    }
+    if let Some(name) = name {
+        return cluster_by_name(bases, name)
+            .ok_or_else(|| anyhow!("{} holds no base backup of a cluster named {name:?}", repo.location()));
     }
     let mut ids: Vec<u64> = bases.iter().map(|b| b.sysid).chain(repo.pg_clusters()?).collect();
     ids.sort_unstable();
@@ -745,8 +772,61 @@ fn pick_cluster(repo: &Repository, bases: &[BaseInfo], want: Option<u64>) -> Res
     match ids.as_slice() {
         [one] => Ok(*one),
         [] => bail!("{} holds no PostgreSQL backups", repo.location()),
-        _ => bail!("{} holds several PostgreSQL clusters; choose one with --sysid", repo.location()),
+        _ => bail!("{} holds several PostgreSQL clusters; choose one with --sysid or --cluster", repo.location()),
     }
+}
+
+/// The system identifier named `name` by the newest base backup that carries the name (a
+/// cluster created anew, e.g. by an upgrade, gets a new system identifier and keeps its
+/// name: the name then means the newest one, and `--sysid` reaches the older).
+fn cluster_by_name(bases: &[BaseInfo], name: &str) -> Option<u64> {
+    bases.iter().filter(|b| b.cluster.as_deref() == Some(name)).max_by_key(|b| b.stop_time).map(|b| b.sysid)
+}
+
+/// The timelines recovery reads, from base backup `base` to timeline `target`: for each,
+/// its first and last segment (`None`: to the end). Each timeline's segments end before
+/// the one holding its switch point: that segment is read from the next timeline, whose
+/// copy holds the old timeline's records up to the switch. `None` if `base` is not on the
+/// way to `target` (its timeline is not an ancestor, or it started after the switch).
+fn timeline_path(
+    history: &BTreeMap<u32, String>,
+    base: &BaseInfo,
+    target: u32,
+) -> Option<Vec<(u32, u64, Option<u64>)>> {
+    let seg = base.seg_size;
+    let start = parse_lsn(&base.start_lsn).ok()? / seg;
+    if target == base.timeline {
+        return Some(vec![(target, start, None)]);
+    }
+    let text = history.get(&target)?;
+    let mut path = Vec::new();
+    let mut from = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let mut f = line.split_whitespace();
+        let (Some(tli), Some(end)) = (f.next().and_then(|t| t.parse::<u32>().ok()), f.next()) else { continue };
+        let end = parse_lsn(end).ok()?;
+        if tli == base.timeline {
+            if parse_lsn(&base.start_lsn).ok()? >= end {
+                return None;
+            }
+            from = Some(start);
+        }
+        if let Some(f) = from {
+            path.push((tli, f, Some((end / seg).saturating_sub(1))));
+            from = Some(end / seg);
+        }
+    }
+    path.push((target, from?, None));
+    Some(path)
+}
+
+/// Offsets in `data` of restore point records named by `field` (the name and its NUL).
+fn restore_point_hits(data: &[u8], field: &[u8]) -> Vec<usize> {
+    data.windows(2 + 8 + 64)
+        .enumerate()
+        .filter(|(_, w)| w[0] == 0xFF && w[1] == 72 && w[10..10 + field.len()] == *field)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The LSN of the newest restore point named `name` in the archived WAL (an upper bound:
@@ -764,12 +844,38 @@ fn find_restore_point(repo: &Repository, sysid: u64, name: &str, seg_size: u64) 
     for n in names.iter().rev() {
         let Some((_, segno)) = parse_segment(n, seg_size) else { continue };
         let Some(data) = repo.get_wal(sysid, n)? else { continue };
-        let hit = data.windows(2 + 8 + 64).rposition(|w| w[0] == 0xFF && w[1] == 72 && w[10..11 + name.len()] == field);
-        if let Some(off) = hit {
+        if let Some(&off) = restore_point_hits(&data, &field).last() {
             return Ok(segno * seg_size + off as u64);
         }
     }
     bail!("restore point {name:?} is not in the archived WAL of cluster {sysid}")
+}
+
+/// The LSNs of other restore points named `name` that recovery from segment `from_seg`
+/// would pass before the one at `newest` (PostgreSQL stops at the first it replays).
+fn earlier_restore_points(
+    repo: &Repository,
+    sysid: u64,
+    name: &str,
+    seg_size: u64,
+    from_seg: u64,
+    newest: u64,
+) -> Result<Vec<u64>> {
+    let mut field = name.as_bytes().to_vec();
+    field.push(0);
+    let mut found = BTreeSet::new();
+    for n in repo.list_wal(sysid)? {
+        let Some((_, segno)) = parse_segment(&n, seg_size) else { continue };
+        if segno < from_seg || segno > newest / seg_size {
+            continue;
+        }
+        let Some(data) = repo.get_wal(sysid, &n)? else { continue };
+        // A timeline's first segment repeats its parent's records: the same LSN twice is
+        // one restore point.
+        found.extend(restore_point_hits(&data, &field).into_iter().map(|o| segno * seg_size + o as u64));
+    }
+    found.remove(&newest);
+    Ok(found.into_iter().filter(|l| *l < newest).collect())
 }
 
 /// A time as PostgreSQL's `timestamptz` input reads it in any `DateStyle` (UTC, µs).
@@ -790,27 +896,53 @@ fn sh_quote(s: &str) -> String {
 fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     let repo = open_repo(g, r, Role::Reader)?;
     let all = base_backups(&repo)?;
-    let sysid = pick_cluster(&repo, &all, a.sysid)?;
+    let sysid = pick_cluster(&repo, &all, a.sysid, a.cluster.as_deref())?;
     let bases: Vec<&BaseInfo> = all.iter().filter(|b| b.sysid == sysid).collect();
     let target_lsn = a.lsn.as_deref().map(parse_lsn).transpose()?;
+    let seg_size = bases.first().map_or(DEFAULT_SEG_SIZE, |b| b.seg_size);
     // A restore point is found in the archived WAL, so the base backup chosen precedes it.
     let point_lsn = match &a.name {
-        Some(n) => Some(find_restore_point(&repo, sysid, n, bases.first().map_or(DEFAULT_SEG_SIZE, |b| b.seg_size))?),
+        Some(n) => Some(find_restore_point(&repo, sysid, n, seg_size)?),
         None => None,
     };
-    let base = bases
+    let names = repo.list_wal(sysid)?;
+    // The timeline recovery ends on: --timeline, else (recovery_target_timeline =
+    // 'latest') the newest one reachable by consecutive history files, as PostgreSQL
+    // probes them.
+    let mut history = BTreeMap::new();
+    for n in names.iter().filter(|n| n.ends_with(".history")) {
+        let Ok(tli) = u32::from_str_radix(&n[..8], 16) else { continue };
+        if let Some(d) = repo.get_wal(sysid, n)? {
+            history.insert(tli, String::from_utf8_lossy(&d).into_owned());
+        }
+    }
+    let target_tli = |b: &BaseInfo| {
+        a.timeline.unwrap_or_else(|| {
+            let mut t = b.timeline;
+            while history.contains_key(&(t + 1)) {
+                t += 1;
+            }
+            t
+        })
+    };
+    let (base, path) = bases
         .iter()
         .rev()
-        .find(|b| match (a.time, target_lsn.or(point_lsn)) {
+        .filter(|b| match (a.time, target_lsn.or(point_lsn)) {
             (Some(t), _) => b.stop_time <= t,
             (_, Some(l)) => parse_lsn(&b.stop_lsn).is_ok_and(|s| s <= l),
             _ => true,
         })
-        .ok_or_else(|| anyhow!("no base backup of cluster {sysid} precedes the recovery target"))?;
+        .find_map(|b| Some((*b, timeline_path(&history, b, target_tli(b))?)))
+        .ok_or_else(|| match a.timeline {
+            Some(t) => {
+                anyhow!("no base backup of cluster {sysid} precedes the recovery target on the way to timeline {t}")
+            }
+            None => anyhow!("no base backup of cluster {sysid} precedes the recovery target"),
+        })?;
 
-    // The WAL from the backup's start must be complete up to the target (or the end).
-    let names = repo.list_wal(sysid)?;
-    let start_seg = parse_lsn(&base.start_lsn)? / base.seg_size;
+    // The WAL recovery reads — from the backup's start along the timelines it follows — must
+    // be complete up to the target (or the end); a gap elsewhere does not matter.
     // For a time target the segment holding it is unknown: a gap after the base backup's
     // own WAL is left to recovery, which stops with "recovery ended before configured
     // recovery target was reached" (never promotes short of it), and wal-fetch logs the
@@ -820,8 +952,9 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         (None, l) => l.map(|l| l / base.seg_size),
     };
     for missing in gaps(&names, base.seg_size) {
-        if let Some((_, s)) = parse_segment(&missing, base.seg_size) {
-            if s >= start_seg && upto.is_none_or(|u| s <= u) {
+        if let Some((t, s)) = parse_segment(&missing, base.seg_size) {
+            let read = path.iter().any(|(pt, from, to)| *pt == t && s >= *from && to.is_none_or(|e| s <= e));
+            if read && upto.is_none_or(|u| s <= u) {
                 bail!(
                     "WAL segment {missing} is missing from the archive: cluster {sysid} cannot be recovered past it from base backup {}",
                     &base.snapshot[..8]
@@ -832,6 +965,22 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     for s in base.needed_segments() {
         if !names.iter().any(|n| *n == s || n.strip_suffix(".partial") == Some(s.as_str())) {
             bail!("WAL segment {s} needed by base backup {} is missing from the archive", &base.snapshot[..8]);
+        }
+    }
+    // recovery_target_name stops at the first restore point of that name recovery meets;
+    // the newest is meant: with an older one on the way, recover to the newest's LSN.
+    let mut point_as_lsn = None;
+    if let (Some(n), Some(l)) = (&a.name, point_lsn) {
+        let start_seg = parse_lsn(&base.start_lsn)? / base.seg_size;
+        let earlier = earlier_restore_points(&repo, sysid, n, base.seg_size, start_seg, l)?;
+        if !earlier.is_empty() {
+            eprintln!(
+                "coffer: warning: restore point {n:?} was created {} times since base backup {}; recovering to the newest (near LSN {}), not the first",
+                earlier.len() + 1,
+                &base.snapshot[..8],
+                fmt_lsn(l)
+            );
+            point_as_lsn = Some(l);
         }
     }
 
@@ -875,7 +1024,19 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     let pw_file = match r.password_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
         Some(p) => std::path::absolute(p)?,
         None => {
-            let p = dir.join("coffer.password");
+            // Beside the data directory, never inside it: a base backup of the restored
+            // server would otherwise carry the repository password.
+            let p = match &a.password_copy {
+                Some(p) => std::path::absolute(p)?,
+                None => {
+                    let mut name = dir.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+                    name.push(".coffer-password");
+                    dir.with_file_name(name)
+                }
+            };
+            // Left by an earlier restore to this directory: replaced, never written through
+            // (a symbolic link there is removed, not followed).
+            let _ = std::fs::remove_file(&p);
             let pw = password(r, false)?;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
@@ -905,6 +1066,10 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         conf += &format!("recovery_target_time = {}\n", conf_quote(&pg_time(t)));
     } else if let Some(l) = target_lsn {
         conf += &format!("recovery_target_lsn = {}\n", conf_quote(&fmt_lsn(l)));
+    } else if let Some(l) = point_as_lsn {
+        // The scan's LSN lies inside the restore point's record: stopping before the
+        // first record starting at or after it applies that record and nothing later.
+        conf += &format!("recovery_target_lsn = {}\nrecovery_target_inclusive = off\n", conf_quote(&fmt_lsn(l)));
     } else if let Some(n) = &a.name {
         conf += &format!("recovery_target_name = {}\n", conf_quote(n));
     }
@@ -1018,6 +1183,11 @@ fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
     ids.sort_unstable();
     ids.dedup();
     ids.retain(|s| a.sysid.is_none_or(|w| w == *s));
+    if let Some(name) = &a.cluster {
+        let id = cluster_by_name(&all, name)
+            .ok_or_else(|| anyhow!("{} holds no base backup of a cluster named {name:?}", repo.location()))?;
+        ids.retain(|s| *s == id);
+    }
     let mut clusters = Vec::new();
     for sysid in ids {
         let bases: Vec<&BaseInfo> = all.iter().filter(|b| b.sysid == sysid).collect();
@@ -1030,8 +1200,11 @@ fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
             serde_json::json!({"from-time": b.stop_time, "from-lsn": b.stop_lsn,
                 "to-segment": segs.last().map(|s| s.as_str())})
         });
+        let name =
+            bases.iter().filter(|b| b.cluster.is_some()).max_by_key(|b| b.stop_time).and_then(|b| b.cluster.clone());
         clusters.push(serde_json::json!({
             "sysid": sysid.to_string(),
+            "name": name,
             "base-backups": bases,
             "wal-segments": segs.len(),
             "first-segment": segs.first(),
@@ -1047,7 +1220,10 @@ fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
         return out.finish();
     }
     for c in &clusters {
-        out.line(format!("cluster {}", c["sysid"].as_str().unwrap_or_default()))?;
+        match c["name"].as_str() {
+            Some(n) => out.line(format!("cluster {} ({n})", c["sysid"].as_str().unwrap_or_default()))?,
+            None => out.line(format!("cluster {}", c["sysid"].as_str().unwrap_or_default()))?,
+        }
         for b in c["base-backups"].as_array().into_iter().flatten() {
             out.line(format!(
                 "  base backup {}  timeline {}  WAL {}..{}  consistent at {}",

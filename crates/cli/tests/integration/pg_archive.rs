@@ -104,7 +104,7 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     let pg = sb.cluster("main");
     pg.sql("create table t (id int primary key, v text)");
     pg.sql("insert into t select g, md5(g::text) from generate_series(1, 3) g");
-    let doc = pg.env(sb.c(["pg", "backup", "--json"])).ok().json();
+    let doc = pg.env(sb.c(["pg", "backup", "--json", "--cluster", "main"])).ok().json();
     assert!(doc["start-lsn"].is_string() && doc["stop-lsn"].is_string(), "{doc}");
 
     // Batch A, then the target time, then batch B at least a second later.
@@ -128,6 +128,11 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     let info = sb.c(["pg", "info", "--json"]).ok().json();
     assert_eq!(info["clusters"][0]["gaps"], serde_json::json!([]), "{info}");
     assert_eq!(info["clusters"][0]["base-backups"].as_array().map(Vec::len), Some(2), "{info}");
+    assert_eq!(info["clusters"][0]["name"], "main", "{info}");
+    let text = sb.c(["pg", "info", "--cluster", "main"]).ok().stdout_text();
+    assert!(text.contains("(main)"), "{text}");
+    let err = sb.c(["pg", "info", "--cluster", "other"]).fails(1);
+    assert!(err.contains("no base backup of a cluster named \"other\""), "{err}");
     let verify = sb.c(["verify", "--read-data"]).ok().stdout_text();
     assert!(verify.contains("no problems found"), "{verify}");
 
@@ -136,6 +141,12 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     assert!(!out.contains(crate::pg_util::PASSWORD), "the password is not printed: {out}");
     let conf = std::fs::read_to_string(sb.path("r1/postgresql.auto.conf")).unwrap();
     assert!(!conf.contains(crate::pg_util::PASSWORD), "the password is not in the settings: {conf}");
+    // restore_command's copy of the password lies beside the data directory, not in it
+    // (a base backup of the restored server would carry it).
+    assert!(!sb.path("r1/coffer.password").exists());
+    let copy = std::fs::metadata(sb.path("r1.coffer-password")).expect("password copy beside r1");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&copy.permissions()) & 0o777, 0o600);
+    assert!(conf.contains("r1.coffer-password"), "{conf}");
     assert!(Path::new(&sb.path("r1/recovery.signal")).exists());
     {
         let mut r1 = sb.start(sb.path("r1"));
@@ -143,7 +154,10 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
         assert_eq!(rows(&r1), expect_a, "restored to {target}: {}", r1.log());
     }
     // To the LSN and to the restore point: batch A too.
-    for (dir, goal) in [("r-lsn", ["--lsn", lsn_a.as_str()]), ("r-name", ["--name", "after_a"])] {
+    for (dir, goal) in [
+        ("r-lsn", ["--lsn", lsn_a.as_str(), "--cluster", "main"]),
+        ("r-name", ["--name", "after_a", "--cluster", "main"]),
+    ] {
         sb.c(["pg", "restore", "--target"]).arg(sb.path(dir)).args(goal).ok();
         let mut r = sb.start(sb.path(dir));
         r.wait_promoted();
@@ -196,7 +210,16 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     let verify = sb.c(["verify", "--read-data"]).run();
     assert_eq!(verify.code, Some(6), "verify fails on a gap: {}", verify.stderr);
     assert!(verify.stdout_text().contains(&format!("WAL segment {lost} of cluster")), "{}", verify.stdout_text());
-    let err = sb.c(["pg", "restore", "--latest", "--target"]).arg(sb.path("r3")).fails(1);
+    // The gap is on timeline 1 after timeline 2 branched off: --latest follows timeline 2
+    // and does not read it …
+    sb.c(["pg", "restore", "--latest", "--target"]).arg(sb.path("r3")).ok();
+    {
+        let mut r = sb.start(sb.path("r3"));
+        r.wait_promoted();
+        assert!(rows(&r).ends_with(",100,101"), "the end of timeline 2: {}", rows(&r));
+    }
+    // … but the latest state of timeline 1 lies past it.
+    let err = sb.c(["pg", "restore", "--latest", "--timeline", "1", "--target"]).arg(sb.path("r3-tl1")).fails(1);
     assert!(err.contains(&lost) && err.contains("missing"), "{err}");
 
     // --start: starts the server on the restore and returns once it has been promoted.

@@ -68,6 +68,10 @@ fn restore_to_random_commit_times_of_a_pgbench_like_workload_gives_exactly_the_c
         if tx % 100 == 0 {
             pg.sql(&script);
             script.clear();
+            // The same restore point name twice: a restore to it means the newest.
+            if tx == 100 || tx == 200 {
+                pg.sql("select pg_create_restore_point('dup')");
+            }
         }
     }
     pg.switch_and_archive();
@@ -98,5 +102,23 @@ fn restore_to_random_commit_times_of_a_pgbench_like_workload_gives_exactly_the_c
         assert_eq!(got, expect, "seed {seed}: restored to {target} (after transaction {upto})");
         assert!(got.starts_with(&format!("{upto} ")), "{got}");
     }
+    // A restore point created twice: recovery would stop at the first it meets; coffer
+    // recovers to the newest and says so.
+    let dir = sb.path("r-dup");
+    let run = sb.c(["pg", "restore", "--start", "--name", "dup", "--target"]).arg(&dir).ok();
+    assert!(run.stderr.contains("restore point \"dup\" was created 2 times"), "{}", run.stderr);
+    let out = as_postgres(Path::new(PG_BIN).join("psql"), &sb.path("home"))
+        .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
+        .arg(&dir)
+        .args(["-c", &state_sql(None)])
+        .output()
+        .unwrap();
+    let st = as_postgres(Path::new(PG_BIN).join("pg_ctl"), &sb.path("home"))
+        .args(["stop", "-m", "immediate", "-D"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pg.sql(&state_sql(Some(200))));
     eprintln!("pg random-target PITR took {:.1?}", started.elapsed());
 }
