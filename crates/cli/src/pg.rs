@@ -997,7 +997,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
 
     // Stream base.tar into tar -x.
     let index = repo.load_index()?;
-    let mut reader = repo.reader(&index);
+    let reader = coffer_repository::SharedReader::new(&repo, &index, 6);
     let tree = reader.tree(&base.tree)?;
     let node = tree.find(b"base.tar").ok_or_else(|| anyhow!("base backup {} has no base.tar", base.snapshot))?;
     let mut tar = Command::new("tar")
@@ -1009,10 +1009,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         .spawn()
         .context("cannot run tar")?;
     let mut sink = tar.stdin.take().expect("stdin is piped");
-    for id in &node.content {
-        let data = reader.read(id)?;
-        sink.write_all(&data).context("tar stopped reading")?;
-    }
+    read_in_order(&reader, &node.content, 2, |data| sink.write_all(data).context("tar stopped reading"))?;
     drop(sink);
     let out = tar.wait_with_output().context("cannot wait for tar")?;
     if !out.status.success() {
@@ -1106,6 +1103,65 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         ))?;
     }
     out.finish()
+}
+
+/// Reads, authenticates and decompresses the blobs `ids` on `workers` threads and hands
+/// them to `sink` in order: unpacking a base backup is otherwise one core decrypting while
+/// `tar` waits. At most `AHEAD` blobs are read past the one `sink` waits for, which
+/// bounds memory; the first error stops the workers and is returned.
+fn read_in_order(
+    reader: &coffer_repository::SharedReader<'_>,
+    ids: &[coffer_repository::Id],
+    workers: usize,
+    mut sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const AHEAD: usize = 32;
+    let next = AtomicUsize::new(0);
+    let written = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, coffer_repository::Result<Vec<u8>>)>();
+        for _ in 0..workers.max(1) {
+            let tx = tx.clone();
+            let (next, written, stop) = (&next, &written, &stop);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(id) = ids.get(i) else { break };
+                    while i >= written.load(Ordering::Acquire) + AHEAD && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    if stop.load(Ordering::Relaxed) || tx.send((i, reader.read(id))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending = BTreeMap::new();
+        let mut want = 0;
+        let res = (|| {
+            for (i, data) in &rx {
+                pending.insert(i, data);
+                while let Some(data) = pending.remove(&want) {
+                    sink(&data?)?;
+                    want += 1;
+                    written.store(want, Ordering::Release);
+                }
+            }
+            if want == ids.len() {
+                Ok(())
+            } else {
+                Err(anyhow!("a reader thread stopped at blob {want} of {}", ids.len()))
+            }
+        })();
+        if res.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        drop(rx);
+        res
+    })
 }
 
 /// `restore --start`: starts the server on `dir` listening only on a socket in `dir`, and
