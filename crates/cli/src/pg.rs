@@ -33,7 +33,7 @@ mod stream;
 
 use crate::Global;
 use crate::output::Output;
-use crate::repo::{RepoOpts, open_repo, password};
+use crate::repo::{RepoOpts, open_repo};
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use coffer_repository::{BlobKind, ChainLink, Node, NodeKind, Repository, Snapshot, Tree, WalPut};
@@ -92,6 +92,10 @@ struct WalFetchArgs {
     /// (coffer-prefetch/SYSID), for the next calls; 0 turns it off
     #[arg(long, env = "COFFER_PG_PREFETCH", default_value_t = 8, value_name = "N")]
     prefetch: u64,
+    /// Open the repository with the key `pg restore` saved in FILE instead of the password
+    /// (no key derivation per call)
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 /// `pg backup`.
@@ -136,10 +140,10 @@ struct RestoreArgs {
     /// The cluster by the name its base backups were taken with (`pg backup --cluster`)
     #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME", conflicts_with = "sysid")]
     cluster: Option<String>,
-    /// Where to write the copy of the repository password that restore_command reads
-    /// [default: DIR.coffer-password, beside the data directory, never inside it]
+    /// Where to write the copy of the repository key that restore_command reads
+    /// [default: DIR.coffer-key, beside the data directory, never inside it]
     #[arg(long, value_name = "FILE")]
-    password_copy: Option<PathBuf>,
+    key_copy: Option<PathBuf>,
     /// Recover along this timeline [default: the latest, following .history files]
     #[arg(long)]
     timeline: Option<u32>,
@@ -289,7 +293,10 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
         Some(s) => s,
         None => sysid_from_control(Path::new("."))?,
     };
-    let repo = open_repo(g, r, Role::Reader)?;
+    let repo = match &a.key_file {
+        Some(k) => crate::repo::open_repo_with_key(g, r, Role::Reader, k)?,
+        None => open_repo(g, r, Role::Reader)?,
+    };
     let dest_dir = a.dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let prefetch = Prefetch { dir: dest_dir.join("coffer-prefetch"), sysid, depth: a.prefetch };
     // Only completed segments are prefetched: they are never replaced, so a spooled copy
@@ -1018,44 +1025,42 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
 
     // Recovery settings.
     let exe = std::env::current_exe().context("cannot find the coffer executable")?;
-    let pw_file = match r.password_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+    // restore_command runs once per WAL file: it gets the unwrapped repository key, so it
+    // skips the password's key derivation (Argon2id, ~0.2 s a call). The key opens this
+    // repository only (the password may open others) and goes beside the data directory,
+    // never inside it, where a later base backup of the restored server would carry it.
+    let key_file = match &a.key_copy {
         Some(p) => std::path::absolute(p)?,
         None => {
-            // Beside the data directory, never inside it: a base backup of the restored
-            // server would otherwise carry the repository password.
-            let p = match &a.password_copy {
-                Some(p) => std::path::absolute(p)?,
-                None => {
-                    let mut name = dir.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-                    name.push(".coffer-password");
-                    dir.with_file_name(name)
-                }
-            };
-            // Left by an earlier restore to this directory: replaced, never written through
-            // (a symbolic link there is removed, not followed).
-            let _ = std::fs::remove_file(&p);
-            let pw = password(r, false)?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode_0600()
-                .open(&p)
-                .with_context(|| format!("cannot create {}", p.display()))?;
-            f.write_all(&pw)?;
-            f.write_all(b"\n")?;
-            p
+            let mut name = dir.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+            name.push(".coffer-key");
+            dir.with_file_name(name)
         }
     };
+    {
+        // Left by an earlier restore to this directory: replaced, never written through
+        // (a symbolic link there is removed, not followed).
+        let _ = std::fs::remove_file(&key_file);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode_0600()
+            .open(&key_file)
+            .with_context(|| format!("cannot create {}", key_file.display()))?;
+        let text = serde_json::to_vec(repo.key()).context("cannot encode the repository key")?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+    }
     let repo_arg = match &r.repo {
         Some(p) if !p.to_string_lossy().contains("://") => std::path::absolute(p)?.display().to_string(),
         Some(p) => p.display().to_string(),
         None => crate::repo::vault_dir(r)?.0.display().to_string(),
     };
     let cmd = format!(
-        "{} --repo {} --password-file {} pg wal-fetch --sysid {sysid} %f %p",
+        "{} --repo {} pg wal-fetch --key-file {} --sysid {sysid} %f %p",
         sh_quote(&exe.display().to_string()),
         sh_quote(&repo_arg),
-        sh_quote(&pw_file.display().to_string())
+        sh_quote(&key_file.display().to_string())
     );
     let mut conf = String::from("\n# Added by coffer pg restore: recovery from the coffer repository.\n");
     conf += &format!("restore_command = {}\n", conf_quote(&cmd));
@@ -1092,7 +1097,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     }
     let mut out = Output::new(g.json);
     if out.json() {
-        out.doc(&serde_json::json!({"target": dir, "base": base, "password-file": pw_file, "started": a.start}))?;
+        out.doc(&serde_json::json!({"target": dir, "base": base, "key-file": key_file, "started": a.start}))?;
     } else {
         out.line(format!(
             "restored base backup {} (cluster {sysid}, WAL {}..{}) into {}; start the server to recover",

@@ -141,12 +141,16 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     assert!(!out.contains(crate::pg_util::PASSWORD), "the password is not printed: {out}");
     let conf = std::fs::read_to_string(sb.path("r1/postgresql.auto.conf")).unwrap();
     assert!(!conf.contains(crate::pg_util::PASSWORD), "the password is not in the settings: {conf}");
-    // restore_command's copy of the password lies beside the data directory, not in it
-    // (a base backup of the restored server would carry it).
-    assert!(!sb.path("r1/coffer.password").exists());
-    let copy = std::fs::metadata(sb.path("r1.coffer-password")).expect("password copy beside r1");
+    // restore_command opens the repository with a copy of its key (no key derivation per
+    // WAL file), which lies beside the data directory, not in it (a base backup of the
+    // restored server would carry it), and holds neither the password nor anything else.
+    assert!(!sb.path("r1/coffer.password").exists() && !sb.path("r1/coffer.key").exists());
+    let copy = std::fs::metadata(sb.path("r1.coffer-key")).expect("key copy beside r1");
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&copy.permissions()) & 0o777, 0o600);
-    assert!(conf.contains("r1.coffer-password"), "{conf}");
+    let key = std::fs::read_to_string(sb.path("r1.coffer-key")).unwrap();
+    assert!(!key.contains(crate::pg_util::PASSWORD));
+    assert!(conf.contains("--key-file") && conf.contains("r1.coffer-key"), "{conf}");
+    assert!(!conf.contains("--password-file"), "{conf}");
     assert!(Path::new(&sb.path("r1/recovery.signal")).exists());
     {
         let mut r1 = sb.start(sb.path("r1"));
@@ -317,6 +321,19 @@ fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() 
         c(&sb, &["pg", "wal-fetch", "--sysid", "7000002", "--prefetch", "3", &tl2]).arg(sb.path("restore/TL2")).run();
     assert_eq!(run.code, Some(1), "not archived on timeline 2: {}", run.stderr);
     assert!(!sb.path("restore/TL2").exists());
+    // A key file that holds no key (or another repository's) is an error, not "absent".
+    std::fs::write(sb.path("bad.key"), "{\"secret\": 1}").unwrap();
+    let run = c(&sb, &["pg", "wal-fetch", "--sysid", "7000002", "--key-file"])
+        .arg(sb.path("bad.key"))
+        .args([&name(6)])
+        .arg(sb.path("restore/X"))
+        .run();
+    assert_eq!(run.code, Some(126), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("does not hold a coffer repository key") && !run.stderr.contains("secret"),
+        "{}",
+        run.stderr
+    );
     // The end of the archive: the spool is removed.
     assert!(!sb.path("restore/coffer-prefetch").exists(), "{:?}", spooled());
 }
