@@ -126,10 +126,13 @@ listen_addresses = ''
 unix_socket_directories = '$SOCK'
 max_wal_size = 4GB
 archive_mode = on
-archive_command = '$COFFER pg wal-push %p && pgbackrest --config=$CONF --stanza=bench archive-push %p'
+archive_command = '$COFFER pg wal-push --key-file $SCRATCH/coffer.key %p && pgbackrest --config=$CONF --stanza=bench archive-push %p'
 EOF
-aspg pg_ctl start -w -D "$DATA" -l "$SCRATCH/data.log" >/dev/null
 aspg "$COFFER" init >/dev/null
+# archive_command opens the repository with the exported key (docs/postgres.md), as
+# pgBackRest's reads its cipher pass from its configuration.
+aspg "$COFFER" pg export-key "$SCRATCH/coffer.key" >/dev/null
+aspg pg_ctl start -w -D "$DATA" -l "$SCRATCH/data.log" >/dev/null
 aspg pgbackrest --config="$CONF" --stanza=bench stanza-create >/dev/null
 # The WAL push measurement uses every segment from here on (the load's and the run's).
 FIRST_SEG=$(psql_ "select pg_walfile_name(pg_current_wal_lsn())")
@@ -206,9 +209,12 @@ NSEG=${#NAMES[@]}
 sed "s|^repo1-path=.*|repo1-path=$SCRATCH/pgbr-push|" "$CONF" >"$SCRATCH/push.conf"
 chown postgres "$SCRATCH/push.conf"
 aspg env COFFER_REPO="$SCRATCH/coffer-push" "$COFFER" init >/dev/null
+aspg env COFFER_REPO="$SCRATCH/coffer-push" "$COFFER" pg export-key "$SCRATCH/coffer-push.key" >/dev/null
 aspg pgbackrest --config="$SCRATCH/push.conf" --stanza=bench stanza-create >/dev/null
 t0=$(now)
-for n in "${NAMES[@]}"; do aspg env COFFER_REPO="$SCRATCH/coffer-push" "$COFFER" pg wal-push "$SEGS/$n"; done
+for n in "${NAMES[@]}"; do
+    aspg env COFFER_REPO="$SCRATCH/coffer-push" COFFER_PASSWORD= "$COFFER" pg wal-push --key-file "$SCRATCH/coffer-push.key" "$SEGS/$n"
+done
 t1=$(now)
 R[push_coffer]=$(secs "$t0" "$t1")
 t0=$(now)

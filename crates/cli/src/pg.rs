@@ -66,6 +66,8 @@ enum PgCmd {
     Info(InfoArgs),
     /// Receive WAL continuously (pg_receivewal, replication slot) into the repository
     Stream(stream::StreamArgs),
+    /// Write the repository key to a file for wal-push/wal-fetch --key-file
+    ExportKey(ExportKeyArgs),
 }
 
 /// `pg wal-push`.
@@ -76,6 +78,17 @@ struct WalPushArgs {
     /// The cluster's system identifier [default: from the segment header or global/pg_control]
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
+    /// Open the repository with the key `pg export-key` wrote to FILE instead of the
+    /// password (no key derivation per call)
+    #[arg(long, env = "COFFER_PG_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+}
+
+/// `pg export-key`.
+#[derive(Debug, Args)]
+struct ExportKeyArgs {
+    /// Where to write the repository key (created, mode 0600; must not exist)
+    file: PathBuf,
 }
 
 /// `pg wal-fetch`.
@@ -181,6 +194,7 @@ pub fn run(g: &Global, r: &RepoOpts, args: PgArgs) -> Result<()> {
         PgCmd::Restore(a) => restore(g, r, &a),
         PgCmd::Info(a) => info(g, r, &a),
         PgCmd::Stream(a) => stream::stream(g, r, &a),
+        PgCmd::ExportKey(a) => export_key(g, r, &a),
     }
 }
 
@@ -279,7 +293,10 @@ fn wal_push(g: &Global, r: &RepoOpts, a: &WalPushArgs) -> Result<()> {
         Some(s) => s,
         None => sysid_from_control(Path::new("."))?,
     };
-    let repo = open_repo(g, r, Role::Writer)?;
+    let repo = match &a.key_file {
+        Some(k) => crate::repo::open_repo_with_key(g, r, Role::Writer, k)?,
+        None => open_repo(g, r, Role::Writer)?,
+    };
     let put = repo.put_wal(sysid, &name, &data).with_context(|| format!("cannot archive WAL file {name}"))?;
     let mut out = Output::new(g.json);
     if out.json() {
@@ -448,6 +465,37 @@ impl Prefetch {
         }
         Ok(stored.into_inner())
     }
+}
+
+/// `pg export-key FILE`: the repository's unwrapped key, for the commands PostgreSQL runs
+/// once per WAL file. Opening with a password derives the key with Argon2id (about 0.2 s),
+/// which would cap `archive_command` at a few segments a second. The file is as sensitive
+/// as a password file for this repository (and opens no other), so it is created new,
+/// mode 0600, and its contents are never printed.
+fn export_key(g: &Global, r: &RepoOpts, a: &ExportKeyArgs) -> Result<()> {
+    let repo = open_repo(g, r, Role::Reader)?;
+    write_key_file(&repo, &a.file)?;
+    let mut out = Output::new(g.json);
+    if out.json() {
+        out.doc(&serde_json::json!({"key-file": a.file}))?;
+    } else {
+        out.line(format!("wrote the key of {} to {} (mode 0600)", repo.location(), a.file.display()))?;
+    }
+    out.finish()
+}
+
+/// Writes the repository key to `path`, which must not exist (mode 0600, synced).
+fn write_key_file(repo: &Repository, path: &Path) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode_0600()
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let text = serde_json::to_vec(repo.key()).context("cannot encode the repository key")?;
+    f.write_all(&text)?;
+    f.sync_all()?;
+    Ok(())
 }
 
 fn write_atomically(dest: &Path, data: &[u8]) -> Result<()> {
@@ -1041,15 +1089,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         // Left by an earlier restore to this directory: replaced, never written through
         // (a symbolic link there is removed, not followed).
         let _ = std::fs::remove_file(&key_file);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode_0600()
-            .open(&key_file)
-            .with_context(|| format!("cannot create {}", key_file.display()))?;
-        let text = serde_json::to_vec(repo.key()).context("cannot encode the repository key")?;
-        f.write_all(&text)?;
-        f.sync_all()?;
+        write_key_file(&repo, &key_file)?;
     }
     let repo_arg = match &r.repo {
         Some(p) if !p.to_string_lossy().contains("://") => std::path::absolute(p)?.display().to_string(),

@@ -262,12 +262,20 @@ fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() 
     let sb = repo();
     std::fs::create_dir(sb.path("pg_wal")).unwrap();
     let name = |s: u64| format!("0000000100000000{s:08X}");
+    // archive_command may use an exported key instead of the password (no key
+    // derivation per segment): no password in its environment at all.
+    let key = sb.path("repo.key");
+    c(&sb, &["pg", "export-key"]).arg(&key).ok();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let err = c(&sb, &["pg", "export-key"]).arg(&key).fails(1);
+    assert!(err.contains("cannot create"), "never overwritten: {err}");
     let mut data = Vec::new();
     for s in 1..=6 {
         let seg = sb.path(&format!("pg_wal/{}", name(s)));
         data.push(fake_segment(7_000_002, s as u8));
         std::fs::write(&seg, &data[s as usize - 1]).unwrap();
-        c(&sb, &["pg", "wal-push"]).arg(&seg).ok();
+        sb.coffer(["--repo"]).arg(sb.vault()).args(["pg", "wal-push", "--key-file"]).arg(&key).arg(&seg).ok();
     }
     std::fs::create_dir(sb.path("restore")).unwrap();
     let dest = sb.path("restore/RECOVERYXLOG");
