@@ -20,6 +20,11 @@
 //!   newest base backup preceding the target and the recovery settings; `--start` starts
 //!   the server and waits for the promotion (see `docs/postgres.md`).
 //! - `info`: per cluster, base backups, archived WAL, recovery window and gaps.
+//! - `export-key FILE`: the repository's unwrapped key for `wal-push`/`wal-fetch
+//!   --key-file`, which PostgreSQL runs once per WAL file: opening with a password costs
+//!   an Argon2id derivation (~0.2 s) each time. `restore` writes such a copy beside the
+//!   data directory (never inside it, where a base backup would carry it) for its
+//!   `restore_command`.
 //! - `stream`: `pg_receivewal` with a replication slot into a spool directory, whose
 //!   segments (and the unfinished one, at intervals) are stored as `wal-push` stores them
 //!   (see [`stream`]).
