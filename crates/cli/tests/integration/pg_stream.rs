@@ -6,17 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `coffer pg stream`; killed (SIGKILL, like a crash) on drop. It stores the
-/// unfinished segment only when it starts (`--partial-interval 1h`), so what the last
-/// commits wrote reaches the repository only through the spool.
+/// A running `coffer pg stream`; killed (SIGKILL, like a crash) on drop.
 struct Stream {
     child: Child,
 }
 
 impl Stream {
-    fn start(sb: &PgSandbox, pg: &Cluster, spool: &Path) -> Self {
+    /// Starts it, storing the unfinished segment every `interval`.
+    fn start(sb: &PgSandbox, pg: &Cluster, spool: &Path, interval: &str) -> Self {
         let mut cmd =
-            pg.env(sb.c(["pg", "stream", "--synchronous", "--partial-interval", "1h", "--spool"]).arg(spool)).cmd;
+            pg.env(sb.c(["pg", "stream", "--synchronous", "--partial-interval", interval, "--spool"]).arg(spool)).cmd;
         let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("start coffer pg stream");
         let s = Self { child };
         wait_for(pg, "select active from pg_replication_slots where slot_name = 'coffer'", "t");
@@ -84,10 +83,20 @@ fn stream_resumes_from_its_slot_and_loses_no_committed_row_when_the_server_crash
     pg.sql("select pg_reload_conf()");
     let spool: PathBuf = sb.path("spool");
 
-    let stream = Stream::start(&sb, &pg, &spool);
+    let stream = Stream::start(&sb, &pg, &spool, "1s");
     sync_on(&pg, true);
     for i in 1..=5 {
         pg.sql(&format!("insert into t values ({i}, 'streamed')"));
+    }
+    // While it runs, the unfinished segment reaches the repository at the interval.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = sb.c(["pg", "info", "--json"]).ok().json();
+        if info["clusters"][0]["last-segment"].as_str().is_some_and(|s| s.ends_with(".partial")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no .partial stored while streaming: {info}");
+        std::thread::sleep(Duration::from_millis(300));
     }
     // Stopped: the slot keeps the server's WAL while segments pass and checkpoints recycle
     // them (without the slot, the restarted receiver would find them gone).
@@ -100,7 +109,9 @@ fn stream_resumes_from_its_slot_and_loses_no_committed_row_when_the_server_crash
     }
     pg.sql("checkpoint");
     pg.sql("checkpoint");
-    let stream = Stream::start(&sb, &pg, &spool);
+    // From here on it stores the unfinished segment only when it starts, so what the last
+    // commits wrote reaches the repository only through the spool.
+    let stream = Stream::start(&sb, &pg, &spool, "1h");
     sync_on(&pg, true);
     // Synchronous: each commit returns once pg_receivewal has flushed it to the spool.
     for i in 11..=20 {
