@@ -20,21 +20,31 @@
 //!   newest base backup preceding the target and the recovery settings; `--start` starts
 //!   the server and waits for the promotion (see `docs/postgres.md`).
 //! - `info`: per cluster, base backups, archived WAL, recovery window and gaps.
+//! - `export-key FILE`: the repository's unwrapped key for `wal-push`/`wal-fetch
+//!   --key-file`, which PostgreSQL runs once per WAL file: opening with a password costs
+//!   an Argon2id derivation (~0.2 s) each time. `restore` writes such a copy beside the
+//!   data directory (never inside it, where a base backup would carry it) for its
+//!   `restore_command`.
+//! - `stream`: `pg_receivewal` with a replication slot into a spool directory, whose
+//!   segments (and the unfinished one, at intervals) are stored as `wal-push` stores them
+//!   (see [`stream`]).
 //!
 //! The system identifier of a WAL segment comes from its long page header (the first page
 //! of every segment carries it); for `.history`/`.backup` files and for `wal-fetch` it is
 //! read from `global/pg_control` of the data directory (the working directory of
 //! `archive_command`/`restore_command`), unless `--sysid` is given.
 
+mod stream;
+
 use crate::Global;
 use crate::output::Output;
-use crate::repo::{RepoOpts, open_repo, password};
+use crate::repo::{RepoOpts, open_repo};
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use coffer_repository::{BlobKind, ChainLink, Node, NodeKind, Repository, Snapshot, Tree, WalPut};
 use coffer_store::Role;
 use jiff::Timestamp;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,6 +69,10 @@ enum PgCmd {
     Restore(RestoreArgs),
     /// Show clusters, base backups, archived WAL, recovery windows and gaps
     Info(InfoArgs),
+    /// Receive WAL continuously (pg_receivewal, replication slot) into the repository
+    Stream(stream::StreamArgs),
+    /// Write the repository key to a file for wal-push/wal-fetch --key-file
+    ExportKey(ExportKeyArgs),
 }
 
 /// `pg wal-push`.
@@ -69,6 +83,17 @@ struct WalPushArgs {
     /// The cluster's system identifier [default: from the segment header or global/pg_control]
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
+    /// Open the repository with the key `pg export-key` wrote to FILE instead of the
+    /// password (no key derivation per call)
+    #[arg(long, env = "COFFER_PG_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+}
+
+/// `pg export-key`.
+#[derive(Debug, Args)]
+struct ExportKeyArgs {
+    /// Where to write the repository key (created, mode 0600; must not exist)
+    file: PathBuf,
 }
 
 /// `pg wal-fetch`.
@@ -81,6 +106,14 @@ struct WalFetchArgs {
     /// The cluster's system identifier [default: from global/pg_control in the working directory]
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
+    /// Fetch up to this many following segments in parallel into a spool beside DEST
+    /// (coffer-prefetch/SYSID), for the next calls; 0 turns it off
+    #[arg(long, env = "COFFER_PG_PREFETCH", default_value_t = 8, value_name = "N")]
+    prefetch: u64,
+    /// Open the repository with the key `pg restore` saved in FILE instead of the password
+    /// (no key derivation per call)
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 /// `pg backup`.
@@ -95,6 +128,9 @@ struct BackupArgs {
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
+    /// A name for the cluster, stored with the base backup (restore and info accept it)
+    #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME")]
+    cluster: Option<String>,
 }
 
 /// `pg restore`.
@@ -119,6 +155,13 @@ struct RestoreArgs {
     /// The cluster (needed when the repository holds several)
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
+    /// The cluster by the name its base backups were taken with (`pg backup --cluster`)
+    #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME", conflicts_with = "sysid")]
+    cluster: Option<String>,
+    /// Where to write the copy of the repository key that restore_command reads
+    /// [default: DIR.coffer-key, beside the data directory, never inside it]
+    #[arg(long, value_name = "FILE")]
+    key_copy: Option<PathBuf>,
     /// Recover along this timeline [default: the latest, following .history files]
     #[arg(long)]
     timeline: Option<u32>,
@@ -137,6 +180,9 @@ struct InfoArgs {
     /// Only this cluster
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
+    /// Only the cluster of this name (`pg backup --cluster`)
+    #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME", conflicts_with = "sysid")]
+    cluster: Option<String>,
 }
 
 /// Runs `coffer pg …`.
@@ -152,6 +198,8 @@ pub fn run(g: &Global, r: &RepoOpts, args: PgArgs) -> Result<()> {
         PgCmd::Backup(a) => backup(g, r, &a),
         PgCmd::Restore(a) => restore(g, r, &a),
         PgCmd::Info(a) => info(g, r, &a),
+        PgCmd::Stream(a) => stream::stream(g, r, &a),
+        PgCmd::ExportKey(a) => export_key(g, r, &a),
     }
 }
 
@@ -250,7 +298,10 @@ fn wal_push(g: &Global, r: &RepoOpts, a: &WalPushArgs) -> Result<()> {
         Some(s) => s,
         None => sysid_from_control(Path::new("."))?,
     };
-    let repo = open_repo(g, r, Role::Writer)?;
+    let repo = match &a.key_file {
+        Some(k) => crate::repo::open_repo_with_key(g, r, Role::Writer, k)?,
+        None => open_repo(g, r, Role::Writer)?,
+    };
     let put = repo.put_wal(sysid, &name, &data).with_context(|| format!("cannot archive WAL file {name}"))?;
     let mut out = Output::new(g.json);
     if out.json() {
@@ -264,12 +315,33 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
         Some(s) => s,
         None => sysid_from_control(Path::new("."))?,
     };
-    let repo = open_repo(g, r, Role::Reader)?;
-    let mut data = repo.get_wal(sysid, &a.name).with_context(|| format!("cannot fetch WAL file {}", a.name))?;
-    if data.is_none() && parse_segment(&a.name, DEFAULT_SEG_SIZE).is_some() {
+    let repo = match &a.key_file {
+        Some(k) => crate::repo::open_repo_with_key(g, r, Role::Reader, k)?,
+        None => open_repo(g, r, Role::Reader)?,
+    };
+    let dest_dir = a.dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let prefetch = Prefetch { dir: dest_dir.join("coffer-prefetch"), sysid, depth: a.prefetch };
+    // Only completed segments are prefetched: they are never replaced, so a spooled copy
+    // that authenticates under its exact name (timeline included) is the archived one.
+    let segment = parse_segment(&a.name, DEFAULT_SEG_SIZE).filter(|_| !a.name.ends_with(".partial"));
+    let mut from = "repository";
+    let mut data = None;
+    if segment.is_some() && a.prefetch > 0 {
+        data = prefetch.take(&repo, &a.name);
+        if data.is_some() {
+            from = "prefetch";
+        }
+    }
+    if data.is_none() {
+        data = repo.get_wal(sysid, &a.name).with_context(|| format!("cannot fetch WAL file {}", a.name))?;
+    }
+    if data.is_none() && segment.is_some() {
         data = repo.get_wal(sysid, &format!("{}.partial", a.name))?;
     }
     let Some(data) = data else {
+        // The end of the archive (or a gap): recovery stops asking for segments, so the
+        // spool has served its purpose.
+        let _ = std::fs::remove_dir_all(&prefetch.dir);
         // A missing segment with later ones archived is a gap, not the end of the archive.
         if let Some((tli, seg)) = parse_segment(&a.name, DEFAULT_SEG_SIZE) {
             let later = repo
@@ -283,7 +355,152 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
         }
         std::process::exit(1);
     };
-    write_atomically(&a.dest, &data)
+    write_atomically(&a.dest, &data)?;
+    let mut fetched = 0;
+    if let Some((tli, seg)) = segment.filter(|_| a.prefetch > 0) {
+        // A cache: its failures cost speed, never the fetch itself.
+        match prefetch.refill(&repo, tli, seg) {
+            Ok(n) => fetched = n,
+            Err(e) => eprintln!("coffer: warning: prefetch after {}: {e:#}", a.name),
+        }
+    }
+    let mut out = Output::new(g.json);
+    if out.json() {
+        out.doc(&serde_json::json!({"file": a.name, "from": from, "prefetched": fetched}))?;
+    }
+    out.finish()
+}
+
+/// `wal-fetch`'s spool of the segments that follow the one asked for: recovery asks for
+/// segments one `restore_command` call at a time, so without it every segment waits for
+/// one store round trip and one decryption in turn.
+///
+/// Invariants guarded: a spooled file is served only after it authenticates under this
+/// repository's key and its exact name (the name, with its timeline, is in the AEAD's
+/// associated data), exactly as a fetched one — a file torn, tampered with, from another
+/// repository or filed under another timeline is discarded and fetched again; the spool
+/// holds at most `depth` files per cluster (older ones are removed as recovery passes
+/// them, the whole spool at the end of the archive); it lives beside `%p` (in `pg_wal`,
+/// whose contents base backups leave out).
+struct Prefetch {
+    dir: PathBuf,
+    sysid: u64,
+    depth: u64,
+}
+
+impl Prefetch {
+    fn cluster_dir(&self) -> PathBuf {
+        self.dir.join(self.sysid.to_string())
+    }
+
+    /// The verified content of `name` from the spool, removing it; `None` if it is not
+    /// there or does not authenticate.
+    fn take(&self, repo: &Repository, name: &str) -> Option<Vec<u8>> {
+        let path = self.cluster_dir().join(name);
+        let bytes = std::fs::read(&path).ok()?;
+        let _ = std::fs::remove_file(&path);
+        match repo.open_wal(name, &bytes, &format!("prefetched {}", path.display())) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("coffer: warning: discarding a prefetched file: {e}");
+                None
+            }
+        }
+    }
+
+    /// Drops spooled segments recovery has passed, and when fewer than half of the next
+    /// `depth` segments of timeline `tli` are spooled, fetches the missing ones in
+    /// parallel. Returns how many it stored.
+    fn refill(&self, repo: &Repository, tli: u32, seg: u64) -> Result<usize> {
+        let dir = self.cluster_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut ahead = BTreeSet::new();
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match parse_segment(&name, DEFAULT_SEG_SIZE) {
+                Some((t, s)) if t == tli && s > seg && s <= seg + self.depth => {
+                    ahead.insert(s);
+                }
+                // Passed, another timeline's, or a leftover temporary file.
+                _ => {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        if ahead.len() as u64 * 2 > self.depth {
+            return Ok(0);
+        }
+        let want: Vec<String> = (seg + 1..=seg + self.depth)
+            .filter(|s| !ahead.contains(s))
+            .map(|s| segment_name(tli, s, DEFAULT_SEG_SIZE))
+            .collect();
+        let stored = std::sync::atomic::AtomicUsize::new(0);
+        let workers = want.len().min(4);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failure = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(name) = want.get(i) else { break };
+                        let res = (|| -> Result<bool> {
+                            let Some(bytes) = repo.get_wal_sealed(self.sysid, name)? else { return Ok(false) };
+                            let tmp = dir.join(format!("{name}.tmp"));
+                            std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+                            std::fs::rename(&tmp, dir.join(name))?;
+                            Ok(true)
+                        })();
+                        match res {
+                            Ok(true) => {
+                                stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                *failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            return Err(e);
+        }
+        Ok(stored.into_inner())
+    }
+}
+
+/// `pg export-key FILE`: the repository's unwrapped key, for the commands PostgreSQL runs
+/// once per WAL file. Opening with a password derives the key with Argon2id (about 0.2 s),
+/// which would cap `archive_command` at a few segments a second. The file is as sensitive
+/// as a password file for this repository (and opens no other), so it is created new,
+/// mode 0600, and its contents are never printed.
+fn export_key(g: &Global, r: &RepoOpts, a: &ExportKeyArgs) -> Result<()> {
+    let repo = open_repo(g, r, Role::Reader)?;
+    write_key_file(&repo, &a.file)?;
+    let mut out = Output::new(g.json);
+    if out.json() {
+        out.doc(&serde_json::json!({"key-file": a.file}))?;
+    } else {
+        out.line(format!("wrote the key of {} to {} (mode 0600)", repo.location(), a.file.display()))?;
+    }
+    out.finish()
+}
+
+/// Writes the repository key to `path`, which must not exist (mode 0600, synced).
+fn write_key_file(repo: &Repository, path: &Path) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode_0600()
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let text = serde_json::to_vec(repo.key()).context("cannot encode the repository key")?;
+    f.write_all(&text)?;
+    f.sync_all()?;
+    Ok(())
 }
 
 fn write_atomically(dest: &Path, data: &[u8]) -> Result<()> {
@@ -350,6 +567,8 @@ struct BaseInfo {
     stop_lsn: String,
     stop_time: Timestamp,
     seg_size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
     #[serde(skip)]
     tree: coffer_repository::Id,
 }
@@ -373,6 +592,7 @@ impl BaseInfo {
             stop_lsn: tag("pg-stop-lsn")?,
             stop_time: tag("pg-stop-time")?.parse().ok()?,
             seg_size: tag("pg-wal-segment-size")?.parse().ok()?,
+            cluster: tag("pg-cluster"),
             tree: s.tree,
         })
     }
@@ -497,6 +717,12 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
         format!("pg-stop-time={stop_time}"),
         format!("pg-wal-segment-size={seg_size}"),
     ]);
+    if let Some(name) = &a.cluster {
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            bail!("cluster name {name:?} must be non-empty and without spaces");
+        }
+        tags.push(format!("pg-cluster={name}"));
+    }
     let info = BaseInfo {
         snapshot: String::new(),
         sysid,
@@ -505,6 +731,7 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
         stop_lsn,
         stop_time,
         seg_size,
+        cluster: a.cluster.clone(),
         tree: coffer_repository::Id([0; 32]),
     };
 
@@ -591,9 +818,13 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
 
 // ---- restore ---------------------------------------------------------------------------
 
-fn pick_cluster(repo: &Repository, bases: &[BaseInfo], want: Option<u64>) -> Result<u64> {
+fn pick_cluster(repo: &Repository, bases: &[BaseInfo], want: Option<u64>, name: Option<&str>) -> Result<u64> {
     if let Some(s) = want {
         return Ok(s);
+    }
+    if let Some(name) = name {
+        return cluster_by_name(bases, name)
+            .ok_or_else(|| anyhow!("{} holds no base backup of a cluster named {name:?}", repo.location()));
     }
     let mut ids: Vec<u64> = bases.iter().map(|b| b.sysid).chain(repo.pg_clusters()?).collect();
     ids.sort_unstable();
@@ -601,8 +832,61 @@ fn pick_cluster(repo: &Repository, bases: &[BaseInfo], want: Option<u64>) -> Res
     match ids.as_slice() {
         [one] => Ok(*one),
         [] => bail!("{} holds no PostgreSQL backups", repo.location()),
-        _ => bail!("{} holds several PostgreSQL clusters; choose one with --sysid", repo.location()),
+        _ => bail!("{} holds several PostgreSQL clusters; choose one with --sysid or --cluster", repo.location()),
     }
+}
+
+/// The system identifier named `name` by the newest base backup that carries the name (a
+/// cluster created anew, e.g. by an upgrade, gets a new system identifier and keeps its
+/// name: the name then means the newest one, and `--sysid` reaches the older).
+fn cluster_by_name(bases: &[BaseInfo], name: &str) -> Option<u64> {
+    bases.iter().filter(|b| b.cluster.as_deref() == Some(name)).max_by_key(|b| b.stop_time).map(|b| b.sysid)
+}
+
+/// The timelines recovery reads, from base backup `base` to timeline `target`: for each,
+/// its first and last segment (`None`: to the end). Each timeline's segments end before
+/// the one holding its switch point: that segment is read from the next timeline, whose
+/// copy holds the old timeline's records up to the switch. `None` if `base` is not on the
+/// way to `target` (its timeline is not an ancestor, or it started after the switch).
+fn timeline_path(
+    history: &BTreeMap<u32, String>,
+    base: &BaseInfo,
+    target: u32,
+) -> Option<Vec<(u32, u64, Option<u64>)>> {
+    let seg = base.seg_size;
+    let start = parse_lsn(&base.start_lsn).ok()? / seg;
+    if target == base.timeline {
+        return Some(vec![(target, start, None)]);
+    }
+    let text = history.get(&target)?;
+    let mut path = Vec::new();
+    let mut from = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let mut f = line.split_whitespace();
+        let (Some(tli), Some(end)) = (f.next().and_then(|t| t.parse::<u32>().ok()), f.next()) else { continue };
+        let end = parse_lsn(end).ok()?;
+        if tli == base.timeline {
+            if parse_lsn(&base.start_lsn).ok()? >= end {
+                return None;
+            }
+            from = Some(start);
+        }
+        if let Some(f) = from {
+            path.push((tli, f, Some((end / seg).saturating_sub(1))));
+            from = Some(end / seg);
+        }
+    }
+    path.push((target, from?, None));
+    Some(path)
+}
+
+/// Offsets in `data` of restore point records named by `field` (the name and its NUL).
+fn restore_point_hits(data: &[u8], field: &[u8]) -> Vec<usize> {
+    data.windows(2 + 8 + 64)
+        .enumerate()
+        .filter(|(_, w)| w[0] == 0xFF && w[1] == 72 && w[10..10 + field.len()] == *field)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The LSN of the newest restore point named `name` in the archived WAL (an upper bound:
@@ -620,12 +904,38 @@ fn find_restore_point(repo: &Repository, sysid: u64, name: &str, seg_size: u64) 
     for n in names.iter().rev() {
         let Some((_, segno)) = parse_segment(n, seg_size) else { continue };
         let Some(data) = repo.get_wal(sysid, n)? else { continue };
-        let hit = data.windows(2 + 8 + 64).rposition(|w| w[0] == 0xFF && w[1] == 72 && w[10..11 + name.len()] == field);
-        if let Some(off) = hit {
+        if let Some(&off) = restore_point_hits(&data, &field).last() {
             return Ok(segno * seg_size + off as u64);
         }
     }
     bail!("restore point {name:?} is not in the archived WAL of cluster {sysid}")
+}
+
+/// The LSNs of other restore points named `name` that recovery from segment `from_seg`
+/// would pass before the one at `newest` (PostgreSQL stops at the first it replays).
+fn earlier_restore_points(
+    repo: &Repository,
+    sysid: u64,
+    name: &str,
+    seg_size: u64,
+    from_seg: u64,
+    newest: u64,
+) -> Result<Vec<u64>> {
+    let mut field = name.as_bytes().to_vec();
+    field.push(0);
+    let mut found = BTreeSet::new();
+    for n in repo.list_wal(sysid)? {
+        let Some((_, segno)) = parse_segment(&n, seg_size) else { continue };
+        if segno < from_seg || segno > newest / seg_size {
+            continue;
+        }
+        let Some(data) = repo.get_wal(sysid, &n)? else { continue };
+        // A timeline's first segment repeats its parent's records: the same LSN twice is
+        // one restore point.
+        found.extend(restore_point_hits(&data, &field).into_iter().map(|o| segno * seg_size + o as u64));
+    }
+    found.remove(&newest);
+    Ok(found.into_iter().filter(|l| *l < newest).collect())
 }
 
 /// A time as PostgreSQL's `timestamptz` input reads it in any `DateStyle` (UTC, µs).
@@ -646,27 +956,53 @@ fn sh_quote(s: &str) -> String {
 fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     let repo = open_repo(g, r, Role::Reader)?;
     let all = base_backups(&repo)?;
-    let sysid = pick_cluster(&repo, &all, a.sysid)?;
+    let sysid = pick_cluster(&repo, &all, a.sysid, a.cluster.as_deref())?;
     let bases: Vec<&BaseInfo> = all.iter().filter(|b| b.sysid == sysid).collect();
     let target_lsn = a.lsn.as_deref().map(parse_lsn).transpose()?;
+    let seg_size = bases.first().map_or(DEFAULT_SEG_SIZE, |b| b.seg_size);
     // A restore point is found in the archived WAL, so the base backup chosen precedes it.
     let point_lsn = match &a.name {
-        Some(n) => Some(find_restore_point(&repo, sysid, n, bases.first().map_or(DEFAULT_SEG_SIZE, |b| b.seg_size))?),
+        Some(n) => Some(find_restore_point(&repo, sysid, n, seg_size)?),
         None => None,
     };
-    let base = bases
+    let names = repo.list_wal(sysid)?;
+    // The timeline recovery ends on: --timeline, else (recovery_target_timeline =
+    // 'latest') the newest one reachable by consecutive history files, as PostgreSQL
+    // probes them.
+    let mut history = BTreeMap::new();
+    for n in names.iter().filter(|n| n.ends_with(".history")) {
+        let Ok(tli) = u32::from_str_radix(&n[..8], 16) else { continue };
+        if let Some(d) = repo.get_wal(sysid, n)? {
+            history.insert(tli, String::from_utf8_lossy(&d).into_owned());
+        }
+    }
+    let target_tli = |b: &BaseInfo| {
+        a.timeline.unwrap_or_else(|| {
+            let mut t = b.timeline;
+            while history.contains_key(&(t + 1)) {
+                t += 1;
+            }
+            t
+        })
+    };
+    let (base, path) = bases
         .iter()
         .rev()
-        .find(|b| match (a.time, target_lsn.or(point_lsn)) {
+        .filter(|b| match (a.time, target_lsn.or(point_lsn)) {
             (Some(t), _) => b.stop_time <= t,
             (_, Some(l)) => parse_lsn(&b.stop_lsn).is_ok_and(|s| s <= l),
             _ => true,
         })
-        .ok_or_else(|| anyhow!("no base backup of cluster {sysid} precedes the recovery target"))?;
+        .find_map(|b| Some((*b, timeline_path(&history, b, target_tli(b))?)))
+        .ok_or_else(|| match a.timeline {
+            Some(t) => {
+                anyhow!("no base backup of cluster {sysid} precedes the recovery target on the way to timeline {t}")
+            }
+            None => anyhow!("no base backup of cluster {sysid} precedes the recovery target"),
+        })?;
 
-    // The WAL from the backup's start must be complete up to the target (or the end).
-    let names = repo.list_wal(sysid)?;
-    let start_seg = parse_lsn(&base.start_lsn)? / base.seg_size;
+    // The WAL recovery reads — from the backup's start along the timelines it follows — must
+    // be complete up to the target (or the end); a gap elsewhere does not matter.
     // For a time target the segment holding it is unknown: a gap after the base backup's
     // own WAL is left to recovery, which stops with "recovery ended before configured
     // recovery target was reached" (never promotes short of it), and wal-fetch logs the
@@ -676,8 +1012,9 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         (None, l) => l.map(|l| l / base.seg_size),
     };
     for missing in gaps(&names, base.seg_size) {
-        if let Some((_, s)) = parse_segment(&missing, base.seg_size) {
-            if s >= start_seg && upto.is_none_or(|u| s <= u) {
+        if let Some((t, s)) = parse_segment(&missing, base.seg_size) {
+            let read = path.iter().any(|(pt, from, to)| *pt == t && s >= *from && to.is_none_or(|e| s <= e));
+            if read && upto.is_none_or(|u| s <= u) {
                 bail!(
                     "WAL segment {missing} is missing from the archive: cluster {sysid} cannot be recovered past it from base backup {}",
                     &base.snapshot[..8]
@@ -688,6 +1025,22 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     for s in base.needed_segments() {
         if !names.iter().any(|n| *n == s || n.strip_suffix(".partial") == Some(s.as_str())) {
             bail!("WAL segment {s} needed by base backup {} is missing from the archive", &base.snapshot[..8]);
+        }
+    }
+    // recovery_target_name stops at the first restore point of that name recovery meets;
+    // the newest is meant: with an older one on the way, recover to the newest's LSN.
+    let mut point_as_lsn = None;
+    if let (Some(n), Some(l)) = (&a.name, point_lsn) {
+        let start_seg = parse_lsn(&base.start_lsn)? / base.seg_size;
+        let earlier = earlier_restore_points(&repo, sysid, n, base.seg_size, start_seg, l)?;
+        if !earlier.is_empty() {
+            eprintln!(
+                "coffer: warning: restore point {n:?} was created {} times since base backup {}; recovering to the newest (near LSN {}), not the first",
+                earlier.len() + 1,
+                &base.snapshot[..8],
+                fmt_lsn(l)
+            );
+            point_as_lsn = Some(l);
         }
     }
 
@@ -704,7 +1057,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
 
     // Stream base.tar into tar -x.
     let index = repo.load_index()?;
-    let mut reader = repo.reader(&index);
+    let reader = coffer_repository::SharedReader::new(&repo, &index, 6);
     let tree = reader.tree(&base.tree)?;
     let node = tree.find(b"base.tar").ok_or_else(|| anyhow!("base backup {} has no base.tar", base.snapshot))?;
     let mut tar = Command::new("tar")
@@ -716,10 +1069,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         .spawn()
         .context("cannot run tar")?;
     let mut sink = tar.stdin.take().expect("stdin is piped");
-    for id in &node.content {
-        let data = reader.read(id)?;
-        sink.write_all(&data).context("tar stopped reading")?;
-    }
+    read_in_order(&reader, &node.content, 2, |data| sink.write_all(data).context("tar stopped reading"))?;
     drop(sink);
     let out = tar.wait_with_output().context("cannot wait for tar")?;
     if !out.status.success() {
@@ -728,32 +1078,34 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
 
     // Recovery settings.
     let exe = std::env::current_exe().context("cannot find the coffer executable")?;
-    let pw_file = match r.password_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+    // restore_command runs once per WAL file: it gets the unwrapped repository key, so it
+    // skips the password's key derivation (Argon2id, ~0.2 s a call). The key opens this
+    // repository only (the password may open others) and goes beside the data directory,
+    // never inside it, where a later base backup of the restored server would carry it.
+    let key_file = match &a.key_copy {
         Some(p) => std::path::absolute(p)?,
         None => {
-            let p = dir.join("coffer.password");
-            let pw = password(r, false)?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode_0600()
-                .open(&p)
-                .with_context(|| format!("cannot create {}", p.display()))?;
-            f.write_all(&pw)?;
-            f.write_all(b"\n")?;
-            p
+            let mut name = dir.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+            name.push(".coffer-key");
+            dir.with_file_name(name)
         }
     };
+    {
+        // Left by an earlier restore to this directory: replaced, never written through
+        // (a symbolic link there is removed, not followed).
+        let _ = std::fs::remove_file(&key_file);
+        write_key_file(&repo, &key_file)?;
+    }
     let repo_arg = match &r.repo {
         Some(p) if !p.to_string_lossy().contains("://") => std::path::absolute(p)?.display().to_string(),
         Some(p) => p.display().to_string(),
         None => crate::repo::vault_dir(r)?.0.display().to_string(),
     };
     let cmd = format!(
-        "{} --repo {} --password-file {} pg wal-fetch --sysid {sysid} %f %p",
+        "{} --repo {} pg wal-fetch --key-file {} --sysid {sysid} %f %p",
         sh_quote(&exe.display().to_string()),
         sh_quote(&repo_arg),
-        sh_quote(&pw_file.display().to_string())
+        sh_quote(&key_file.display().to_string())
     );
     let mut conf = String::from("\n# Added by coffer pg restore: recovery from the coffer repository.\n");
     conf += &format!("restore_command = {}\n", conf_quote(&cmd));
@@ -761,6 +1113,10 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         conf += &format!("recovery_target_time = {}\n", conf_quote(&pg_time(t)));
     } else if let Some(l) = target_lsn {
         conf += &format!("recovery_target_lsn = {}\n", conf_quote(&fmt_lsn(l)));
+    } else if let Some(l) = point_as_lsn {
+        // The scan's LSN lies inside the restore point's record: stopping before the
+        // first record starting at or after it applies that record and nothing later.
+        conf += &format!("recovery_target_lsn = {}\nrecovery_target_inclusive = off\n", conf_quote(&fmt_lsn(l)));
     } else if let Some(n) = &a.name {
         conf += &format!("recovery_target_name = {}\n", conf_quote(n));
     }
@@ -786,7 +1142,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     }
     let mut out = Output::new(g.json);
     if out.json() {
-        out.doc(&serde_json::json!({"target": dir, "base": base, "password-file": pw_file, "started": a.start}))?;
+        out.doc(&serde_json::json!({"target": dir, "base": base, "key-file": key_file, "started": a.start}))?;
     } else {
         out.line(format!(
             "restored base backup {} (cluster {sysid}, WAL {}..{}) into {}; start the server to recover",
@@ -797,6 +1153,65 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         ))?;
     }
     out.finish()
+}
+
+/// Reads, authenticates and decompresses the blobs `ids` on `workers` threads and hands
+/// them to `sink` in order: unpacking a base backup is otherwise one core decrypting while
+/// `tar` waits. At most `AHEAD` blobs are read past the one `sink` waits for, which
+/// bounds memory; the first error stops the workers and is returned.
+fn read_in_order(
+    reader: &coffer_repository::SharedReader<'_>,
+    ids: &[coffer_repository::Id],
+    workers: usize,
+    mut sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const AHEAD: usize = 32;
+    let next = AtomicUsize::new(0);
+    let written = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, coffer_repository::Result<Vec<u8>>)>();
+        for _ in 0..workers.max(1) {
+            let tx = tx.clone();
+            let (next, written, stop) = (&next, &written, &stop);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(id) = ids.get(i) else { break };
+                    while i >= written.load(Ordering::Acquire) + AHEAD && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    if stop.load(Ordering::Relaxed) || tx.send((i, reader.read(id))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending = BTreeMap::new();
+        let mut want = 0;
+        let res = (|| {
+            for (i, data) in &rx {
+                pending.insert(i, data);
+                while let Some(data) = pending.remove(&want) {
+                    sink(&data?)?;
+                    want += 1;
+                    written.store(want, Ordering::Release);
+                }
+            }
+            if want == ids.len() {
+                Ok(())
+            } else {
+                Err(anyhow!("a reader thread stopped at blob {want} of {}", ids.len()))
+            }
+        })();
+        if res.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        drop(rx);
+        res
+    })
 }
 
 /// `restore --start`: starts the server on `dir` listening only on a socket in `dir`, and
@@ -874,6 +1289,11 @@ fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
     ids.sort_unstable();
     ids.dedup();
     ids.retain(|s| a.sysid.is_none_or(|w| w == *s));
+    if let Some(name) = &a.cluster {
+        let id = cluster_by_name(&all, name)
+            .ok_or_else(|| anyhow!("{} holds no base backup of a cluster named {name:?}", repo.location()))?;
+        ids.retain(|s| *s == id);
+    }
     let mut clusters = Vec::new();
     for sysid in ids {
         let bases: Vec<&BaseInfo> = all.iter().filter(|b| b.sysid == sysid).collect();
@@ -886,8 +1306,11 @@ fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
             serde_json::json!({"from-time": b.stop_time, "from-lsn": b.stop_lsn,
                 "to-segment": segs.last().map(|s| s.as_str())})
         });
+        let name =
+            bases.iter().filter(|b| b.cluster.is_some()).max_by_key(|b| b.stop_time).and_then(|b| b.cluster.clone());
         clusters.push(serde_json::json!({
             "sysid": sysid.to_string(),
+            "name": name,
             "base-backups": bases,
             "wal-segments": segs.len(),
             "first-segment": segs.first(),
@@ -903,7 +1326,10 @@ fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
         return out.finish();
     }
     for c in &clusters {
-        out.line(format!("cluster {}", c["sysid"].as_str().unwrap_or_default()))?;
+        match c["name"].as_str() {
+            Some(n) => out.line(format!("cluster {} ({n})", c["sysid"].as_str().unwrap_or_default()))?,
+            None => out.line(format!("cluster {}", c["sysid"].as_str().unwrap_or_default()))?,
+        }
         for b in c["base-backups"].as_array().into_iter().flatten() {
             out.line(format!(
                 "  base backup {}  timeline {}  WAL {}..{}  consistent at {}",

@@ -243,6 +243,34 @@ impl Repository {
         Ok(Self { store, location: location.into(), prefix: prefix.into(), key, config, clock })
     }
 
+    /// Opens the repository with its already unwrapped master key (as
+    /// [`Repository::key`] gives it), skipping the password's key derivation: for
+    /// short-lived processes that run once per WAL file (`restore_command`). The key must
+    /// authenticate the repository's config, so a key of another repository is refused.
+    ///
+    /// # Errors
+    /// `NoRepository`; `Corrupt` naming the config when the key does not open it; store
+    /// errors.
+    pub fn open_with_key(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        key: MasterKey,
+        clock: Clock,
+    ) -> Result<Self> {
+        let config_key = format!("{prefix}config");
+        let config_bytes = match store.get(&config_key, None) {
+            Ok(o) => o.data,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(RepoError::NoRepository { location: location.into() });
+            }
+            Err(e) => return Err(RepoError::store(format!("cannot read {location}/config"))(e)),
+        };
+        pack::envelope_version(&config_bytes, &format!("{location}/config"))?;
+        let config: Config = pack::open_object(&key, ObjectKind::Config, &config_bytes, &format!("{location}/config"))?;
+        Ok(Self { store, location: location.into(), prefix: prefix.into(), key, config, clock })
+    }
+
     /// Adds another password.
     ///
     /// # Errors

@@ -13,6 +13,14 @@
 //! repository's default retention plus margin), and the config and keys it needs are
 //! extended to that date too, so a repository fed only by `archive_command` stays
 //! readable for as long as its WAL is kept.
+//!
+//! The one exception to "same name, same bytes" is a `.partial` segment (the unfinished
+//! segment `coffer pg stream` stores at intervals, or the one PostgreSQL archives at
+//! promotion): it grows. A push that extends the stored one (same bytes wherever both
+//! hold written WAL, see [`partial_order`]) adds a new locked version — the older
+//! versions stay, nothing is lost; one that holds less is already stored; one that
+//! disagrees is refused like any other conflict. A `.partial` object has its own name,
+//! so it never replaces the completed segment.
 
 use crate::error::{RepoError, Result};
 use crate::pack::{self, ObjectKind};
@@ -41,6 +49,22 @@ pub fn check_wal_name(name: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(RepoError::Invalid(format!("{name:?} is not a WAL file name"))) }
 }
 
+/// PostgreSQL's WAL page size (`XLOG_BLCKSZ`).
+const WAL_PAGE: usize = 8192;
+
+/// How two copies of one unfinished (`.partial`) segment relate: `Less` if `new` holds
+/// more written WAL than `old` and agrees with it, `Greater`/`Equal` if it holds no more,
+/// `None` if they disagree. "Written" ends at the last non-zero byte (`pg_receivewal`
+/// pads its `.partial` file with zeros); the last page of the shorter one is not compared
+/// because it may have been read while it was being written.
+#[must_use]
+pub fn partial_order(old: &[u8], new: &[u8]) -> Option<std::cmp::Ordering> {
+    let written = |d: &[u8]| d.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    let (lo, ln) = (written(old), written(new));
+    let common = lo.min(ln).saturating_sub(1) / WAL_PAGE * WAL_PAGE;
+    (old[..common] == new[..common]).then(|| lo.cmp(&ln))
+}
+
 impl Repository {
     /// The store key of a WAL file of cluster `sysid`.
     #[must_use]
@@ -48,7 +72,8 @@ impl Repository {
         format!("{}pg/{sysid}/wal/{}/{name}", self.prefix(), &name[..8.min(name.len())])
     }
 
-    /// Stores one WAL file, durably and locked; never overwrites.
+    /// Stores one WAL file, durably and locked; never overwrites (a `.partial` segment
+    /// may only grow, as a new version).
     ///
     /// # Errors
     /// `Invalid` for a bad name or when the file is already archived with other content;
@@ -59,9 +84,15 @@ impl Repository {
             if existing == data {
                 return Ok(WalPut::AlreadyStored);
             }
-            return Err(RepoError::Invalid(format!(
-                "WAL file {name} of cluster {sysid} is already archived with different content; refusing to overwrite it"
-            )));
+            match partial_order(&existing, data) {
+                Some(std::cmp::Ordering::Less) if name.ends_with(".partial") => {}
+                Some(_) if name.ends_with(".partial") => return Ok(WalPut::AlreadyStored),
+                _ => {
+                    return Err(RepoError::Invalid(format!(
+                        "WAL file {name} of cluster {sysid} is already archived with different content; refusing to overwrite it"
+                    )));
+                }
+            }
         }
         let retain = SignedDuration::try_from(self.config().retention.default_retain).unwrap_or(SignedDuration::MAX);
         let until = self.lock_until(self.clock().now() + retain);
@@ -79,14 +110,38 @@ impl Repository {
     /// # Errors
     /// `Corrupt` naming the object; store errors.
     pub fn get_wal(&self, sysid: u64, name: &str) -> Result<Option<Vec<u8>>> {
+        let key = self.wal_key(sysid, name);
+        match self.get_wal_sealed(sysid, name)? {
+            Some(bytes) => self.open_wal(name, &bytes, &key).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored (compressed, encrypted) bytes of one WAL file, unchecked; `None` if it
+    /// is not archived. For a cache that keeps them as stored and authenticates them with
+    /// [`Repository::open_wal`] when it serves them (`wal-fetch`'s prefetch).
+    ///
+    /// # Errors
+    /// `Invalid` for a bad name; store errors.
+    pub fn get_wal_sealed(&self, sysid: u64, name: &str) -> Result<Option<Vec<u8>>> {
         check_wal_name(name)?;
         let key = self.wal_key(sysid, name);
-        let bytes = match self.store().get(&key, None) {
-            Ok(o) => o.data,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(RepoError::store(format!("cannot read {key}"))(e)),
-        };
-        pack::open_bytes(self.key(), ObjectKind::PgWal, name, &bytes, &key).map(Some)
+        match self.store().get(&key, None) {
+            Ok(o) => Ok(Some(o.data)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(RepoError::store(format!("cannot read {key}"))(e)),
+        }
+    }
+
+    /// Authenticates and opens the stored bytes of the WAL file `name`: they must have
+    /// been sealed by this repository's key for exactly that name (timeline included),
+    /// so bytes from another repository or filed under another name are refused.
+    ///
+    /// # Errors
+    /// `Corrupt` naming `context`.
+    pub fn open_wal(&self, name: &str, bytes: &[u8], context: &str) -> Result<Vec<u8>> {
+        check_wal_name(name)?;
+        pack::open_bytes(self.key(), ObjectKind::PgWal, name, bytes, context)
     }
 
     /// The names of every WAL file archived for `sysid`, sorted.
@@ -205,4 +260,26 @@ pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partial_order;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn a_partial_segment_may_only_grow() {
+        let page = |fill: u8| vec![fill; super::WAL_PAGE];
+        let mut old = [page(1), page(2), vec![0; 4 * super::WAL_PAGE]].concat();
+        let mut new = [page(1), page(2), page(3), vec![0; 3 * super::WAL_PAGE]].concat();
+        assert_eq!(partial_order(&old, &new), Some(Ordering::Less));
+        assert_eq!(partial_order(&new, &old), Some(Ordering::Greater));
+        assert_eq!(partial_order(&old, &old), Some(Ordering::Equal));
+        // The last page of the shorter copy may be torn: not compared.
+        old[super::WAL_PAGE + 5] = 9;
+        assert_eq!(partial_order(&old, &new), Some(Ordering::Less));
+        // A difference in a page both hold completely: they disagree.
+        new[5] = 7;
+        assert_eq!(partial_order(&old, &new), None);
+    }
 }

@@ -134,6 +134,18 @@ pub fn open_repo(global: &Global, r: &RepoOpts, role: Role) -> Result<Repository
     opened(r, Repository::open(store, &location, "", &pw, Clock::from_env()))
 }
 
+/// Opens the repository with the master key saved in `key_file` (as `pg restore` writes
+/// it for restore_command) instead of a password: no key derivation, so a process per WAL
+/// file stays cheap. The file holds a secret; its contents never reach an error message.
+pub fn open_repo_with_key(global: &Global, r: &RepoOpts, role: Role, key_file: &std::path::Path) -> Result<Repository> {
+    let (store, location) = store_as(global, r, role, false)?;
+    let text = std::fs::read(key_file).with_context(|| format!("cannot read key file {}", key_file.display()))?;
+    let key: coffer_repository::MasterKey = serde_json::from_slice(&text)
+        .map_err(|_| anyhow::anyhow!("key file {} does not hold a coffer repository key", key_file.display()))?;
+    opened(r, Repository::open_with_key(store, &location, "", key, Clock::from_env()))
+        .with_context(|| format!("the key in {} does not open {location}", key_file.display()))
+}
+
 /// A repository named with `--repo` that is not there: say how to create it *there* (plain
 /// `coffer init` would create one in the default vault).
 fn opened(r: &RepoOpts, res: std::result::Result<Repository, RepoError>) -> Result<Repository> {

@@ -12,6 +12,8 @@ mod default_vault;
 mod locks;
 mod objects;
 mod pg_archive;
+mod pg_pitr;
+mod pg_stream;
 mod pg_util;
 mod repo_concurrency;
 mod repo_crash;

@@ -104,7 +104,7 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     let pg = sb.cluster("main");
     pg.sql("create table t (id int primary key, v text)");
     pg.sql("insert into t select g, md5(g::text) from generate_series(1, 3) g");
-    let doc = pg.env(sb.c(["pg", "backup", "--json"])).ok().json();
+    let doc = pg.env(sb.c(["pg", "backup", "--json", "--cluster", "main"])).ok().json();
     assert!(doc["start-lsn"].is_string() && doc["stop-lsn"].is_string(), "{doc}");
 
     // Batch A, then the target time, then batch B at least a second later.
@@ -128,6 +128,11 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     let info = sb.c(["pg", "info", "--json"]).ok().json();
     assert_eq!(info["clusters"][0]["gaps"], serde_json::json!([]), "{info}");
     assert_eq!(info["clusters"][0]["base-backups"].as_array().map(Vec::len), Some(2), "{info}");
+    assert_eq!(info["clusters"][0]["name"], "main", "{info}");
+    let text = sb.c(["pg", "info", "--cluster", "main"]).ok().stdout_text();
+    assert!(text.contains("(main)"), "{text}");
+    let err = sb.c(["pg", "info", "--cluster", "other"]).fails(1);
+    assert!(err.contains("no base backup of a cluster named \"other\""), "{err}");
     let verify = sb.c(["verify", "--read-data"]).ok().stdout_text();
     assert!(verify.contains("no problems found"), "{verify}");
 
@@ -136,6 +141,16 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     assert!(!out.contains(crate::pg_util::PASSWORD), "the password is not printed: {out}");
     let conf = std::fs::read_to_string(sb.path("r1/postgresql.auto.conf")).unwrap();
     assert!(!conf.contains(crate::pg_util::PASSWORD), "the password is not in the settings: {conf}");
+    // restore_command opens the repository with a copy of its key (no key derivation per
+    // WAL file), which lies beside the data directory, not in it (a base backup of the
+    // restored server would carry it), and holds neither the password nor anything else.
+    assert!(!sb.path("r1/coffer.password").exists() && !sb.path("r1/coffer.key").exists());
+    let copy = std::fs::metadata(sb.path("r1.coffer-key")).expect("key copy beside r1");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&copy.permissions()) & 0o777, 0o600);
+    let key = std::fs::read_to_string(sb.path("r1.coffer-key")).unwrap();
+    assert!(!key.contains(crate::pg_util::PASSWORD));
+    assert!(conf.contains("--key-file") && conf.contains("r1.coffer-key"), "{conf}");
+    assert!(!conf.contains("--password-file"), "{conf}");
     assert!(Path::new(&sb.path("r1/recovery.signal")).exists());
     {
         let mut r1 = sb.start(sb.path("r1"));
@@ -143,7 +158,10 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
         assert_eq!(rows(&r1), expect_a, "restored to {target}: {}", r1.log());
     }
     // To the LSN and to the restore point: batch A too.
-    for (dir, goal) in [("r-lsn", ["--lsn", lsn_a.as_str()]), ("r-name", ["--name", "after_a"])] {
+    for (dir, goal) in [
+        ("r-lsn", ["--lsn", lsn_a.as_str(), "--cluster", "main"]),
+        ("r-name", ["--name", "after_a", "--cluster", "main"]),
+    ] {
         sb.c(["pg", "restore", "--target"]).arg(sb.path(dir)).args(goal).ok();
         let mut r = sb.start(sb.path(dir));
         r.wait_promoted();
@@ -196,7 +214,16 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     let verify = sb.c(["verify", "--read-data"]).run();
     assert_eq!(verify.code, Some(6), "verify fails on a gap: {}", verify.stderr);
     assert!(verify.stdout_text().contains(&format!("WAL segment {lost} of cluster")), "{}", verify.stdout_text());
-    let err = sb.c(["pg", "restore", "--latest", "--target"]).arg(sb.path("r3")).fails(1);
+    // The gap is on timeline 1 after timeline 2 branched off: --latest follows timeline 2
+    // and does not read it …
+    sb.c(["pg", "restore", "--latest", "--target"]).arg(sb.path("r3")).ok();
+    {
+        let mut r = sb.start(sb.path("r3"));
+        r.wait_promoted();
+        assert!(rows(&r).ends_with(",100,101"), "the end of timeline 2: {}", rows(&r));
+    }
+    // … but the latest state of timeline 1 lies past it.
+    let err = sb.c(["pg", "restore", "--latest", "--timeline", "1", "--target"]).arg(sb.path("r3-tl1")).fails(1);
     assert!(err.contains(&lost) && err.contains("missing"), "{err}");
 
     // --start: starts the server on the restore and returns once it has been promoted.
@@ -228,4 +255,93 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
         .fails(1);
     assert!(err.contains(&lost) && err.contains("recovery ended before configured recovery target"), "{err}");
     eprintln!("pg PITR scenario took {:.1?}", started.elapsed());
+}
+
+#[test]
+fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() {
+    let sb = repo();
+    std::fs::create_dir(sb.path("pg_wal")).unwrap();
+    let name = |s: u64| format!("0000000100000000{s:08X}");
+    // archive_command may use an exported key instead of the password (no key
+    // derivation per segment): no password in its environment at all.
+    let key = sb.path("repo.key");
+    c(&sb, &["pg", "export-key"]).arg(&key).ok();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let err = c(&sb, &["pg", "export-key"]).arg(&key).fails(1);
+    assert!(err.contains("cannot create"), "never overwritten: {err}");
+    let mut data = Vec::new();
+    for s in 1..=6 {
+        let seg = sb.path(&format!("pg_wal/{}", name(s)));
+        data.push(fake_segment(7_000_002, s as u8));
+        std::fs::write(&seg, &data[s as usize - 1]).unwrap();
+        sb.coffer(["--repo"]).arg(sb.vault()).args(["pg", "wal-push", "--key-file"]).arg(&key).arg(&seg).ok();
+    }
+    std::fs::create_dir(sb.path("restore")).unwrap();
+    let dest = sb.path("restore/RECOVERYXLOG");
+    let spool = sb.path("restore/coffer-prefetch/7000002");
+    let fetch = |s: u64| {
+        let doc = c(&sb, &["pg", "wal-fetch", "--json", "--sysid", "7000002", "--prefetch", "3", &name(s)])
+            .arg(&dest)
+            .ok()
+            .json();
+        assert_eq!(std::fs::read(&dest).unwrap(), data[s as usize - 1], "segment {s}");
+        doc
+    };
+    let spooled = || {
+        let mut v: Vec<String> = std::fs::read_dir(&spool)
+            .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // The first fetch reads the repository and spools the next three segments, as stored
+    // (encrypted: the spool holds no WAL in the clear).
+    let doc = fetch(1);
+    assert_eq!((doc["from"].as_str(), doc["prefetched"].as_u64()), (Some("repository"), Some(3)), "{doc}");
+    assert_eq!(spooled(), [name(2), name(3), name(4)]);
+    let raw = std::fs::read(spool.join(name(2))).unwrap();
+    assert!(!raw.windows(64).any(|w| data[1].windows(64).next() == Some(w)), "spooled in the clear");
+    // The next one is served from the spool; two remain ahead (no refill yet).
+    let doc = fetch(2);
+    assert_eq!((doc["from"].as_str(), doc["prefetched"].as_u64()), (Some("prefetch"), Some(0)), "{doc}");
+    assert_eq!(spooled(), [name(3), name(4)]);
+    // A spooled file that does not authenticate is discarded and fetched again: one
+    // tampered with, and one filed under another segment's name.
+    let mut bad = std::fs::read(spool.join(name(3))).unwrap();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(spool.join(name(3)), &bad).unwrap();
+    let run = c(&sb, &["pg", "wal-fetch", "--json", "--sysid", "7000002", "--prefetch", "3", &name(3)]).arg(&dest).ok();
+    assert_eq!(run.json()["from"], "repository");
+    assert!(run.stderr.contains("discarding a prefetched file"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&dest).unwrap(), data[2]);
+    // Refilled (one ahead was fewer than half of three): 4 stays, 5 and 6 are fetched.
+    assert_eq!(spooled(), [name(4), name(5), name(6)]);
+    std::fs::copy(spool.join(name(5)), spool.join(name(4))).unwrap();
+    let run = c(&sb, &["pg", "wal-fetch", "--json", "--sysid", "7000002", "--prefetch", "3", &name(4)]).arg(&dest).ok();
+    assert_eq!(run.json()["from"], "repository", "a file under another name is not served");
+    assert_eq!(std::fs::read(&dest).unwrap(), data[3]);
+    // Another timeline's name: never served from this timeline's copy.
+    let tl2 = format!("00000002{}", &name(5)[8..]);
+    std::fs::copy(spool.join(name(5)), spool.join(&tl2)).unwrap();
+    let run =
+        c(&sb, &["pg", "wal-fetch", "--sysid", "7000002", "--prefetch", "3", &tl2]).arg(sb.path("restore/TL2")).run();
+    assert_eq!(run.code, Some(1), "not archived on timeline 2: {}", run.stderr);
+    assert!(!sb.path("restore/TL2").exists());
+    // A key file that holds no key (or another repository's) is an error, not "absent".
+    std::fs::write(sb.path("bad.key"), "{\"secret\": 1}").unwrap();
+    let run = c(&sb, &["pg", "wal-fetch", "--sysid", "7000002", "--key-file"])
+        .arg(sb.path("bad.key"))
+        .args([&name(6)])
+        .arg(sb.path("restore/X"))
+        .run();
+    assert_eq!(run.code, Some(126), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("does not hold a coffer repository key") && !run.stderr.contains("secret"),
+        "{}",
+        run.stderr
+    );
+    // The end of the archive: the spool is removed.
+    assert!(!sb.path("restore/coffer-prefetch").exists(), "{:?}", spooled());
 }

@@ -226,6 +226,14 @@ impl Cluster {
         }
     }
 
+    /// Stops the server abruptly (immediate shutdown: no checkpoint, no final archiving),
+    /// as a crash would.
+    pub fn crash(&mut self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::QUIT);
+        let _ = self.child.wait();
+    }
+
     /// Environment for `coffer pg backup` to reach this server.
     pub fn env(&self, c: Cmd) -> Cmd {
         c.env("PGHOST", &self.sock).env("PGUSER", "postgres").env("PGDATABASE", "postgres")
