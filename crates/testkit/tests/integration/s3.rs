@@ -139,11 +139,24 @@ fn http_get_url(url: &str) -> Result<String, String> {
     use std::io::{Read as _, Write as _};
     let rest = url.strip_prefix("http://").ok_or("not http")?;
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let mut s = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
+    let once = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect(host)?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    // The Python servers now and then drop a fresh connection under load (seen in CI as a
+    // broken pipe): a read-only probe may simply ask again.
+    let mut last = String::new();
+    for attempt in 0..3 {
+        match once() {
+            Ok(out) => return Ok(out),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200 * (attempt + 1)));
+    }
+    Err(last)
 }
 
 fn now_secs() -> i64 {
