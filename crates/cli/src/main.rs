@@ -46,8 +46,9 @@ struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 struct Global {
-    /// The vault directory [default: the embedded default vault in the user's data
-    /// directory, e.g. ~/.local/share/coffer/vault]
+    /// The vault directory, or s3://BUCKET/PREFIX?endpoint=URL&region=R for an S3 bucket
+    /// (an s3:// --repo is used when --vault is not given) [default: the embedded default
+    /// vault in the user's data directory, e.g. ~/.local/share/coffer/vault]
     #[arg(long, global = true, env = "COFFER_VAULT", value_name = "DIR")]
     vault: Option<PathBuf>,
 
