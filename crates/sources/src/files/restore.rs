@@ -171,6 +171,9 @@ struct Walk<'a> {
     dirs: Vec<(PathBuf, Node)>,
 }
 
+/// Bytes of packs fetched ahead of the restore workers (on top of the packs they use).
+const READ_AHEAD_BYTES: u64 = 64 << 20;
+
 /// Restores `snap` into `opts.target`.
 ///
 /// # Errors
@@ -229,25 +232,31 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
     let first_err: Mutex<Option<FilesError>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..workers.min(files.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((dst, n)) = files.get(i) else { break };
-                    let res = write_file(&reader, dst, n).and_then(|(f, written)| {
-                        bytes.fetch_add(written, Ordering::Relaxed);
-                        meta.apply_fd(&f, dst, n)
-                    });
-                    if let Err(e) = res {
-                        first_err.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
-                        next.store(usize::MAX / 2, Ordering::Relaxed);
-                        break;
+    let fill = || {
+        std::thread::scope(|s| {
+            for _ in 0..workers.min(files.len().max(1)) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((dst, n)) = files.get(i) else { break };
+                        let res = write_file(&reader, dst, n).and_then(|(f, written)| {
+                            bytes.fetch_add(written, Ordering::Relaxed);
+                            meta.apply_fd(&f, dst, n)
+                        });
+                        if let Err(e) = res {
+                            first_err.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
+                            next.store(usize::MAX / 2, Ordering::Relaxed);
+                            break;
+                        }
                     }
-                }
-            });
-        }
-    });
+                });
+            }
+        })
+    };
+    // The files in walk order name the packs the workers will need: fetch them ahead, a
+    // few at once, so a remote store's latency overlaps with writing.
+    let plan = files.iter().flat_map(|(_, n)| n.content.iter().copied());
+    reader.with_read_ahead(plan, READ_AHEAD_BYTES, fill);
     if let Some(e) = first_err.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
         return Err(e);
     }
