@@ -1227,4 +1227,38 @@ mod tests {
         assert!(slow.max_in_flight.load(Ordering::SeqCst) >= 2, "pack reads never overlapped");
         assert!(worst_ahead <= 2, "{worst_ahead} packs fetched ahead, the budget holds 2");
     }
+
+    /// A backup writes tree blobs and data blobs into separate packs.
+    #[test]
+    fn trees_and_data_never_share_a_pack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+        let mut repo = Repository::init(store, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        repo.config.pack_size = 64 << 10;
+        {
+            let mut w = repo.writer(clock.now() + SignedDuration::from_hours(24)).unwrap();
+            // Interleaved as a backup submits them: a directory's files, then its tree.
+            for i in 0..12 {
+                w.add(BlobKind::Data, &blob(i)).unwrap();
+                w.add(BlobKind::Tree, format!("{{\"tree\":{i}}}").as_bytes()).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        let index = repo.load_index().unwrap();
+        let (mut tree_packs, mut data_packs) = (0, 0);
+        for p in index.packs() {
+            let kinds: HashSet<BlobKind> = p.blobs.iter().map(|b| b.kind).collect();
+            assert_eq!(kinds.len(), 1, "pack {} mixes {kinds:?}", p.id);
+            if kinds.contains(&BlobKind::Tree) { tree_packs += 1 } else { data_packs += 1 }
+        }
+        assert_eq!(tree_packs, 1, "the small trees share one pack");
+        assert!(data_packs >= 6, "{data_packs} data packs");
+    }
 }
