@@ -93,7 +93,8 @@ enum Command {
     Prune(repo::maintain::PruneArgs),
     /// List or add the repository's passwords
     Key(repo::key::KeyArgs),
-    /// Create and use a vault: versioned, object-locked storage on a local directory
+    /// Create and use a vault: versioned, object-locked storage on a local directory or an
+    /// S3 bucket (--vault s3://BUCKET/PREFIX?endpoint=URL)
     Vault(vault::VaultArgs),
     /// PostgreSQL: WAL archiving, base backups, point-in-time recovery
     Pg(pg::PgArgs),
