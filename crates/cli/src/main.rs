@@ -46,8 +46,9 @@ struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 struct Global {
-    /// The vault directory [default: the embedded default vault in the user's data
-    /// directory, e.g. ~/.local/share/coffer/vault]
+    /// The vault directory, or s3://BUCKET/PREFIX?endpoint=URL&region=R for an S3 bucket
+    /// (an s3:// --repo is used when --vault is not given) [default: the embedded default
+    /// vault in the user's data directory, e.g. ~/.local/share/coffer/vault]
     #[arg(long, global = true, env = "COFFER_VAULT", value_name = "DIR")]
     vault: Option<PathBuf>,
 
@@ -92,7 +93,8 @@ enum Command {
     Prune(repo::maintain::PruneArgs),
     /// List or add the repository's passwords
     Key(repo::key::KeyArgs),
-    /// Create and use a vault: versioned, object-locked storage on a local directory
+    /// Create and use a vault: versioned, object-locked storage on a local directory or an
+    /// S3 bucket (--vault s3://BUCKET/PREFIX?endpoint=URL)
     Vault(vault::VaultArgs),
     /// PostgreSQL: WAL archiving, base backups, point-in-time recovery
     Pg(pg::PgArgs),

@@ -3,9 +3,17 @@
 //! Each command opens the vault ([`crate::open`]), logs in as the chosen principal, makes
 //! one or a few `ObjectStore` requests, and prints text or one JSON document. The store
 //! enforces every rule (roles, locks, audit); nothing here decides what is allowed.
+//!
+//! **S3.** `--vault s3://BUCKET/PREFIX?endpoint=URL` (or, without `--vault`, an `s3://`
+//! `--repo`/`COFFER_REPO`) makes every command act on that bucket through `S3Store`, as the
+//! role `--role` names with the keys of the AWS chain or `--credentials` ([`crate::s3`]).
+//! Keys are relative to the prefix, so `vault versions` lists the repository's objects.
+//! `audit-log` has no S3 equivalent in the bucket (S3 keeps no request log of its own) and
+//! is refused with a pointer to CloudTrail data events (`docs/s3-compatibility.md`).
 
 use crate::Global;
 use crate::error::IntegrityError;
+use crate::error::UsageError;
 use crate::open::{self, Intent};
 use crate::output::{self, Align, DefaultRetentionView, Output, RetentionView, VersionView};
 use crate::parse;
@@ -13,8 +21,8 @@ use anyhow::{Context as _, Result, anyhow};
 use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
 use coffer_store::{
-    DefaultRetention, LocalVault, LockConfig, ObjectStore, PutOptions, Retention, RetentionMode, Role, VaultOptions,
-    VersionId,
+    DefaultRetention, LocalVault, LockConfig, ObjectStore, PutOptions, Retention, RetentionMode, Role, S3Store,
+    VaultHandle, VaultOptions, VersionId,
 };
 use jiff::Timestamp;
 use serde::Serialize;
@@ -196,14 +204,65 @@ pub fn run(global: &Global, args: VaultArgs) -> Result<()> {
     out.finish()
 }
 
-/// Opens the vault and logs in; everyday commands act as the writer by default.
-fn session(global: &Global, intent: Intent, default_role: Role) -> Result<coffer_store::VaultHandle> {
-    let vault = open::open_vault(global, intent)?;
-    open::login(global, &vault, default_role)
+/// The store a command acts on: a local vault as a logged-in principal, or an S3 bucket.
+enum Session {
+    Local(VaultHandle),
+    S3(S3Store),
 }
 
-fn now(handle: &coffer_store::VaultHandle) -> Timestamp {
-    handle.vault().clock().now()
+impl std::ops::Deref for Session {
+    type Target = dyn ObjectStore;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Self::Local(h) => h,
+            Self::S3(s) => s,
+        }
+    }
+}
+
+impl Session {
+    /// The store's notion of now: the vault's clock (which tests may move), or the system
+    /// clock for S3, whose server decides with its own.
+    fn now(&self) -> Timestamp {
+        match self {
+            Self::Local(h) => h.vault().clock().now(),
+            Self::S3(_) => coffer_store::Clock::from_env().now(),
+        }
+    }
+
+    /// The vault directory or the `s3://` location, for messages.
+    fn location(&self) -> String {
+        match self {
+            Self::Local(h) => h.vault().root().display().to_string(),
+            Self::S3(s) => s.location().to_string(),
+        }
+    }
+}
+
+/// The `s3://` URL a vault command acts on, if any: `--vault`/`COFFER_VAULT`, else an S3
+/// `--repo`/`COFFER_REPO` (so the repository's URL works for inspecting its objects).
+fn s3_url(global: &Global) -> Option<String> {
+    let named = |p: &Option<PathBuf>| {
+        p.as_ref().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_string_lossy().into_owned())
+    };
+    match named(&global.vault) {
+        Some(v) => crate::s3::is_s3(&v).then_some(v),
+        None => named(&global.repo.repo).filter(|r| crate::s3::is_s3(r)),
+    }
+}
+
+/// Opens the vault and logs in; everyday commands act as the writer by default.
+fn session(global: &Global, intent: Intent, default_role: Role) -> Result<Session> {
+    if let Some(url) = s3_url(global) {
+        return Ok(Session::S3(crate::s3::open(global, &url, default_role)?));
+    }
+    let vault = open::open_vault(global, intent)?;
+    Ok(Session::Local(open::login(global, &vault, default_role)?))
+}
+
+fn now(handle: &Session) -> Timestamp {
+    handle.now()
 }
 
 fn init(global: &Global, a: &InitArgs, out: &mut Output) -> Result<()> {
@@ -469,12 +528,12 @@ fn config(global: &Global, a: &ConfigArgs, out: &mut Output) -> Result<()> {
         }
         #[derive(Serialize)]
         struct Config<'a> {
-            vault: &'a Path,
+            vault: &'a str,
             object_lock: ObjectLock,
             versioning: coffer_store::Versioning,
         }
         return out.doc(&Config {
-            vault: handle.vault().root(),
+            vault: &handle.location(),
             object_lock: ObjectLock {
                 enabled: lock.enabled,
                 default_retention: lock.default_retention.map(Into::into),
@@ -482,7 +541,7 @@ fn config(global: &Global, a: &ConfigArgs, out: &mut Output) -> Result<()> {
             versioning,
         });
     }
-    out.line(format_args!("vault: {}", handle.vault().root().display()))?;
+    out.line(format_args!("vault: {}", handle.location()))?;
     out.line(format_args!("object lock: {}", if lock.enabled { "enabled" } else { "disabled" }))?;
     out.line(format_args!("default retention: {}", output::default_retention_text(lock.default_retention)))?;
     out.line(format_args!(
@@ -507,7 +566,17 @@ fn audit_log(global: &Global, a: &AuditLogArgs, out: &mut Output) -> Result<()> 
         ("REASON", Align::Left, 0),
     ];
     // The writer may never read the log, so this command defaults to the auditor.
-    let handle = session(global, Intent::Use, Role::Auditor)?;
+    let handle = match session(global, Intent::Use, Role::Auditor)? {
+        Session::Local(h) => h,
+        Session::S3(s) => {
+            return Err(UsageError(format!(
+                "{}: S3 keeps no audit log in the bucket; use AWS CloudTrail data events for S3 (or the server's access \
+                 log), see docs/s3-compatibility.md",
+                s.location()
+            ))
+            .into());
+        }
+    };
     if a.verify {
         let check = handle.verify_audit_log()?;
         let intact = check.problems.is_empty();

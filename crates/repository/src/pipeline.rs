@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! caller ──(kind, id, plaintext)──► sealers ×N ──(sealed)──► packer ──(pack)──► uploaders ×2
-//!   (reads, chunks, hashes, dedups)   zstd + AEAD              16 MiB packs       put + lock,
-//!                                                                                 index checkpoints
+//!   (reads, chunks, hashes, dedups)   zstd + AEAD              16 MiB packs,      put + lock,
+//!                                                              trees apart        index checkpoints
 //! ```
 //!
 //! Invariant guarded: nothing is acknowledged early. [`Pipeline::finish`] returns only
@@ -205,16 +205,23 @@ fn seal_loop(rx: &Receiver<Job>, tx: &Sender<Sealed>, key: &MasterKey) {
 /// A finished pack: bytes, id, entries.
 type Finished = (Vec<u8>, Id, Vec<pack::PackEntry>);
 
+/// Fills packs, one per blob kind: tree blobs never share a pack with file data, so reading
+/// a snapshot's trees (the parent of the next backup, `ls`, `diff`, the restore walk) fetches
+/// tree packs only, not 16 MiB of file data per tree. The format does not require it (a
+/// pack may hold blobs of any kind); readers work the same on mixed packs.
 fn pack_loop(rx: &Receiver<Sealed>, tx: &Sender<Finished>, key: &MasterKey, size: usize) {
-    let mut pack = PackBuilder::default();
+    let mut packs = [PackBuilder::default(), PackBuilder::default()];
     for s in rx {
+        let pack = &mut packs[usize::from(s.kind == BlobKind::Tree)];
         pack.add(s.kind, s.id, &s.sealed, s.raw_len);
-        if pack.len() >= size && tx.send(std::mem::take(&mut pack).finish(key)).is_err() {
+        if pack.len() >= size && tx.send(std::mem::take(pack).finish(key)).is_err() {
             return;
         }
     }
-    if !pack.is_empty() {
-        let _ = tx.send(pack.finish(key));
+    for pack in packs {
+        if !pack.is_empty() && tx.send(pack.finish(key)).is_err() {
+            return;
+        }
     }
 }
 

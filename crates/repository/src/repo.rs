@@ -865,20 +865,164 @@ impl BlobReader<'_> {
     }
 }
 
-/// A blob reader many threads can share (restore): packs are cached whole and shared;
-/// a pack is read outside the lock, so two threads missing at once may both read it.
+/// A blob reader many threads can share (restore): packs are cached whole and shared.
+///
+/// With [`SharedReader::with_read_ahead`], background threads fetch the packs a plan says
+/// will be needed next, several at once, so the store's latency per request (S3) overlaps
+/// with the workers' decrypting and writing instead of adding up.
+///
+/// Invariants: memory is bounded — at most `capacity` recently used packs, plus packs fetched
+/// ahead and not yet asked for (at most the read-ahead budget in bytes, or a single pack
+/// when one is larger than the budget), plus the packs callers still hold; and one pack is
+/// fetched by one thread at a time (a thread asking for a pack another is fetching waits for
+/// it rather than fetching it again).
 pub struct SharedReader<'a> {
     repo: &'a Repository,
     index: &'a Index,
-    cache: std::sync::Mutex<VecDeque<(Id, Arc<Vec<u8>>)>>,
+    state: std::sync::Mutex<ReaderState>,
+    /// Signalled whenever a fetch ends, a pack fetched ahead is taken, or read-ahead stops.
+    changed: std::sync::Condvar,
     capacity: usize,
+}
+
+/// Packs fetched concurrently ahead of the readers.
+pub const READ_AHEAD_THREADS: usize = 4;
+
+#[derive(Default)]
+struct ReaderState {
+    /// Packs asked for, oldest first.
+    used: VecDeque<(Id, Arc<Vec<u8>>)>,
+    /// Packs fetched ahead and not yet asked for.
+    ahead: HashMap<Id, Arc<Vec<u8>>>,
+    /// Bytes of `ahead` plus those being fetched ahead (reserved before the fetch).
+    ahead_bytes: u64,
+    /// Packs being fetched, by anyone.
+    loading: HashSet<Id>,
+    /// The packs the plan needs, each once, in the order of first need, with their sizes.
+    plan: Vec<(Id, u64)>,
+    /// Position of each pack in `plan`.
+    plan_pos: HashMap<Id, usize>,
+    /// The next plan entry read-ahead considers.
+    cursor: usize,
+    /// Plan entries before this one have been asked for (or skipped past) by the readers:
+    /// fetching them ahead would be too late.
+    progress: usize,
+    budget: u64,
+    stop: bool,
 }
 
 impl<'a> SharedReader<'a> {
     /// A reader keeping up to `capacity` packs in memory.
     #[must_use]
     pub fn new(repo: &'a Repository, index: &'a Index, capacity: usize) -> Self {
-        Self { repo, index, cache: std::sync::Mutex::new(VecDeque::new()), capacity: capacity.max(1) }
+        Self {
+            repo,
+            index,
+            state: std::sync::Mutex::new(ReaderState::default()),
+            changed: std::sync::Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Runs `f` while [`READ_AHEAD_THREADS`] threads fetch the packs holding `blobs` (the
+    /// blobs `f` will read, in about the order it reads them), keeping at most `budget`
+    /// bytes fetched ahead of the readers. A failed fetch ahead is dropped: the reader that
+    /// needs the pack fetches it and reports the error. Read-ahead stops when `f` returns
+    /// (or panics).
+    ///
+    /// The plan may also grow while `f` runs ([`SharedReader::plan_more`]): a restore that
+    /// streams files from its walk to its workers names their blobs as it finds them. With
+    /// a `budget` of 0 nothing is read ahead (a local store, where a worker's own read is
+    /// about as fast and memory matters more).
+    pub fn with_read_ahead<R>(&self, blobs: impl IntoIterator<Item = Id>, budget: u64, f: impl FnOnce() -> R) -> R {
+        {
+            let mut st = self.lock();
+            st.plan.clear();
+            st.plan_pos.clear();
+            st.cursor = 0;
+            st.progress = 0;
+            st.budget = budget;
+            st.stop = false;
+        }
+        self.plan_more(blobs);
+        /// Stops read-ahead however `f` ends, so the scope below can join its threads.
+        struct Stop<'r, 'a>(&'r SharedReader<'a>);
+        impl Drop for Stop<'_, '_> {
+            fn drop(&mut self) {
+                self.0.lock().stop = true;
+                self.0.changed.notify_all();
+            }
+        }
+        let threads = if budget == 0 { 0 } else { READ_AHEAD_THREADS };
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| self.read_ahead());
+            }
+            let _stop = Stop(self);
+            f()
+        })
+    }
+
+    /// Adds the packs holding `blobs` to the end of the read-ahead plan (each pack once).
+    pub fn plan_more(&self, blobs: impl IntoIterator<Item = Id>) {
+        let mut st = self.lock();
+        let before = st.plan.len();
+        for id in blobs {
+            let Some(r) = self.index.get(&id) else { continue };
+            let p = self.index.pack(r.pack);
+            if !st.plan_pos.contains_key(&p.id) {
+                let pos = st.plan.len();
+                st.plan_pos.insert(p.id, pos);
+                st.plan.push((p.id, p.size));
+            }
+        }
+        if st.plan.len() > before {
+            self.changed.notify_all();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReaderState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One read-ahead thread: takes the next plan entry nobody has, waits for room in the
+    /// budget, fetches it.
+    fn read_ahead(&self) {
+        let mut st = self.lock();
+        loop {
+            if st.stop {
+                return;
+            }
+            st.cursor = st.cursor.max(st.progress);
+            let Some(&(id, size)) = st.plan.get(st.cursor) else {
+                // The plan may grow (`plan_more`) until `f` returns and sets `stop`.
+                st = self.changed.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            };
+            if st.loading.contains(&id) || st.ahead.contains_key(&id) || st.used.iter().any(|(p, _)| *p == id) {
+                st.cursor += 1;
+                continue;
+            }
+            // Room for it, or nothing ahead at all (a pack larger than the budget).
+            if st.ahead_bytes > 0 && st.ahead_bytes + size > st.budget {
+                st = self.changed.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            st.cursor += 1;
+            st.loading.insert(id);
+            st.ahead_bytes += size;
+            drop(st);
+            let got = self.repo.get_hashed(&self.repo.pack_key(&id), &id);
+            st = self.lock();
+            st.loading.remove(&id);
+            match got {
+                Ok(data) => {
+                    st.ahead.insert(id, Arc::new(data));
+                }
+                Err(_) => st.ahead_bytes -= size,
+            }
+            self.changed.notify_all();
+        }
     }
 
     /// Reads and verifies one blob.
@@ -910,21 +1054,44 @@ impl<'a> SharedReader<'a> {
     }
 
     fn pack(&self, id: &Id) -> Result<Arc<Vec<u8>>> {
-        {
-            let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((_, data)) = cache.iter().find(|(p, _)| p == id) {
+        let mut st = self.lock();
+        if let Some(&pos) = st.plan_pos.get(id) {
+            if st.progress <= pos {
+                st.progress = pos + 1;
+            }
+        }
+        loop {
+            if let Some((_, data)) = st.used.iter().find(|(p, _)| p == id) {
                 return Ok(data.clone());
             }
-        }
-        let data = Arc::new(self.repo.get_hashed(&self.repo.pack_key(id), id)?);
-        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !cache.iter().any(|(p, _)| p == id) {
-            if cache.len() >= self.capacity {
-                cache.pop_front();
+            if let Some(data) = st.ahead.remove(id) {
+                st.ahead_bytes -= self.index.pack_by_id(id).map_or(0, |p| p.size);
+                self.keep(&mut st, *id, data.clone());
+                self.changed.notify_all();
+                return Ok(data);
             }
-            cache.push_back((*id, data.clone()));
+            if !st.loading.contains(id) {
+                break;
+            }
+            st = self.changed.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        Ok(data)
+        st.loading.insert(*id);
+        drop(st);
+        let got = self.repo.get_hashed(&self.repo.pack_key(id), id).map(Arc::new);
+        let mut st = self.lock();
+        st.loading.remove(id);
+        if let Ok(data) = &got {
+            self.keep(&mut st, *id, data.clone());
+        }
+        self.changed.notify_all();
+        got
+    }
+
+    fn keep(&self, st: &mut ReaderState, id: Id, data: Arc<Vec<u8>>) {
+        if st.used.len() >= self.capacity {
+            st.used.pop_front();
+        }
+        st.used.push_back((id, data));
     }
 }
 
@@ -1020,5 +1187,175 @@ pub fn humanize(d: Duration) -> String {
         format!("{}h", s / 3600)
     } else {
         format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_store::{
+        LocalVault, LockConfig, Object, ObjectVersion, Page, Principal, Role, VaultOptions, Versioning,
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store whose pack reads take a while, counting how many run at once and in all.
+    struct Slow {
+        inner: Box<dyn ObjectStore>,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+        started: AtomicUsize,
+    }
+
+    impl ObjectStore for Slow {
+        fn principal(&self) -> &Principal {
+            self.inner.principal()
+        }
+        fn put(&self, key: &str, data: &[u8], opts: &PutOptions) -> coffer_store::Result<ObjectVersion> {
+            self.inner.put(key, data, opts)
+        }
+        fn get(&self, key: &str, version: Option<&VersionId>) -> coffer_store::Result<Object> {
+            if !key.contains("data/") {
+                return self.inner.get(key, version);
+            }
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(40));
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.inner.get(key, version)
+        }
+        fn head(&self, key: &str, version: Option<&VersionId>) -> coffer_store::Result<ObjectVersion> {
+            self.inner.head(key, version)
+        }
+        fn list(&self, prefix: &str, token: Option<&str>, limit: usize) -> coffer_store::Result<Page<ObjectVersion>> {
+            self.inner.list(prefix, token, limit)
+        }
+        fn list_versions(
+            &self,
+            prefix: &str,
+            token: Option<&str>,
+            limit: usize,
+        ) -> coffer_store::Result<Page<ObjectVersion>> {
+            self.inner.list_versions(prefix, token, limit)
+        }
+        fn delete(&self, key: &str) -> coffer_store::Result<ObjectVersion> {
+            self.inner.delete(key)
+        }
+        fn delete_version(&self, key: &str, version: &VersionId, bypass: bool) -> coffer_store::Result<()> {
+            self.inner.delete_version(key, version, bypass)
+        }
+        fn put_retention(
+            &self,
+            key: &str,
+            version: &VersionId,
+            retention: Option<Retention>,
+            bypass: bool,
+        ) -> coffer_store::Result<()> {
+            self.inner.put_retention(key, version, retention, bypass)
+        }
+        fn put_legal_hold(&self, key: &str, version: &VersionId, on: bool) -> coffer_store::Result<()> {
+            self.inner.put_legal_hold(key, version, on)
+        }
+        fn lock_config(&self) -> coffer_store::Result<LockConfig> {
+            self.inner.lock_config()
+        }
+        fn put_lock_config(&self, config: &LockConfig) -> coffer_store::Result<()> {
+            self.inner.put_lock_config(config)
+        }
+        fn versioning(&self) -> coffer_store::Result<Versioning> {
+            self.inner.versioning()
+        }
+        fn put_versioning(&self, status: Versioning) -> coffer_store::Result<()> {
+            self.inner.put_versioning(status)
+        }
+    }
+
+    fn blob(i: u32) -> Vec<u8> {
+        (0..10_000u32).flat_map(|j| (j.wrapping_mul(2_654_435_761) ^ i.wrapping_mul(40_503)).to_le_bytes()).collect()
+    }
+
+    /// Reading blobs in plan order with read-ahead keeps several pack reads in flight, never
+    /// holds more than the budget fetched ahead, and returns the right data.
+    #[test]
+    fn read_ahead_overlaps_pack_reads_within_its_budget() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let slow = Arc::new(Slow {
+            inner: Box::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+        });
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+        let mut repo = Repository::init(slow.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
+        // Small packs: about one 40 KB blob each.
+        repo.config.pack_size = 32 << 10;
+        let ids: Vec<Id> = {
+            let mut w = repo.writer(clock.now() + SignedDuration::from_hours(24)).unwrap();
+            let ids = (0..24).map(|i| w.add(BlobKind::Data, &blob(i)).unwrap()).collect();
+            w.finish().unwrap();
+            ids
+        };
+        let index = repo.load_index().unwrap();
+        let largest = ids.iter().map(|id| index.pack(index.get(id).unwrap().pack).size).max().unwrap();
+        let packs: HashSet<Id> = ids.iter().map(|id| index.pack(index.get(id).unwrap().pack).id).collect();
+        assert!(packs.len() >= 12, "{} packs", packs.len());
+        let started_before = slow.started.load(Ordering::SeqCst);
+
+        let reader = SharedReader::new(&repo, &index, 2);
+        let mut seen = HashSet::new();
+        let mut worst_ahead = 0;
+        reader.with_read_ahead(ids.iter().copied(), 2 * largest, || {
+            for (i, id) in ids.iter().enumerate() {
+                seen.insert(index.pack(index.get(id).unwrap().pack).id);
+                let fetched = slow.started.load(Ordering::SeqCst) - started_before;
+                worst_ahead = worst_ahead.max(fetched.saturating_sub(seen.len()));
+                assert_eq!(reader.read(id).unwrap(), blob(u32::try_from(i).unwrap()), "blob {i}");
+                // The consumer is slower than one read, faster than the reads in sequence.
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        });
+        let fetched = slow.started.load(Ordering::SeqCst) - started_before;
+        assert_eq!(fetched, packs.len(), "every pack read exactly once");
+        assert!(slow.max_in_flight.load(Ordering::SeqCst) >= 2, "pack reads never overlapped");
+        assert!(worst_ahead <= 2, "{worst_ahead} packs fetched ahead, the budget holds 2");
+    }
+
+    /// A backup writes tree blobs and data blobs into separate packs.
+    #[test]
+    fn trees_and_data_never_share_a_pack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+        let mut repo = Repository::init(store, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        repo.config.pack_size = 64 << 10;
+        {
+            let mut w = repo.writer(clock.now() + SignedDuration::from_hours(24)).unwrap();
+            // Interleaved as a backup submits them: a directory's files, then its tree.
+            for i in 0..12 {
+                w.add(BlobKind::Data, &blob(i)).unwrap();
+                w.add(BlobKind::Tree, format!("{{\"tree\":{i}}}").as_bytes()).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        let index = repo.load_index().unwrap();
+        let (mut tree_packs, mut data_packs) = (0, 0);
+        for p in index.packs() {
+            let kinds: HashSet<BlobKind> = p.blobs.iter().map(|b| b.kind).collect();
+            assert_eq!(kinds.len(), 1, "pack {} mixes {kinds:?}", p.id);
+            if kinds.contains(&BlobKind::Tree) { tree_packs += 1 } else { data_packs += 1 }
+        }
+        assert_eq!(tree_packs, 1, "the small trees share one pack");
+        assert!(data_packs >= 6, "{data_packs} data packs");
     }
 }

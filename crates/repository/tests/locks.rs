@@ -71,7 +71,8 @@ fn snap(repo: &Repository, expires: Timestamp, tree: coffer_repository::Id) -> S
     }
 }
 
-/// First snapshot: 20 blobs in one pack, kept 2 days. Returns the pack's key.
+/// First snapshot: 20 blobs in one pack (and its tree in another), kept 2 days. Returns the
+/// data pack's key.
 fn first(repo: &Repository) -> String {
     let expires = repo.clock().now() + SignedDuration::from_hours(48);
     let mut w = repo.writer(expires).unwrap();
@@ -79,8 +80,10 @@ fn first(repo: &Repository) -> String {
     let t = tree(&mut w, ids);
     w.commit_snapshot(snap(repo, expires, t)).unwrap();
     let index = repo.load_index().unwrap();
-    assert_eq!(index.packs().len(), 1);
-    repo.pack_key(&index.packs()[0].id)
+    assert_eq!(index.packs().len(), 2, "one data pack, one tree pack");
+    let data = index.packs().iter().find(|p| p.blobs.iter().all(|b| b.kind == BlobKind::Data)).unwrap();
+    assert_eq!(data.blobs.len(), 20);
+    repo.pack_key(&data.id)
 }
 
 /// Second snapshot a day later, kept 10 days, reusing `reuse` of the first's blobs.

@@ -20,7 +20,7 @@ fn round_trip() {
         backup(&repo, &BackupOptions { paths: vec![src.clone()], host: "h".into(), ..Default::default() }, &mut |_| {})
             .unwrap();
     let t = tmp.path().join("out");
-    let rep = restore(&repo, &r.info, &RestoreOptions { target: t.clone(), include: vec![] }).unwrap();
+    let rep = restore(&repo, &r.info, &RestoreOptions { target: t.clone(), include: vec![], read_ahead: 0 }).unwrap();
     assert!(rep.warnings.iter().all(|w| w.contains("owner")), "{:?}", rep.warnings);
     let out = coffer_sources::files::walk::under(&t, &src);
     assert_eq!(std::fs::read(out.join("a/b/f")).unwrap(), vec![5u8; 3_000_000]);

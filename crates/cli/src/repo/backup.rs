@@ -194,8 +194,17 @@ pub struct RestoreArgs {
 pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> {
     let repo = open_repo(global, r, Role::Reader)?;
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
-    let report =
-        files::restore(&repo, &snap, &RestoreOptions { target: args.target.clone(), include: args.include.clone() })?;
+    let report = files::restore(
+        &repo,
+        &snap,
+        &RestoreOptions {
+            target: args.target.clone(),
+            include: args.include.clone(),
+            // A remote store's latency is hidden by fetching packs ahead; a local vault's
+            // reads are fast enough that the memory is better saved.
+            read_ahead: if repo.location().starts_with("s3://") { files::REMOTE_READ_AHEAD } else { 0 },
+        },
+    )?;
     for w in &report.warnings {
         eprintln!("coffer: warning: {w}");
     }

@@ -26,6 +26,7 @@ mod s3_fault;
 mod s3_init;
 mod s3_prune;
 mod s3_repo;
+mod s3_vault;
 
 use serde_json::Value;
 use std::ffi::OsStr;

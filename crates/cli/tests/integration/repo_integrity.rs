@@ -160,15 +160,16 @@ fn tampering_the_store_does_not_notice_is_caught_and_every_snapshot_affected_is_
     fs::write(src.join("a.bin"), random_bytes(1 << 20, 5)).unwrap();
     fs::write(src.join("small.txt"), b"small\n").unwrap();
     let s1 = repo.backup(&[&src], &[])["snapshot"].as_str().unwrap().to_owned();
-    // The first snapshot's only pack: its files and its directory trees.
-    let data: Vec<String> = repo
+    // The first snapshot's two packs: its files, and (apart from data) its directory trees.
+    let mut packs: Vec<(u64, String)> = repo
         .versions()
         .iter()
-        .map(|v| v["key"].as_str().unwrap().to_owned())
-        .filter(|k| k.starts_with("data/"))
+        .filter(|v| v["key"].as_str().unwrap().starts_with("data/"))
+        .map(|v| (v["size"].as_u64().unwrap(), v["key"].as_str().unwrap().to_owned()))
         .collect();
-    assert_eq!(data.len(), 1, "{data:?}");
-    let key = data[0].clone();
+    packs.sort();
+    assert_eq!(packs.len(), 2, "{packs:?}");
+    let (tree_key, key) = (packs[0].1.clone(), packs[1].1.clone());
     fs::write(src.join("new.txt"), b"added later\n").unwrap();
     let want = manifest(&src);
     let s2 = repo.backup(&[&src], &[])["snapshot"].as_str().unwrap().to_owned();
@@ -185,17 +186,14 @@ fn tampering_the_store_does_not_notice_is_caught_and_every_snapshot_affected_is_
     assert!(p["message"].as_str().unwrap().contains("does not match its name"), "{p}");
     let affected: Vec<&str> = p["affected"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     let base = src.display().to_string();
-    // The second snapshot's files in that pack, and the first snapshot as a whole (its
-    // trees were in the pack, so none of its files can be listed any more).
-    for want in
-        [format!("{}:{base}/a.bin", &s2[..8]), format!("{}:{base}/small.txt", &s2[..8]), format!("{}:/", &s1[..8])]
-    {
-        assert!(affected.contains(&want.as_str()), "{want} missing from {affected:?}");
+    // Both snapshots' files in that pack.
+    for s in [&s1, &s2] {
+        for f in ["a.bin", "small.txt"] {
+            let want = format!("{}:{base}/{f}", &s[..8]);
+            assert!(affected.contains(&want.as_str()), "{want} missing from {affected:?}");
+        }
     }
     assert!(!affected.iter().any(|a| a.ends_with("new.txt")), "{affected:?}");
-    // The structure check alone already sees the first snapshot's trees are unreadable.
-    let err = repo.c(["verify"]).fails(6);
-    assert!(err.contains(&key), "{err}");
 
     // Reading fails naming the pack (a restore goes on past it); what is intact restores.
     let damaged = restore_past_damage(&repo, &s1[..8], &repo.sb.path("t1"), &key);
@@ -206,10 +204,30 @@ fn tampering_the_store_does_not_notice_is_caught_and_every_snapshot_affected_is_
     repo.c(["restore", &s2[..8], "--target"]).arg(&t).arg("--include").arg(src.join("new.txt")).ok();
     let only = subset(&want, &[b"new.txt"]);
     assert_same_tree(&only, &subset(&manifest(&restored(&t, &src)), &[b"new.txt"]), "the intact file");
-
-    // The original bytes back: whole again.
     bytes[1000] ^= 0x01;
     repo.replace_data_file(&key, &bytes);
+
+    // The first snapshot's tree pack damaged the same way: the first snapshot as a whole
+    // is affected (none of its files can be listed), and the structure check alone sees it.
+    let mut trees = fs::read(repo.data_file(&tree_key)).unwrap();
+    trees[10] ^= 0x01;
+    repo.replace_data_file(&tree_key, &trees);
+    let doc = verify_fails(&repo);
+    let p = doc["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["object"] == tree_key.as_str())
+        .unwrap_or_else(|| panic!("{tree_key} is named: {doc}"));
+    let affected: Vec<&str> = p["affected"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let whole = format!("{}:/", &s1[..8]);
+    assert!(affected.contains(&whole.as_str()), "{whole} missing from {affected:?}");
+    let err = repo.c(["verify"]).fails(6);
+    assert!(err.contains(&tree_key), "{err}");
+
+    // The original bytes back: whole again.
+    trees[10] ^= 0x01;
+    repo.replace_data_file(&tree_key, &trees);
     repo.verify_at(0, true);
 }
 
@@ -236,7 +254,7 @@ fn a_damaged_index_or_tree_is_named() {
     let old = repo.c(["snapshots", "--json"]).ok().json()[0]["id"].as_str().unwrap().to_owned();
     let run = repo.c(["backup", "--json"]).arg(&src).ok();
     assert!(run.stderr.contains(&key) && run.stderr.contains("read from their own headers"), "{}", run.stderr);
-    assert_eq!(run.json()["summary"]["packs-recovered"], 1, "the pack, from its header");
+    assert_eq!(run.json()["summary"]["packs-recovered"], 2, "the data and the tree pack, from their headers");
     for (snap, t) in [("latest", "t2"), (&old[..8], "t3")] {
         let t = repo.sb.path(t);
         repo.restore_at(0, snap, &t);
@@ -246,7 +264,8 @@ fn a_damaged_index_or_tree_is_named() {
     assert!(err.contains(&key), "{err}");
 }
 
-/// A damaged pack is not recovered from: a backup stores its data again.
+/// A damaged pack is not recovered from: a backup stores its data again (the intact pack
+/// beside it, data or trees, is recovered).
 #[test]
 fn a_damaged_unindexed_pack_is_not_trusted() {
     let repo = Repo::init();
@@ -263,7 +282,7 @@ fn a_damaged_unindexed_pack_is_not_trusted() {
     flip_byte(&repo.data_file(&pack), 10);
     let run = repo.c(["backup", "--json"]).arg(&src).ok();
     let s = &run.json()["summary"];
-    assert_eq!((s["packs-recovered"].as_u64(), s["files-read"].as_u64()), (Some(0), Some(1)), "{s}");
+    assert_eq!((s["packs-recovered"].as_u64(), s["files-read"].as_u64()), (Some(1), Some(1)), "{s}");
     let t = repo.sb.path("t");
     repo.restore_at(0, "latest", &t);
     assert_eq!(fs::read(crate::repo_util::restored(&t, &src).join("d/f")).unwrap(), b"content");

@@ -14,7 +14,7 @@ mod restore;
 pub mod walk;
 
 pub use backup::{BackupOptions, BackupReport, Progress, backup};
-pub use restore::{RestoreOptions, RestoreReport, restore};
+pub use restore::{REMOTE_READ_AHEAD, RestoreOptions, RestoreReport, restore};
 
 /// Errors of the files source.
 #[derive(Debug, thiserror::Error)]

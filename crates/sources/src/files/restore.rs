@@ -33,7 +33,15 @@ pub struct RestoreOptions {
     /// Only paths matching one of these globs (against the absolute snapshot path), and
     /// everything below a matching directory.
     pub include: Vec<String>,
+    /// Bytes of packs fetched ahead of the workers, on top of the packs they use: worth it
+    /// for a remote store, whose latency per request then overlaps with writing
+    /// ([`REMOTE_READ_AHEAD`]); 0 for a local one, where it only costs memory.
+    pub read_ahead: u64,
 }
+
+/// The read-ahead budget for a remote store (S3): measured on LocalStack, 64 MiB took a
+/// 200 MiB restore from 1.03x to 1.89x restic's speed, 32 MiB to 1.69x.
+pub const REMOTE_READ_AHEAD: u64 = 64 << 20;
 
 /// What a restore did.
 #[derive(Clone, Debug, Default)]
@@ -237,47 +245,51 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     // The walk streams regular files to the workers as it finds them: content is written
     // while the walk goes on, and memory holds a window of files, not the whole tree.
     let (tx, rx) = crossbeam_channel::bounded::<(PathBuf, Node)>(FILE_WINDOW);
-    let walked = std::thread::scope(|s| {
-        for _ in 0..workers {
-            let rx = rx.clone();
-            let (reader, meta, bytes, files, first_err, stop) = (&reader, &meta, &bytes, &files, &first_err, &stop);
-            s.spawn(move || {
-                for (dst, n) in rx {
-                    if stop.load(Ordering::Relaxed) {
-                        continue; // drain, so the walk never blocks
-                    }
-                    let res = write_file(reader, meta, &dst, &n).and_then(|(f, written)| {
-                        bytes.fetch_add(written, Ordering::Relaxed);
-                        meta.apply_fd(&f, &dst, &n)
-                    });
-                    match res {
-                        Ok(()) => {
-                            files.fetch_add(1, Ordering::Relaxed);
+    // For a remote store, the packs the streamed files need are fetched ahead, a few at
+    // once, so the store's latency overlaps with writing (`opts.read_ahead`).
+    let walked = reader.with_read_ahead(std::iter::empty(), opts.read_ahead, || {
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                let rx = rx.clone();
+                let (reader, meta, bytes, files, first_err, stop) = (&reader, &meta, &bytes, &files, &first_err, &stop);
+                s.spawn(move || {
+                    for (dst, n) in rx {
+                        if stop.load(Ordering::Relaxed) {
+                            continue; // drain, so the walk never blocks
                         }
-                        Err(e) => {
-                            first_err.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
-                            stop.store(true, Ordering::Relaxed);
+                        let res = write_file(reader, meta, &dst, &n).and_then(|(f, written)| {
+                            bytes.fetch_add(written, Ordering::Relaxed);
+                            meta.apply_fd(&f, &dst, &n)
+                        });
+                        match res {
+                            Ok(()) => {
+                                files.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                first_err.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
+                                stop.store(true, Ordering::Relaxed);
+                            }
                         }
                     }
-                }
-            });
-        }
-        drop(rx);
-        let mut w = Walk {
-            reader: &reader,
-            include,
-            meta: &meta,
-            report: RestoreReport::default(),
-            links: HashMap::new(),
-            files: tx,
-            stop: &stop,
-            hard_links: Vec::new(),
-            dirs: Vec::new(),
-        };
-        let res = w.restore_dir(&snap.tree, Path::new("/"), target, false);
-        let Walk { files: tx, hard_links, dirs, report, .. } = w;
-        drop(tx);
-        res.map(|_| (hard_links, dirs, report))
+                });
+            }
+            drop(rx);
+            let mut w = Walk {
+                reader: &reader,
+                include,
+                meta: &meta,
+                report: RestoreReport::default(),
+                links: HashMap::new(),
+                files: tx,
+                stop: &stop,
+                hard_links: Vec::new(),
+                dirs: Vec::new(),
+            };
+            let res = w.restore_dir(&snap.tree, Path::new("/"), target, false);
+            let Walk { files: tx, hard_links, dirs, report, .. } = w;
+            drop(tx);
+            res.map(|_| (hard_links, dirs, report))
+        })
     });
     // A worker's error first: the walk may only have stopped because of it.
     if let Some(e) = first_err.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
@@ -362,6 +374,7 @@ impl Walk<'_> {
         }
         match n.kind {
             NodeKind::File => {
+                self.reader.plan_more(n.content.iter().copied());
                 if self.stop.load(Ordering::Relaxed) || self.files.send((dst.to_path_buf(), n.clone())).is_err() {
                     return Err(FilesError::Invalid("restore stopped".into()));
                 }
