@@ -1136,6 +1136,15 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     drop(f);
     let _ = std::fs::remove_file(dir.join("standby.signal"));
     std::fs::write(dir.join("recovery.signal"), b"")?;
+    // Durable before success is reported: `tar` does not fsync, and a restore that a power
+    // loss could half undo must not say it is done. Each file and directory written above
+    // is fsynced, and the parent directory for the entries of DIR and of the key file
+    // beside it. This is the work PostgreSQL otherwise does at its first start (it fsyncs
+    // the data directory after a base backup), which then finds the files clean: measured
+    // at scale 10, the restore plus recovery took as long as without it (bench/README.md).
+    // Not syncfs(2), and no periodic syncfs while unpacking to overlap the write-back: on
+    // a shared file system it waits for other programs' writes too (measured ~1.5 s slower).
+    sync_tree(&dir)?;
 
     if a.start {
         start_and_wait(&dir, a.start_timeout)?;
@@ -1153,6 +1162,48 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         ))?;
     }
     out.finish()
+}
+
+/// fsyncs every regular file and directory under `dir`, the files on two threads, then
+/// `dir`'s parent: afterwards the restored tree survives a power loss.
+fn sync_tree(dir: &Path) -> Result<()> {
+    let (mut files, mut dirs) = (Vec::new(), vec![dir.to_path_buf()]);
+    let mut i = 0;
+    while i < dirs.len() {
+        for e in std::fs::read_dir(&dirs[i]).with_context(|| format!("cannot list {}", dirs[i].display()))? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                dirs.push(e.path());
+            } else if t.is_file() {
+                files.push(e.path());
+            }
+        }
+        i += 1;
+    }
+    let sync = |p: &Path| -> Result<()> {
+        std::fs::File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", p.display()))
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(p) = files.get(i) else { return Ok(()) };
+                        sync(p)?;
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(anyhow!("a sync thread panicked"))))
+    })?;
+    // Children before parents: a directory's entries are durable once it is synced.
+    for d in dirs.iter().rev() {
+        sync(d)?;
+    }
+    sync(dir.parent().unwrap_or(Path::new("/")))
 }
 
 /// Reads, authenticates and decompresses the blobs `ids` on `workers` threads and hands
