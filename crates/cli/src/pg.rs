@@ -35,6 +35,7 @@
 //! `archive_command`/`restore_command`), unless `--sysid` is given.
 
 mod stream;
+mod xlog;
 
 use crate::Global;
 use crate::output::Output;
@@ -1333,6 +1334,24 @@ impl Mode0600 for std::fs::OpenOptions {
 
 // ---- info ------------------------------------------------------------------------------
 
+/// How many of the newest segments `pg info` reads looking for the last commit: an idle
+/// server switches segments (archive_timeout) without committing, and reading the whole
+/// archive would make `info` as slow as a restore.
+const COMMIT_SCAN_SEGMENTS: usize = 16;
+
+/// The time of the newest commit or abort record in the newest archived segments of the
+/// newest timeline: the latest `--time` a restore can reach (see `xlog`).
+fn last_commit_time(repo: &Repository, sysid: u64, segs: &[&String], seg_size: u64) -> Result<Option<Timestamp>> {
+    for name in segs.iter().rev().take(COMMIT_SCAN_SEGMENTS) {
+        let Some((_, segno)) = parse_segment(name, seg_size) else { continue };
+        let Some(data) = repo.get_wal(sysid, name)? else { continue };
+        if let Some(t) = xlog::last_xact_time(&data, segno * seg_size) {
+            return Ok(Some(t));
+        }
+    }
+    Ok(None)
+}
+
 fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
     let repo = open_repo(g, r, Role::Reader)?;
     let all = base_backups(&repo)?;
@@ -1353,9 +1372,10 @@ fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
         let segs: Vec<&String> = names.iter().filter(|n| parse_segment(n, seg_size).is_some()).collect();
         let gaps = gaps(&names, seg_size);
         let history: Vec<&String> = names.iter().filter(|n| n.ends_with(".history")).collect();
+        let to_time = if bases.is_empty() { None } else { last_commit_time(&repo, sysid, &segs, seg_size)? };
         let window = bases.first().map(|b| {
             serde_json::json!({"from-time": b.stop_time, "from-lsn": b.stop_lsn,
-                "to-segment": segs.last().map(|s| s.as_str())})
+                "to-segment": segs.last().map(|s| s.as_str()), "to-time": to_time})
         });
         let name =
             bases.iter().filter(|b| b.cluster.is_some()).max_by_key(|b| b.stop_time).and_then(|b| b.cluster.clone());
@@ -1401,11 +1421,14 @@ fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
             out.line(format!("  GAP: WAL segment {} is missing", gap.as_str().unwrap_or_default()))?;
         }
         if let Some(w) = c["recovery-window"].as_object() {
+            let to = match w["to-time"].as_str() {
+                Some(t) => format!("{t} (the last commit, in {})", w["to-segment"].as_str().unwrap_or("-")),
+                None => format!("the end of {}", w["to-segment"].as_str().unwrap_or("-")),
+            };
             out.line(format!(
-                "  recovery window: from {} ({}) to the end of {}",
+                "  recovery window: from {} ({}) to {to}",
                 w["from-time"].as_str().unwrap_or_default(),
                 w["from-lsn"].as_str().unwrap_or_default(),
-                w["to-segment"].as_str().unwrap_or("-")
             ))?;
         }
     }

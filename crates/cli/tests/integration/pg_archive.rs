@@ -129,8 +129,14 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     assert_eq!(info["clusters"][0]["gaps"], serde_json::json!([]), "{info}");
     assert_eq!(info["clusters"][0]["base-backups"].as_array().map(Vec::len), Some(2), "{info}");
     assert_eq!(info["clusters"][0]["name"], "main", "{info}");
+    // The window ends at the last commit found in the archived WAL (the inserts above; the
+    // base backup's own segments hold none): not earlier than the first base backup's end.
+    let w = &info["clusters"][0]["recovery-window"];
+    let (from, to) = (w["from-time"].as_str().unwrap_or_default(), w["to-time"].as_str().unwrap_or_default());
+    assert!(to.len() >= 20 && to.ends_with('Z') && to > from, "{info}");
     let text = sb.c(["pg", "info", "--cluster", "main"]).ok().stdout_text();
     assert!(text.contains("(main)"), "{text}");
+    assert!(text.contains(&format!("to {to} (the last commit, in ")), "{text}");
     let err = sb.c(["pg", "info", "--cluster", "other"]).fails(1);
     assert!(err.contains("no base backup of a cluster named \"other\""), "{err}");
     let verify = sb.c(["verify", "--read-data"]).ok().stdout_text();
