@@ -113,7 +113,7 @@ struct WalFetchArgs {
     prefetch: u64,
     /// Open the repository with the key `pg restore` saved in FILE instead of the password
     /// (no key derivation per call)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "COFFER_PG_KEY_FILE", value_name = "FILE")]
     key_file: Option<PathBuf>,
 }
 
@@ -300,7 +300,7 @@ fn wal_push(g: &Global, r: &RepoOpts, a: &WalPushArgs) -> Result<()> {
         None => sysid_from_control(Path::new("."))?,
     };
     let repo = match &a.key_file {
-        Some(k) => crate::repo::open_repo_with_key(g, r, Role::Writer, k)?,
+        Some(k) => open_with_key_file(g, r, Role::Writer, k)?,
         None => open_repo(g, r, Role::Writer)?,
     };
     let put = repo.put_wal(sysid, &name, &data).with_context(|| format!("cannot archive WAL file {name}"))?;
@@ -311,13 +311,30 @@ fn wal_push(g: &Global, r: &RepoOpts, a: &WalPushArgs) -> Result<()> {
     out.finish()
 }
 
+/// Opens the repository with a key file, refused when other users may read or write it:
+/// the key opens the repository as its password does, so a file readable by others leaks
+/// it. Like ssh with a private key, the mode must be 0600 or stricter (`export-key` and
+/// `restore` create it so); the error names the file and its mode, never its contents.
+fn open_with_key_file(g: &Global, r: &RepoOpts, role: Role, key_file: &Path) -> Result<Repository> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(key_file).with_context(|| format!("cannot read key file {}", key_file.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "key file {} is accessible to other users (mode {mode:04o}); `chmod 600` it (it opens the repository like its password)",
+            key_file.display()
+        );
+    }
+    crate::repo::open_repo_with_key(g, r, role, key_file)
+}
+
 fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
     let sysid = match a.sysid {
         Some(s) => s,
         None => sysid_from_control(Path::new("."))?,
     };
     let repo = match &a.key_file {
-        Some(k) => crate::repo::open_repo_with_key(g, r, Role::Reader, k)?,
+        Some(k) => open_with_key_file(g, r, Role::Reader, k)?,
         None => open_repo(g, r, Role::Reader)?,
     };
     let dest_dir = a.dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
