@@ -1161,7 +1161,8 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     // the data directory after a base backup), which then finds the files clean: measured
     // at scale 10, the restore plus recovery took as long as without it (bench/README.md).
     // Not syncfs(2), and no periodic syncfs while unpacking to overlap the write-back: on
-    // a shared file system it waits for other programs' writes too (measured ~1.5 s slower).
+    // a shared file system it waits for other programs' writes too (1 to 1.5 s slower at
+    // scale 10).
     sync_tree(&dir)?;
 
     if a.start {
