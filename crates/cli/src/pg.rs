@@ -17,9 +17,11 @@
 //!   stop time) are the snapshot's `pg-…=` tags. It completes only once every WAL segment
 //!   from the start to the stop LSN is in the repository.
 //! - `restore --target DIR (--time T | --lsn L | --name NAME | --latest)`: writes the
-//!   newest base backup preceding the target and the recovery settings; `--start` starts
-//!   the server and waits for the promotion (see `docs/postgres.md`).
-//! - `info`: per cluster, base backups, archived WAL, recovery window and gaps.
+//!   newest base backup preceding the target and the recovery settings, all fsynced before
+//!   it reports success (the invariant: a reported restore survives a power loss);
+//!   `--start` starts the server and waits for the promotion (see `docs/postgres.md`).
+//! - `info`: per cluster, base backups, archived WAL, recovery window (ending at the last
+//!   archived commit's time, see `xlog`) and gaps.
 //! - `export-key FILE`: the repository's unwrapped key for `wal-push`/`wal-fetch
 //!   --key-file`, which PostgreSQL runs once per WAL file: opening with a password costs
 //!   an Argon2id derivation (~0.2 s) each time. `restore` writes such a copy beside the
