@@ -652,15 +652,9 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
     let sysid: u64 = sysid.parse().context("bad system identifier from the server")?;
     let seg_size: u64 = seg_size.parse().context("bad wal_segment_size from the server")?;
 
-    let repo = open_repo(g, r, Role::Writer)?;
-    let now = repo.clock().now();
-    let expires = now
-        + jiff::SignedDuration::try_from(repo.config().retention.default_retain).unwrap_or(jiff::SignedDuration::ZERO);
-    let previous = repo.all_snapshots()?.last().map(|(id, s)| ChainLink { id: *id, expires: s.expires });
-    let mut w = repo.writer(expires)?;
-
     let mut c = Command::new(pg_program("pg_basebackup"));
-    let label = format!("coffer {}", now.as_nanosecond());
+    // The label only has to be unique; the repository's clock is the one read everywhere.
+    let label = format!("coffer {}", coffer_store::Clock::from_env().now().as_nanosecond());
     c.args(["-D", "-", "-F", "t", "-X", "none", "-c", "fast", "-l", &label]);
     if let Some(ci) = ci {
         c.args(["-d", ci]);
@@ -677,6 +671,28 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
         let _ = err_pipe.read_to_string(&mut s);
         s
     });
+    // pg_basebackup starts with a checkpoint (`-c fast` still writes every dirty buffer)
+    // while the repository is opened (the password's Argon2id derivation, ~0.2 s, and the
+    // snapshot list): started first, the two overlap. If opening fails, the backup is
+    // stopped (the server aborts it when the connection closes).
+    let opened = (|| {
+        let repo = open_repo(g, r, Role::Writer)?;
+        let now = repo.clock().now();
+        let expires = now
+            + jiff::SignedDuration::try_from(repo.config().retention.default_retain)
+                .unwrap_or(jiff::SignedDuration::ZERO);
+        let previous = repo.all_snapshots()?.last().map(|(id, s)| ChainLink { id: *id, expires: s.expires });
+        anyhow::Ok((repo, now, expires, previous))
+    })();
+    let (repo, now, expires, previous) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let mut w = repo.writer(expires)?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut content = Vec::new();
     let mut size = 0u64;
