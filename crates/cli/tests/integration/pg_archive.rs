@@ -129,8 +129,14 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     assert_eq!(info["clusters"][0]["gaps"], serde_json::json!([]), "{info}");
     assert_eq!(info["clusters"][0]["base-backups"].as_array().map(Vec::len), Some(2), "{info}");
     assert_eq!(info["clusters"][0]["name"], "main", "{info}");
+    // The window ends at the last commit found in the archived WAL (the inserts above; the
+    // base backup's own segments hold none): not earlier than the first base backup's end.
+    let w = &info["clusters"][0]["recovery-window"];
+    let (from, to) = (w["from-time"].as_str().unwrap_or_default(), w["to-time"].as_str().unwrap_or_default());
+    assert!(to.len() >= 20 && to.ends_with('Z') && to > from, "{info}");
     let text = sb.c(["pg", "info", "--cluster", "main"]).ok().stdout_text();
     assert!(text.contains("(main)"), "{text}");
+    assert!(text.contains(&format!("to {to} (the last commit, in ")), "{text}");
     let err = sb.c(["pg", "info", "--cluster", "other"]).fails(1);
     assert!(err.contains("no base backup of a cluster named \"other\""), "{err}");
     let verify = sb.c(["verify", "--read-data"]).ok().stdout_text();
@@ -270,6 +276,14 @@ fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() 
     assert_eq!(mode & 0o777, 0o600);
     let err = c(&sb, &["pg", "export-key"]).arg(&key).fails(1);
     assert!(err.contains("cannot create"), "never overwritten: {err}");
+    // A key file other users can read is refused before it is used.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let seg0 = sb.path("pg_wal/x");
+    std::fs::write(&seg0, fake_segment(7_000_002, 1)).unwrap();
+    let err =
+        sb.coffer(["--repo"]).arg(sb.vault()).args(["pg", "wal-push", "--key-file"]).arg(&key).arg(&seg0).fails(1);
+    assert!(err.contains("accessible to other users (mode 0644)"), "{err}");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut data = Vec::new();
     for s in 1..=6 {
         let seg = sb.path(&format!("pg_wal/{}", name(s)));
@@ -331,6 +345,7 @@ fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() 
     assert!(!sb.path("restore/TL2").exists());
     // A key file that holds no key (or another repository's) is an error, not "absent".
     std::fs::write(sb.path("bad.key"), "{\"secret\": 1}").unwrap();
+    std::fs::set_permissions(sb.path("bad.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let run = c(&sb, &["pg", "wal-fetch", "--sysid", "7000002", "--key-file"])
         .arg(sb.path("bad.key"))
         .args([&name(6)])
