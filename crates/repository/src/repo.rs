@@ -162,6 +162,20 @@ pub(crate) fn for_each_key(
     }
 }
 
+/// The stored config object's bytes, its format version checked (before any key is tried,
+/// so a newer repository is refused clearly).
+fn read_config(store: &dyn ObjectStore, location: &str, prefix: &str) -> Result<Vec<u8>> {
+    let bytes = match store.get(&format!("{prefix}config"), None) {
+        Ok(o) => o.data,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(RepoError::NoRepository { location: location.into() });
+        }
+        Err(e) => return Err(RepoError::store(format!("cannot read {location}/config"))(e)),
+    };
+    pack::envelope_version(&bytes, &format!("{location}/config"))?;
+    Ok(bytes)
+}
+
 impl Repository {
     /// Creates a repository in `store` under `prefix`, protected by `password`.
     ///
@@ -218,15 +232,7 @@ impl Repository {
         password: &[u8],
         clock: Clock,
     ) -> Result<Self> {
-        let config_key = format!("{prefix}config");
-        let config_bytes = match store.get(&config_key, None) {
-            Ok(o) => o.data,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(RepoError::NoRepository { location: location.into() });
-            }
-            Err(e) => return Err(RepoError::store(format!("cannot read {location}/config"))(e)),
-        };
-        pack::envelope_version(&config_bytes, &format!("{location}/config"))?;
+        let config_bytes = read_config(store.as_ref(), location, prefix)?;
         let mut key = None;
         for_each_key(store.as_ref(), &format!("{prefix}keys/"), |k| {
             if key.is_some() {
@@ -258,15 +264,7 @@ impl Repository {
         key: MasterKey,
         clock: Clock,
     ) -> Result<Self> {
-        let config_key = format!("{prefix}config");
-        let config_bytes = match store.get(&config_key, None) {
-            Ok(o) => o.data,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(RepoError::NoRepository { location: location.into() });
-            }
-            Err(e) => return Err(RepoError::store(format!("cannot read {location}/config"))(e)),
-        };
-        pack::envelope_version(&config_bytes, &format!("{location}/config"))?;
+        let config_bytes = read_config(store.as_ref(), location, prefix)?;
         let config: Config = pack::open_object(&key, ObjectKind::Config, &config_bytes, &format!("{location}/config"))?;
         Ok(Self { store, location: location.into(), prefix: prefix.into(), key, config, clock })
     }
