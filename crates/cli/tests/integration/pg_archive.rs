@@ -2,7 +2,7 @@
 //! PostgreSQL 15 server (see `pg_util`).
 
 use crate::Sandbox;
-use crate::pg_util::{Cluster, PG_BIN, PgSandbox, as_postgres, have_postgres};
+use crate::pg_util::{Cluster, PgSandbox, have_postgres};
 use crate::repo_util::PASSWORD;
 use std::path::Path;
 
@@ -235,23 +235,10 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
     // --start: starts the server on the restore and returns once it has been promoted.
     let dir = sb.path("r-start");
     sb.c(["pg", "restore", "--start", "--time", &target, "--target"]).arg(&dir).ok();
-    let psql = |sql: &str| {
-        let out = as_postgres(Path::new(PG_BIN).join("psql"), &sb.path("home"))
-            .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
-            .arg(&dir)
-            .args(["-c", sql])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let psql = |sql: &str| sb.psql_at(&dir, sql);
     assert_eq!(psql("select pg_is_in_recovery()"), "f");
     assert_eq!(psql("select count(*) || ':' || string_agg(id::text, ',' order by id) from t"), expect_a);
-    let st = as_postgres(Path::new(PG_BIN).join("pg_ctl"), &sb.path("home"))
-        .args(["stop", "-m", "immediate", "-D"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(st.status.success());
+    sb.stop_immediate(&dir);
     // To a time past the gap on timeline 1 (the latest timeline is 2, which has no gap):
     // recovery stops short of the target, and --start says why, naming the segment.
     let now = pg.sql(r#"select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#);

@@ -1,8 +1,7 @@
 //! Point-in-time recovery to random targets of a pgbench-like workload: the restored data
 //! equals exactly what was committed up to each target (counts and checksums).
 
-use crate::pg_util::{PG_BIN, PgSandbox, as_postgres, have_postgres};
-use std::path::Path;
+use crate::pg_util::{PgSandbox, have_postgres};
 
 /// A small deterministic generator (the seed is printed, and `COFFER_TEST_SEED` replays it).
 struct Rng(u64);
@@ -86,19 +85,8 @@ fn restore_to_random_commit_times_of_a_pgbench_like_workload_gives_exactly_the_c
         let expect = pg.sql(&state_sql(Some(upto)));
         let dir = sb.path(&format!("r{round}"));
         sb.c(["pg", "restore", "--start", "--time", &target, "--target"]).arg(&dir).ok();
-        let out = as_postgres(Path::new(PG_BIN).join("psql"), &sb.path("home"))
-            .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
-            .arg(&dir)
-            .args(["-c", &state_sql(None)])
-            .output()
-            .unwrap();
-        let got = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let st = as_postgres(Path::new(PG_BIN).join("pg_ctl"), &sb.path("home"))
-            .args(["stop", "-m", "immediate", "-D"])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(st.status.success());
+        let got = sb.psql_at(&dir, &state_sql(None));
+        sb.stop_immediate(&dir);
         assert_eq!(got, expect, "seed {seed}: restored to {target} (after transaction {upto})");
         assert!(got.starts_with(&format!("{upto} ")), "{got}");
     }
@@ -107,18 +95,8 @@ fn restore_to_random_commit_times_of_a_pgbench_like_workload_gives_exactly_the_c
     let dir = sb.path("r-dup");
     let run = sb.c(["pg", "restore", "--start", "--name", "dup", "--target"]).arg(&dir).ok();
     assert!(run.stderr.contains("restore point \"dup\" was created 2 times"), "{}", run.stderr);
-    let out = as_postgres(Path::new(PG_BIN).join("psql"), &sb.path("home"))
-        .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
-        .arg(&dir)
-        .args(["-c", &state_sql(None)])
-        .output()
-        .unwrap();
-    let st = as_postgres(Path::new(PG_BIN).join("pg_ctl"), &sb.path("home"))
-        .args(["stop", "-m", "immediate", "-D"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(st.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pg.sql(&state_sql(Some(200))));
+    let got = sb.psql_at(&dir, &state_sql(None));
+    sb.stop_immediate(&dir);
+    assert_eq!(got, pg.sql(&state_sql(Some(200))));
     eprintln!("pg random-target PITR took {:.1?}", started.elapsed());
 }

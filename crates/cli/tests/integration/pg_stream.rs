@@ -1,7 +1,7 @@
 //! `coffer pg stream`: WAL over the replication protocol (pg_receivewal and a slot) into
 //! the repository, against a real PostgreSQL 15 server (see `pg_util`).
 
-use crate::pg_util::{Cluster, PG_BIN, PgSandbox, as_postgres, have_postgres};
+use crate::pg_util::{Cluster, PgSandbox, have_postgres};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -142,21 +142,8 @@ fn stream_resumes_from_its_slot_and_loses_no_committed_row_when_the_server_crash
     // RPO 0: the latest state has every committed row.
     let dir = sb.path("restored");
     sb.c(["pg", "restore", "--latest", "--start", "--target"]).arg(&dir).ok();
-    let psql = |sql: &str| {
-        let out = as_postgres(Path::new(PG_BIN).join("psql"), &sb.path("home"))
-            .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
-            .arg(&dir)
-            .args(["-c", sql])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let psql = |sql: &str| sb.psql_at(&dir, sql);
     assert_eq!(rows(psql), expect);
-    let st = as_postgres(Path::new(PG_BIN).join("pg_ctl"), &sb.path("home"))
-        .args(["stop", "-m", "immediate", "-D"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(st.status.success());
+    sb.stop_immediate(&dir);
     eprintln!("pg stream scenario took {:.1?}", started.elapsed());
 }

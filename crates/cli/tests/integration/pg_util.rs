@@ -73,6 +73,28 @@ impl PgSandbox {
         Cmd { cmd, stdin: None }
     }
 
+    /// Runs `sql` on the server a restore started in `dir` (its socket is there); stdout,
+    /// trimmed.
+    pub fn psql_at(&self, dir: &Path, sql: &str) -> String {
+        let out = as_postgres(Path::new(PG_BIN).join("psql"), &self.path("home"))
+            .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
+            .arg(dir)
+            .args(["-c", sql])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Stops (immediately) the server a restore started in `dir`.
+    pub fn stop_immediate(&self, dir: &Path) {
+        let st = as_postgres(Path::new(PG_BIN).join("pg_ctl"), &self.path("home"))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "pg_ctl stop {}: {}", dir.display(), String::from_utf8_lossy(&st.stderr));
+    }
+
     /// `initdb`s a cluster at `name` and starts it with WAL archived into the repository.
     pub fn cluster(&self, name: &str) -> Cluster {
         let data = self.path(name);
