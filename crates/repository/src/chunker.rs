@@ -13,9 +13,21 @@ pub fn stream<R: Read>(reader: R, p: ChunkerParams) -> fastcdc::v2020::StreamCDC
     fastcdc::v2020::StreamCDC::new(reader, p.min, p.avg, p.max)
 }
 
+/// The most a streaming read asks for at once. Reads of many megabytes into the buffer
+/// were measured 9x slower per byte in the kernel's copy than reads of 1 MiB (1 GiB of large
+/// files: 1.4 s against 0.16 s of `copy_to_iter`).
+const READ_SIZE: usize = 1 << 20;
+
 /// Chunks many inputs with one reusable buffer. An input no larger than the maximum chunk
 /// size (most files) is read whole and cut in memory — no per-input allocation; a larger
-/// one is streamed. Both give the same cut points (tested below).
+/// one is streamed through the same buffer. Both give the same cut points as [`stream`]
+/// (tested below).
+///
+/// Streaming does not use `StreamCDC`: it hands each chunk out as a fresh `Vec`, shifts the
+/// rest of its 8 MiB buffer forward and zero-fills the tail after every chunk — about nine
+/// bytes of memory traffic per byte chunked, 7 % of a backup's CPU time. Here a chunk is a
+/// slice of the buffer, and the buffer (twice the maximum chunk size) is compacted only when
+/// less than one maximum chunk is left in it, which a cut needs to see.
 pub struct Chunker {
     params: ChunkerParams,
     buf: Vec<u8>,
@@ -49,26 +61,56 @@ impl Chunker {
                 }
                 return Ok(self.buf.len() as u64);
             }
-            // It grew while being read: stream what was read, then the rest.
-            let head = std::mem::take(&mut self.buf);
-            return stream_all(std::io::Cursor::new(head).chain(reader), p, f);
+            // It grew while being read: go on streaming after what was read.
+        } else {
+            self.buf.clear();
         }
-        stream_all(std::io::BufReader::with_capacity(1 << 20, reader), p, f)
+        self.stream_all(reader, f)
     }
-}
 
-fn stream_all<R: Read, E: From<std::io::Error>>(
-    reader: R,
-    p: ChunkerParams,
-    mut f: impl FnMut(&[u8]) -> Result<(), E>,
-) -> Result<u64, E> {
-    let mut n = 0u64;
-    for c in stream(reader, p) {
-        let c = c.map_err(|e| E::from(std::io::Error::other(e.to_string())))?;
-        n += c.data.len() as u64;
-        f(&c.data)?;
+    /// Streams `reader` through the buffer; whatever the buffer already holds comes first.
+    fn stream_all<R: Read, E: From<std::io::Error>>(
+        &mut self,
+        mut reader: R,
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let p = self.params;
+        let max = p.max as usize;
+        let (mut start, mut end) = (0, self.buf.len());
+        self.buf.resize(2 * max, 0);
+        let mut eof = false;
+        let mut total = 0u64;
+        loop {
+            if end - start < max && !eof {
+                self.buf.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
+                while end < self.buf.len() {
+                    let to = self.buf.len().min(end + READ_SIZE);
+                    match reader.read(&mut self.buf[end..to]) {
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(n) => end += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            if start == end {
+                return Ok(total);
+            }
+            // The first chunk of the rest, cut exactly as over the whole input: a cut point
+            // depends on at most `max` bytes from the chunk's start, and they are all here
+            // (or the input ends sooner).
+            let len = fastcdc::v2020::FastCDC::new(&self.buf[start..end], p.min, p.avg, p.max)
+                .next()
+                .map_or(end - start, |c| c.length);
+            f(&self.buf[start..start + len])?;
+            start += len;
+            total += len as u64;
+        }
     }
-    Ok(n)
 }
 
 #[cfg(test)]
@@ -99,23 +141,57 @@ mod tests {
         assert_eq!((cuts.len(), &digest[..16]), (PINNED_COUNT, PINNED_DIGEST), "cut points changed: {cuts:?}");
     }
 
+    /// A reader that returns at most `step` bytes per call, as pipes and sockets do.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
     #[test]
     fn in_memory_and_streamed_cuts_agree() {
         let p = ChunkerParams::default();
         let mut c = Chunker::new(p);
-        for (len, seed) in [(0, 1), (100, 2), (600_000, 3), (8 << 20, 4), ((8 << 20) + 1, 5), (20 << 20, 6)] {
-            let data = seeded(len, seed);
+        let mut inputs: Vec<Vec<u8>> =
+            [(0, 1), (100, 2), (600_000, 3), (8 << 20, 4), ((8 << 20) + 1, 5), (20 << 20, 6)]
+                .into_iter()
+                .map(|(len, seed)| seeded(len, seed))
+                .collect();
+        // Maximum-size chunks, the case that needs the most lookahead: a run of one byte
+        // value the gear hash never cuts in (zeros cut at the minimum size), with some random
+        // bytes in the middle.
+        let max = p.max as usize;
+        let uncut = (1..=255u8)
+            .find(|&b| stream(&vec![b; max + 1][..], p).next().is_some_and(|c| c.unwrap().length == max))
+            .expect("some byte value runs to the maximum chunk size");
+        for island in [1, 5, 12] {
+            let mut flat = vec![uncut; 40 << 20];
+            flat[(island << 20)..((island + 1) << 20)].copy_from_slice(&seeded(1 << 20, island as u64));
+            inputs.push(flat);
+        }
+        for data in &inputs {
+            let len = data.len();
             let streamed: Vec<Vec<u8>> = stream(&data[..], p).map(|c| c.unwrap().data).collect();
             for hint in [0, len as u64, u64::MAX] {
-                let mut got = Vec::new();
-                let n = c
-                    .chunks(&data[..], hint, |chunk| {
-                        got.push(chunk.to_vec());
-                        Ok::<(), std::io::Error>(())
-                    })
-                    .unwrap();
-                assert_eq!(n, len as u64);
-                assert_eq!(got, streamed, "len {len}, size hint {hint}");
+                for step in [usize::MAX, 777_777] {
+                    let mut got = Vec::new();
+                    let n = c
+                        .chunks(Trickle { data, step }, hint, |chunk| {
+                            got.push(chunk.to_vec());
+                            Ok::<(), std::io::Error>(())
+                        })
+                        .unwrap();
+                    assert_eq!(n, len as u64);
+                    assert!(got == streamed, "len {len}, size hint {hint}, reads of {step}: cuts differ");
+                }
             }
         }
     }
