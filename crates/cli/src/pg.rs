@@ -692,25 +692,40 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
             return Err(e);
         }
     };
-    let mut w = repo.writer(expires)?;
+    let mut w = match repo.writer(expires) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e.into());
+        }
+    };
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut content = Vec::new();
-    let mut size = 0u64;
-    let mut chunk_err = None;
-    for chunk in
-        coffer_repository::chunker::stream(std::io::BufReader::with_capacity(1 << 20, stdout), w.repo_chunker())
-    {
-        match chunk {
-            Ok(ch) => {
-                size += ch.data.len() as u64;
-                content.push(w.add(BlobKind::Data, &ch.data)?);
+    let mut add_err = None;
+    let read = coffer_repository::chunker::Chunker::new(w.repo_chunker()).chunks(stdout, u64::MAX, |chunk| {
+        match w.add(BlobKind::Data, chunk) {
+            Ok(id) => {
+                content.push(id);
+                Ok(())
             }
             Err(e) => {
-                chunk_err = Some(e.to_string());
-                break;
+                add_err = Some(e);
+                Err(std::io::Error::other("the repository refused a chunk"))
             }
         }
+    });
+    if let Some(e) = add_err {
+        // pg_basebackup must not outlive the backup that failed.
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = err_thread.join();
+        return Err(e.into());
     }
+    let (size, chunk_err) = match read {
+        Ok(n) => (n, None),
+        Err(e) => (0, Some(e.to_string())),
+    };
     let status = child.wait().context("cannot wait for pg_basebackup")?;
     let log = err_thread.join().unwrap_or_default();
     if !status.success() || chunk_err.is_some() {
