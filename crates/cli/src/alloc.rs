@@ -15,18 +15,25 @@
 //! was system time (1 GiB of large files: 4.1 s user, 3.9 s system). A trim threshold of
 //! 8 MiB keeps a few chunks' worth per arena: system time 1.6 s, peak RSS 105 → 116 MiB
 //! (large files) and 91 → 123 MiB (the 1 GiB tree); 16 MiB and more bought no less system
-//! time and up to 150 MiB.
+//! time and up to 150 MiB. Only backups get it: a restore's peak RSS, already close to
+//! restic's, grew by 10 MiB with it (tree: 131–146 → 141–157 MiB), for less system time
+//! saved (a restore frees fewer, larger buffers).
 //!
 //! This is the only `unsafe` in Coffer (every other crate forbids it).
 
-/// Sets glibc's mmap and trim thresholds (no effect elsewhere).
-pub fn tune() {
+/// Sets glibc's mmap threshold, and for a backup (`backup`: files or PostgreSQL) its trim
+/// threshold (no effect on other C libraries).
+pub fn tune(backup: bool) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; it is called once, first thing in
+    // SAFETY: mallopt only changes allocator parameters; it is called once, at the start of
     // `main`, before any other thread exists, with a valid parameter and value.
     #[allow(unsafe_code, reason = "the one FFI call that tunes glibc's allocator")]
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+        if backup {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+        }
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = backup;
 }

@@ -103,11 +103,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    alloc::tune();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return error::report_usage(&err),
     };
+    // Still the only thread: parsing the arguments starts none.
+    alloc::tune(matches!(cli.command, Command::Backup(_) | Command::Pg(_)));
     let g = &cli.global;
     let r = &g.repo;
     let result = match cli.command {
