@@ -105,6 +105,21 @@ if [[ -z $COFFER_BIN ]]; then
     COFFER_BIN=$ROOT/target/release/coffer
 fi
 rm -rf "$SCRATCH"
+# Without a journal (this machine's ext4 has none), ext4 skips inodes freed in the last 60 s
+# when it allocates new ones, reading each one it skips: a restore of 50 000 files right
+# after 50 000 were deleted spends seconds in those scans (`recently_deleted` in a profile),
+# and whichever tool restores just after another's restore was deleted pays for it. So
+# nothing restored or copied is deleted before the end of its data set, and `cp -a` and the
+# restores wait until the last large deletion is out of that window.
+sync
+DELETED_AT=$(date +%s)
+settle() {
+    local wait=$((DELETED_AT + 65 - $(date +%s)))
+    if ((wait > 0)); then
+        say "waiting ${wait}s: inodes deleted at $(date -d "@$DELETED_AT" +%T) are still 'recent' to ext4"
+        sleep "$wait"
+    fi
+}
 mkdir -p "$SCRATCH/bin"
 touch "$SCRATCH/.coffer-bench"
 # A private copy: a rebuild of the working tree during the run does not change what is measured.
@@ -215,7 +230,7 @@ bench_dataset() { # NAME SRC
     read -r files bytes < <(helper size "$src")
     echo "data set: $ds = $src: $files files, $bytes bytes ($((bytes >> 20)) MiB)" >>"$RESULTS/meta.txt"
     say "data set $ds: $files files, $((bytes >> 20)) MiB"
-    local repos=$SCRATCH/repo/$ds restore=$SCRATCH/restore
+    local repos=$SCRATCH/repo/$ds restore
     rm -rf "$repos"
     mkdir -p "$repos"
 
@@ -224,8 +239,8 @@ bench_dataset() { # NAME SRC
         bash -c 'tar -C "$(dirname "$1")" -cf - "$(basename "$1")" | zstd -1 -q -c >/dev/null' _ "$src"
 
     # a plain copy of the data set (+ sync): roughly the ceiling for a restore
+    settle
     run_step "$ds" "cp -a" reference "$bytes" - cp -a "$src" "$SCRATCH/copy-test"
-    rm -rf "$SCRATCH/copy-test"
 
     run_step "$ds" init coffer "$bytes" "$repos/coffer" "$COFFER" init --repo "$repos/coffer"
     run_step "$ds" init restic "$bytes" "$repos/restic" restic -r "$repos/restic" init --repository-version 2
@@ -251,8 +266,9 @@ bench_dataset() { # NAME SRC
     run_step "$ds" "list snapshots" borg "$bytes" "$repos/borg" borg list "$repos/borg"
 
     for tool in "${TOOLS[@]}"; do
-        rm -rf "$restore"
+        restore=$SCRATCH/restore-$tool
         mkdir -p "$restore"
+        settle
         case $tool in
         coffer) run_step "$ds" restore coffer "$bytes" "$repos/coffer" "$COFFER" restore --repo "$repos/coffer" latest --target "$restore" ;;
         restic) run_step "$ds" restore restic "$bytes" "$repos/restic" restic -r "$repos/restic" restore latest --target "$restore" ;;
@@ -264,7 +280,9 @@ bench_dataset() { # NAME SRC
             say "$tool: restored $ds differs from the source"
         fi
     done
-    rm -rf "$restore"
+    rm -rf "$SCRATCH/copy-test" "$SCRATCH"/restore-*
+    sync
+    DELETED_AT=$(date +%s)
 
     run_step "$ds" "verify read-data" coffer "$bytes" "$repos/coffer" "$COFFER" verify --repo "$repos/coffer" --read-data
     run_step "$ds" "verify read-data" restic "$bytes" "$repos/restic" restic -r "$repos/restic" check --read-data
