@@ -6,11 +6,11 @@
 //! ciphertext to its name, so an object moved to another name fails to open. The master
 //! key (data key + blob-id key) is random; each password or key file wraps it with a key
 //! derived by Argon2id, so a repository has several passwords and changing one rewrites
-//! nothing else.
+//! nothing else. The AEAD is assembled from HChaCha20 (RustCrypto) and aws-lc's
+//! ChaCha20-Poly1305 (see [`xchacha`]); the bytes are the standard construction's.
 
 use crate::error::{RepoError, Result};
-use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -71,10 +71,11 @@ impl MasterKey {
         assert!(buf.len() >= NONCE_LEN, "seal_in_place needs room for the nonce");
         let nonce: [u8; NONCE_LEN] = random();
         buf[..NONCE_LEN].copy_from_slice(&nonce);
-        let tag = XChaCha20Poly1305::new((&self.data).into())
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut buf[NONCE_LEN..])
+        let (cipher, nonce) = xchacha(&self.data, &nonce);
+        let tag = cipher
+            .seal_in_place_separate_tag(nonce, Aad::from(aad), &mut buf[NONCE_LEN..])
             .expect("encryption of an in-memory buffer cannot fail");
-        buf.extend_from_slice(&tag);
+        buf.extend_from_slice(tag.as_ref());
     }
 
     /// Opens what [`MasterKey::seal`] produced with the same `aad`.
@@ -86,15 +87,31 @@ impl MasterKey {
     }
 }
 
+/// XChaCha20-Poly1305 as the IETF draft (draft-irtf-cfrg-xchacha) builds it: HChaCha20 of
+/// the key and the nonce's first 16 bytes is the key of an RFC 8439 ChaCha20-Poly1305 whose
+/// nonce is four zero bytes and the nonce's last 8. The same bytes as RustCrypto's
+/// `XChaCha20Poly1305` (tested against it below), so the format is unchanged; the AEAD
+/// itself runs in aws-lc's assembly (2.5 GB/s here against RustCrypto's 1.1 GB/s: the AEAD
+/// was a quarter of a restore's CPU time).
+fn xchacha(key: &[u8; 32], nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
+    use chacha20::cipher::consts::U10;
+    let sub = chacha20::hchacha::<U10>(key.into(), nonce[..16].into());
+    let cipher = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &sub).expect("a 32-byte key"));
+    let mut inner = [0u8; 12];
+    inner[4..].copy_from_slice(&nonce[16..]);
+    (cipher, Nonce::assume_unique_for_key(inner))
+}
+
 fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = XChaCha20Poly1305::new(key.into());
     let nonce: [u8; NONCE_LEN] = random();
-    let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
-        .expect("encryption of an in-memory buffer cannot fail");
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    let mut out = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
+    out.extend_from_slice(plaintext);
+    let (cipher, inner) = xchacha(key, &nonce);
+    let tag = cipher
+        .seal_in_place_separate_tag(inner, Aad::from(aad), &mut out[NONCE_LEN..])
+        .expect("encryption of an in-memory buffer cannot fail");
+    out.extend_from_slice(tag.as_ref());
     out
 }
 
@@ -103,7 +120,12 @@ fn open_with(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    XChaCha20Poly1305::new(key.into()).decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad }).ok()
+    let nonce: &[u8; NONCE_LEN] = nonce.try_into().ok()?;
+    let mut buf = ct.to_vec();
+    let (cipher, inner) = xchacha(key, nonce);
+    let len = cipher.open_in_place(inner, Aad::from(aad), &mut buf).ok()?.len();
+    buf.truncate(len);
+    Some(buf)
 }
 
 /// Argon2id cost parameters, stored with each key so they can be raised later.
@@ -221,6 +243,36 @@ mod tests {
         *t.last_mut().unwrap() ^= 1;
         assert!(k.open(b"a", &t, "x").is_err(), "a flipped bit must not open");
         assert!(MasterKey::generate().open(b"a", &s, "x").is_err(), "another key must not open");
+    }
+
+    /// The sealed format is RustCrypto's XChaCha20-Poly1305 byte for byte, both ways: what
+    /// earlier builds wrote opens, and what this one writes opens with the reference.
+    #[test]
+    fn sealed_bytes_are_xchacha20_poly1305() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+        let k = MasterKey::generate();
+        let reference = XChaCha20Poly1305::new((&k.data).into());
+        for len in [0usize, 1, 63, 64, 65, 1000, 100_000] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let aad = format!("aad {len}");
+            let sealed = k.seal(aad.as_bytes(), &plain);
+            let (nonce, ct) = sealed.split_at(NONCE_LEN);
+            let opened = reference.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() });
+            assert_eq!(opened.as_deref(), Ok(&plain[..]), "reference opens ours ({len} bytes)");
+            let nonce = [len as u8; NONCE_LEN];
+            let theirs =
+                reference.encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: aad.as_bytes() }).unwrap();
+            let mut old = nonce.to_vec();
+            old.extend_from_slice(&theirs);
+            assert_eq!(k.open(aad.as_bytes(), &old, "x").unwrap(), plain, "we open the reference's ({len} bytes)");
+            let mut in_place = vec![0; NONCE_SPACE];
+            in_place.extend_from_slice(&plain);
+            k.seal_in_place(aad.as_bytes(), &mut in_place);
+            let (nonce, ct) = in_place.split_at(NONCE_LEN);
+            let opened = reference.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() });
+            assert_eq!(opened.as_deref(), Ok(&plain[..]), "reference opens ours sealed in place ({len} bytes)");
+        }
     }
 
     #[test]
