@@ -27,6 +27,30 @@ pub(crate) fn write_durable(tmp_dir: &Path, dir: &Path, name: &str, bytes: &[u8]
     result
 }
 
+/// How long a temp file may go unwritten before [`remove_stale_temps`] takes it for a crashed
+/// put's: far longer than any put stays between two writes.
+pub(crate) const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes temp files in `tmp_dir` not modified for [`STALE_TEMP_AGE`] before `now`: what a
+/// put killed before its rename left behind (each up to an object's size; a backup that is
+/// interrupted again and again would otherwise grow the vault without bound). Always safe:
+/// a put whose temp file is removed fails at its rename and acknowledges nothing. Best
+/// effort: a file that cannot be read or removed stays. Returns how many were removed.
+pub(crate) fn remove_stale_temps(tmp_dir: &Path, now: std::time::SystemTime) -> usize {
+    let Ok(entries) = fs::read_dir(tmp_dir) else { return 0 };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age >= STALE_TEMP_AGE));
+        if stale && e.file_name().to_string_lossy().ends_with(".tmp") && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn create_file(path: &Path, mode: u32) -> Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()

@@ -204,6 +204,7 @@ impl LocalVault {
         if schema > db::SCHEMA_VERSION {
             return Err(StoreError::UnsupportedFormat { path: root, found: schema, supported: db::SCHEMA_VERSION });
         }
+        files::remove_stale_temps(&root.join("tmp"), clock.now().into());
         Ok(Self { inner: Arc::new(Inner { root, conn: Mutex::new(conn), clock }) })
     }
 
@@ -919,6 +920,29 @@ mod tests {
         let out = f();
         vault.conn().progress_handler(0, None::<fn() -> bool>);
         (out, OPS.load(Ordering::SeqCst))
+    }
+
+    /// A put killed before its rename leaves a temp file; opening the vault a day later
+    /// removes it, and never a temp file that may still be written.
+    #[test]
+    fn stale_temp_files_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("v");
+        LocalVault::init(&root, &VaultOptions::default()).unwrap();
+        let tmp = root.join("tmp");
+        let (old, fresh, other) = (tmp.join("aa.1.tmp"), tmp.join("bb.2.tmp"), tmp.join("notes.txt"));
+        for p in [&old, &fresh, &other] {
+            fs::write(p, b"half a put").unwrap();
+        }
+        let day_ago = std::time::SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(Clock::from_env().now().as_second()).unwrap() - 86_500);
+        for p in [&old, &other] {
+            fs::File::options().write(true).open(p).unwrap().set_modified(day_ago).unwrap();
+        }
+        LocalVault::open(&root).unwrap();
+        assert!(!old.exists(), "a temp file unwritten for a day is removed");
+        assert!(fresh.exists(), "a temp file written just now may belong to a put in progress");
+        assert!(other.exists(), "only temp files are removed");
     }
 
     #[test]
