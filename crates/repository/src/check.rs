@@ -226,7 +226,7 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
         let key = repo.pack_key(&p.id);
         rep.packs_read += 1;
         let bytes = match repo.store().get(&key, None) {
-            Ok(o) if Id::hash(&o.data) == p.id => o.data,
+            Ok(o) if p.id.names(&o) => o.data,
             Ok(_) => {
                 for e in &p.blobs {
                     bad_blobs.insert(e.id, key.clone());

@@ -21,6 +21,20 @@ impl Id {
         Self(*blake3::hash(data).as_bytes())
     }
 
+    /// Whether `obj` holds the bytes this storage id names. A store's `get` has verified the
+    /// data against the checksum it stored (the `ObjectStore` contract); when that checksum
+    /// is this same unkeyed BLAKE3 (the local vault's), comparing it with the id compares the
+    /// bytes, and they are not hashed a second time — every pack a restore or verify read
+    /// from a local vault was hashed twice, an eighth of a restore's CPU time. Any other
+    /// checksum (S3's SHA-256), and none, means hashing the bytes.
+    #[must_use]
+    pub fn names(&self, obj: &coffer_store::Object) -> bool {
+        match obj.meta.checksum.strip_prefix("blake3:") {
+            Some(hex) if hex.len() == 64 => hex.eq_ignore_ascii_case(&self.to_string()),
+            _ => Self::hash(&obj.data) == *self,
+        }
+    }
+
     /// The first 8 hex digits, for display.
     #[must_use]
     pub fn short(&self) -> String {
@@ -58,5 +72,43 @@ impl Serialize for Id {
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(data: &[u8], checksum: String) -> coffer_store::Object {
+        coffer_store::Object {
+            meta: coffer_store::ObjectVersion {
+                key: "data/x".into(),
+                version: coffer_store::VersionId("v".into()),
+                created: jiff::Timestamp::UNIX_EPOCH,
+                is_latest: true,
+                delete_marker: false,
+                size: data.len() as u64,
+                checksum,
+                retention: None,
+                legal_hold: false,
+            },
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_id_names_the_bytes_by_the_stores_blake3_or_by_hashing() {
+        let (a, b) = (b"pack a".as_slice(), b"pack b".as_slice());
+        let (ida, idb) = (Id::hash(a), Id::hash(b));
+        let blake3 = |d: &[u8]| format!("blake3:{}", blake3::hash(d).to_hex());
+        // The store's verified BLAKE3: compared, upper or lower case.
+        assert!(ida.names(&object(a, blake3(a))));
+        assert!(ida.names(&object(a, blake3(a).to_uppercase().replace("BLAKE3", "blake3"))));
+        assert!(!idb.names(&object(a, blake3(a))));
+        // Another algorithm, or none: the bytes are hashed.
+        assert!(ida.names(&object(a, "sha256:00".into())));
+        assert!(!idb.names(&object(a, "sha256:00".into())));
+        assert!(!idb.names(&object(a, String::new())));
+        assert!(ida.names(&object(a, "blake3:short".into())));
     }
 }

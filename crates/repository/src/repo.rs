@@ -374,7 +374,7 @@ impl Repository {
     /// the older ones — nothing is overwritten, so it is still there.
     fn get_hashed(&self, key: &str, id: &Id) -> Result<Vec<u8>> {
         let first_err = match self.store.get(key, None) {
-            Ok(o) if Id::hash(&o.data) == *id => return Ok(o.data),
+            Ok(o) if id.names(&o) => return Ok(o.data),
             Ok(_) => RepoError::corrupt(key, "content does not match its name"),
             // A delete marker can hide a version that is still there.
             Err(e) if e.kind() == ErrorKind::NotFound => RepoError::store(format!("cannot read {key}"))(e),
@@ -386,7 +386,7 @@ impl Repository {
             .map_err(RepoError::store(format!("cannot list versions of {key}")))?;
         for v in page.items.iter().filter(|v| v.key == key && !v.delete_marker && !v.is_latest) {
             if let Ok(o) = self.store.get(key, Some(&v.version)) {
-                if Id::hash(&o.data) == *id {
+                if id.names(&o) {
                     return Ok(o.data);
                 }
             }
@@ -591,7 +591,7 @@ impl Repository {
                 continue;
             }
             let Ok(obj) = self.store.get(&k, None) else { continue };
-            if Id::hash(&obj.data) != id {
+            if !id.names(&obj) {
                 continue;
             }
             let Ok(blobs) = pack::read_pack_header(&self.key, &obj.data, &k) else { continue };

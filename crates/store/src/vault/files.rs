@@ -36,8 +36,17 @@ pub(crate) const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from
 /// interrupted again and again would otherwise grow the vault without bound). Always safe:
 /// a put whose temp file is removed fails at its rename and acknowledges nothing. Best
 /// effort: a file that cannot be read or removed stays. Returns how many were removed.
-pub(crate) fn remove_stale_temps(tmp_dir: &Path, now: std::time::SystemTime) -> usize {
+///
+/// Ages are measured on the wall clock, not the vault's [`crate::Clock`]: file times are the
+/// kernel's, and a test clock moved days ahead would take every temp file of a put in
+/// progress for a crashed one.
+pub(crate) fn remove_stale_temps(tmp_dir: &Path) -> usize {
     let Ok(entries) = fs::read_dir(tmp_dir) else { return 0 };
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "file times are the kernel's wall-clock times; no lock depends on this"
+    )]
+    let now = std::time::SystemTime::now();
     let mut removed = 0;
     for e in entries.flatten() {
         let stale = e
