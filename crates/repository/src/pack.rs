@@ -157,6 +157,8 @@ pub fn open_blob(key: &MasterKey, entry: &PackEntry, sealed: &[u8], context: &st
     let mut framed = key.open(&blob_aad(entry.kind, &entry.id), sealed, &what())?;
     let (flag, payload) = framed.split_first().ok_or_else(|| RepoError::corrupt(what(), "empty blob"))?;
     // One decompression context per thread: creating one per blob was 5 % of a restore.
+    // (A decryption buffer per thread, too, was tried: no CPU time measurably saved, and a
+    // tree restore's peak RSS grew from 133 to 143 MiB, past restic's 137.)
     thread_local! {
         static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
             const { std::cell::RefCell::new(None) };
