@@ -229,17 +229,20 @@ tool_step() { # STEP TOOL
     *backup/coffer) run_step "$step" coffer "${COFFER_WRITER[@]}" backup --repo "$c_repo" "$SCRATCH/tree" ;;
     *backup/restic) run_step "$step" restic "${restic[@]}" --compression auto backup "$SCRATCH/tree" ;;
     restore/*)
-        rm -rf "$SCRATCH/restore"
-        mkdir -p "$SCRATCH/restore"
+        # Every restore gets a new directory, removed only with the scratch directory at the
+        # end: on this machine's ext4, creating files right after deleting thousands costs
+        # seconds of inode-allocation scans (`recently_deleted`), which would time the
+        # script's own cleanup of the previous restore, not the tool.
+        local dst=$SCRATCH/restore-$RUN-$tool
+        mkdir -p "$dst"
         case $tool in
-        coffer) run_step restore coffer "${COFFER_READER[@]}" restore --repo "$c_repo" latest --target "$SCRATCH/restore" ;;
-        restic) run_step restore restic "${restic[@]}" restore latest --target "$SCRATCH/restore" ;;
+        coffer) run_step restore coffer "${COFFER_READER[@]}" restore --repo "$c_repo" latest --target "$dst" ;;
+        restic) run_step restore restic "${restic[@]}" restore latest --target "$dst" ;;
         esac
-        if ! diff -rq --no-dereference "$SCRATCH/tree" "$SCRATCH/restore$SCRATCH/tree" >"$RESULTS/logs/restore-diff.run$RUN.$tool.log" 2>&1; then
+        if ! diff -rq --no-dereference "$SCRATCH/tree" "$dst$SCRATCH/tree" >"$RESULTS/logs/restore-diff.run$RUN.$tool.log" 2>&1; then
             sed -i "\$s/\tok\$/\tRESTORED DATA DIFFERS (logs\/restore-diff.run$RUN.$tool.log)/" "$RESULTS/results.tsv"
             say "$tool: restored data differs from the source"
         fi
-        rm -rf "$SCRATCH/restore"
         ;;
     esac
 }
