@@ -16,7 +16,8 @@
 //! - a retain-until date not in the future is refused here (some servers accept it);
 //! - every put carries its retention explicitly (the caller's, or the bucket's default
 //!   computed here from the put's time), `Content-MD5` and `x-amz-checksum-sha256`, and the
-//!   content's SHA-256 as user metadata (`x-amz-meta-coffer-sha256`); after the put a
+//!   content's SHA-256 as user metadata (`x-amz-meta-coffer-sha256`) — the same SHA-256 is
+//!   the SigV4 payload hash, computed once ([`PrecomputedPayloadHash`]); after the put a
 //!   `HeadObject` of the new version must report exactly the retention and legal hold
 //!   asked for, the size and the checksum, or the put fails (`Corrupt`: the server did not
 //!   store what it acknowledged);
@@ -748,8 +749,12 @@ impl S3Store {
         if legal_hold {
             req = req.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
         }
-        let out =
-            req.send().await.map_err(|e| self.fail(e, Action::Put, Some(key), None, &format!("cannot put {key}")))?;
+        let out = req
+            .customize()
+            .interceptor(PrecomputedPayloadHash(sha_hex.to_owned()))
+            .send()
+            .await
+            .map_err(|e| self.fail(e, Action::Put, Some(key), None, &format!("cannot put {key}")))?;
         Ok(out.version_id().map(str::to_owned))
     }
 
@@ -815,7 +820,9 @@ impl S3Store {
                 .content_length(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
                 .content_md5(b64.encode(md5::Md5::digest(chunk)))
                 .checksum_sha256(b64.encode(&sha))
-                .body(ByteStream::from(chunk.to_vec()));
+                .body(ByteStream::from(chunk.to_vec()))
+                .customize()
+                .interceptor(PrecomputedPayloadHash(hex::encode(&sha)));
             part_shas.push(sha);
             let sem = sem.clone();
             tasks.spawn(async move {
@@ -1545,6 +1552,30 @@ fn decode_versions_token(t: &str) -> Result<(String, String)> {
     let bad = || StoreError::invalid(format!("malformed version list token {t:?}"));
     let (k, v) = t.split_once('.').ok_or_else(bad)?;
     Ok((decode_list_token(k).map_err(|_| bad())?, v.to_owned()))
+}
+
+/// Hands the SigV4 signer the body's SHA-256 (lowercase hex), which S3Store computes anyway
+/// for `x-amz-checksum-sha256` and its metadata, instead of letting the signer hash the body
+/// a second time: that second pass was 1.5 % of a backup's CPU time. The payload stays
+/// signed (`x-amz-content-sha256` is this hash, and S3 checks the body against it), unlike
+/// the SDK's `disable_payload_signing`.
+#[derive(Debug)]
+struct PrecomputedPayloadHash(String);
+
+impl aws_sdk_s3::config::Intercept for PrecomputedPayloadHash {
+    fn name(&self) -> &'static str {
+        "coffer-precomputed-payload-hash"
+    }
+
+    fn modify_before_signing(
+        &self,
+        _context: &mut aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), aws_sdk_s3::error::BoxError> {
+        cfg.interceptor_state().store_put(aws_runtime::auth::PayloadSigningOverride::Precomputed(self.0.clone()));
+        Ok(())
+    }
 }
 
 /// Keeps the raw body of a (buffered) reply, to read what the SDK's model loses.
