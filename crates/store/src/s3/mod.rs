@@ -107,6 +107,10 @@ use jiff::Timestamp;
 use sha2::Digest as _;
 use std::sync::Arc;
 
+/// The most a get reserves up front for a body of the size the server announces (a larger
+/// body grows its buffer as it arrives): a wrong or hostile `Content-Length` cannot make the
+/// store allocate gigabytes it never receives.
+const MAX_PREALLOC: usize = 256 << 20;
 /// How many `HeadObject` requests one listing page has in flight at most.
 pub const HEAD_CONCURRENCY: usize = 16;
 /// User metadata holding the content's SHA-256 (hex): `x-amz-meta-coffer-sha256`.
@@ -925,8 +929,15 @@ impl S3Store {
             retention: retention_of(out.object_lock_mode(), out.object_lock_retain_until_date()),
             legal_hold: out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
         };
-        let body = out.body.collect().await.map_err(|e| StoreError::io(format!("cannot read the data of {key}"), e))?;
-        let data = body.into_bytes().to_vec();
+        // One copy, into a buffer of the announced size: collecting the body and then making
+        // it one contiguous `Vec` copied a pack twice (and faulted in two fresh buffers).
+        let mut data = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0).min(MAX_PREALLOC));
+        let mut body = out.body;
+        while let Some(bytes) =
+            body.try_next().await.map_err(|e| StoreError::io(format!("cannot read the data of {key}"), e))?
+        {
+            data.extend_from_slice(&bytes);
+        }
         if let Some(latest) = latest {
             let latest = latest.await.map_err(|e| StoreError::io("a read task failed", e))??;
             meta.is_latest = latest.as_deref() == Some(vid.0.as_str());
