@@ -160,7 +160,7 @@ drop_caches() { sync; if ((CAN_DROP)); then echo 3 >/proc/sys/vm/drop_caches 2>/
 } >"$RESULTS/meta.txt"
 cat "$RESULTS/meta.txt" >&2
 
-printf 'run\tstep\ttool\tseconds\tuser_s\tsys_s\tload1\trequests\tstatus\n' >"$RESULTS/results.tsv"
+printf 'run\tstep\ttool\tseconds\tuser_s\tsys_s\tload1\trequests\tstatus\tsync_s\n' >"$RESULTS/results.tsv"
 RUN=1
 # The server's requests in log lines FROM..TO, counted by kind: "N OpA, M OpB" (most first).
 count_requests() { # FROM TO
@@ -182,12 +182,13 @@ print(sum(c.values()), ", ".join(f"{n} {k}" for k, n in c.most_common()), sep="\
 run_step() { # STEP TOOL CMD...
     local step=$1 tool=$2
     shift 2
-    local log="$RESULTS/logs/run$RUN.${step// /-}.$tool.log" tf="$RESULTS/time.out" rc=0 t0 t1 load1 user sys from to reqs
+    local log="$RESULTS/logs/run$RUN.${step// /-}.$tool.log" tf="$RESULTS/time.out" rc=0 t0 ts t1 load1 user sys from to reqs
     drop_caches
     load1=$(cut -d' ' -f1 /proc/loadavg)
     from=$(($(wc -l <"$RESULTS/logs/server.log") + 1))
     t0=$(date +%s%N)
     /usr/bin/time -f '%U %S' -o "$tf" "$@" >"$log" 2>&1 || rc=$?
+    ts=$(date +%s%N)
     sync
     t1=$(date +%s%N)
     sleep 0.2 # let the server finish logging the last request
@@ -195,10 +196,11 @@ run_step() { # STEP TOOL CMD...
     read -r reqs detail < <(count_requests "$from" "$to")
     printf 'run %s, %s, %s: %s requests: %s\n' "$RUN" "$step" "$tool" "$reqs" "$detail" >>"$RESULTS/requests.txt"
     read -r user sys < <(tail -n1 "$tf")
-    local secs status=ok
+    local secs sync_s status=ok
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+    sync_s=$(awk -v a="$ts" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
     ((rc == 0)) || status="FAILED (exit $rc, see logs/$(basename "$log"))"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$RUN" "$step" "$tool" "$secs" "$user" "$sys" "$load1" "$reqs" "$status" >>"$RESULTS/results.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$RUN" "$step" "$tool" "$secs" "$user" "$sys" "$load1" "$reqs" "$status" "$sync_s" >>"$RESULTS/results.tsv"
     printf '   run %s %-17s %-7s %8ss %5s requests  %s\n' "$RUN" "$step" "$tool" "$secs" "$reqs" "$status" >&2
 }
 
@@ -257,7 +259,7 @@ tool_step() { # STEP TOOL
         restic) run_step restore restic "${restic[@]}" restore latest --target "$dst" ;;
         esac
         if ! diff -rq --no-dereference "$SCRATCH/tree" "$dst$SCRATCH/tree" >"$RESULTS/logs/restore-diff.run$RUN.$tool.log" 2>&1; then
-            sed -i "\$s/\tok\$/\tRESTORED DATA DIFFERS (logs\/restore-diff.run$RUN.$tool.log)/" "$RESULTS/results.tsv"
+            sed -i "\$s/\tok\t\([0-9.]*\)\$/\tRESTORED DATA DIFFERS (logs\/restore-diff.run$RUN.$tool.log)\t\1/" "$RESULTS/results.tsv"
             say "$tool: restored data differs from the source"
         fi
         ;;
@@ -284,7 +286,7 @@ t = {(int(r[0]), r[1], r[2]): r for r in rows}
 med = statistics.median
 print()
 print(f"{len(runs)} run(s); times are medians, restic/coffer is the median of the runs' ratios (lowest-highest)")
-print(f"{'step':<17} {'coffer s':>9} {'restic s':>9} {'coffer MB/s':>12} {'restic MB/s':>12} {'restic/coffer':>14} {'range':>12} {'requests c/r':>13}  status")
+print(f"{'step':<17} {'coffer s':>9} {'restic s':>9} {'coffer MB/s':>12} {'restic MB/s':>12} {'restic/coffer':>14} {'range':>12} {'requests c/r':>13} {'sync s c/r':>11}  status")
 ratios = {}
 for step in ["init", "first backup", "no-change backup", "restore"]:
     pairs = [(t[(n, step, "coffer")], t[(n, step, "restic")]) for n in runs
@@ -297,14 +299,17 @@ for step in ["init", "first backup", "no-change backup", "restore"]:
     ratios[step] = rr
     creq = med(int(c[7]) for c, _ in pairs)
     rreq = med(int(r[7]) for _, r in pairs)
+    csync = med(float(c[9]) for c, _ in pairs)
+    rsync = med(float(r[9]) for _, r in pairs)
     rate = lambda s: f"{size / 1e6 / s:.1f}" if s > 0 and step != "init" else "-"
     bad = [f"run {c[0]} coffer: {c[8]}" for c, _ in pairs if c[8] != "ok"] + \
           [f"run {r[0]} restic: {r[8]}" for _, r in pairs if r[8] != "ok"]
     status = "ok" if not bad else "; ".join(bad)
     span = f"{min(rr):.2f}-{max(rr):.2f}"
-    print(f"{step:<17} {cs:>9.2f} {rs:>9.2f} {rate(cs):>12} {rate(rs):>12} {med(rr):>13.2f}x {span:>12} {f'{creq:g}/{rreq:g}':>13}  {status}")
+    print(f"{step:<17} {cs:>9.2f} {rs:>9.2f} {rate(cs):>12} {rate(rs):>12} {med(rr):>13.2f}x {span:>12} {f'{creq:g}/{rreq:g}':>13} {f'{csync:.2f}/{rsync:.2f}':>11}  {status}")
 print()
-print("restic/coffer = restic's time / Coffer's: above 1 Coffer is faster. Requests per step by")
+print("restic/coffer = restic's time / Coffer's: above 1 Coffer is faster. Times include the final")
+print("`sync` (its median share in 'sync s'; it also flushes whatever else the machine wrote). Requests per step by")
 print(f"operation: {res}/requests.txt. Target (issue 4), on the median ratio (lowest run in brackets):")
 for step in ["first backup", "restore"]:
     if step in ratios:
