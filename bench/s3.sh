@@ -10,6 +10,10 @@
 #   --keep             keep the scratch directory (tree, restores) at the end
 #   --dir DIR          scratch directory [default: target/bench-s3]. It must be new, empty,
 #                      or one this script made: everything in it is deleted first.
+#   --restore-dir DIR  restore into a new directory under DIR (e.g. /dev/shm), removed at
+#                      the end [default: the scratch directory]. See bench/README.md: on a
+#                      disk whose file creation depends on other users' deletions, tmpfs
+#                      measures the tools instead of the disk.
 #   --coffer-bin PATH  benchmark this coffer binary instead of building the working tree
 #
 # Data: the "tree" data set of bench/files.sh (a deterministic subset of the Rust
@@ -38,6 +42,7 @@ SERVER=localstack
 KEEP=0
 SCRATCH=$ROOT/target/bench-s3
 COFFER_BIN=
+RESTORE_DIR=
 
 while (($#)); do
     case $1 in
@@ -47,6 +52,7 @@ while (($#)); do
     --keep) KEEP=1 ;;
     --dir) SCRATCH=$2; shift ;;
     --coffer-bin) COFFER_BIN=$2; shift ;;
+    --restore-dir) RESTORE_DIR=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "s3.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -76,8 +82,15 @@ fi
 RESULTS=$ROOT/target/bench-results/s3-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RESULTS/logs"
 
+RESTORES=$SCRATCH
+if [[ -n $RESTORE_DIR ]]; then
+    [[ -d $RESTORE_DIR ]] || die "--restore-dir $RESTORE_DIR is not a directory"
+    RESTORES=$(mktemp -d "$(realpath "$RESTORE_DIR")/coffer-bench-restore.XXXXXX")
+fi
+
 SERVER_PID=
 cleanup() {
+    if [[ $RESTORES != "$SCRATCH" ]]; then rm -rf "$RESTORES"; fi
     if [[ -n $SERVER_PID ]]; then
         # The server runs in its own process group (setsid): stop exactly that group.
         kill -TERM -- "-$SERVER_PID" 2>/dev/null || true
@@ -154,6 +167,7 @@ drop_caches() { sync; if ((CAN_DROP)); then echo 3 >/proc/sys/vm/drop_caches 2>/
     echo "coffer:    $("$COFFER" --version 2>/dev/null || echo coffer) (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); Object Lock bucket, compliance, defaults"
     echo "restic:    $(restic version | head -1); repository v2, --compression auto, plain bucket"
     echo "data:      $FILES files, $BYTES bytes ($((BYTES >> 20)) MiB), a subset of the Rust toolchain"
+    echo "restores:  into $RESTORES ($(stat -f -c %T "$RESTORES"))"
     echo "caches:    $( ((CAN_DROP)) && echo "page cache dropped before every step" || echo "page cache NOT dropped (not writable here): source read warm")"
     echo "runs:      $RUNS (odd runs Coffer first, even runs restic first; a new repository per tool and run)"
     echo "load avg:  at start $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -252,7 +266,7 @@ tool_step() { # STEP TOOL
         # end: on this machine's ext4, creating files right after deleting thousands costs
         # seconds of inode-allocation scans (`recently_deleted`), which would time the
         # script's own cleanup of the previous restore, not the tool.
-        local dst=$SCRATCH/restore-$RUN-$tool
+        local dst=$RESTORES/restore-$RUN-$tool
         mkdir -p "$dst"
         case $tool in
         coffer) run_step restore coffer "${COFFER_READER[@]}" restore --repo "$c_repo" latest --target "$dst" ;;
@@ -265,6 +279,23 @@ tool_step() { # STEP TOOL
         ;;
     esac
 }
+
+# Warm-up, not timed: a freshly started server answers each kind of request slowly the first
+# time (Python imports and initialises the handlers lazily), which would fall on whichever
+# tool goes first in run 1. Both tools back up and restore a few files first.
+say "warm-up (not timed): both tools back up and restore 20 files"
+mkdir -p "$SCRATCH/warm-up/tree"
+for i in $(seq 20); do head -c $((i << 12)) "$SCRATCH/bin/coffer" >"$SCRATCH/warm-up/tree/f$i"; done
+(
+    c_repo="s3://coffer-bench/warm-up?endpoint=$ENDPOINT&region=us-east-1"
+    restic=(env AWS_ACCESS_KEY_ID=restic AWS_SECRET_ACCESS_KEY=restic-secret restic -r "s3:$ENDPOINT/restic-warm-up")
+    "${COFFER_WRITER[@]}" init --repo "$c_repo" &&
+        "${COFFER_WRITER[@]}" backup --repo "$c_repo" "$SCRATCH/warm-up/tree" &&
+        "${COFFER_READER[@]}" restore --repo "$c_repo" latest --target "$SCRATCH/warm-up/coffer" &&
+        "${restic[@]}" init --repository-version 2 &&
+        "${restic[@]}" --compression auto backup "$SCRATCH/warm-up/tree" &&
+        "${restic[@]}" restore latest --target "$SCRATCH/warm-up/restic"
+) >"$RESULTS/logs/warm-up.log" 2>&1 || die "the warm-up failed; see $RESULTS/logs/warm-up.log"
 
 for ((RUN = 1; RUN <= RUNS; RUN++)); do
     if ((RUN % 2)); then order=(coffer restic); else order=(restic coffer); fi
