@@ -317,7 +317,7 @@ t = {(int(r[0]), r[1], r[2]): r for r in rows}
 med = statistics.median
 print()
 print(f"{len(runs)} run(s); times are medians, restic/coffer is the median of the runs' ratios (lowest-highest)")
-print(f"{'step':<17} {'coffer s':>9} {'restic s':>9} {'coffer MB/s':>12} {'restic MB/s':>12} {'restic/coffer':>14} {'range':>12} {'requests c/r':>13} {'sync s c/r':>11}  status")
+print(f"{'step':<17} {'coffer s':>9} {'restic s':>9} {'coffer MB/s':>12} {'restic MB/s':>12} {'restic/coffer':>14} {'range':>12} {'requests c/r':>13} {'sync s c/r':>11} {'CPU s c/r':>11}  status")
 ratios = {}
 for step in ["init", "first backup", "no-change backup", "restore"]:
     pairs = [(t[(n, step, "coffer")], t[(n, step, "restic")]) for n in runs
@@ -332,15 +332,18 @@ for step in ["init", "first backup", "no-change backup", "restore"]:
     rreq = med(int(r[7]) for _, r in pairs)
     csync = med(float(c[9]) for c, _ in pairs)
     rsync = med(float(r[9]) for _, r in pairs)
+    ccpu = med(float(c[4]) + float(c[5]) for c, _ in pairs)
+    rcpu = med(float(r[4]) + float(r[5]) for _, r in pairs)
     rate = lambda s: f"{size / 1e6 / s:.1f}" if s > 0 and step != "init" else "-"
     bad = [f"run {c[0]} coffer: {c[8]}" for c, _ in pairs if c[8] != "ok"] + \
           [f"run {r[0]} restic: {r[8]}" for _, r in pairs if r[8] != "ok"]
     status = "ok" if not bad else "; ".join(bad)
     span = f"{min(rr):.2f}-{max(rr):.2f}"
-    print(f"{step:<17} {cs:>9.2f} {rs:>9.2f} {rate(cs):>12} {rate(rs):>12} {med(rr):>13.2f}x {span:>12} {f'{creq:g}/{rreq:g}':>13} {f'{csync:.2f}/{rsync:.2f}':>11}  {status}")
+    print(f"{step:<17} {cs:>9.2f} {rs:>9.2f} {rate(cs):>12} {rate(rs):>12} {med(rr):>13.2f}x {span:>12} {f'{creq:g}/{rreq:g}':>13} {f'{csync:.2f}/{rsync:.2f}':>11} {f'{ccpu:.2f}/{rcpu:.2f}':>11}  {status}")
 print()
 print("restic/coffer = restic's time / Coffer's: above 1 Coffer is faster. Times include the final")
-print("`sync` (its median share in 'sync s'; it also flushes whatever else the machine wrote). Requests per step by")
+print("`sync` (its median share in 'sync s'; it also flushes whatever else the machine wrote). 'CPU s' is")
+print("each tool's user+sys time (not the server's). Requests per step by")
 print(f"operation: {res}/requests.txt. Target (issue 4), on the median ratio (lowest run in brackets):")
 for step in ["first backup", "restore"]:
     if step in ratios:
