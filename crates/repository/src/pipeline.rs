@@ -6,6 +6,11 @@
 //!                                                              trees apart        index checkpoints
 //! ```
 //!
+//! Blobs travel between the stages in batches (up to [`BATCH_BLOBS`] blobs or
+//! [`BATCH_BYTES`]): a backup of many small files otherwise paid a thread wake-up and a
+//! channel hand-off per blob at each stage, which a profile of the benchmark tree (12 120
+//! files) showed as a tenth of the backup's CPU time in context switches and channel spins.
+//!
 //! Invariant guarded: nothing is acknowledged early. [`Pipeline::finish`] returns only
 //! after every pack has been stored (durable, locked) and lists them, so the caller can
 //! write the index and then the snapshot; the first store error stops the pipeline and is
@@ -35,6 +40,18 @@ struct Sealed {
     id: Id,
     sealed: Vec<u8>,
     raw_len: usize,
+}
+
+/// A batch is sent on once it holds this many blobs…
+const BATCH_BLOBS: usize = 64;
+/// …or this many bytes (so a chunk of 1 MiB or more goes on at once, alone or nearly).
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Blobs submitted but not yet handed to the sealers.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<Job>,
+    bytes: usize,
 }
 
 /// Where and how packs and index objects are stored.
@@ -97,7 +114,8 @@ impl Shared {
 /// A running pipeline. Dropping it without [`Pipeline::finish`] stops the threads and
 /// discards what was not yet stored (an interrupted backup).
 pub(crate) struct Pipeline {
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<Vec<Job>>>,
+    batch: Mutex<Batch>,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -117,9 +135,10 @@ impl Pipeline {
     pub(crate) fn start(target: Target) -> Self {
         let shared = Arc::new(Shared::default());
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).clamp(1, 8);
-        // Small queues: each item can be a chunk of up to 8 MiB, and a pack is 16 MiB.
-        let (job_tx, job_rx) = bounded::<Job>(cores);
-        let (sealed_tx, sealed_rx) = bounded::<Sealed>(cores);
+        // Small queues: each item is a batch of about 1 MiB (or one chunk of up to 8 MiB),
+        // and a pack is 16 MiB.
+        let (job_tx, job_rx) = bounded::<Vec<Job>>(cores);
+        let (sealed_tx, sealed_rx) = bounded::<Vec<Sealed>>(cores);
         let (pack_tx, pack_rx) = bounded::<Finished>(0);
         let mut threads = Vec::new();
         for _ in 0..cores {
@@ -134,14 +153,32 @@ impl Pipeline {
             let (rx, t, s) = (pack_rx.clone(), target.clone(), shared.clone());
             threads.push(spawn("coffer-upload", move || upload_loop(&rx, &t, &s)));
         }
-        Self { jobs: Some(job_tx), threads, shared }
+        Self { jobs: Some(job_tx), batch: Mutex::default(), threads, shared }
     }
 
-    /// Queues a blob (blocks while the stages are full).
+    /// Queues a blob (blocks while the stages are full). It reaches the sealers with the
+    /// next full batch, or at [`Pipeline::finish`].
     pub(crate) fn submit(&self, kind: BlobKind, id: Id, data: Vec<u8>) -> Result<()> {
         self.check()?;
+        let full = {
+            let mut b = self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            b.bytes += data.len();
+            b.jobs.push(Job { kind, id, data });
+            if b.jobs.len() >= BATCH_BLOBS || b.bytes >= BATCH_BYTES {
+                std::mem::take(&mut *b).jobs
+            } else {
+                Vec::new()
+            }
+        };
+        self.send(full)
+    }
+
+    fn send(&self, jobs: Vec<Job>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
         let tx = self.jobs.as_ref().expect("pipeline running");
-        if tx.send(Job { kind, id, data }).is_err() {
+        if tx.send(jobs).is_err() {
             self.check()?;
             return Err(RepoError::Invalid("the backup pipeline stopped".into()));
         }
@@ -158,6 +195,8 @@ impl Pipeline {
 
     /// Drains every stage and waits until every pack is stored.
     pub(crate) fn finish(mut self) -> Result<Stored> {
+        let rest = std::mem::take(&mut *self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).jobs;
+        self.send(rest)?;
         self.jobs = None;
         for t in self.threads.drain(..) {
             if t.join().is_err() {
@@ -193,10 +232,18 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     std::thread::Builder::new().name(name.into()).spawn(f).expect("cannot start a pipeline thread")
 }
 
-fn seal_loop(rx: &Receiver<Job>, tx: &Sender<Sealed>, key: &MasterKey) {
-    for j in rx {
-        let sealed = pack::seal_blob(key, j.kind, &j.id, &j.data);
-        if tx.send(Sealed { kind: j.kind, id: j.id, sealed, raw_len: j.data.len() }).is_err() {
+fn seal_loop(rx: &Receiver<Vec<Job>>, tx: &Sender<Vec<Sealed>>, key: &MasterKey) {
+    for jobs in rx {
+        let sealed = jobs
+            .into_iter()
+            .map(|j| Sealed {
+                kind: j.kind,
+                id: j.id,
+                sealed: pack::seal_blob(key, j.kind, &j.id, &j.data),
+                raw_len: j.data.len(),
+            })
+            .collect();
+        if tx.send(sealed).is_err() {
             return;
         }
     }
@@ -209,9 +256,9 @@ type Finished = (Vec<u8>, Id, Vec<pack::PackEntry>);
 /// a snapshot's trees (the parent of the next backup, `ls`, `diff`, the restore walk) fetches
 /// tree packs only, not 16 MiB of file data per tree. The format does not require it (a
 /// pack may hold blobs of any kind); readers work the same on mixed packs.
-fn pack_loop(rx: &Receiver<Sealed>, tx: &Sender<Finished>, key: &MasterKey, size: usize) {
+fn pack_loop(rx: &Receiver<Vec<Sealed>>, tx: &Sender<Finished>, key: &MasterKey, size: usize) {
     let mut packs = [PackBuilder::default(), PackBuilder::default()];
-    for s in rx {
+    for s in rx.iter().flatten() {
         let pack = &mut packs[usize::from(s.kind == BlobKind::Tree)];
         pack.add(s.kind, s.id, &s.sealed, s.raw_len);
         if pack.len() >= size && tx.send(std::mem::take(pack).finish(key)).is_err() {

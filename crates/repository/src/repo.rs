@@ -130,6 +130,12 @@ pub struct Repository {
     key: MasterKey,
     config: Config,
     clock: Clock,
+    /// Snapshots already read, by id. A snapshot object never changes (its key is the hash
+    /// of its bytes, checked on read), so one read per process is enough: a backup looks at
+    /// the snapshot list three times (expiry, parent, hash chain), which on S3 was three
+    /// `GetObject`s per snapshot in the repository, on every backup. Listings are not
+    /// cached: a snapshot removed or added since is seen as such.
+    snapshot_cache: std::sync::Mutex<HashMap<Id, Snapshot>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -212,7 +218,15 @@ impl Repository {
             retention: p,
         };
         let key = MasterKey::generate();
-        let repo = Self { store, location: location.into(), prefix: prefix.into(), key, config, clock };
+        let repo = Self {
+            store,
+            location: location.into(),
+            prefix: prefix.into(),
+            key,
+            config,
+            clock,
+            snapshot_cache: std::sync::Mutex::default(),
+        };
         // Config and keys live as long as the longest snapshot; every backup extends them.
         let until = repo.lock_until(now + to_signed(p.max_retain));
         repo.add_key_until(password, opts.kdf, &opts.host, "initial key", until)?;
@@ -246,7 +260,15 @@ impl Repository {
         })?;
         let key = key.ok_or_else(|| RepoError::WrongPassword { location: location.into() })?;
         let config: Config = pack::open_object(&key, ObjectKind::Config, &config_bytes, &format!("{location}/config"))?;
-        Ok(Self { store, location: location.into(), prefix: prefix.into(), key, config, clock })
+        Ok(Self {
+            store,
+            location: location.into(),
+            prefix: prefix.into(),
+            key,
+            config,
+            clock,
+            snapshot_cache: std::sync::Mutex::default(),
+        })
     }
 
     /// Opens the repository with its already unwrapped master key (as
@@ -266,7 +288,15 @@ impl Repository {
     ) -> Result<Self> {
         let config_bytes = read_config(store.as_ref(), location, prefix)?;
         let config: Config = pack::open_object(&key, ObjectKind::Config, &config_bytes, &format!("{location}/config"))?;
-        Ok(Self { store, location: location.into(), prefix: prefix.into(), key, config, clock })
+        Ok(Self {
+            store,
+            location: location.into(),
+            prefix: prefix.into(),
+            key,
+            config,
+            clock,
+            snapshot_cache: std::sync::Mutex::default(),
+        })
     }
 
     /// Adds another password.
@@ -484,9 +514,15 @@ impl Repository {
     /// # Errors
     /// Store errors, `Corrupt`.
     pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let cache = || self.snapshot_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = cache().get(id) {
+            return Ok(s.clone());
+        }
         let key = self.snapshot_key(id);
         let bytes = self.get_hashed(&key, id)?;
-        pack::open_object(&self.key, ObjectKind::Snapshot, &bytes, &key)
+        let snap: Snapshot = pack::open_object(&self.key, ObjectKind::Snapshot, &bytes, &key)?;
+        cache().insert(*id, snap.clone());
+        Ok(snap)
     }
 
     /// Finds a live snapshot by id prefix (at least 4 hex digits) or `latest` (the newest

@@ -12,7 +12,8 @@
 //! store, packs fetched ahead in the order the list needs them). A large file is cut into
 //! pieces of about 32 MiB that different workers write at once (positioned writes); the
 //! worker finishing a file's last piece sets its length and metadata, so metadata still
-//! comes after all content. Further names of
+//! comes after all content. Workers take runs of pieces of one directory's files, so they
+//! rarely create files in the same directory at once (its lock). Further names of
 //! hard-linked files are linked once every file exists; a link changes no time but ctime.
 
 use super::walk::{os, under};
@@ -256,40 +257,32 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     w.restore_dir(&snap.tree, Path::new("/"), target, false)?;
     let Walk { files: list, hard_links, dirs, report, .. } = w;
     let (jobs, pieces) = plan_pieces(&reader, list);
+    let groups = directory_groups(&jobs, &pieces);
     let next = AtomicUsize::new(0);
     let fill = || {
         std::thread::scope(|s| {
-            for _ in 0..workers.min(pieces.len().max(1)) {
+            for _ in 0..workers.min(groups.len().max(1)) {
                 s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(piece) = pieces.get(i) else { break };
-                        let job = &jobs[piece.file];
-                        // Whether this piece finished its file.
-                        let res = write_piece(&reader, &meta, job, piece).and_then(|()| {
-                            if job.left.fetch_sub(1, Ordering::AcqRel) > 1 {
-                                return Ok(false); // another piece of the file is still being written
-                            }
-                            let f = job.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-                            let f =
-                                f.ok_or_else(|| FilesError::Invalid(format!("{} was not created", job.dst.display())))?;
-                            let end = job.end.load(Ordering::Acquire);
-                            if job.hole_at_end.load(Ordering::Acquire) {
-                                f.set_len(end).map_err(io_err(format!("cannot write {}", job.dst.display())))?;
-                            }
-                            bytes.fetch_add(end, Ordering::Relaxed);
-                            meta.apply_fd(&f, &job.dst, &job.node).map(|()| true)
-                        });
-                        match res {
-                            Ok(finished) => {
-                                if finished {
+                    'groups: loop {
+                        let g = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(range) = groups.get(g) else { break };
+                        for piece in &pieces[range.clone()] {
+                            let job = &jobs[piece.file];
+                            match write_piece(&reader, &meta, job, piece)
+                                .and_then(|()| finish_piece(&meta, job, &bytes))
+                            {
+                                Ok(true) => {
                                     files.fetch_add(1, Ordering::Relaxed);
                                 }
-                            }
-                            Err(e) => {
-                                first_err.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
-                                next.store(usize::MAX / 2, Ordering::Relaxed);
-                                break;
+                                Ok(false) => {}
+                                Err(e) => {
+                                    first_err
+                                        .lock()
+                                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                        .get_or_insert(e);
+                                    next.store(usize::MAX / 2, Ordering::Relaxed);
+                                    break 'groups;
+                                }
                             }
                         }
                     }
@@ -423,6 +416,60 @@ impl Walk<'_> {
         }
         self.meta.apply(dst, n, n.kind == NodeKind::Symlink)
     }
+}
+
+/// After a piece is written: the worker that wrote a file's last piece sets its length
+/// (a hole at the end) and its metadata, so metadata still follows all content. Returns
+/// whether this piece finished its file.
+fn finish_piece(meta: &Meta, job: &FileJob, bytes: &AtomicU64) -> Result<bool> {
+    if job.left.fetch_sub(1, Ordering::AcqRel) > 1 {
+        return Ok(false); // another piece of the file is still being written
+    }
+    let f = job.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let f = f.ok_or_else(|| FilesError::Invalid(format!("{} was not created", job.dst.display())))?;
+    let end = job.end.load(Ordering::Acquire);
+    if job.hole_at_end.load(Ordering::Acquire) {
+        f.set_len(end).map_err(io_err(format!("cannot write {}", job.dst.display())))?;
+    }
+    bytes.fetch_add(end, Ordering::Relaxed);
+    meta.apply_fd(&f, &job.dst, &job.node)?;
+    Ok(true)
+}
+
+/// Most pieces, and most content bytes, in one group of [`directory_groups`].
+const GROUP_FILES: usize = 4096;
+const GROUP_BYTES: u64 = 16 << 20;
+
+/// Splits the pieces (in walk order) into runs of pieces of files of one directory, each at
+/// most [`GROUP_FILES`] pieces and about [`GROUP_BYTES`] of content. Workers take whole
+/// runs, so two of them rarely create files in the same directory at once: a create takes
+/// the directory's lock, and workers interleaving the files of one directory spent their
+/// time contending for it (seen as `rwsem_spin_on_owner` under `openat` in a restore's
+/// profile, growing with the machine's load). The caps keep the runs small enough that the
+/// workers stay balanced and close together in the read-ahead plan; a piece of a large file
+/// (32 MiB) is a run of its own, so the pieces of one file are still written at once.
+fn directory_groups(jobs: &[FileJob], pieces: &[Piece]) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    let dir = |p: &Piece| jobs[p.file].dst.parent();
+    for (i, p) in pieces.iter().enumerate() {
+        let same_dir = i > start && dir(&pieces[i - 1]) == dir(p);
+        if i > start && (!same_dir || i - start >= GROUP_FILES || bytes >= GROUP_BYTES) {
+            groups.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += piece_bytes(jobs, p);
+    }
+    if start < pieces.len() {
+        groups.push(start..pieces.len());
+    }
+    groups
+}
+
+/// About how many bytes of content a piece holds (its file's size when it is the whole file).
+fn piece_bytes(jobs: &[FileJob], p: &Piece) -> u64 {
+    let n = &jobs[p.file].node;
+    if p.blobs.start == 0 && p.blobs.end == n.content.len() { n.size } else { PIECE_BYTES }
 }
 
 /// A regular file being restored, shared by the workers writing its pieces.

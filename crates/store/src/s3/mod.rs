@@ -16,7 +16,8 @@
 //! - a retain-until date not in the future is refused here (some servers accept it);
 //! - every put carries its retention explicitly (the caller's, or the bucket's default
 //!   computed here from the put's time), `Content-MD5` and `x-amz-checksum-sha256`, and the
-//!   content's SHA-256 as user metadata (`x-amz-meta-coffer-sha256`); after the put a
+//!   content's SHA-256 as user metadata (`x-amz-meta-coffer-sha256`) — the same SHA-256 is
+//!   the SigV4 payload hash, computed once ([`PrecomputedPayloadHash`]); after the put a
 //!   `HeadObject` of the new version must report exactly the retention and legal hold
 //!   asked for, the size and the checksum, or the put fails (`Corrupt`: the server did not
 //!   store what it acknowledged);
@@ -106,6 +107,10 @@ use jiff::Timestamp;
 use sha2::Digest as _;
 use std::sync::Arc;
 
+/// The most a get reserves up front for a body of the size the server announces (a larger
+/// body grows its buffer as it arrives): a wrong or hostile `Content-Length` cannot make the
+/// store allocate gigabytes it never receives.
+const MAX_PREALLOC: usize = 256 << 20;
 /// How many `HeadObject` requests one listing page has in flight at most.
 pub const HEAD_CONCURRENCY: usize = 16;
 /// User metadata holding the content's SHA-256 (hex): `x-amz-meta-coffer-sha256`.
@@ -748,8 +753,12 @@ impl S3Store {
         if legal_hold {
             req = req.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
         }
-        let out =
-            req.send().await.map_err(|e| self.fail(e, Action::Put, Some(key), None, &format!("cannot put {key}")))?;
+        let out = req
+            .customize()
+            .interceptor(PrecomputedPayloadHash(sha_hex.to_owned()))
+            .send()
+            .await
+            .map_err(|e| self.fail(e, Action::Put, Some(key), None, &format!("cannot put {key}")))?;
         Ok(out.version_id().map(str::to_owned))
     }
 
@@ -815,7 +824,9 @@ impl S3Store {
                 .content_length(i64::try_from(chunk.len()).unwrap_or(i64::MAX))
                 .content_md5(b64.encode(md5::Md5::digest(chunk)))
                 .checksum_sha256(b64.encode(&sha))
-                .body(ByteStream::from(chunk.to_vec()));
+                .body(ByteStream::from(chunk.to_vec()))
+                .customize()
+                .interceptor(PrecomputedPayloadHash(hex::encode(&sha)));
             part_shas.push(sha);
             let sem = sem.clone();
             tasks.spawn(async move {
@@ -918,8 +929,15 @@ impl S3Store {
             retention: retention_of(out.object_lock_mode(), out.object_lock_retain_until_date()),
             legal_hold: out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
         };
-        let body = out.body.collect().await.map_err(|e| StoreError::io(format!("cannot read the data of {key}"), e))?;
-        let data = body.into_bytes().to_vec();
+        // One copy, into a buffer of the announced size: collecting the body and then making
+        // it one contiguous `Vec` copied a pack twice (and faulted in two fresh buffers).
+        let mut data = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0).min(MAX_PREALLOC));
+        let mut body = out.body;
+        while let Some(bytes) =
+            body.try_next().await.map_err(|e| StoreError::io(format!("cannot read the data of {key}"), e))?
+        {
+            data.extend_from_slice(&bytes);
+        }
         if let Some(latest) = latest {
             let latest = latest.await.map_err(|e| StoreError::io("a read task failed", e))??;
             meta.is_latest = latest.as_deref() == Some(vid.0.as_str());
@@ -1545,6 +1563,30 @@ fn decode_versions_token(t: &str) -> Result<(String, String)> {
     let bad = || StoreError::invalid(format!("malformed version list token {t:?}"));
     let (k, v) = t.split_once('.').ok_or_else(bad)?;
     Ok((decode_list_token(k).map_err(|_| bad())?, v.to_owned()))
+}
+
+/// Hands the SigV4 signer the body's SHA-256 (lowercase hex), which S3Store computes anyway
+/// for `x-amz-checksum-sha256` and its metadata, instead of letting the signer hash the body
+/// a second time: that second pass was 1.5 % of a backup's CPU time. The payload stays
+/// signed (`x-amz-content-sha256` is this hash, and S3 checks the body against it), unlike
+/// the SDK's `disable_payload_signing`.
+#[derive(Debug)]
+struct PrecomputedPayloadHash(String);
+
+impl aws_sdk_s3::config::Intercept for PrecomputedPayloadHash {
+    fn name(&self) -> &'static str {
+        "coffer-precomputed-payload-hash"
+    }
+
+    fn modify_before_signing(
+        &self,
+        _context: &mut aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), aws_sdk_s3::error::BoxError> {
+        cfg.interceptor_state().store_put(aws_runtime::auth::PayloadSigningOverride::Precomputed(self.0.clone()));
+        Ok(())
+    }
 }
 
 /// Keeps the raw body of a (buffered) reply, to read what the SDK's model loses.
