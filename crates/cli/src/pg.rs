@@ -1091,26 +1091,14 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     }
     let dir = std::path::absolute(dir)?;
 
-    // Stream base.tar into tar -x.
+    // base.tar, written by parallel writers straight into DIR and fsynced (see
+    // coffer_sources::tar and docs/postgres.md, "Restore").
     let index = repo.load_index()?;
     let reader = coffer_repository::SharedReader::new(&repo, &index, 6);
     let tree = reader.tree(&base.tree)?;
     let node = tree.find(b"base.tar").ok_or_else(|| anyhow!("base backup {} has no base.tar", base.snapshot))?;
-    let mut tar = Command::new("tar")
-        .args(["-x", "-f", "-", "-C"])
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run tar")?;
-    let mut sink = tar.stdin.take().expect("stdin is piped");
-    read_in_order(&reader, &node.content, 2, |data| sink.write_all(data).context("tar stopped reading"))?;
-    drop(sink);
-    let out = tar.wait_with_output().context("cannot wait for tar")?;
-    if !out.status.success() {
-        bail!("tar failed unpacking the base backup: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
+    coffer_sources::tar::unpack(&reader, &node.content, &dir, coffer_sources::tar::Threads::default())
+        .with_context(|| format!("cannot unpack base backup {} into {}", &base.snapshot[..8], dir.display()))?;
 
     // Recovery settings.
     let exe = std::env::current_exe().context("cannot find the coffer executable")?;
@@ -1172,16 +1160,17 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     drop(f);
     let _ = std::fs::remove_file(dir.join("standby.signal"));
     std::fs::write(dir.join("recovery.signal"), b"")?;
-    // Durable before success is reported: `tar` does not fsync, and a restore that a power
-    // loss could half undo must not say it is done. Each file and directory written above
-    // is fsynced, and the parent directory for the entries of DIR and of the key file
-    // beside it. This is the work PostgreSQL otherwise does at its first start (it fsyncs
-    // the data directory after a base backup), which then finds the files clean: measured
-    // at scale 10, the restore plus recovery took as long as without it (bench/README.md).
-    // Not syncfs(2), and no periodic syncfs while unpacking to overlap the write-back: on
-    // a shared file system it waits for other programs' writes too (1 to 1.5 s slower at
-    // scale 10).
-    sync_tree(&dir)?;
+    // Durable before success is reported (a reported restore survives a power loss): the
+    // unpack fsynced every file and directory of the base backup; what was written since —
+    // the settings, recovery.signal, DIR's entries, the key file beside DIR — is synced here,
+    // DIR's parent last. PostgreSQL fsyncs the data directory again at its first start
+    // (recovery_init_sync_method) and then finds it clean.
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let mut synced = vec![auto, dir.join("recovery.signal"), dir.clone(), parent.to_path_buf()];
+    synced.extend(key_file.parent().filter(|k| *k != parent).map(Path::to_path_buf));
+    for p in &synced {
+        std::fs::File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", p.display()))?;
+    }
 
     if a.start {
         start_and_wait(&dir, a.start_timeout)?;
@@ -1199,107 +1188,6 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         ))?;
     }
     out.finish()
-}
-
-/// fsyncs every regular file and directory under `dir`, the files on two threads, then
-/// `dir`'s parent: afterwards the restored tree survives a power loss.
-fn sync_tree(dir: &Path) -> Result<()> {
-    let (mut files, mut dirs) = (Vec::new(), vec![dir.to_path_buf()]);
-    let mut i = 0;
-    while i < dirs.len() {
-        for e in std::fs::read_dir(&dirs[i]).with_context(|| format!("cannot list {}", dirs[i].display()))? {
-            let e = e?;
-            let t = e.file_type()?;
-            if t.is_dir() {
-                dirs.push(e.path());
-            } else if t.is_file() {
-                files.push(e.path());
-            }
-        }
-        i += 1;
-    }
-    let sync = |p: &Path| -> Result<()> {
-        std::fs::File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", p.display()))
-    };
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(p) = files.get(i) else { return Ok(()) };
-                        sync(p)?;
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(anyhow!("a sync thread panicked"))))
-    })?;
-    // Children before parents: a directory's entries are durable once it is synced.
-    for d in dirs.iter().rev() {
-        sync(d)?;
-    }
-    sync(dir.parent().unwrap_or(Path::new("/")))
-}
-
-/// Reads, authenticates and decompresses the blobs `ids` on `workers` threads and hands
-/// them to `sink` in order: unpacking a base backup is otherwise one core decrypting while
-/// `tar` waits. At most `AHEAD` blobs are read past the one `sink` waits for, which
-/// bounds memory; the first error stops the workers and is returned.
-fn read_in_order(
-    reader: &coffer_repository::SharedReader<'_>,
-    ids: &[coffer_repository::Id],
-    workers: usize,
-    mut sink: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    const AHEAD: usize = 32;
-    let next = AtomicUsize::new(0);
-    let written = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, coffer_repository::Result<Vec<u8>>)>();
-        for _ in 0..workers.max(1) {
-            let tx = tx.clone();
-            let (next, written, stop) = (&next, &written, &stop);
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(id) = ids.get(i) else { break };
-                    while i >= written.load(Ordering::Acquire) + AHEAD && !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    if stop.load(Ordering::Relaxed) || tx.send((i, reader.read(id))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut pending = BTreeMap::new();
-        let mut want = 0;
-        let res = (|| {
-            for (i, data) in &rx {
-                pending.insert(i, data);
-                while let Some(data) = pending.remove(&want) {
-                    sink(&data?)?;
-                    want += 1;
-                    written.store(want, Ordering::Release);
-                }
-            }
-            if want == ids.len() {
-                Ok(())
-            } else {
-                Err(anyhow!("a reader thread stopped at blob {want} of {}", ids.len()))
-            }
-        })();
-        if res.is_err() {
-            stop.store(true, Ordering::Relaxed);
-        }
-        drop(rx);
-        res
-    })
 }
 
 /// `restore --start`: starts the server on `dir` listening only on a socket in `dir`, and
@@ -1326,25 +1214,38 @@ fn start_and_wait(dir: &Path, timeout: Duration) -> Result<()> {
     if !out.status.success() {
         bail!("the restored server did not start: {} {}", String::from_utf8_lossy(&out.stderr).trim(), tail());
     }
+    // Promotion is watched in postmaster.pid, whose status line turns "ready" when the
+    // server accepts connections after recovery (it reads "standby" while a hot standby
+    // replays): a file read every 20 ms, where starting psql and pg_ctl every 300 ms added
+    // up to a third of a second to each restore and kept a core busy; psql then confirms.
     let deadline = std::time::Instant::now() + timeout;
+    let mut last_check = std::time::Instant::now();
     loop {
-        let q = Command::new(pg_program("psql"))
-            .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
-            .arg(dir)
-            .args(["-c", "select pg_is_in_recovery()"])
-            .stderr(Stdio::null())
-            .output();
-        if q.as_ref().is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "f") {
-            return Ok(());
+        let ready = postmaster_status(dir).is_some_and(|s| s == "ready");
+        if ready {
+            let q = Command::new(pg_program("psql"))
+                .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
+                .arg(dir)
+                .args(["-c", "select pg_is_in_recovery()"])
+                .stderr(Stdio::null())
+                .output();
+            if q.as_ref().is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "f") {
+                return Ok(());
+            }
         }
-        let alive = Command::new(pg_program("pg_ctl"))
-            .args(["status", "-D"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !alive {
-            bail!("recovery failed and the restored server stopped: {}", tail());
+        // Whether the server still runs: once a second, or at once when its lock file is
+        // gone (a server that stops after a failed recovery removes it).
+        if last_check.elapsed() >= Duration::from_secs(1) || postmaster_status(dir).is_none() {
+            last_check = std::time::Instant::now();
+            let alive = Command::new(pg_program("pg_ctl"))
+                .args(["status", "-D"])
+                .arg(dir)
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !alive {
+                bail!("recovery failed and the restored server stopped: {}", tail());
+            }
         }
         if std::time::Instant::now() >= deadline {
             bail!(
@@ -1353,8 +1254,15 @@ fn start_and_wait(dir: &Path, timeout: Duration) -> Result<()> {
                 log.display()
             );
         }
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The postmaster's status in `DIR/postmaster.pid` (its 8th line: "starting", "standby",
+/// "ready" or "stopping"); `None` without the file.
+fn postmaster_status(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+    Some(text.lines().nth(7).unwrap_or_default().trim().to_owned())
 }
 
 trait Mode0600 {
