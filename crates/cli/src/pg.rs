@@ -526,21 +526,32 @@ impl Prefetch {
     /// written and no worker runs, starts one. Returns whether it did.
     fn refill(&self, tli: u32, seg: u64) -> Result<bool> {
         let dir = self.cluster_dir();
+        let running = self.worker_running();
         let mut ahead = 0;
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let file_name = e.file_name().to_string_lossy().into_owned();
             if file_name == ".lock" {
                 continue;
             }
-            match Self::entry(&file_name).and_then(|(n, _)| parse_segment(n, DEFAULT_SEG_SIZE)) {
-                Some((t, s)) if t == tli && s > seg && s <= seg + self.depth => ahead += 1,
-                // Passed, another timeline's, or not the spool's.
+            let entry = Self::entry(&file_name);
+            match entry.and_then(|(n, _)| parse_segment(n, DEFAULT_SEG_SIZE)) {
+                // Spooled, or claimed by the running worker. (A claim without a worker is
+                // left by one that was killed: removed, the next worker claims it again.)
+                Some((t, s))
+                    if t == tli
+                        && s > seg
+                        && s <= seg + self.depth
+                        && (running || entry.is_some_and(|(_, tag)| tag.is_some())) =>
+                {
+                    ahead += 1;
+                }
+                // Passed, another timeline's, a dead worker's claim, or not the spool's.
                 _ => {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
         }
-        if ahead * 2 > self.depth || self.worker_running() {
+        if ahead * 2 > self.depth || running {
             return Ok(false);
         }
         // This very command again, detached: PostgreSQL waits for this call only.
@@ -560,7 +571,9 @@ impl Prefetch {
     /// The worker: takes the spool's lock (or leaves, if another worker has it), claims the
     /// segments after `seg` that are not spooled, then fetches, authenticates, decompresses,
     /// writes and fsyncs them, two at a time, each under its final name once complete.
-    /// Stops at the first segment not archived. Returns how many it spooled.
+    /// Stops at the first segment not archived, or when the spool is removed; skips one
+    /// whose claim a call removed (recovery fetched it itself and passed it). Returns how
+    /// many it spooled.
     fn fill(&self, repo: &Repository, tli: u32, seg: u64) -> Result<usize> {
         let dir = self.cluster_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -595,28 +608,45 @@ impl Prefetch {
                         let i = next.fetch_add(1, Relaxed);
                         let Some(name) = want.get(i) else { break };
                         let tmp = dir.join(format!(".{name}.tmp"));
-                        let res = (|| -> Result<bool> {
+                        // Some(true): spooled; Some(false): skipped, its claim is gone (the
+                        // next call removed it: recovery has passed it); None: not archived.
+                        let res = (|| -> Result<Option<bool>> {
                             if end.load(Relaxed) {
-                                return Ok(false);
+                                let _ = std::fs::remove_file(&tmp);
+                                return Ok(Some(false));
                             }
-                            let Some(data) = repo.get_wal(self.sysid, name)? else { return Ok(false) };
+                            if !tmp.exists() {
+                                return Ok(Some(false));
+                            }
+                            let Some(data) = repo.get_wal(self.sysid, name)? else { return Ok(None) };
                             let tag = Self::tag(repo, name, &data);
-                            // Truncates the claim; fails if the spool was removed meanwhile.
-                            let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&tmp)?;
+                            let mut f = match std::fs::OpenOptions::new().write(true).truncate(true).open(&tmp) {
+                                Ok(f) => f,
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(false)),
+                                Err(e) => return Err(e.into()),
+                            };
                             f.write_all(&data)?;
                             f.sync_all()?;
                             std::fs::rename(&tmp, dir.join(format!("{name}.{tag}")))?;
-                            Ok(true)
+                            Ok(Some(true))
                         })();
                         match res {
-                            Ok(true) => {
+                            Ok(Some(true)) => {
                                 stored.fetch_add(1, Relaxed);
                             }
-                            // Not archived (the end of the archive, or a gap), or failed:
-                            // nothing after it is fetched either.
-                            Ok(false) | Err(_) => {
+                            Ok(Some(false)) => {}
+                            // The end of the archive (or a gap): nothing after it either.
+                            Ok(None) => {
                                 end.store(true, Relaxed);
                                 let _ = std::fs::remove_file(&tmp);
+                            }
+                            // This one failed: the call that needs it fetches it itself.
+                            // The spool removed (the end of recovery): stop.
+                            Err(_) => {
+                                let _ = std::fs::remove_file(&tmp);
+                                if !dir.is_dir() {
+                                    end.store(true, Relaxed);
+                                }
                             }
                         }
                     }

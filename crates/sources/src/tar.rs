@@ -782,7 +782,11 @@ impl<'f> Parser<'f> {
                 self.parents(&rel)?;
                 match std::fs::create_dir(&full) {
                     Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && full.is_dir() => {}
+                    // Not through a symbolic link of the same name (`symlink_metadata`): its
+                    // target's mode would be changed, outside the target directory.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AlreadyExists
+                            && std::fs::symlink_metadata(&full).is_ok_and(|m| m.is_dir()) => {}
                     Err(e) => return Err(io_err(|| format!("cannot create directory {}", full.display()))(e)),
                 }
                 std::fs::set_permissions(&full, std::fs::Permissions::from_mode(h.mode))
@@ -1095,6 +1099,17 @@ mod tests {
             let e = unpack_in_pieces(&archive, &[300], &dir, Threads::default()).unwrap_err();
             assert!(matches!(e, TarError::Format { .. }) && e.to_string().contains(want), "{e}");
         }
+        // A directory member where the archive made a symbolic link: refused, and nothing
+        // is changed through the link.
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = tmp.path().join("through-link");
+        std::fs::create_dir(&dir).unwrap();
+        let archive = [mk("d", b'2', outside.to_str().unwrap()), mk("d/", b'5', "")].concat();
+        let e = unpack_in_pieces(&archive, &[512], &dir, Threads::default()).unwrap_err();
+        assert!(e.to_string().contains("cannot create directory"), "{e}");
+        assert_eq!(std::fs::metadata(&outside).unwrap().mode() & 0o777, 0o700);
         // Truncated inside a member's data.
         let mut archive = mk("f", b'0', "");
         archive[124..135].copy_from_slice(b"00000001000");
