@@ -6,20 +6,25 @@
 //! - `wal-fetch %f %p` (`restore_command`): fetches, authenticates and writes the file
 //!   atomically (temporary file, fsync, rename); exit 1 without a message when it is not
 //!   archived, so recovery ends normally. A segment missing while a later one is archived
-//!   is a gap: that is reported on stderr (still exit 1).
+//!   is a gap: that is reported on stderr (still exit 1). The next segments are prepared
+//!   by a detached worker while PostgreSQL replays (see `Prefetch`).
 //! - `backup`: `pg_basebackup -D - -Ft -X none -c fast` streamed through the repository's
 //!   content-defined chunker into one file (`base.tar`) of a `pg-base` snapshot. The tar
 //!   stream is stored as it comes rather than split into its members: CDC chunks dedup
 //!   unchanged relation files against earlier base backups just the same (tar headers
-//!   are 512-byte blocks that only touch the chunk around them), the restore is a
-//!   byte-exact `tar -x`, and nothing of the tar format has to be reimplemented.
+//!   are 512-byte blocks that only touch the chunk around them), and the backup is the
+//!   bytes `pg_basebackup` wrote. The restore reads the members back out of that stream
+//!   (`coffer_sources::tar`).
 //!   The cluster's facts (system identifier, timeline, start/stop LSN, WAL segment size,
 //!   stop time) are the snapshot's `pg-…=` tags. It completes only once every WAL segment
 //!   from the start to the stop LSN is in the repository.
 //! - `restore --target DIR (--time T | --lsn L | --name NAME | --latest)`: writes the
-//!   newest base backup preceding the target and the recovery settings, all fsynced before
-//!   it reports success (the invariant: a reported restore survives a power loss);
-//!   `--start` starts the server and waits for the promotion (see `docs/postgres.md`).
+//!   newest base backup preceding the target — `base.tar`'s members straight into DIR,
+//!   blobs decoded and files written and fsynced on several threads
+//!   (`coffer_sources::tar`, byte-exact with `tar -x -p`) — and the recovery settings,
+//!   all fsynced before it reports success (the invariant: a reported restore survives a
+//!   power loss); `--start` starts the server and waits for the promotion (see
+//!   `docs/postgres.md`).
 //! - `info`: per cluster, base backups, archived WAL, recovery window (ending at the last
 //!   archived commit's time, see `xlog`) and gaps.
 //! - `export-key FILE`: the repository's unwrapped key for `wal-push`/`wal-fetch
@@ -109,7 +114,7 @@ struct WalFetchArgs {
     /// The cluster's system identifier [default: from global/pg_control in the working directory]
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
-    /// Fetch up to this many following segments in parallel into a spool beside DEST
+    /// Fetch up to this many following segments in the background into a spool beside DEST
     /// (coffer-prefetch/SYSID), for the next calls; 0 turns it off
     #[arg(long, env = "COFFER_PG_PREFETCH", default_value_t = 8, value_name = "N")]
     prefetch: u64,
@@ -117,6 +122,9 @@ struct WalFetchArgs {
     /// (no key derivation per call)
     #[arg(long, env = "COFFER_PG_KEY_FILE", value_name = "FILE")]
     key_file: Option<PathBuf>,
+    /// Internal: run as the detached worker that fills the prefetch spool after NAME
+    #[arg(long, hide = true)]
+    prefetch_worker: bool,
 }
 
 /// `pg backup`.
@@ -344,150 +352,308 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
     // Only completed segments are prefetched: they are never replaced, so a spooled copy
     // that authenticates under its exact name (timeline included) is the archived one.
     let segment = parse_segment(&a.name, DEFAULT_SEG_SIZE).filter(|_| !a.name.ends_with(".partial"));
+    if a.prefetch_worker {
+        // The background half of the prefetch: a cache, whose failures cost speed only
+        // (nobody reads this process's output).
+        if let Some((tli, seg)) = segment {
+            let _ = prefetch.fill(&repo, tli, seg);
+        }
+        return Ok(());
+    }
     let mut from = "repository";
-    let mut data = None;
-    if segment.is_some() && a.prefetch > 0 {
-        data = prefetch.take(&repo, &a.name);
-        if data.is_some() {
-            from = "prefetch";
+    if segment.is_some() && a.prefetch > 0 && prefetch.take(&repo, &a.name, &a.dest) {
+        from = "prefetch";
+    } else {
+        let mut data = repo.get_wal(sysid, &a.name).with_context(|| format!("cannot fetch WAL file {}", a.name))?;
+        if data.is_none() && segment.is_some() {
+            data = repo.get_wal(sysid, &format!("{}.partial", a.name))?;
         }
-    }
-    if data.is_none() {
-        data = repo.get_wal(sysid, &a.name).with_context(|| format!("cannot fetch WAL file {}", a.name))?;
-    }
-    if data.is_none() && segment.is_some() {
-        data = repo.get_wal(sysid, &format!("{}.partial", a.name))?;
-    }
-    let Some(data) = data else {
-        // The end of the archive (or a gap): recovery stops asking for segments, so the
-        // spool has served its purpose.
-        let _ = std::fs::remove_dir_all(&prefetch.dir);
-        // A missing segment with later ones archived is a gap, not the end of the archive.
-        if let Some((tli, seg)) = parse_segment(&a.name, DEFAULT_SEG_SIZE) {
-            let later = repo
-                .list_wal(sysid)?
-                .iter()
-                .filter_map(|n| parse_segment(n, DEFAULT_SEG_SIZE))
-                .any(|(t, s)| t == tli && s > seg);
-            if later {
-                eprintln!("coffer: error: WAL segment {} is missing from the archive (later segments exist)", a.name);
+        let Some(data) = data else {
+            // The end of the archive (or a gap): recovery stops asking for segments, so the
+            // spool has served its purpose.
+            let _ = std::fs::remove_dir_all(&prefetch.dir);
+            // A missing segment with later ones archived is a gap, not the end of the archive.
+            if let Some((tli, seg)) = parse_segment(&a.name, DEFAULT_SEG_SIZE) {
+                let later = repo
+                    .list_wal(sysid)?
+                    .iter()
+                    .filter_map(|n| parse_segment(n, DEFAULT_SEG_SIZE))
+                    .any(|(t, s)| t == tli && s > seg);
+                if later {
+                    eprintln!(
+                        "coffer: error: WAL segment {} is missing from the archive (later segments exist)",
+                        a.name
+                    );
+                }
             }
-        }
-        std::process::exit(1);
-    };
-    write_atomically(&a.dest, &data)?;
-    let mut fetched = 0;
+            std::process::exit(1);
+        };
+        write_atomically(&a.dest, &data)?;
+    }
+    let mut started = false;
     if let Some((tli, seg)) = segment.filter(|_| a.prefetch > 0) {
         // A cache: its failures cost speed, never the fetch itself.
-        match prefetch.refill(&repo, tli, seg) {
-            Ok(n) => fetched = n,
+        match prefetch.refill(tli, seg) {
+            Ok(s) => started = s,
             Err(e) => eprintln!("coffer: warning: prefetch after {}: {e:#}", a.name),
         }
     }
     let mut out = Output::new(g.json);
     if out.json() {
-        out.doc(&serde_json::json!({"file": a.name, "from": from, "prefetched": fetched}))?;
+        out.doc(&serde_json::json!({"file": a.name, "from": from, "prefetching": started}))?;
     }
     out.finish()
 }
 
-/// `wal-fetch`'s spool of the segments that follow the one asked for: recovery asks for
-/// segments one `restore_command` call at a time, so without it every segment waits for
-/// one store round trip and one decryption in turn.
+/// `wal-fetch`'s spool of the segments that follow the one asked for. Recovery asks for
+/// segments one `restore_command` call at a time and replays nothing while a call runs, so
+/// whatever a call does is recovery time. Fetching, authenticating, decompressing, writing
+/// and syncing a segment took 60–120 ms of each call (bench/README.md); now a background
+/// worker — this command again, with `--prefetch-worker`, detached — does all of it for the
+/// next `depth` segments while PostgreSQL replays, and a call whose segment is spooled only
+/// moves the file into place and checks it.
 ///
-/// Invariants guarded: a spooled file is served only after it authenticates under this
-/// repository's key and its exact name (the name, with its timeline, is in the AEAD's
-/// associated data), exactly as a fetched one — a file torn, tampered with, from another
-/// repository or filed under another timeline is discarded and fetched again; the spool
-/// holds at most `depth` files per cluster (older ones are removed as recovery passes
-/// them, the whole spool at the end of the archive); it lives beside `%p` (in `pg_wal`,
-/// whose contents base backups leave out).
+/// Invariants guarded:
+/// - a spooled file is served only if it authenticates: its name carries a keyed hash
+///   (BLAKE3, key derived from the repository key, see `MasterKey::keyed_hasher`) of the
+///   segment's name and content, checked on the file at `%p` after it was moved there —
+///   the bytes checked are the bytes PostgreSQL reads. A torn or changed file, one from
+///   another repository or filed under another segment's or timeline's name is discarded
+///   (with a warning) and the segment fetched from the repository;
+/// - a spooled file appears under its final name only once it is complete and fsynced (so
+///   PostgreSQL's own fsync when it keeps the segment finds it clean);
+/// - at most one worker per spool (`flock` on `.lock`); it fetches at most `depth`
+///   segments past the one it was started for, and exits; the spool holds at most those
+///   (passed ones are removed by the next call) and is removed at the end of the archive;
+/// - it lives beside `%p`, in `pg_wal`, whose contents base backups leave out.
+///
+/// The spool holds WAL in the clear, as `pg_wal` itself does a moment later: PostgreSQL
+/// keeps every segment restored by `restore_command` there.
 struct Prefetch {
     dir: PathBuf,
     sysid: u64,
     depth: u64,
 }
 
+/// The purpose of the spool's keyed hash (see `MasterKey::keyed_hasher`).
+const SPOOL_TAG: &str = "pg wal-fetch prefetch spool";
+
 impl Prefetch {
     fn cluster_dir(&self) -> PathBuf {
         self.dir.join(self.sysid.to_string())
     }
 
-    /// The verified content of `name` from the spool, removing it; `None` if it is not
-    /// there or does not authenticate.
-    fn take(&self, repo: &Repository, name: &str) -> Option<Vec<u8>> {
-        let path = self.cluster_dir().join(name);
-        let bytes = std::fs::read(&path).ok()?;
-        let _ = std::fs::remove_file(&path);
-        match repo.open_wal(name, &bytes, &format!("prefetched {}", path.display())) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                eprintln!("coffer: warning: discarding a prefetched file: {e}");
-                None
+    /// The segment name of a spool entry (`NAME.TAG`, or `.NAME.tmp` while a worker writes
+    /// it) and its tag.
+    fn entry(file_name: &str) -> Option<(&str, Option<&str>)> {
+        if let Some(tmp) = file_name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
+            return Some((tmp, None));
+        }
+        let (name, tag) = file_name.split_once('.')?;
+        (tag.len() == 64 && tag.bytes().all(|b| b.is_ascii_hexdigit())).then_some((name, Some(tag)))
+    }
+
+    /// The keyed hasher for segment `name`'s content.
+    fn hasher(repo: &Repository, name: &str) -> blake3::Hasher {
+        let mut h = repo.key().keyed_hasher(SPOOL_TAG);
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h
+    }
+
+    /// The keyed hash of segment `name` with content `data`, in hex.
+    fn tag(repo: &Repository, name: &str, data: &[u8]) -> String {
+        Self::hasher(repo, name).update(data).finalize().to_hex().to_string()
+    }
+
+    /// The keyed hash of segment `name` with the content of `file`, in hex.
+    fn tag_file(repo: &Repository, name: &str, file: &mut std::fs::File) -> std::io::Result<String> {
+        let mut h = Self::hasher(repo, name);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(h.finalize().to_hex().to_string());
             }
+            h.update(&buf[..n]);
         }
     }
 
-    /// Drops spooled segments recovery has passed, and when fewer than half of the next
-    /// `depth` segments of timeline `tli` are spooled, fetches the missing ones in
-    /// parallel. Returns how many it stored.
-    fn refill(&self, repo: &Repository, tli: u32, seg: u64) -> Result<usize> {
+    /// Whether a worker holds the spool's lock.
+    fn worker_running(&self) -> bool {
+        let Ok(f) = std::fs::File::open(self.cluster_dir().join(".lock")) else { return false };
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+    }
+
+    /// Serves `name` from the spool at `dest`: moves the spooled file there and checks it.
+    /// When a worker is still writing it, waits for it (a second fetch of the same segment
+    /// would only compete with the worker). `false`: not spooled, or it did not
+    /// authenticate (then `dest` is left for the caller to overwrite).
+    fn take(&self, repo: &Repository, name: &str, dest: &Path) -> bool {
         let dir = self.cluster_dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut ahead = BTreeSet::new();
-        for e in std::fs::read_dir(&dir)?.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            match parse_segment(&name, DEFAULT_SEG_SIZE) {
-                Some((t, s)) if t == tli && s > seg && s <= seg + self.depth => {
-                    ahead.insert(s);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = std::fs::read_dir(&dir).into_iter().flatten().flatten().find_map(|e| {
+                let f = e.file_name().into_string().ok()?;
+                let (n, tag) = Self::entry(&f)?;
+                (n == name).then(|| tag.map(|t| (e.path(), t.to_owned())))?
+            });
+            if let Some((path, tag)) = found {
+                if std::fs::rename(&path, dest).is_err() {
+                    return false;
                 }
-                // Passed, another timeline's, or a leftover temporary file.
+                let got = std::fs::File::open(dest).and_then(|mut f| Self::tag_file(repo, name, &mut f));
+                if got.as_deref().is_ok_and(|t| t.eq_ignore_ascii_case(&tag)) {
+                    return true;
+                }
+                let _ = std::fs::remove_file(dest);
+                eprintln!(
+                    "coffer: warning: discarding a prefetched file: {} does not authenticate as {name}",
+                    path.display()
+                );
+                return false;
+            }
+            let claimed = dir.join(format!(".{name}.tmp")).exists();
+            if !claimed || !self.worker_running() || std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Drops spooled segments recovery has passed (or of another timeline), and when
+    /// fewer than half of the next `depth` segments of timeline `tli` are spooled or being
+    /// written and no worker runs, starts one. Returns whether it did.
+    fn refill(&self, tli: u32, seg: u64) -> Result<bool> {
+        let dir = self.cluster_dir();
+        let running = self.worker_running();
+        let mut ahead = 0;
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let file_name = e.file_name().to_string_lossy().into_owned();
+            if file_name == ".lock" {
+                continue;
+            }
+            let entry = Self::entry(&file_name);
+            match entry.and_then(|(n, _)| parse_segment(n, DEFAULT_SEG_SIZE)) {
+                // Spooled, or claimed by the running worker. (A claim without a worker is
+                // left by one that was killed: removed, the next worker claims it again.)
+                Some((t, s))
+                    if t == tli
+                        && s > seg
+                        && s <= seg + self.depth
+                        && (running || entry.is_some_and(|(_, tag)| tag.is_some())) =>
+                {
+                    ahead += 1;
+                }
+                // Passed, another timeline's, a dead worker's claim, or not the spool's.
                 _ => {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
         }
-        if ahead.len() as u64 * 2 > self.depth {
+        if ahead * 2 > self.depth || running {
+            return Ok(false);
+        }
+        // This very command again, detached: PostgreSQL waits for this call only.
+        use std::os::unix::process::CommandExt as _;
+        Command::new(std::env::current_exe().context("cannot find the coffer executable")?)
+            .args(std::env::args_os().skip(1))
+            .arg("--prefetch-worker")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("cannot start the prefetch worker")?;
+        Ok(true)
+    }
+
+    /// The worker: takes the spool's lock (or leaves, if another worker has it), claims the
+    /// segments after `seg` that are not spooled, then fetches, authenticates, decompresses,
+    /// writes and fsyncs them, two at a time, each under its final name once complete.
+    /// Stops at the first segment not archived, or when the spool is removed; skips one
+    /// whose claim a call removed (recovery fetched it itself and passed it). Returns how
+    /// many it spooled.
+    fn fill(&self, repo: &Repository, tli: u32, seg: u64) -> Result<usize> {
+        let dir = self.cluster_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock"))?;
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
             return Ok(0);
         }
-        let want: Vec<String> = (seg + 1..=seg + self.depth)
-            .filter(|s| !ahead.contains(s))
-            .map(|s| segment_name(tli, s, DEFAULT_SEG_SIZE))
+        let spooled: BTreeSet<String> = std::fs::read_dir(&dir)?
+            .flatten()
+            .filter_map(|e| {
+                let f = e.file_name().into_string().ok()?;
+                let (n, tag) = Self::entry(&f)?;
+                tag.map(|_| n.to_owned())
+            })
             .collect();
+        let want: Vec<String> = (seg + 1..=seg + self.depth)
+            .map(|s| segment_name(tli, s, DEFAULT_SEG_SIZE))
+            .filter(|n| !spooled.contains(n))
+            .collect();
+        // Claimed: a call that needs one of these waits for it rather than fetching it too.
+        for n in &want {
+            std::fs::File::create(dir.join(format!(".{n}.tmp")))?;
+        }
         let stored = std::sync::atomic::AtomicUsize::new(0);
-        let workers = want.len().min(4);
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let failure = std::sync::Mutex::new(None);
+        let end = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
-            for _ in 0..workers {
+            for _ in 0..2 {
                 scope.spawn(|| {
+                    use std::sync::atomic::Ordering::Relaxed;
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let i = next.fetch_add(1, Relaxed);
                         let Some(name) = want.get(i) else { break };
-                        let res = (|| -> Result<bool> {
-                            let Some(bytes) = repo.get_wal_sealed(self.sysid, name)? else { return Ok(false) };
-                            let tmp = dir.join(format!("{name}.tmp"));
-                            std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-                            std::fs::rename(&tmp, dir.join(name))?;
-                            Ok(true)
+                        let tmp = dir.join(format!(".{name}.tmp"));
+                        // Some(true): spooled; Some(false): skipped, its claim is gone (the
+                        // next call removed it: recovery has passed it); None: not archived.
+                        let res = (|| -> Result<Option<bool>> {
+                            if end.load(Relaxed) {
+                                let _ = std::fs::remove_file(&tmp);
+                                return Ok(Some(false));
+                            }
+                            if !tmp.exists() {
+                                return Ok(Some(false));
+                            }
+                            let Some(data) = repo.get_wal(self.sysid, name)? else { return Ok(None) };
+                            let tag = Self::tag(repo, name, &data);
+                            let mut f = match std::fs::OpenOptions::new().write(true).truncate(true).open(&tmp) {
+                                Ok(f) => f,
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(false)),
+                                Err(e) => return Err(e.into()),
+                            };
+                            f.write_all(&data)?;
+                            f.sync_all()?;
+                            std::fs::rename(&tmp, dir.join(format!("{name}.{tag}")))?;
+                            Ok(Some(true))
                         })();
                         match res {
-                            Ok(true) => {
-                                stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            Ok(Some(true)) => {
+                                stored.fetch_add(1, Relaxed);
                             }
-                            Ok(false) => {}
-                            Err(e) => {
-                                *failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
-                                break;
+                            Ok(Some(false)) => {}
+                            // The end of the archive (or a gap): nothing after it either.
+                            Ok(None) => {
+                                end.store(true, Relaxed);
+                                let _ = std::fs::remove_file(&tmp);
+                            }
+                            // This one failed: the call that needs it fetches it itself.
+                            // The spool removed (the end of recovery): stop.
+                            Err(_) => {
+                                let _ = std::fs::remove_file(&tmp);
+                                if !dir.is_dir() {
+                                    end.store(true, Relaxed);
+                                }
                             }
                         }
                     }
                 });
             }
         });
-        if let Some(e) = failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
-            return Err(e);
-        }
+        drop(lock);
         Ok(stored.into_inner())
     }
 }
@@ -1106,26 +1272,14 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     }
     let dir = std::path::absolute(dir)?;
 
-    // Stream base.tar into tar -x.
+    // base.tar, written by parallel writers straight into DIR and fsynced (see
+    // coffer_sources::tar and docs/postgres.md, "Restore").
     let index = repo.load_index()?;
     let reader = coffer_repository::SharedReader::new(&repo, &index, 6);
     let tree = reader.tree(&base.tree)?;
     let node = tree.find(b"base.tar").ok_or_else(|| anyhow!("base backup {} has no base.tar", base.snapshot))?;
-    let mut tar = Command::new("tar")
-        .args(["-x", "-f", "-", "-C"])
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run tar")?;
-    let mut sink = tar.stdin.take().expect("stdin is piped");
-    read_in_order(&reader, &node.content, 2, |data| sink.write_all(data).context("tar stopped reading"))?;
-    drop(sink);
-    let out = tar.wait_with_output().context("cannot wait for tar")?;
-    if !out.status.success() {
-        bail!("tar failed unpacking the base backup: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
+    coffer_sources::tar::unpack(&reader, &node.content, &dir, coffer_sources::tar::Threads::default())
+        .with_context(|| format!("cannot unpack base backup {} into {}", &base.snapshot[..8], dir.display()))?;
 
     // Recovery settings.
     let exe = std::env::current_exe().context("cannot find the coffer executable")?;
@@ -1187,16 +1341,17 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     drop(f);
     let _ = std::fs::remove_file(dir.join("standby.signal"));
     std::fs::write(dir.join("recovery.signal"), b"")?;
-    // Durable before success is reported: `tar` does not fsync, and a restore that a power
-    // loss could half undo must not say it is done. Each file and directory written above
-    // is fsynced, and the parent directory for the entries of DIR and of the key file
-    // beside it. This is the work PostgreSQL otherwise does at its first start (it fsyncs
-    // the data directory after a base backup), which then finds the files clean: measured
-    // at scale 10, the restore plus recovery took as long as without it (bench/README.md).
-    // Not syncfs(2), and no periodic syncfs while unpacking to overlap the write-back: on
-    // a shared file system it waits for other programs' writes too (1 to 1.5 s slower at
-    // scale 10).
-    sync_tree(&dir)?;
+    // Durable before success is reported (a reported restore survives a power loss): the
+    // unpack fsynced every file and directory of the base backup; what was written since —
+    // the settings, recovery.signal, DIR's entries, the key file beside DIR — is synced here,
+    // DIR's parent last. PostgreSQL fsyncs the data directory again at its first start
+    // (recovery_init_sync_method) and then finds it clean.
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let mut synced = vec![auto, dir.join("recovery.signal"), dir.clone(), parent.to_path_buf()];
+    synced.extend(key_file.parent().filter(|k| *k != parent).map(Path::to_path_buf));
+    for p in &synced {
+        std::fs::File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", p.display()))?;
+    }
 
     if a.start {
         start_and_wait(&dir, a.start_timeout)?;
@@ -1214,107 +1369,6 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         ))?;
     }
     out.finish()
-}
-
-/// fsyncs every regular file and directory under `dir`, the files on two threads, then
-/// `dir`'s parent: afterwards the restored tree survives a power loss.
-fn sync_tree(dir: &Path) -> Result<()> {
-    let (mut files, mut dirs) = (Vec::new(), vec![dir.to_path_buf()]);
-    let mut i = 0;
-    while i < dirs.len() {
-        for e in std::fs::read_dir(&dirs[i]).with_context(|| format!("cannot list {}", dirs[i].display()))? {
-            let e = e?;
-            let t = e.file_type()?;
-            if t.is_dir() {
-                dirs.push(e.path());
-            } else if t.is_file() {
-                files.push(e.path());
-            }
-        }
-        i += 1;
-    }
-    let sync = |p: &Path| -> Result<()> {
-        std::fs::File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", p.display()))
-    };
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(p) = files.get(i) else { return Ok(()) };
-                        sync(p)?;
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(anyhow!("a sync thread panicked"))))
-    })?;
-    // Children before parents: a directory's entries are durable once it is synced.
-    for d in dirs.iter().rev() {
-        sync(d)?;
-    }
-    sync(dir.parent().unwrap_or(Path::new("/")))
-}
-
-/// Reads, authenticates and decompresses the blobs `ids` on `workers` threads and hands
-/// them to `sink` in order: unpacking a base backup is otherwise one core decrypting while
-/// `tar` waits. At most `AHEAD` blobs are read past the one `sink` waits for, which
-/// bounds memory; the first error stops the workers and is returned.
-fn read_in_order(
-    reader: &coffer_repository::SharedReader<'_>,
-    ids: &[coffer_repository::Id],
-    workers: usize,
-    mut sink: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    const AHEAD: usize = 32;
-    let next = AtomicUsize::new(0);
-    let written = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, coffer_repository::Result<Vec<u8>>)>();
-        for _ in 0..workers.max(1) {
-            let tx = tx.clone();
-            let (next, written, stop) = (&next, &written, &stop);
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(id) = ids.get(i) else { break };
-                    while i >= written.load(Ordering::Acquire) + AHEAD && !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    if stop.load(Ordering::Relaxed) || tx.send((i, reader.read(id))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut pending = BTreeMap::new();
-        let mut want = 0;
-        let res = (|| {
-            for (i, data) in &rx {
-                pending.insert(i, data);
-                while let Some(data) = pending.remove(&want) {
-                    sink(&data?)?;
-                    want += 1;
-                    written.store(want, Ordering::Release);
-                }
-            }
-            if want == ids.len() {
-                Ok(())
-            } else {
-                Err(anyhow!("a reader thread stopped at blob {want} of {}", ids.len()))
-            }
-        })();
-        if res.is_err() {
-            stop.store(true, Ordering::Relaxed);
-        }
-        drop(rx);
-        res
-    })
 }
 
 /// `restore --start`: starts the server on `dir` listening only on a socket in `dir`, and
@@ -1341,25 +1395,38 @@ fn start_and_wait(dir: &Path, timeout: Duration) -> Result<()> {
     if !out.status.success() {
         bail!("the restored server did not start: {} {}", String::from_utf8_lossy(&out.stderr).trim(), tail());
     }
+    // Promotion is watched in postmaster.pid, whose status line turns "ready" when the
+    // server accepts connections after recovery (it reads "standby" while a hot standby
+    // replays): a file read every 20 ms, where starting psql and pg_ctl every 300 ms added
+    // up to a third of a second to each restore and kept a core busy; psql then confirms.
     let deadline = std::time::Instant::now() + timeout;
+    let mut last_check = std::time::Instant::now();
     loop {
-        let q = Command::new(pg_program("psql"))
-            .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
-            .arg(dir)
-            .args(["-c", "select pg_is_in_recovery()"])
-            .stderr(Stdio::null())
-            .output();
-        if q.as_ref().is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "f") {
-            return Ok(());
+        let ready = postmaster_status(dir).is_some_and(|s| s == "ready");
+        if ready {
+            let q = Command::new(pg_program("psql"))
+                .args(["-X", "-A", "-t", "-d", "postgres", "-h"])
+                .arg(dir)
+                .args(["-c", "select pg_is_in_recovery()"])
+                .stderr(Stdio::null())
+                .output();
+            if q.as_ref().is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "f") {
+                return Ok(());
+            }
         }
-        let alive = Command::new(pg_program("pg_ctl"))
-            .args(["status", "-D"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !alive {
-            bail!("recovery failed and the restored server stopped: {}", tail());
+        // Whether the server still runs: once a second, or at once when its lock file is
+        // gone (a server that stops after a failed recovery removes it).
+        if last_check.elapsed() >= Duration::from_secs(1) || postmaster_status(dir).is_none() {
+            last_check = std::time::Instant::now();
+            let alive = Command::new(pg_program("pg_ctl"))
+                .args(["status", "-D"])
+                .arg(dir)
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !alive {
+                bail!("recovery failed and the restored server stopped: {}", tail());
+            }
         }
         if std::time::Instant::now() >= deadline {
             bail!(
@@ -1368,8 +1435,15 @@ fn start_and_wait(dir: &Path, timeout: Duration) -> Result<()> {
                 log.display()
             );
         }
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The postmaster's status in `DIR/postmaster.pid` (its 8th line: "starting", "standby",
+/// "ready" or "stopping"); `None` without the file.
+fn postmaster_status(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+    Some(text.lines().nth(7).unwrap_or_default().trim().to_owned())
 }
 
 trait Mode0600 {

@@ -55,6 +55,19 @@ impl MasterKey {
         crate::Id(*blake3::keyed_hash(&self.id, plaintext).as_bytes())
     }
 
+    /// A keyed BLAKE3 hasher for `purpose`, with a key derived from the id key (never the
+    /// key itself): for caches outside the repository that must recognise their own files
+    /// (only a holder of the repository key can make a matching hash). Different purposes
+    /// get unrelated keys.
+    #[must_use]
+    pub fn keyed_hasher(&self, purpose: &str) -> blake3::Hasher {
+        let mut material = Vec::with_capacity(32 + purpose.len());
+        material.extend_from_slice(&self.id);
+        material.extend_from_slice(purpose.as_bytes());
+        let key = blake3::derive_key("coffer 2026-11-27 keyed hasher for caches outside the repository", &material);
+        blake3::Hasher::new_keyed(&key)
+    }
+
     /// Encrypts and authenticates `plaintext`, bound to `aad`: `nonce ‖ ciphertext ‖ tag`.
     #[must_use]
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {

@@ -13,6 +13,7 @@ mod locks;
 mod objects;
 mod pg_archive;
 mod pg_pitr;
+mod pg_restore_exact;
 mod pg_stream;
 mod pg_util;
 mod repo_concurrency;

@@ -289,43 +289,74 @@ fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() 
         assert_eq!(std::fs::read(&dest).unwrap(), data[s as usize - 1], "segment {s}");
         doc
     };
-    let spooled = || {
-        let mut v: Vec<String> = std::fs::read_dir(&spool)
-            .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+    // The spool's finished files (`NAME.TAG`) by segment name, with their paths.
+    let entries = || {
+        let mut v: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(&spool)
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.unwrap();
+                    let f = e.file_name().into_string().unwrap();
+                    let (n, tag) = f.split_once('.')?;
+                    (!n.is_empty() && tag.len() == 64).then(|| (n.to_owned(), e.path()))
+                })
+                .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
     };
-    // The first fetch reads the repository and spools the next three segments, as stored
-    // (encrypted: the spool holds no WAL in the clear).
+    let spooled = || entries().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    let path_of = |s: u64| entries().into_iter().find(|(n, _)| *n == name(s)).unwrap().1;
+    // The worker runs detached: wait (without timing anything) until the spool holds what
+    // it should and nothing is being written.
+    let wait_spooled = |want: &[u64]| {
+        let want: Vec<String> = want.iter().map(|s| name(*s)).collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            // (Not there yet: the worker has not started.)
+            let writing = std::fs::read_dir(&spool)
+                .map_or(true, |mut d| d.any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+            if spooled() == want && !writing {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "spool {:?}, wanted {want:?}", spooled());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // The first fetch reads the repository and starts a worker that spools the next three
+    // segments, decompressed (as pg_wal will hold them) under a keyed hash of name and bytes.
     let doc = fetch(1);
-    assert_eq!((doc["from"].as_str(), doc["prefetched"].as_u64()), (Some("repository"), Some(3)), "{doc}");
-    assert_eq!(spooled(), [name(2), name(3), name(4)]);
-    let raw = std::fs::read(spool.join(name(2))).unwrap();
-    assert!(!raw.windows(64).any(|w| data[1].windows(64).next() == Some(w)), "spooled in the clear");
-    // The next one is served from the spool; two remain ahead (no refill yet).
+    assert_eq!((doc["from"].as_str(), doc["prefetching"].as_bool()), (Some("repository"), Some(true)), "{doc}");
+    wait_spooled(&[2, 3, 4]);
+    assert_eq!(std::fs::read(path_of(2)).unwrap(), data[1]);
+    // The next one is served from the spool; two remain ahead (no new worker).
     let doc = fetch(2);
-    assert_eq!((doc["from"].as_str(), doc["prefetched"].as_u64()), (Some("prefetch"), Some(0)), "{doc}");
+    assert_eq!((doc["from"].as_str(), doc["prefetching"].as_bool()), (Some("prefetch"), Some(false)), "{doc}");
     assert_eq!(spooled(), [name(3), name(4)]);
     // A spooled file that does not authenticate is discarded and fetched again: one
     // tampered with, and one filed under another segment's name.
-    let mut bad = std::fs::read(spool.join(name(3))).unwrap();
+    let p3 = path_of(3);
+    let mut bad = std::fs::read(&p3).unwrap();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    std::fs::write(spool.join(name(3)), &bad).unwrap();
+    std::fs::write(&p3, &bad).unwrap();
     let run = c(&sb, &["pg", "wal-fetch", "--json", "--sysid", "7000002", "--prefetch", "3", &name(3)]).arg(&dest).ok();
     assert_eq!(run.json()["from"], "repository");
     assert!(run.stderr.contains("discarding a prefetched file"), "{}", run.stderr);
     assert_eq!(std::fs::read(&dest).unwrap(), data[2]);
     // Refilled (one ahead was fewer than half of three): 4 stays, 5 and 6 are fetched.
-    assert_eq!(spooled(), [name(4), name(5), name(6)]);
-    std::fs::copy(spool.join(name(5)), spool.join(name(4))).unwrap();
+    wait_spooled(&[4, 5, 6]);
+    let p5 = path_of(5);
+    std::fs::remove_file(path_of(4)).unwrap();
+    let tag5 = p5.file_name().unwrap().to_string_lossy().split_once('.').unwrap().1.to_owned();
+    std::fs::copy(&p5, spool.join(format!("{}.{tag5}", name(4)))).unwrap();
     let run = c(&sb, &["pg", "wal-fetch", "--json", "--sysid", "7000002", "--prefetch", "3", &name(4)]).arg(&dest).ok();
     assert_eq!(run.json()["from"], "repository", "a file under another name is not served");
+    assert!(run.stderr.contains("discarding a prefetched file"), "{}", run.stderr);
     assert_eq!(std::fs::read(&dest).unwrap(), data[3]);
     // Another timeline's name: never served from this timeline's copy.
     let tl2 = format!("00000002{}", &name(5)[8..]);
-    std::fs::copy(spool.join(name(5)), spool.join(&tl2)).unwrap();
+    std::fs::copy(&p5, spool.join(format!("{tl2}.{tag5}"))).unwrap();
     let run =
         c(&sb, &["pg", "wal-fetch", "--sysid", "7000002", "--prefetch", "3", &tl2]).arg(sb.path("restore/TL2")).run();
     assert_eq!(run.code, Some(1), "not archived on timeline 2: {}", run.stderr);
