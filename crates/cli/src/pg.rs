@@ -142,6 +142,10 @@ struct BackupArgs {
     /// A name for the cluster, stored with the base backup (restore and info accept it)
     #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME")]
     cluster: Option<String>,
+    /// Open the repository with the key `pg export-key` wrote to FILE instead of the
+    /// password (no key derivation)
+    #[arg(long, env = "COFFER_PG_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 /// `pg restore`.
@@ -183,6 +187,10 @@ struct RestoreArgs {
     /// How long --start waits for recovery
     #[arg(long, value_parser = crate::parse::duration, default_value = "1h", value_name = "DURATION", requires = "start")]
     start_timeout: Duration,
+    /// Open the repository with the key `pg export-key` wrote to FILE instead of the
+    /// password (no key derivation)
+    #[arg(long, env = "COFFER_PG_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 /// `pg info`.
@@ -194,6 +202,10 @@ struct InfoArgs {
     /// Only the cluster of this name (`pg backup --cluster`)
     #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME", conflicts_with = "sysid")]
     cluster: Option<String>,
+    /// Open the repository with the key `pg export-key` wrote to FILE instead of the
+    /// password (no key derivation)
+    #[arg(long, env = "COFFER_PG_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 /// Runs `coffer pg …`.
@@ -309,16 +321,21 @@ fn wal_push(g: &Global, r: &RepoOpts, a: &WalPushArgs) -> Result<()> {
         Some(s) => s,
         None => sysid_from_control(Path::new("."))?,
     };
-    let repo = match &a.key_file {
-        Some(k) => open_with_key_file(g, r, Role::Writer, k)?,
-        None => open_repo(g, r, Role::Writer)?,
-    };
+    let repo = open_pg(g, r, Role::Writer, a.key_file.as_deref())?;
     let put = repo.put_wal(sysid, &name, &data).with_context(|| format!("cannot archive WAL file {name}"))?;
     let mut out = Output::new(g.json);
     if out.json() {
         out.doc(&serde_json::json!({"file": name, "sysid": sysid.to_string(), "stored": put == WalPut::Stored}))?;
     }
     out.finish()
+}
+
+/// Opens the repository with `key_file` when given, else with the password.
+fn open_pg(g: &Global, r: &RepoOpts, role: Role, key_file: Option<&Path>) -> Result<Repository> {
+    match key_file {
+        Some(k) => open_with_key_file(g, r, role, k),
+        None => open_repo(g, r, role),
+    }
 }
 
 /// Opens the repository with a key file, refused when other users may read or write it:
@@ -343,10 +360,7 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
         Some(s) => s,
         None => sysid_from_control(Path::new("."))?,
     };
-    let repo = match &a.key_file {
-        Some(k) => open_with_key_file(g, r, Role::Reader, k)?,
-        None => open_repo(g, r, Role::Reader)?,
-    };
+    let repo = open_pg(g, r, Role::Reader, a.key_file.as_deref())?;
     let dest_dir = a.dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let prefetch = Prefetch { dir: dest_dir.join("coffer-prefetch"), sysid, depth: a.prefetch };
     // Only completed segments are prefetched: they are never replaced, so a spooled copy
@@ -842,7 +856,7 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
     // snapshot list): started first, the two overlap. If opening fails, the backup is
     // stopped (the server aborts it when the connection closes).
     let opened = (|| {
-        let repo = open_repo(g, r, Role::Writer)?;
+        let repo = open_pg(g, r, Role::Writer, a.key_file.as_deref())?;
         let now = repo.clock().now();
         let expires = now
             + jiff::SignedDuration::try_from(repo.config().retention.default_retain)
@@ -1171,7 +1185,7 @@ fn sh_quote(s: &str) -> String {
 }
 
 fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
-    let repo = open_repo(g, r, Role::Reader)?;
+    let repo = open_pg(g, r, Role::Reader, a.key_file.as_deref())?;
     let all = base_backups(&repo)?;
     let sysid = pick_cluster(&repo, &all, a.sysid, a.cluster.as_deref())?;
     let bases: Vec<&BaseInfo> = all.iter().filter(|b| b.sysid == sysid).collect();
@@ -1478,7 +1492,7 @@ fn last_commit_time(repo: &Repository, sysid: u64, segs: &[&String], seg_size: u
 }
 
 fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
-    let repo = open_repo(g, r, Role::Reader)?;
+    let repo = open_pg(g, r, Role::Reader, a.key_file.as_deref())?;
     let all = base_backups(&repo)?;
     let mut ids: Vec<u64> = all.iter().map(|b| b.sysid).chain(repo.pg_clusters()?).collect();
     ids.sort_unstable();

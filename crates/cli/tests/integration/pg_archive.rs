@@ -278,6 +278,10 @@ fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() 
         std::fs::write(&seg, &data[s as usize - 1]).unwrap();
         sb.coffer(["--repo"]).arg(sb.vault()).args(["pg", "wal-push", "--key-file"]).arg(&key).arg(&seg).ok();
     }
+    // backup, restore and info take the key file too (no password anywhere here).
+    let info = sb.coffer(["--repo"]).arg(sb.vault()).args(["pg", "info", "--json", "--key-file"]).arg(&key).ok();
+    let info = info.stdout_text();
+    assert!(info.contains("7000002") && info.contains(&name(6)), "{info}");
     std::fs::create_dir(sb.path("restore")).unwrap();
     let dest = sb.path("restore/RECOVERYXLOG");
     let spool = sb.path("restore/coffer-prefetch/7000002");
