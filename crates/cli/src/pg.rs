@@ -881,6 +881,10 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
         }
     };
     let stdout = child.stdout.take().expect("stdout is piped");
+    // A pipe holds 64 KiB by default: pg_basebackup and the chunker then take turns a
+    // thousand times per 64 MiB. 1 MiB (the unprivileged maximum) lets each run longer.
+    // Best effort: a smaller pipe only costs switches.
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdout, 1 << 20);
     let mut content = Vec::new();
     let mut add_err = None;
     let read = coffer_repository::chunker::Chunker::new(w.repo_chunker()).chunks(stdout, u64::MAX, |chunk| {
