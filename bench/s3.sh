@@ -102,6 +102,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+BUILT="built from the working tree at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[[ -z $COFFER_BIN ]] || BUILT="--coffer-bin $COFFER_BIN; working tree at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -z $COFFER_BIN ]]; then
     say "building coffer (release)"
     (cd "$ROOT" && cargo build --release -p coffer-cli --quiet) ||
@@ -164,7 +166,7 @@ drop_caches() { sync; if ((CAN_DROP)); then echo 3 >/proc/sys/vm/drop_caches 2>/
     echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "machine:   $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -r)"
     echo "server:    $SERVER on $ENDPOINT (same machine, same server for both tools)"
-    echo "coffer:    $("$COFFER" --version 2>/dev/null || echo coffer) (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); Object Lock bucket, compliance, defaults"
+    echo "coffer:    $("$COFFER" --version 2>/dev/null || echo coffer) ($BUILT); Object Lock bucket, compliance, defaults"
     echo "restic:    $(restic version | head -1); repository v2, --compression auto, plain bucket"
     echo "data:      $FILES files, $BYTES bytes ($((BYTES >> 20)) MiB), a subset of the Rust toolchain"
     echo "restores:  into $RESTORES ($(stat -f -c %T "$RESTORES"))"

@@ -114,17 +114,20 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(
         now + jiff::SignedDuration::try_from(repo.config().retention.default_retain)
             .unwrap_or(jiff::SignedDuration::ZERO)
     });
-    let all = repo.snapshots()?;
+    // One listing for both: the parent is the newest live snapshot of these paths, the
+    // chain link the newest of all (each listing is a request per 1000 snapshots on S3).
+    let all = repo.all_snapshots()?;
     let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let parent = match opts.parent {
         Some(id) => Some(id),
         None => all
             .iter()
             .rev()
+            .filter(|(_, s)| s.expires > now)
             .find(|(_, s)| s.kind == "files" && s.host == opts.host && s.paths == path_strings)
             .map(|(id, _)| *id),
     };
-    let previous = repo.all_snapshots()?.last().map(|(id, s)| ChainLink { id: *id, expires: s.expires });
+    let previous = all.last().map(|(id, s)| ChainLink { id: *id, expires: s.expires });
     let parent_tree = match parent {
         Some(id) => Some(repo.read_snapshot(&id)?.tree),
         None => None,
