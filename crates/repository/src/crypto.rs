@@ -7,7 +7,7 @@
 //! key (data key + blob-id key) is random; each password or key file wraps it with a key
 //! derived by Argon2id, so a repository has several passwords and changing one rewrites
 //! nothing else. The AEAD is assembled from HChaCha20 (RustCrypto) and aws-lc's
-//! ChaCha20-Poly1305 (see [`xchacha`]); the bytes are the standard construction's.
+//! ChaCha20-Poly1305 (see `xchacha`); the bytes are the standard construction's.
 
 use crate::error::{RepoError, Result};
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};

@@ -17,7 +17,7 @@
 //! - every put carries its retention explicitly (the caller's, or the bucket's default
 //!   computed here from the put's time), `Content-MD5` and `x-amz-checksum-sha256`, and the
 //!   content's SHA-256 as user metadata (`x-amz-meta-coffer-sha256`) — the same SHA-256 is
-//!   the SigV4 payload hash, computed once ([`PrecomputedPayloadHash`]); after the put a
+//!   the SigV4 payload hash, computed once (`PrecomputedPayloadHash`); after the put a
 //!   `HeadObject` of the new version must report exactly the retention and legal hold
 //!   asked for, the size and the checksum, or the put fails (`Corrupt`: the server did not
 //!   store what it acknowledged);
