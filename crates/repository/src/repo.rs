@@ -259,16 +259,7 @@ impl Repository {
             Ok(())
         })?;
         let key = key.ok_or_else(|| RepoError::WrongPassword { location: location.into() })?;
-        let config: Config = pack::open_object(&key, ObjectKind::Config, &config_bytes, &format!("{location}/config"))?;
-        Ok(Self {
-            store,
-            location: location.into(),
-            prefix: prefix.into(),
-            key,
-            config,
-            clock,
-            snapshot_cache: std::sync::Mutex::default(),
-        })
+        Self::with_config(store, location, prefix, key, &config_bytes, clock)
     }
 
     /// Opens the repository with its already unwrapped master key (as
@@ -287,7 +278,19 @@ impl Repository {
         clock: Clock,
     ) -> Result<Self> {
         let config_bytes = read_config(store.as_ref(), location, prefix)?;
-        let config: Config = pack::open_object(&key, ObjectKind::Config, &config_bytes, &format!("{location}/config"))?;
+        Self::with_config(store, location, prefix, key, &config_bytes, clock)
+    }
+
+    /// The repository whose sealed config `config_bytes` `key` opens.
+    fn with_config(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        key: MasterKey,
+        config_bytes: &[u8],
+        clock: Clock,
+    ) -> Result<Self> {
+        let config: Config = pack::open_object(&key, ObjectKind::Config, config_bytes, &format!("{location}/config"))?;
         Ok(Self {
             store,
             location: location.into(),
