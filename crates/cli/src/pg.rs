@@ -822,6 +822,13 @@ fn base_backups(repo: &Repository) -> Result<Vec<BaseInfo>> {
     Ok(repo.snapshots()?.iter().filter_map(|(id, s)| BaseInfo::from_snapshot(id, s)).collect())
 }
 
+/// Stops pg_basebackup when the backup fails: it must not outlive it (the server aborts its
+/// side of the base backup when the connection closes).
+fn stop(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
     let ci = a.pg.as_deref();
     let facts = psql(
@@ -867,16 +874,14 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
     let (repo, now, expires, previous) = match opened {
         Ok(o) => o,
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(&mut child);
             return Err(e);
         }
     };
     let mut w = match repo.writer(expires) {
         Ok(w) => w,
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(&mut child);
             return Err(e.into());
         }
     };
@@ -900,9 +905,7 @@ fn backup(g: &Global, r: &RepoOpts, a: &BackupArgs) -> Result<()> {
         }
     });
     if let Some(e) = add_err {
-        // pg_basebackup must not outlive the backup that failed.
-        let _ = child.kill();
-        let _ = child.wait();
+        stop(&mut child);
         let _ = err_thread.join();
         return Err(e.into());
     }
