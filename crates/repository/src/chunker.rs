@@ -8,11 +8,6 @@
 use crate::repo::ChunkerParams;
 use std::io::Read;
 
-/// Chunks of `reader`'s bytes, in order.
-pub fn stream<R: Read>(reader: R, p: ChunkerParams) -> fastcdc::v2020::StreamCDC<R> {
-    fastcdc::v2020::StreamCDC::new(reader, p.min, p.avg, p.max)
-}
-
 /// The most a streaming read asks for at once. Reads of many megabytes into the buffer
 /// were measured 9x slower per byte in the kernel's copy than reads of 1 MiB (1 GiB of large
 /// files: 1.4 s against 0.16 s of `copy_to_iter`).
@@ -20,8 +15,8 @@ const READ_SIZE: usize = 1 << 20;
 
 /// Chunks many inputs with one reusable buffer. An input no larger than the maximum chunk
 /// size (most files) is read whole and cut in memory — no per-input allocation; a larger
-/// one is streamed through the same buffer. Both give the same cut points as [`stream`]
-/// (tested below).
+/// one is streamed through the same buffer. Both give the same cut points as fastcdc's own
+/// `StreamCDC` (tested below).
 ///
 /// Streaming does not use `StreamCDC`: it hands each chunk out as a fresh `Vec`, shifts the
 /// rest of its 8 MiB buffer forward and zero-fills the tail after every chunk — about nine
@@ -116,6 +111,11 @@ impl Chunker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reference: fastcdc's own streaming chunker with the repository's parameters.
+    fn stream<R: Read>(reader: R, p: ChunkerParams) -> fastcdc::v2020::StreamCDC<R> {
+        fastcdc::v2020::StreamCDC::new(reader, p.min, p.avg, p.max)
+    }
 
     /// xorshift64*: a fixed, dependency-free generator so the data never changes.
     fn seeded(len: usize, mut s: u64) -> Vec<u8> {
