@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Coffer against restic and Borg on the same data, in one run; prints a table.
 #
-#   bench/files.sh [--quick] [--keep] [--dir DIR] [--coffer-bin PATH]
+#   bench/files.sh [--quick] [--only tree|large] [--keep] [--dir DIR] [--coffer-bin PATH]
 #
 #   --quick            ~200 MiB data sets instead of ~1 GiB (a sanity run of a few minutes)
+#   --only SET         run one data set (tree or large) instead of both
 #   --keep             keep the scratch directory (data sets, repositories) at the end
 #   --dir DIR          scratch directory [default: target/bench-data]; put it on the disk
 #                      you care about. It must be new, empty, or one this script made:
@@ -31,10 +32,18 @@ QUICK=0
 KEEP=0
 SCRATCH=$ROOT/target/bench-data
 COFFER_BIN=
+SETS=(tree large)
 
 while (($#)); do
     case $1 in
     --quick) QUICK=1 ;;
+    --only)
+        case ${2:-} in
+        tree | large) SETS=("$2") ;;
+        *) echo "files.sh: --only takes tree or large, not '${2:-}'" >&2; exit 2 ;;
+        esac
+        shift
+        ;;
     --keep) KEEP=1 ;;
     --dir) SCRATCH=$2; shift ;;
     --coffer-bin) COFFER_BIN=$2; shift ;;
@@ -294,15 +303,24 @@ bench_dataset() { # NAME SRC
 
 # ------------------------------------------------------------------ data sets
 SYSROOT=$(rustc --print sysroot)
-say "copying the Rust toolchain ($SYSROOT) into $SCRATCH/data/tree (cap $((TREE_BUDGET >> 20)) MiB)"
 mkdir -p "$SCRATCH/data"
-helper copy-tree "$SYSROOT" "$SCRATCH/data/tree" "$TREE_BUDGET" >&2
-say "generating 4 x $((LARGE_EACH >> 20)) MiB in $SCRATCH/data/large"
-helper gen-large "$SCRATCH/data/large" "$LARGE_EACH" >&2
+for set in "${SETS[@]}"; do
+    case $set in
+    tree)
+        say "copying the Rust toolchain ($SYSROOT) into $SCRATCH/data/tree (cap $((TREE_BUDGET >> 20)) MiB)"
+        helper copy-tree "$SYSROOT" "$SCRATCH/data/tree" "$TREE_BUDGET" >&2
+        ;;
+    large)
+        say "generating 4 x $((LARGE_EACH >> 20)) MiB in $SCRATCH/data/large"
+        helper gen-large "$SCRATCH/data/large" "$LARGE_EACH" >&2
+        ;;
+    esac
+done
 sync
 
-bench_dataset tree "$SCRATCH/data/tree"
-bench_dataset large "$SCRATCH/data/large"
+for set in "${SETS[@]}"; do
+    bench_dataset "$set" "$SCRATCH/data/$set"
+done
 
 echo "load avg:  at end $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS/meta.txt"
 rm -f "$RESULTS/time.out"

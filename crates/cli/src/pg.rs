@@ -1296,7 +1296,13 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     // base.tar, written by parallel writers straight into DIR and fsynced (see
     // coffer_sources::tar and docs/postgres.md, "Restore").
     let index = repo.load_index()?;
-    let reader = coffer_repository::SharedReader::new(&repo, &index, 6);
+    // From a local vault, blobs are read by range (no packs cached whole: memory, and
+    // one copy less); from S3, whole packs, a few cached.
+    let reader = if crate::s3::is_s3(repo.location()) {
+        coffer_repository::SharedReader::new(&repo, &index, 6)
+    } else {
+        coffer_repository::SharedReader::ranged(&repo, &index, 16)
+    };
     let tree = reader.tree(&base.tree)?;
     let node = tree.find(b"base.tar").ok_or_else(|| anyhow!("base backup {} has no base.tar", base.snapshot))?;
     coffer_sources::tar::unpack(&reader, &node.content, &dir, coffer_sources::tar::Threads::default())

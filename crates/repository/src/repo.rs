@@ -25,7 +25,9 @@ use crate::pack::{self, BlobKind, ObjectKind};
 use crate::pipeline::{Pipeline, Target};
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::Tree;
-use coffer_store::{Clock, ErrorKind, ObjectStore, PutOptions, Retention, RetentionMode, StoreError, VersionId};
+use coffer_store::{
+    Clock, ErrorKind, ObjectStore, PutOptions, RangeRead, Retention, RetentionMode, StoreError, VersionId,
+};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -902,11 +904,24 @@ impl BlobReader<'_> {
     }
 }
 
-/// A blob reader many threads can share (restore): packs are cached whole and shared.
+/// A blob reader many threads can share (restore): packs are cached whole and shared, or,
+/// made with [`SharedReader::ranged`], opened and read a blob's range at a time.
+///
+/// Ranged reads are for a local store: a tree restore held three 16 MiB packs whole (its
+/// peak memory was mostly this cache) to read blobs that are on average a few KiB, and
+/// copied every pack once more into memory on the way. A range is not checked against the
+/// pack's checksum, but every blob is sealed (AEAD, and its plaintext hashed against its
+/// id), so what authenticates is exactly what was stored; a range that does not is read
+/// again from the whole pack, verified, so damage is found and named as before.
 ///
 /// With [`SharedReader::with_read_ahead`], background threads fetch the packs a plan says
 /// will be needed next, several at once, so the store's latency per request (S3) overlaps
 /// with the workers' decrypting and writing instead of adding up.
+///
+/// A pack whose planned reads are all done leaves the cache at once instead of waiting to
+/// be the least recently used: two restore workers move through neighbouring packs, and
+/// the slot a finished pack held would otherwise sit on 16 MiB nobody reads again (a tree
+/// restore's peak memory is mostly this cache).
 ///
 /// Invariants: memory is bounded — at most `capacity` recently used packs, plus packs fetched
 /// ahead and not yet asked for (at most the read-ahead budget in bytes, or a single pack
@@ -920,15 +935,42 @@ pub struct SharedReader<'a> {
     /// Signalled whenever a fetch ends, a pack fetched ahead is taken, or read-ahead stops.
     changed: std::sync::Condvar,
     capacity: usize,
+    /// Blobs are read by range from opened packs ([`SharedReader::ranged`]).
+    ranged: bool,
 }
 
 /// Packs fetched concurrently ahead of the readers.
 pub const READ_AHEAD_THREADS: usize = 4;
 
+impl ReaderState {
+    /// Notes a read from pack `id`: moves the plan's progress past it and counts one of its
+    /// planned reads done. `true` if it was the last (the pack need not stay cached).
+    fn reading(&mut self, id: &Id) -> bool {
+        if let Some(&pos) = self.plan_pos.get(id) {
+            if self.progress <= pos {
+                self.progress = pos + 1;
+            }
+        }
+        match self.unread.get_mut(id) {
+            Some(n) if *n <= 1 => {
+                self.unread.remove(id);
+                true
+            }
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 #[derive(Default)]
 struct ReaderState {
     /// Packs asked for, oldest first.
     used: VecDeque<(Id, Arc<Vec<u8>>)>,
+    /// Packs opened for ranged reads, oldest first.
+    opened: VecDeque<(Id, Arc<dyn RangeRead>)>,
     /// Packs fetched ahead and not yet asked for.
     ahead: HashMap<Id, Arc<Vec<u8>>>,
     /// Bytes of `ahead` plus those being fetched ahead (reserved before the fetch).
@@ -944,6 +986,9 @@ struct ReaderState {
     /// Plan entries before this one have been asked for (or skipped past) by the readers:
     /// fetching them ahead would be too late.
     progress: usize,
+    /// Per pack, the planned blob reads not done yet (a blob read twice counts twice).
+    /// Reads of packs absent here (not planned, or planned reads all done) are unaffected.
+    unread: HashMap<Id, usize>,
     budget: u64,
     stop: bool,
 }
@@ -958,7 +1003,16 @@ impl<'a> SharedReader<'a> {
             state: std::sync::Mutex::new(ReaderState::default()),
             changed: std::sync::Condvar::new(),
             capacity: capacity.max(1),
+            ranged: false,
         }
+    }
+
+    /// A reader that reads each blob's range out of packs it keeps open (up to `capacity`
+    /// of them) instead of caching packs whole: for a local store, where a read is cheap
+    /// and a whole pack is memory.
+    #[must_use]
+    pub fn ranged(repo: &'a Repository, index: &'a Index, capacity: usize) -> Self {
+        Self { ranged: true, ..Self::new(repo, index, capacity) }
     }
 
     /// Runs `f` while [`READ_AHEAD_THREADS`] threads fetch the packs holding `blobs` (the
@@ -970,7 +1024,7 @@ impl<'a> SharedReader<'a> {
     /// The plan may also grow while `f` runs ([`SharedReader::plan_more`]): a restore that
     /// streams files from its walk to its workers names their blobs as it finds them. With
     /// a `budget` of 0 nothing is read ahead (a local store, where a worker's own read is
-    /// about as fast and memory matters more).
+    /// about as fast and memory matters more). Packs cached before the plan are dropped.
     pub fn with_read_ahead<R>(&self, blobs: impl IntoIterator<Item = Id>, budget: u64, f: impl FnOnce() -> R) -> R {
         {
             let mut st = self.lock();
@@ -978,6 +1032,11 @@ impl<'a> SharedReader<'a> {
             st.plan_pos.clear();
             st.cursor = 0;
             st.progress = 0;
+            st.unread.clear();
+            // What was read before a plan (a restore's walk through the tree packs) is not
+            // what the plan reads: 16 MiB of trees held through a whole restore otherwise.
+            st.used.clear();
+            st.opened.clear();
             st.budget = budget;
             st.stop = false;
         }
@@ -990,7 +1049,8 @@ impl<'a> SharedReader<'a> {
                 self.0.changed.notify_all();
             }
         }
-        let threads = if budget == 0 { 0 } else { READ_AHEAD_THREADS };
+        // A ranged reader reads no packs whole, so none ahead either.
+        let threads = if budget == 0 || self.ranged { 0 } else { READ_AHEAD_THREADS };
         std::thread::scope(|s| {
             for _ in 0..threads {
                 s.spawn(|| self.read_ahead());
@@ -1007,6 +1067,7 @@ impl<'a> SharedReader<'a> {
         for id in blobs {
             let Some(r) = self.index.get(&id) else { continue };
             let p = self.index.pack(r.pack);
+            *st.unread.entry(p.id).or_default() += 1;
             if !st.plan_pos.contains_key(&p.id) {
                 let pos = st.plan.len();
                 st.plan_pos.insert(p.id, pos);
@@ -1069,7 +1130,18 @@ impl<'a> SharedReader<'a> {
     pub fn read(&self, id: &Id) -> Result<Vec<u8>> {
         let r = self.index.get(id).ok_or_else(|| self.index.missing(id))?;
         let pack_id = self.index.pack(r.pack).id;
-        let bytes = self.pack(&pack_id)?;
+        if self.ranged {
+            if let Ok(plain) = self.read_range(&pack_id, &r.entry) {
+                return Ok(plain);
+            }
+        }
+        // Whole packs, or a range that failed: the whole pack, checked against its name (or
+        // an older version of it that is), decides, and an error names what is wrong.
+        let bytes = if self.ranged {
+            Arc::new(self.repo.get_hashed(&self.repo.pack_key(&pack_id), &pack_id)?)
+        } else {
+            self.pack(&pack_id)?
+        };
         let (start, end) = (r.entry.offset as usize, r.entry.offset as usize + r.entry.length as usize);
         let key = self.repo.pack_key(&pack_id);
         let sealed = bytes.get(start..end).ok_or_else(|| RepoError::corrupt(key.clone(), "blob out of range"))?;
@@ -1090,20 +1162,56 @@ impl<'a> SharedReader<'a> {
         Tree::from_bytes(&self.read(id)?, id)
     }
 
+    /// One blob read by its range from the pack, opened or kept open.
+    fn read_range(&self, pack_id: &Id, entry: &pack::PackEntry) -> Result<Vec<u8>> {
+        let key = self.repo.pack_key(pack_id);
+        let opened = {
+            let mut st = self.lock();
+            let last = st.reading(pack_id);
+            match st.opened.iter().position(|(p, _)| p == pack_id) {
+                Some(pos) if last => Some(st.opened.remove(pos).expect("position is valid").1),
+                Some(pos) => Some(st.opened[pos].1.clone()),
+                None => None,
+            }
+            .ok_or(last)
+        };
+        let pack = match opened {
+            Ok(pack) => pack,
+            Err(last) => {
+                let pack: Arc<dyn RangeRead> = Arc::from(
+                    self.repo.store.open_ranged(&key, None).map_err(RepoError::store(format!("cannot read {key}")))?,
+                );
+                let mut st = self.lock();
+                if !last && !st.opened.iter().any(|(p, _)| p == pack_id) {
+                    if st.opened.len() >= self.capacity {
+                        st.opened.pop_front();
+                    }
+                    st.opened.push_back((*pack_id, pack.clone()));
+                }
+                pack
+            }
+        };
+        let sealed = pack
+            .read_at(u64::from(entry.offset), entry.length as usize)
+            .map_err(RepoError::store(format!("cannot read {key}")))?;
+        pack::open_blob(&self.repo.key, entry, &sealed, &key)
+    }
+
     fn pack(&self, id: &Id) -> Result<Arc<Vec<u8>>> {
         let mut st = self.lock();
-        if let Some(&pos) = st.plan_pos.get(id) {
-            if st.progress <= pos {
-                st.progress = pos + 1;
-            }
-        }
+        let last = st.reading(id);
         loop {
-            if let Some((_, data)) = st.used.iter().find(|(p, _)| p == id) {
-                return Ok(data.clone());
+            if let Some(pos) = st.used.iter().position(|(p, _)| p == id) {
+                if last {
+                    return Ok(st.used.remove(pos).expect("position is valid").1);
+                }
+                return Ok(st.used[pos].1.clone());
             }
             if let Some(data) = st.ahead.remove(id) {
                 st.ahead_bytes -= self.index.pack_by_id(id).map_or(0, |p| p.size);
-                self.keep(&mut st, *id, data.clone());
+                if !last {
+                    self.keep(&mut st, *id, data.clone());
+                }
                 self.changed.notify_all();
                 return Ok(data);
             }
@@ -1117,7 +1225,7 @@ impl<'a> SharedReader<'a> {
         let got = self.repo.get_hashed(&self.repo.pack_key(id), id).map(Arc::new);
         let mut st = self.lock();
         st.loading.remove(id);
-        if let Ok(data) = &got {
+        if let (Ok(data), false) = (&got, last) {
             self.keep(&mut st, *id, data.clone());
         }
         self.changed.notify_all();
@@ -1360,6 +1468,119 @@ mod tests {
         assert_eq!(fetched, packs.len(), "every pack read exactly once");
         assert!(slow.max_in_flight.load(Ordering::SeqCst) >= 2, "pack reads never overlapped");
         assert!(worst_ahead <= 2, "{worst_ahead} packs fetched ahead, the budget holds 2");
+    }
+
+    /// A pack leaves the reader's cache with its last planned read, and not before: the
+    /// planned reads fetch each pack once, a read after the last planned one fetches again.
+    #[test]
+    fn a_pack_leaves_the_cache_with_its_last_planned_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let slow = Arc::new(Slow {
+            inner: Box::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+        });
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+        let mut repo = Repository::init(slow.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
+        repo.config.pack_size = 96 << 10; // about three 40 KB blobs a pack
+        let ids: Vec<Id> = {
+            let mut w = repo.writer(clock.now() + SignedDuration::from_hours(24)).unwrap();
+            let ids = (0..12).map(|i| w.add(BlobKind::Data, &blob(i)).unwrap()).collect();
+            w.finish().unwrap();
+            ids
+        };
+        let index = repo.load_index().unwrap();
+        let mut by_pack: Vec<(Id, Vec<Id>)> = Vec::new();
+        for id in &ids {
+            let p = index.pack(index.get(id).unwrap().pack).id;
+            match by_pack.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, v)) => v.push(*id),
+                None => by_pack.push((p, vec![*id])),
+            }
+        }
+        by_pack.retain(|(_, v)| v.len() >= 2);
+        assert!(by_pack.len() >= 2, "two packs of two blobs or more: {by_pack:?}");
+        let (a, b) = (&by_pack[0].1, &by_pack[1].1);
+        let fetches = || slow.started.load(Ordering::SeqCst);
+
+        // Room for both packs: only the plan decides what leaves.
+        let reader = SharedReader::new(&repo, &index, 2);
+        let plan = [a[0], b[0], a[1]];
+        reader.with_read_ahead(plan, 0, || {
+            let before = fetches();
+            for id in plan {
+                reader.read(&id).unwrap();
+            }
+            assert_eq!(fetches() - before, 2, "the planned reads fetch each pack once");
+            // Both packs' planned reads are done: reading them again fetches them again.
+            reader.read(&a[0]).unwrap();
+            reader.read(&b[1]).unwrap();
+            assert_eq!(fetches() - before, 4, "a pack stayed cached after its last planned read");
+            // Unplanned reads keep the usual least-recently-used cache.
+            reader.read(&a[1]).unwrap();
+            assert_eq!(fetches() - before, 4, "an unplanned read of a cached pack fetched it");
+        });
+    }
+
+    /// A ranged reader reads every blob right, and a range that does not authenticate (the
+    /// pack's latest version was replaced by damaged bytes) is read from the version of the
+    /// pack that matches its name instead.
+    #[test]
+    fn ranged_reads_fall_back_to_the_verified_pack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+        let mut repo = Repository::init(store.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
+        repo.config.pack_size = 96 << 10;
+        let ids: Vec<Id> = {
+            let mut w = repo.writer(clock.now() + SignedDuration::from_hours(24)).unwrap();
+            let ids = (0..8).map(|i| w.add(BlobKind::Data, &blob(i)).unwrap()).collect();
+            w.finish().unwrap();
+            ids
+        };
+        let index = repo.load_index().unwrap();
+        let reader = SharedReader::ranged(&repo, &index, 2);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(reader.read(id).unwrap(), blob(u32::try_from(i).unwrap()), "blob {i}");
+        }
+
+        // Damage the first blob's bytes in a new latest version of its pack.
+        let r = index.get(&ids[0]).unwrap();
+        let (pack_id, entry) = (index.pack(r.pack).id, r.entry);
+        let key = repo.pack_key(&pack_id);
+        let mut bytes = store.get(&key, None).unwrap().data;
+        bytes[entry.offset as usize + 30] ^= 0x40;
+        let until = clock.now() + SignedDuration::from_hours(24);
+        store
+            .put(
+                &key,
+                &bytes,
+                &PutOptions {
+                    retention: Some(Retention { mode: RetentionMode::Compliance, until }),
+                    legal_hold: false,
+                },
+            )
+            .unwrap();
+        let sealed =
+            store.open_ranged(&key, None).unwrap().read_at(u64::from(entry.offset), entry.length as usize).unwrap();
+        assert!(pack::open_blob(&repo.key, &entry, &sealed, &key).is_err(), "the range read directly fails");
+
+        let reader = SharedReader::ranged(&repo, &index, 2);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(reader.read(id).unwrap(), blob(u32::try_from(i).unwrap()), "blob {i} after the damage");
+        }
     }
 
     /// A backup writes tree blobs and data blobs into separate packs.

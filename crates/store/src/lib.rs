@@ -40,5 +40,5 @@ pub use model::{
 pub use role::{Action, Credentials, Principal, Role, Secret, matrix_markdown};
 #[cfg(feature = "s3")]
 pub use s3::{S3Credentials, S3Location, S3Options, S3Store};
-pub use store::{Object, ObjectStore};
+pub use store::{Object, ObjectStore, RangeRead};
 pub use vault::{AuditEntry, AuditVerification, LocalVault, VaultHandle, VaultOptions};

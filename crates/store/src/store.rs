@@ -19,6 +19,10 @@
 //! - **get/head** by key read the latest version; a key whose latest version is a delete
 //!   marker is `NotFound`. By version they read exactly that version; asking for the data
 //!   of a delete marker is `InvalidRequest`.
+//! - **open_ranged** opens the version `get` would read for reads of byte ranges, with the
+//!   same permission and errors. A range is not checked against the version's checksum
+//!   (only a whole object can be): the caller authenticates what it reads, as the
+//!   repository does with every sealed blob, and falls back to `get` when that fails.
 //! - **list** returns keys whose latest version is an object, sorted by key (bytewise),
 //!   a page at a time. **list_versions** returns every version and delete marker, sorted
 //!   by key and then newest first. An implementation may return fewer items than the
@@ -44,7 +48,7 @@
 //! Implementations are synchronous and `Send + Sync`: backup pipelines run on threads,
 //! and an implementation over an async client (S3) owns its runtime.
 
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::model::{ListEntry, LockConfig, ObjectVersion, Page, PutOptions, Retention, VersionId, Versioning};
 use crate::role::Principal;
 
@@ -55,6 +59,38 @@ pub struct Object {
     pub meta: ObjectVersion,
     /// The data, verified against the stored checksum.
     pub data: Vec<u8>,
+}
+
+/// An object version opened for reads of byte ranges ([`ObjectStore::open_ranged`]).
+pub trait RangeRead: Send + Sync {
+    /// The version being read.
+    fn meta(&self) -> &ObjectVersion;
+
+    /// Reads `len` bytes at `offset`, not checked against the version's checksum.
+    ///
+    /// # Errors
+    /// `InvalidRequest` for a range past the version's size; `Corrupt` when the stored data
+    /// ends before its recorded size; `Io`.
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>>;
+}
+
+/// A whole object read into memory, for stores without cheaper ranged reads.
+struct InMemory(Object);
+
+impl RangeRead for InMemory {
+    fn meta(&self) -> &ObjectVersion {
+        &self.0.meta
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let range = usize::try_from(offset).ok().and_then(|o| Some(o..o.checked_add(len)?));
+        range.and_then(|r| self.0.data.get(r)).map(<[u8]>::to_vec).ok_or_else(|| {
+            StoreError::invalid(format!(
+                "bytes {offset}..+{len} are past the end of {} ({} bytes)",
+                self.0.meta.key, self.0.meta.size
+            ))
+        })
+    }
 }
 
 /// Versioned, object-locked storage, seen through one principal. See the module docs.
@@ -73,6 +109,17 @@ pub trait ObjectStore: Send + Sync {
     /// # Errors
     /// `Forbidden`, `NotFound`, `InvalidRequest` (a delete marker's version), `Corrupt`, `Io`.
     fn get(&self, key: &str, version: Option<&VersionId>) -> Result<Object>;
+
+    /// Opens the latest version of `key`, or the given version, for reads of byte ranges
+    /// that are **not** checked against its checksum (see the module docs). The default
+    /// reads the whole object once, verified, and serves ranges from memory; the local
+    /// vault reads ranges from the version's file.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::get`].
+    fn open_ranged(&self, key: &str, version: Option<&VersionId>) -> Result<Box<dyn RangeRead>> {
+        Ok(Box::new(InMemory(self.get(key, version)?)))
+    }
 
     /// Reads the metadata of the latest version of `key`, or of the given version.
     ///

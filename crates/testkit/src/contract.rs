@@ -95,6 +95,7 @@ checks!(
     put_always_creates_a_new_version,
     overwrite_leaves_older_versions_intact,
     get_and_head_latest_and_by_version,
+    open_ranged_reads_ranges_of_the_version,
     checksum_and_size_are_stored,
     empty_object_round_trips,
     delete_adds_a_marker_and_removes_nothing,
@@ -595,6 +596,48 @@ pub fn get_and_head_latest_and_by_version(h: &dyn StoreHarness) {
         let m = ok(s.head(&k, Some(&v1.version)), &format!("head v1 as {role}"));
         assert_same_version(&m, &v1, "head v1");
         assert!(!m.is_latest);
+    }
+}
+
+/// `open_ranged` opens the version `get` would read (latest or by id) with `get`'s
+/// permission and errors, and reads any range inside it; a range past its end is
+/// `InvalidRequest`.
+pub fn open_ranged_reads_ranges_of_the_version(h: &dyn StoreHarness) {
+    let c = Ctx::new(h, "open_ranged_reads_ranges_of_the_version");
+    let k = c.key("k");
+    let v1 = c.put("k", b"the first version");
+    let v2 = c.put("k", b"second");
+    let empty = c.put("empty", b"");
+    for s in [c.writer(), c.reader()] {
+        let r = ok(s.open_ranged(&k, None), "open latest");
+        assert_same_version(r.meta(), &v2, "open latest");
+        assert_eq!(ok(r.read_at(0, 6), "whole"), b"second");
+        assert_eq!(ok(r.read_at(2, 3), "middle"), b"con");
+        assert_eq!(ok(r.read_at(6, 0), "empty range at the end"), b"");
+        expect_err(r.read_at(4, 3), ErrorKind::InvalidRequest, "range past the end");
+        expect_err(r.read_at(u64::MAX, 2), ErrorKind::InvalidRequest, "range past any end");
+        let r = ok(s.open_ranged(&k, Some(&v1.version)), "open v1");
+        assert_same_version(r.meta(), &v1, "open v1");
+        assert_eq!(ok(r.read_at(4, 5), "v1 range"), b"first");
+        let r = ok(s.open_ranged(&empty.key, None), "open an empty object");
+        assert_eq!(ok(r.read_at(0, 0), "nothing of nothing"), b"");
+    }
+    let missing = c.key("missing");
+    expect_not_found(c.reader().open_ranged(&missing, None).map(|r| r.meta().clone()), &missing, None, "absent key");
+    let m = ok(c.writer().delete(&k), "delete");
+    expect_not_found(c.reader().open_ranged(&k, None).map(|r| r.meta().clone()), &k, None, "deleted key");
+    expect_err(
+        c.reader().open_ranged(&k, Some(&m.version)).map(|r| r.meta().clone()),
+        ErrorKind::InvalidRequest,
+        "a delete marker's data",
+    );
+    for role in Role::ALL {
+        let r = c.as_role(role).open_ranged(&k, Some(&v2.version)).map(|r| r.meta().clone());
+        if role.allows(Action::Get) {
+            assert_same_version(&ok(r, &format!("open as {role}")), &v2, "open by version");
+        } else {
+            expect_forbidden(r, role, Action::Get, &format!("open as {role}"));
+        }
     }
 }
 

@@ -202,7 +202,7 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
             include: args.include.clone(),
             // A remote store's latency is hidden by fetching packs ahead; a local vault's
             // reads are fast enough that the memory is better saved.
-            read_ahead: if repo.location().starts_with("s3://") { files::REMOTE_READ_AHEAD } else { 0 },
+            read_ahead: if crate::s3::is_s3(repo.location()) { files::REMOTE_READ_AHEAD } else { 0 },
         },
     )?;
     for w in &report.warnings {

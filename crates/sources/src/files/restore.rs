@@ -37,9 +37,13 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Bytes of packs fetched ahead of the workers, on top of the packs they use: worth it
     /// for a remote store, whose latency per request then overlaps with writing
-    /// ([`REMOTE_READ_AHEAD`]); 0 for a local one, where it only costs memory.
+    /// ([`REMOTE_READ_AHEAD`]); 0 for a local one, where it only costs memory and blobs are
+    /// read by range instead of packs whole.
     pub read_ahead: u64,
 }
+
+/// Packs a restore from a local store keeps open for ranged reads.
+const OPEN_PACKS: usize = 16;
 
 /// The read-ahead budget for a remote store (S3): measured on LocalStack, 64 MiB took a
 /// 200 MiB restore from 1.03x to 1.89x restic's speed, 32 MiB to 1.69x.
@@ -226,10 +230,15 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     };
     let index = repo.load_index()?;
     let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).clamp(1, 8);
-    // A pack per worker plus one: workers writing neighbouring files share packs, and
-    // memory stays at a few packs (measured on a 1.4 GB tree: one pack less costs re-reads,
-    // one more only memory).
-    let reader = SharedReader::new(repo, &index, workers + 1);
+    // A local store: blobs read by range from packs kept open (memory: a tree restore
+    // peaked at 133 MiB with three packs cached whole). A remote one: whole packs, fetched
+    // ahead; a pack per worker plus one, since workers writing neighbouring files share
+    // packs (measured on a 1.4 GB tree: one pack less costs re-reads, one more only memory).
+    let reader = if opts.read_ahead == 0 {
+        SharedReader::ranged(repo, &index, OPEN_PACKS)
+    } else {
+        SharedReader::new(repo, &index, workers + 1)
+    };
     let meta = Meta {
         is_root: rustix::process::geteuid().is_root(),
         ids: Ids::default(),

@@ -1,12 +1,49 @@
-//! Durable file writes for the vault: temp file, fsync, rename, fsync the directory.
+//! Durable file writes for the vault: temp file, fsync, rename, fsync the directory; and
+//! ranged reads of a version's file.
 //!
 //! Invariant guarded: a file is visible under its final name only once its bytes are
 //! durable, so a crash at any point leaves either no file or the whole file.
 
 use crate::error::{Result, StoreError};
+use crate::model::ObjectVersion;
+use crate::store::RangeRead;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A version's data file opened for ranged reads ([`crate::ObjectStore::open_ranged`]). The
+/// open descriptor keeps reading the version even if a pruner removes its file meanwhile.
+pub(crate) struct RangeFile {
+    pub meta: ObjectVersion,
+    pub file: File,
+    pub path: PathBuf,
+}
+
+impl RangeRead for RangeFile {
+    fn meta(&self) -> &ObjectVersion {
+        &self.meta
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt as _;
+        if offset.checked_add(len as u64).is_none_or(|end| end > self.meta.size) {
+            return Err(StoreError::invalid(format!(
+                "bytes {offset}..+{len} are past the end of {} ({} bytes)",
+                self.meta.key, self.meta.size
+            )));
+        }
+        let mut buf = vec![0; len];
+        match self.file.read_exact_at(&mut buf, offset) {
+            Ok(()) => Ok(buf),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(StoreError::Corrupt {
+                key: self.meta.key.clone(),
+                version: self.meta.version.clone(),
+                detail: format!("{} ends before its recorded size {}", self.path.display(), self.meta.size),
+            }),
+            Err(e) => Err(StoreError::io(format!("cannot read {}", self.path.display()), e)),
+        }
+    }
+}
 
 /// Writes `bytes` to `dir/name` durably, staging the temp file in `tmp_dir` (same filesystem).
 pub(crate) fn write_durable(tmp_dir: &Path, dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<()> {

@@ -37,7 +37,7 @@ use crate::model::{
     DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, VersionId, Versioning, validate_key,
 };
 use crate::role::{Action, Credentials, Principal, Role, Secret};
-use crate::store::{Object, ObjectStore};
+use crate::store::{Object, ObjectStore, RangeRead};
 use db::{Row, VERSION_COLUMNS, db_err, row_to_version, until_seconds};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -387,6 +387,33 @@ impl VaultHandle {
         self.principal.authorize(action)
     }
 
+    /// The data file of the version `get` reads, opened (after the role's check).
+    fn open_data(&self, key: &str, version: Option<&VersionId>) -> Result<(ObjectVersion, fs::File, PathBuf)> {
+        self.authorize_read(Action::Get)?;
+        let row = self.find(&self.vault.conn(), key, version)?;
+        if row.meta.delete_marker {
+            return Err(StoreError::invalid(format!(
+                "{key} version {} is a delete marker and has no data",
+                row.meta.version
+            )));
+        }
+        let corrupt =
+            |detail: String| StoreError::Corrupt { key: key.to_owned(), version: row.meta.version.clone(), detail };
+        let file = row.file.as_deref().ok_or_else(|| corrupt("no data file recorded".into()))?;
+        let path = self.vault.data_path(file);
+        match fs::File::open(&path) {
+            Ok(f) => Ok((row.meta, f, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Removed by a concurrent delete_version, or lost.
+                match self.find(&self.vault.conn(), key, Some(&row.meta.version)) {
+                    Err(nf @ StoreError::NotFound { .. }) => Err(nf),
+                    _ => Err(corrupt(format!("data file {} is missing", path.display()))),
+                }
+            }
+            Err(e) => Err(StoreError::io(format!("cannot read {}", path.display()), e)),
+        }
+    }
+
     fn find(&self, conn: &Connection, key: &str, version: Option<&VersionId>) -> Result<Row> {
         let not_found = || StoreError::NotFound { key: key.to_owned(), version: version.cloned() };
         let row = match version {
@@ -477,42 +504,38 @@ impl ObjectStore for VaultHandle {
     }
 
     fn get(&self, key: &str, version: Option<&VersionId>) -> Result<Object> {
-        self.authorize_read(Action::Get)?;
-        let row = self.find(&self.vault.conn(), key, version)?;
-        if row.meta.delete_marker {
-            return Err(StoreError::invalid(format!(
-                "{key} version {} is a delete marker and has no data",
-                row.meta.version
-            )));
-        }
+        use std::io::Read as _;
+        let (meta, mut file, path) = self.open_data(key, version)?;
         let corrupt =
-            |detail: String| StoreError::Corrupt { key: key.to_owned(), version: row.meta.version.clone(), detail };
-        let file = row.file.as_deref().ok_or_else(|| corrupt("no data file recorded".into()))?;
-        let path = self.vault.data_path(file);
-        let data = match fs::read(&path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Removed by a concurrent delete_version, or lost.
-                return match self.find(&self.vault.conn(), key, Some(&row.meta.version)) {
-                    Err(nf @ StoreError::NotFound { .. }) => Err(nf),
-                    _ => Err(corrupt(format!("data file {} is missing", path.display()))),
-                };
-            }
-            Err(e) => return Err(StoreError::io(format!("cannot read {}", path.display()), e)),
-        };
-        if data.len() as u64 != row.meta.size {
+            |detail: String| StoreError::Corrupt { key: key.to_owned(), version: meta.version.clone(), detail };
+        let mut data = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0));
+        file.read_to_end(&mut data).map_err(|e| StoreError::io(format!("cannot read {}", path.display()), e))?;
+        if data.len() as u64 != meta.size {
             return Err(corrupt(format!(
                 "size {} differs from the recorded {} ({})",
                 data.len(),
-                row.meta.size,
+                meta.size,
                 path.display()
             )));
         }
         let actual = format!("blake3:{}", blake3::hash(&data).to_hex());
-        if actual != row.meta.checksum {
+        if actual != meta.checksum {
             return Err(corrupt(format!("checksum mismatch ({})", path.display())));
         }
-        Ok(Object { meta: row.meta, data })
+        Ok(Object { meta, data })
+    }
+
+    fn open_ranged(&self, key: &str, version: Option<&VersionId>) -> Result<Box<dyn RangeRead>> {
+        let (meta, file, path) = self.open_data(key, version)?;
+        let len = file.metadata().map_err(|e| StoreError::io(format!("cannot read {}", path.display()), e))?.len();
+        if len != meta.size {
+            return Err(StoreError::Corrupt {
+                key: key.to_owned(),
+                version: meta.version.clone(),
+                detail: format!("size {len} differs from the recorded {} ({})", meta.size, path.display()),
+            });
+        }
+        Ok(Box::new(files::RangeFile { meta, file, path }))
     }
 
     fn head(&self, key: &str, version: Option<&VersionId>) -> Result<ObjectVersion> {

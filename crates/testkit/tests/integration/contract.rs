@@ -30,6 +30,7 @@ on_local_vault!(
     put_always_creates_a_new_version,
     overwrite_leaves_older_versions_intact,
     get_and_head_latest_and_by_version,
+    open_ranged_reads_ranges_of_the_version,
     checksum_and_size_are_stored,
     empty_object_round_trips,
     delete_adds_a_marker_and_removes_nothing,
