@@ -159,7 +159,20 @@ sync
 
 CAN_DROP=0
 if (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then CAN_DROP=1; fi
-drop_caches() { sync; if ((CAN_DROP)); then echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; fi; }
+# Every step starts right after a 1 GiB primer was read through the page cache and dropped:
+# on this VM the first program to fill the page cache after a pause pays 1-2 s more system
+# time per GiB (bench/README.md, "The first tool of a step"); the alternating order of the
+# runs spreads what is left of it.
+PRIMER=$SCRATCH/primer
+if ((CAN_DROP)); then dd if=/dev/zero of="$PRIMER" bs=1M count=1024 status=none; fi
+drop_caches() {
+    sync
+    if ((CAN_DROP)); then
+        echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+        cat "$PRIMER" >/dev/null
+        echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    fi
+}
 
 {
     echo "Coffer vs restic through S3 — bench/s3.sh"

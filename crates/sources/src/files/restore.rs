@@ -445,6 +445,12 @@ fn finish_piece(meta: &Meta, job: &FileJob, bytes: &AtomicU64) -> Result<bool> {
     Ok(true)
 }
 
+/// A piece at least this large is written back as soon as it is written (see `write_piece`);
+/// smaller files are left to the kernel: asking for each of the tree benchmark's 50 000
+/// files took its restore from 2.5 s to 2.9 s (with the final `sync`). From 1 MiB on, a
+/// 1 GiB restore of large files ends about 6 % sooner, sync included.
+const WRITEBACK_FROM: u64 = 1 << 20;
+
 /// Most pieces, and most content bytes, in one group of [`directory_groups`].
 const GROUP_FILES: usize = 4096;
 const GROUP_BYTES: u64 = 16 << 20;
@@ -605,6 +611,19 @@ fn write_piece(reader: &SharedReader<'_>, meta: &Meta, job: &FileJob, piece: &Pi
             i = j;
             hole_at_end = false;
         }
+    }
+    if pos - piece.offset >= WRITEBACK_FROM {
+        // Starts writing the piece to disk now (POSIX_FADV_DONTNEED begins writeback of
+        // dirty pages, then drops the clean ones): otherwise the whole restore sits dirty in
+        // the page cache until the kernel's flusher or a `sync` gets to it, after the last
+        // byte (a 1 GiB restore left 0.3 s of writing to its final `sync`). A hint: if it
+        // fails, nothing is lost.
+        let _ = rustix::fs::fadvise(
+            &*f,
+            piece.offset,
+            std::num::NonZeroU64::new(pos - piece.offset),
+            rustix::fs::Advice::DontNeed,
+        );
     }
     if piece.blobs.end == n.content.len() {
         job.end.store(pos, Ordering::Release);
