@@ -5,7 +5,7 @@
 #
 #   --size MIB         size of the benchmark tree [default: 200]
 #   --runs N           measure every step N times, alternating which tool goes first, and
-#                      report medians [default: 3]
+#                      report medians [default: 4: each tool first equally often]
 #   --server S         the S3 server both tools write to [default: localstack]
 #   --keep             keep the scratch directory (tree, restores) at the end
 #   --dir DIR          scratch directory [default: target/bench-s3]. It must be new, empty,
@@ -37,7 +37,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE_MIB=200
-RUNS=3
+RUNS=4
 SERVER=localstack
 KEEP=0
 SCRATCH=$ROOT/target/bench-s3
