@@ -141,35 +141,17 @@ export BORG_PASSPHRASE=$PW BORG_BASE_DIR=$SCRATCH/cache/borg BORG_RELOCATED_REPO
 export COFFER_PASSWORD=$PW
 unset RESTIC_REPOSITORY BORG_REPO COFFER_REPO COFFER_PASSWORD_FILE COFFER_ROLE COFFER_CREDENTIALS RESTIC_COMPRESSION
 
-CAN_DROP=0
-if (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
-    CAN_DROP=1
+# shellcheck source=bench/caches.sh
+source "$ROOT/bench/caches.sh"
+caches_init "$SCRATCH/primer" 2048
+if ((CAN_DROP)); then
     DROP_NOTE="page cache dropped before every step (sync; echo 3 > /proc/sys/vm/drop_caches)"
+    PRIMER_NOTE="2 GiB primer read through the page cache (and dropped) right before every step"
 else
     DROP_NOTE="page cache NOT dropped: /proc/sys/vm/drop_caches is not writable here (container?); source data is read warm from the page cache"
+    PRIMER_NOTE="no primer (page cache cannot be dropped)"
     say "cannot drop caches: $DROP_NOTE"
 fi
-# The first program to fill the page cache after a pause pays for it: on this VM (free page
-# reporting hands idle guest memory back to the host) the first tool of every step spent 1-2 s
-# more system time than the same tool second (large first backup, same binary: Coffer first
-# 3.45 s, 2.8 s system; second 2.69 s, 1.7 s; restic first 5.54 s, 1.75 s; second 5.04 s,
-# 0.87 s). So every step starts right after reading a 2 GiB primer file through the page
-# cache and dropping it again: each tool then finds the same freshly used memory. See
-# bench/README.md, "The first tool of a step".
-PRIMER=$SCRATCH/primer
-PRIMER_NOTE="no primer (page cache cannot be dropped)"
-if ((CAN_DROP)); then
-    dd if=/dev/zero of="$PRIMER" bs=1M count=2048 status=none
-    PRIMER_NOTE="2 GiB primer read through the page cache (and dropped) right before every step"
-fi
-drop_caches() {
-    sync
-    if ((CAN_DROP)); then
-        echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-        cat "$PRIMER" >/dev/null
-        echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    fi
-}
 
 # busy jiffies of the whole machine (for "others CPU%")
 busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }

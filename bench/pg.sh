@@ -112,23 +112,11 @@ secs() { python3 -c "print(f'{$2 - $1:.1f}')"; }
 declare -A R
 
 # Before each timed command: the page cache dropped (both tools read the database and the
-# repositories from disk), then a 2 GiB primer read through it and dropped again. On this VM
-# the first program to fill the page cache after a pause spends 1-2 s more system time per
-# GiB (bench/README.md, "The first tool of a step"), and Coffer always goes first here.
-PRIMER=$SCRATCH/primer
-CAN_DROP=0
-if (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
-    CAN_DROP=1
-    dd if=/dev/zero of="$PRIMER" bs=1M count=2048 status=none
-fi
-prime() {
-    sync
-    if ((CAN_DROP)); then
-        echo 3 >/proc/sys/vm/drop_caches
-        cat "$PRIMER" >/dev/null
-        echo 3 >/proc/sys/vm/drop_caches
-    fi
-}
+# repositories from disk) and a 2 GiB primer read through it and dropped again
+# (bench/caches.sh): Coffer always goes first here.
+# shellcheck source=bench/caches.sh
+source "$ROOT/bench/caches.sh"
+caches_init "$SCRATCH/primer" 2048
 
 stop_all() {
     for d in "$DATA" "$SCRATCH/r-coffer" "$SCRATCH/r-pgbr"; do
@@ -166,10 +154,10 @@ DBSIZE=$(psql_ "select pg_database_size('postgres')")
 say "database: $((DBSIZE >> 20)) MiB"
 
 say "base backups"
-prime
+drop_caches
 t0=$(now); aspg "$COFFER" pg backup --key-file "$SCRATCH/coffer.key" --cluster bench >"$SCRATCH/coffer-backup.log"; t1=$(now)
 R[backup_coffer]=$(secs "$t0" "$t1")
-prime
+drop_caches
 t0=$(now); aspg pgbackrest --config="$CONF" --stanza=bench backup --type=full; t1=$(now)
 R[backup_pgbr]=$(secs "$t0" "$t1")
 
@@ -198,14 +186,14 @@ until [[ $(psql_ "select coalesce(last_archived_wal, '') >= '$LAST_SEG' from pg_
 SYSID=$(psql_ "select system_identifier from pg_control_system()")
 
 say "restore + recovery to $TARGET"
-prime
+drop_caches
 t0=$(now)
 aspg "$COFFER" pg restore --key-file "$SCRATCH/coffer.key" --time "$TARGET" --start --target "$SCRATCH/r-coffer" >/dev/null
 t1=$(now)
 R[restore_coffer]=$(secs "$t0" "$t1")
 GOT_COFFER=$(aspg psql -X -A -t -h "$SCRATCH/r-coffer" -c "select count(*) from payload")
 aspg pg_ctl stop -m immediate -D "$SCRATCH/r-coffer" >/dev/null
-prime
+drop_caches
 t0=$(now)
 aspg pgbackrest --config="$CONF" --stanza=bench restore --pg1-path="$SCRATCH/r-pgbr" \
     --type=time --target="$TARGET_PGBR" --target-action=promote >/dev/null
@@ -235,14 +223,14 @@ chown postgres "$SCRATCH/push.conf"
 aspg env COFFER_REPO="$SCRATCH/coffer-push" "$COFFER" init >/dev/null
 aspg env COFFER_REPO="$SCRATCH/coffer-push" "$COFFER" pg export-key "$SCRATCH/coffer-push.key" >/dev/null
 aspg pgbackrest --config="$SCRATCH/push.conf" --stanza=bench stanza-create >/dev/null
-prime
+drop_caches
 t0=$(now)
 for n in "${NAMES[@]}"; do
     aspg env COFFER_REPO="$SCRATCH/coffer-push" COFFER_PASSWORD= "$COFFER" pg wal-push --key-file "$SCRATCH/coffer-push.key" "$SEGS/$n"
 done
 t1=$(now)
 R[push_coffer]=$(secs "$t0" "$t1")
-prime
+drop_caches
 t0=$(now)
 for n in "${NAMES[@]}"; do aspg pgbackrest --config="$SCRATCH/push.conf" --stanza=bench archive-push "$SEGS/$n"; done
 t1=$(now)

@@ -157,22 +157,11 @@ python3 "$ROOT/bench/files_helper.py" copy-tree "$(rustc --print sysroot)" "$SCR
 read -r FILES BYTES < <(python3 "$ROOT/bench/files_helper.py" size "$SCRATCH/tree")
 sync
 
-CAN_DROP=0
-if (sync && echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then CAN_DROP=1; fi
-# Every step starts right after a 1 GiB primer was read through the page cache and dropped:
-# on this VM the first program to fill the page cache after a pause pays 1-2 s more system
-# time per GiB (bench/README.md, "The first tool of a step"); the alternating order of the
-# runs spreads what is left of it.
-PRIMER=$SCRATCH/primer
-if ((CAN_DROP)); then dd if=/dev/zero of="$PRIMER" bs=1M count=1024 status=none; fi
-drop_caches() {
-    sync
-    if ((CAN_DROP)); then
-        echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-        cat "$PRIMER" >/dev/null
-        echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    fi
-}
+# Every step starts after a 1 GiB primer (bench/caches.sh); the alternating order of the runs
+# spreads what is left of the first tool's disadvantage.
+# shellcheck source=bench/caches.sh
+source "$ROOT/bench/caches.sh"
+caches_init "$SCRATCH/primer" 1024
 
 {
     echo "Coffer vs restic through S3 — bench/s3.sh"

@@ -1369,6 +1369,9 @@ mod tests {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             self.inner.get(key, version)
         }
+        fn open_ranged(&self, key: &str, version: Option<&VersionId>) -> coffer_store::Result<Box<dyn RangeRead>> {
+            self.inner.open_ranged(key, version)
+        }
         fn head(&self, key: &str, version: Option<&VersionId>) -> coffer_store::Result<ObjectVersion> {
             self.inner.head(key, version)
         }
@@ -1415,14 +1418,19 @@ mod tests {
         }
     }
 
-    fn blob(i: u32) -> Vec<u8> {
-        (0..10_000u32).flat_map(|j| (j.wrapping_mul(2_654_435_761) ^ i.wrapping_mul(40_503)).to_le_bytes()).collect()
+    /// A repository in a fresh local vault, seen through [`Slow`] (which counts pack reads),
+    /// holding `blob(0..n)` in packs of about `pack_size` bytes.
+    struct Fixture {
+        /// Holds the vault: bind it (`_tmp`, not `..`) for as long as the repository is used.
+        _tmp: tempfile::TempDir,
+        clock: Clock,
+        slow: Arc<Slow>,
+        repo: Repository,
+        /// The blobs' ids, `blob(0)` first.
+        ids: Vec<Id>,
     }
 
-    /// Reading blobs in plan order with read-ahead keeps several pack reads in flight, never
-    /// holds more than the budget fetched ahead, and returns the right data.
-    #[test]
-    fn read_ahead_overlaps_pack_reads_within_its_budget() {
+    fn fixture(pack_size: u32, n: u32) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
         let vault =
@@ -1437,14 +1445,26 @@ mod tests {
         let opts =
             InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
         let mut repo = Repository::init(slow.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
-        // Small packs: about one 40 KB blob each.
-        repo.config.pack_size = 32 << 10;
-        let ids: Vec<Id> = {
+        repo.config.pack_size = pack_size;
+        let ids = {
             let mut w = repo.writer(clock.now() + SignedDuration::from_hours(24)).unwrap();
-            let ids = (0..24).map(|i| w.add(BlobKind::Data, &blob(i)).unwrap()).collect();
+            let ids = (0..n).map(|i| w.add(BlobKind::Data, &blob(i)).unwrap()).collect();
             w.finish().unwrap();
             ids
         };
+        Fixture { _tmp: tmp, clock, slow, repo, ids }
+    }
+
+    fn blob(i: u32) -> Vec<u8> {
+        (0..10_000u32).flat_map(|j| (j.wrapping_mul(2_654_435_761) ^ i.wrapping_mul(40_503)).to_le_bytes()).collect()
+    }
+
+    /// Reading blobs in plan order with read-ahead keeps several pack reads in flight, never
+    /// holds more than the budget fetched ahead, and returns the right data.
+    #[test]
+    fn read_ahead_overlaps_pack_reads_within_its_budget() {
+        // Small packs: about one 40 KB blob each.
+        let Fixture { _tmp, slow, repo, ids, .. } = fixture(32 << 10, 24);
         let index = repo.load_index().unwrap();
         let largest = ids.iter().map(|id| index.pack(index.get(id).unwrap().pack).size).max().unwrap();
         let packs: HashSet<Id> = ids.iter().map(|id| index.pack(index.get(id).unwrap().pack).id).collect();
@@ -1474,27 +1494,7 @@ mod tests {
     /// planned reads fetch each pack once, a read after the last planned one fetches again.
     #[test]
     fn a_pack_leaves_the_cache_with_its_last_planned_read() {
-        let tmp = tempfile::tempdir().unwrap();
-        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
-        let vault =
-            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
-                .unwrap();
-        let slow = Arc::new(Slow {
-            inner: Box::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap()),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
-            started: AtomicUsize::new(0),
-        });
-        let opts =
-            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
-        let mut repo = Repository::init(slow.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
-        repo.config.pack_size = 96 << 10; // about three 40 KB blobs a pack
-        let ids: Vec<Id> = {
-            let mut w = repo.writer(clock.now() + SignedDuration::from_hours(24)).unwrap();
-            let ids = (0..12).map(|i| w.add(BlobKind::Data, &blob(i)).unwrap()).collect();
-            w.finish().unwrap();
-            ids
-        };
+        let Fixture { _tmp, slow, repo, ids, .. } = fixture(96 << 10, 12); // about three blobs a pack
         let index = repo.load_index().unwrap();
         let mut by_pack: Vec<(Id, Vec<Id>)> = Vec::new();
         for id in &ids {
@@ -1533,23 +1533,7 @@ mod tests {
     /// pack that matches its name instead.
     #[test]
     fn ranged_reads_fall_back_to_the_verified_pack() {
-        let tmp = tempfile::tempdir().unwrap();
-        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
-        let vault =
-            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
-                .unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
-        let opts =
-            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
-        let mut repo = Repository::init(store.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
-        repo.config.pack_size = 96 << 10;
-        let ids: Vec<Id> = {
-            let mut w = repo.writer(clock.now() + SignedDuration::from_hours(24)).unwrap();
-            let ids = (0..8).map(|i| w.add(BlobKind::Data, &blob(i)).unwrap()).collect();
-            w.finish().unwrap();
-            ids
-        };
+        let Fixture { _tmp, clock, slow: store, repo, ids } = fixture(96 << 10, 8);
         let index = repo.load_index().unwrap();
         let reader = SharedReader::ranged(&repo, &index, 2);
         for (i, id) in ids.iter().enumerate() {
