@@ -6,4 +6,5 @@
 //! later (see `DESIGN.md`, roadmap).
 
 pub mod files;
+mod owners;
 pub mod tar;

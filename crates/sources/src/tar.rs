@@ -36,6 +36,7 @@
 //! symbolic links; sizes in octal or base-256), plus hard links and GNU long names. Other
 //! entry types (devices, fifos, sparse files, pax headers) are refused, naming the member.
 
+use crate::owners::Owners;
 use coffer_repository::{Id, RepoError, SharedReader};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -501,34 +502,11 @@ enum Dest {
     Nowhere,
 }
 
-/// Owners by name, looked up once each (only as root).
-#[derive(Default)]
-struct Owners {
-    users: HashMap<Vec<u8>, Option<u32>>,
-    groups: HashMap<Vec<u8>, Option<u32>>,
-}
-
-impl Owners {
-    fn of(&mut self, h: &Header) -> (u32, u32) {
-        use std::os::unix::ffi::OsStrExt as _;
-        let uid = if h.uname.is_empty() {
-            None
-        } else {
-            *self
-                .users
-                .entry(h.uname.clone())
-                .or_insert_with(|| uzers::get_user_by_name(std::ffi::OsStr::from_bytes(&h.uname)).map(|u| u.uid()))
-        };
-        let gid = if h.gname.is_empty() {
-            None
-        } else {
-            *self
-                .groups
-                .entry(h.gname.clone())
-                .or_insert_with(|| uzers::get_group_by_name(std::ffi::OsStr::from_bytes(&h.gname)).map(|g| g.gid()))
-        };
-        (uid.unwrap_or(h.uid), gid.unwrap_or(h.gid))
-    }
+/// A member's owner on this machine: by name when the name is known here, else its numbers.
+fn owner_of(owners: &Owners, h: &Header) -> (u32, u32) {
+    let uid = (!h.uname.is_empty()).then(|| owners.user(&h.uname)).flatten();
+    let gid = (!h.gname.is_empty()).then(|| owners.group(&h.gname)).flatten();
+    (uid.unwrap_or(h.uid), gid.unwrap_or(h.gid))
 }
 
 /// The header parser: creates what headers describe and queues file data.
@@ -714,7 +692,7 @@ impl<'f> Parser<'f> {
             return Ok(());
         }
         use rustix::fs::{AtFlags, CWD, Gid, Uid};
-        let (uid, gid) = self.owners.of(h);
+        let (uid, gid) = owner_of(&self.owners, h);
         let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
         let (res, path) = match on {
             Chown::Fd(f, p) => (rustix::fs::fchown(f, uid, gid), p),

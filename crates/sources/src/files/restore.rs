@@ -74,7 +74,7 @@ struct Meta {
     /// (path, offset, message): sorted by path and offset at the end, since pieces of a
     /// file are written in any order.
     damaged: Mutex<Vec<(PathBuf, u64, String)>>,
-    ids: Ids,
+    ids: crate::owners::Owners,
     warned_owner: AtomicBool,
     warnings: Mutex<Vec<String>>,
 }
@@ -104,8 +104,8 @@ impl Meta {
 
     fn apply_to(&self, on: On<'_>, dst: &Path, n: &Node) -> Result<()> {
         use rustix::fs::{AtFlags, CWD, Gid, Timespec, Timestamps, Uid};
-        let uid = n.user.as_deref().and_then(|u| self.ids.user(u)).unwrap_or(n.uid);
-        let gid = n.group.as_deref().and_then(|g| self.ids.group(g)).unwrap_or(n.gid);
+        let uid = n.user.as_deref().and_then(|u| self.ids.user(u.as_bytes())).unwrap_or(n.uid);
+        let gid = n.group.as_deref().and_then(|g| self.ids.group(g.as_bytes())).unwrap_or(n.gid);
         let symlink = matches!(on, On::Path(_, true));
         let flags = if symlink { AtFlags::SYMLINK_NOFOLLOW } else { AtFlags::empty() };
         let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
@@ -162,26 +162,6 @@ impl Meta {
 enum On<'a> {
     Path(&'a Path, bool),
     Fd(&'a fs::File),
-}
-
-/// User and group names resolved once each (a restore of many files by one owner would
-/// otherwise read /etc/passwd and /etc/group for every file).
-#[derive(Default)]
-struct Ids {
-    users: Mutex<HashMap<String, Option<u32>>>,
-    groups: Mutex<HashMap<String, Option<u32>>>,
-}
-
-impl Ids {
-    fn user(&self, name: &str) -> Option<u32> {
-        let mut m = self.users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *m.entry(name.to_owned()).or_insert_with(|| uzers::get_user_by_name(name).map(|u| u.uid()))
-    }
-
-    fn group(&self, name: &str) -> Option<u32> {
-        let mut m = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *m.entry(name.to_owned()).or_insert_with(|| uzers::get_group_by_name(name).map(|g| g.gid()))
-    }
 }
 
 struct Walk<'a> {
@@ -241,7 +221,7 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     };
     let meta = Meta {
         is_root: rustix::process::geteuid().is_root(),
-        ids: Ids::default(),
+        ids: crate::owners::Owners::default(),
         damaged: Mutex::new(Vec::new()),
         warned_owner: AtomicBool::new(false),
         warnings: Mutex::new(Vec::new()),
