@@ -219,16 +219,7 @@ impl Repository {
             pack_size: 16 * 1024 * 1024,
             retention: p,
         };
-        let key = MasterKey::generate();
-        let repo = Self {
-            store,
-            location: location.into(),
-            prefix: prefix.into(),
-            key,
-            config,
-            clock,
-            snapshot_cache: std::sync::Mutex::default(),
-        };
+        let repo = Self::assemble(store, location, prefix, MasterKey::generate(), config, clock);
         // Config and keys live as long as the longest snapshot; every backup extends them.
         let until = repo.lock_until(now + to_signed(p.max_retain));
         repo.add_key_until(password, opts.kdf, &opts.host, "initial key", until)?;
@@ -293,7 +284,20 @@ impl Repository {
         clock: Clock,
     ) -> Result<Self> {
         let config: Config = pack::open_object(&key, ObjectKind::Config, config_bytes, &format!("{location}/config"))?;
-        Ok(Self {
+        Ok(Self::assemble(store, location, prefix, key, config, clock))
+    }
+
+    /// The one place a repository value is built (a new one by `init`, an opened one by
+    /// `with_config`).
+    fn assemble(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        key: MasterKey,
+        config: Config,
+        clock: Clock,
+    ) -> Self {
+        Self {
             store,
             location: location.into(),
             prefix: prefix.into(),
@@ -301,7 +305,7 @@ impl Repository {
             config,
             clock,
             snapshot_cache: std::sync::Mutex::default(),
-        })
+        }
     }
 
     /// Adds another password.
