@@ -924,8 +924,7 @@ impl BlobReader<'_> {
 ///
 /// A pack whose planned reads are all done leaves the cache at once instead of waiting to
 /// be the least recently used: two restore workers move through neighbouring packs, and
-/// the slot a finished pack held would otherwise sit on 16 MiB nobody reads again (a tree
-/// restore's peak memory is mostly this cache).
+/// the slot a finished pack held would otherwise sit on 16 MiB nobody reads again.
 ///
 /// Invariants: memory is bounded — at most `capacity` recently used packs, plus packs fetched
 /// ahead and not yet asked for (at most the read-ahead budget in bytes, or a single pack
@@ -1172,12 +1171,7 @@ impl<'a> SharedReader<'a> {
         let opened = {
             let mut st = self.lock();
             let last = st.reading(pack_id);
-            match st.opened.iter().position(|(p, _)| p == pack_id) {
-                Some(pos) if last => Some(st.opened.remove(pos).expect("position is valid").1),
-                Some(pos) => Some(st.opened[pos].1.clone()),
-                None => None,
-            }
-            .ok_or(last)
+            cached(&mut st.opened, pack_id, last).ok_or(last)
         };
         let pack = match opened {
             Ok(pack) => pack,
@@ -1185,12 +1179,8 @@ impl<'a> SharedReader<'a> {
                 let pack: Arc<dyn RangeRead> = Arc::from(
                     self.repo.store.open_ranged(&key, None).map_err(RepoError::store(format!("cannot read {key}")))?,
                 );
-                let mut st = self.lock();
-                if !last && !st.opened.iter().any(|(p, _)| p == pack_id) {
-                    if st.opened.len() >= self.capacity {
-                        st.opened.pop_front();
-                    }
-                    st.opened.push_back((*pack_id, pack.clone()));
+                if !last {
+                    keep(&mut self.lock().opened, self.capacity, *pack_id, pack.clone());
                 }
                 pack
             }
@@ -1205,16 +1195,13 @@ impl<'a> SharedReader<'a> {
         let mut st = self.lock();
         let last = st.reading(id);
         loop {
-            if let Some(pos) = st.used.iter().position(|(p, _)| p == id) {
-                if last {
-                    return Ok(st.used.remove(pos).expect("position is valid").1);
-                }
-                return Ok(st.used[pos].1.clone());
+            if let Some(data) = cached(&mut st.used, id, last) {
+                return Ok(data);
             }
             if let Some(data) = st.ahead.remove(id) {
                 st.ahead_bytes -= self.index.pack_by_id(id).map_or(0, |p| p.size);
                 if !last {
-                    self.keep(&mut st, *id, data.clone());
+                    keep(&mut st.used, self.capacity, *id, data.clone());
                 }
                 self.changed.notify_all();
                 return Ok(data);
@@ -1230,18 +1217,29 @@ impl<'a> SharedReader<'a> {
         let mut st = self.lock();
         st.loading.remove(id);
         if let (Ok(data), false) = (&got, last) {
-            self.keep(&mut st, *id, data.clone());
+            keep(&mut st.used, self.capacity, *id, data.clone());
         }
         self.changed.notify_all();
         got
     }
+}
 
-    fn keep(&self, st: &mut ReaderState, id: Id, data: Arc<Vec<u8>>) {
-        if st.used.len() >= self.capacity {
-            st.used.pop_front();
-        }
-        st.used.push_back((id, data));
+/// The cached entry for pack `id`, taken out of `list` when this is its last planned read.
+fn cached<T: Clone>(list: &mut VecDeque<(Id, T)>, id: &Id, last: bool) -> Option<T> {
+    let pos = list.iter().position(|(p, _)| p == id)?;
+    Some(if last { list.remove(pos).expect("position is valid").1 } else { list[pos].1.clone() })
+}
+
+/// Adds pack `id` as the most recently used entry (unless there already), dropping the least
+/// recently used past `capacity`.
+fn keep<T>(list: &mut VecDeque<(Id, T)>, capacity: usize, id: Id, value: T) {
+    if list.iter().any(|(p, _)| *p == id) {
+        return;
     }
+    if list.len() >= capacity {
+        list.pop_front();
+    }
+    list.push_back((id, value));
 }
 
 /// The last few packs read, whole.
