@@ -108,7 +108,7 @@ fn main() -> ExitCode {
         Err(err) => return error::report_usage(&err),
     };
     // Still the only thread: parsing the arguments starts none.
-    alloc::tune(matches!(cli.command, Command::Backup(_) | Command::Pg(_)));
+    alloc::tune();
     let g = &cli.global;
     let r = &g.repo;
     let result = match cli.command {
