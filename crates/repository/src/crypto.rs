@@ -98,6 +98,21 @@ impl MasterKey {
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
         open_with(&self.data, aad, sealed).ok_or_else(|| RepoError::corrupt(what, "authentication failed"))
     }
+
+    /// Opens what [`MasterKey::seal`] produced with the same `aad` where it lies, without a
+    /// copy: the plaintext is then `sealed[range]`. `None` when authentication fails (and
+    /// `sealed` is then garbage).
+    #[must_use]
+    pub fn open_in_place(&self, aad: &[u8], sealed: &mut [u8]) -> Option<std::ops::Range<usize>> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return None;
+        }
+        let (nonce, ct) = sealed.split_at_mut(NONCE_LEN);
+        let nonce: &[u8; NONCE_LEN] = (&*nonce).try_into().ok()?;
+        let (cipher, inner) = xchacha(&self.data, nonce);
+        let len = cipher.open_in_place(inner, Aad::from(aad), ct).ok()?.len();
+        Some(NONCE_LEN..NONCE_LEN + len)
+    }
 }
 
 /// XChaCha20-Poly1305 as the IETF draft (draft-irtf-cfrg-xchacha) builds it: HChaCha20 of

@@ -374,8 +374,13 @@ impl Repository {
     /// The store key of a pack.
     #[must_use]
     pub fn pack_key(&self, id: &Id) -> String {
-        let hex = id.to_string();
-        format!("{}data/{}/{hex}", self.prefix, &hex[..2])
+        self.pack_name(id).to_string()
+    }
+
+    /// [`Repository::pack_key`], formatted only when shown: for error contexts on paths
+    /// taken once per blob.
+    fn pack_name<'a>(&'a self, id: &'a Id) -> PackKey<'a> {
+        PackKey { prefix: &self.prefix, id }
     }
 
     /// The store key of a snapshot.
@@ -1146,9 +1151,9 @@ impl<'a> SharedReader<'a> {
             self.pack(&pack_id)?
         };
         let (start, end) = (r.entry.offset as usize, r.entry.offset as usize + r.entry.length as usize);
-        let key = self.repo.pack_key(&pack_id);
-        let sealed = bytes.get(start..end).ok_or_else(|| RepoError::corrupt(key.clone(), "blob out of range"))?;
-        pack::open_blob(&self.repo.key, &r.entry, sealed, &key)
+        let key = self.repo.pack_name(&pack_id);
+        let sealed = bytes.get(start..end).ok_or_else(|| RepoError::corrupt(key.to_string(), "blob out of range"))?;
+        pack::open_blob(&self.repo.key, &r.entry, sealed, key)
     }
 
     /// The plaintext length of a blob, if the index knows it.
@@ -1167,7 +1172,8 @@ impl<'a> SharedReader<'a> {
 
     /// One blob read by its range from the pack, opened or kept open.
     fn read_range(&self, pack_id: &Id, entry: &pack::PackEntry) -> Result<Vec<u8>> {
-        let key = self.repo.pack_key(pack_id);
+        let key = self.repo.pack_name(pack_id);
+        let cannot_read = |source| RepoError::Store { context: format!("cannot read {key}"), source };
         let opened = {
             let mut st = self.lock();
             let last = st.reading(pack_id);
@@ -1176,19 +1182,16 @@ impl<'a> SharedReader<'a> {
         let pack = match opened {
             Ok(pack) => pack,
             Err(last) => {
-                let pack: Arc<dyn RangeRead> = Arc::from(
-                    self.repo.store.open_ranged(&key, None).map_err(RepoError::store(format!("cannot read {key}")))?,
-                );
+                let pack: Arc<dyn RangeRead> =
+                    Arc::from(self.repo.store.open_ranged(&key.to_string(), None).map_err(cannot_read)?);
                 if !last {
                     keep(&mut self.lock().opened, self.capacity, *pack_id, pack.clone());
                 }
                 pack
             }
         };
-        let sealed = pack
-            .read_at(u64::from(entry.offset), entry.length as usize)
-            .map_err(RepoError::store(format!("cannot read {key}")))?;
-        pack::open_blob(&self.repo.key, entry, &sealed, &key)
+        let sealed = pack.read_at(u64::from(entry.offset), entry.length as usize).map_err(cannot_read)?;
+        pack::open_blob_owned(&self.repo.key, entry, sealed, key)
     }
 
     fn pack(&self, id: &Id) -> Result<Arc<Vec<u8>>> {
@@ -1221,6 +1224,20 @@ impl<'a> SharedReader<'a> {
         }
         self.changed.notify_all();
         got
+    }
+}
+
+/// A pack's store key, as [`Repository::pack_name`] gives it.
+#[derive(Clone, Copy)]
+struct PackKey<'a> {
+    prefix: &'a str,
+    id: &'a Id,
+}
+
+impl std::fmt::Display for PackKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex = self.id.to_string();
+        write!(f, "{}data/{}/{hex}", self.prefix, &hex[..2])
     }
 }
 
