@@ -12,6 +12,7 @@ mod meta;
 mod prefetch;
 mod restore;
 pub mod walk;
+mod writeback;
 
 pub use backup::{BackupOptions, BackupReport, Progress, backup};
 pub use restore::{REMOTE_READ_AHEAD, RestoreOptions, RestoreReport, restore};

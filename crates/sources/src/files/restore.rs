@@ -15,8 +15,11 @@
 //! comes after all content. Workers take runs of pieces of one directory's files, so they
 //! rarely create files in the same directory at once (its lock). Further names of
 //! hard-linked files are linked once every file exists; a link changes no time but ctime.
+//! What is written goes to disk while the restore runs and is on disk when it reports
+//! success ([`super::writeback`]).
 
 use super::walk::{os, under};
+use super::writeback::Writeback;
 use super::{FilesError, Result, io_err};
 use coffer_repository::{Id, Node, NodeKind, Repository, SharedReader, Snapshot};
 use globset::{GlobSet, GlobSetBuilder};
@@ -71,6 +74,9 @@ pub struct RestoreReport {
 /// Metadata application shared by the walk and the workers.
 struct Meta {
     is_root: bool,
+    /// The owner everything this restore creates gets, when it is known: setting it again
+    /// is skipped (a `fchown` per file was 2 % of a tree restore's CPU time).
+    created_owner: Option<(u32, u32)>,
     /// (path, offset, message): sorted by path and offset at the end, since pieces of a
     /// file are written in any order.
     damaged: Mutex<Vec<(PathBuf, u64, String)>>,
@@ -108,10 +114,14 @@ impl Meta {
         let gid = n.group.as_deref().and_then(|g| self.ids.group(g.as_bytes())).unwrap_or(n.gid);
         let symlink = matches!(on, On::Path(_, true));
         let flags = if symlink { AtFlags::SYMLINK_NOFOLLOW } else { AtFlags::empty() };
-        let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
-        let owned = match on {
-            On::Path(p, _) => rustix::fs::chownat(CWD, p, uid, gid, flags),
-            On::Fd(f) => rustix::fs::fchown(f, uid, gid),
+        let owned = if self.created_owner == Some((uid, gid)) {
+            Ok(())
+        } else {
+            let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+            match on {
+                On::Path(p, _) => rustix::fs::chownat(CWD, p, uid, gid, flags),
+                On::Fd(f) => rustix::fs::fchown(f, uid, gid),
+            }
         };
         if let Err(e) = owned {
             if self.is_root {
@@ -221,6 +231,7 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     };
     let meta = Meta {
         is_root: rustix::process::geteuid().is_root(),
+        created_owner: created_owner(target),
         ids: crate::owners::Owners::default(),
         damaged: Mutex::new(Vec::new()),
         warned_owner: AtomicBool::new(false),
@@ -248,35 +259,45 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     let (jobs, pieces) = plan_pieces(&reader, list);
     let groups = directory_groups(&jobs, &pieces);
     let next = AtomicUsize::new(0);
+    let writeback = Writeback::new(target)?;
     let fill = || {
         std::thread::scope(|s| {
-            for _ in 0..workers.min(groups.len().max(1)) {
-                s.spawn(|| {
-                    'groups: loop {
-                        let g = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(range) = groups.get(g) else { break };
-                        for piece in &pieces[range.clone()] {
-                            let job = &jobs[piece.file];
-                            match write_piece(&reader, &meta, job, piece)
-                                .and_then(|()| finish_piece(&meta, job, &bytes))
-                            {
-                                Ok(true) => {
-                                    files.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Ok(false) => {}
-                                Err(e) => {
-                                    first_err
-                                        .lock()
-                                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                        .get_or_insert(e);
-                                    next.store(usize::MAX / 2, Ordering::Relaxed);
-                                    break 'groups;
+            s.spawn(|| writeback.run());
+            let workers: Vec<_> = (0..workers.min(groups.len().max(1)))
+                .map(|_| {
+                    s.spawn(|| {
+                        'groups: loop {
+                            let g = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(range) = groups.get(g) else { break };
+                            for piece in &pieces[range.clone()] {
+                                let job = &jobs[piece.file];
+                                let written = write_piece(&reader, &meta, job, piece).and_then(|written| {
+                                    writeback.wrote(written);
+                                    finish_piece(&meta, job, &bytes)
+                                });
+                                match written {
+                                    Ok(true) => {
+                                        files.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Ok(false) => {}
+                                    Err(e) => {
+                                        first_err
+                                            .lock()
+                                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                            .get_or_insert(e);
+                                        next.store(usize::MAX / 2, Ordering::Relaxed);
+                                        break 'groups;
+                                    }
                                 }
                             }
                         }
-                    }
-                });
+                    })
+                })
+                .collect();
+            for w in workers {
+                let _ = w.join();
             }
+            writeback.stop();
         });
     };
     // The pieces in order name the packs the workers will need: for a remote store they
@@ -297,6 +318,7 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     for (dst, n) in dirs.iter().rev() {
         meta.apply(dst, n, false)?;
     }
+    writeback.finish()?;
     report.files = files.into_inner();
     report.bytes = bytes.into_inner();
     report.warnings = meta.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -304,6 +326,16 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     damaged.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     report.damaged = damaged.into_iter().map(|(_, _, msg)| msg).collect();
     Ok(report)
+}
+
+/// The owner of what a restore creates under `target`, when it can be known beforehand: the
+/// effective user, and the effective group if `target` has it too. Otherwise (a set-group-ID
+/// target, or a file system mounted to give new files their directory's group, with another
+/// group) `None`, and every owner is set.
+fn created_owner(target: &Path) -> Option<(u32, u32)> {
+    let (uid, gid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+    let st = rustix::fs::stat(target).ok()?;
+    (st.st_gid == gid).then_some((uid, gid))
 }
 
 impl Walk<'_> {
@@ -425,12 +457,6 @@ fn finish_piece(meta: &Meta, job: &FileJob, bytes: &AtomicU64) -> Result<bool> {
     Ok(true)
 }
 
-/// A piece at least this large is written back as soon as it is written (see `write_piece`);
-/// smaller files are left to the kernel: asking for each of the tree benchmark's 50 000
-/// files took its restore from 2.5 s to 2.9 s (with the final `sync`). From 1 MiB on, a
-/// 1 GiB restore of large files ends about 6 % sooner, sync included.
-const WRITEBACK_FROM: u64 = 1 << 20;
-
 /// Most pieces, and most content bytes, in one group of [`directory_groups`].
 const GROUP_FILES: usize = 4096;
 const GROUP_BYTES: u64 = 16 << 20;
@@ -531,8 +557,8 @@ fn plan_pieces(reader: &SharedReader<'_>, list: Vec<(PathBuf, Node)>) -> (Vec<Fi
 
 /// Writes one piece of a file (creating the file if no piece has yet). Runs of zero blocks
 /// are not written, so sparse files stay sparse; positioned writes let pieces go in any
-/// order.
-fn write_piece(reader: &SharedReader<'_>, meta: &Meta, job: &FileJob, piece: &Piece) -> Result<()> {
+/// order. Returns how many bytes of the file the piece spans.
+fn write_piece(reader: &SharedReader<'_>, meta: &Meta, job: &FileJob, piece: &Piece) -> Result<u64> {
     use std::os::unix::fs::FileExt;
     let dst = &job.dst;
     let n = &job.node;
@@ -592,22 +618,9 @@ fn write_piece(reader: &SharedReader<'_>, meta: &Meta, job: &FileJob, piece: &Pi
             hole_at_end = false;
         }
     }
-    if pos - piece.offset >= WRITEBACK_FROM {
-        // Starts writing the piece to disk now (POSIX_FADV_DONTNEED begins writeback of
-        // dirty pages, then drops the clean ones): otherwise the whole restore sits dirty in
-        // the page cache until the kernel's flusher or a `sync` gets to it, after the last
-        // byte (a 1 GiB restore left 0.3 s of writing to its final `sync`). A hint: if it
-        // fails, nothing is lost.
-        let _ = rustix::fs::fadvise(
-            &*f,
-            piece.offset,
-            std::num::NonZeroU64::new(pos - piece.offset),
-            rustix::fs::Advice::DontNeed,
-        );
-    }
     if piece.blobs.end == n.content.len() {
         job.end.store(pos, Ordering::Release);
         job.hole_at_end.store(hole_at_end, Ordering::Release);
     }
-    Ok(())
+    Ok(pos - piece.offset)
 }
