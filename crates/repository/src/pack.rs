@@ -163,12 +163,18 @@ pub fn open_blob(key: &MasterKey, entry: &PackEntry, sealed: &[u8], context: imp
 ///
 /// # Errors
 /// As [`open_blob`].
-pub fn open_blob_owned(key: &MasterKey, entry: &PackEntry, mut sealed: Vec<u8>, context: impl Display) -> Result<Vec<u8>> {
+pub fn open_blob_owned(
+    key: &MasterKey,
+    entry: &PackEntry,
+    mut sealed: Vec<u8>,
+    context: impl Display,
+) -> Result<Vec<u8>> {
     let what = || format!("{:?} blob {} in {context}", entry.kind, entry.id).to_lowercase();
     let framed = key
         .open_in_place(&blob_aad(entry.kind, &entry.id), &mut sealed)
         .ok_or_else(|| RepoError::corrupt(what(), "authentication failed"))?;
-    let flag = *sealed.get(framed.clone()).and_then(<[u8]>::first).ok_or_else(|| RepoError::corrupt(what(), "empty blob"))?;
+    let flag =
+        *sealed.get(framed.clone()).and_then(<[u8]>::first).ok_or_else(|| RepoError::corrupt(what(), "empty blob"))?;
     let payload = framed.start + 1..framed.end;
     // One decompression context per thread: creating one per blob was 5 % of a restore.
     // (A decryption buffer per thread, too, was tried: no CPU time measurably saved, and a
