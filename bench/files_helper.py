@@ -316,7 +316,7 @@ def report(results_dir):
             ratio = num(r, "seconds") / num(c, "seconds")
             detail = f"{ratio:.2f}x"
             if num(c, "cmd_seconds") and num(r, "cmd_seconds"):
-                detail += f"; {num(r, 'cmd_seconds') / num(c, 'cmd_seconds'):.2f}x without the final sync"
+                detail += f"; {num(r, 'cmd_seconds') / num(c, 'cmd_seconds'):.2f}x on command times alone (Coffer's syncs)"
             cp = by.get((ds, "cp -a", "reference"))
             if cp and num(cp, "seconds"):
                 detail += (f"; cp -a of the data takes {num(cp, 'seconds'):.1f} s,"
