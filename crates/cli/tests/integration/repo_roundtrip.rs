@@ -311,3 +311,36 @@ fn unchanged_files_are_not_read_again_and_diff_shows_changes() {
     assert!(text.lines().last() == Some("4 snapshots"), "{text}");
     repo.verify_at(0, true);
 }
+
+/// A restore does not set an owner that a new file already has; new files get the
+/// restoring user's group only when the target's group is that group too. Under a
+/// set-group-ID target of another group they get the target's group, and every owner must
+/// still be set (the shortcut taken blindly would leave root's files in group 4321).
+#[test]
+fn owners_are_exact_in_a_set_group_id_target_of_another_group() {
+    use crate::repo_util::{chmod, lchown};
+    if !rustix::process::geteuid().is_root() {
+        println!("note: skipped: needs root to give files other owners");
+        return;
+    }
+    let repo = Repo::init();
+    let src = repo.sb.path("src");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    for (name, uid, gid) in [("root", 0, 0), ("other", 4321, 4321), ("mixed", 0, 4321), ("dir/root", 0, 0)] {
+        fs::write(src.join(name), name).unwrap();
+        lchown(&src.join(name), uid, gid);
+    }
+    let want = manifest(&src);
+    repo.backup(&[&src], &[]);
+    for setgid in [false, true] {
+        let target = repo.sb.path(if setgid { "setgid-target" } else { "target" });
+        fs::create_dir(&target).unwrap();
+        if setgid {
+            lchown(&target, 0, 4321);
+            chmod(&target, 0o2755);
+        }
+        repo.restore_at(0, "latest", &target);
+        let what = if setgid { "restored into a set-group-ID target" } else { "restored" };
+        assert_same_tree(&want, &manifest(&restored(&target, &src)), what);
+    }
+}
