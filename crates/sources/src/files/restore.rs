@@ -225,9 +225,9 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     // waits for its reads from disk (a third of its time restoring large files) and for
     // file creation, and the second keeps the core busy meanwhile (four workers on two
     // cores: large files 1.25 → 1.08–1.11 s, the tree 2.34–2.62 → 2.09–2.11 s; peak RSS
-    // 75 → 77 and 76 → 86 MiB). A remote one: whole packs, fetched ahead, a worker per core and a pack
-    // per worker plus one, since workers writing neighbouring files share packs (measured
-    // on a 1.4 GB tree: one pack less costs re-reads, one more only memory).
+    // 75 → 77 and 76 → 86 MiB). A remote one: whole packs, fetched ahead, a worker per
+    // core and a pack per worker plus one, since workers writing neighbouring files share
+    // packs (measured on a 1.4 GB tree: one pack less costs re-reads, one more only memory).
     let (reader, workers) = if opts.read_ahead == 0 {
         (SharedReader::ranged(repo, &index, OPEN_PACKS), 2 * cores)
     } else {
@@ -241,9 +241,6 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
         warned_owner: AtomicBool::new(false),
         warnings: Mutex::new(Vec::new()),
     };
-    let bytes = AtomicU64::new(0);
-    let files = AtomicU64::new(0);
-    let first_err: Mutex<Option<FilesError>> = Mutex::new(None);
     // First the walk (directories, symlinks, special files; regular files listed), then
     // the content on every core. Streaming files from the walk to the workers was measured
     // slower (1.4 GB tree: 6.9 s against 3.4–4.7 s): the walk's directory operations and the
@@ -259,61 +256,30 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
         dirs: Vec::new(),
     };
     w.restore_dir(&snap.tree, Path::new("/"), target, false)?;
-    let Walk { files: list, hard_links, dirs, report, .. } = w;
+    let Walk { files: list, hard_links, dirs, mut report, .. } = w;
     let (jobs, pieces) = plan_pieces(&reader, list);
     let groups = directory_groups(&jobs, &pieces);
-    let next = AtomicUsize::new(0);
     let writeback = Writeback::new(target)?;
-    let fill = || {
-        std::thread::scope(|s| {
-            s.spawn(|| writeback.run());
-            let workers: Vec<_> = (0..workers.min(groups.len().max(1)))
-                .map(|_| {
-                    s.spawn(|| {
-                        'groups: loop {
-                            let g = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(range) = groups.get(g) else { break };
-                            for piece in &pieces[range.clone()] {
-                                let job = &jobs[piece.file];
-                                let written = write_piece(&reader, &meta, job, piece).and_then(|written| {
-                                    writeback.wrote(written);
-                                    finish_piece(&meta, job, &bytes)
-                                });
-                                match written {
-                                    Ok(true) => {
-                                        files.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    Ok(false) => {}
-                                    Err(e) => {
-                                        first_err
-                                            .lock()
-                                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                            .get_or_insert(e);
-                                        next.store(usize::MAX / 2, Ordering::Relaxed);
-                                        break 'groups;
-                                    }
-                                }
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for w in workers {
-                let _ = w.join();
-            }
-            writeback.stop();
-        });
+    let fill = Fill {
+        reader: &reader,
+        meta: &meta,
+        jobs: &jobs,
+        pieces: &pieces,
+        groups: &groups,
+        writeback: &writeback,
+        next: AtomicUsize::new(0),
+        bytes: AtomicU64::new(0),
+        files: AtomicU64::new(0),
+        first_err: Mutex::new(None),
     };
     // The pieces in order name the packs the workers will need: for a remote store they
     // are fetched ahead, a few at once, so its latency overlaps with writing.
     let plan = pieces.iter().flat_map(|p| jobs[p.file].node.content[p.blobs.clone()].iter().copied());
-    reader.with_read_ahead(plan, opts.read_ahead, fill);
-    let walked: Result<_> = Ok((hard_links, dirs, report));
-    // A worker's error first: the walk may only have stopped because of it.
+    reader.with_read_ahead(plan, opts.read_ahead, || fill.run(workers));
+    let Fill { bytes, files, first_err, .. } = fill;
     if let Some(e) = first_err.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
         return Err(e);
     }
-    let (hard_links, dirs, mut report) = walked?;
     for (first, dst) in &hard_links {
         fs::hard_link(first, dst).map_err(io_err(format!("cannot restore {}", dst.display())))?;
         report.others += 1;
@@ -330,6 +296,62 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions) -> Res
     damaged.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     report.damaged = damaged.into_iter().map(|(_, _, msg)| msg).collect();
     Ok(report)
+}
+
+/// The regular files' content, written by the workers: what they share.
+struct Fill<'a> {
+    reader: &'a SharedReader<'a>,
+    meta: &'a Meta,
+    jobs: &'a [FileJob],
+    pieces: &'a [Piece],
+    /// Runs of pieces a worker takes at once ([`directory_groups`]).
+    groups: &'a [std::ops::Range<usize>],
+    writeback: &'a Writeback,
+    /// The next group to take (past the end once a worker failed).
+    next: AtomicUsize,
+    bytes: AtomicU64,
+    files: AtomicU64,
+    first_err: Mutex<Option<FilesError>>,
+}
+
+impl Fill<'_> {
+    /// Runs `workers` workers and the write-back thread until every piece is written or a
+    /// worker failed. A worker's panic is the restore's, after the others stopped.
+    fn run(&self, workers: usize) {
+        std::thread::scope(|s| {
+            s.spawn(|| self.writeback.run());
+            let workers: Vec<_> = (0..workers.min(self.groups.len().max(1))).map(|_| s.spawn(|| self.work())).collect();
+            let panicked = workers.into_iter().map(std::thread::ScopedJoinHandle::join).find_map(Result::err);
+            self.writeback.stop();
+            if let Some(panic) = panicked {
+                std::panic::resume_unwind(panic);
+            }
+        });
+    }
+
+    /// One worker: takes groups of pieces until none are left; the first error stops all.
+    fn work(&self) {
+        while let Some(range) = self.groups.get(self.next.fetch_add(1, Ordering::Relaxed)) {
+            for piece in &self.pieces[range.clone()] {
+                let job = &self.jobs[piece.file];
+                let finished = write_piece(self.reader, self.meta, job, piece).and_then(|written| {
+                    self.writeback.wrote(written);
+                    finish_piece(self.meta, job, &self.bytes)
+                });
+                match finished {
+                    Ok(true) => {
+                        self.files.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.first_err.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(e);
+                        self.next.store(usize::MAX / 2, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The owner of what a restore creates under `target`, when it can be known beforehand: the
