@@ -877,37 +877,6 @@ mod tests {
     use std::os::unix::fs::MetadataExt as _;
     use std::process::Command;
 
-    /// Everything a restore must reproduce, per path: kind, mode, mtime, content or target.
-    fn describe(root: &Path) -> BTreeMap<PathBuf, String> {
-        let mut out = BTreeMap::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                let m = std::fs::symlink_metadata(&p).unwrap();
-                let rel = p.strip_prefix(root).unwrap().to_path_buf();
-                let what = if m.file_type().is_symlink() {
-                    format!("link {:?} mtime {}", std::fs::read_link(&p).unwrap(), m.mtime())
-                } else if m.is_dir() {
-                    stack.push(p.clone());
-                    format!("dir {:o} mtime {}", m.mode(), m.mtime())
-                } else {
-                    let data = std::fs::read(&p).unwrap();
-                    format!("file {:o} mtime {} len {} hash {}", m.mode(), m.mtime(), data.len(), hash(&data))
-                };
-                out.insert(rel, what);
-            }
-        }
-        out
-    }
-
-    fn hash(d: &[u8]) -> u64 {
-        use std::hash::{Hash as _, Hasher as _};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        d.hash(&mut h);
-        h.finish()
-    }
-
     /// Pseudo-random bytes (SplitMix64).
     fn bytes(seed: u64, n: usize) -> Vec<u8> {
         let mut s = seed;
@@ -1021,7 +990,7 @@ mod tests {
                 let reference = tmp.path().join(format!("{format}-{small}-tar"));
                 std::fs::create_dir(&reference).unwrap();
                 run(Command::new("tar").args(["-x", "-p", "-f"]).arg(&archive).arg("-C").arg(&reference));
-                let want = describe(&reference);
+                let want = coffer_testkit::tree::describe(&reference, true);
                 assert!(want.len() >= 15, "{want:?}");
                 let data = std::fs::read(&archive).unwrap();
                 for pieces in pieces_list {
@@ -1031,7 +1000,11 @@ mod tests {
                     let threads = Threads { decoders: 1, writers: 1 + n % 3, syncers: 1 + n % 4 };
                     let got = unpack_in_pieces(&data, &pieces, &dir, threads).unwrap();
                     assert!(got.files >= 11 && got.symlinks == 2 && got.dirs >= 6, "{got:?}");
-                    assert_eq!(describe(&dir), want, "{format}, small {small}, pieces {pieces:?}");
+                    assert_eq!(
+                        coffer_testkit::tree::describe(&dir, true),
+                        want,
+                        "{format}, small {small}, pieces {pieces:?}"
+                    );
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Test support for Coffer (`publish = false`): the `ObjectStore` contract suite, written
 //! once and run against every implementation, a small in-memory model of the contract's
 //! semantics for property tests, and harnesses that start real components (the S3 test
-//! servers: [`s3`]; a TCP proxy to cut them off mid-request: [`proxy`]).
+//! servers: [`s3`]; a TCP proxy to cut them off mid-request: [`proxy`]), and a directory
+//! tree described for comparison ([`tree`]).
 //!
 //! This crate enables `coffer-store/test-clock`, so a movable [`coffer_store::Clock`]
 //! exists only in builds that link it (tests); release builds of `coffer` cannot move time.
@@ -11,3 +12,4 @@ pub mod crash;
 pub mod model;
 pub mod proxy;
 pub mod s3;
+pub mod tree;

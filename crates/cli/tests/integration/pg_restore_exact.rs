@@ -4,35 +4,9 @@
 //! every directory and its mode — and must recover.
 
 use crate::pg_util::{PgSandbox, as_postgres, have_postgres};
-use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
-
-/// Per path under `root`: kind, mode, and for files their modification time and content
-/// hash (directory times are left out: `tar` sets a directory's time when it leaves it,
-/// and a later member in it, such as `global/pg_control`, which `pg_basebackup` sends
-/// last, changes it again; Coffer sets them once at the end).
-fn describe(root: &Path) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            let what = if m.file_type().is_symlink() {
-                format!("link {:?} mtime {}", std::fs::read_link(&p).unwrap(), m.mtime())
-            } else if m.is_dir() {
-                stack.push(p.clone());
-                format!("dir {:o}", m.mode())
-            } else {
-                let data = std::fs::read(&p).unwrap();
-                format!("file {:o} mtime {} size {} {}", m.mode(), m.mtime(), data.len(), blake3::hash(&data))
-            };
-            out.insert(p.strip_prefix(root).unwrap().to_path_buf(), what);
-        }
-    }
-    out
-}
+use coffer_testkit::tree::describe;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 
 #[test]
 fn pg_restore_writes_exactly_what_tar_extracts_from_the_base_backup_and_recovers() {
@@ -86,7 +60,10 @@ fn pg_restore_writes_exactly_what_tar_extracts_from_the_base_backup_and_recovers
 
     let dir = sb.path("restored");
     sb.c(["pg", "restore", "--latest", "--target"]).arg(&dir).ok();
-    let (want, got) = (describe(&reference), describe(&dir));
+    // Directory times are left out: `tar` sets a directory's time when it leaves it, and a
+    // later member in it, such as `global/pg_control`, which `pg_basebackup` sends last,
+    // changes it again; Coffer sets them once at the end.
+    let (want, got) = (describe(&reference, false), describe(&dir, false));
     assert!(want.len() > 500 && want.contains_key(Path::new("coffer-extra/deeper/still/d")), "{want:?}");
     for path in want.keys().chain(got.keys()) {
         // The two files restore writes on purpose: its settings, appended, and the signal.
