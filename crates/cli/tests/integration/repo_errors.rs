@@ -342,3 +342,68 @@ fn chown_tree(root: &Path, uid: u32, gid: u32) {
         }
     }
 }
+
+/// A restore whose data the disk does not keep fails, naming the target: nothing it reports
+/// as restored is lost after it exits. The target is an ext4 that believes it has 256 MiB,
+/// on a loop device whose backing file lies on a 16 MiB tmpfs, so a 48 MiB restore fits in
+/// the page cache but its write-back fails with an I/O error — which only the restore's own
+/// `syncfs` can see (before the restore synced, it exited 0 and the file was lost later).
+#[test]
+fn a_restore_the_disk_does_not_keep_fails_naming_the_target() {
+    if !rustix::process::geteuid().is_root() {
+        println!("note: skipped: needs root to mount a file system");
+        return;
+    }
+    let repo = Repo::init();
+    let src = repo.sb.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), random_bytes(48 << 20, 9)).unwrap();
+    repo.backup(&[&src], &[]);
+    let Some(disk) = LossyDisk::mount(&repo.sb.path("disk")) else {
+        println!("note: skipped: cannot mount a tmpfs and a loop device here");
+        return;
+    };
+    let target = disk.mnt.join("restore");
+    let err = repo.c(["restore", "latest", "--target"]).arg(&target).fails(1);
+    assert!(err.contains(&format!("cannot write the restored files to disk under {}: ", target.display())), "{err}");
+}
+
+/// An ext4 file system of 256 MiB whose device keeps only its first 16 MiB (a loop device
+/// over a file on a tmpfs that size): writes past that fail when they are written back.
+/// Unmounted when dropped.
+struct LossyDisk {
+    tmpfs: PathBuf,
+    mnt: PathBuf,
+}
+
+impl LossyDisk {
+    fn mount(dir: &Path) -> Option<Self> {
+        let disk = Self { tmpfs: dir.join("tmpfs"), mnt: dir.join("mnt") };
+        fs::create_dir_all(&disk.tmpfs).unwrap();
+        fs::create_dir_all(&disk.mnt).unwrap();
+        let image = disk.tmpfs.join("image");
+        // No journal and inode tables zeroed by mkfs: nothing but the restore writes to it.
+        let mounted = succeeds(Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&disk.tmpfs))
+            && fs::File::create(&image).and_then(|f| f.set_len(256 << 20)).is_ok()
+            && succeeds(
+                Command::new("mkfs.ext4")
+                    .args(["-q", "-F", "-O", "^has_journal", "-N", "256", "-E", "lazy_itable_init=0,nodiscard"])
+                    .arg(&image),
+            )
+            && succeeds(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&disk.mnt));
+        mounted.then_some(disk)
+    }
+}
+
+impl Drop for LossyDisk {
+    fn drop(&mut self) {
+        for dir in [&self.mnt, &self.tmpfs] {
+            succeeds(Command::new("umount").arg(dir));
+        }
+    }
+}
+
+/// Runs `cmd` quietly; whether it ran and exited 0.
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
