@@ -386,9 +386,14 @@ impl LossyDisk {
         let mounted = succeeds(Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&disk.tmpfs))
             && fs::File::create(&image).and_then(|f| f.set_len(256 << 20)).is_ok()
             && succeeds(
-                Command::new("mkfs.ext4")
-                    .args(["-q", "-F", "-O", "^has_journal", "-N", "256", "-E", "lazy_itable_init=0,nodiscard"])
-                    .arg(&image),
+                Command::new(
+                    ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+                        .into_iter()
+                        .find(|p| Path::new(p).exists())
+                        .unwrap_or("mkfs.ext4"),
+                )
+                .args(["-q", "-F", "-O", "^has_journal", "-N", "256", "-E", "lazy_itable_init=0,nodiscard"])
+                .arg(&image),
             )
             && succeeds(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&disk.mnt));
         mounted.then_some(disk)
