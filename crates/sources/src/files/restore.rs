@@ -4,12 +4,14 @@
 //! setuid/setgid), then mode, then extended attributes, then times; directories get
 //! their metadata last, deepest first, once everything inside them is in place, so
 //! creating their children does not move their mtime. As non-root, what cannot be done
-//! (owners, device nodes, privileged xattrs) is a warning and the rest is restored.
+//! (owners, device nodes, privileged xattrs) is a warning and the rest is restored. An
+//! owner a new file already has is not set again (only when that is certain: [`created_owner`]).
 //!
-//! The walk creates directories, symlinks and special files and lists regular files; one
-//! worker per core then creates each file, writes its content and sets its metadata through
-//! the open descriptor (no path lookups), sharing a cache of whole packs (and, for a remote
-//! store, packs fetched ahead in the order the list needs them). A large file is cut into
+//! The walk creates directories, symlinks and special files and lists regular files;
+//! workers (two per core from a local store, one from a remote one) then create each file,
+//! write its content and set its metadata through the open descriptor (no path lookups),
+//! reading blob ranges from packs kept open (local) or sharing a cache of whole packs
+//! fetched ahead in the order the list needs them (remote). A large file is cut into
 //! pieces of about 32 MiB that different workers write at once (positioned writes); the
 //! worker finishing a file's last piece sets its length and metadata, so metadata still
 //! comes after all content. Workers take runs of pieces of one directory's files, so they
