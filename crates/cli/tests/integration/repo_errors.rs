@@ -1,7 +1,7 @@
 //! Bad input to the repository commands: each gets one line on stderr naming what and
 //! where, a non-zero exit code, and loses nothing already acknowledged.
 
-use crate::repo_util::{PASSWORD, Repo, chmod, flip_byte, manifest, random_bytes, restored};
+use crate::repo_util::{PASSWORD, Repo, chmod, flip_byte, manifest, random_bytes, restored, running_as_root};
 use crate::{Sandbox, exists};
 use serde_json::Value;
 use std::fs;
@@ -270,8 +270,7 @@ fn setpriv() -> Option<PathBuf> {
 
 #[test]
 fn an_unreadable_file_is_a_warning_and_the_backup_says_it_is_incomplete() {
-    if !rustix::process::geteuid().is_root() {
-        println!("note: skipped: needs root to run the backup as another user");
+    if !running_as_root("to run the backup as another user") {
         return;
     }
     let Some(setpriv) = setpriv() else {
@@ -350,8 +349,7 @@ fn chown_tree(root: &Path, uid: u32, gid: u32) {
 /// `syncfs` can see (before the restore synced, it exited 0 and the file was lost later).
 #[test]
 fn a_restore_the_disk_does_not_keep_fails_naming_the_target() {
-    if !rustix::process::geteuid().is_root() {
-        println!("note: skipped: needs root to mount a file system");
+    if !running_as_root("to mount a file system") {
         return;
     }
     let repo = Repo::init();

@@ -319,8 +319,7 @@ fn unchanged_files_are_not_read_again_and_diff_shows_changes() {
 #[test]
 fn owners_are_exact_in_a_set_group_id_target_of_another_group() {
     use crate::repo_util::{chmod, lchown};
-    if !rustix::process::geteuid().is_root() {
-        println!("note: skipped: needs root to give files other owners");
+    if !crate::repo_util::running_as_root("to give files other owners") {
         return;
     }
     let repo = Repo::init();

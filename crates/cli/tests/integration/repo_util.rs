@@ -220,6 +220,15 @@ pub fn lchown(p: &Path, uid: u32, gid: u32) {
         .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
 }
 
+/// Whether this test runs as root; if not, says the test is skipped and `why` it needs root.
+pub fn running_as_root(why: &str) -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        println!("note: skipped: needs root {why}");
+    }
+    root
+}
+
 /// Sets permissions (not on symlinks).
 pub fn chmod(p: &Path, mode: u32) {
     fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
