@@ -40,6 +40,68 @@ pub struct Problem {
     pub affected: Vec<String>,
 }
 
+/// What kind of tampering a [`Finding`] is evidence of. Each is something an honest Coffer
+/// never does, so each is reported as a security finding (its own line format, a non-zero
+/// exit) rather than as damage: these are what monitoring alerts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// A further version of a name Coffer writes once.
+    ExtraVersion,
+    /// A version whose content does not match its name (or does not open as what its name
+    /// says it is).
+    ContentMismatch,
+    /// A delete marker on a repository key (Coffer never adds one).
+    DeleteMarker,
+    /// A snapshot whose claimed time does not fit when the store created it.
+    Backdated,
+    /// A snapshot that names no predecessor although others were stored before it started.
+    SecondRoot,
+    /// A tree entry a restore must refuse: a name that is empty, `.` or `..`, holds `/` or
+    /// NUL, or repeats in its directory; a hard link leading out of the snapshot.
+    HostileName,
+}
+
+impl FindingKind {
+    /// The kebab-case name used in output.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExtraVersion => "extra-version",
+            Self::ContentMismatch => "content-mismatch",
+            Self::DeleteMarker => "delete-marker",
+            Self::Backdated => "backdated",
+            Self::SecondRoot => "second-root",
+            Self::HostileName => "hostile-name",
+        }
+    }
+}
+
+/// One sign of tampering: names the key, the version and when the store created it, and
+/// (where the store records it, e.g. the local vault's audit log) who did.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Finding {
+    /// What it is evidence of.
+    pub kind: FindingKind,
+    /// The storage key (or, for a tree entry, `tree ID`).
+    pub key: String,
+    /// The store's version id, when one version is meant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// When the store created that version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<Timestamp>,
+    /// The principal that created it, where the store records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// What is wrong, in one line.
+    pub message: String,
+    /// Snapshots and paths affected (`SNAPSHOT:/path`), when known.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub affected: Vec<String>,
+}
+
 /// The outcome of `verify`.
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -56,6 +118,8 @@ pub struct VerifyReport {
     pub packs_read: usize,
     /// Problems (empty: the repository verifies).
     pub problems: Vec<Problem>,
+    /// Security findings: signs of tampering (empty: none seen).
+    pub findings: Vec<Finding>,
 }
 
 /// Verifies `repo`. Problems go into the report; only failures to run at all are errors.

@@ -26,7 +26,7 @@ pub mod snapshot;
 pub mod tree;
 pub mod wal;
 
-pub use check::{ReadData, VerifyReport, verify};
+pub use check::{Finding, FindingKind, ReadData, VerifyReport, verify};
 pub use crypto::{KdfParams, MasterKey};
 pub use error::{RepoError, Result};
 pub use id::Id;
