@@ -14,6 +14,7 @@
 //! | 5 | not found: no such key or version (or its latest version is a delete marker) |
 //! | 6 | integrity: stored data failed verification, or the audit log chain is broken |
 //! | 7 | backup incomplete: the snapshot was written, but some entries could not be read |
+//! | 8 | security: `verify` found signs of tampering (its `security:` lines name them) |
 
 use coffer_store::{ErrorKind, Role, StoreError};
 use std::io::Write as _;
@@ -33,6 +34,21 @@ pub const NOT_FOUND: u8 = 5;
 pub const INTEGRITY: u8 = 6;
 /// A backup that could not read everything.
 pub const INCOMPLETE: u8 = 7;
+
+/// Signs of tampering found.
+pub const SECURITY: u8 = 8;
+
+/// Signs of tampering found by `verify` (exit code [`SECURITY`]).
+#[derive(Debug)]
+pub struct SecurityError(pub String);
+
+impl std::fmt::Display for SecurityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SecurityError {}
 
 /// A command line that parses but asks for something inconsistent (exit code [`USAGE`]).
 #[derive(Debug)]
@@ -66,6 +82,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<IntegrityError>() {
             return INTEGRITY;
+        }
+        if cause.is::<SecurityError>() {
+            return SECURITY;
         }
         if cause.is::<crate::repo::backup::Incomplete>() {
             return INCOMPLETE;

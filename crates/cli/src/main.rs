@@ -111,6 +111,14 @@ fn main() -> ExitCode {
     alloc::tune();
     let g = &cli.global;
     let r = &g.repo;
+    // A point in time is a view for reading a repository; where nothing reads one through
+    // it, the flag would be silently ignored.
+    if let (Some(_), Command::Prune(_) | Command::Vault(_) | Command::Iam(_)) = (r.as_of, &cli.command) {
+        let e = anyhow::Error::new(error::UsageError(
+            "--as-of is for the commands that read a repository (snapshots, ls, diff, dump, stats, restore, verify, key list, pg info/restore/wal-fetch)".into(),
+        ));
+        return error::report(&e);
+    }
     let result = match cli.command {
         Command::Init(args) => repo::init(g, r, &args),
         Command::Backup(args) => repo::backup::backup(g, r, &args),

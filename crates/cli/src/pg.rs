@@ -1333,8 +1333,11 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         Some(p) => p.display().to_string(),
         None => crate::repo::vault_dir(r)?.0.display().to_string(),
     };
+    // Recovery must read the WAL of the same point in time as the base backup it starts
+    // from: a segment forged after --as-of must not be replayed.
+    let as_of = r.as_of.map(|t| format!(" --as-of {}", sh_quote(&t.to_string()))).unwrap_or_default();
     let cmd = format!(
-        "{} --repo {} pg wal-fetch --key-file {} --sysid {sysid} %f %p",
+        "{} --repo {}{as_of} pg wal-fetch --key-file {} --sysid {sysid} %f %p",
         sh_quote(&exe.display().to_string()),
         sh_quote(&repo_arg),
         sh_quote(&key_file.display().to_string())

@@ -11,8 +11,9 @@
 use crate::error::Result;
 use crate::id::Id;
 use crate::pack;
-use crate::repo::{Repository, for_each_key};
+use crate::repo::Repository;
 use crate::tree::NodeKind;
+use crate::versions::{self, Versions};
 use jiff::Timestamp;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -133,21 +134,31 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
         rep.problems.push(Problem { object, message, affected: Vec::new() });
     };
 
-    // Snapshots, including expired ones still present (they anchor the chain).
+    // Every name's versions: delete markers and versions an honest writer never makes.
+    security_findings(repo, &mut rep)?;
+
+    // Snapshots, including expired ones still present (they anchor the chain), each with
+    // when the store created it.
     let mut snaps = Vec::new();
     let mut present = HashSet::new();
-    for_each_key(repo.store(), &format!("{}snapshots/", repo.prefix()), |k| {
+    let mut created: HashMap<Id, Timestamp> = HashMap::new();
+    versions::for_each_name(repo.store(), &format!("{}snapshots/", repo.prefix()), repo.as_of(), |v| {
+        let k = v.key.clone();
         let Ok(id) = k.rsplit('/').next().unwrap_or("").parse::<Id>() else {
             problem(&mut rep, k, "snapshot object with a malformed name".into());
             return Ok(());
         };
         present.insert(id);
+        if let Some(first) = v.objects.first() {
+            created.insert(id, first.created);
+        }
         match repo.read_snapshot(&id) {
             Ok(s) => snaps.push((id, s)),
             Err(e) => problem(&mut rep, k, coffer_store::display_chain(&e)),
         }
         Ok(())
     })?;
+    chain_findings(repo, &snaps, &created, &mut rep);
     let live: Vec<_> = snaps.iter().filter(|(_, s)| s.expires > now).cloned().collect();
     rep.snapshots = live.len();
     for (id, s) in &live {
@@ -233,9 +244,9 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
         let p = index.pack(pos);
         let key = repo.pack_key(&p.id);
         rep.packs_locked += 1;
-        match repo.store().head(&key, None) {
-            Ok(h) => {
-                let locked = h.retention.filter(|r| r.active_at(now)).map(|r| r.until);
+        match authentic_lock(repo, &key, &p.id) {
+            Ok(locked) => {
+                let locked = locked.filter(|l| *l > now);
                 if locked.is_none_or(|l| l < until) {
                     problem(
                         &mut rep,
@@ -257,20 +268,25 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
     }
     let max_live = live.iter().map(|(_, s)| s.expires).max();
     if let Some(until) = max_live {
-        let mut meta = vec![format!("{}config", repo.prefix())];
-        for_each_key(repo.store(), &format!("{}keys/", repo.prefix()), |k| {
-            meta.push(k);
+        let mut meta = vec![(format!("{}config", repo.prefix()), None)];
+        versions::for_each_name(repo.store(), &format!("{}keys/", repo.prefix()), repo.as_of(), |v| {
+            let id = v.key.rsplit('/').next().and_then(|h| h.parse::<Id>().ok());
+            meta.push((v.key, id));
             Ok(())
         })?;
-        for key in meta {
-            match repo.store().head(&key, None) {
-                Ok(h) if h.retention.is_some_and(|r| r.until >= until) => {}
-                Ok(h) => problem(
+        for (key, id) in meta {
+            let lock = match id {
+                Some(id) => authentic_lock(repo, &key, &id),
+                None => first_lock(repo, &key),
+            };
+            match lock {
+                Ok(Some(l)) if l >= until => {}
+                Ok(l) => problem(
                     &mut rep,
                     key,
                     format!(
                         "locked until {} but the newest snapshot needs it until {until}",
-                        h.retention.map_or_else(|| "never".to_owned(), |r| r.until.to_string())
+                        l.map_or_else(|| "never".to_owned(), |l| l.to_string())
                     ),
                 ),
                 Err(e) => problem(&mut rep, key, coffer_store::display_chain(&e)),
@@ -289,13 +305,13 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
         let p = index.pack(pos);
         let key = repo.pack_key(&p.id);
         rep.packs_read += 1;
-        let bytes = match repo.store().get(&key, None) {
-            Ok(o) if p.id.names(&o) => o.data,
-            Ok(_) => {
+        let bytes = match repo.get_hashed(&key, &p.id) {
+            Ok(b) => b,
+            Err(e) if matches!(e, crate::RepoError::Corrupt { .. }) => {
                 for e in &p.blobs {
                     bad_blobs.insert(e.id, key.clone());
                 }
-                problem(&mut rep, key, "pack content does not match its name".into());
+                problem(&mut rep, key, coffer_store::display_chain(&e));
                 continue;
             }
             Err(e) => {
@@ -323,6 +339,231 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
     // PostgreSQL WAL archives (`pg/`): gaps, and with --read-data every file's bytes.
     crate::wal::verify_wal(repo, !matches!(read, ReadData::None), &mut rep.problems)?;
     Ok(rep)
+}
+
+/// A snapshot may finish this long after it started (its claimed `time` is its start; the
+/// store dates its object at the end) before `verify` calls it backdated.
+pub const BACKDATED_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+/// Clock skew allowed between the backup host and the store before a snapshot that claims
+/// a time after its store creation is reported.
+pub const FUTURE_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
+/// The coarsest resolution of a store's version times (S3 lists them to the second).
+pub const STORE_TIME_RESOLUTION: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
+
+/// Walks every name of the repository, with its versions and delete markers, and reports
+/// what an honest Coffer never writes: delete markers, further versions of names written
+/// once, versions whose content does not match their name. Reads only names that have
+/// more than one version (rare), so it costs one version listing.
+fn security_findings(repo: &Repository, rep: &mut VerifyReport) -> Result<()> {
+    let store = repo.store();
+    let prefix = repo.prefix();
+    versions::for_each_name_all(store, prefix, repo.as_of(), |v| {
+        for m in &v.markers {
+            rep.findings.push(Finding {
+                kind: FindingKind::DeleteMarker,
+                key: v.key.clone(),
+                version: Some(m.version.to_string()),
+                created: Some(m.created),
+                principal: None,
+                message: "delete marker on a repository key (coffer never adds one; it hides nothing from coffer, prune removes it)".into(),
+                affected: Vec::new(),
+            });
+        }
+        if v.objects.len() < 2 {
+            return Ok(());
+        }
+        let name = &v.key[prefix.len()..];
+        let hashed = ["keys/", "index/", "snapshots/", "data/"].iter().any(|ns| name.starts_with(ns));
+        if hashed {
+            let Some(id) = name.rsplit('/').next().and_then(|h| h.parse::<Id>().ok()) else { return Ok(()) };
+            for o in &v.objects {
+                if !version_matches(repo, &v, o, &id)? {
+                    rep.findings.push(finding(
+                        FindingKind::ContentMismatch,
+                        &v,
+                        o,
+                        "content does not match its name (it is never read)",
+                    ));
+                }
+            }
+        } else if let Some(wal) = name.strip_prefix("pg/").and_then(|r| r.rsplit('/').next()) {
+            wal_findings(repo, &v, wal, rep)?;
+        } else {
+            for o in &v.objects[1..] {
+                rep.findings.push(finding(
+                    FindingKind::ExtraVersion,
+                    &v,
+                    o,
+                    "a further version of a name coffer writes once (readers use the first)",
+                ));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Findings among the versions of one WAL file: versions that do not authenticate, and
+/// authentic ones a reader passes over (a second version of a finished file; a `.partial`
+/// version that does not extend the ones before it).
+fn wal_findings(repo: &Repository, v: &Versions, name: &str, rep: &mut VerifyReport) -> Result<()> {
+    let partial = name.ends_with(".partial");
+    let mut best: Option<Vec<u8>> = None;
+    for o in &v.objects {
+        let plain = match repo.store().get(&v.key, Some(&o.version)) {
+            Ok(obj) => repo.open_wal(name, &obj.data, &v.key).ok(),
+            Err(e) if crate::repo::is_not_found(&e) => continue,
+            Err(_) => None,
+        };
+        let Some(plain) = plain else {
+            rep.findings.push(finding(FindingKind::ContentMismatch, v, o, "does not authenticate as this WAL file"));
+            continue;
+        };
+        match &best {
+            None => best = Some(plain),
+            Some(b) if partial && crate::wal::partial_order(b, &plain).is_some() => {
+                if crate::wal::partial_order(b, &plain) == Some(std::cmp::Ordering::Less) {
+                    best = Some(plain);
+                }
+            }
+            Some(_) if partial => rep.findings.push(finding(
+                FindingKind::ContentMismatch,
+                v,
+                o,
+                "a version of a growing WAL segment that contradicts the one before it (never read)",
+            )),
+            Some(_) => rep.findings.push(finding(
+                FindingKind::ExtraVersion,
+                v,
+                o,
+                "a further version of a finished WAL file (readers use the first)",
+            )),
+        }
+    }
+    Ok(())
+}
+
+fn finding(kind: FindingKind, v: &Versions, o: &coffer_store::ListEntry, message: &str) -> Finding {
+    Finding {
+        kind,
+        key: v.key.clone(),
+        version: Some(o.version.to_string()),
+        created: Some(o.created),
+        principal: None,
+        message: message.into(),
+        affected: Vec::new(),
+    }
+}
+
+/// Whether version `o` of a content-addressed name holds the content the name says.
+fn version_matches(repo: &Repository, v: &Versions, o: &coffer_store::ListEntry, id: &Id) -> Result<bool> {
+    match repo.store().get(&v.key, Some(&o.version)) {
+        Ok(obj) => Ok(id.names(&obj)),
+        Err(e) if matches!(e.kind(), coffer_store::ErrorKind::Corrupt | coffer_store::ErrorKind::NotFound) => Ok(false),
+        Err(e) => Err(crate::RepoError::store(format!("cannot read {}", v.key))(e)),
+    }
+}
+
+/// Findings in the hash chain and the snapshots' times: a snapshot that claims a time
+/// its store creation contradicts (forged to look older or newer than it is), and a
+/// second root — a snapshot naming no predecessor although another was stored before it
+/// started (a forged snapshot made outside the chain).
+fn chain_findings(
+    repo: &Repository,
+    snaps: &[(Id, crate::Snapshot)],
+    created: &HashMap<Id, Timestamp>,
+    rep: &mut VerifyReport,
+) {
+    let at = |id: &Id, kind, message: String, when: Option<Timestamp>| Finding {
+        kind,
+        key: repo.snapshot_key(id),
+        version: None,
+        created: when,
+        principal: None,
+        message,
+        affected: Vec::new(),
+    };
+    for (id, s) in snaps {
+        let Some(&c) = created.get(id) else { continue };
+        if c > s.time + BACKDATED_AFTER {
+            rep.findings.push(at(
+                id,
+                FindingKind::Backdated,
+                format!(
+                    "snapshot {} claims it started at {} but the store created it at {c}, more than {} later",
+                    id.short(),
+                    s.time,
+                    crate::repo::humanize(BACKDATED_AFTER.unsigned_abs())
+                ),
+                Some(c),
+            ));
+        } else if s.time > c + FUTURE_SKEW {
+            rep.findings.push(at(
+                id,
+                FindingKind::Backdated,
+                format!("snapshot {} claims it started at {}, after the store created it at {c}", id.short(), s.time),
+                Some(c),
+            ));
+        }
+        if s.previous.is_none() {
+            // When it started: its claimed start, unless that is a backdating (then only its
+            // store creation is known).
+            let started = if c > s.time + BACKDATED_AFTER { c } else { s.time };
+            let before = snaps.iter().filter(|(o, _)| o != id).filter_map(|(o, _)| Some((o, *created.get(o)?)));
+            // S3 dates versions to the second: a version dated one second early is not "before".
+            let stored_before = |oc: Timestamp| oc + STORE_TIME_RESOLUTION < started;
+            if let Some((o, oc)) = before.filter(|(_, oc)| stored_before(*oc)).min_by_key(|(_, oc)| *oc) {
+                rep.findings.push(at(
+                    id,
+                    FindingKind::SecondRoot,
+                    format!(
+                        "snapshot {} names no predecessor, but snapshot {} was stored at {oc}, before it started at {started}: a second root of the hash chain",
+                        id.short(),
+                        o.short(),
+                    ),
+                    Some(c),
+                ));
+            }
+        }
+    }
+}
+
+/// The lock end of the version of content-addressed `key` a reader uses: its only version,
+/// or, when there are several, the latest lock among those whose content matches.
+fn authentic_lock(repo: &Repository, key: &str, id: &Id) -> Result<Option<Timestamp>> {
+    let versions = object_versions(repo, key)?;
+    if versions.is_empty() {
+        return Err(crate::RepoError::store(format!("cannot read {key}"))(coffer_store::StoreError::NotFound {
+            key: key.to_owned(),
+            version: None,
+        }));
+    }
+    if let [only] = versions.as_slice() {
+        return Ok(only.retention.map(|r| r.until));
+    }
+    let mut best = None;
+    for v in &versions {
+        if let Ok(o) = repo.store().get(key, Some(&v.version)) {
+            if id.names(&o) {
+                best = best.max(Some(v.retention.map(|r| r.until)));
+            }
+        }
+    }
+    Ok(best.flatten())
+}
+
+/// The lock end of the first version of `key` (a name written once, not content-addressed).
+fn first_lock(repo: &Repository, key: &str) -> Result<Option<Timestamp>> {
+    let versions = object_versions(repo, key)?;
+    Ok(versions.iter().min_by_key(|v| v.created).and_then(|v| v.retention.map(|r| r.until)))
+}
+
+fn object_versions(repo: &Repository, key: &str) -> Result<Vec<coffer_store::ObjectVersion>> {
+    let page = repo
+        .store()
+        .list_versions(key, None, 1000)
+        .map_err(crate::RepoError::store(format!("cannot read the lock of {key}")))?;
+    Ok(page.items.into_iter().filter(|v| v.key == key && !v.delete_marker).collect())
 }
 
 /// Walks live snapshots again to name the files that use damaged blobs.

@@ -25,6 +25,14 @@ pub enum RepoError {
         /// The repository.
         location: String,
     },
+    /// The repository has no key file that can be read (none, or all damaged).
+    #[error("no usable key in {location}: {detail}")]
+    NoUsableKey {
+        /// The repository.
+        location: String,
+        /// Why.
+        detail: String,
+    },
     /// The location holds no repository.
     #[error("no coffer repository at {location} (run `coffer init` first)")]
     NoRepository {

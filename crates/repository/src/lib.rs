@@ -24,6 +24,7 @@ pub mod prune;
 pub mod repo;
 pub mod snapshot;
 pub mod tree;
+pub mod versions;
 pub mod wal;
 
 pub use check::{Finding, FindingKind, ReadData, VerifyReport, verify};

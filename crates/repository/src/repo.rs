@@ -25,6 +25,7 @@ use crate::pack::{self, BlobKind, ObjectKind};
 use crate::pipeline::{Pipeline, Target};
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::Tree;
+use crate::versions;
 use coffer_store::{
     Clock, ErrorKind, ObjectStore, PutOptions, RangeRead, Retention, RetentionMode, StoreError, VersionId,
 };
@@ -132,6 +133,9 @@ pub struct Repository {
     key: MasterKey,
     config: Config,
     clock: Clock,
+    /// The point in time the repository is seen as of (`--as-of`): only versions the store
+    /// created at or before it exist for this handle's reads. `None`: now.
+    as_of: Option<Timestamp>,
     /// Snapshots already read, by id. A snapshot object never changes (its key is the hash
     /// of its bytes, checked on read), so one read per process is enough: a backup looks at
     /// the snapshot list three times (expiry, parent, hash chain), which on S3 was three
@@ -149,37 +153,20 @@ impl std::fmt::Debug for Repository {
     }
 }
 
-/// Pages through all keys under `prefix` (store keys), one page in memory at a time.
-pub(crate) fn for_each_key(
-    store: &dyn ObjectStore,
-    prefix: &str,
-    mut f: impl FnMut(String) -> Result<()>,
-) -> Result<()> {
-    let mut token: Option<String> = None;
-    loop {
-        let page =
-            // Keys only: no lock state, so a listing costs the store's listing alone.
-            store.list_entries(prefix, token.as_deref(), 1000).map_err(RepoError::store(format!("cannot list {prefix}")))?;
-        for o in page.items {
-            f(o.key)?;
-        }
-        match page.next {
-            Some(t) => token = Some(t),
-            None => return Ok(()),
-        }
-    }
-}
-
 /// The stored config object's bytes, its format version checked (before any key is tried,
-/// so a newer repository is refused clearly).
-fn read_config(store: &dyn ObjectStore, location: &str, prefix: &str) -> Result<Vec<u8>> {
-    let bytes = match store.get(&format!("{prefix}config"), None) {
-        Ok(o) => o.data,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(RepoError::NoRepository { location: location.into() });
-        }
-        Err(e) => return Err(RepoError::store(format!("cannot read {location}/config"))(e)),
+/// so a newer repository is refused clearly). The config is not content-addressed and is
+/// written once, at `init`: its **first** version (at or before `as_of`) is the one, so a
+/// later version put by a rogue writer, garbage or well-sealed, changes nothing.
+fn read_config(store: &dyn ObjectStore, location: &str, prefix: &str, as_of: Option<Timestamp>) -> Result<Vec<u8>> {
+    let key = format!("{prefix}config");
+    let versions = versions::versions_of(store, &key, as_of)?;
+    let Some(first) = versions.objects.first() else {
+        return Err(RepoError::NoRepository { location: location.into() });
     };
+    let bytes = store
+        .get(&key, Some(&first.version))
+        .map_err(RepoError::store(format!("cannot read {location}/config (version {})", first.version)))?
+        .data;
     pack::envelope_version(&bytes, &format!("{location}/config"))?;
     Ok(bytes)
 }
@@ -205,10 +192,9 @@ impl Repository {
                 humanize(p.max_retain)
             )));
         }
-        match store.head(&format!("{prefix}config"), None) {
-            Ok(_) => return Err(RepoError::AlreadyExists { location: location.into() }),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(RepoError::store(format!("cannot read {location}"))(e)),
+        // A config hidden behind a delete marker is still a repository.
+        if !versions::versions_of(store.as_ref(), &format!("{prefix}config"), None)?.objects.is_empty() {
+            return Err(RepoError::AlreadyExists { location: location.into() });
         }
         let now = clock.now();
         let config = Config {
@@ -219,7 +205,7 @@ impl Repository {
             pack_size: 16 * 1024 * 1024,
             retention: p,
         };
-        let repo = Self::assemble(store, location, prefix, MasterKey::generate(), config, clock);
+        let repo = Self::assemble(store, location, prefix, MasterKey::generate(), config, clock, None);
         // Config and keys live as long as the longest snapshot; every backup extends them.
         let until = repo.lock_until(now + to_signed(p.max_retain));
         repo.add_key_until(password, opts.kdf, &opts.host, "initial key", until)?;
@@ -231,7 +217,7 @@ impl Repository {
     /// Opens the repository in `store` under `prefix` with `password`.
     ///
     /// # Errors
-    /// `NoRepository`, `NewerFormat`, `WrongPassword`, `Corrupt`, store errors.
+    /// `NoRepository`, `NewerFormat`, `WrongPassword`, `NoUsableKey`, `Corrupt`, store errors.
     pub fn open(
         store: Arc<dyn ObjectStore>,
         location: &str,
@@ -239,20 +225,73 @@ impl Repository {
         password: &[u8],
         clock: Clock,
     ) -> Result<Self> {
-        let config_bytes = read_config(store.as_ref(), location, prefix)?;
-        let mut key = None;
-        for_each_key(store.as_ref(), &format!("{prefix}keys/"), |k| {
-            if key.is_some() {
+        Self::open_as_of(store, location, prefix, password, clock, None)
+    }
+
+    /// Opens the repository as it was at `as_of` (see [`Repository::as_of`]): the config,
+    /// the key files and everything listed later are those the store held then. `None`
+    /// opens it as it is now.
+    ///
+    /// Key files are tried in order; the master key is the first one a key file opens with
+    /// the password **and** that authenticates the config: a key file forged by someone
+    /// who knows the password, wrapping another master key, is passed over.
+    ///
+    /// # Errors
+    /// As [`Repository::open`].
+    pub fn open_as_of(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        password: &[u8],
+        clock: Clock,
+        as_of: Option<Timestamp>,
+    ) -> Result<Self> {
+        let config_bytes = read_config(store.as_ref(), location, prefix, as_of)?;
+        let config_name = format!("{location}/config");
+        let (mut files, mut unreadable, mut opened_other) = (0usize, Vec::new(), None);
+        let mut found = None;
+        versions::for_each_name(store.as_ref(), &format!("{prefix}keys/"), as_of, |v| {
+            if found.is_some() {
                 return Ok(());
             }
-            let bytes = store.get(&k, None).map_err(RepoError::store(format!("cannot read {k}")))?.data;
-            let file: KeyFile = serde_json::from_slice(&bytes)
-                .map_err(|e| RepoError::corrupt(k.clone(), format!("bad key file: {e}")))?;
-            key = file.unwrap(password, &k)?;
+            files += 1;
+            let file = match read_key_file(store.as_ref(), &v) {
+                Ok(f) => f,
+                Err(e) if is_damage(&e) || is_gone(&e) => {
+                    unreadable.push(coffer_store::display_chain(&e));
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(key) = file.unwrap(password, &v.key)? {
+                match pack::open_object::<Config>(&key, ObjectKind::Config, &config_bytes, &config_name) {
+                    Ok(config) => found = Some((key, config)),
+                    Err(_) => opened_other = Some(v.key.clone()),
+                }
+            }
             Ok(())
         })?;
-        let key = key.ok_or_else(|| RepoError::WrongPassword { location: location.into() })?;
-        Self::with_config(store, location, prefix, key, &config_bytes, clock)
+        if let Some((key, config)) = found {
+            return Ok(Self::assemble(store, location, prefix, key, config, clock, as_of));
+        }
+        if let Some(k) = opened_other {
+            return Err(RepoError::corrupt(
+                config_name,
+                format!(
+                    "does not open with the master key of {k}, the only key the password opens (a forged key file, or a damaged config)"
+                ),
+            ));
+        }
+        if files > unreadable.len() {
+            return Err(RepoError::WrongPassword { location: location.into() });
+        }
+        Err(RepoError::NoUsableKey {
+            location: location.into(),
+            detail: match unreadable.first() {
+                None => "it has no key files".into(),
+                Some(first) => format!("none of its {files} key files can be read; the first: {first}"),
+            },
+        })
     }
 
     /// Opens the repository with its already unwrapped master key (as
@@ -270,21 +309,24 @@ impl Repository {
         key: MasterKey,
         clock: Clock,
     ) -> Result<Self> {
-        let config_bytes = read_config(store.as_ref(), location, prefix)?;
-        Self::with_config(store, location, prefix, key, &config_bytes, clock)
+        Self::open_with_key_as_of(store, location, prefix, key, clock, None)
     }
 
-    /// The repository whose sealed config `config_bytes` `key` opens.
-    fn with_config(
+    /// [`Repository::open_with_key`] as of a point in time (see [`Repository::open_as_of`]).
+    ///
+    /// # Errors
+    /// As [`Repository::open_with_key`].
+    pub fn open_with_key_as_of(
         store: Arc<dyn ObjectStore>,
         location: &str,
         prefix: &str,
         key: MasterKey,
-        config_bytes: &[u8],
         clock: Clock,
+        as_of: Option<Timestamp>,
     ) -> Result<Self> {
-        let config: Config = pack::open_object(&key, ObjectKind::Config, config_bytes, &format!("{location}/config"))?;
-        Ok(Self::assemble(store, location, prefix, key, config, clock))
+        let config_bytes = read_config(store.as_ref(), location, prefix, as_of)?;
+        let config: Config = pack::open_object(&key, ObjectKind::Config, &config_bytes, &format!("{location}/config"))?;
+        Ok(Self::assemble(store, location, prefix, key, config, clock, as_of))
     }
 
     /// The one place a repository value is built (a new one by `init`, an opened one by
@@ -296,6 +338,7 @@ impl Repository {
         key: MasterKey,
         config: Config,
         clock: Clock,
+        as_of: Option<Timestamp>,
     ) -> Self {
         Self {
             store,
@@ -304,6 +347,7 @@ impl Repository {
             key,
             config,
             clock,
+            as_of,
             snapshot_cache: std::sync::Mutex::default(),
         }
     }
@@ -331,11 +375,8 @@ impl Repository {
     /// Store errors, `Corrupt`.
     pub fn keys(&self) -> Result<Vec<(String, KeyFile)>> {
         let mut out = Vec::new();
-        for_each_key(self.store.as_ref(), &format!("{}keys/", self.prefix), |k| {
-            let bytes = self.store.get(&k, None).map_err(RepoError::store(format!("cannot read {k}")))?.data;
-            let file: KeyFile = serde_json::from_slice(&bytes)
-                .map_err(|e| RepoError::corrupt(k.clone(), format!("bad key file: {e}")))?;
-            out.push((k, file));
+        versions::for_each_name(self.store.as_ref(), &format!("{}keys/", self.prefix), self.as_of, |v| {
+            out.push((v.key.clone(), read_key_file(self.store.as_ref(), &v)?));
             Ok(())
         })?;
         Ok(out)
@@ -369,6 +410,15 @@ impl Repository {
     #[must_use]
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The point in time this handle sees the repository as of, if not now. Everything it
+    /// lists and reads is what the store held then, by the store's own version creation
+    /// times: names, versions and key files created later — a forged snapshot included,
+    /// however well sealed — do not exist for it. Such a handle cannot write.
+    #[must_use]
+    pub fn as_of(&self) -> Option<Timestamp> {
+        self.as_of
     }
 
     /// The store key of a pack.
@@ -414,28 +464,24 @@ impl Repository {
 
     /// Reads and checks an object whose name is the hash of its bytes. Content-addressed
     /// objects are written once; if the latest version does not match its name (a later
-    /// put under the same key, by mistake or malice), the original version is found among
-    /// the older ones — nothing is overwritten, so it is still there.
-    fn get_hashed(&self, key: &str, id: &Id) -> Result<Vec<u8>> {
+    /// put under the same key, by mistake or malice) or is a delete marker, a version that
+    /// does is found among the others — nothing is overwritten, so it is still there. Any
+    /// matching version will do: they are equal. (With a point in time this is still right:
+    /// a name is only reached through listings and indexes of that time.)
+    pub(crate) fn get_hashed(&self, key: &str, id: &Id) -> Result<Vec<u8>> {
         let first_err = match self.store.get(key, None) {
             Ok(o) if id.names(&o) => return Ok(o.data),
-            Ok(_) => RepoError::corrupt(key, "content does not match its name"),
-            // A delete marker can hide a version that is still there.
-            Err(e) if e.kind() == ErrorKind::NotFound => RepoError::store(format!("cannot read {key}"))(e),
+            Ok(o) => (Some(o.meta.version), RepoError::corrupt(key, "content does not match its name")),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
+                (None, RepoError::store(format!("cannot read {key}"))(e))
+            }
             Err(e) => return Err(RepoError::store(format!("cannot read {key}"))(e)),
         };
-        let page = self
-            .store
-            .list_version_entries(key, None, 100)
-            .map_err(RepoError::store(format!("cannot list versions of {key}")))?;
-        for v in page.items.iter().filter(|v| v.key == key && !v.delete_marker && !v.is_latest) {
-            if let Ok(o) = self.store.get(key, Some(&v.version)) {
-                if id.names(&o) {
-                    return Ok(o.data);
-                }
-            }
+        let versions = versions::versions_of(self.store.as_ref(), key, self.as_of)?;
+        if let Some(data) = hashed_version(self.store.as_ref(), &versions, id, first_err.0.as_ref())? {
+            return Ok(data);
         }
-        Err(first_err)
+        Err(first_err.1)
     }
 
     /// Loads every index object into one [`Index`].
@@ -444,7 +490,7 @@ impl Repository {
     /// Store errors, `Corrupt`.
     pub fn load_index(&self) -> Result<Index> {
         let mut index = Index::default();
-        for_each_key(self.store.as_ref(), &format!("{}index/", self.prefix), |k| {
+        self.for_each_name(&format!("{}index/", self.prefix), |k| {
             let id: Id =
                 k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
             let bytes = match self.get_hashed(&k, &id) {
@@ -494,7 +540,7 @@ impl Repository {
     pub fn all_snapshots_and_damage(&self) -> Result<(Snapshots, Vec<Damaged>)> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
-        for_each_key(self.store.as_ref(), &format!("{}snapshots/", self.prefix), |k| {
+        self.for_each_name(&format!("{}snapshots/", self.prefix), |k| {
             let id: Id = match k.rsplit('/').next().unwrap_or("").parse() {
                 Ok(id) => id,
                 Err(e) => {
@@ -580,6 +626,7 @@ impl Repository {
     /// # Errors
     /// `Invalid` when `expires` is past the repository's ceiling; store errors.
     pub fn writer(&self, expires: Timestamp) -> Result<BlobWriter<'_>> {
+        self.writable()?;
         let now = self.clock.now();
         let ceiling = now + to_signed(self.config.retention.max_retain);
         if expires > ceiling {
@@ -630,7 +677,7 @@ impl Repository {
     /// Store errors listing `data/`.
     pub fn recover_unindexed(&self, index: &mut Index) -> Result<Vec<IndexPack>> {
         let mut keys = Vec::new();
-        for_each_key(self.store.as_ref(), &format!("{}data/", self.prefix), |k| {
+        self.for_each_name(&format!("{}data/", self.prefix), |k| {
             keys.push(k);
             Ok(())
         })?;
@@ -640,18 +687,123 @@ impl Repository {
             if index.pack_by_id(&id).is_some() {
                 continue;
             }
-            let Ok(obj) = self.store.get(&k, None) else { continue };
-            if !id.names(&obj) {
-                continue;
-            }
-            let Ok(blobs) = pack::read_pack_header(&self.key, &obj.data, &k) else { continue };
+            let Ok(data) = self.get_hashed(&k, &id) else { continue };
+            let Ok(blobs) = pack::read_pack_header(&self.key, &data, &k) else { continue };
             // The lock it carries, as the store states it: what reuse will extend if short.
-            let Some(retain_until) = obj.meta.retention.map(|r| r.until) else { continue };
-            let p = IndexPack { id, size: obj.data.len() as u64, retain_until, blobs };
+            let Ok(Some(retain_until)) = self.locked_until(&k) else { continue };
+            let p = IndexPack { id, size: data.len() as u64, retain_until, blobs };
             index.add_pack(&p);
             recovered.push(p);
         }
         Ok(recovered)
+    }
+
+    /// Calls `f` with every name under `prefix` this handle sees (see [`versions`]): delete
+    /// markers hide nothing, and with a point in time only names created by then exist.
+    pub(crate) fn for_each_name(&self, prefix: &str, mut f: impl FnMut(String) -> Result<()>) -> Result<()> {
+        versions::for_each_name(self.store.as_ref(), prefix, self.as_of, |v| f(v.key))
+    }
+
+    /// Refuses to write through a handle that sees the past.
+    fn writable(&self) -> Result<()> {
+        match self.as_of {
+            Some(t) => Err(RepoError::Invalid(format!(
+                "{} is opened as of {t}, which is read-only; drop --as-of to write",
+                self.location
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The earliest lock end among the object versions of `key`: what a reuse must extend
+    /// if short. `None` when it has none (or one has no lock).
+    fn locked_until(&self, key: &str) -> Result<Option<Timestamp>> {
+        let mut least: Option<Option<Timestamp>> = None;
+        for v in self.object_versions(key)? {
+            let until = v.retention.map(|r| r.until);
+            least = Some(match least {
+                None => until,
+                Some(l) => l.min(until),
+            });
+        }
+        Ok(least.flatten())
+    }
+
+    /// The object versions (with lock state) of exactly `key`.
+    fn object_versions(&self, key: &str) -> Result<Vec<coffer_store::ObjectVersion>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_versions(key, token.as_deref(), 1000)
+                .map_err(RepoError::store(format!("cannot read the locks of {key}")))?;
+            let past = page.items.iter().any(|v| v.key != key);
+            out.extend(page.items.into_iter().filter(|v| v.key == key && !v.delete_marker));
+            match page.next {
+                Some(t) if !past => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Extends the lock of **every** object version of `key` to at least `until`. A reader
+    /// may need any of them (the authentic one is not necessarily the latest: a rogue
+    /// writer can add versions), and extending a garbage version too costs only its
+    /// storage. Returns the earliest lock end before extending and how many versions were
+    /// extended, or `None` when the key has no object version (pruned: upload again).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) fn extend_versions(&self, key: &str, until: Timestamp) -> Result<Option<(Timestamp, u64)>> {
+        self.writable()?;
+        let versions = self.object_versions(key)?;
+        if versions.is_empty() {
+            return Ok(None);
+        }
+        let mut current = Timestamp::MAX;
+        let (mut extended, mut alive) = (0, 0);
+        for v in versions {
+            let had = v.retention.map_or(Timestamp::MIN, |r| r.until);
+            if had >= until {
+                alive += 1;
+                current = current.min(had);
+                continue;
+            }
+            let want = Retention { mode: self.config.retention.mode, until };
+            match self.store.put_retention(key, &v.version, Some(want), false) {
+                Ok(()) => {
+                    extended += 1;
+                    alive += 1;
+                    current = current.min(had);
+                }
+                // Pruned between listing and extension: that version is gone.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(RepoError::store(format!("cannot extend the lock of {key}"))(e)),
+            }
+        }
+        if alive == 0 {
+            return Ok(None);
+        }
+        Ok(Some((current, extended)))
+    }
+
+    /// Extends the locks of the config and every key file (all their versions) to at least
+    /// `until`, so the repository stays readable as long as what it holds.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) fn extend_meta_to(&self, until: Timestamp) -> Result<()> {
+        let mut keys = vec![format!("{}config", self.prefix)];
+        // Without a point in time (writers have none): key files hidden by markers count too.
+        self.for_each_name(&format!("{}keys/", self.prefix), |k| {
+            keys.push(k);
+            Ok(())
+        })?;
+        for key in keys {
+            self.extend_versions(&key, until)?;
+        }
+        Ok(())
     }
 
     /// A reader of blobs with a small cache of whole packs.
@@ -759,23 +911,8 @@ impl BlobWriter<'_> {
     /// Extends a pack's lock to this snapshot's lock date. `false` if it is gone.
     fn extend_pack(&mut self, pos: usize) -> Result<bool> {
         let key = self.repo.pack_key(&self.index.pack(pos).id);
-        let store = self.repo.store.as_ref();
-        let head = match store.head(&key, None) {
-            Ok(h) => h,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(RepoError::store(format!("cannot read the lock of {key}"))(e)),
-        };
-        let current = head.retention.map_or(Timestamp::MIN, |r| r.until);
-        if current < self.until {
-            let want = Retention { mode: self.repo.config.retention.mode, until: self.until };
-            match store.put_retention(&key, &head.version, Some(want), false) {
-                Ok(()) => {}
-                // Pruned between head and extension: upload again.
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(RepoError::store(format!("cannot extend the lock of {key}"))(e)),
-            }
-            self.summary.locks_extended += 1;
-        }
+        let Some((current, extended)) = self.repo.extend_versions(&key, self.until)? else { return Ok(false) };
+        self.summary.locks_extended += extended;
         self.index.extend(pos, self.until.max(current));
         self.extended.insert(pos);
         Ok(true)
@@ -853,24 +990,7 @@ impl BlobWriter<'_> {
     }
 
     fn extend_meta(&mut self) -> Result<()> {
-        let repo = self.repo;
-        let mut keys = vec![format!("{}config", repo.prefix)];
-        for_each_key(repo.store.as_ref(), &format!("{}keys/", repo.prefix), |k| {
-            keys.push(k);
-            Ok(())
-        })?;
-        for key in keys {
-            let head =
-                repo.store.head(&key, None).map_err(RepoError::store(format!("cannot read the lock of {key}")))?;
-            if head.retention.is_some_and(|r| r.until >= self.until) {
-                continue;
-            }
-            let want = Retention { mode: repo.config.retention.mode, until: self.until };
-            repo.store
-                .put_retention(&key, &head.version, Some(want), false)
-                .map_err(RepoError::store(format!("cannot extend the lock of {key}")))?;
-        }
-        Ok(())
+        self.repo.extend_meta_to(self.until)
     }
 
     /// Writes the snapshot — last, after [`BlobWriter::finish`]. Returns its id.
@@ -1298,6 +1418,38 @@ impl PackCache {
         self.packs.push_back((*id, data.clone()));
         Ok(data)
     }
+}
+
+/// The first object version of `versions` other than `skip` whose content hashes to `id`,
+/// newest first; `None` if there is none. Versions that cannot be read are passed over.
+///
+/// # Errors
+/// Store errors other than a missing or damaged version (an unreachable store).
+fn hashed_version(
+    store: &dyn ObjectStore,
+    versions: &versions::Versions,
+    id: &Id,
+    skip: Option<&VersionId>,
+) -> Result<Option<Vec<u8>>> {
+    for v in versions.objects.iter().rev().filter(|v| Some(&v.version) != skip) {
+        match store.get(&versions.key, Some(&v.version)) {
+            Ok(o) if id.names(&o) => return Ok(Some(o.data)),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {}
+            Err(e) => return Err(RepoError::store(format!("cannot read {}", versions.key))(e)),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads the key file `v` names: the version whose bytes hash to its name.
+fn read_key_file(store: &dyn ObjectStore, v: &versions::Versions) -> Result<KeyFile> {
+    let k = &v.key;
+    let id: Id = k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
+    let bytes = hashed_version(store, v, &id, None)?.ok_or_else(|| {
+        RepoError::corrupt(k.clone(), format!("none of its {} versions matches its name", v.objects.len()))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt(k.clone(), format!("bad key file: {e}")))
 }
 
 /// A stored object that cannot be read: its key and why.

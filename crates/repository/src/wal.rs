@@ -24,7 +24,7 @@
 
 use crate::error::{RepoError, Result};
 use crate::pack::{self, ObjectKind};
-use crate::repo::{Repository, for_each_key, is_not_found};
+use crate::repo::{Repository, is_not_found};
 use coffer_store::{PutOptions, Retention};
 use jiff::SignedDuration;
 
@@ -80,6 +80,9 @@ impl Repository {
     /// `Corrupt` when the stored one cannot be read; store errors.
     pub fn put_wal(&self, sysid: u64, name: &str, data: &[u8]) -> Result<WalPut> {
         check_wal_name(name)?;
+        if let Some(t) = self.as_of() {
+            return Err(RepoError::Invalid(format!("{} is opened as of {t}, which is read-only", self.location())));
+        }
         if let Some(existing) = self.get_wal(sysid, name)? {
             if existing == data {
                 return Ok(WalPut::AlreadyStored);
@@ -110,11 +113,7 @@ impl Repository {
     /// # Errors
     /// `Corrupt` naming the object; store errors.
     pub fn get_wal(&self, sysid: u64, name: &str) -> Result<Option<Vec<u8>>> {
-        let key = self.wal_key(sysid, name);
-        match self.get_wal_sealed(sysid, name)? {
-            Some(bytes) => self.open_wal(name, &bytes, &key).map(Some),
-            None => Ok(None),
-        }
+        Ok(self.choose_wal(sysid, name)?.map(|(_, plain)| plain))
     }
 
     /// The stored (compressed, encrypted) bytes of one WAL file, unchecked; `None` if it
@@ -124,13 +123,41 @@ impl Repository {
     /// # Errors
     /// `Invalid` for a bad name; store errors.
     pub fn get_wal_sealed(&self, sysid: u64, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.choose_wal(sysid, name)?.map(|(sealed, _)| sealed))
+    }
+
+    /// The version of a WAL file a reader believes, sealed and opened (see [`crate::versions`]):
+    /// a finished file is written once, so its first version that authenticates is the one
+    /// (a later one, even well sealed by someone with the password, is not); a `.partial`
+    /// segment grows, so the newest version that extends the first authentic one
+    /// ([`partial_order`]) is. Delete markers hide nothing; with a point in time, later
+    /// versions do not exist. `None` if no version authenticates (or there is none).
+    ///
+    /// # Errors
+    /// `Invalid` for a bad name; store errors other than damage.
+    fn choose_wal(&self, sysid: u64, name: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         check_wal_name(name)?;
         let key = self.wal_key(sysid, name);
-        match self.store().get(&key, None) {
-            Ok(o) => Ok(Some(o.data)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(RepoError::store(format!("cannot read {key}"))(e)),
+        let versions = crate::versions::versions_of(self.store(), &key, self.as_of())?;
+        let partial = name.ends_with(".partial");
+        let mut chosen: Option<(Vec<u8>, Vec<u8>)> = None;
+        for v in &versions.objects {
+            let sealed = match self.store().get(&key, Some(&v.version)) {
+                Ok(o) => o.data,
+                Err(e) if is_not_found(&e) || e.kind() == coffer_store::ErrorKind::Corrupt => continue,
+                Err(e) => return Err(RepoError::store(format!("cannot read {key}"))(e)),
+            };
+            let Ok(plain) = self.open_wal(name, &sealed, &key) else { continue };
+            match &chosen {
+                None => chosen = Some((sealed, plain)),
+                Some((_, best)) if partial && partial_order(best, &plain) == Some(std::cmp::Ordering::Less) => {
+                    chosen = Some((sealed, plain));
+                }
+                Some(_) if partial => {}
+                Some(_) => break,
+            }
         }
+        Ok(chosen)
     }
 
     /// Authenticates and opens the stored bytes of the WAL file `name`: they must have
@@ -150,7 +177,7 @@ impl Repository {
     /// Store errors.
     pub fn list_wal(&self, sysid: u64) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for_each_key(self.store(), &format!("{}pg/{sysid}/wal/", self.prefix()), |k| {
+        self.for_each_name(&format!("{}pg/{sysid}/wal/", self.prefix()), |k| {
             out.push(k.rsplit('/').next().unwrap_or_default().to_owned());
             Ok(())
         })?;
@@ -166,7 +193,7 @@ impl Repository {
     pub fn pg_clusters(&self) -> Result<Vec<u64>> {
         let mut out = Vec::new();
         let prefix = format!("{}pg/", self.prefix());
-        for_each_key(self.store(), &prefix, |k| {
+        self.for_each_name(&prefix, |k| {
             if let Some(id) = k[prefix.len()..].split('/').next().and_then(|s| s.parse::<u64>().ok()) {
                 out.push(id);
             }
@@ -175,27 +202,6 @@ impl Repository {
         out.sort_unstable();
         out.dedup();
         Ok(out)
-    }
-
-    /// Extends the locks of the config and key objects to at least `until`.
-    fn extend_meta_to(&self, until: jiff::Timestamp) -> Result<()> {
-        let mut keys = vec![format!("{}config", self.prefix())];
-        for_each_key(self.store(), &format!("{}keys/", self.prefix()), |k| {
-            keys.push(k);
-            Ok(())
-        })?;
-        for key in keys {
-            let head =
-                self.store().head(&key, None).map_err(RepoError::store(format!("cannot read the lock of {key}")))?;
-            if head.retention.is_some_and(|r| r.until >= until) {
-                continue;
-            }
-            let want = Retention { mode: self.config().retention.mode, until };
-            self.store()
-                .put_retention(&key, &head.version, Some(want), false)
-                .map_err(RepoError::store(format!("cannot extend the lock of {key}")))?;
-        }
-        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::{RepoOpts, open_repo, store_as};
 use crate::Global;
-use crate::error::IntegrityError;
+use crate::error::{IntegrityError, SecurityError};
 use crate::output::Output;
 use anyhow::Result;
 use clap::Args;
@@ -28,7 +28,7 @@ fn percent(s: &str) -> Result<f64, String> {
     Ok(v / 100.0)
 }
 
-/// Runs `coffer verify`; exit code 6 when a problem is found.
+/// Runs `coffer verify`; exit code 8 when a sign of tampering is found, else 6 when a problem is.
 pub fn run_verify(global: &Global, r: &RepoOpts, args: &VerifyArgs) -> Result<()> {
     let repo = open_repo(global, r, Role::Reader)?;
     let read = match (args.read_data, args.read_data_subset) {
@@ -51,11 +51,27 @@ pub fn run_verify(global: &Global, r: &RepoOpts, args: &VerifyArgs) -> Result<()
                 out.line(format!("  affects {a}"))?;
             }
         }
-        if rep.problems.is_empty() {
+        for f in &rep.findings {
+            out.line(finding_line(f))?;
+            for a in &f.affected {
+                out.line(format!("  affects {a}"))?;
+            }
+        }
+        if rep.problems.is_empty() && rep.findings.is_empty() {
             out.line("no problems found")?;
         }
     }
     out.finish()?;
+    if let Some(first) = rep.findings.first() {
+        return Err(SecurityError(format!(
+            "verify found {} sign(s) of tampering in {}{}; first: {}",
+            rep.findings.len(),
+            repo.location(),
+            if rep.problems.is_empty() { String::new() } else { format!(" and {} problem(s)", rep.problems.len()) },
+            finding_line(first)
+        ))
+        .into());
+    }
     if let Some(first) = rep.problems.first() {
         return Err(IntegrityError(format!(
             "verify found {} problem(s) in {}; first: {}: {}",
@@ -67,6 +83,22 @@ pub fn run_verify(global: &Global, r: &RepoOpts, args: &VerifyArgs) -> Result<()
         .into());
     }
     Ok(())
+}
+
+/// One security finding as a line: `security: KIND KEY [version V] [created T] [by P]: message`,
+/// so monitoring can match it without parsing the message.
+fn finding_line(f: &coffer_repository::Finding) -> String {
+    let mut line = format!("security: {} {}", f.kind.as_str(), f.key);
+    if let Some(v) = &f.version {
+        line += &format!(" version {v}");
+    }
+    if let Some(c) = f.created {
+        line += &format!(" created {c}");
+    }
+    if let Some(p) = &f.principal {
+        line += &format!(" by {p}");
+    }
+    line + ": " + &f.message
 }
 
 /// `coffer prune`.

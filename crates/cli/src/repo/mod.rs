@@ -41,6 +41,10 @@ pub struct RepoOpts {
     /// Read the password from the first line of this file (else COFFER_PASSWORD, else a prompt)
     #[arg(long, global = true, env = "COFFER_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+
+    /// See the repository as it was at TIME (RFC 3339), by the store's own version times: anything stored later, forged snapshots included, does not exist. Read-only
+    #[arg(long, global = true, value_name = "TIME", value_parser = crate::parse::time)]
+    pub as_of: Option<jiff::Timestamp>,
 }
 
 /// The vault a repository command acts on.
@@ -127,22 +131,36 @@ pub fn store_as(
     Ok((Arc::new(handle), dir.display().to_string()))
 }
 
-/// Opens the repository for reading (as the reader unless told otherwise).
+/// Opens the repository for reading (as the reader unless told otherwise), as of `--as-of`
+/// when given.
 pub fn open_repo(global: &Global, r: &RepoOpts, role: Role) -> Result<Repository> {
+    read_only_as_of(r, role)?;
     let (store, location) = store_as(global, r, role, false)?;
     let pw = password(r, false)?;
-    opened(r, Repository::open(store, &location, "", &pw, Clock::from_env()))
+    opened(r, Repository::open_as_of(store, &location, "", &pw, Clock::from_env(), r.as_of))
+}
+
+/// `--as-of` shows the past: a command that writes (as the writer) is refused with it.
+pub fn read_only_as_of(r: &RepoOpts, role: Role) -> Result<()> {
+    if let (Some(t), Role::Writer) = (r.as_of, role) {
+        return Err(crate::error::UsageError(format!(
+            "--as-of {t} opens the repository read-only, and this command writes to it; drop --as-of"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Opens the repository with the master key saved in `key_file` (as `pg restore` writes
 /// it for restore_command) instead of a password: no key derivation, so a process per WAL
 /// file stays cheap. The file holds a secret; its contents never reach an error message.
 pub fn open_repo_with_key(global: &Global, r: &RepoOpts, role: Role, key_file: &std::path::Path) -> Result<Repository> {
+    read_only_as_of(r, role)?;
     let (store, location) = store_as(global, r, role, false)?;
     let text = std::fs::read(key_file).with_context(|| format!("cannot read key file {}", key_file.display()))?;
     let key: coffer_repository::MasterKey = serde_json::from_slice(&text)
         .map_err(|_| anyhow::anyhow!("key file {} does not hold a coffer repository key", key_file.display()))?;
-    opened(r, Repository::open_with_key(store, &location, "", key, Clock::from_env()))
+    opened(r, Repository::open_with_key_as_of(store, &location, "", key, Clock::from_env(), r.as_of))
         .with_context(|| format!("the key in {} does not open {location}", key_file.display()))
 }
 
@@ -173,6 +191,7 @@ pub struct InitArgs {
 
 /// Runs `coffer init`.
 pub fn init(global: &Global, r: &RepoOpts, args: &InitArgs) -> Result<()> {
+    read_only_as_of(r, Role::Writer)?;
     // Refused before a vault is created for it (the library checks again).
     if args.default_retain > args.max_retain {
         bail!(
@@ -205,6 +224,7 @@ pub fn init(global: &Global, r: &RepoOpts, args: &InitArgs) -> Result<()> {
 
 /// Initialises the repository in the embedded default vault when `backup` finds none.
 pub fn open_or_init_default(global: &Global, r: &RepoOpts) -> Result<Repository> {
+    read_only_as_of(r, Role::Writer)?;
     let (_, explicit) = vault_dir(r)?;
     let (store, location) = store_as(global, r, Role::Writer, !explicit)?;
     let pw = password(r, false)?;

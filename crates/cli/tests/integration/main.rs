@@ -23,6 +23,7 @@ mod repo_integrity;
 mod repo_prune;
 mod repo_roundtrip;
 mod repo_util;
+mod rogue_writer;
 mod s3_fault;
 mod s3_init;
 mod s3_prune;
