@@ -142,6 +142,11 @@ pub struct Repository {
     /// `GetObject`s per snapshot in the repository, on every backup. Listings are not
     /// cached: a snapshot removed or added since is seen as such.
     snapshot_cache: std::sync::Mutex<HashMap<Id, Snapshot>>,
+    /// Content-addressed names whose latest version is not the authentic one (a rogue
+    /// writer's garbage on top), with the version that is: found once, then read directly,
+    /// so a tampered pack costs one search, not one per blob read from it. Holds only
+    /// tampered names.
+    pins: std::sync::Mutex<HashMap<String, VersionId>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -349,6 +354,7 @@ impl Repository {
             clock,
             as_of,
             snapshot_cache: std::sync::Mutex::default(),
+            pins: std::sync::Mutex::default(),
         }
     }
 
@@ -469,7 +475,8 @@ impl Repository {
     /// matching version will do: they are equal. (With a point in time this is still right:
     /// a name is only reached through listings and indexes of that time.)
     pub(crate) fn get_hashed(&self, key: &str, id: &Id) -> Result<Vec<u8>> {
-        let first_err = match self.store.get(key, None) {
+        let pinned = self.pin(key);
+        let first_err = match self.store.get(key, pinned.as_ref()) {
             Ok(o) if id.names(&o) => return Ok(o.data),
             Ok(o) => (Some(o.meta.version), RepoError::corrupt(key, "content does not match its name")),
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
@@ -478,10 +485,16 @@ impl Repository {
             Err(e) => return Err(RepoError::store(format!("cannot read {key}"))(e)),
         };
         let versions = versions::versions_of(self.store.as_ref(), key, self.as_of)?;
-        if let Some(data) = hashed_version(self.store.as_ref(), &versions, id, first_err.0.as_ref())? {
+        if let Some((data, version)) = hashed_version(self.store.as_ref(), &versions, id, first_err.0.as_ref())? {
+            self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_owned(), version);
             return Ok(data);
         }
         Err(first_err.1)
+    }
+
+    /// The authentic version of a tampered content-addressed name, once found.
+    fn pin(&self, key: &str) -> Option<VersionId> {
+        self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned()
     }
 
     /// Loads every index object into one [`Index`].
@@ -1262,6 +1275,9 @@ impl<'a> SharedReader<'a> {
             if let Ok(plain) = self.read_range(&pack_id, &r.entry) {
                 return Ok(plain);
             }
+            // The opened version may be a rogue writer's: reopened after the search below
+            // has pinned the authentic one.
+            self.lock().opened.retain(|(p, _)| *p != pack_id);
         }
         // Whole packs, or a range that failed: the whole pack, checked against its name (or
         // an older version of it that is), decides, and an error names what is wrong.
@@ -1302,8 +1318,12 @@ impl<'a> SharedReader<'a> {
         let pack = match opened {
             Ok(pack) => pack,
             Err(last) => {
-                let pack: Arc<dyn RangeRead> =
-                    Arc::from(self.repo.store.open_ranged(&key.to_string(), None).map_err(cannot_read)?);
+                let pack: Arc<dyn RangeRead> = Arc::from(
+                    self.repo
+                        .store
+                        .open_ranged(&key.to_string(), self.repo.pin(&key.to_string()).as_ref())
+                        .map_err(cannot_read)?,
+                );
                 if !last {
                     keep(&mut self.lock().opened, self.capacity, *pack_id, pack.clone());
                 }
@@ -1421,7 +1441,8 @@ impl PackCache {
 }
 
 /// The first object version of `versions` other than `skip` whose content hashes to `id`,
-/// newest first; `None` if there is none. Versions that cannot be read are passed over.
+/// newest first, and its version id; `None` if there is none. Versions that cannot be read
+/// are passed over.
 ///
 /// # Errors
 /// Store errors other than a missing or damaged version (an unreachable store).
@@ -1430,10 +1451,10 @@ fn hashed_version(
     versions: &versions::Versions,
     id: &Id,
     skip: Option<&VersionId>,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<(Vec<u8>, VersionId)>> {
     for v in versions.objects.iter().rev().filter(|v| Some(&v.version) != skip) {
         match store.get(&versions.key, Some(&v.version)) {
-            Ok(o) if id.names(&o) => return Ok(Some(o.data)),
+            Ok(o) if id.names(&o) => return Ok(Some((o.data, v.version.clone()))),
             Ok(_) => {}
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {}
             Err(e) => return Err(RepoError::store(format!("cannot read {}", versions.key))(e)),
@@ -1446,7 +1467,7 @@ fn hashed_version(
 fn read_key_file(store: &dyn ObjectStore, v: &versions::Versions) -> Result<KeyFile> {
     let k = &v.key;
     let id: Id = k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
-    let bytes = hashed_version(store, v, &id, None)?.ok_or_else(|| {
+    let (bytes, _) = hashed_version(store, v, &id, None)?.ok_or_else(|| {
         RepoError::corrupt(k.clone(), format!("none of its {} versions matches its name", v.objects.len()))
     })?;
     serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt(k.clone(), format!("bad key file: {e}")))
@@ -1659,6 +1680,27 @@ mod tests {
         assert_eq!(fetched, packs.len(), "every pack read exactly once");
         assert!(slow.max_in_flight.load(Ordering::SeqCst) >= 2, "pack reads never overlapped");
         assert!(worst_ahead <= 2, "{worst_ahead} packs fetched ahead, the budget holds 2");
+    }
+
+    /// A rogue writer's garbage version on top of a pack costs a ranged restore one search
+    /// for the authentic version, not a whole-pack read per blob: the version found is
+    /// pinned and opened for the remaining ranges.
+    #[test]
+    fn a_garbage_version_on_a_pack_is_searched_past_once() {
+        let Fixture { _tmp, slow, repo, ids, .. } = fixture(1 << 20, 12);
+        let index = repo.load_index().unwrap();
+        let pack = index.pack(index.get(&ids[0]).unwrap().pack).id;
+        let in_pack: Vec<usize> =
+            (0..ids.len()).filter(|&i| index.pack(index.get(&ids[i]).unwrap().pack).id == pack).collect();
+        assert!(in_pack.len() >= 8, "{} blobs in the first pack", in_pack.len());
+        slow.put(&repo.pack_key(&pack), b"garbage on top", &PutOptions::default()).unwrap();
+        let before = slow.started.load(Ordering::SeqCst);
+        let reader = SharedReader::ranged(&repo, &index, 2);
+        for &i in &in_pack {
+            assert_eq!(reader.read(&ids[i]).unwrap(), blob(u32::try_from(i).unwrap()), "blob {i}");
+        }
+        let whole_reads = slow.started.load(Ordering::SeqCst) - before;
+        assert!(whole_reads <= 2, "{whole_reads} whole-pack reads for {} blobs", in_pack.len());
     }
 
     /// A pack leaves the reader's cache with its last planned read, and not before: the
