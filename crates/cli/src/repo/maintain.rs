@@ -36,7 +36,8 @@ pub fn run_verify(global: &Global, r: &RepoOpts, args: &VerifyArgs) -> Result<()
         (false, Some(f)) => ReadData::Subset(f),
         (false, None) => ReadData::None,
     };
-    let rep = verify(&repo, read)?;
+    let mut rep = verify(&repo, read)?;
+    attribute(r, &mut rep.findings);
     let mut out = Output::new(global.json);
     if out.json() {
         out.doc(&rep)?;
@@ -83,6 +84,31 @@ pub fn run_verify(global: &Global, r: &RepoOpts, args: &VerifyArgs) -> Result<()
         .into());
     }
     Ok(())
+}
+
+/// Names who wrote each finding's version, where the store records it: a local vault's
+/// audit log, read as the auditor when this user can read the auditor's credentials (the
+/// reader may not read the log). Anything else leaves the principal unknown, silently: the
+/// finding itself is the alarm.
+fn attribute(r: &RepoOpts, findings: &mut [coffer_repository::Finding]) {
+    if findings.is_empty() {
+        return;
+    }
+    let Ok((dir, _)) = super::vault_dir(r) else { return };
+    if dir.to_str().is_some_and(crate::s3::is_s3) {
+        return;
+    }
+    let Ok(vault) = coffer_store::LocalVault::open(&dir) else { return };
+    let Some(auditor) = vault.read_credentials(Role::Auditor).ok().and_then(|c| vault.login(&c).ok()) else {
+        return;
+    };
+    for f in findings {
+        let Some(v) = &f.version else { continue };
+        if let Some(e) = auditor.audit_entries_for(&f.key, &v.as_str().into()).ok().and_then(|es| es.into_iter().next())
+        {
+            f.principal = Some(format!("{} ({})", e.principal, e.role));
+        }
+    }
 }
 
 /// One security finding as a line: `security: KIND KEY [version V] [created T] [by P]: message`,

@@ -170,6 +170,18 @@ pub(crate) fn read(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Au
     rows.collect::<rusqlite::Result<_>>().map_err(|e| StoreError::io("cannot read the audit log", e))
 }
 
+/// The allowed requests that named or created `version` of `key`, oldest first: who put a
+/// version, who added a delete marker.
+pub(crate) fn for_version(conn: &Connection, key: &str, version: &str) -> Result<Vec<AuditEntry>> {
+    let mut stmt = conn
+        .prepare_cached(&format!("{SELECT} WHERE key = ?1 AND version = ?2 AND outcome = 'allowed' ORDER BY seq"))
+        .map_err(|e| StoreError::io("cannot read the audit log", e))?;
+    let rows = stmt
+        .query_map(params![key, version], |r| row_to_entry(r).map(|(e, _)| e))
+        .map_err(|e| StoreError::io("cannot read the audit log", e))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(|e| StoreError::io("cannot read the audit log", e))
+}
+
 /// The result of checking the whole chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AuditVerification {

@@ -325,6 +325,16 @@ impl VaultHandle {
         audit::read(&self.vault.conn(), after, limit)
     }
 
+    /// The allowed requests that created or named `version` of `key` (who put it, who added
+    /// the delete marker), oldest first: what `verify` names as the principal of a finding.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the role may read the audit log; `Io`.
+    pub fn audit_entries_for(&self, key: &str, version: &VersionId) -> Result<Vec<AuditEntry>> {
+        self.principal.authorize(Action::ReadAuditLog)?;
+        audit::for_version(&self.vault.conn(), key, &version.0)
+    }
+
     /// Checks the whole audit chain.
     ///
     /// # Errors
