@@ -94,12 +94,17 @@ fn a_rogue_writer_cannot_stop_or_aim_a_postgres_restore_on_the_local_vault() {
     // Phase A, T0, phase B: all in one segment (the base backup ended the one before).
     pg.sql("insert into t select g, 'phase A ' || g from generate_series(101, 200) g");
     let after_a = pg.sql(STATE);
+    // Phase A's commit lies past the first page of its segment (the forgery cuts it out).
+    let seg_a = pg.sql(
+        "select pg_walfile_name(pg_current_wal_lsn()) || ' ' || ((pg_current_wal_lsn() - '0/0') % 16777216 > 8192)",
+    );
     pause();
     let t0 = Clock::system().now();
     pause();
     pg.sql("insert into t select g, 'phase B ' || g from generate_series(201, 300) g");
     let after_b = pg.sql(STATE);
     let victim = pg.sql("select pg_walfile_name(pg_current_wal_lsn())");
+    assert_eq!(seg_a, format!("{victim} true"), "phases A and B in one segment, A past its first page");
     pg.switch_and_archive();
     pause();
     let t1 = Clock::system().now();
