@@ -14,6 +14,7 @@ mod objects;
 mod pg_archive;
 mod pg_pitr;
 mod pg_restore_exact;
+mod pg_rogue;
 mod pg_stream;
 mod pg_util;
 mod repo_concurrency;
