@@ -69,7 +69,8 @@ impl Repository {
     /// The store key of a WAL file of cluster `sysid`.
     #[must_use]
     pub fn wal_key(&self, sysid: u64, name: &str) -> String {
-        format!("{}pg/{sysid}/wal/{}/{name}", self.prefix(), &name[..8.min(name.len())])
+        // Names come from listings too (hostile input): never slice inside a character.
+        format!("{}pg/{sysid}/wal/{}/{name}", self.prefix(), name.get(..8).unwrap_or(name))
     }
 
     /// Stores one WAL file, durably and locked; never overwrites (a `.partial` segment
