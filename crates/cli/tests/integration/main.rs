@@ -19,6 +19,7 @@ mod pg_util;
 mod repo_concurrency;
 mod repo_crash;
 mod repo_errors;
+mod repo_hostile;
 mod repo_integrity;
 mod repo_prune;
 mod repo_roundtrip;
