@@ -1074,6 +1074,68 @@ mod tests {
         assert!(e.to_string().contains("ends inside"), "{e}");
     }
 
+    /// A header block for member `name` of type `kind` linking to `link`, with `size` bytes.
+    fn member(name: &str, kind: u8, link: &str, size: usize) -> Vec<u8> {
+        let mut b = [0u8; 512];
+        b[..name.len()].copy_from_slice(name.as_bytes());
+        b[100..107].copy_from_slice(b"0000644");
+        b[108..115].copy_from_slice(b"0000000");
+        b[116..123].copy_from_slice(b"0000000");
+        b[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+        b[136..147].copy_from_slice(b"00000000000");
+        b[156] = kind;
+        b[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        b[257..263].copy_from_slice(b"ustar\0");
+        b[263..265].copy_from_slice(b"00");
+        b[148..156].copy_from_slice(b"        ");
+        let sum: u32 = b.iter().map(|&c| u32::from(c)).sum();
+        b[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        b.to_vec()
+    }
+
+    /// A regular file member holding `data`.
+    fn file_member(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut m = member(name, b'0', "", data.len());
+        m.extend_from_slice(data);
+        m.resize(m.len().next_multiple_of(512), 0);
+        m
+    }
+
+    /// Issue 11: an archive from a forged `pg-base` snapshot cannot write outside the target
+    /// through hard links (to `..`, an absolute name, or beneath a symlink of the archive),
+    /// nested `..`, or a symlink followed by members beneath it; each is refused naming the
+    /// member, and the directories around the target stay as they were.
+    #[test]
+    fn forged_archives_write_nothing_outside_the_target() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"secret").unwrap();
+        let out = outside.to_str().unwrap();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            ([file_member("f", b"x"), member("h", b'1', "../outside/secret", 0)].concat(), "outside the target"),
+            (member("h", b'1', &format!("{out}/secret"), 0), "outside the target"),
+            ([member("l", b'2', out, 0), member("h", b'1', "l/secret", 0)].concat(), "under a symbolic link"),
+            (file_member("d/../../outside/new", b"pwned"), "outside the target"),
+            (file_member("./../outside/new", b"pwned"), "outside the target"),
+            ([member("l", b'2', out, 0), file_member("l/new", b"pwned")].concat(), "under a symbolic link"),
+            ([member("l", b'2', out, 0), member("l/sub/", b'5', "", 0)].concat(), "under a symbolic link"),
+            ([member("d/l", b'2', out, 0), file_member("d/./l/new", b"pwned")].concat(), "under a symbolic link"),
+        ];
+        for (i, (mut archive, want)) in cases.into_iter().enumerate() {
+            archive.extend_from_slice(&[0; 1024]);
+            let dir = tmp.path().join(format!("t{i}"));
+            std::fs::create_dir(&dir).unwrap();
+            let e = unpack_in_pieces(&archive, &[512], &dir, Threads::default()).unwrap_err();
+            assert!(matches!(e, TarError::Format { .. }) && e.to_string().contains(want), "case {i}: {e}");
+            let mut names: Vec<_> = std::fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+            names.sort();
+            assert_eq!(names, ["secret"], "case {i} wrote outside the target");
+            assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"secret");
+            assert_eq!(std::fs::metadata(outside.join("secret")).unwrap().nlink(), 1, "case {i} linked to it");
+        }
+    }
+
     #[test]
     fn numbers_in_octal_and_base_256() {
         assert_eq!(number(b"00000001000\0"), Some(512));
