@@ -813,3 +813,31 @@ fn write_piece(
     }
     Ok(pos - piece.offset)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both ways of reopening a directory (`openat2`, and the component-wise fallback for
+    /// kernels without it) reach directories below the target and refuse any path through a
+    /// symlink or out of the target.
+    #[test]
+    fn confined_directories_are_reached_below_the_target_and_never_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        fs::create_dir_all(t.join("a/b")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), t.join("l")).unwrap();
+        std::os::unix::fs::symlink("..", t.join("a/b/up")).unwrap();
+        for openat2 in [true, false] {
+            let c = Confined::new(&t).unwrap();
+            c.openat2.store(openat2, Ordering::Relaxed);
+            for good in ["", "a", "a/b"] {
+                assert!(c.dir(&t.join(good)).is_ok(), "openat2 {openat2}: {good}");
+            }
+            for bad in ["l", "l/t", "a/b/up", "a/b/up/b", "a/../..", "a/b/../../.."] {
+                let e = c.dir(&t.join(bad)).expect_err(bad).to_string();
+                assert!(e.starts_with("cannot open directory ") && e.contains(bad), "openat2 {openat2}: {e}");
+            }
+        }
+    }
+}
