@@ -283,20 +283,12 @@ fn repeated_names_are_all_refused() {
 
 #[test]
 fn a_symlink_then_a_directory_of_its_name_is_refused() {
-    case(
-        |bw, out| vec![symlink(b"a", out), dir(b"a", vec![file(bw, b"pwned.txt", b"pwned\n")], bw)],
-        &[r#""a""#],
-        &[],
-    );
+    case(|bw, out| vec![symlink(b"a", out), dir(b"a", vec![file(bw, b"pwned.txt", b"pwned\n")], bw)], &[r#""a""#], &[]);
 }
 
 #[test]
 fn a_file_beneath_a_symlink_is_refused_and_the_symlink_restored() {
-    case(
-        |bw, out| vec![symlink(b"s", out), file(bw, b"s/pwned.txt", b"pwned\n")],
-        &[r#""s/pwned.txt""#],
-        &["s"],
-    );
+    case(|bw, out| vec![symlink(b"s", out), file(bw, b"s/pwned.txt", b"pwned\n")], &[r#""s/pwned.txt""#], &["s"]);
 }
 
 #[test]
