@@ -24,8 +24,12 @@
 //! - **Durable**: when [`unpack`] returns `Ok`, every file and directory it created has
 //!   been fsynced, each directory after the entries in it (the caller syncs the target's
 //!   parent). Nothing is reported done before.
-//! - **Confined**: nothing is written outside the target directory: absolute names, `..`,
-//!   and paths through a symbolic link the archive created are refused.
+//! - **Confined**: nothing is written outside the target directory, whatever the archive
+//!   says (a forged `pg-base` snapshot is hostile input): absolute names, `..`, and paths
+//!   through a symbolic link the archive created are refused, as are hard links to any of
+//!   these; missing parent directories are made one at a time, and one whose name holds
+//!   anything but a directory (a hard link to an archive symlink is a symlink too) fails
+//!   the member rather than being followed.
 //! - **Bounded**: at most [`AHEAD`] decoded blobs wait for the header parser and at most
 //!   [`QUEUE`] writes and [`QUEUE`] syncs are queued, which bounds memory and open files.
 //!
@@ -670,19 +674,39 @@ impl<'f> Parser<'f> {
         Ok(rel)
     }
 
-    /// Makes sure the parent directories of `rel` exist (tar creates missing ones too).
+    /// Makes sure the parent directories of `rel` exist (tar creates missing ones too), one
+    /// at a time and never through a symbolic link: something at a parent's name that is not
+    /// a directory (a symlink, however it came there: a hard link to one of the archive's is
+    /// one too) fails the member instead of being followed out of the target.
     fn parents(&mut self, rel: &Path) -> Result<()> {
         let Some(parent) = rel.parent() else { return Ok(()) };
         if self.known.contains(parent) {
             return Ok(());
         }
-        let full = self.dir.join(parent);
-        std::fs::create_dir_all(&full).map_err(io_err(|| format!("cannot create directory {}", full.display())))?;
-        for a in parent.ancestors().filter(|a| !a.as_os_str().is_empty()) {
-            if self.known.insert(a.to_path_buf()) {
-                self.dir_index.insert(a.to_path_buf(), self.dirs.len());
-                self.dirs.push((self.dir.join(a), None));
+        let mut at = PathBuf::new();
+        for c in parent.components() {
+            at.push(c);
+            if self.known.contains(&at) {
+                continue;
             }
+            let full = self.dir.join(&at);
+            match std::fs::create_dir(&full) {
+                Ok(()) => {}
+                // Its parents are known directories, so this looks at the entry itself.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !std::fs::symlink_metadata(&full).is_ok_and(|m| m.is_dir()) {
+                        return Err(self.format(format!(
+                            "member {:?} lies under {:?}, which is not a directory",
+                            rel.display(),
+                            at.display()
+                        )));
+                    }
+                }
+                Err(e) => return Err(io_err(|| format!("cannot create directory {}", full.display()))(e)),
+            }
+            self.known.insert(at.clone());
+            self.dir_index.insert(at.clone(), self.dirs.len());
+            self.dirs.push((full, None));
         }
         Ok(())
     }
@@ -1103,8 +1127,9 @@ mod tests {
 
     /// Issue 11: an archive from a forged `pg-base` snapshot cannot write outside the target
     /// through hard links (to `..`, an absolute name, or beneath a symlink of the archive),
-    /// nested `..`, or a symlink followed by members beneath it; each is refused naming the
-    /// member, and the directories around the target stay as they were.
+    /// nested `..`, or a symlink followed by members beneath it (also under another name: a
+    /// hard link to it, which wrote outside before parents were created one at a time); each
+    /// is refused naming the member, and the directories around the target stay as they were.
     #[test]
     fn forged_archives_write_nothing_outside_the_target() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1121,6 +1146,11 @@ mod tests {
             ([member("l", b'2', out, 0), file_member("l/new", b"pwned")].concat(), "under a symbolic link"),
             ([member("l", b'2', out, 0), member("l/sub/", b'5', "", 0)].concat(), "under a symbolic link"),
             ([member("d/l", b'2', out, 0), file_member("d/./l/new", b"pwned")].concat(), "under a symbolic link"),
+            // A hard link to the archive's symlink is that symlink under another name.
+            (
+                [member("l", b'2', out, 0), member("h", b'1', "l", 0), file_member("h/new", b"pwned")].concat(),
+                "lies under \"h\", which is not a directory",
+            ),
         ];
         for (i, (mut archive, want)) in cases.into_iter().enumerate() {
             archive.extend_from_slice(&[0; 1024]);
