@@ -27,7 +27,8 @@
 //! - **Confined**: nothing is written outside the target directory, whatever the archive
 //!   says (a forged `pg-base` snapshot is hostile input): absolute names, `..`, and paths
 //!   through a symbolic link the archive created are refused, as are hard links to any of
-//!   these; missing parent directories are made one at a time, and one whose name holds
+//!   these or through anything but a directory the unpacker made or checked; missing parent
+//!   directories are made one at a time, and one whose name holds
 //!   anything but a directory (a hard link to an archive symlink is a symlink too) fails
 //!   the member rather than being followed.
 //! - **Bounded**: at most [`AHEAD`] decoded blobs wait for the header parser and at most
@@ -821,7 +822,16 @@ impl<'f> Parser<'f> {
             }
             b'1' => {
                 self.parents(&rel)?;
-                let target = self.dir.join(self.relative(&h.link)?);
+                let to = self.relative(&h.link)?;
+                // Linked through a known directory only: a parent that is a hard link to an
+                // archive symlink would reach a file outside (linkat follows parents).
+                if !to.parent().is_none_or(|p| self.known.contains(p)) {
+                    return Err(self.format(format!(
+                        "member {shown:?} links to {:?}, which is not in a directory of the archive",
+                        to.display()
+                    )));
+                }
+                let target = self.dir.join(to);
                 replace_with(&full, || std::fs::hard_link(&target, &full))
                     .map_err(io_err(|| format!("cannot link {} to {}", full.display(), target.display())))?;
                 self.counts.files += 1;
@@ -1150,6 +1160,10 @@ mod tests {
             (
                 [member("l", b'2', out, 0), member("h", b'1', "l", 0), file_member("h/new", b"pwned")].concat(),
                 "lies under \"h\", which is not a directory",
+            ),
+            (
+                [member("l", b'2', out, 0), member("h", b'1', "l", 0), member("h2", b'1', "h/secret", 0)].concat(),
+                "which is not in a directory of the archive",
             ),
         ];
         for (i, (mut archive, want)) in cases.into_iter().enumerate() {
