@@ -195,9 +195,10 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
         }
     };
     for (sid, s) in &live {
-        let mut stack = vec![s.tree];
+        // Each tree with its path in the snapshot, hostile names quoted (for findings).
+        let mut stack = vec![(s.tree, String::new())];
         let mut this_seen: HashSet<Id> = HashSet::new();
-        while let Some(t) = stack.pop() {
+        while let Some((t, at)) = stack.pop() {
             if !this_seen.insert(t) {
                 continue;
             }
@@ -218,9 +219,30 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
             if seen_trees.insert(t) {
                 rep.trees += 1;
             }
-            for n in &tree.nodes {
+            // Entries a restore refuses: no honest backup writes them, so a forged tree.
+            let hostile = tree.hostile_entries();
+            let shown = |i: usize| {
+                let name = tree.nodes[i].name_bytes();
+                if hostile.iter().any(|h| h.index == i) {
+                    crate::tree::quoted(name)
+                } else {
+                    String::from_utf8_lossy(name).into_owned()
+                }
+            };
+            for h in &hostile {
+                rep.findings.push(Finding {
+                    kind: FindingKind::HostileName,
+                    key: format!("tree {t}"),
+                    version: None,
+                    created: None,
+                    principal: None,
+                    message: format!("{}; a restore refuses it", h.message),
+                    affected: vec![format!("{}:{at}/{}", sid.short(), shown(h.index))],
+                });
+            }
+            for (i, n) in tree.nodes.iter().enumerate() {
                 if let (NodeKind::Dir, Some(sub)) = (n.kind, n.subtree) {
-                    stack.push(sub);
+                    stack.push((sub, format!("{at}/{}", shown(i))));
                 }
                 for b in &n.content {
                     blobs.insert(*b);

@@ -24,8 +24,13 @@
 //! - **Durable**: when [`unpack`] returns `Ok`, every file and directory it created has
 //!   been fsynced, each directory after the entries in it (the caller syncs the target's
 //!   parent). Nothing is reported done before.
-//! - **Confined**: nothing is written outside the target directory: absolute names, `..`,
-//!   and paths through a symbolic link the archive created are refused.
+//! - **Confined**: nothing is written outside the target directory, whatever the archive
+//!   says (a forged `pg-base` snapshot is hostile input): absolute names, `..`, and paths
+//!   through a symbolic link the archive created are refused, as are hard links to any of
+//!   these or through anything but a directory the unpacker made or checked; missing parent
+//!   directories are made one at a time, and one whose name holds
+//!   anything but a directory (a hard link to an archive symlink is a symlink too) fails
+//!   the member rather than being followed.
 //! - **Bounded**: at most [`AHEAD`] decoded blobs wait for the header parser and at most
 //!   [`QUEUE`] writes and [`QUEUE`] syncs are queued, which bounds memory and open files.
 //!
@@ -670,19 +675,39 @@ impl<'f> Parser<'f> {
         Ok(rel)
     }
 
-    /// Makes sure the parent directories of `rel` exist (tar creates missing ones too).
+    /// Makes sure the parent directories of `rel` exist (tar creates missing ones too), one
+    /// at a time and never through a symbolic link: something at a parent's name that is not
+    /// a directory (a symlink, however it came there: a hard link to one of the archive's is
+    /// one too) fails the member instead of being followed out of the target.
     fn parents(&mut self, rel: &Path) -> Result<()> {
         let Some(parent) = rel.parent() else { return Ok(()) };
         if self.known.contains(parent) {
             return Ok(());
         }
-        let full = self.dir.join(parent);
-        std::fs::create_dir_all(&full).map_err(io_err(|| format!("cannot create directory {}", full.display())))?;
-        for a in parent.ancestors().filter(|a| !a.as_os_str().is_empty()) {
-            if self.known.insert(a.to_path_buf()) {
-                self.dir_index.insert(a.to_path_buf(), self.dirs.len());
-                self.dirs.push((self.dir.join(a), None));
+        let mut at = PathBuf::new();
+        for c in parent.components() {
+            at.push(c);
+            if self.known.contains(&at) {
+                continue;
             }
+            let full = self.dir.join(&at);
+            match std::fs::create_dir(&full) {
+                Ok(()) => {}
+                // Its parents are known directories, so this looks at the entry itself.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !std::fs::symlink_metadata(&full).is_ok_and(|m| m.is_dir()) {
+                        return Err(self.format(format!(
+                            "member {:?} lies under {:?}, which is not a directory",
+                            rel.display(),
+                            at.display()
+                        )));
+                    }
+                }
+                Err(e) => return Err(io_err(|| format!("cannot create directory {}", full.display()))(e)),
+            }
+            self.known.insert(at.clone());
+            self.dir_index.insert(at.clone(), self.dirs.len());
+            self.dirs.push((full, None));
         }
         Ok(())
     }
@@ -797,7 +822,16 @@ impl<'f> Parser<'f> {
             }
             b'1' => {
                 self.parents(&rel)?;
-                let target = self.dir.join(self.relative(&h.link)?);
+                let to = self.relative(&h.link)?;
+                // Linked through a known directory only: a parent that is a hard link to an
+                // archive symlink would reach a file outside (linkat follows parents).
+                if !to.parent().is_none_or(|p| self.known.contains(p)) {
+                    return Err(self.format(format!(
+                        "member {shown:?} links to {:?}, which is not in a directory of the archive",
+                        to.display()
+                    )));
+                }
+                let target = self.dir.join(to);
                 replace_with(&full, || std::fs::hard_link(&target, &full))
                     .map_err(io_err(|| format!("cannot link {} to {}", full.display(), target.display())))?;
                 self.counts.files += 1;
@@ -1072,6 +1106,78 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         let e = unpack_in_pieces(&archive, &[4096], &dir, Threads::default()).unwrap_err();
         assert!(e.to_string().contains("ends inside"), "{e}");
+    }
+
+    /// A header block for member `name` of type `kind` linking to `link`, with `size` bytes.
+    fn member(name: &str, kind: u8, link: &str, size: usize) -> Vec<u8> {
+        let mut b = [0u8; 512];
+        b[..name.len()].copy_from_slice(name.as_bytes());
+        b[100..107].copy_from_slice(b"0000644");
+        b[108..115].copy_from_slice(b"0000000");
+        b[116..123].copy_from_slice(b"0000000");
+        b[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+        b[136..147].copy_from_slice(b"00000000000");
+        b[156] = kind;
+        b[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        b[257..263].copy_from_slice(b"ustar\0");
+        b[263..265].copy_from_slice(b"00");
+        b[148..156].copy_from_slice(b"        ");
+        let sum: u32 = b.iter().map(|&c| u32::from(c)).sum();
+        b[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        b.to_vec()
+    }
+
+    /// A regular file member holding `data`.
+    fn file_member(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut m = member(name, b'0', "", data.len());
+        m.extend_from_slice(data);
+        m.resize(m.len().next_multiple_of(512), 0);
+        m
+    }
+
+    /// Issue 11: an archive from a forged `pg-base` snapshot cannot write outside the target
+    /// through hard links (to `..`, an absolute name, or beneath a symlink of the archive),
+    /// nested `..`, or a symlink followed by members beneath it (also under another name: a
+    /// hard link to it, which wrote outside before parents were created one at a time); each
+    /// is refused naming the member, and the directories around the target stay as they were.
+    #[test]
+    fn forged_archives_write_nothing_outside_the_target() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"secret").unwrap();
+        let out = outside.to_str().unwrap();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            ([file_member("f", b"x"), member("h", b'1', "../outside/secret", 0)].concat(), "outside the target"),
+            (member("h", b'1', &format!("{out}/secret"), 0), "outside the target"),
+            ([member("l", b'2', out, 0), member("h", b'1', "l/secret", 0)].concat(), "under a symbolic link"),
+            (file_member("d/../../outside/new", b"pwned"), "outside the target"),
+            (file_member("./../outside/new", b"pwned"), "outside the target"),
+            ([member("l", b'2', out, 0), file_member("l/new", b"pwned")].concat(), "under a symbolic link"),
+            ([member("l", b'2', out, 0), member("l/sub/", b'5', "", 0)].concat(), "under a symbolic link"),
+            ([member("d/l", b'2', out, 0), file_member("d/./l/new", b"pwned")].concat(), "under a symbolic link"),
+            // A hard link to the archive's symlink is that symlink under another name.
+            (
+                [member("l", b'2', out, 0), member("h", b'1', "l", 0), file_member("h/new", b"pwned")].concat(),
+                "lies under \"h\", which is not a directory",
+            ),
+            (
+                [member("l", b'2', out, 0), member("h", b'1', "l", 0), member("h2", b'1', "h/secret", 0)].concat(),
+                "which is not in a directory of the archive",
+            ),
+        ];
+        for (i, (mut archive, want)) in cases.into_iter().enumerate() {
+            archive.extend_from_slice(&[0; 1024]);
+            let dir = tmp.path().join(format!("t{i}"));
+            std::fs::create_dir(&dir).unwrap();
+            let e = unpack_in_pieces(&archive, &[512], &dir, Threads::default()).unwrap_err();
+            assert!(matches!(e, TarError::Format { .. }) && e.to_string().contains(want), "case {i}: {e}");
+            let mut names: Vec<_> = std::fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+            names.sort();
+            assert_eq!(names, ["secret"], "case {i} wrote outside the target");
+            assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"secret");
+            assert_eq!(std::fs::metadata(outside.join("secret")).unwrap().nlink(), 1, "case {i} linked to it");
+        }
     }
 
     #[test]

@@ -211,6 +211,9 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
     for d in &report.damaged {
         eprintln!("coffer: damaged: {d}");
     }
+    for r in &report.refused {
+        eprintln!("coffer: refused: {r}");
+    }
     let mut out = Output::new(global.json);
     if out.json() {
         out.doc(&serde_json::json!({
@@ -222,6 +225,7 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
             "bytes": report.bytes,
             "warnings": report.warnings,
             "damaged": report.damaged,
+            "refused": report.refused,
         }))?;
     } else {
         out.line(format!(
@@ -235,6 +239,22 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
         ))?;
     }
     out.finish()?;
+    if !report.refused.is_empty() {
+        // A forged snapshot: what it tried is named above; the rest is restored.
+        return Err(crate::error::IntegrityError(format!(
+            "restore of snapshot {} refused {} hostile entries (listed above) that could write outside {}; \
+             everything else is restored{}",
+            id.short(),
+            report.refused.len(),
+            args.target.display(),
+            if report.damaged.is_empty() {
+                String::new()
+            } else {
+                format!(" but {} pieces of damaged data", report.damaged.len())
+            }
+        ))
+        .into());
+    }
     if !report.damaged.is_empty() {
         // Everything readable was restored; the exit code says that not everything was.
         return Err(crate::error::IntegrityError(format!(

@@ -88,7 +88,9 @@ fn path_json(p: &Path) -> serde_json::Map<String, serde_json::Value> {
     m
 }
 
-/// Runs `coffer ls`.
+/// Runs `coffer ls`. An entry a restore would refuse (a forged tree) is shown under its
+/// quoted, escaped name, marked `[hostile: …]` (in JSON: a `hostile` field), so `..` or a
+/// name with `/` never reads as an ordinary path.
 pub fn ls(global: &Global, r: &RepoOpts, args: &LsArgs) -> Result<()> {
     let repo = open_repo(global, r, Role::Reader)?;
     let (_, snap) = repo.find_snapshot(&args.snapshot)?;
@@ -100,17 +102,20 @@ pub fn ls(global: &Global, r: &RepoOpts, args: &LsArgs) -> Result<()> {
         out.begin_list(&[], "entries")?;
     }
     let mut err: Option<anyhow::Error> = None;
-    walk::walk(&mut reader, &snap.tree, &mut |p: &Path, n: &Node| {
+    walk::walk_checked(&mut reader, &snap.tree, &mut |p: &Path, n: &Node, hostile: Option<&str>| {
         if !p.starts_with(&under) || err.is_some() {
             return Ok(());
         }
         let res = if out.json() {
             let mut item = path_json(p);
             item.insert("node".into(), serde_json::json!(n));
+            if let Some(why) = hostile {
+                item.insert("hostile".into(), why.into());
+            }
             out.list_item(&item)
         } else {
             out.line(format!(
-                "{}{:04o} {:>8} {:>8} {:>12} {} {}{}",
+                "{}{:04o} {:>8} {:>8} {:>12} {} {}{}{}",
                 kind_char(n.kind),
                 n.mode,
                 n.user.clone().unwrap_or_else(|| n.uid.to_string()),
@@ -118,7 +123,8 @@ pub fn ls(global: &Global, r: &RepoOpts, args: &LsArgs) -> Result<()> {
                 n.size,
                 n.mtime.strftime("%Y-%m-%d %H:%M:%S"),
                 p.display(),
-                n.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default()
+                n.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default(),
+                hostile.map(|why| format!("  [hostile: {why}; restore refuses it]")).unwrap_or_default()
             ))
         };
         if let Err(e) = res {

@@ -20,6 +20,7 @@ mod pg_util;
 mod repo_concurrency;
 mod repo_crash;
 mod repo_errors;
+mod repo_hostile;
 mod repo_integrity;
 mod repo_prune;
 mod repo_roundtrip;
