@@ -81,6 +81,7 @@ fn raw_lock(server: &S3Server, bucket: &str, key: &str, version: &str) -> (Strin
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "moves the clock (COFFER_TEST_CLOCK_OFFSET): needs a debug build")]
 fn reuse_extends_locks_and_prune_removes_exactly_the_expired_versions_on_localstack() {
     let server = S3Server::start(ServerKind::LocalStack);
     let bucket = server.new_bucket("coffer-prune");
