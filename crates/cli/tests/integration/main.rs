@@ -147,8 +147,9 @@ impl Cmd {
 
     /// Sets an environment variable.
     pub fn env(mut self, k: &str, v: impl AsRef<OsStr>) -> Self {
-        if !cfg!(debug_assertions) && k == "COFFER_TEST_CLOCK_OFFSET" && v.as_ref() != "0" {
-            // Shown only if the test fails.
+        thread_local!(static NOTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        if !cfg!(debug_assertions) && k == "COFFER_TEST_CLOCK_OFFSET" && v.as_ref() != "0" && !NOTED.replace(true) {
+            // Once per test thread; shown only if the test fails.
             println!(
                 "note: this release build ignores COFFER_TEST_CLOCK_OFFSET; a test that needs the clock moved \
                  must be marked #[cfg_attr(not(debug_assertions), ignore = \"moves the clock …\")]"
