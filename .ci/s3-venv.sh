@@ -11,8 +11,7 @@
 #   DIR/*/.pins-sha256                 stamp: an environment whose pins are unchanged is kept
 #
 # Idempotent and quick when nothing changed. The tests find DIR the same way
-# (crates/testkit/src/s3.rs); with CI=true a missing server fails the tests instead of
-# skipping them.
+# (crates/testkit/src/s3.rs); a missing server fails the tests that need it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pins=.ci/s3-pins

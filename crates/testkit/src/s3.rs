@@ -4,8 +4,9 @@
 //! `~/.cache/coffer/s3-venv`). A server is stopped (its whole process group) when its
 //! [`S3Server`] is dropped.
 //!
-//! When a server is not installed the tests that need it print why and skip — unless
-//! `CI=true`, where a missing server is a failure: CI must never pass by running nothing.
+//! A server that is not installed fails the test that needs it, with a message naming the
+//! command that installs it (`bash .ci/s3-venv.sh`): a test never passes by running nothing.
+//! `.ci/test` installs the servers before it runs the suite.
 //!
 //! [`S3Harness`] is the contract suite's harness for `S3Store`: a fresh Object Lock bucket
 //! per harness and one `S3Store` per role. It cannot move the server's clock, so the suite
@@ -183,10 +184,6 @@ pub fn venv_dir() -> PathBuf {
     home.join(".cache/coffer/s3-venv")
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// A running S3 server; stopped on drop.
 #[derive(Debug)]
 pub struct S3Server {
@@ -197,28 +194,25 @@ pub struct S3Server {
 }
 
 impl S3Server {
-    /// Starts `kind` on a free loopback port and waits until it serves S3. `None` (after
-    /// printing why) when the server is not installed and this is not CI.
+    /// Starts `kind` on a free loopback port and waits until it serves S3.
     ///
     /// # Panics
-    /// When the server is missing in CI, or fails to start or become ready.
+    /// When the server is not installed (the message names the command that installs it),
+    /// or fails to start or become ready.
     #[must_use]
-    pub fn start(kind: ServerKind) -> Option<Self> {
+    pub fn start(kind: ServerKind) -> Self {
         let venv = venv_dir();
         let program = match kind {
             ServerKind::Moto => venv.join("moto/bin/moto_server"),
             ServerKind::LocalStack => venv.join("localstack/bin/python"),
         };
-        if !program.exists() {
-            let msg = format!(
-                "{} is not installed ({} missing): run .ci/s3-venv.sh to install the S3 test servers",
-                kind.name(),
-                program.display()
-            );
-            assert!(!in_ci(), "CI=true and {msg}");
-            eprintln!("SKIPPED: {msg}");
-            return None;
-        }
+        assert!(
+            program.exists(),
+            "the S3 test server {} is not installed ({} is missing): `bash .ci/s3-venv.sh` installs it \
+             (`.ci/test` installs every test dependency and runs the suite)",
+            kind.name(),
+            program.display()
+        );
         let port = free_port();
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("create the server log");
@@ -257,7 +251,7 @@ impl S3Server {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let mut server = Self { kind, child, port, dir };
         server.wait_ready(Duration::from_secs(90));
-        Some(server)
+        server
     }
 
     fn wait_ready(&mut self, timeout: Duration) {

@@ -79,6 +79,7 @@ fn an_unknown_key_or_version_is_not_found() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "moves the clock (COFFER_TEST_CLOCK_OFFSET): needs a debug build")]
 fn the_principal_comes_from_the_credentials_file_when_one_is_given() {
     let sb = Sandbox::with_vault();
     let v = sb.put("k", b"x", &["--retain", "1h"]);

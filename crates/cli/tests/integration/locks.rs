@@ -19,6 +19,7 @@ fn rm_version_is_forbidden_for_the_writer_and_leaves_the_version() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "moves the clock (COFFER_TEST_CLOCK_OFFSET): needs a debug build")]
 fn the_pruner_removes_a_version_only_after_its_retention_ends() {
     let sb = Sandbox::with_vault();
     let v = sb.put("k", b"data", &["--retain", "1h"]);
@@ -93,6 +94,7 @@ fn a_governance_retention_is_shortened_only_by_the_admin_with_bypass() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "moves the clock (COFFER_TEST_CLOCK_OFFSET): needs a debug build")]
 fn a_legal_hold_blocks_removal_until_the_admin_lifts_it() {
     let sb = Sandbox::with_vault();
     let v = sb.put("k", b"data", &["--retain", "1h"]);

@@ -3,8 +3,14 @@
 //!
 //! Every command runs with an empty environment except `HOME`, pointed at the sandbox, so a
 //! developer's own `COFFER_*` variables or default vault can never leak in. Time is moved
-//! past an expiry with `COFFER_TEST_CLOCK_OFFSET`, which only this test build honours (the
-//! dev-dependency on `coffer-testkit` enables `coffer-store/test-clock`).
+//! past an expiry with `COFFER_TEST_CLOCK_OFFSET`, which only a debug test build honours
+//! (the dev-dependency on `coffer-testkit` enables `coffer-store/test-clock`; a release
+//! binary never lets a variable move its clock). A test that needs the clock moved is marked
+//! `#[cfg_attr(not(debug_assertions), ignore = "moves the clock …")]`, so that
+//! `cargo test --release` lists it as ignored instead of failing it.
+//!
+//! Tests that need root end in `_as_root` and call `repo_util::require_root`, which fails
+//! them for any other user; `.ci/test` run by another user leaves them out and lists them.
 
 mod audit;
 mod bad_input;
@@ -144,6 +150,14 @@ impl Cmd {
 
     /// Sets an environment variable.
     pub fn env(mut self, k: &str, v: impl AsRef<OsStr>) -> Self {
+        thread_local!(static NOTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        if !cfg!(debug_assertions) && k == "COFFER_TEST_CLOCK_OFFSET" && v.as_ref() != "0" && !NOTED.replace(true) {
+            // Once per test thread; shown only if the test fails.
+            println!(
+                "note: this release build ignores COFFER_TEST_CLOCK_OFFSET; a test that needs the clock moved \
+                 must be marked #[cfg_attr(not(debug_assertions), ignore = \"moves the clock …\")]"
+            );
+        }
         self.cmd.env(k, v);
         self
     }

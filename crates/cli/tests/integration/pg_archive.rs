@@ -2,7 +2,7 @@
 //! PostgreSQL 15 server (see `pg_util`).
 
 use crate::Sandbox;
-use crate::pg_util::{Cluster, PgSandbox, have_postgres};
+use crate::pg_util::{Cluster, PgSandbox, require_postgres};
 use crate::repo_util::PASSWORD;
 use std::path::Path;
 
@@ -95,10 +95,8 @@ fn rows(c: &Cluster) -> String {
 }
 
 #[test]
-fn archive_base_backup_and_restore_to_a_time_and_to_the_latest() {
-    if !have_postgres("archive_base_backup_and_restore_to_a_time_and_to_the_latest") {
-        return;
-    }
+fn archive_base_backup_and_restore_to_a_time_and_to_the_latest_as_root() {
+    require_postgres();
     let started = std::time::Instant::now();
     let sb = PgSandbox::new();
     let pg = sb.cluster("main");

@@ -1,7 +1,7 @@
 //! Point-in-time recovery to random targets of a pgbench-like workload: the restored data
 //! equals exactly what was committed up to each target (counts and checksums).
 
-use crate::pg_util::{PgSandbox, have_postgres};
+use crate::pg_util::{PgSandbox, require_postgres};
 
 /// A small deterministic generator (the seed is printed, and `COFFER_TEST_SEED` replays it).
 struct Rng(u64);
@@ -30,10 +30,8 @@ fn state_sql(upto: Option<u64>) -> String {
 }
 
 #[test]
-fn restore_to_random_commit_times_of_a_pgbench_like_workload_gives_exactly_the_committed_rows() {
-    if !have_postgres("restore_to_random_commit_times_of_a_pgbench_like_workload_gives_exactly_the_committed_rows") {
-        return;
-    }
+fn restore_to_random_commit_times_of_a_pgbench_like_workload_gives_exactly_the_committed_rows_as_root() {
+    require_postgres();
     let started = std::time::Instant::now();
     // RandomState is seeded randomly per process: a fresh seed without reading the clock.
     let seed = std::env::var("COFFER_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {

@@ -3,16 +3,14 @@
 //! makes of the same stored `base.tar` — every file's bytes, mode and modification time,
 //! every directory and its mode — and must recover.
 
-use crate::pg_util::{PgSandbox, as_postgres, have_postgres};
+use crate::pg_util::{PgSandbox, as_postgres, require_postgres};
 use coffer_testkit::tree::describe;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 #[test]
-fn pg_restore_writes_exactly_what_tar_extracts_from_the_base_backup_and_recovers() {
-    if !have_postgres("pg_restore_writes_exactly_what_tar_extracts_from_the_base_backup_and_recovers") {
-        return;
-    }
+fn pg_restore_writes_exactly_what_tar_extracts_from_the_base_backup_and_recovers_as_root() {
+    require_postgres();
     let sb = PgSandbox::new();
     let pg = sb.cluster("main");
     // Relation files of many sizes, some MiB of them incompressible: many chunks, members

@@ -1,7 +1,7 @@
 //! `coffer pg stream`: WAL over the replication protocol (pg_receivewal and a slot) into
 //! the repository, against a real PostgreSQL 15 server (see `pg_util`).
 
-use crate::pg_util::{Cluster, PgSandbox, have_postgres};
+use crate::pg_util::{Cluster, PgSandbox, require_postgres};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -69,10 +69,8 @@ fn sync_on(pg: &Cluster, on: bool) {
 }
 
 #[test]
-fn stream_resumes_from_its_slot_and_loses_no_committed_row_when_the_server_crashes() {
-    if !have_postgres("stream_resumes_from_its_slot_and_loses_no_committed_row_when_the_server_crashes") {
-        return;
-    }
+fn stream_resumes_from_its_slot_and_loses_no_committed_row_when_the_server_crashes_as_root() {
+    require_postgres();
     let started = Instant::now();
     let sb = PgSandbox::new();
     let mut pg = sb.cluster("main");

@@ -16,18 +16,20 @@ pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// The repository password of these tests.
 pub const PASSWORD: &str = "pg test password";
 
-/// Whether PostgreSQL is installed; if not, prints why the test is skipped — or fails in
-/// CI (`CI=true`), where a missing server is a broken setup, not a reason to pass.
-pub fn have_postgres(test: &str) -> bool {
-    if Path::new(PG_BIN).join("postgres").is_file() {
-        return true;
-    }
+/// The command that installs [`PG_BIN`].
+pub const INSTALL_POSTGRES: &str = "apt-get install postgresql-15";
+
+/// Fails the calling test unless it runs as root (the server runs as the `postgres` user)
+/// and PostgreSQL 15 is installed; the message names the command that installs it. A
+/// missing server is a failure, never a pass.
+#[track_caller]
+pub fn require_postgres() {
+    crate::repo_util::require_root("to run PostgreSQL as the postgres user");
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: PostgreSQL 15 is not installed ({PG_BIN}/postgres missing) but CI=true"
+        Path::new(PG_BIN).join("postgres").is_file(),
+        "PostgreSQL 15 is not installed ({PG_BIN}/postgres is missing): `{INSTALL_POSTGRES}` installs it \
+         (`.ci/test` installs every test dependency and runs the suite)"
     );
-    eprintln!("SKIPPED {test}: PostgreSQL 15 is not installed ({PG_BIN}/postgres missing)");
-    false
 }
 
 /// A sandbox owned by `postgres`, with a repository at [`Sandbox::vault`].

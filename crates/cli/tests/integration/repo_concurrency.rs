@@ -79,6 +79,7 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "moves the clock (COFFER_TEST_CLOCK_OFFSET): needs a debug build")]
 fn backups_while_prune_runs_in_a_loop_never_fail() {
     let repo = Arc::new(Repo::init());
     let src = repo.sb.path("src");

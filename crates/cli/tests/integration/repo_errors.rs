@@ -1,7 +1,7 @@
 //! Bad input to the repository commands: each gets one line on stderr naming what and
 //! where, a non-zero exit code, and loses nothing already acknowledged.
 
-use crate::repo_util::{PASSWORD, Repo, chmod, flip_byte, manifest, random_bytes, restored, running_as_root};
+use crate::repo_util::{PASSWORD, Repo, chmod, flip_byte, manifest, random_bytes, require_root, restored};
 use crate::{Sandbox, exists};
 use serde_json::Value;
 use std::fs;
@@ -269,14 +269,9 @@ fn setpriv() -> Option<PathBuf> {
 }
 
 #[test]
-fn an_unreadable_file_is_a_warning_and_the_backup_says_it_is_incomplete() {
-    if !running_as_root("to run the backup as another user") {
-        return;
-    }
-    let Some(setpriv) = setpriv() else {
-        println!("note: skipped: setpriv is not installed");
-        return;
-    };
+fn an_unreadable_file_is_a_warning_and_the_backup_says_it_is_incomplete_as_root() {
+    require_root("to run the backup as another user");
+    let setpriv = setpriv().expect("setpriv is not installed: `apt-get install util-linux` installs it");
     let repo = Repo::init();
     let src = repo.sb.path("src");
     small_tree(&src, 7);
@@ -348,19 +343,14 @@ fn chown_tree(root: &Path, uid: u32, gid: u32) {
 /// the page cache but its write-back fails with an I/O error — which only the restore's own
 /// `syncfs` can see (before the restore synced, it exited 0 and the file was lost later).
 #[test]
-fn a_restore_the_disk_does_not_keep_fails_naming_the_target() {
-    if !running_as_root("to mount a file system") {
-        return;
-    }
+fn a_restore_the_disk_does_not_keep_fails_naming_the_target_as_root() {
+    require_root("to mount a file system");
     let repo = Repo::init();
     let src = repo.sb.path("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("big.bin"), random_bytes(48 << 20, 9)).unwrap();
     repo.backup(&[&src], &[]);
-    let Some(disk) = LossyDisk::mount(&repo.sb.path("disk")) else {
-        println!("note: skipped: cannot mount a tmpfs and a loop device here");
-        return;
-    };
+    let disk = LossyDisk::mount(&repo.sb.path("disk"));
     let target = disk.mnt.join("restore");
     let err = repo.c(["restore", "latest", "--target"]).arg(&target).fails(1);
     assert!(err.contains(&format!("cannot write the restored files to disk under {}: ", target.display())), "{err}");
@@ -375,26 +365,28 @@ struct LossyDisk {
 }
 
 impl LossyDisk {
-    fn mount(dir: &Path) -> Option<Self> {
+    /// # Panics
+    /// When a step fails (the message names it): root that cannot mount a tmpfs or a loop
+    /// device here, or no `mkfs.ext4` (`apt-get install e2fsprogs` installs it).
+    #[track_caller]
+    fn mount(dir: &Path) -> Self {
         let disk = Self { tmpfs: dir.join("tmpfs"), mnt: dir.join("mnt") };
         fs::create_dir_all(&disk.tmpfs).unwrap();
         fs::create_dir_all(&disk.mnt).unwrap();
         let image = disk.tmpfs.join("image");
+        must(Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&disk.tmpfs), "mount a tmpfs");
+        fs::File::create(&image).and_then(|f| f.set_len(256 << 20)).expect("create the disk image");
+        let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"].into_iter().find(|p| Path::new(p).exists());
+        let mkfs = mkfs.expect("mkfs.ext4 is not installed: `apt-get install e2fsprogs` installs it");
         // No journal and inode tables zeroed by mkfs: nothing but the restore writes to it.
-        let mounted = succeeds(Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(&disk.tmpfs))
-            && fs::File::create(&image).and_then(|f| f.set_len(256 << 20)).is_ok()
-            && succeeds(
-                Command::new(
-                    ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
-                        .into_iter()
-                        .find(|p| Path::new(p).exists())
-                        .unwrap_or("mkfs.ext4"),
-                )
+        must(
+            Command::new(mkfs)
                 .args(["-q", "-F", "-O", "^has_journal", "-N", "256", "-E", "lazy_itable_init=0,nodiscard"])
                 .arg(&image),
-            )
-            && succeeds(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&disk.mnt));
-        mounted.then_some(disk)
+            "make an ext4 file system",
+        );
+        must(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&disk.mnt), "mount it on a loop device");
+        disk
     }
 }
 
@@ -404,6 +396,13 @@ impl Drop for LossyDisk {
             succeeds(Command::new("umount").arg(dir));
         }
     }
+}
+
+/// Runs `cmd`, which must succeed (`what` it does names it in the failure).
+#[track_caller]
+fn must(cmd: &mut Command, what: &str) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot {what}: {cmd:?}: {e}"));
+    assert!(out.status.success(), "cannot {what}: {cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Runs `cmd` quietly; whether it ran and exited 0.

@@ -62,6 +62,7 @@ fn prune(repo: &Repo, offset: i64) -> Value {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "moves the clock (COFFER_TEST_CLOCK_OFFSET): needs a debug build")]
 fn prune_removes_exactly_what_only_expired_snapshots_needed() {
     let repo = Repo::init();
     let (x, y, z) = (repo.sb.path("x"), repo.sb.path("y"), repo.sb.path("z"));
@@ -162,6 +163,7 @@ fn prune_removes_exactly_what_only_expired_snapshots_needed() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "moves the clock (COFFER_TEST_CLOCK_OFFSET): needs a debug build")]
 fn a_backup_reusing_data_after_the_clock_moved_extends_its_locks() {
     let repo = Repo::init();
     let src = repo.sb.path("src");

@@ -220,13 +220,26 @@ pub fn lchown(p: &Path, uid: u32, gid: u32) {
         .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
 }
 
-/// Whether this test runs as root; if not, says the test is skipped and `why` it needs root.
-pub fn running_as_root(why: &str) -> bool {
-    let root = rustix::process::geteuid().is_root();
-    if !root {
-        println!("note: skipped: needs root {why}");
-    }
-    root
+/// The suffix of the name of every test that needs root: `.ci/test`, run by another user,
+/// leaves those tests out (`-E 'not test(/_as_root$/)'`) and lists them as skipped.
+pub const AS_ROOT: &str = "_as_root";
+
+/// Fails the calling test unless it runs as root (the message says `why` it needs root): a
+/// test that cannot do what it tests must not pass. The test's name must end in
+/// [`AS_ROOT`], so that a run by another user can leave it out visibly.
+#[track_caller]
+pub fn require_root(why: &str) {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("");
+    assert!(
+        name.ends_with(AS_ROOT),
+        "{name}: a test that needs root must have a name ending in `{AS_ROOT}` (so that runs by other users leave it out)"
+    );
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{name} needs root {why}: run it as root (`.ci/test`, run by another user, leaves out the tests whose names \
+         end in `{AS_ROOT}` and lists them as skipped)"
+    );
 }
 
 /// Sets permissions (not on symlinks).
@@ -255,8 +268,14 @@ pub struct Features {
 /// (empty, small, multi-chunk, sparse), nested and empty directories, symlinks (relative,
 /// absolute, dangling, non-UTF-8), hard links, setuid/setgid/sticky bits, foreign owners,
 /// nanosecond times (also before 1970 and after 2038), extended attributes, a fifo, device
-/// nodes and non-UTF-8 names. Optional parts the machine cannot do are skipped with a note.
+/// nodes and non-UTF-8 names. Extended attributes are left out (with a note) when the temporary
+/// file system refuses `user.*` ones.
+///
+/// Needs root (foreign owners, device nodes): the calling test's name must end in
+/// [`AS_ROOT`].
+#[track_caller]
 pub fn every_type_tree(root: &Path, seed: u64) -> Features {
+    require_root("to give files other owners and make device nodes");
     let p = |rel: &str| root.join(rel);
     let pb = |rel: &[u8]| join(root, rel);
     for d in ["sub/deeper/a/b/c", "sub/empty-dir", "sticky", "setgid-dir", "ro-dir", "xattr-dir"] {
@@ -325,10 +344,7 @@ pub fn every_type_tree(root: &Path, seed: u64) -> Features {
             lchown(&p("chardev"), 0, 5);
             true
         }
-        Err(e) => {
-            println!("note: device nodes not tested: cannot mknod here ({e})");
-            false
-        }
+        Err(e) => panic!("root cannot make a device node here ({e}): the test needs CAP_MKNOD"),
     };
     // Owners, then modes (chown clears setuid/setgid).
     for rel in ["setuid", "setgid", "sub", "sub/deeper/hl3", "sticky"] {

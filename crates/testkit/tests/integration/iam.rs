@@ -87,7 +87,7 @@ fn refused<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(r: Res
 
 #[test]
 fn generated_iam_policies_are_enforced_by_moto() {
-    let Some(server) = S3Server::start(ServerKind::Moto) else { return };
+    let server = S3Server::start(ServerKind::Moto);
     let bucket = server.new_bucket("coffer-iam");
     let mut target = PolicyTarget::new(&bucket, "");
     target.principal_arn = "arn:aws:iam::123456789012:user/coffer-{role}".into();

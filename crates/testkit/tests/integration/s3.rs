@@ -3,8 +3,8 @@
 //! of each server, so `docs/s3-compatibility.md` stays true.
 //!
 //! One server per test (nextest runs each test in its own process), and few tests: a
-//! server takes seconds to start. Without an installed server a test prints `SKIPPED` and
-//! passes, except with `CI=true` (see `coffer_testkit::s3`).
+//! server takes seconds to start. Without an installed server a test fails, naming the
+//! command that installs it (see `coffer_testkit::s3`).
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
@@ -22,7 +22,7 @@ use std::time::Instant;
 /// Runs the suite through `S3Store` on `kind`: every check passes except exactly those a
 /// documented quirk breaks, which must fail (or, for a timing-dependent quirk, may).
 fn contract_on(kind: ServerKind) {
-    let Some(server) = S3Server::start(kind) else { return };
+    let server = S3Server::start(kind);
     let h = S3Harness::new(&server);
     let start = Instant::now();
     let results = suite::run_each(&h);
@@ -298,7 +298,7 @@ fn probe(server: &S3Server, quirk: &str) -> bool {
 }
 
 fn quirks_of(kind: ServerKind) {
-    let Some(server) = S3Server::start(kind) else { return };
+    let server = S3Server::start(kind);
     let mut wrong = Vec::new();
     for q in kind.quirks() {
         if !probe(&server, q.name) {
@@ -322,7 +322,7 @@ fn moto_quirks_are_as_documented() {
 /// lock, S3Store still refuses; after every locked put it checks what the server stored.
 #[test]
 fn s3store_refuses_what_moto_would_allow() {
-    let Some(server) = S3Server::start(ServerKind::Moto) else { return };
+    let server = S3Server::start(ServerKind::Moto);
     let bucket = server.new_bucket("coffer-enforce");
     let writer = server.store(&bucket, "", Role::Writer);
     let admin = server.store(&bucket, "", Role::Admin);
@@ -349,7 +349,7 @@ fn s3store_refuses_what_moto_would_allow() {
 /// one `PutObject`.
 fn multipart_on(kind: ServerKind) {
     use coffer_store::s3::{MIN_PART_SIZE, Multipart};
-    let Some(server) = S3Server::start(kind) else { return };
+    let server = S3Server::start(kind);
     let bucket = server.new_bucket("coffer-multipart");
     let mp = Multipart { threshold: MIN_PART_SIZE, part_size: MIN_PART_SIZE };
     let writer = server.store_with(&bucket, "pre", Role::Writer, mp);
@@ -397,7 +397,7 @@ fn multipart_upload_on_moto() {
 /// object for its lock state.
 #[test]
 fn lean_listings_send_no_head_object_on_localstack() {
-    let Some(server) = S3Server::start(ServerKind::LocalStack) else { return };
+    let server = S3Server::start(ServerKind::LocalStack);
     let bucket = server.new_bucket("coffer-list");
     let writer = server.store(&bucket, "p", Role::Writer);
     for i in 0..25 {
