@@ -40,7 +40,7 @@
 //! The attack goes through the library as root (the test's user); the vault's files are
 //! then handed back to `postgres`, who runs every `coffer` command (see `pg_util`).
 
-use crate::pg_util::{PASSWORD, PgSandbox, have_postgres};
+use crate::pg_util::{PASSWORD, PgSandbox, require_postgres};
 use coffer_repository::Repository;
 use coffer_repository::pack::{ObjectKind, seal_bytes};
 use coffer_store::{Clock, LocalVault, ObjectStore, PutOptions, Role};
@@ -80,10 +80,8 @@ fn keys(vault: &Path) -> BTreeSet<String> {
 const STATE: &str = "select count(*) || ' ' || md5(string_agg(id || ':' || v, ',' order by id)) from t";
 
 #[test]
-fn a_rogue_writer_cannot_stop_or_aim_a_postgres_restore_on_the_local_vault() {
-    if !have_postgres("a_rogue_writer_cannot_stop_or_aim_a_postgres_restore_on_the_local_vault") {
-        return;
-    }
+fn a_rogue_writer_cannot_stop_or_aim_a_postgres_restore_on_the_local_vault_as_root() {
+    require_postgres();
     let sb = PgSandbox::new();
     let pg = sb.cluster("main");
     let sysid: u64 = pg.sql("select system_identifier from pg_control_system()").parse().unwrap();
