@@ -150,7 +150,9 @@ fn versions_lists_every_version_and_delete_marker_sorted_and_paginated() {
     let until = ts(&all[1]["retention"]["until"]);
     let created = ts(&all[1]["created"]);
     let span = until.duration_since(created).as_secs();
-    assert!((86_400..=86_402).contains(&span), "--retain 1d locks for a day, got {span}s");
+    // The date is taken before the put and the creation time at it: a put that takes longer
+    // than the rounding up to the second gains makes the span a second short (seen under load).
+    assert!((86_399..=86_402).contains(&span), "--retain 1d locks for a day, got {span}s");
     assert_eq!(all[4]["retention"], serde_json::Value::Null);
 
     // A page of one entry at a time gives the same listing (the store is asked page by page).
