@@ -46,7 +46,8 @@ enum VaultCommand {
     Put(PutArgs),
     /// Write an object's data to stdout
     Get(GetArgs),
-    /// Add a delete marker to KEY, or remove one version (pruner, only once unprotected)
+    /// Hide KEY behind a delete marker (admin; removes nothing), or remove one version
+    /// (pruner, only once unprotected)
     Rm(RmArgs),
     /// List every version and delete marker under PREFIX
     Versions(VersionsArgs),
@@ -111,7 +112,8 @@ struct RmArgs {
     /// Key to delete
     key: String,
     /// Remove this version permanently (pruner; refused while it is locked) instead of
-    /// adding a delete marker
+    /// adding a delete marker (which only the admin may add; `--role` defaults to admin
+    /// without `--version`)
     #[arg(long, value_name = "V")]
     version: Option<String>,
     /// Remove a version under an active governance retention (needs the bypass permission)
@@ -376,7 +378,9 @@ fn get(global: &Global, a: &GetArgs, out: &mut Output) -> Result<()> {
 }
 
 fn rm(global: &Global, a: &RmArgs, out: &mut Output) -> Result<()> {
-    let handle = session(global, Intent::Use, Role::Writer)?;
+    // Only the admin may add a delete marker (a writer never hides anything).
+    let default_role = if a.version.is_none() { Role::Admin } else { Role::Writer };
+    let handle = session(global, Intent::Use, default_role)?;
     #[derive(Serialize)]
     struct Rm<'a> {
         key: &'a str,

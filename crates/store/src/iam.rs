@@ -4,7 +4,8 @@
 //! does.** Each [`Action`] maps to the S3 IAM actions that `S3Store` needs to perform it
 //! ([`s3_actions`]); a role's identity policy is the union for the actions it is allowed.
 //! A bucket policy adds explicit denies of the weakening actions (changing the lock
-//! configuration or versioning, bypassing governance, deleting a version) for every
+//! configuration or versioning, bypassing governance, deleting a version, adding a delete
+//! marker) for every
 //! principal but the roles whose identity policy needs them, so a too-broad identity policy
 //! elsewhere in the account cannot weaken the bucket either. `docs/iam.md` explains the
 //! separation of duties; `docs/iam/*.json` are generated examples, kept identical to this
@@ -27,12 +28,15 @@ pub const POLICY_VERSION: &str = "2012-10-17";
 pub const DEFAULT_PRINCIPAL_ARN: &str = "arn:aws:iam::ACCOUNT_ID:role/coffer-{role}";
 
 /// The S3 actions that weaken a bucket's protection; the bucket policy denies each to every
-/// principal but the roles that need it.
-pub const WEAKENING_ACTIONS: [&str; 4] = [
+/// principal but the roles that need it. `s3:DeleteObject` (a delete marker) removes
+/// nothing but hides a key from plain reads, so it is the admin's alone: a stolen writer
+/// key, or an over-broad policy elsewhere in the account, cannot hide a snapshot.
+pub const WEAKENING_ACTIONS: [&str; 5] = [
     "s3:PutBucketObjectLockConfiguration",
     "s3:PutBucketVersioning",
     "s3:BypassGovernanceRetention",
     "s3:DeleteObjectVersion",
+    "s3:DeleteObject",
 ];
 
 /// What an S3 IAM action applies to.

@@ -624,7 +624,7 @@ pub fn open_ranged_reads_ranges_of_the_version(h: &dyn StoreHarness) {
     }
     let missing = c.key("missing");
     expect_not_found(c.reader().open_ranged(&missing, None).map(|r| r.meta().clone()), &missing, None, "absent key");
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     expect_not_found(c.reader().open_ranged(&k, None).map(|r| r.meta().clone()), &k, None, "deleted key");
     expect_err(
         c.reader().open_ranged(&k, Some(&m.version)).map(|r| r.meta().clone()),
@@ -684,7 +684,7 @@ pub fn delete_adds_a_marker_and_removes_nothing(h: &dyn StoreHarness) {
     let v1 = c.put("k", b"one");
     let v2 = c.put_locked("k", b"two", RetentionMode::Compliance, HOUR);
     let other = c.put("other", b"stays");
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     assert_eq!(m.key, k);
     assert!(m.delete_marker && m.is_latest, "delete returns the marker, now the latest: {m:?}");
     assert!(m.version != v1.version && m.version != v2.version, "the marker is a new version");
@@ -706,7 +706,7 @@ pub fn delete_adds_a_marker_and_removes_nothing(h: &dyn StoreHarness) {
     assert_eq!(shape, vec![(&m.version, true, true), (&v2.version, false, false), (&v1.version, false, false)]);
 
     // A second delete adds a second marker; a put makes the key visible again.
-    let m2 = ok(c.writer().delete(&k), "delete again");
+    let m2 = ok(c.admin().delete(&k), "delete again");
     assert!(m2.delete_marker && m2.version != m.version);
     let v3 = c.put("k", b"three");
     let versions = ok(c.auditor().list_versions(&k, None, 10), "list versions");
@@ -722,7 +722,7 @@ pub fn delete_marker_has_no_data(h: &dyn StoreHarness) {
     let c = Ctx::new(h, "delete_marker_has_no_data");
     let k = c.key("k");
     c.put("k", b"data");
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     expect_err(c.writer().get(&k, Some(&m.version)), ErrorKind::InvalidRequest, "get a marker by version");
     expect_err(c.reader().get(&k, Some(&m.version)), ErrorKind::InvalidRequest, "get a marker by version");
     expect_err(
@@ -740,7 +740,7 @@ pub fn deleting_a_marker_uncovers_the_previous_version(h: &dyn StoreHarness) {
     let c = Ctx::new(h, "deleting_a_marker_uncovers_the_previous_version");
     let k = c.key("k");
     let v = c.put_locked("k", b"kept", RetentionMode::Compliance, HOUR);
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     ok(c.pruner().delete_version(&k, &m.version, false), "pruner removes the marker");
     let o = ok(c.reader().get(&k, None), "get latest");
     assert_eq!((o.data.as_slice(), &o.meta.version, o.meta.is_latest), (&b"kept"[..], &v.version, true));
@@ -792,8 +792,8 @@ pub fn invalid_keys_are_rejected(h: &dyn StoreHarness) {
     let long = format!("{}{}", c.prefix, "x".repeat(1025 - c.prefix.len()));
     assert_eq!(long.len(), 1025);
     expect_err(w.put(&long, b"x", &opts), ErrorKind::InvalidRequest, "put a 1025-byte key");
-    expect_err(w.delete(""), ErrorKind::InvalidRequest, "delete an empty key");
-    expect_err(w.delete(&long), ErrorKind::InvalidRequest, "delete a 1025-byte key");
+    expect_err(c.admin().delete(""), ErrorKind::InvalidRequest, "delete an empty key");
+    expect_err(c.admin().delete(&long), ErrorKind::InvalidRequest, "delete a 1025-byte key");
     let longest = &long[..1024];
     let v = ok(w.put(longest, b"x", &opts), "put a 1024-byte key");
     c.assert_data(longest, &v.version, b"x");
@@ -808,7 +808,7 @@ pub fn role_is_checked_before_anything_else(h: &dyn StoreHarness) {
     let missing = c.key("missing");
     let k = c.key("k");
     let v = c.put_locked("k", b"x", RetentionMode::Compliance, HOUR);
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     let bogus = v.version.clone();
     let gov = Some(ret(RetentionMode::Governance, c.at(-HOUR)));
     use Action as A;
@@ -818,6 +818,8 @@ pub fn role_is_checked_before_anything_else(h: &dyn StoreHarness) {
     expect_forbidden(c.auditor().put(&k, b"x", &opts), R::Auditor, A::Put, "auditor puts");
     expect_forbidden(c.reader().delete(""), R::Reader, A::Delete, "reader deletes an empty key");
     expect_forbidden(c.pruner().delete(&missing), R::Pruner, A::Delete, "pruner deletes an absent key");
+    expect_forbidden(c.writer().delete(&missing), R::Writer, A::Delete, "writer hides an absent key");
+    expect_forbidden(c.writer().delete(&k), R::Writer, A::Delete, "writer hides a hidden key");
     expect_forbidden(c.auditor().get(&missing, None), R::Auditor, A::Get, "auditor gets an absent key");
     expect_forbidden(c.pruner().get(&k, Some(&m.version)), R::Pruner, A::Get, "pruner gets a marker");
     expect_forbidden(c.admin().get(&k, Some(&v.version)), R::Admin, A::Get, "admin gets data");
@@ -928,7 +930,7 @@ pub fn list_paginates(h: &dyn StoreHarness) {
     let first = ok(c.reader().list(&c.prefix, None, 3), "first page");
     assert_eq!(keys_of(&first.items), want[..3]);
     let token = first.next.expect("more pages");
-    ok(c.writer().delete(want[2]), "delete the page's last key");
+    ok(c.admin().delete(want[2]), "delete the page's last key");
     let second = ok(c.reader().list(&c.prefix, Some(&token), 3), "second page after a delete");
     assert_eq!(keys_of(&second.items), want[3..6], "the token continues after the deleted key");
     c.put("a00", b"new");
@@ -943,7 +945,7 @@ pub fn list_hides_deleted_keys(h: &dyn StoreHarness) {
     let vb = c.put("b", b"b");
     let vc = c.put("c", b"c");
     let (a, b, k_c) = (c.key("a"), c.key("b"), c.key("c"));
-    ok(c.writer().delete(&b), "delete b");
+    ok(c.admin().delete(&b), "delete b");
     let listed = ok(c.reader().list(&c.prefix, None, 10), "list");
     assert_eq!(ids_of(&listed.items), vec![(&*a, &va.version), (&*k_c, &vc.version)]);
     let vb2 = c.put("b", b"b2");
@@ -967,7 +969,7 @@ fn version_fixture(c: &Ctx<'_>) -> Vec<(String, VersionId, bool, bool)> {
     let b1 = c.put("k2", b"1");
     let a2 = c.put("k1", b"2");
     let c1 = c.put("k3/é", b"1");
-    let m = ok(c.writer().delete(&k2), "delete k2");
+    let m = ok(c.admin().delete(&k2), "delete k2");
     let a3 = c.put_locked("k1", b"3", RetentionMode::Governance, HOUR);
     let c2 = c.put("k3/é", b"2");
     vec![
@@ -1411,7 +1413,7 @@ pub fn audit_log_records_mutations(h: &dyn StoreHarness) {
     let Some(start) = c.audit_after(0).map(|e| e.last().map_or(0, |e| e.seq)) else { return };
     let k = c.key("k");
     let v = c.put_locked("k", b"x", RetentionMode::Compliance, HOUR);
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     let _ = c.reader().put(&k, b"y", &PutOptions::default());
     let _ = c.pruner().delete_version(&k, &v.version, false);
     ok(c.writer().put_legal_hold(&k, &v.version, true), "hold");
@@ -1436,7 +1438,7 @@ pub fn audit_log_records_mutations(h: &dyn StoreHarness) {
     let (vs, ms) = (v.version.0.as_str(), m.version.0.as_str());
     let want: Vec<AuditRow<'_>> = vec![
         (&w, "writer", "put", Some(&k), Some(vs), "allowed"),
-        (&w, "writer", "delete", Some(&k), Some(ms), "allowed"),
+        (&a, "admin", "delete", Some(&k), Some(ms), "allowed"),
         (&r, "reader", "put", Some(&k), None, "denied"),
         (&p, "pruner", "delete-version", Some(&k), Some(vs), "denied"),
         (&w, "writer", "legal-hold-on", Some(&k), Some(vs), "allowed"),
@@ -1794,7 +1796,7 @@ const ATTACKS: &[Attack] = &[
         guard: Guard::Governance,
         audit_action: "delete",
         names_key: true,
-        expect: |r| if r == Role::Writer { Harmless } else { FORBIDDEN },
+        expect: |r| if r == Role::Admin { Harmless } else { FORBIDDEN },
         run: |s, t| s.delete(&t.key).map(drop),
     },
 ];
@@ -1804,7 +1806,8 @@ const ATTACKS: &[Attack] = &[
 /// permission, remove a legal hold without the permission, disable Object Lock, suspend
 /// versioning, overwrite, hide behind a delete marker): refused with `Forbidden` when the
 /// role lacks the action, `Locked` or `InvalidRequest` when it has it — or, for the
-/// writer's overwrite and delete marker, allowed but adding a version — and afterwards the
+/// writer's overwrite and the admin's delete marker, allowed but adding a version (the
+/// writer may not add a delete marker) — and afterwards the
 /// protected version still reads back byte for byte with its retention and hold, the lock
 /// configuration and versioning are unchanged, and the audit log records each refusal as
 /// `denied` with principal, action, key and version.

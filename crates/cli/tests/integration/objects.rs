@@ -101,6 +101,12 @@ fn get_json_carries_metadata_and_base64_data() {
 fn rm_adds_a_delete_marker_that_hides_the_key_but_keeps_every_version() {
     let sb = Sandbox::with_vault();
     let v1 = sb.put("doc", b"one", &[]);
+    // The writer may not hide anything; `rm` without `--version` acts as the admin.
+    let err = sb.v(["--role", "writer", "rm", "doc"]).fails(3);
+    assert_eq!(
+        err,
+        "coffer: error: writer (role writer) may not delete (roles that may: admin; choose one with --role)"
+    );
     let run = sb.v(["rm", "doc"]).ok().stdout_text();
     assert!(run.contains("delete marker") && run.contains("nothing removed"), "{run}");
 

@@ -87,6 +87,8 @@ struct Written {
 fn run(args: &Args) -> coffer_store::Result<()> {
     let vault = LocalVault::open(&args.vault)?;
     let writer = vault.login(&vault.read_credentials(Role::Writer)?)?;
+    // Delete markers are the admin's (the writer may not add one).
+    let admin = vault.login(&vault.read_credentials(Role::Admin)?)?;
     let mut rng = Rng::new(args.seed);
     let mut written: Vec<Written> = Vec::new();
     let stdout = std::io::stdout();
@@ -117,7 +119,7 @@ fn run(args: &Args) -> coffer_store::Result<()> {
         let live: Vec<usize> = (0..written.len()).filter(|&i| !written[i].deleted).collect();
         if op < 8 && !live.is_empty() {
             let i = live[rng.range_usize(0, live.len() - 1)];
-            let m = writer.delete(&written[i].key)?;
+            let m = admin.delete(&written[i].key)?;
             written[i].deleted = true;
             ack(Ack::Delete { key: m.key, version: m.version });
         } else if op < 18 && !written.is_empty() {
