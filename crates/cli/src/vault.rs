@@ -93,6 +93,9 @@ struct PutArgs {
     /// Place a legal hold on the version
     #[arg(long)]
     legal_hold: bool,
+    /// Refuse (exit 1) if KEY exists, instead of adding a version (S3: `If-None-Match: *`)
+    #[arg(long)]
+    create_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -327,7 +330,8 @@ fn put(global: &Global, a: &PutArgs, out: &mut Output) -> Result<()> {
         }
         (None, None) => None,
     };
-    let v = handle.put(&a.key, &data, &PutOptions { retention, legal_hold: a.legal_hold })?;
+    let v =
+        handle.put(&a.key, &data, &PutOptions { retention, legal_hold: a.legal_hold, create_only: a.create_only })?;
     if out.json() {
         #[derive(Serialize)]
         struct Put<'a> {

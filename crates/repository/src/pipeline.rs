@@ -68,7 +68,11 @@ pub(crate) struct Target {
 
 impl Target {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
-        let opts = PutOptions { retention: Some(Retention { mode: self.mode, until: self.until }), legal_hold: false };
+        let opts = PutOptions {
+            retention: Some(Retention { mode: self.mode, until: self.until }),
+            legal_hold: false,
+            create_only: false,
+        };
         self.store.put(key, bytes, &opts).map_err(RepoError::store(format!("cannot store {key}")))?;
         Ok(())
     }

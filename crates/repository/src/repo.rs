@@ -407,8 +407,11 @@ impl Repository {
     }
 
     fn put(&self, key: &str, bytes: &[u8], until: Timestamp) -> Result<VersionId> {
-        let opts =
-            PutOptions { retention: Some(Retention { mode: self.config.retention.mode, until }), legal_hold: false };
+        let opts = PutOptions {
+            retention: Some(Retention { mode: self.config.retention.mode, until }),
+            legal_hold: false,
+            create_only: false,
+        };
         Ok(self.store.put(key, bytes, &opts).map_err(RepoError::store(format!("cannot store {key}")))?.version)
     }
 
@@ -1573,6 +1576,7 @@ mod tests {
                 &PutOptions {
                     retention: Some(Retention { mode: RetentionMode::Compliance, until }),
                     legal_hold: false,
+                    create_only: false,
                 },
             )
             .unwrap();

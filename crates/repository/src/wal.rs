@@ -98,8 +98,11 @@ impl Repository {
         let until = self.lock_until(self.clock().now() + retain);
         let key = self.wal_key(sysid, name);
         let bytes = pack::seal_bytes(self.key(), ObjectKind::PgWal, name, data);
-        let opts =
-            PutOptions { retention: Some(Retention { mode: self.config().retention.mode, until }), legal_hold: false };
+        let opts = PutOptions {
+            retention: Some(Retention { mode: self.config().retention.mode, until }),
+            legal_hold: false,
+            create_only: false,
+        };
         self.store().put(&key, &bytes, &opts).map_err(RepoError::store(format!("cannot store {key}")))?;
         self.extend_meta_to(until)?;
         Ok(WalPut::Stored)

@@ -70,6 +70,10 @@ pub struct PutOptions {
     pub retention: Option<Retention>,
     /// Place a legal hold on the new version.
     pub legal_hold: bool,
+    /// Create-only: refuse (`Exists`) when the key's latest version is an object, instead
+    /// of adding a second version (S3's `If-None-Match: *`). A key that does not exist, or
+    /// whose latest version is a delete marker, is created as usual.
+    pub create_only: bool,
 }
 
 /// Identifies one version of a key. Opaque to callers; assigned by the store.

@@ -492,6 +492,9 @@ impl ObjectStore for VaultHandle {
                     ),
                 }),
             };
+            if opts.create_only {
+                refuse_if_exists(tx, key)?;
+            }
             let meta =
                 insert_version(tx, key, now, Some((&file, data.len() as u64, &checksum)), retention, opts.legal_hold)?;
             let v = meta.version.clone();
@@ -723,6 +726,23 @@ impl ObjectStore for VaultHandle {
 
 /// Inserts a version (`data` = file, size, checksum) or a delete marker (`None`), with an id
 /// newer than every existing version of the key, and keeps `live` up to date.
+/// `Exists` when the key's latest version is an object (a create-only put's condition,
+/// checked inside the put's write transaction, so no concurrent put can slip between).
+fn refuse_if_exists(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<()> {
+    let latest: Option<(String, bool)> = tx
+        .query_row(
+            "SELECT vid, delete_marker FROM versions WHERE key = ?1 ORDER BY vid DESC LIMIT 1",
+            [key.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err(format!("cannot read versions of {key}")))?;
+    match latest {
+        Some((vid, false)) => Err(StoreError::Exists { key: key.to_owned(), version: Some(VersionId(vid)) }),
+        _ => Ok(()),
+    }
+}
+
 fn insert_version(
     tx: &rusqlite::Transaction<'_>,
     key: &str,

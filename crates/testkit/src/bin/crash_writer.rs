@@ -149,7 +149,7 @@ fn run(args: &Args) -> coffer_store::Result<()> {
             } else {
                 None
             };
-            let opts = PutOptions { retention, legal_hold: rng.chance(10) };
+            let opts = PutOptions { retention, legal_hold: rng.chance(10), create_only: false };
             let v = writer.put(&key, &content_for_key(&key).expect("object_key encodes a size"), &opts)?;
             written.push(Written { key: key.clone(), version: v.version.clone(), retention, deleted: false });
             ack(Ack::Put { key, version: v.version });

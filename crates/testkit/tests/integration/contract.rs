@@ -29,6 +29,7 @@ macro_rules! on_local_vault {
 on_local_vault!(
     put_always_creates_a_new_version,
     overwrite_leaves_older_versions_intact,
+    create_only_put_refuses_an_existing_key,
     get_and_head_latest_and_by_version,
     open_ranged_reads_ranges_of_the_version,
     checksum_and_size_are_stored,
@@ -163,7 +164,7 @@ fn local_vault_rounds_retain_until_up_to_a_whole_second() {
     let whole: Timestamp = "2030-01-01T01:00:00Z".parse().unwrap();
     let requested = whole + SignedDuration::from_millis(400);
     let r = Retention { mode: RetentionMode::Governance, until: requested };
-    let v = w.put("k", b"x", &PutOptions { retention: Some(r), legal_hold: false }).unwrap();
+    let v = w.put("k", b"x", &PutOptions { retention: Some(r), legal_hold: false, create_only: false }).unwrap();
     let up = whole + SignedDuration::from_secs(1);
     assert_eq!(v.retention.unwrap().until, up, "put rounds up");
     assert_eq!(w.head("k", None).unwrap().retention.unwrap().until, up);
@@ -173,7 +174,11 @@ fn local_vault_rounds_retain_until_up_to_a_whole_second() {
     // Less than a second ahead of a clock between seconds: accepted, rounded up.
     let soon = h.now() + SignedDuration::from_millis(100);
     let v = w
-        .put("soon", b"x", &PutOptions { retention: Some(Retention { until: soon, ..r }), legal_hold: false })
+        .put(
+            "soon",
+            b"x",
+            &PutOptions { retention: Some(Retention { until: soon, ..r }), legal_hold: false, create_only: false },
+        )
         .unwrap();
     assert_eq!(v.retention.unwrap().until.subsec_nanosecond(), 0);
     assert!(v.retention.unwrap().until > soon);

@@ -329,7 +329,9 @@ fn s3store_refuses_what_moto_would_allow() {
     let now = now_secs();
     let until = jiff::Timestamp::from_second(now + 7200).unwrap();
     let r = Retention { mode: RetentionMode::Compliance, until };
-    let v = writer.put("k", b"x", &PutOptions { retention: Some(r), legal_hold: false }).expect("locked put");
+    let v = writer
+        .put("k", b"x", &PutOptions { retention: Some(r), legal_hold: false, create_only: false })
+        .expect("locked put");
     for new in [
         Some(Retention { mode: RetentionMode::Compliance, until: jiff::Timestamp::from_second(now + 3600).unwrap() }),
         Some(Retention { mode: RetentionMode::Governance, until }),
@@ -361,7 +363,7 @@ fn multipart_on(kind: ServerKind) {
         [("big", &data[..], Some(3), false), ("held", &data[..], Some(3), true), ("small", &data[..1000], None, false)]
     {
         let meta = writer
-            .put(key, body, &PutOptions { retention: Some(r), legal_hold: hold })
+            .put(key, body, &PutOptions { retention: Some(r), legal_hold: hold, create_only: false })
             .unwrap_or_else(|e| panic!("{key}: {e}"));
         assert_eq!((meta.retention, meta.legal_hold, meta.size), (Some(r), hold, body.len() as u64), "{key}");
         // What the server holds, read raw: the ETag of a multipart upload ends in "-PARTS".
