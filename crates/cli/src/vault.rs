@@ -73,6 +73,11 @@ struct InitArgs {
     /// Mode of the default retention [default: compliance]
     #[arg(long, value_name = "MODE", requires = "default_retention")]
     mode: Option<RetentionMode>,
+    /// Make every writer put create-only (refused over an existing object), except growing
+    /// PostgreSQL `.partial` WAL segments; permanent (local vaults; on S3 the bucket policy
+    /// of `coffer iam policies` does this)
+    #[arg(long)]
+    writer_create_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +280,11 @@ fn init(global: &Global, a: &InitArgs, out: &mut Output) -> Result<()> {
         let default_retention = a
             .default_retention
             .map(|period| DefaultRetention { mode: a.mode.unwrap_or(RetentionMode::Compliance), period });
+        if a.writer_create_only {
+            anyhow::bail!(
+                "--writer-create-only is a local vault's setting; on S3 attach the bucket policy of `coffer iam policies`, which requires If-None-Match"
+            );
+        }
         return crate::s3::init_bucket(global, url, default_retention, out);
     }
     let dir = match &a.dir {
@@ -285,7 +295,10 @@ fn init(global: &Global, a: &InitArgs, out: &mut Output) -> Result<()> {
     let default_retention = a
         .default_retention
         .map(|period| DefaultRetention { mode: a.mode.unwrap_or(RetentionMode::Compliance), period });
-    LocalVault::init(&dir, &VaultOptions { default_retention, ..VaultOptions::default() })?;
+    LocalVault::init(
+        &dir,
+        &VaultOptions { default_retention, writer_create_only: a.writer_create_only, ..VaultOptions::default() },
+    )?;
     let creds = open::credentials_files(&dir);
     if out.json() {
         #[derive(Serialize)]

@@ -217,3 +217,27 @@ fn vault_init_without_dir_uses_coffer_vault() {
     let got = sb.coffer(["vault", "get", "k", "--version", v.trim()]).env("COFFER_VAULT", &dir).ok();
     assert_eq!(got.stdout, b"data");
 }
+
+#[test]
+fn create_only_puts_refuse_an_existing_key_and_a_writer_create_only_vault_enforces_them() {
+    // `put --create-only` on an ordinary vault.
+    let sb = Sandbox::with_vault();
+    sb.put("k", b"one", &[]);
+    let err = sb.v(["put", "k", "-", "--create-only"]).stdin(b"two").fails(1);
+    assert!(err.starts_with("coffer: error: k already exists (version "), "{err}");
+    sb.put("k", b"two", &[]); // without the flag: a new version
+    assert_eq!(sb.versions("k").len(), 2);
+
+    // A vault made with --writer-create-only refuses every writer overwrite, flag or not,
+    // except a growing .partial WAL segment.
+    let sb = Sandbox::new();
+    sb.coffer(["vault", "init", "--writer-create-only"]).arg(sb.vault()).ok();
+    sb.put("k", b"one", &[]);
+    let err = sb.v(["put", "k", "-"]).stdin(b"two").fails(1);
+    assert!(err.contains("k already exists"), "{err}");
+    assert_eq!(sb.versions("k").len(), 1);
+    let partial = "pg/1/wal/00000001/000000010000000000000001.partial";
+    sb.put(partial, b"a", &[]);
+    sb.put(partial, b"ab", &[]);
+    assert_eq!(sb.versions(partial).len(), 2);
+}

@@ -371,3 +371,54 @@ fn audit_checks_catch_unaudited_refusals() {
     must_catch(Defect::UnauditedRefusals, suite::access_matrix);
     must_catch(Defect::UnauditedRefusals, suite::audit_log_records_mutations);
 }
+
+/// A vault made with `writer_create_only` (the local counterpart of the S3 bucket policy
+/// that requires `If-None-Match`) refuses every writer put over an existing object with
+/// `Exists` — even one that does not ask to be create-only — adds nothing, audits the
+/// refusal, keeps the setting across a reopen, and still lets a growing `.partial` WAL
+/// segment get new versions. A vault without the setting accepts the same overwrite.
+#[test]
+fn a_writer_create_only_vault_refuses_overwrites_except_partial_wal() {
+    use coffer_store::{ErrorKind, LocalVault, VaultOptions, may_get_new_versions};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    LocalVault::init(&dir, &VaultOptions { writer_create_only: true, ..VaultOptions::default() }).unwrap();
+    let vault = LocalVault::open(&dir).unwrap(); // the setting lives in the vault
+    let as_role = |r| vault.login(&vault.read_credentials(r).unwrap()).unwrap();
+    let (w, admin, auditor) = (as_role(Role::Writer), as_role(Role::Admin), as_role(Role::Auditor));
+    let plain = PutOptions::default();
+    let count = |key: &str| w.list_versions(key, None, 100).unwrap().items.iter().filter(|v| v.key == key).count();
+
+    let v1 = w.put("repo/data/ab/pack", b"one", &plain).unwrap();
+    let err = w.put("repo/data/ab/pack", b"two", &plain).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exists, "{err}");
+    assert!(matches!(&err, StoreError::Exists { version: Some(v), .. } if *v == v1.version), "{err:?}");
+    assert_eq!(count("repo/data/ab/pack"), 1, "nothing added");
+    assert_eq!(w.get("repo/data/ab/pack", None).unwrap().data, b"one");
+    let log = auditor.audit_log(0, 1000).unwrap();
+    assert!(
+        log.iter().any(|e| e.action == "put" && e.outcome == "denied" && e.key.as_deref() == Some("repo/data/ab/pack")),
+        "the refusal is audited"
+    );
+
+    // The carve-out: a .partial WAL segment grows as new versions; its final name does not.
+    let partial = "repo/pg/7000000000000000001/wal/00000001/000000010000000000000003.partial";
+    assert!(may_get_new_versions(partial) && !may_get_new_versions(partial.trim_end_matches(".partial")));
+    w.put(partial, b"a", &plain).unwrap();
+    w.put(partial, b"ab", &plain).unwrap();
+    assert_eq!(count(partial), 2, "a .partial segment gets new versions");
+    let done = partial.trim_end_matches(".partial");
+    w.put(done, b"abc", &plain).unwrap();
+    assert_eq!(w.put(done, b"abd", &plain).unwrap_err().kind(), ErrorKind::Exists);
+    assert!(!may_get_new_versions("repo/data/ab/x.partial") && !may_get_new_versions("wal/x.partial"));
+
+    // Over the admin's delete marker the name is free again (as with If-None-Match on S3).
+    admin.delete("repo/data/ab/pack").unwrap();
+    w.put("repo/data/ab/pack", b"three", &plain).unwrap();
+
+    // Without the setting, the same overwrite is an ordinary new version.
+    let open = LocalVaultHarness::new();
+    let ow = open.handle(Role::Writer);
+    ow.put("k", b"one", &plain).unwrap();
+    ow.put("k", b"two", &plain).unwrap();
+}
