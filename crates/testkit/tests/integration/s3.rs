@@ -378,6 +378,15 @@ fn multipart_on(kind: ServerKind) {
         assert_eq!(head.object_lock_retain_until_date().map(DateTime::secs), Some(until.as_second()), "{key}");
         assert_eq!(writer.get(key, Some(&meta.version)).expect("get").data, body, "{key} reads back");
     }
+    // Create-only: If-None-Match on CompleteMultipartUpload refuses an existing key (the
+    // upload is aborted, nothing added) and creates a new one.
+    let once = PutOptions { retention: Some(r), legal_hold: false, create_only: true };
+    let err = writer.put("big", &data, &once).expect_err("a create-only multipart put over an existing key");
+    assert_eq!(err.kind(), coffer_store::ErrorKind::Exists, "{} : {err}", kind.name());
+    let big = writer.list_version_entries("big", None, 10).expect("list");
+    assert_eq!(big.items.iter().filter(|v| v.key == "big").count(), 1, "nothing added to big");
+    let v = writer.put("big-once", &data, &once).expect("a create-only multipart put of a new key");
+    assert_eq!(writer.get("big-once", Some(&v.version)).expect("get").data, data, "big-once reads back");
     // No incomplete upload is left behind.
     let c = writer.client();
     let uploads = writer.block_on(c.list_multipart_uploads().bucket(&bucket).send()).expect("list uploads");
