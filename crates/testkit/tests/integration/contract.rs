@@ -207,11 +207,16 @@ enum Defect {
     SilentLockedDelete,
     /// The audit log leaves out refusals.
     UnauditedRefusals,
+    /// A create-only put overwrites like any other.
+    CreateOnlyIgnored,
+    /// The writer's delete marker is served with the admin's rights.
+    WriterHides,
 }
 
 struct Mutant {
     inner: Box<dyn ObjectStore>,
     reader: Box<dyn ObjectStore>,
+    admin: Box<dyn ObjectStore>,
     defect: Defect,
 }
 
@@ -220,7 +225,10 @@ impl ObjectStore for Mutant {
         self.inner.principal()
     }
     fn put(&self, key: &str, data: &[u8], opts: &PutOptions) -> coffer_store::Result<ObjectVersion> {
-        self.inner.put(key, data, opts)
+        match self.defect {
+            Defect::CreateOnlyIgnored => self.inner.put(key, data, &PutOptions { create_only: false, ..*opts }),
+            _ => self.inner.put(key, data, opts),
+        }
     }
     fn get(&self, key: &str, version: Option<&VersionId>) -> coffer_store::Result<Object> {
         match self.defect {
@@ -258,7 +266,10 @@ impl ObjectStore for Mutant {
         self.inner.list_versions(prefix, token, limit)
     }
     fn delete(&self, key: &str) -> coffer_store::Result<ObjectVersion> {
-        self.inner.delete(key)
+        match self.defect {
+            Defect::WriterHides if self.inner.principal().role == Role::Writer => self.admin.delete(key),
+            _ => self.inner.delete(key),
+        }
     }
     fn delete_version(&self, key: &str, version: &VersionId, bypass: bool) -> coffer_store::Result<()> {
         match self.inner.delete_version(key, version, bypass) {
@@ -302,7 +313,12 @@ struct MutantHarness {
 
 impl StoreHarness for MutantHarness {
     fn handle(&self, role: Role) -> Box<dyn ObjectStore> {
-        Box::new(Mutant { inner: self.real.handle(role), reader: self.real.handle(Role::Reader), defect: self.defect })
+        Box::new(Mutant {
+            inner: self.real.handle(role),
+            reader: self.real.handle(Role::Reader),
+            admin: self.real.handle(Role::Admin),
+            defect: self.defect,
+        })
     }
     fn now(&self) -> Timestamp {
         self.real.now()
@@ -370,6 +386,18 @@ fn audit_checks_catch_unaudited_refusals() {
     must_catch(Defect::UnauditedRefusals, suite::attack_matrix);
     must_catch(Defect::UnauditedRefusals, suite::access_matrix);
     must_catch(Defect::UnauditedRefusals, suite::audit_log_records_mutations);
+}
+
+#[test]
+fn suite_catches_an_ignored_create_only_put() {
+    must_catch(Defect::CreateOnlyIgnored, suite::create_only_put_refuses_an_existing_key);
+}
+
+#[test]
+fn suite_catches_a_writer_that_may_hide_keys() {
+    must_catch(Defect::WriterHides, suite::role_is_checked_before_anything_else);
+    must_catch(Defect::WriterHides, suite::access_matrix);
+    must_catch(Defect::WriterHides, suite::attack_matrix);
 }
 
 /// A vault made with `writer_create_only` (the local counterpart of the S3 bucket policy
