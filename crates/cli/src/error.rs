@@ -109,7 +109,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 ErrorKind::Locked => LOCKED,
                 ErrorKind::NotFound => NOT_FOUND,
                 ErrorKind::Corrupt => INTEGRITY,
-                ErrorKind::InvalidRequest | ErrorKind::Io => FAILURE,
+                ErrorKind::Exists | ErrorKind::InvalidRequest | ErrorKind::Io => FAILURE,
             };
         }
     }

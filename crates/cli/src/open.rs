@@ -1,6 +1,8 @@
 //! Which vault a command acts on, and as which principal.
 //!
-//! **Vault.** `--vault DIR`, else `COFFER_VAULT`, else the embedded default vault at
+//! **Vault.** `--vault DIR`, else `COFFER_VAULT`, else a local repository's directory
+//! (`--repo DIR`, `COFFER_REPO`: a local repository is a vault, so `coffer --repo DIR vault
+//! versions` inspects it, as an `s3://` repository's bucket is), else the embedded default vault at
 //! `dirs::data_dir()/coffer/vault` (`$XDG_DATA_HOME/coffer/vault`, i.e.
 //! `~/.local/share/coffer/vault` on Linux). A command that stores data (`put`) creates the
 //! default vault on first use, so one machine needs no setup, and says so on stderr. Every
@@ -29,18 +31,23 @@ use std::time::Duration;
 /// Where the vault is, and whether the user named it.
 #[derive(Clone, Debug)]
 pub enum Location {
-    /// Named by `--vault` or `COFFER_VAULT`.
+    /// Named by `--vault` or `COFFER_VAULT`, or a local `--repo`/`COFFER_REPO`.
     Explicit(PathBuf),
     /// The embedded default in the user's data directory.
     Default(PathBuf),
 }
 
 impl Location {
-    /// Resolves `--vault`, `COFFER_VAULT`, then the default.
+    /// Resolves `--vault`, `COFFER_VAULT`, then a local `--repo`/`COFFER_REPO` (an `s3://`
+    /// one is the caller's business), then the default.
     pub fn resolve(global: &Global) -> Result<Self> {
-        match &global.vault {
-            Some(dir) if !dir.as_os_str().is_empty() => Ok(Self::Explicit(dir.clone())),
-            _ => Ok(Self::Default(default_vault_dir()?)),
+        let named = |p: &Option<PathBuf>| p.as_ref().filter(|p| !p.as_os_str().is_empty()).cloned();
+        if let Some(dir) = named(&global.vault) {
+            return Ok(Self::Explicit(dir));
+        }
+        match named(&global.repo.repo).filter(|r| !r.to_str().is_some_and(crate::s3::is_s3)) {
+            Some(repo) => Ok(Self::Explicit(repo)),
+            None => Ok(Self::Default(default_vault_dir()?)),
         }
     }
 

@@ -46,7 +46,8 @@ enum VaultCommand {
     Put(PutArgs),
     /// Write an object's data to stdout
     Get(GetArgs),
-    /// Add a delete marker to KEY, or remove one version (pruner, only once unprotected)
+    /// Hide KEY behind a delete marker (admin; removes nothing), or remove one version
+    /// (pruner, only once unprotected)
     Rm(RmArgs),
     /// List every version and delete marker under PREFIX
     Versions(VersionsArgs),
@@ -72,6 +73,11 @@ struct InitArgs {
     /// Mode of the default retention [default: compliance]
     #[arg(long, value_name = "MODE", requires = "default_retention")]
     mode: Option<RetentionMode>,
+    /// Make every writer put create-only (refused over an existing object), except growing
+    /// PostgreSQL `.partial` WAL segments; permanent (local vaults; on S3 the bucket policy
+    /// of `coffer iam policies` does this)
+    #[arg(long)]
+    writer_create_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +98,9 @@ struct PutArgs {
     /// Place a legal hold on the version
     #[arg(long)]
     legal_hold: bool,
+    /// Refuse (exit 1) if KEY exists, instead of adding a version (S3: `If-None-Match: *`)
+    #[arg(long)]
+    create_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -111,7 +120,8 @@ struct RmArgs {
     /// Key to delete
     key: String,
     /// Remove this version permanently (pruner; refused while it is locked) instead of
-    /// adding a delete marker
+    /// adding a delete marker (which only the admin may add; `--role` defaults to admin
+    /// without `--version`)
     #[arg(long, value_name = "V")]
     version: Option<String>,
     /// Remove a version under an active governance retention (needs the bypass permission)
@@ -270,6 +280,11 @@ fn init(global: &Global, a: &InitArgs, out: &mut Output) -> Result<()> {
         let default_retention = a
             .default_retention
             .map(|period| DefaultRetention { mode: a.mode.unwrap_or(RetentionMode::Compliance), period });
+        if a.writer_create_only {
+            anyhow::bail!(
+                "--writer-create-only is a local vault's setting; on S3 attach the bucket policy of `coffer iam policies`, which requires If-None-Match"
+            );
+        }
         return crate::s3::init_bucket(global, url, default_retention, out);
     }
     let dir = match &a.dir {
@@ -280,7 +295,10 @@ fn init(global: &Global, a: &InitArgs, out: &mut Output) -> Result<()> {
     let default_retention = a
         .default_retention
         .map(|period| DefaultRetention { mode: a.mode.unwrap_or(RetentionMode::Compliance), period });
-    LocalVault::init(&dir, &VaultOptions { default_retention, ..VaultOptions::default() })?;
+    LocalVault::init(
+        &dir,
+        &VaultOptions { default_retention, writer_create_only: a.writer_create_only, ..VaultOptions::default() },
+    )?;
     let creds = open::credentials_files(&dir);
     if out.json() {
         #[derive(Serialize)]
@@ -325,7 +343,8 @@ fn put(global: &Global, a: &PutArgs, out: &mut Output) -> Result<()> {
         }
         (None, None) => None,
     };
-    let v = handle.put(&a.key, &data, &PutOptions { retention, legal_hold: a.legal_hold })?;
+    let v =
+        handle.put(&a.key, &data, &PutOptions { retention, legal_hold: a.legal_hold, create_only: a.create_only })?;
     if out.json() {
         #[derive(Serialize)]
         struct Put<'a> {
@@ -376,7 +395,9 @@ fn get(global: &Global, a: &GetArgs, out: &mut Output) -> Result<()> {
 }
 
 fn rm(global: &Global, a: &RmArgs, out: &mut Output) -> Result<()> {
-    let handle = session(global, Intent::Use, Role::Writer)?;
+    // Only the admin may add a delete marker (a writer never hides anything).
+    let default_role = if a.version.is_none() { Role::Admin } else { Role::Writer };
+    let handle = session(global, Intent::Use, default_role)?;
     #[derive(Serialize)]
     struct Rm<'a> {
         key: &'a str,

@@ -21,6 +21,7 @@ pub mod pack;
 mod pipeline;
 pub mod policy;
 pub mod prune;
+pub mod put;
 pub mod repo;
 pub mod snapshot;
 pub mod tree;

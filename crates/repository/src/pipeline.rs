@@ -22,7 +22,7 @@ use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::index::{IndexFile, IndexPack};
 use crate::pack::{self, BlobKind, ObjectKind, PackBuilder};
-use coffer_store::{ObjectStore, PutOptions, Retention, RetentionMode};
+use coffer_store::{ObjectStore, Retention, RetentionMode};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use jiff::Timestamp;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,9 +67,10 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// Create-only: a pack or index with these bytes already stored (by a concurrent
+    /// backup, or a retried request) is success ([`crate::put::put_once`]).
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
-        let opts = PutOptions { retention: Some(Retention { mode: self.mode, until: self.until }), legal_hold: false };
-        self.store.put(key, bytes, &opts).map_err(RepoError::store(format!("cannot store {key}")))?;
+        crate::put::put_once(self.store.as_ref(), key, bytes, Retention { mode: self.mode, until: self.until })?;
         Ok(())
     }
 

@@ -26,9 +26,7 @@ use crate::pipeline::{Pipeline, Target};
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::Tree;
 use crate::versions;
-use coffer_store::{
-    Clock, ErrorKind, ObjectStore, PutOptions, RangeRead, Retention, RetentionMode, StoreError, VersionId,
-};
+use coffer_store::{Clock, ErrorKind, ObjectStore, RangeRead, Retention, RetentionMode, StoreError, VersionId};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -463,9 +461,7 @@ impl Repository {
     }
 
     fn put(&self, key: &str, bytes: &[u8], until: Timestamp) -> Result<VersionId> {
-        let opts =
-            PutOptions { retention: Some(Retention { mode: self.config.retention.mode, until }), legal_hold: false };
-        Ok(self.store.put(key, bytes, &opts).map_err(RepoError::store(format!("cannot store {key}")))?.version)
+        crate::put::put_once(self.store.as_ref(), key, bytes, Retention { mode: self.config.retention.mode, until })
     }
 
     /// Reads and checks an object whose name is the hash of its bytes. Content-addressed
@@ -1531,7 +1527,7 @@ pub fn humanize(d: Duration) -> String {
 mod tests {
     use super::*;
     use coffer_store::{
-        LocalVault, LockConfig, Object, ObjectVersion, Page, Principal, Role, VaultOptions, Versioning,
+        LocalVault, LockConfig, Object, ObjectVersion, Page, Principal, PutOptions, Role, VaultOptions, Versioning,
     };
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -1767,6 +1763,7 @@ mod tests {
                 &PutOptions {
                     retention: Some(Retention { mode: RetentionMode::Compliance, until }),
                     legal_hold: false,
+                    create_only: false,
                 },
             )
             .unwrap();

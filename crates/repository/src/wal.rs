@@ -102,9 +102,27 @@ impl Repository {
         let until = self.lock_until(self.clock().now() + retain);
         let key = self.wal_key(sysid, name);
         let bytes = pack::seal_bytes(self.key(), ObjectKind::PgWal, name, data);
-        let opts =
-            PutOptions { retention: Some(Retention { mode: self.config().retention.mode, until }), legal_hold: false };
-        self.store().put(&key, &bytes, &opts).map_err(RepoError::store(format!("cannot store {key}")))?;
+        // Create-only, except a `.partial` segment, which gets a new version as it grows. (The
+        // sealed bytes differ from another archiver's for the same segment — random nonce —
+        // so an existing segment is compared by its content, as above.)
+        let opts = PutOptions {
+            retention: Some(Retention { mode: self.config().retention.mode, until }),
+            legal_hold: false,
+            create_only: !name.ends_with(".partial"),
+        };
+        match self.store().put(&key, &bytes, &opts) {
+            Ok(_) => {}
+            Err(e) if e.kind() == coffer_store::ErrorKind::Exists => {
+                // Archived by another process since the check above.
+                if self.get_wal(sysid, name)?.as_deref() == Some(data) {
+                    return Ok(WalPut::AlreadyStored);
+                }
+                return Err(RepoError::Invalid(format!(
+                    "WAL file {name} of cluster {sysid} is already archived with different content; refusing to overwrite it"
+                )));
+            }
+            Err(e) => return Err(RepoError::store(format!("cannot store {key}"))(e)),
+        }
         self.extend_meta_to(until)?;
         Ok(WalPut::Stored)
     }

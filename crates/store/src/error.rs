@@ -2,7 +2,8 @@
 //!
 //! Rules (after rustic_core's `error.rs`):
 //! - Every failure is one of a few *kinds* that callers act on differently ([`ErrorKind`]):
-//!   not found, locked, forbidden, invalid request, corrupt data, I/O. The kind, not the
+//!   not found, exists (a create-only put), locked, forbidden, invalid request, corrupt
+//!   data, I/O. The kind, not the
 //!   message, is what the contract suite checks and what the S3 server will map to codes.
 //! - Messages are lowercase, one line, and say what and where (key, version, path).
 //! - Lower-level errors keep their source; callers add context instead of re-wrapping.
@@ -26,6 +27,15 @@ pub enum StoreError {
         /// The key asked for.
         key: String,
         /// The version asked for, if one was.
+        version: Option<VersionId>,
+    },
+
+    /// A create-only put found the key's latest version to be an object.
+    #[error("{key} already exists{}; a create-only put adds no second version", version.as_ref().map(|v| format!(" (version {v})")).unwrap_or_default())]
+    Exists {
+        /// The key.
+        key: String,
+        /// Its latest version, when the store names it (S3's refusal does not).
         version: Option<VersionId>,
     },
 
@@ -112,6 +122,8 @@ pub enum StoreError {
 pub enum ErrorKind {
     /// Key or version absent.
     NotFound,
+    /// A create-only put found the key existing (S3's 412 Precondition Failed).
+    Exists,
     /// Protected by retention or legal hold.
     Locked,
     /// Refused by role, or bad credentials.
@@ -130,6 +142,7 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Exists { .. } => ErrorKind::Exists,
             Self::Locked { .. } => ErrorKind::Locked,
             Self::Forbidden { .. } | Self::Unauthenticated { .. } => ErrorKind::Forbidden,
             Self::InvalidRequest(_) | Self::NotAVault { .. } | Self::UnsupportedFormat { .. } => {

@@ -4,7 +4,8 @@
 //! does.** Each [`Action`] maps to the S3 IAM actions that `S3Store` needs to perform it
 //! ([`s3_actions`]); a role's identity policy is the union for the actions it is allowed.
 //! A bucket policy adds explicit denies of the weakening actions (changing the lock
-//! configuration or versioning, bypassing governance, deleting a version) for every
+//! configuration or versioning, bypassing governance, deleting a version, adding a delete
+//! marker) for every
 //! principal but the roles whose identity policy needs them, so a too-broad identity policy
 //! elsewhere in the account cannot weaken the bucket either. `docs/iam.md` explains the
 //! separation of duties; `docs/iam/*.json` are generated examples, kept identical to this
@@ -27,12 +28,15 @@ pub const POLICY_VERSION: &str = "2012-10-17";
 pub const DEFAULT_PRINCIPAL_ARN: &str = "arn:aws:iam::ACCOUNT_ID:role/coffer-{role}";
 
 /// The S3 actions that weaken a bucket's protection; the bucket policy denies each to every
-/// principal but the roles that need it.
-pub const WEAKENING_ACTIONS: [&str; 4] = [
+/// principal but the roles that need it. `s3:DeleteObject` (a delete marker) removes
+/// nothing but hides a key from plain reads, so it is the admin's alone: a stolen writer
+/// key, or an over-broad policy elsewhere in the account, cannot hide a snapshot.
+pub const WEAKENING_ACTIONS: [&str; 5] = [
     "s3:PutBucketObjectLockConfiguration",
     "s3:PutBucketVersioning",
     "s3:BypassGovernanceRetention",
     "s3:DeleteObjectVersion",
+    "s3:DeleteObject",
 ];
 
 /// What an S3 IAM action applies to.
@@ -150,7 +154,11 @@ pub struct Statement {
     /// S3 IAM actions, sorted.
     pub action: Vec<String>,
     /// ARNs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resource: Vec<String>,
+    /// ARNs the statement does *not* apply to (instead of `Resource`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_resource: Vec<String>,
     /// Operator → condition key → values.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub condition: BTreeMap<&'static str, BTreeMap<&'static str, Vec<String>>>,
@@ -208,6 +216,7 @@ pub fn identity_policy(target: &PolicyTarget, role: Role) -> PolicyDocument {
             principal: None,
             action: actions.into_iter().map(str::to_owned).collect(),
             resource: vec![resource],
+            not_resource: Vec::new(),
             condition,
         });
     }
@@ -248,10 +257,40 @@ pub fn bucket_policy(target: &PolicyTarget) -> PolicyDocument {
             principal: Some("*"),
             action: actions,
             resource: vec![target.bucket_arn(), format!("arn:aws:s3:::{}/*", target.bucket)],
+            not_resource: Vec::new(),
             condition,
         });
     }
+    statement.push(create_only_statement(target));
     PolicyDocument { version: POLICY_VERSION, statement }
+}
+
+/// The names that may get a second version: PostgreSQL `.partial` WAL segments
+/// (`PREFIXpg/SYSID/wal/TLI/NAME.partial`), which grow. As an object ARN pattern.
+#[must_use]
+pub fn rewritable_objects_arn(target: &PolicyTarget) -> String {
+    format!("arn:aws:s3:::{}/{}pg/*/wal/*.partial", target.bucket, target.prefix)
+}
+
+/// The bucket policy's create-only rule: `s3:PutObject` that creates an object
+/// (`PutObject`, `CompleteMultipartUpload`; `s3:ObjectCreationOperation` exempts the
+/// multipart steps, which take no condition) without `If-None-Match` is denied to every
+/// principal, on every name but the rewritable ones. So a stolen writer key cannot put a
+/// second version over a pack, index, snapshot, key or config: S3 answers 412 to the
+/// header, 403 to its absence.
+fn create_only_statement(target: &PolicyTarget) -> Statement {
+    Statement {
+        sid: "CofferDenyOverwrite".to_owned(),
+        effect: "Deny",
+        principal: Some("*"),
+        action: vec!["s3:PutObject".to_owned()],
+        resource: Vec::new(),
+        not_resource: vec![rewritable_objects_arn(target)],
+        condition: BTreeMap::from([
+            ("Null", BTreeMap::from([("s3:if-none-match", vec!["true".to_owned()])])),
+            ("Bool", BTreeMap::from([("s3:ObjectCreationOperation", vec!["true".to_owned()])])),
+        ]),
+    }
 }
 
 /// Pretty JSON of a document, with a final newline (as the files in `docs/iam/`).
@@ -323,6 +362,37 @@ mod tests {
         let pruner: BTreeSet<String> =
             identity_policy(&target, Role::Pruner).statement.into_iter().flat_map(|s| s.action).collect();
         assert!(!pruner.contains("s3:PutObject") && pruner.contains("s3:DeleteObjectVersion"));
+    }
+
+    /// Every object-creating put without `If-None-Match` is denied to everyone, except on
+    /// `.partial` WAL names; the multipart steps (which cannot carry the header) are not.
+    #[test]
+    fn bucket_policy_requires_create_only_puts_except_partial_wal() {
+        let target = PolicyTarget::new("b", "p");
+        let doc = bucket_policy(&target);
+        let st = doc.statement.iter().find(|s| s.action == ["s3:PutObject"]).expect("a put statement");
+        assert_eq!((st.effect, st.principal), ("Deny", Some("*")));
+        assert!(st.resource.is_empty(), "the statement covers every name but the carve-out");
+        assert_eq!(st.not_resource, ["arn:aws:s3:::b/p/pg/*/wal/*.partial"]);
+        assert_eq!(st.condition["Null"]["s3:if-none-match"], ["true"]);
+        assert_eq!(st.condition["Bool"]["s3:ObjectCreationOperation"], ["true"]);
+        let json = to_json(&doc);
+        assert!(json.contains("\"NotResource\"") && json.contains("\"s3:if-none-match\""), "{json}");
+        // The pattern matches the repository's WAL keys (`Repository::wal_key`).
+        let arn_glob = st.not_resource[0].trim_start_matches("arn:aws:s3:::b/");
+        assert!(glob(arn_glob, "p/pg/7000000000000000001/wal/00000001/000000010000000000000003.partial"));
+        assert!(!glob(arn_glob, "p/pg/7000000000000000001/wal/00000001/000000010000000000000003"));
+        assert!(!glob(arn_glob, "p/data/ab/abcdef"));
+    }
+
+    /// IAM's ARN wildcard match, for `*` (any characters, including `/`).
+    fn glob(pattern: &str, s: &str) -> bool {
+        match pattern.split_once('*') {
+            None => pattern == s,
+            Some((head, rest)) => {
+                s.starts_with(head) && (0..=s.len() - head.len()).any(|i| glob(rest, &s[head.len() + i..]))
+            }
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use clock::Clock;
 pub use error::{ErrorKind, Result, StoreError, display_chain};
 pub use model::{
     DefaultRetention, ListEntry, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId,
-    Versioning,
+    Versioning, may_get_new_versions,
 };
 pub use role::{Action, Credentials, Principal, Role, Secret, matrix_markdown};
 #[cfg(feature = "s3")]

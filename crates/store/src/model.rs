@@ -63,6 +63,17 @@ impl Retention {
     }
 }
 
+/// Whether `key` is a name that legitimately gets new versions: a PostgreSQL `.partial` WAL
+/// segment (`…pg/SYSID/wal/TLI/NAME.partial`, under any repository prefix), which is stored
+/// again each time it grows. Every other name Coffer writes is written once. The pattern is
+/// the IAM wildcard `*pg/*/wal/*.partial` (`*` matches any characters, `/` included), the
+/// carve-out of the bucket policy's create-only rule (`crate::iam`).
+#[must_use]
+pub fn may_get_new_versions(key: &str) -> bool {
+    let Some(stem) = key.strip_suffix(".partial") else { return false };
+    stem.find("pg/").is_some_and(|i| stem[i + 3..].contains("/wal/"))
+}
+
 /// Options of a put.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PutOptions {
@@ -70,6 +81,10 @@ pub struct PutOptions {
     pub retention: Option<Retention>,
     /// Place a legal hold on the new version.
     pub legal_hold: bool,
+    /// Create-only: refuse (`Exists`) when the key's latest version is an object, instead
+    /// of adding a second version (S3's `If-None-Match: *`). A key that does not exist, or
+    /// whose latest version is a delete marker, is created as usual.
+    pub create_only: bool,
 }
 
 /// Identifies one version of a key. Opaque to callers; assigned by the store.

@@ -1,11 +1,13 @@
 //! Roles, actions and the access matrix: who may do what.
 //!
 //! Invariant guarded: separation of duties. No role both creates and deletes data: the
-//! `writer` adds versions and extends locks, the `pruner` removes versions (only expired
-//! ones, and never bypassing governance), the `admin` configures and may bypass governance
-//! but cannot weaken compliance and cannot delete, the `reader` restores and the `auditor`
-//! reads metadata and the audit log. The matrix is [`Role::allows`]; `docs/store.md`
-//! renders it and the contract suite tests every cell.
+//! `writer` adds versions and extends locks, and neither deletes nor hides anything (no
+//! delete markers: a stolen writer key cannot hide a snapshot); the `pruner` removes
+//! versions (only expired ones, and never bypassing governance); the `admin` configures,
+//! may bypass governance and may hide a key behind a delete marker (which removes
+//! nothing), but cannot weaken compliance, delete a version or put; the `reader` restores
+//! and the `auditor` reads metadata and the audit log. The matrix is [`Role::allows`];
+//! `docs/store.md` renders it and the contract suite tests every cell.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,13 +16,15 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Runs backups: puts, reads, lists, extends retention, sets legal holds, adds delete markers.
+    /// Runs backups: puts, reads, lists, extends retention, sets legal holds. Never adds a
+    /// delete marker, never deletes.
     Writer,
     /// Restores: gets and lists.
     Reader,
     /// Removes versions whose retention has ended; never puts, never bypasses governance.
     Pruner,
-    /// Configures the store and may bypass governance; cannot weaken compliance or delete.
+    /// Configures the store, may bypass governance and may hide a key behind a delete
+    /// marker (which removes nothing); cannot weaken compliance, delete a version, or put.
     Admin,
     /// Reads metadata and the audit log; never reads data.
     Auditor,
@@ -51,7 +55,10 @@ impl Role {
         match action {
             A::Head | A::List | A::ListVersions | A::GetLockConfig | A::GetVersioning => true,
             A::Get => matches!(self, R::Writer | R::Reader),
-            A::Put | A::Delete => self == R::Writer,
+            A::Put => self == R::Writer,
+            // A backup never hides anything: a delete marker is an admin's curation, not
+            // the writer's (a stolen writer key must not be able to hide a snapshot).
+            A::Delete => self == R::Admin,
             A::DeleteVersion => self == R::Pruner,
             A::PutRetention | A::LegalHoldOn => matches!(self, R::Writer | R::Admin),
             A::BypassGovernance | A::LegalHoldOff | A::PutLockConfig | A::PutVersioning => self == R::Admin,

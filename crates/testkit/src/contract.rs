@@ -94,6 +94,7 @@ macro_rules! checks {
 checks!(
     put_always_creates_a_new_version,
     overwrite_leaves_older_versions_intact,
+    create_only_put_refuses_an_existing_key,
     get_and_head_latest_and_by_version,
     open_ranged_reads_ranges_of_the_version,
     checksum_and_size_are_stored,
@@ -372,7 +373,11 @@ impl<'h> Ctx<'h> {
     /// Puts `data` under `name` locked in `mode` until `self.at(secs)`.
     #[track_caller]
     fn put_locked(&self, name: &str, data: &[u8], mode: RetentionMode, secs: i64) -> ObjectVersion {
-        self.put_opts(name, data, PutOptions { retention: Some(ret(mode, self.at(secs))), legal_hold: false })
+        self.put_opts(
+            name,
+            data,
+            PutOptions { retention: Some(ret(mode, self.at(secs))), legal_hold: false, create_only: false },
+        )
     }
 
     /// Reads `version` of `key` as writer and as reader and demands `data`.
@@ -555,6 +560,65 @@ pub fn put_always_creates_a_new_version(h: &dyn StoreHarness) {
     assert_eq!((latest.data.as_slice(), &latest.meta.version), (&b"other bytes"[..], &v3.version));
 }
 
+/// A create-only put (`PutOptions::create_only`, S3's `If-None-Match: *`) creates a key
+/// that does not exist and refuses one whose latest version is an object with `Exists`,
+/// adding no version and changing nothing (the refusal is audited as denied); over a delete
+/// marker it creates the key again (AWS's semantics: the condition is on the current
+/// version). The role is still checked first, and the lock of the new version is applied.
+pub fn create_only_put_refuses_an_existing_key(h: &dyn StoreHarness) {
+    let c = Ctx::new(h, "create_only_put_refuses_an_existing_key");
+    let k = c.key("once");
+    let once = |retention| PutOptions { retention, legal_hold: false, create_only: true };
+    let r = ret(RetentionMode::Governance, c.at(HOUR));
+    let v1 = c.put_opts("once", b"first", once(Some(r)));
+    assert_eq!(v1.retention, Some(r), "a create-only put is locked as asked");
+    let mark = c.audit_mark();
+    for data in [&b"first"[..], b"second"] {
+        match expect_err(c.writer().put(&k, data, &once(None)), ErrorKind::Exists, "create-only put of an existing key")
+        {
+            StoreError::Exists { key, version } => {
+                assert_eq!(key, k, "Exists names the key");
+                if let Some(v) = version {
+                    assert_eq!(v, v1.version, "Exists names the latest version, if any");
+                }
+            }
+            other => panic!("expected Exists, got {other:?}"),
+        }
+    }
+    let versions = ok(c.reader().list_versions(&k, None, 100), "list versions");
+    assert_eq!(ids_of(&versions.items), vec![(&*k, &v1.version)], "a refused create-only put adds no version");
+    c.assert_data(&k, &v1.version, b"first");
+    // The role comes first: a role that may not put is Forbidden, whether or not the key exists.
+    expect_forbidden(c.reader().put(&k, b"x", &once(None)), Role::Reader, Action::Put, "reader, existing key");
+    expect_forbidden(c.auditor().put(&c.key("new"), b"x", &once(None)), Role::Auditor, Action::Put, "auditor, new key");
+    if let Some(entries) = c.audit_after(mark) {
+        let denied = entries
+            .iter()
+            .filter(|e| e.action == "put" && e.key.as_deref() == Some(k.as_str()) && e.role == "writer")
+            .filter(|e| e.outcome == "denied" && !e.reason.is_empty())
+            .count();
+        assert_eq!(denied, 2, "each refused create-only put is audited as denied: {entries:?}");
+    }
+    // Over a delete marker (the admin's), the key is created again.
+    let m = ok(c.admin().delete(&k), "hide the key");
+    let v2 = c.put_opts("once", b"again", once(None));
+    // (Order-independent: S3 servers list a marker and versions of one second out of order.)
+    let versions = ok(c.reader().list_versions(&k, None, 100), "list versions");
+    let mut got: Vec<&VersionId> = versions.items.iter().map(|v| &v.version).collect();
+    let mut want = vec![&v1.version, &m.version, &v2.version];
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "created over the marker; nothing removed");
+    let latest = ok(c.reader().get(&k, None), "get the key created again");
+    assert_eq!(
+        (latest.meta.version, latest.data),
+        (v2.version.clone(), b"again".to_vec()),
+        "the new version is the latest"
+    );
+    // A create-only put of a new key beside an existing one is unaffected by it.
+    c.put_opts("once-other", b"x", once(None));
+}
+
 /// A put to an existing key leaves every older version readable, byte for byte.
 pub fn overwrite_leaves_older_versions_intact(h: &dyn StoreHarness) {
     let c = Ctx::new(h, "overwrite_leaves_older_versions_intact");
@@ -576,7 +640,11 @@ pub fn get_and_head_latest_and_by_version(h: &dyn StoreHarness) {
     let v2 = c.put_opts(
         "k",
         b"second",
-        PutOptions { retention: Some(ret(RetentionMode::Governance, c.at(2 * HOUR))), legal_hold: true },
+        PutOptions {
+            retention: Some(ret(RetentionMode::Governance, c.at(2 * HOUR))),
+            legal_hold: true,
+            create_only: false,
+        },
     );
     for s in [c.writer(), c.reader()] {
         let o = ok(s.get(&k, None), "get latest");
@@ -624,7 +692,7 @@ pub fn open_ranged_reads_ranges_of_the_version(h: &dyn StoreHarness) {
     }
     let missing = c.key("missing");
     expect_not_found(c.reader().open_ranged(&missing, None).map(|r| r.meta().clone()), &missing, None, "absent key");
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     expect_not_found(c.reader().open_ranged(&k, None).map(|r| r.meta().clone()), &k, None, "deleted key");
     expect_err(
         c.reader().open_ranged(&k, Some(&m.version)).map(|r| r.meta().clone()),
@@ -684,7 +752,7 @@ pub fn delete_adds_a_marker_and_removes_nothing(h: &dyn StoreHarness) {
     let v1 = c.put("k", b"one");
     let v2 = c.put_locked("k", b"two", RetentionMode::Compliance, HOUR);
     let other = c.put("other", b"stays");
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     assert_eq!(m.key, k);
     assert!(m.delete_marker && m.is_latest, "delete returns the marker, now the latest: {m:?}");
     assert!(m.version != v1.version && m.version != v2.version, "the marker is a new version");
@@ -706,7 +774,7 @@ pub fn delete_adds_a_marker_and_removes_nothing(h: &dyn StoreHarness) {
     assert_eq!(shape, vec![(&m.version, true, true), (&v2.version, false, false), (&v1.version, false, false)]);
 
     // A second delete adds a second marker; a put makes the key visible again.
-    let m2 = ok(c.writer().delete(&k), "delete again");
+    let m2 = ok(c.admin().delete(&k), "delete again");
     assert!(m2.delete_marker && m2.version != m.version);
     let v3 = c.put("k", b"three");
     let versions = ok(c.auditor().list_versions(&k, None, 10), "list versions");
@@ -722,7 +790,7 @@ pub fn delete_marker_has_no_data(h: &dyn StoreHarness) {
     let c = Ctx::new(h, "delete_marker_has_no_data");
     let k = c.key("k");
     c.put("k", b"data");
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     expect_err(c.writer().get(&k, Some(&m.version)), ErrorKind::InvalidRequest, "get a marker by version");
     expect_err(c.reader().get(&k, Some(&m.version)), ErrorKind::InvalidRequest, "get a marker by version");
     expect_err(
@@ -740,7 +808,7 @@ pub fn deleting_a_marker_uncovers_the_previous_version(h: &dyn StoreHarness) {
     let c = Ctx::new(h, "deleting_a_marker_uncovers_the_previous_version");
     let k = c.key("k");
     let v = c.put_locked("k", b"kept", RetentionMode::Compliance, HOUR);
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     ok(c.pruner().delete_version(&k, &m.version, false), "pruner removes the marker");
     let o = ok(c.reader().get(&k, None), "get latest");
     assert_eq!((o.data.as_slice(), &o.meta.version, o.meta.is_latest), (&b"kept"[..], &v.version, true));
@@ -792,8 +860,8 @@ pub fn invalid_keys_are_rejected(h: &dyn StoreHarness) {
     let long = format!("{}{}", c.prefix, "x".repeat(1025 - c.prefix.len()));
     assert_eq!(long.len(), 1025);
     expect_err(w.put(&long, b"x", &opts), ErrorKind::InvalidRequest, "put a 1025-byte key");
-    expect_err(w.delete(""), ErrorKind::InvalidRequest, "delete an empty key");
-    expect_err(w.delete(&long), ErrorKind::InvalidRequest, "delete a 1025-byte key");
+    expect_err(c.admin().delete(""), ErrorKind::InvalidRequest, "delete an empty key");
+    expect_err(c.admin().delete(&long), ErrorKind::InvalidRequest, "delete a 1025-byte key");
     let longest = &long[..1024];
     let v = ok(w.put(longest, b"x", &opts), "put a 1024-byte key");
     c.assert_data(longest, &v.version, b"x");
@@ -808,7 +876,7 @@ pub fn role_is_checked_before_anything_else(h: &dyn StoreHarness) {
     let missing = c.key("missing");
     let k = c.key("k");
     let v = c.put_locked("k", b"x", RetentionMode::Compliance, HOUR);
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     let bogus = v.version.clone();
     let gov = Some(ret(RetentionMode::Governance, c.at(-HOUR)));
     use Action as A;
@@ -818,6 +886,8 @@ pub fn role_is_checked_before_anything_else(h: &dyn StoreHarness) {
     expect_forbidden(c.auditor().put(&k, b"x", &opts), R::Auditor, A::Put, "auditor puts");
     expect_forbidden(c.reader().delete(""), R::Reader, A::Delete, "reader deletes an empty key");
     expect_forbidden(c.pruner().delete(&missing), R::Pruner, A::Delete, "pruner deletes an absent key");
+    expect_forbidden(c.writer().delete(&missing), R::Writer, A::Delete, "writer hides an absent key");
+    expect_forbidden(c.writer().delete(&k), R::Writer, A::Delete, "writer hides a hidden key");
     expect_forbidden(c.auditor().get(&missing, None), R::Auditor, A::Get, "auditor gets an absent key");
     expect_forbidden(c.pruner().get(&k, Some(&m.version)), R::Pruner, A::Get, "pruner gets a marker");
     expect_forbidden(c.admin().get(&k, Some(&v.version)), R::Admin, A::Get, "admin gets data");
@@ -928,7 +998,7 @@ pub fn list_paginates(h: &dyn StoreHarness) {
     let first = ok(c.reader().list(&c.prefix, None, 3), "first page");
     assert_eq!(keys_of(&first.items), want[..3]);
     let token = first.next.expect("more pages");
-    ok(c.writer().delete(want[2]), "delete the page's last key");
+    ok(c.admin().delete(want[2]), "delete the page's last key");
     let second = ok(c.reader().list(&c.prefix, Some(&token), 3), "second page after a delete");
     assert_eq!(keys_of(&second.items), want[3..6], "the token continues after the deleted key");
     c.put("a00", b"new");
@@ -943,7 +1013,7 @@ pub fn list_hides_deleted_keys(h: &dyn StoreHarness) {
     let vb = c.put("b", b"b");
     let vc = c.put("c", b"c");
     let (a, b, k_c) = (c.key("a"), c.key("b"), c.key("c"));
-    ok(c.writer().delete(&b), "delete b");
+    ok(c.admin().delete(&b), "delete b");
     let listed = ok(c.reader().list(&c.prefix, None, 10), "list");
     assert_eq!(ids_of(&listed.items), vec![(&*a, &va.version), (&*k_c, &vc.version)]);
     let vb2 = c.put("b", b"b2");
@@ -967,7 +1037,7 @@ fn version_fixture(c: &Ctx<'_>) -> Vec<(String, VersionId, bool, bool)> {
     let b1 = c.put("k2", b"1");
     let a2 = c.put("k1", b"2");
     let c1 = c.put("k3/é", b"1");
-    let m = ok(c.writer().delete(&k2), "delete k2");
+    let m = ok(c.admin().delete(&k2), "delete k2");
     let a3 = c.put_locked("k1", b"3", RetentionMode::Governance, HOUR);
     let c2 = c.put("k3/é", b"2");
     vec![
@@ -1099,8 +1169,11 @@ pub fn default_retention_applies_when_none_is_given(h: &dyn StoreHarness) {
         );
         assert_eq!(ok(c.auditor().head(&v.key, None), "head").retention, Some(r), "stored as returned");
         let explicit = ret(RetentionMode::Governance, c.at(HOUR));
-        let e =
-            c.put_opts(&format!("explicit-{mode}"), b"x", PutOptions { retention: Some(explicit), legal_hold: false });
+        let e = c.put_opts(
+            &format!("explicit-{mode}"),
+            b"x",
+            PutOptions { retention: Some(explicit), legal_hold: false, create_only: false },
+        );
         assert_eq!(e.retention, Some(explicit), "an explicit retention wins over the default");
     }
     let cleared = LockConfig { enabled: true, default_retention: None };
@@ -1124,7 +1197,7 @@ pub fn retain_until_in_the_past_is_rejected(h: &dyn StoreHarness) {
         (RetentionMode::Governance, c.at(-HOUR)),
         (RetentionMode::Compliance, h.now()),
     ] {
-        let opts = PutOptions { retention: Some(ret(mode, until)), legal_hold: false };
+        let opts = PutOptions { retention: Some(ret(mode, until)), legal_hold: false, create_only: false };
         expect_err(c.writer().put(&k, b"x", &opts), ErrorKind::InvalidRequest, "put with a past retain-until");
     }
     let versions = ok(c.auditor().list_versions(&k, None, 10), "list versions");
@@ -1152,7 +1225,11 @@ pub fn retain_until_keeps_whole_seconds(h: &dyn StoreHarness) {
             continue;
         }
         let r = ret(RetentionMode::Governance, until);
-        let v = c.put_opts(&format!("v{i}"), b"x", PutOptions { retention: Some(r), legal_hold: false });
+        let v = c.put_opts(
+            &format!("v{i}"),
+            b"x",
+            PutOptions { retention: Some(r), legal_hold: false, create_only: false },
+        );
         assert_eq!(ok(c.auditor().head(&v.key, None), "head").retention, Some(r), "stored exactly");
         let later = ret(RetentionMode::Governance, until + SignedDuration::from_secs(1));
         ok(c.writer().put_retention(&v.key, &v.version, Some(later), false), "extend by a second");
@@ -1221,7 +1298,7 @@ pub fn delete_version_refused_under_governance(h: &dyn StoreHarness) {
 pub fn delete_version_refused_under_legal_hold(h: &dyn StoreHarness) {
     let c = Ctx::new(h, "delete_version_refused_under_legal_hold");
     let k = c.key("k");
-    let held = PutOptions { retention: None, legal_hold: true };
+    let held = PutOptions { retention: None, legal_hold: true, create_only: false };
     let v = c.put_opts("k", b"held", held);
     assert!(ok(c.auditor().head(&k, None), "head").legal_hold);
     let by = LockedBy { mode: None, until: None, legal_hold: true };
@@ -1355,7 +1432,11 @@ pub fn legal_hold_on_and_off(h: &dyn StoreHarness) {
     let both = c.put_opts(
         "both",
         b"y",
-        PutOptions { retention: Some(ret(RetentionMode::Compliance, c.at(HOUR))), legal_hold: true },
+        PutOptions {
+            retention: Some(ret(RetentionMode::Compliance, c.at(HOUR))),
+            legal_hold: true,
+            create_only: false,
+        },
     );
     assert!(both.legal_hold);
     ok(c.admin().put_legal_hold(&both.key, &both.version, false), "lift the hold on a compliance version");
@@ -1411,7 +1492,7 @@ pub fn audit_log_records_mutations(h: &dyn StoreHarness) {
     let Some(start) = c.audit_after(0).map(|e| e.last().map_or(0, |e| e.seq)) else { return };
     let k = c.key("k");
     let v = c.put_locked("k", b"x", RetentionMode::Compliance, HOUR);
-    let m = ok(c.writer().delete(&k), "delete");
+    let m = ok(c.admin().delete(&k), "delete");
     let _ = c.reader().put(&k, b"y", &PutOptions::default());
     let _ = c.pruner().delete_version(&k, &v.version, false);
     ok(c.writer().put_legal_hold(&k, &v.version, true), "hold");
@@ -1436,7 +1517,7 @@ pub fn audit_log_records_mutations(h: &dyn StoreHarness) {
     let (vs, ms) = (v.version.0.as_str(), m.version.0.as_str());
     let want: Vec<AuditRow<'_>> = vec![
         (&w, "writer", "put", Some(&k), Some(vs), "allowed"),
-        (&w, "writer", "delete", Some(&k), Some(ms), "allowed"),
+        (&a, "admin", "delete", Some(&k), Some(ms), "allowed"),
         (&r, "reader", "put", Some(&k), None, "denied"),
         (&p, "pruner", "delete-version", Some(&k), Some(vs), "denied"),
         (&w, "writer", "legal-hold-on", Some(&k), Some(vs), "allowed"),
@@ -1499,7 +1580,7 @@ fn attempt(c: &Ctx<'_>, role: Role, action: Action) -> Option<coffer_store::Resu
             s.put_legal_hold(&key, &v.version, true)
         }
         Action::LegalHoldOff => {
-            let v = c.put_opts(&name, b"cell", PutOptions { retention: None, legal_hold: true });
+            let v = c.put_opts(&name, b"cell", PutOptions { retention: None, legal_hold: true, create_only: false });
             s.put_legal_hold(&key, &v.version, false)
         }
         Action::GetLockConfig => s.lock_config().map(drop),
@@ -1794,7 +1875,7 @@ const ATTACKS: &[Attack] = &[
         guard: Guard::Governance,
         audit_action: "delete",
         names_key: true,
-        expect: |r| if r == Role::Writer { Harmless } else { FORBIDDEN },
+        expect: |r| if r == Role::Admin { Harmless } else { FORBIDDEN },
         run: |s, t| s.delete(&t.key).map(drop),
     },
 ];
@@ -1804,7 +1885,8 @@ const ATTACKS: &[Attack] = &[
 /// permission, remove a legal hold without the permission, disable Object Lock, suspend
 /// versioning, overwrite, hide behind a delete marker): refused with `Forbidden` when the
 /// role lacks the action, `Locked` or `InvalidRequest` when it has it — or, for the
-/// writer's overwrite and delete marker, allowed but adding a version — and afterwards the
+/// writer's overwrite and the admin's delete marker, allowed but adding a version (the
+/// writer may not add a delete marker) — and afterwards the
 /// protected version still reads back byte for byte with its retention and hold, the lock
 /// configuration and versioning are unchanged, and the audit log records each refusal as
 /// `denied` with principal, action, key and version.
@@ -1822,13 +1904,17 @@ pub fn attack_matrix(h: &dyn StoreHarness) {
             let name = format!("a{i:02}-{role}");
             let data = format!("{} / {role}", attack.name).into_bytes();
             let opts = match attack.guard {
-                Guard::Compliance => {
-                    PutOptions { retention: Some(ret(RetentionMode::Compliance, c.at(2 * HOUR))), legal_hold: false }
-                }
-                Guard::Governance => {
-                    PutOptions { retention: Some(ret(RetentionMode::Governance, c.at(2 * HOUR))), legal_hold: false }
-                }
-                Guard::LegalHold => PutOptions { retention: None, legal_hold: true },
+                Guard::Compliance => PutOptions {
+                    retention: Some(ret(RetentionMode::Compliance, c.at(2 * HOUR))),
+                    legal_hold: false,
+                    create_only: false,
+                },
+                Guard::Governance => PutOptions {
+                    retention: Some(ret(RetentionMode::Governance, c.at(2 * HOUR))),
+                    legal_hold: false,
+                    create_only: false,
+                },
+                Guard::LegalHold => PutOptions { retention: None, legal_hold: true, create_only: false },
             };
             let v = c.put_opts(&name, &data, opts);
             let t = Target { key: v.key, version: v.version, data, retention: v.retention, legal_hold: v.legal_hold };
@@ -1895,7 +1981,7 @@ pub fn attack_matrix(h: &dyn StoreHarness) {
 pub fn retention_ends_at_retain_until(h: &dyn StoreHarness) {
     let c = Ctx::new(h, "retention_ends_at_retain_until");
     let until = c.at(10);
-    let opts = |mode| PutOptions { retention: Some(ret(mode, until)), legal_hold: false };
+    let opts = |mode| PutOptions { retention: Some(ret(mode, until)), legal_hold: false, create_only: false };
     let comp = c.put_opts("compliance", b"c", opts(RetentionMode::Compliance));
     let gov = c.put_opts("governance", b"g", opts(RetentionMode::Governance));
     c.advance_to(shift(until, -1));
@@ -1914,8 +2000,11 @@ pub fn retention_ends_at_retain_until(h: &dyn StoreHarness) {
 pub fn legal_hold_outlasts_retention(h: &dyn StoreHarness) {
     let c = Ctx::new(h, "legal_hold_outlasts_retention");
     let until = c.at(5);
-    let v =
-        c.put_opts("k", b"x", PutOptions { retention: Some(ret(RetentionMode::Compliance, until)), legal_hold: true });
+    let v = c.put_opts(
+        "k",
+        b"x",
+        PutOptions { retention: Some(ret(RetentionMode::Compliance, until)), legal_hold: true, create_only: false },
+    );
     c.advance_to(shift(until, 30));
     let by = LockedBy { mode: None, until: None, legal_hold: true };
     expect_locked(c.pruner().delete_version(&v.key, &v.version, false), &v.key, &v.version, &by, "held");
@@ -1929,8 +2018,11 @@ pub fn legal_hold_outlasts_retention(h: &dyn StoreHarness) {
 pub fn put_retention_after_expiry_is_free(h: &dyn StoreHarness) {
     let c = Ctx::new(h, "put_retention_after_expiry_is_free");
     let until = c.at(5);
-    let v =
-        c.put_opts("k", b"x", PutOptions { retention: Some(ret(RetentionMode::Compliance, until)), legal_hold: false });
+    let v = c.put_opts(
+        "k",
+        b"x",
+        PutOptions { retention: Some(ret(RetentionMode::Compliance, until)), legal_hold: false, create_only: false },
+    );
     c.advance_to(shift(until, 1));
     let w = c.writer();
     let past = Some(ret(RetentionMode::Compliance, until));

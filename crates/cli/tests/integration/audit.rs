@@ -35,7 +35,7 @@ fn the_audit_log_records_allowed_and_denied_requests_for_the_auditor() {
             ("writer", "put", "allowed"),
             ("writer", "delete-version", "denied"),
             ("pruner", "delete-version", "denied"),
-            ("writer", "delete", "allowed"),
+            ("admin", "delete", "allowed"),
             ("writer", "put", "allowed"),
         ]
     );

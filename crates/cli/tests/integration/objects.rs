@@ -101,6 +101,12 @@ fn get_json_carries_metadata_and_base64_data() {
 fn rm_adds_a_delete_marker_that_hides_the_key_but_keeps_every_version() {
     let sb = Sandbox::with_vault();
     let v1 = sb.put("doc", b"one", &[]);
+    // The writer may not hide anything; `rm` without `--version` acts as the admin.
+    let err = sb.v(["--role", "writer", "rm", "doc"]).fails(3);
+    assert_eq!(
+        err,
+        "coffer: error: writer (role writer) may not delete (roles that may: admin; choose one with --role)"
+    );
     let run = sb.v(["rm", "doc"]).ok().stdout_text();
     assert!(run.contains("delete marker") && run.contains("nothing removed"), "{run}");
 
@@ -212,4 +218,28 @@ fn vault_init_without_dir_uses_coffer_vault() {
     let v = sb.coffer(["vault", "put", "k", "-"]).env("COFFER_VAULT", &dir).stdin(b"data").ok().stdout_text();
     let got = sb.coffer(["vault", "get", "k", "--version", v.trim()]).env("COFFER_VAULT", &dir).ok();
     assert_eq!(got.stdout, b"data");
+}
+
+#[test]
+fn create_only_puts_refuse_an_existing_key_and_a_writer_create_only_vault_enforces_them() {
+    // `put --create-only` on an ordinary vault.
+    let sb = Sandbox::with_vault();
+    sb.put("k", b"one", &[]);
+    let err = sb.v(["put", "k", "-", "--create-only"]).stdin(b"two").fails(1);
+    assert!(err.starts_with("coffer: error: k already exists (version "), "{err}");
+    sb.put("k", b"two", &[]); // without the flag: a new version
+    assert_eq!(sb.versions("k").len(), 2);
+
+    // A vault made with --writer-create-only refuses every writer overwrite, flag or not,
+    // except a growing .partial WAL segment.
+    let sb = Sandbox::new();
+    sb.coffer(["vault", "init", "--writer-create-only"]).arg(sb.vault()).ok();
+    sb.put("k", b"one", &[]);
+    let err = sb.v(["put", "k", "-"]).stdin(b"two").fails(1);
+    assert!(err.contains("k already exists"), "{err}");
+    assert_eq!(sb.versions("k").len(), 1);
+    let partial = "pg/1/wal/00000001/000000010000000000000001.partial";
+    sb.put(partial, b"a", &[]);
+    sb.put(partial, b"ab", &[]);
+    assert_eq!(sb.versions(partial).len(), 2);
 }

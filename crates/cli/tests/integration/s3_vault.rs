@@ -68,8 +68,11 @@ fn vault_commands_over_s3_on_localstack() {
     assert!(err.contains("legal-hold-off"), "{err}");
     v(&sb, &url, Role::Admin, ["vault", "legal-hold", "k/one", "--version", &version, "off"]).ok();
 
-    // rm: a delete marker; removing the locked version is refused (the store's lock).
-    let rm = v(&sb, &url, Role::Writer, ["vault", "rm", "k/one", "--json"]).ok().json();
+    // rm: a delete marker, the admin's (the writer may not hide anything); removing the
+    // locked version is refused (the store's lock).
+    let err = v(&sb, &url, Role::Writer, ["vault", "rm", "k/one"]).fails(3);
+    assert!(err.contains("may not delete"), "{err}");
+    let rm = v(&sb, &url, Role::Admin, ["vault", "rm", "k/one", "--json"]).ok().json();
     assert_eq!(rm["delete_marker"], true, "{rm}");
     v(&sb, &url, Role::Reader, ["vault", "get", "k/one"]).fails(5);
     v(&sb, &url, Role::Pruner, ["vault", "rm", "k/one", "--version", &version]).fails(4);

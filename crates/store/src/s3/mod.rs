@@ -652,9 +652,9 @@ impl S3Store {
         let sha_hex = hex::encode(sha);
         let multipart = data.len() as u64 > self.inner.multipart.threshold;
         let version = if multipart {
-            self.put_multipart(key, &full, data, retention, opts.legal_hold, &sha_hex).await?
+            self.put_multipart(key, &full, data, retention, opts, &sha_hex).await?
         } else {
-            self.put_single(key, &full, data, retention, opts.legal_hold, (&sha_hex, &sha)).await?
+            self.put_single(key, &full, data, retention, opts, (&sha_hex, &sha)).await?
         };
         let version = VersionId(version.ok_or_else(|| {
             StoreError::invalid(format!(
@@ -725,14 +725,15 @@ impl S3Store {
         Ok(meta)
     }
 
-    /// One `PutObject` with the lock headers and checksums; the new version id.
+    /// One `PutObject` with the lock headers and checksums (and `If-None-Match: *` for a
+    /// create-only put); the new version id.
     async fn put_single(
         &self,
         key: &str,
         full: &str,
         data: &[u8],
         retention: Option<Retention>,
-        legal_hold: bool,
+        opts: &PutOptions,
         (sha_hex, sha): (&str, &[u8]),
     ) -> Result<Option<String>> {
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -746,11 +747,12 @@ impl S3Store {
             .content_length(i64::try_from(data.len()).unwrap_or(i64::MAX))
             .content_md5(b64.encode(md5::Md5::digest(data)))
             .checksum_sha256(b64.encode(sha))
-            .metadata(CHECKSUM_META, sha_hex);
+            .metadata(CHECKSUM_META, sha_hex)
+            .set_if_none_match(opts.create_only.then(|| "*".to_owned()));
         if let Some(r) = retention {
             req = req.object_lock_mode(lock_mode(r.mode)).object_lock_retain_until_date(to_datetime(r.until));
         }
-        if legal_hold {
+        if opts.legal_hold {
             req = req.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
         }
         let out = req
@@ -771,7 +773,7 @@ impl S3Store {
         full: &str,
         data: &[u8],
         retention: Option<Retention>,
-        legal_hold: bool,
+        opts: &PutOptions,
         sha_hex: &str,
     ) -> Result<Option<String>> {
         let c = &self.inner.client;
@@ -784,7 +786,7 @@ impl S3Store {
         if let Some(r) = retention {
             req = req.object_lock_mode(lock_mode(r.mode)).object_lock_retain_until_date(to_datetime(r.until));
         }
-        if legal_hold {
+        if opts.legal_hold {
             req = req.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
         }
         let created = req.send().await.map_err(|e| {
@@ -793,7 +795,8 @@ impl S3Store {
         let upload = created.upload_id().map(str::to_owned).ok_or_else(|| {
             StoreError::invalid(format!("the server started a multipart upload of {key} without an upload id"))
         })?;
-        let res = self.upload_parts(key, full, data, &upload).await;
+        // CreateMultipartUpload takes no condition; CompleteMultipartUpload does.
+        let res = self.upload_parts(key, full, data, &upload, opts.create_only).await;
         if res.is_err() {
             // Best effort: the error that matters is the upload's.
             let abort = c.abort_multipart_upload().bucket(self.bucket()).key(full).upload_id(&upload);
@@ -802,7 +805,14 @@ impl S3Store {
         res
     }
 
-    async fn upload_parts(&self, key: &str, full: &str, data: &[u8], upload: &str) -> Result<Option<String>> {
+    async fn upload_parts(
+        &self,
+        key: &str,
+        full: &str,
+        data: &[u8],
+        upload: &str,
+        create_only: bool,
+    ) -> Result<Option<String>> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let len = data.len() as u64;
         let part_size = usize::try_from(self.inner.multipart.part_size.max(len.div_ceil(MAX_PARTS)))
@@ -858,6 +868,7 @@ impl S3Store {
             .key(full)
             .upload_id(upload)
             .multipart_upload(done)
+            .set_if_none_match(create_only.then(|| "*".to_owned()))
             .send()
             .await
             .map_err(|e| self.fail(e, Action::Put, Some(key), None, &format!("cannot complete the upload of {key}")))?;
@@ -1417,6 +1428,15 @@ impl Failure {
             _ if key.is_some() && self.is_not_found() => {
                 StoreError::NotFound { key: key.unwrap_or_default().to_owned(), version: version.cloned() }
             }
+            // A create-only put (`If-None-Match: *`) whose key exists.
+            (Some("PreconditionFailed"), _) | (_, Some(412)) if action == Action::Put && key.is_some() => {
+                StoreError::Exists { key: key.unwrap_or_default().to_owned(), version: None }
+            }
+            // AWS: a concurrent conditional write to the same key is in flight; retry later.
+            (Some("ConditionalRequestConflict"), _) if action == Action::Put => StoreError::Io {
+                context: format!("{what}: a concurrent create-only put of the same key ({})", detail()),
+                source: self.source,
+            },
             (Some("AccessDenied"), _) | (_, Some(403)) => {
                 StoreError::Forbidden { principal: p.name.clone(), role: p.role, action }
             }

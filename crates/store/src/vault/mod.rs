@@ -73,6 +73,11 @@ pub struct VaultOptions {
     pub default_retention: Option<DefaultRetention>,
     /// The clock (the system clock unless a test build supplies another).
     pub clock: Clock,
+    /// Every put by the writer is create-only (`Exists` over an existing object), whatever
+    /// it asks for, except on names [`crate::model::may_get_new_versions`] allows (growing
+    /// `.partial` WAL segments): the vault's counterpart of the S3 bucket policy that
+    /// requires `If-None-Match`. Set at init, kept in the vault, never turned off.
+    pub writer_create_only: bool,
 }
 
 /// A vault on a local directory. Cheap to clone; clones share one connection.
@@ -127,6 +132,10 @@ impl LocalVault {
             let tx = conn.unchecked_transaction().map_err(db_err("cannot initialise vault database"))?;
             if let Some(d) = opts.default_retention {
                 put_default_retention(&tx, Some(d))?;
+            }
+            if opts.writer_create_only {
+                tx.execute("INSERT INTO meta (name, value) VALUES ('writer-create-only', 'true')", [])
+                    .map_err(db_err("cannot initialise vault database"))?;
             }
             for role in Role::ALL {
                 let creds = Credentials {
@@ -502,6 +511,13 @@ impl ObjectStore for VaultHandle {
                     ),
                 }),
             };
+            if opts.create_only
+                || (self.principal.role == Role::Writer
+                    && !crate::model::may_get_new_versions(key)
+                    && writer_create_only(tx)?)
+            {
+                refuse_if_exists(tx, key)?;
+            }
             let meta =
                 insert_version(tx, key, now, Some((&file, data.len() as u64, &checksum)), retention, opts.legal_hold)?;
             let v = meta.version.clone();
@@ -733,6 +749,32 @@ impl ObjectStore for VaultHandle {
 
 /// Inserts a version (`data` = file, size, checksum) or a delete marker (`None`), with an id
 /// newer than every existing version of the key, and keeps `live` up to date.
+/// Whether the vault makes every writer put create-only ([`VaultOptions::writer_create_only`]).
+fn writer_create_only(conn: &Connection) -> Result<bool> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'writer-create-only'", [], |r| r.get(0))
+        .optional()
+        .map_err(db_err("cannot read the vault's settings"))?;
+    Ok(v.as_deref() == Some("true"))
+}
+
+/// `Exists` when the key's latest version is an object (a create-only put's condition,
+/// checked inside the put's write transaction, so no concurrent put can slip between).
+fn refuse_if_exists(tx: &rusqlite::Transaction<'_>, key: &str) -> Result<()> {
+    let latest: Option<(String, bool)> = tx
+        .query_row(
+            "SELECT vid, delete_marker FROM versions WHERE key = ?1 ORDER BY vid DESC LIMIT 1",
+            [key.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err(format!("cannot read versions of {key}")))?;
+    match latest {
+        Some((vid, false)) => Err(StoreError::Exists { key: key.to_owned(), version: Some(VersionId(vid)) }),
+        _ => Ok(()),
+    }
+}
+
 fn insert_version(
     tx: &rusqlite::Transaction<'_>,
     key: &str,

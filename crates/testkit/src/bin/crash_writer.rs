@@ -87,6 +87,8 @@ struct Written {
 fn run(args: &Args) -> coffer_store::Result<()> {
     let vault = LocalVault::open(&args.vault)?;
     let writer = vault.login(&vault.read_credentials(Role::Writer)?)?;
+    // Delete markers are the admin's (the writer may not add one).
+    let admin = vault.login(&vault.read_credentials(Role::Admin)?)?;
     let mut rng = Rng::new(args.seed);
     let mut written: Vec<Written> = Vec::new();
     let stdout = std::io::stdout();
@@ -117,7 +119,7 @@ fn run(args: &Args) -> coffer_store::Result<()> {
         let live: Vec<usize> = (0..written.len()).filter(|&i| !written[i].deleted).collect();
         if op < 8 && !live.is_empty() {
             let i = live[rng.range_usize(0, live.len() - 1)];
-            let m = writer.delete(&written[i].key)?;
+            let m = admin.delete(&written[i].key)?;
             written[i].deleted = true;
             ack(Ack::Delete { key: m.key, version: m.version });
         } else if op < 18 && !written.is_empty() {
@@ -147,7 +149,7 @@ fn run(args: &Args) -> coffer_store::Result<()> {
             } else {
                 None
             };
-            let opts = PutOptions { retention, legal_hold: rng.chance(10) };
+            let opts = PutOptions { retention, legal_hold: rng.chance(10), create_only: false };
             let v = writer.put(&key, &content_for_key(&key).expect("object_key encodes a size"), &opts)?;
             written.push(Written { key: key.clone(), version: v.version.clone(), retention, deleted: false });
             ack(Ack::Put { key, version: v.version });

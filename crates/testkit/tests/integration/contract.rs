@@ -29,6 +29,7 @@ macro_rules! on_local_vault {
 on_local_vault!(
     put_always_creates_a_new_version,
     overwrite_leaves_older_versions_intact,
+    create_only_put_refuses_an_existing_key,
     get_and_head_latest_and_by_version,
     open_ranged_reads_ranges_of_the_version,
     checksum_and_size_are_stored,
@@ -91,7 +92,9 @@ fn the_whole_suite_shares_one_vault() {
     assert!(verification.entries > 500, "the suite's requests were audited ({} entries)", verification.entries);
 }
 
-/// The access matrix as issue 2 and the brief state it, in the audit log's action names.
+/// The access matrix as issue 2 and the brief state it (amended by the least-privilege
+/// change: delete markers moved from the writer to the admin), in the audit log's action
+/// names.
 const MATRIX_FROM_THE_ISSUE: [(&str, &[&str]); 5] = [
     (
         "writer",
@@ -101,7 +104,6 @@ const MATRIX_FROM_THE_ISSUE: [(&str, &[&str]); 5] = [
             "head",
             "list",
             "list-versions",
-            "delete",
             "put-retention",
             "legal-hold-on",
             "get-lock-config",
@@ -116,6 +118,7 @@ const MATRIX_FROM_THE_ISSUE: [(&str, &[&str]); 5] = [
             "head",
             "list",
             "list-versions",
+            "delete",
             "put-retention",
             "bypass-governance",
             "legal-hold-on",
@@ -161,7 +164,7 @@ fn local_vault_rounds_retain_until_up_to_a_whole_second() {
     let whole: Timestamp = "2030-01-01T01:00:00Z".parse().unwrap();
     let requested = whole + SignedDuration::from_millis(400);
     let r = Retention { mode: RetentionMode::Governance, until: requested };
-    let v = w.put("k", b"x", &PutOptions { retention: Some(r), legal_hold: false }).unwrap();
+    let v = w.put("k", b"x", &PutOptions { retention: Some(r), legal_hold: false, create_only: false }).unwrap();
     let up = whole + SignedDuration::from_secs(1);
     assert_eq!(v.retention.unwrap().until, up, "put rounds up");
     assert_eq!(w.head("k", None).unwrap().retention.unwrap().until, up);
@@ -171,7 +174,11 @@ fn local_vault_rounds_retain_until_up_to_a_whole_second() {
     // Less than a second ahead of a clock between seconds: accepted, rounded up.
     let soon = h.now() + SignedDuration::from_millis(100);
     let v = w
-        .put("soon", b"x", &PutOptions { retention: Some(Retention { until: soon, ..r }), legal_hold: false })
+        .put(
+            "soon",
+            b"x",
+            &PutOptions { retention: Some(Retention { until: soon, ..r }), legal_hold: false, create_only: false },
+        )
         .unwrap();
     assert_eq!(v.retention.unwrap().until.subsec_nanosecond(), 0);
     assert!(v.retention.unwrap().until > soon);
@@ -200,11 +207,16 @@ enum Defect {
     SilentLockedDelete,
     /// The audit log leaves out refusals.
     UnauditedRefusals,
+    /// A create-only put overwrites like any other.
+    CreateOnlyIgnored,
+    /// The writer's delete marker is served with the admin's rights.
+    WriterHides,
 }
 
 struct Mutant {
     inner: Box<dyn ObjectStore>,
     reader: Box<dyn ObjectStore>,
+    admin: Box<dyn ObjectStore>,
     defect: Defect,
 }
 
@@ -213,7 +225,10 @@ impl ObjectStore for Mutant {
         self.inner.principal()
     }
     fn put(&self, key: &str, data: &[u8], opts: &PutOptions) -> coffer_store::Result<ObjectVersion> {
-        self.inner.put(key, data, opts)
+        match self.defect {
+            Defect::CreateOnlyIgnored => self.inner.put(key, data, &PutOptions { create_only: false, ..*opts }),
+            _ => self.inner.put(key, data, opts),
+        }
     }
     fn get(&self, key: &str, version: Option<&VersionId>) -> coffer_store::Result<Object> {
         match self.defect {
@@ -251,7 +266,10 @@ impl ObjectStore for Mutant {
         self.inner.list_versions(prefix, token, limit)
     }
     fn delete(&self, key: &str) -> coffer_store::Result<ObjectVersion> {
-        self.inner.delete(key)
+        match self.defect {
+            Defect::WriterHides if self.inner.principal().role == Role::Writer => self.admin.delete(key),
+            _ => self.inner.delete(key),
+        }
     }
     fn delete_version(&self, key: &str, version: &VersionId, bypass: bool) -> coffer_store::Result<()> {
         match self.inner.delete_version(key, version, bypass) {
@@ -295,7 +313,12 @@ struct MutantHarness {
 
 impl StoreHarness for MutantHarness {
     fn handle(&self, role: Role) -> Box<dyn ObjectStore> {
-        Box::new(Mutant { inner: self.real.handle(role), reader: self.real.handle(Role::Reader), defect: self.defect })
+        Box::new(Mutant {
+            inner: self.real.handle(role),
+            reader: self.real.handle(Role::Reader),
+            admin: self.real.handle(Role::Admin),
+            defect: self.defect,
+        })
     }
     fn now(&self) -> Timestamp {
         self.real.now()
@@ -363,4 +386,67 @@ fn audit_checks_catch_unaudited_refusals() {
     must_catch(Defect::UnauditedRefusals, suite::attack_matrix);
     must_catch(Defect::UnauditedRefusals, suite::access_matrix);
     must_catch(Defect::UnauditedRefusals, suite::audit_log_records_mutations);
+}
+
+#[test]
+fn suite_catches_an_ignored_create_only_put() {
+    must_catch(Defect::CreateOnlyIgnored, suite::create_only_put_refuses_an_existing_key);
+}
+
+#[test]
+fn suite_catches_a_writer_that_may_hide_keys() {
+    must_catch(Defect::WriterHides, suite::role_is_checked_before_anything_else);
+    must_catch(Defect::WriterHides, suite::access_matrix);
+    must_catch(Defect::WriterHides, suite::attack_matrix);
+}
+
+/// A vault made with `writer_create_only` (the local counterpart of the S3 bucket policy
+/// that requires `If-None-Match`) refuses every writer put over an existing object with
+/// `Exists` — even one that does not ask to be create-only — adds nothing, audits the
+/// refusal, keeps the setting across a reopen, and still lets a growing `.partial` WAL
+/// segment get new versions. A vault without the setting accepts the same overwrite.
+#[test]
+fn a_writer_create_only_vault_refuses_overwrites_except_partial_wal() {
+    use coffer_store::{ErrorKind, LocalVault, VaultOptions, may_get_new_versions};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    LocalVault::init(&dir, &VaultOptions { writer_create_only: true, ..VaultOptions::default() }).unwrap();
+    let vault = LocalVault::open(&dir).unwrap(); // the setting lives in the vault
+    let as_role = |r| vault.login(&vault.read_credentials(r).unwrap()).unwrap();
+    let (w, admin, auditor) = (as_role(Role::Writer), as_role(Role::Admin), as_role(Role::Auditor));
+    let plain = PutOptions::default();
+    let count = |key: &str| w.list_versions(key, None, 100).unwrap().items.iter().filter(|v| v.key == key).count();
+
+    let v1 = w.put("repo/data/ab/pack", b"one", &plain).unwrap();
+    let err = w.put("repo/data/ab/pack", b"two", &plain).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exists, "{err}");
+    assert!(matches!(&err, StoreError::Exists { version: Some(v), .. } if *v == v1.version), "{err:?}");
+    assert_eq!(count("repo/data/ab/pack"), 1, "nothing added");
+    assert_eq!(w.get("repo/data/ab/pack", None).unwrap().data, b"one");
+    let log = auditor.audit_log(0, 1000).unwrap();
+    assert!(
+        log.iter().any(|e| e.action == "put" && e.outcome == "denied" && e.key.as_deref() == Some("repo/data/ab/pack")),
+        "the refusal is audited"
+    );
+
+    // The carve-out: a .partial WAL segment grows as new versions; its final name does not.
+    let partial = "repo/pg/7000000000000000001/wal/00000001/000000010000000000000003.partial";
+    assert!(may_get_new_versions(partial) && !may_get_new_versions(partial.trim_end_matches(".partial")));
+    w.put(partial, b"a", &plain).unwrap();
+    w.put(partial, b"ab", &plain).unwrap();
+    assert_eq!(count(partial), 2, "a .partial segment gets new versions");
+    let done = partial.trim_end_matches(".partial");
+    w.put(done, b"abc", &plain).unwrap();
+    assert_eq!(w.put(done, b"abd", &plain).unwrap_err().kind(), ErrorKind::Exists);
+    assert!(!may_get_new_versions("repo/data/ab/x.partial") && !may_get_new_versions("wal/x.partial"));
+
+    // Over the admin's delete marker the name is free again (as with If-None-Match on S3).
+    admin.delete("repo/data/ab/pack").unwrap();
+    w.put("repo/data/ab/pack", b"three", &plain).unwrap();
+
+    // Without the setting, the same overwrite is an ordinary new version.
+    let open = LocalVaultHarness::new();
+    let ow = open.handle(Role::Writer);
+    ow.put("k", b"one", &plain).unwrap();
+    ow.put("k", b"two", &plain).unwrap();
 }

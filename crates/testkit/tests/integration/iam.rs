@@ -104,7 +104,9 @@ fn generated_iam_policies_are_enforced_by_moto() {
     let writer = store(&server, &bucket, Role::Writer, &keys[&Role::Writer]);
     let until = coffer_store::Clock::system().now().checked_add(jiff::SignedDuration::from_hours(24)).unwrap();
     let retention = Some(Retention { mode: RetentionMode::Governance, until });
-    let v = writer.put("data/one", b"locked", &PutOptions { retention, legal_hold: false }).expect("writer puts");
+    let v = writer
+        .put("data/one", b"locked", &PutOptions { retention, legal_hold: false, create_only: false })
+        .expect("writer puts");
     let reader = store(&server, &bucket, Role::Reader, &keys[&Role::Reader]);
     assert_eq!(reader.get("data/one", Some(&v.version)).expect("reader gets").data, b"locked");
     let pruner = store(&server, &bucket, Role::Pruner, &keys[&Role::Pruner]);

@@ -238,7 +238,7 @@ impl Run {
         match op {
             Op::Put { key, data, retention, legal_hold } => {
                 let (vr, mr) = self.until(*retention);
-                let opts = PutOptions { retention: vr, legal_hold: *legal_hold };
+                let opts = PutOptions { retention: vr, legal_hold: *legal_hold, create_only: false };
                 let vault = self.store(role).put(KEYS[*key], data, &opts);
                 let model = self.model.put(role, KEYS[*key], data, mr, *legal_hold);
                 self.compare_created(vault, model)?;

@@ -329,7 +329,9 @@ fn s3store_refuses_what_moto_would_allow() {
     let now = now_secs();
     let until = jiff::Timestamp::from_second(now + 7200).unwrap();
     let r = Retention { mode: RetentionMode::Compliance, until };
-    let v = writer.put("k", b"x", &PutOptions { retention: Some(r), legal_hold: false }).expect("locked put");
+    let v = writer
+        .put("k", b"x", &PutOptions { retention: Some(r), legal_hold: false, create_only: false })
+        .expect("locked put");
     for new in [
         Some(Retention { mode: RetentionMode::Compliance, until: jiff::Timestamp::from_second(now + 3600).unwrap() }),
         Some(Retention { mode: RetentionMode::Governance, until }),
@@ -361,7 +363,7 @@ fn multipart_on(kind: ServerKind) {
         [("big", &data[..], Some(3), false), ("held", &data[..], Some(3), true), ("small", &data[..1000], None, false)]
     {
         let meta = writer
-            .put(key, body, &PutOptions { retention: Some(r), legal_hold: hold })
+            .put(key, body, &PutOptions { retention: Some(r), legal_hold: hold, create_only: false })
             .unwrap_or_else(|e| panic!("{key}: {e}"));
         assert_eq!((meta.retention, meta.legal_hold, meta.size), (Some(r), hold, body.len() as u64), "{key}");
         // What the server holds, read raw: the ETag of a multipart upload ends in "-PARTS".
@@ -376,6 +378,15 @@ fn multipart_on(kind: ServerKind) {
         assert_eq!(head.object_lock_retain_until_date().map(DateTime::secs), Some(until.as_second()), "{key}");
         assert_eq!(writer.get(key, Some(&meta.version)).expect("get").data, body, "{key} reads back");
     }
+    // Create-only: If-None-Match on CompleteMultipartUpload refuses an existing key (the
+    // upload is aborted, nothing added) and creates a new one.
+    let once = PutOptions { retention: Some(r), legal_hold: false, create_only: true };
+    let err = writer.put("big", &data, &once).expect_err("a create-only multipart put over an existing key");
+    assert_eq!(err.kind(), coffer_store::ErrorKind::Exists, "{} : {err}", kind.name());
+    let big = writer.list_version_entries("big", None, 10).expect("list");
+    assert_eq!(big.items.iter().filter(|v| v.key == "big").count(), 1, "nothing added to big");
+    let v = writer.put("big-once", &data, &once).expect("a create-only multipart put of a new key");
+    assert_eq!(writer.get("big-once", Some(&v.version)).expect("get").data, data, "big-once reads back");
     // No incomplete upload is left behind.
     let c = writer.client();
     let uploads = writer.block_on(c.list_multipart_uploads().bucket(&bucket).send()).expect("list uploads");
