@@ -142,8 +142,11 @@ fn a_rogue_writer_cannot_stop_or_aim_a_postgres_restore_on_the_local_vault_as_ro
     put(&forged_key, &seal_bytes(repo.key(), ObjectKind::PgWal, &victim, &cut));
     assert!(before.iter().any(|k| k.starts_with("pg/")));
     let marked: Vec<&String> = before.iter().filter(|k| !k.starts_with("data/")).collect();
+    // Delete markers are the admin's since the writer lost `delete` (least privilege); the
+    // reads must hold whoever adds them.
+    let admin = login(&vault, Role::Admin);
     for k in &marked {
-        writer.delete(k).unwrap_or_else(|e| panic!("delete marker on {k}: {e}"));
+        admin.delete(k).unwrap_or_else(|e| panic!("delete marker on {k}: {e}"));
     }
     drop(repo);
     // The attack ran as root: the vault goes back to `postgres`, who runs every command.
