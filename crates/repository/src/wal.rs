@@ -112,15 +112,26 @@ impl Repository {
         };
         match self.store().put(&key, &bytes, &opts) {
             Ok(_) => {}
-            Err(e) if e.kind() == coffer_store::ErrorKind::Exists => {
+            Err(e) if e.kind() == coffer_store::ErrorKind::Exists => match self.get_wal(sysid, name)? {
                 // Archived by another process since the check above.
-                if self.get_wal(sysid, name)?.as_deref() == Some(data) {
-                    return Ok(WalPut::AlreadyStored);
+                Some(stored) if stored == data => return Ok(WalPut::AlreadyStored),
+                Some(_) => {
+                    return Err(RepoError::Invalid(format!(
+                        "WAL file {name} of cluster {sysid} is already archived with different content; refusing to overwrite it"
+                    )));
                 }
-                return Err(RepoError::Invalid(format!(
-                    "WAL file {name} of cluster {sysid} is already archived with different content; refusing to overwrite it"
-                )));
-            }
+                // Only versions that are not this repository's hold the name: garbage put
+                // there ahead of the archive by someone with the writer's key (segment
+                // names are predictable). Readers take the first version that
+                // authenticates, so storing this one after the garbage keeps the archive
+                // going; a store that enforces create-only refuses it, and says why.
+                None => {
+                    let plain = PutOptions { create_only: false, ..opts };
+                    self.store().put(&key, &bytes, &plain).map_err(RepoError::store(format!(
+                        "cannot store {key}: the name holds only versions this repository did not write (tampering; `coffer verify` names them)"
+                    )))?;
+                }
+            },
             Err(e) => return Err(RepoError::store(format!("cannot store {key}"))(e)),
         }
         self.extend_meta_to(until)?;
