@@ -166,8 +166,7 @@ fn read_config(store: &dyn ObjectStore, location: &str, prefix: &str, as_of: Opt
     let Some(first) = versions.objects.first() else {
         return Err(RepoError::NoRepository { location: location.into() });
     };
-    let bytes = store
-        .get(&key, Some(&first.version))
+    let bytes = get_listed(store, &key, first)
         .map_err(RepoError::store(format!("cannot read {location}/config (version {})", first.version)))?
         .data;
     pack::envelope_version(&bytes, &format!("{location}/config"))?;
@@ -1449,7 +1448,7 @@ fn hashed_version(
     skip: Option<&VersionId>,
 ) -> Result<Option<(Vec<u8>, VersionId)>> {
     for v in versions.objects.iter().rev().filter(|v| Some(&v.version) != skip) {
-        match store.get(&versions.key, Some(&v.version)) {
+        match get_listed(store, &versions.key, v) {
             Ok(o) if id.names(&o) => return Ok(Some((o.data, v.version.clone()))),
             Ok(_) => {}
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {}
@@ -1457,6 +1456,24 @@ fn hashed_version(
         }
     }
     Ok(None)
+}
+
+/// Reads the listed version `v` of `key`. A read by version id costs S3 a second request (to
+/// learn whether it is the latest), so the version the listing called the latest is read as
+/// the latest — and taken only if it still is that version.
+pub(crate) fn get_listed(
+    store: &dyn ObjectStore,
+    key: &str,
+    v: &coffer_store::ListEntry,
+) -> coffer_store::Result<coffer_store::Object> {
+    if v.is_latest {
+        if let Ok(o) = store.get(key, None) {
+            if o.meta.version == v.version {
+                return Ok(o);
+            }
+        }
+    }
+    store.get(key, Some(&v.version))
 }
 
 /// Reads the key file `v` names: the version whose bytes hash to its name.

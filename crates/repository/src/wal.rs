@@ -172,7 +172,7 @@ impl Repository {
         let partial = name.ends_with(".partial");
         let mut chosen: Option<(Vec<u8>, Vec<u8>)> = None;
         for v in &versions.objects {
-            let sealed = match self.store().get(&key, Some(&v.version)) {
+            let sealed = match crate::repo::get_listed(self.store(), &key, v) {
                 Ok(o) => o.data,
                 Err(e) if is_not_found(&e) || e.kind() == coffer_store::ErrorKind::Corrupt => continue,
                 Err(e) => return Err(RepoError::store(format!("cannot read {key}"))(e)),
