@@ -380,3 +380,39 @@ fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() 
     // The end of the archive: the spool is removed.
     assert!(!sb.path("restore/coffer-prefetch").exists(), "{:?}", spooled());
 }
+
+#[test]
+fn pg_stream_drain_opens_the_repository_with_a_key_file_and_no_password() {
+    let sb = repo();
+    let key = sb.path("repo.key");
+    c(&sb, &["pg", "export-key"]).arg(&key).ok();
+    let spool = sb.path("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let data = fake_segment(7_000_005, 5);
+    std::fs::write(spool.join("000000010000000000000001"), &data).unwrap();
+    // No password anywhere: only the key file opens the repository.
+    let doc = sb
+        .coffer(["--repo"])
+        .arg(sb.vault())
+        .args(["pg", "stream", "--drain", "--json", "--sysid", "7000005", "--key-file"])
+        .arg(&key)
+        .arg("--spool")
+        .arg(&spool)
+        .ok()
+        .json();
+    assert_eq!(doc["stored"], 1, "{doc}");
+    let out = sb.path("fetched");
+    c(&sb, &["pg", "wal-fetch", "--sysid", "7000005", "000000010000000000000001"]).arg(&out).ok();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    // The key file must be private, as for the other pg commands.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let err = sb
+        .coffer(["--repo"])
+        .arg(sb.vault())
+        .args(["pg", "stream", "--drain", "--sysid", "7000005", "--key-file"])
+        .arg(&key)
+        .arg("--spool")
+        .arg(&spool)
+        .fails(1);
+    assert!(err.contains("accessible to other users (mode 0644)"), "{err}");
+}
