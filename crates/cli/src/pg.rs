@@ -173,7 +173,8 @@ struct RestoreArgs {
     /// The cluster by the name its base backups were taken with (`pg backup --cluster`)
     #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME", conflicts_with = "sysid")]
     cluster: Option<String>,
-    /// Where to write the copy of the repository key that restore_command reads
+    /// Where to write the copy of the repository key that restore_command reads (and,
+    /// as FILE.credentials, the credentials it logs in with)
     /// [default: DIR.coffer-key, beside the data directory, never inside it]
     #[arg(long, value_name = "FILE")]
     key_copy: Option<PathBuf>,
@@ -1328,6 +1329,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         let _ = std::fs::remove_file(&key_file);
         write_key_file(&repo, &key_file)?;
     }
+    let credentials_copy = copy_credentials(g, r, &key_file)?;
     let repo_arg = match &r.repo {
         Some(p) if !p.to_string_lossy().contains("://") => std::path::absolute(p)?.display().to_string(),
         Some(p) => p.display().to_string(),
@@ -1336,8 +1338,12 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     // Recovery must read the WAL of the same point in time as the base backup it starts
     // from: a segment forged after --as-of must not be replayed.
     let as_of = r.as_of.map(|t| format!(" --as-of {}", sh_quote(&t.to_string()))).unwrap_or_default();
+    let credentials_arg = credentials_copy
+        .as_ref()
+        .map(|c| format!(" --credentials {}", sh_quote(&c.display().to_string())))
+        .unwrap_or_default();
     let cmd = format!(
-        "{} --repo {}{as_of} pg wal-fetch --key-file {} --sysid {sysid} %f %p",
+        "{} --repo {}{credentials_arg}{as_of} pg wal-fetch --key-file {} --sysid {sysid} %f %p",
         sh_quote(&exe.display().to_string()),
         sh_quote(&repo_arg),
         sh_quote(&key_file.display().to_string())
@@ -1378,6 +1384,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     // (recovery_init_sync_method) and then finds it clean.
     let parent = dir.parent().unwrap_or(Path::new("/"));
     let mut synced = vec![auto, dir.join("recovery.signal"), dir.clone(), parent.to_path_buf()];
+    synced.extend(credentials_copy.iter().cloned());
     synced.extend(key_file.parent().filter(|k| *k != parent).map(Path::to_path_buf));
     for p in &synced {
         std::fs::File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", p.display()))?;
@@ -1388,7 +1395,13 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     }
     let mut out = Output::new(g.json);
     if out.json() {
-        out.doc(&serde_json::json!({"target": dir, "base": base, "key-file": key_file, "started": a.start}))?;
+        out.doc(&serde_json::json!({
+            "target": dir,
+            "base": base,
+            "key-file": key_file,
+            "credentials-file": credentials_copy,
+            "started": a.start
+        }))?;
     } else {
         out.line(format!(
             "restored base backup {} (cluster {sysid}, WAL {}..{}) into {}; start the server to recover",
@@ -1399,6 +1412,43 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         ))?;
     }
     out.finish()
+}
+
+/// Copies the credentials `pg restore` itself logged in with — `--credentials FILE`, else
+/// the vault's `credentials/ROLE.toml` of `--role` (default: the reader) — to
+/// `KEY_COPY.credentials` beside the key copy (created new, mode 0600, synced by the
+/// caller), for `restore_command` to present with `--credentials`. Recovery then does not
+/// depend on the vault's `credentials/` directory, whose copies the separation-of-duties
+/// advice says to delete, nor on where `--credentials FILE` lived. `None` for an S3
+/// repository without `--credentials` (the AWS chain of restore_command's environment
+/// applies, as it did for this command).
+fn copy_credentials(g: &Global, r: &RepoOpts, key_file: &Path) -> Result<Option<PathBuf>> {
+    let source = match g.credentials.as_ref().filter(|f| !f.as_os_str().is_empty()) {
+        Some(f) => f.clone(),
+        None => {
+            let (dir, _) = crate::repo::vault_dir(r)?;
+            if dir.to_str().is_some_and(crate::s3::is_s3) {
+                return Ok(None);
+            }
+            let role = g.role.unwrap_or(Role::Reader);
+            dir.join("credentials").join(format!("{role}.toml"))
+        }
+    };
+    let text = std::fs::read(&source).with_context(|| format!("cannot read credentials {}", source.display()))?;
+    let mut name = key_file.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(".credentials");
+    let copy = key_file.with_file_name(name);
+    // As for the key copy: an earlier restore's file is replaced, never written through.
+    let _ = std::fs::remove_file(&copy);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode_0600()
+        .open(&copy)
+        .with_context(|| format!("cannot create {}", copy.display()))?;
+    f.write_all(&text)?;
+    f.sync_all()?;
+    Ok(Some(copy))
 }
 
 /// `restore --start`: starts the server on `dir` listening only on a socket in `dir`, and

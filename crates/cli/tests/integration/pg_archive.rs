@@ -156,11 +156,23 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest_as_root() {
     assert!(conf.contains("--key-file") && conf.contains("r1.coffer-key"), "{conf}");
     assert!(!conf.contains("--password-file"), "{conf}");
     assert!(Path::new(&sb.path("r1/recovery.signal")).exists());
+    // restore_command logs in with a copy of the credentials `pg restore` used (here the
+    // vault's reader.toml), beside the key copy, mode 0600 …
+    let creds = sb.path("r1.coffer-key.credentials");
+    let meta = std::fs::metadata(&creds).expect("credentials copy beside the key copy");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    assert!(conf.contains("--credentials") && conf.contains("r1.coffer-key.credentials"), "{conf}");
+    // … so recovery works once the vault's reader.toml is gone, as the README's
+    // separation-of-duties advice has it.
+    let reader = sb.sb.vault().join("credentials/reader.toml");
+    let moved = sb.path("reader.toml.away");
+    std::fs::rename(&reader, &moved).unwrap();
     {
         let mut r1 = sb.start(sb.path("r1"));
         r1.wait_promoted();
         assert_eq!(rows(&r1), expect_a, "restored to {target}: {}", r1.log());
     }
+    std::fs::rename(&moved, &reader).unwrap();
     // To the LSN and to the restore point: batch A too.
     for (dir, goal) in [
         ("r-lsn", ["--lsn", lsn_a.as_str(), "--cluster", "main"]),
