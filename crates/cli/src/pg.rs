@@ -125,6 +125,10 @@ struct WalFetchArgs {
     /// Internal: run as the detached worker that fills the prefetch spool after NAME
     #[arg(long, hide = true)]
     prefetch_worker: bool,
+    /// Internal: the cluster's WAL segment size, for the prefetch worker (the call that
+    /// starts it reads it from the fetched segment's long page header)
+    #[arg(long, hide = true, value_name = "BYTES", requires = "prefetch_worker")]
+    wal_segment_size: Option<u64>,
 }
 
 /// `pg backup`.
@@ -246,6 +250,23 @@ fn sysid_from_segment(data: &[u8]) -> Option<u64> {
     (seg_size.is_power_of_two() && sysid != 0).then_some(sysid)
 }
 
+/// The WAL segment size (`xlp_seg_size`) in a segment's long page header, if `data` starts
+/// with one holding a size PostgreSQL allows (a power of two from 1 MiB to 1 GiB).
+fn segment_size_from_header(data: &[u8]) -> Option<u64> {
+    if data.len() < 40 || u16::from_le_bytes([data[2], data[3]]) & XLP_LONG_HEADER == 0 {
+        return None;
+    }
+    let size = u64::from(u32::from_le_bytes(data[32..36].try_into().ok()?));
+    (size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size)).then_some(size)
+}
+
+/// The WAL segment size in the long page header of the segment file at `path`.
+fn segment_size_of_file(path: &Path) -> Option<u64> {
+    let mut head = [0u8; 40];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).ok()?;
+    segment_size_from_header(&head)
+}
+
 /// The system identifier in `DIR/global/pg_control` (its first field).
 fn sysid_from_control(dir: &Path) -> Result<u64> {
     let p = dir.join("global/pg_control");
@@ -273,6 +294,13 @@ fn segment_name(tli: u32, segno: u64, seg_size: u64) -> String {
     format!("{tli:08X}{:08X}{:08X}", segno / per, segno % per)
 }
 
+/// Whether `name` is a plain segment name (24 hex digits, maybe `.partial`); unlike its
+/// number, this does not depend on the segment size.
+fn is_segment_name(name: &str) -> bool {
+    let base = name.strip_suffix(".partial").unwrap_or(name);
+    base.len() == 24 && base.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// (timeline, segment number) of a plain segment name (24 hex digits, maybe `.partial`).
 fn parse_segment(name: &str, seg_size: u64) -> Option<(u32, u64)> {
     let base = name.strip_suffix(".partial").unwrap_or(name);
@@ -285,6 +313,8 @@ fn parse_segment(name: &str, seg_size: u64) -> Option<(u32, u64)> {
     Some((tli, hi * (0x1_0000_0000 / seg_size) + lo))
 }
 
+/// PostgreSQL's default WAL segment size: only a fallback where the cluster's own is
+/// unknown (no base backup, no long page header).
 const DEFAULT_SEG_SIZE: u64 = 16 * 1024 * 1024;
 
 /// Segments missing between the first and the last archived one of each timeline.
@@ -363,24 +393,26 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
     };
     let repo = open_pg(g, r, Role::Reader, a.key_file.as_deref())?;
     let dest_dir = a.dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let prefetch = Prefetch { dir: dest_dir.join("coffer-prefetch"), sysid, depth: a.prefetch };
+    let mut prefetch =
+        Prefetch { dir: dest_dir.join("coffer-prefetch"), sysid, depth: a.prefetch, seg_size: DEFAULT_SEG_SIZE };
     // Only completed segments are prefetched: they are never replaced, so a spooled copy
     // that authenticates under its exact name (timeline included) is the archived one.
-    let segment = parse_segment(&a.name, DEFAULT_SEG_SIZE).filter(|_| !a.name.ends_with(".partial"));
+    let is_segment = is_segment_name(&a.name) && !a.name.ends_with(".partial");
     if a.prefetch_worker {
         // The background half of the prefetch: a cache, whose failures cost speed only
         // (nobody reads this process's output).
-        if let Some((tli, seg)) = segment {
+        prefetch.seg_size = a.wal_segment_size.unwrap_or(DEFAULT_SEG_SIZE);
+        if let Some((tli, seg)) = parse_segment(&a.name, prefetch.seg_size).filter(|_| is_segment) {
             let _ = prefetch.fill(&repo, tli, seg);
         }
         return Ok(());
     }
     let mut from = "repository";
-    if segment.is_some() && a.prefetch > 0 && prefetch.take(&repo, &a.name, &a.dest) {
+    if is_segment && a.prefetch > 0 && prefetch.take(&repo, &a.name, &a.dest) {
         from = "prefetch";
     } else {
         let mut data = repo.get_wal(sysid, &a.name).with_context(|| format!("cannot fetch WAL file {}", a.name))?;
-        if data.is_none() && segment.is_some() {
+        if data.is_none() && is_segment {
             data = repo.get_wal(sysid, &format!("{}.partial", a.name))?;
         }
         let Some(data) = data else {
@@ -388,12 +420,13 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
             // spool has served its purpose.
             let _ = std::fs::remove_dir_all(&prefetch.dir);
             // A missing segment with later ones archived is a gap, not the end of the archive.
-            if let Some((tli, seg)) = parse_segment(&a.name, DEFAULT_SEG_SIZE) {
-                let later = repo
-                    .list_wal(sysid)?
-                    .iter()
-                    .filter_map(|n| parse_segment(n, DEFAULT_SEG_SIZE))
-                    .any(|(t, s)| t == tli && s > seg);
+            // (Names of one timeline sort in WAL order whatever the segment size.)
+            if is_segment_name(&a.name) {
+                let base = a.name.strip_suffix(".partial").unwrap_or(&a.name);
+                let later = repo.list_wal(sysid)?.iter().any(|n| {
+                    let nb = n.strip_suffix(".partial").unwrap_or(n);
+                    is_segment_name(n) && nb[..8] == base[..8] && nb > base
+                });
                 if later {
                     eprintln!(
                         "coffer: error: WAL segment {} is missing from the archive (later segments exist)",
@@ -406,7 +439,12 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
         write_atomically(&a.dest, &data)?;
     }
     let mut started = false;
-    if let Some((tli, seg)) = segment.filter(|_| a.prefetch > 0) {
+    // The following segments' names depend on the cluster's segment size, which the
+    // segment just served states in its long page header.
+    if let Some(size) = segment_size_of_file(&a.dest) {
+        prefetch.seg_size = size;
+    }
+    if let Some((tli, seg)) = parse_segment(&a.name, prefetch.seg_size).filter(|_| is_segment && a.prefetch > 0) {
         // A cache: its failures cost speed, never the fetch itself.
         match prefetch.refill(tli, seg) {
             Ok(s) => started = s,
@@ -448,6 +486,8 @@ struct Prefetch {
     dir: PathBuf,
     sysid: u64,
     depth: u64,
+    /// The cluster's WAL segment size (segment names and numbers depend on it).
+    seg_size: u64,
 }
 
 /// The purpose of the spool's keyed hash (see `MasterKey::keyed_hasher`).
@@ -549,7 +589,7 @@ impl Prefetch {
                 continue;
             }
             let entry = Self::entry(&file_name);
-            match entry.and_then(|(n, _)| parse_segment(n, DEFAULT_SEG_SIZE)) {
+            match entry.and_then(|(n, _)| parse_segment(n, self.seg_size)) {
                 // Spooled, or claimed by the running worker. (A claim without a worker is
                 // left by one that was killed: removed, the next worker claims it again.)
                 Some((t, s))
@@ -574,6 +614,7 @@ impl Prefetch {
         Command::new(std::env::current_exe().context("cannot find the coffer executable")?)
             .args(std::env::args_os().skip(1))
             .arg("--prefetch-worker")
+            .arg(format!("--wal-segment-size={}", self.seg_size))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -605,7 +646,7 @@ impl Prefetch {
             })
             .collect();
         let want: Vec<String> = (seg + 1..=seg + self.depth)
-            .map(|s| segment_name(tli, s, DEFAULT_SEG_SIZE))
+            .map(|s| segment_name(tli, s, self.seg_size))
             .filter(|n| !spooled.contains(n))
             .collect();
         // Claimed: a call that needs one of these waits for it rather than fetching it too.
@@ -1572,8 +1613,17 @@ fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
     let mut clusters = Vec::new();
     for sysid in ids {
         let bases: Vec<&BaseInfo> = all.iter().filter(|b| b.sysid == sysid).collect();
-        let seg_size = bases.first().map_or(DEFAULT_SEG_SIZE, |b| b.seg_size);
         let names = repo.list_wal(sysid)?;
+        // From the base backup, else from an archived segment's long page header.
+        let seg_size = match bases.first() {
+            Some(b) => b.seg_size,
+            None => names
+                .iter()
+                .find(|n| is_segment_name(n) && !n.ends_with(".partial"))
+                .and_then(|n| repo.get_wal(sysid, n).ok().flatten())
+                .and_then(|d| segment_size_from_header(&d))
+                .unwrap_or(DEFAULT_SEG_SIZE),
+        };
         let segs: Vec<&String> = names.iter().filter(|n| parse_segment(n, seg_size).is_some()).collect();
         let gaps = gaps(&names, seg_size);
         let history: Vec<&String> = names.iter().filter(|n| n.ends_with(".history")).collect();

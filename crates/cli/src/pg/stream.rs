@@ -180,7 +180,7 @@ impl Spool {
         names.sort();
         for name in &names {
             let path = self.dir.join(name);
-            if super::parse_segment(name, super::DEFAULT_SEG_SIZE).is_some() && !name.ends_with(".partial") {
+            if super::is_segment_name(name) && !name.ends_with(".partial") {
                 let data = self.read(&path)?;
                 self.put(repo, name, &data)?;
                 // Durable in the repository: the spool's copy is no longer needed.
@@ -196,7 +196,7 @@ impl Spool {
         }
         for name in names.iter().filter(|n| n.ends_with(".partial")) {
             let Some(segment) = name.strip_suffix(".partial") else { continue };
-            if super::parse_segment(segment, super::DEFAULT_SEG_SIZE).is_none() {
+            if !super::is_segment_name(segment) {
                 continue;
             }
             // pg_receivewal may have just completed it (renamed it): the next sweep has it.
