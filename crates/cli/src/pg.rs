@@ -125,6 +125,10 @@ struct WalFetchArgs {
     /// Internal: run as the detached worker that fills the prefetch spool after NAME
     #[arg(long, hide = true)]
     prefetch_worker: bool,
+    /// Internal: the cluster's WAL segment size, for the prefetch worker (the call that
+    /// starts it reads it from the fetched segment's long page header)
+    #[arg(long, hide = true, value_name = "BYTES", requires = "prefetch_worker")]
+    wal_segment_size: Option<u64>,
 }
 
 /// `pg backup`.
@@ -173,7 +177,8 @@ struct RestoreArgs {
     /// The cluster by the name its base backups were taken with (`pg backup --cluster`)
     #[arg(long, env = "COFFER_PG_CLUSTER", value_name = "NAME", conflicts_with = "sysid")]
     cluster: Option<String>,
-    /// Where to write the copy of the repository key that restore_command reads
+    /// Where to write the copy of the repository key that restore_command reads (and,
+    /// as FILE.credentials, the credentials it logs in with)
     /// [default: DIR.coffer-key, beside the data directory, never inside it]
     #[arg(long, value_name = "FILE")]
     key_copy: Option<PathBuf>,
@@ -245,6 +250,23 @@ fn sysid_from_segment(data: &[u8]) -> Option<u64> {
     (seg_size.is_power_of_two() && sysid != 0).then_some(sysid)
 }
 
+/// The WAL segment size (`xlp_seg_size`) in a segment's long page header, if `data` starts
+/// with one holding a size PostgreSQL allows (a power of two from 1 MiB to 1 GiB).
+fn segment_size_from_header(data: &[u8]) -> Option<u64> {
+    if data.len() < 40 || u16::from_le_bytes([data[2], data[3]]) & XLP_LONG_HEADER == 0 {
+        return None;
+    }
+    let size = u64::from(u32::from_le_bytes(data[32..36].try_into().ok()?));
+    (size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size)).then_some(size)
+}
+
+/// The WAL segment size in the long page header of the segment file at `path`.
+fn segment_size_of_file(path: &Path) -> Option<u64> {
+    let mut head = [0u8; 40];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).ok()?;
+    segment_size_from_header(&head)
+}
+
 /// The system identifier in `DIR/global/pg_control` (its first field).
 fn sysid_from_control(dir: &Path) -> Result<u64> {
     let p = dir.join("global/pg_control");
@@ -272,6 +294,13 @@ fn segment_name(tli: u32, segno: u64, seg_size: u64) -> String {
     format!("{tli:08X}{:08X}{:08X}", segno / per, segno % per)
 }
 
+/// Whether `name` is a plain segment name (24 hex digits, maybe `.partial`); unlike its
+/// number, this does not depend on the segment size.
+fn is_segment_name(name: &str) -> bool {
+    let base = name.strip_suffix(".partial").unwrap_or(name);
+    base.len() == 24 && base.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// (timeline, segment number) of a plain segment name (24 hex digits, maybe `.partial`).
 fn parse_segment(name: &str, seg_size: u64) -> Option<(u32, u64)> {
     let base = name.strip_suffix(".partial").unwrap_or(name);
@@ -284,6 +313,8 @@ fn parse_segment(name: &str, seg_size: u64) -> Option<(u32, u64)> {
     Some((tli, hi * (0x1_0000_0000 / seg_size) + lo))
 }
 
+/// PostgreSQL's default WAL segment size: only a fallback where the cluster's own is
+/// unknown (no base backup, no long page header).
 const DEFAULT_SEG_SIZE: u64 = 16 * 1024 * 1024;
 
 /// Segments missing between the first and the last archived one of each timeline.
@@ -362,24 +393,26 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
     };
     let repo = open_pg(g, r, Role::Reader, a.key_file.as_deref())?;
     let dest_dir = a.dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let prefetch = Prefetch { dir: dest_dir.join("coffer-prefetch"), sysid, depth: a.prefetch };
+    let mut prefetch =
+        Prefetch { dir: dest_dir.join("coffer-prefetch"), sysid, depth: a.prefetch, seg_size: DEFAULT_SEG_SIZE };
     // Only completed segments are prefetched: they are never replaced, so a spooled copy
     // that authenticates under its exact name (timeline included) is the archived one.
-    let segment = parse_segment(&a.name, DEFAULT_SEG_SIZE).filter(|_| !a.name.ends_with(".partial"));
+    let is_segment = is_segment_name(&a.name) && !a.name.ends_with(".partial");
     if a.prefetch_worker {
         // The background half of the prefetch: a cache, whose failures cost speed only
         // (nobody reads this process's output).
-        if let Some((tli, seg)) = segment {
+        prefetch.seg_size = a.wal_segment_size.unwrap_or(DEFAULT_SEG_SIZE);
+        if let Some((tli, seg)) = parse_segment(&a.name, prefetch.seg_size).filter(|_| is_segment) {
             let _ = prefetch.fill(&repo, tli, seg);
         }
         return Ok(());
     }
     let mut from = "repository";
-    if segment.is_some() && a.prefetch > 0 && prefetch.take(&repo, &a.name, &a.dest) {
+    if is_segment && a.prefetch > 0 && prefetch.take(&repo, &a.name, &a.dest) {
         from = "prefetch";
     } else {
         let mut data = repo.get_wal(sysid, &a.name).with_context(|| format!("cannot fetch WAL file {}", a.name))?;
-        if data.is_none() && segment.is_some() {
+        if data.is_none() && is_segment {
             data = repo.get_wal(sysid, &format!("{}.partial", a.name))?;
         }
         let Some(data) = data else {
@@ -387,12 +420,13 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
             // spool has served its purpose.
             let _ = std::fs::remove_dir_all(&prefetch.dir);
             // A missing segment with later ones archived is a gap, not the end of the archive.
-            if let Some((tli, seg)) = parse_segment(&a.name, DEFAULT_SEG_SIZE) {
-                let later = repo
-                    .list_wal(sysid)?
-                    .iter()
-                    .filter_map(|n| parse_segment(n, DEFAULT_SEG_SIZE))
-                    .any(|(t, s)| t == tli && s > seg);
+            // (Names of one timeline sort in WAL order whatever the segment size.)
+            if is_segment_name(&a.name) {
+                let base = a.name.strip_suffix(".partial").unwrap_or(&a.name);
+                let later = repo.list_wal(sysid)?.iter().any(|n| {
+                    let nb = n.strip_suffix(".partial").unwrap_or(n);
+                    is_segment_name(n) && nb[..8] == base[..8] && nb > base
+                });
                 if later {
                     eprintln!(
                         "coffer: error: WAL segment {} is missing from the archive (later segments exist)",
@@ -405,7 +439,12 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
         write_atomically(&a.dest, &data)?;
     }
     let mut started = false;
-    if let Some((tli, seg)) = segment.filter(|_| a.prefetch > 0) {
+    // The following segments' names depend on the cluster's segment size, which the
+    // segment just served states in its long page header.
+    if let Some(size) = segment_size_of_file(&a.dest) {
+        prefetch.seg_size = size;
+    }
+    if let Some((tli, seg)) = parse_segment(&a.name, prefetch.seg_size).filter(|_| is_segment && a.prefetch > 0) {
         // A cache: its failures cost speed, never the fetch itself.
         match prefetch.refill(tli, seg) {
             Ok(s) => started = s,
@@ -447,6 +486,8 @@ struct Prefetch {
     dir: PathBuf,
     sysid: u64,
     depth: u64,
+    /// The cluster's WAL segment size (segment names and numbers depend on it).
+    seg_size: u64,
 }
 
 /// The purpose of the spool's keyed hash (see `MasterKey::keyed_hasher`).
@@ -548,7 +589,7 @@ impl Prefetch {
                 continue;
             }
             let entry = Self::entry(&file_name);
-            match entry.and_then(|(n, _)| parse_segment(n, DEFAULT_SEG_SIZE)) {
+            match entry.and_then(|(n, _)| parse_segment(n, self.seg_size)) {
                 // Spooled, or claimed by the running worker. (A claim without a worker is
                 // left by one that was killed: removed, the next worker claims it again.)
                 Some((t, s))
@@ -573,6 +614,7 @@ impl Prefetch {
         Command::new(std::env::current_exe().context("cannot find the coffer executable")?)
             .args(std::env::args_os().skip(1))
             .arg("--prefetch-worker")
+            .arg(format!("--wal-segment-size={}", self.seg_size))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -604,7 +646,7 @@ impl Prefetch {
             })
             .collect();
         let want: Vec<String> = (seg + 1..=seg + self.depth)
-            .map(|s| segment_name(tli, s, DEFAULT_SEG_SIZE))
+            .map(|s| segment_name(tli, s, self.seg_size))
             .filter(|n| !spooled.contains(n))
             .collect();
         // Claimed: a call that needs one of these waits for it rather than fetching it too.
@@ -1328,6 +1370,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         let _ = std::fs::remove_file(&key_file);
         write_key_file(&repo, &key_file)?;
     }
+    let credentials_copy = copy_credentials(g, r, &key_file)?;
     let repo_arg = match &r.repo {
         Some(p) if !p.to_string_lossy().contains("://") => std::path::absolute(p)?.display().to_string(),
         Some(p) => p.display().to_string(),
@@ -1336,8 +1379,12 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     // Recovery must read the WAL of the same point in time as the base backup it starts
     // from: a segment forged after --as-of must not be replayed.
     let as_of = r.as_of.map(|t| format!(" --as-of {}", sh_quote(&t.to_string()))).unwrap_or_default();
+    let credentials_arg = credentials_copy
+        .as_ref()
+        .map(|c| format!(" --credentials {}", sh_quote(&c.display().to_string())))
+        .unwrap_or_default();
     let cmd = format!(
-        "{} --repo {}{as_of} pg wal-fetch --key-file {} --sysid {sysid} %f %p",
+        "{} --repo {}{credentials_arg}{as_of} pg wal-fetch --key-file {} --sysid {sysid} %f %p",
         sh_quote(&exe.display().to_string()),
         sh_quote(&repo_arg),
         sh_quote(&key_file.display().to_string())
@@ -1378,6 +1425,7 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     // (recovery_init_sync_method) and then finds it clean.
     let parent = dir.parent().unwrap_or(Path::new("/"));
     let mut synced = vec![auto, dir.join("recovery.signal"), dir.clone(), parent.to_path_buf()];
+    synced.extend(credentials_copy.iter().cloned());
     synced.extend(key_file.parent().filter(|k| *k != parent).map(Path::to_path_buf));
     for p in &synced {
         std::fs::File::open(p).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", p.display()))?;
@@ -1388,7 +1436,13 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
     }
     let mut out = Output::new(g.json);
     if out.json() {
-        out.doc(&serde_json::json!({"target": dir, "base": base, "key-file": key_file, "started": a.start}))?;
+        out.doc(&serde_json::json!({
+            "target": dir,
+            "base": base,
+            "key-file": key_file,
+            "credentials-file": credentials_copy,
+            "started": a.start
+        }))?;
     } else {
         out.line(format!(
             "restored base backup {} (cluster {sysid}, WAL {}..{}) into {}; start the server to recover",
@@ -1399,6 +1453,43 @@ fn restore(g: &Global, r: &RepoOpts, a: &RestoreArgs) -> Result<()> {
         ))?;
     }
     out.finish()
+}
+
+/// Copies the credentials `pg restore` itself logged in with — `--credentials FILE`, else
+/// the vault's `credentials/ROLE.toml` of `--role` (default: the reader) — to
+/// `KEY_COPY.credentials` beside the key copy (created new, mode 0600, synced by the
+/// caller), for `restore_command` to present with `--credentials`. Recovery then does not
+/// depend on the vault's `credentials/` directory, whose copies the separation-of-duties
+/// advice says to delete, nor on where `--credentials FILE` lived. `None` for an S3
+/// repository without `--credentials` (the AWS chain of restore_command's environment
+/// applies, as it did for this command).
+fn copy_credentials(g: &Global, r: &RepoOpts, key_file: &Path) -> Result<Option<PathBuf>> {
+    let source = match g.credentials.as_ref().filter(|f| !f.as_os_str().is_empty()) {
+        Some(f) => f.clone(),
+        None => {
+            let (dir, _) = crate::repo::vault_dir(r)?;
+            if dir.to_str().is_some_and(crate::s3::is_s3) {
+                return Ok(None);
+            }
+            let role = g.role.unwrap_or(Role::Reader);
+            dir.join("credentials").join(format!("{role}.toml"))
+        }
+    };
+    let text = std::fs::read(&source).with_context(|| format!("cannot read credentials {}", source.display()))?;
+    let mut name = key_file.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(".credentials");
+    let copy = key_file.with_file_name(name);
+    // As for the key copy: an earlier restore's file is replaced, never written through.
+    let _ = std::fs::remove_file(&copy);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode_0600()
+        .open(&copy)
+        .with_context(|| format!("cannot create {}", copy.display()))?;
+    f.write_all(&text)?;
+    f.sync_all()?;
+    Ok(Some(copy))
 }
 
 /// `restore --start`: starts the server on `dir` listening only on a socket in `dir`, and
@@ -1522,8 +1613,17 @@ fn info(g: &Global, r: &RepoOpts, a: &InfoArgs) -> Result<()> {
     let mut clusters = Vec::new();
     for sysid in ids {
         let bases: Vec<&BaseInfo> = all.iter().filter(|b| b.sysid == sysid).collect();
-        let seg_size = bases.first().map_or(DEFAULT_SEG_SIZE, |b| b.seg_size);
         let names = repo.list_wal(sysid)?;
+        // From the base backup, else from an archived segment's long page header.
+        let seg_size = match bases.first() {
+            Some(b) => b.seg_size,
+            None => names
+                .iter()
+                .find(|n| is_segment_name(n) && !n.ends_with(".partial"))
+                .and_then(|n| repo.get_wal(sysid, n).ok().flatten())
+                .and_then(|d| segment_size_from_header(&d))
+                .unwrap_or(DEFAULT_SEG_SIZE),
+        };
         let segs: Vec<&String> = names.iter().filter(|n| parse_segment(n, seg_size).is_some()).collect();
         let gaps = gaps(&names, seg_size);
         let history: Vec<&String> = names.iter().filter(|n| n.ends_with(".history")).collect();

@@ -23,7 +23,7 @@
 use super::{pg_program, psql, sysid_from_segment};
 use crate::Global;
 use crate::output::Output;
-use crate::repo::{RepoOpts, open_repo};
+use crate::repo::RepoOpts;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
 use coffer_repository::{Repository, WalPut};
@@ -62,6 +62,10 @@ pub(super) struct StreamArgs {
     /// The cluster's system identifier [default: asked from the server, or remembered in the spool]
     #[arg(long, env = "COFFER_PG_SYSID")]
     sysid: Option<u64>,
+    /// Open the repository with the key `pg export-key` wrote to FILE instead of the
+    /// password (no key derivation)
+    #[arg(long, env = "COFFER_PG_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 /// The spool file remembering the system identifier, so `--drain` works without a server.
@@ -83,7 +87,7 @@ pub(super) fn stream(g: &Global, r: &RepoOpts, a: &StreamArgs) -> Result<()> {
         bail!("the spool {} belongs to cluster {old}, not {sysid}", a.spool.display());
     }
     std::fs::write(a.spool.join(SYSID_FILE), format!("{sysid}\n"))?;
-    let repo = open_repo(g, r, Role::Writer)?;
+    let repo = super::open_pg(g, r, Role::Writer, a.key_file.as_deref())?;
     let mut spool = Spool { dir: a.spool.clone(), sysid, history: BTreeSet::new(), partial: None, stored: 0 };
     // What an earlier run left behind goes first.
     spool.sweep(&repo, true)?;
@@ -176,7 +180,7 @@ impl Spool {
         names.sort();
         for name in &names {
             let path = self.dir.join(name);
-            if super::parse_segment(name, super::DEFAULT_SEG_SIZE).is_some() && !name.ends_with(".partial") {
+            if super::is_segment_name(name) && !name.ends_with(".partial") {
                 let data = self.read(&path)?;
                 self.put(repo, name, &data)?;
                 // Durable in the repository: the spool's copy is no longer needed.
@@ -192,7 +196,7 @@ impl Spool {
         }
         for name in names.iter().filter(|n| n.ends_with(".partial")) {
             let Some(segment) = name.strip_suffix(".partial") else { continue };
-            if super::parse_segment(segment, super::DEFAULT_SEG_SIZE).is_none() {
+            if !super::is_segment_name(segment) {
                 continue;
             }
             // pg_receivewal may have just completed it (renamed it): the next sweep has it.

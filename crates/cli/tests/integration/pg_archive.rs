@@ -8,11 +8,16 @@ use std::path::Path;
 
 /// A WAL segment's first page: a long page header naming `sysid`, then `fill`.
 fn fake_segment(sysid: u64, fill: u8) -> Vec<u8> {
+    fake_segment_sized(sysid, fill, 16 << 20)
+}
+
+/// [`fake_segment`] of a cluster whose WAL segments are `seg_size` bytes.
+fn fake_segment_sized(sysid: u64, fill: u8, seg_size: u32) -> Vec<u8> {
     let mut d = vec![fill; 8192];
     d[..4].copy_from_slice(&[0x10, 0xd1, 0x06, 0x00]); // magic (PG 15), XLP_LONG_HEADER
     d[4..24].fill(0);
     d[24..32].copy_from_slice(&sysid.to_le_bytes());
-    d[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+    d[32..36].copy_from_slice(&seg_size.to_le_bytes());
     d[36..40].copy_from_slice(&8192u32.to_le_bytes());
     d
 }
@@ -156,11 +161,23 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest_as_root() {
     assert!(conf.contains("--key-file") && conf.contains("r1.coffer-key"), "{conf}");
     assert!(!conf.contains("--password-file"), "{conf}");
     assert!(Path::new(&sb.path("r1/recovery.signal")).exists());
+    // restore_command logs in with a copy of the credentials `pg restore` used (here the
+    // vault's reader.toml), beside the key copy, mode 0600 …
+    let creds = sb.path("r1.coffer-key.credentials");
+    let meta = std::fs::metadata(&creds).expect("credentials copy beside the key copy");
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    assert!(conf.contains("--credentials") && conf.contains("r1.coffer-key.credentials"), "{conf}");
+    // … so recovery works once the vault's reader.toml is gone, as the README's
+    // separation-of-duties advice has it.
+    let reader = sb.sb.vault().join("credentials/reader.toml");
+    let moved = sb.path("reader.toml.away");
+    std::fs::rename(&reader, &moved).unwrap();
     {
         let mut r1 = sb.start(sb.path("r1"));
         r1.wait_promoted();
         assert_eq!(rows(&r1), expect_a, "restored to {target}: {}", r1.log());
     }
+    std::fs::rename(&moved, &reader).unwrap();
     // To the LSN and to the restore point: batch A too.
     for (dir, goal) in [
         ("r-lsn", ["--lsn", lsn_a.as_str(), "--cluster", "main"]),
@@ -379,4 +396,167 @@ fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() 
     );
     // The end of the archive: the spool is removed.
     assert!(!sb.path("restore/coffer-prefetch").exists(), "{:?}", spooled());
+}
+
+#[test]
+fn pg_stream_drain_opens_the_repository_with_a_key_file_and_no_password() {
+    let sb = repo();
+    let key = sb.path("repo.key");
+    c(&sb, &["pg", "export-key"]).arg(&key).ok();
+    let spool = sb.path("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let data = fake_segment(7_000_005, 5);
+    std::fs::write(spool.join("000000010000000000000001"), &data).unwrap();
+    // No password anywhere: only the key file opens the repository.
+    let doc = sb
+        .coffer(["--repo"])
+        .arg(sb.vault())
+        .args(["pg", "stream", "--drain", "--json", "--sysid", "7000005", "--key-file"])
+        .arg(&key)
+        .arg("--spool")
+        .arg(&spool)
+        .ok()
+        .json();
+    assert_eq!(doc["stored"], 1, "{doc}");
+    let out = sb.path("fetched");
+    c(&sb, &["pg", "wal-fetch", "--sysid", "7000005", "000000010000000000000001"]).arg(&out).ok();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    // The key file must be private, as for the other pg commands.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let err = sb
+        .coffer(["--repo"])
+        .arg(sb.vault())
+        .args(["pg", "stream", "--drain", "--sysid", "7000005", "--key-file"])
+        .arg(&key)
+        .arg("--spool")
+        .arg(&spool)
+        .fails(1);
+    assert!(err.contains("accessible to other users (mode 0644)"), "{err}");
+}
+
+/// wal-fetch's prefetch names the following segments by the cluster's segment size (from
+/// the fetched segment's long page header), not by PostgreSQL's default 16 MiB: with
+/// 1 MiB segments a logical WAL file holds 4096 of them (names up to …00000FFF), with
+/// 64 MiB 64 (…0000003F, then …0000000100000000).
+#[test]
+fn pg_wal_fetch_prefetches_segments_of_the_clusters_own_size() {
+    for (seg_size, names) in [
+        (1u32 << 20, ["0000000100000000000000FF", "000000010000000000000100", "000000010000000000000101"]),
+        (64 << 20, ["00000001000000000000003F", "000000010000000100000000", "000000010000000100000001"]),
+    ] {
+        let sb = repo();
+        std::fs::create_dir(sb.path("pg_wal")).unwrap();
+        let data: Vec<Vec<u8>> = (0..3).map(|i| fake_segment_sized(7_000_003, i as u8 + 1, seg_size)).collect();
+        for (n, d) in names.iter().zip(&data) {
+            let seg = sb.path(&format!("pg_wal/{n}"));
+            std::fs::write(&seg, d).unwrap();
+            c(&sb, &["pg", "wal-push"]).arg(&seg).ok();
+        }
+        std::fs::create_dir(sb.path("restore")).unwrap();
+        let dest = sb.path("restore/RECOVERYXLOG");
+        let fetch = |n: &str| {
+            c(&sb, &["pg", "wal-fetch", "--json", "--sysid", "7000003", "--prefetch", "2", n]).arg(&dest).ok().json()
+        };
+        let doc = fetch(names[0]);
+        assert_eq!((doc["from"].as_str(), doc["prefetching"].as_bool()), (Some("repository"), Some(true)), "{doc}");
+        // The detached worker spools the next two segments by their real names.
+        let spool = sb.path("restore/coffer-prefetch/7000003");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let mut have: Vec<String> = std::fs::read_dir(&spool)
+                .map(|d| {
+                    d.filter_map(|e| {
+                        let f = e.unwrap().file_name().into_string().unwrap();
+                        let (n, tag) = f.split_once('.')?;
+                        (!n.is_empty() && tag.len() == 64).then(|| n.to_owned())
+                    })
+                    .collect()
+                })
+                .unwrap_or_default();
+            have.sort();
+            if have == names[1..] {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} MiB segments: spool {have:?}, wanted {:?}",
+                seg_size >> 20,
+                &names[1..]
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for (n, d) in names[1..].iter().zip(&data[1..]) {
+            let doc = fetch(n);
+            assert_eq!(doc["from"], "prefetch", "{} MiB segments, {n}: {doc}", seg_size >> 20);
+            assert_eq!(&std::fs::read(&dest).unwrap(), d);
+        }
+    }
+}
+
+/// A cluster with 1 MiB WAL segments (`initdb --wal-segsize=1`), its WAL starting just
+/// before the end of the first 4 GiB logical WAL file (…00000FFD; the next names are
+/// …0000000100000000…): archiving, a base backup, wal-fetch's prefetch across that
+/// boundary and a point-in-time restore all work with the cluster's own segment size.
+#[test]
+fn pg_one_mib_wal_segments_archive_back_up_prefetch_and_recover_to_a_time_as_root() {
+    require_postgres();
+    let sb = PgSandbox::new();
+    let pg = sb.cluster_with("small", &["--wal-segsize=1"], Some("000000010000000000000FFD"));
+    assert_eq!(pg.sql("show wal_segment_size"), "1MB");
+    pg.sql("create table t (id int primary key); create table u (i int)");
+    pg.env(sb.c(["pg", "backup"])).ok();
+    pg.sql("insert into t select generate_series(1, 100)");
+    // (A segment switch needs WAL written since the last one.)
+    for i in 0..4 {
+        pg.sql(&format!("insert into u values ({i})"));
+        pg.switch_and_archive();
+    }
+    let target = pg.sql(r#"select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    pg.sql("insert into t select generate_series(101, 200)");
+    pg.switch_and_archive();
+    let info = sb.c(["pg", "info", "--json"]).ok().json();
+    let cl = &info["clusters"][0];
+    assert_eq!(cl["gaps"], serde_json::json!([]), "{info}");
+    assert!(cl["last-segment"].as_str().is_some_and(|s| s > "000000010000000100000001"), "{info}");
+    let sysid = cl["sysid"].as_str().unwrap().to_owned();
+
+    // wal-fetch prefetches the segments after …00000FFF by their 1 MiB names.
+    let fetch_dir = sb.path("fetch");
+    std::fs::create_dir(&fetch_dir).unwrap();
+    let st = std::process::Command::new("chown").arg("postgres:postgres").arg(&fetch_dir).status().unwrap();
+    assert!(st.success());
+    let dest = fetch_dir.join("RECOVERYXLOG");
+    let fetch =
+        |n: &str| sb.c(["pg", "wal-fetch", "--json", "--sysid", &sysid, "--prefetch", "2", n]).arg(&dest).ok().json();
+    let doc = fetch("000000010000000000000FFF");
+    assert_eq!(doc["prefetching"], true, "{doc}");
+    let next = ["000000010000000100000000", "000000010000000100000001"];
+    let spool = fetch_dir.join(format!("coffer-prefetch/{sysid}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut have: Vec<String> = std::fs::read_dir(&spool)
+            .map(|d| {
+                d.filter_map(|e| {
+                    let f = e.unwrap().file_name().into_string().unwrap();
+                    let (n, tag) = f.split_once('.')?;
+                    (!n.is_empty() && tag.len() == 64).then(|| n.to_owned())
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        have.sort();
+        if have == next {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "spool {have:?}, wanted {next:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(fetch(next[0])["from"], "prefetch");
+
+    // Point-in-time recovery across the boundary: exactly the first 100 rows.
+    let dir = sb.path("r-small");
+    sb.c(["pg", "restore", "--time", &target, "--start", "--target"]).arg(&dir).ok();
+    assert_eq!(sb.psql_at(&dir, "select count(*) || ':' || max(id) from t"), "100:100");
+    sb.stop_immediate(&dir);
 }

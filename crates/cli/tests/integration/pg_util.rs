@@ -99,17 +99,36 @@ impl PgSandbox {
 
     /// `initdb`s a cluster at `name` and starts it with WAL archived into the repository.
     pub fn cluster(&self, name: &str) -> Cluster {
+        self.cluster_with(name, &[], None)
+    }
+
+    /// [`Self::cluster`] with more `initdb` arguments (e.g. `--wal-segsize=1`), and, with
+    /// `first_segment`, its WAL starting at that segment (`pg_resetwal -l`, before the first
+    /// start: e.g. near the end of a 4 GiB logical WAL file, whose boundary the segment
+    /// names cross without writing 4 GiB).
+    pub fn cluster_with(&self, name: &str, initdb: &[&str], first_segment: Option<&str>) -> Cluster {
         let data = self.path(name);
         let sock = self.path(&format!("{name}.sock"));
         std::fs::create_dir(&sock).expect("socket dir");
         chown(&sock);
         let out = as_postgres(Path::new(PG_BIN).join("initdb"), &self.sb.home())
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .args(initdb)
+            .arg("-D")
             .arg(&data)
             .current_dir(self.path(""))
             .output()
             .expect("run initdb");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        if let Some(seg) = first_segment {
+            let out = as_postgres(Path::new(PG_BIN).join("pg_resetwal"), &self.sb.home())
+                .args(["-l", seg, "-D"])
+                .arg(&data)
+                .current_dir(self.path(""))
+                .output()
+                .expect("run pg_resetwal");
+            assert!(out.status.success(), "pg_resetwal: {}", String::from_utf8_lossy(&out.stderr));
+        }
         let conf = format!("\nlisten_addresses = ''\nfsync = off\nmax_wal_senders = 4\n{}", self.archive_conf());
         append(&data.join("postgresql.conf"), &conf);
         Cluster::start(self, data, sock)
