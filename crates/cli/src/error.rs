@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | 0 | success (also: stdout closed early, e.g. `| head`) |
 //! | 1 | any other error (I/O, invalid request, not a vault, …) |
-//! | 2 | bad command line: unknown flag, bad duration, time or role, conflicting options |
+//! | 2 | bad command line: unknown flag, bad duration, time or role, conflicting options, or a role that cannot run the command |
 //! | 3 | forbidden: the role may not do this, or the credentials were not accepted |
 //! | 4 | locked: a retention period or legal hold protects the version |
 //! | 5 | not found: no such key or version (or its latest version is a delete marker) |
