@@ -226,7 +226,7 @@ impl StoreError {
     /// Whether retrying the same request can never succeed (restic's `IsPermanentError`).
     #[must_use]
     pub fn is_permanent(&self) -> bool {
-        self.kind() != ErrorKind::Io
+        !self.class().is_retryable()
     }
 
     /// An I/O error with context.
@@ -259,3 +259,30 @@ pub fn display_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// Result of a store request.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_class_and_only_transient_errors_are_retried() {
+        let err = StoreError::io("reading k", std::io::Error::other("timeout"));
+        assert_eq!(err.class(), ErrorClass::Transient);
+        assert!(!err.is_permanent() && err.class().is_retryable());
+        let cases = [
+            (StoreError::NotFound { key: "k".into(), version: None }, ErrorClass::NotFound),
+            (StoreError::Exists { key: "k".into(), version: None }, ErrorClass::Conflict),
+            (StoreError::Unauthenticated { access_key: "a".into() }, ErrorClass::Refused),
+            (StoreError::invalid("bad"), ErrorClass::Invalid),
+            (StoreError::NotAVault { path: "/x".into() }, ErrorClass::Invalid),
+            (
+                StoreError::Corrupt { key: "k".into(), version: VersionId::from("v"), detail: "sum".into() },
+                ErrorClass::Integrity,
+            ),
+        ];
+        for (err, class) in cases {
+            assert_eq!(err.class(), class, "{err}");
+            assert!(err.is_permanent() && !class.is_retryable(), "{err}");
+        }
+    }
+}
