@@ -15,6 +15,11 @@
 //! | 6 | integrity: stored data failed verification, or the audit log chain is broken |
 //! | 7 | backup incomplete: the snapshot was written, but some entries could not be read |
 //! | 8 | security: `verify` found signs of tampering (its `security:` lines name them) |
+//!
+//! Codes 3 to 6 and 1 come from the [`ErrorClass`] of the first library error in the chain
+//! ([`exit_code`]): every library error has one, and a wrapper takes the class of what it
+//! wraps, so where in the stack an error arose (`restore`, `pg restore`, `vault get`) does
+//! not change its code. Codes 2, 7 and 8 are the CLI's own verdicts, found in the same walk.
 
 use coffer_store::{ErrorClass, Role, StoreError};
 use std::io::Write as _;
