@@ -8,15 +8,20 @@
 //! | --- | --- |
 //! | 0 | success (also: stdout closed early, e.g. `| head`) |
 //! | 1 | any other error (I/O, invalid request, not a vault, …) |
-//! | 2 | bad command line: unknown flag, bad duration, time or role, conflicting options |
+//! | 2 | bad command line: unknown flag, bad duration, time or role, conflicting options, or a role that cannot run the command |
 //! | 3 | forbidden: the role may not do this, or the credentials were not accepted |
 //! | 4 | locked: a retention period or legal hold protects the version |
 //! | 5 | not found: no such key or version (or its latest version is a delete marker) |
 //! | 6 | integrity: stored data failed verification, or the audit log chain is broken |
 //! | 7 | backup incomplete: the snapshot was written, but some entries could not be read |
 //! | 8 | security: `verify` found signs of tampering (its `security:` lines name them) |
+//!
+//! Codes 3 to 6 and 1 come from the [`ErrorClass`] of the first library error in the chain
+//! ([`exit_code`]): every library error has one, and a wrapper takes the class of what it
+//! wraps, so where in the stack an error arose (`restore`, `pg restore`, `vault get`) does
+//! not change its code. Codes 2, 7 and 8 are the CLI's own verdicts, found in the same walk.
 
-use coffer_store::{ErrorKind, Role, StoreError};
+use coffer_store::{ErrorClass, Role, StoreError};
 use std::io::Write as _;
 use std::process::ExitCode;
 
@@ -74,46 +79,69 @@ impl std::fmt::Display for IntegrityError {
 
 impl std::error::Error for IntegrityError {}
 
-/// The exit code for `err`: the first classified error in its chain decides.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if cause.is::<UsageError>() {
-            return USAGE;
-        }
-        if cause.is::<IntegrityError>() {
-            return INTEGRITY;
-        }
-        if cause.is::<SecurityError>() {
-            return SECURITY;
-        }
-        if cause.is::<crate::repo::backup::Incomplete>() {
-            return INCOMPLETE;
-        }
-        // The files source wraps repository errors transparently: look inside.
-        let repo_err = cause.downcast_ref::<coffer_repository::RepoError>().or_else(|| {
-            match cause.downcast_ref::<coffer_sources::files::FilesError>() {
-                Some(coffer_sources::files::FilesError::Repo(e)) => Some(e),
-                _ => None,
-            }
-        });
-        if let Some(e) = repo_err {
-            match e {
-                coffer_repository::RepoError::Corrupt { .. } => return INTEGRITY,
-                coffer_repository::RepoError::Store { .. } => {}
-                _ => return FAILURE,
-            }
-        }
-        if let Some(e) = cause.downcast_ref::<StoreError>() {
-            return match e.kind() {
-                ErrorKind::Forbidden => FORBIDDEN,
-                ErrorKind::Locked => LOCKED,
-                ErrorKind::NotFound => NOT_FOUND,
-                ErrorKind::Corrupt => INTEGRITY,
-                ErrorKind::Exists | ErrorKind::InvalidRequest | ErrorKind::Io => FAILURE,
-            };
-        }
+/// What a cause in an error chain says about the failure: one of the CLI's own verdicts,
+/// or a library error's [`ErrorClass`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Usage,
+    Incomplete,
+    Security,
+    Class(ErrorClass),
+}
+
+/// The verdict of one cause, if it is an error that has one. Every library error type is
+/// listed here once; each one's `class()` looks through the errors it wraps, so a
+/// transparent wrapper (whose inner error never appears in the chain) cannot hide it.
+fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
+    if cause.is::<UsageError>() {
+        return Some(Verdict::Usage);
     }
-    FAILURE
+    if cause.is::<SecurityError>() {
+        return Some(Verdict::Security);
+    }
+    if cause.is::<crate::repo::backup::Incomplete>() {
+        return Some(Verdict::Incomplete);
+    }
+    let class = if cause.is::<IntegrityError>() {
+        ErrorClass::Integrity
+    } else if let Some(e) = cause.downcast_ref::<StoreError>() {
+        e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_repository::RepoError>() {
+        e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_sources::files::FilesError>() {
+        e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_sources::tar::TarError>() {
+        e.class()
+    } else {
+        return None;
+    };
+    Some(Verdict::Class(class))
+}
+
+/// The exit code of each verdict: the one place classes become exit codes.
+fn code(v: Verdict) -> u8 {
+    match v {
+        Verdict::Usage => USAGE,
+        Verdict::Incomplete => INCOMPLETE,
+        Verdict::Security => SECURITY,
+        Verdict::Class(c) => match c {
+            ErrorClass::Integrity => INTEGRITY,
+            ErrorClass::Refused => FORBIDDEN,
+            ErrorClass::Locked => LOCKED,
+            ErrorClass::NotFound => NOT_FOUND,
+            ErrorClass::Conflict | ErrorClass::Transient | ErrorClass::Invalid | ErrorClass::Io | ErrorClass::Other => {
+                FAILURE
+            }
+            // A class added later is a failure until mapped.
+            _ => FAILURE,
+        },
+    }
+}
+
+/// The exit code for `err`: the chain is walked once, outermost first, and the first error
+/// that has a verdict decides (a wrapper's class already accounts for what it wraps).
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    err.chain().find_map(verdict).map_or(FAILURE, code)
 }
 
 /// Whether the error is stdout having been closed by the reader (exit 0, like ripgrep).

@@ -28,7 +28,7 @@ mod repo;
 mod s3;
 mod vault;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use coffer_store::Role;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +67,10 @@ struct Global {
 
     #[command(flatten)]
     repo: repo::RepoOpts,
+
+    /// The command being run, as typed (`prune`, `pg restore`), for messages.
+    #[arg(skip)]
+    command: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,10 +107,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let (mut cli, matches) = match Cli::command().try_get_matches().and_then(|m| Ok((Cli::from_arg_matches(&m)?, m))) {
+        Ok(parsed) => parsed,
         Err(err) => return error::report_usage(&err),
     };
+    cli.global.command = command_path(&matches);
     // Still the only thread: parsing the arguments starts none.
     alloc::tune();
     let g = &cli.global;
@@ -139,4 +144,15 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => error::report(&err),
     }
+}
+
+/// The subcommand path of a parsed command line, e.g. `pg restore`.
+fn command_path(matches: &clap::ArgMatches) -> String {
+    let mut names = Vec::new();
+    let mut cur = matches;
+    while let Some((name, sub)) = cur.subcommand() {
+        names.push(name);
+        cur = sub;
+    }
+    names.join(" ")
 }

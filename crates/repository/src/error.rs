@@ -4,7 +4,7 @@
 //! object, doing what) rather than being re-described; messages are one lowercase line
 //! naming what and where; no message contains a password or key material.
 
-use coffer_store::StoreError;
+use coffer_store::{ErrorClass, StoreError};
 
 /// What can go wrong reading or writing a repository.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +91,18 @@ impl RepoError {
                 matches!(source.kind(), coffer_store::ErrorKind::Corrupt | coffer_store::ErrorKind::NotFound)
             }
             _ => false,
+        }
+    }
+
+    /// The class of this error; a store error's own class shows through.
+    #[must_use]
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Store { source, .. } => source.class(),
+            Self::WrongPassword { .. } | Self::NoUsableKey { .. } | Self::NoRepository { .. } => ErrorClass::Invalid,
+            Self::NewerFormat { .. } | Self::Invalid(_) => ErrorClass::Invalid,
+            Self::AlreadyExists { .. } => ErrorClass::Conflict,
+            Self::Corrupt { .. } => ErrorClass::Integrity,
         }
     }
 

@@ -78,6 +78,20 @@ pub enum TarError {
     Stopped,
 }
 
+impl TarError {
+    /// The class of this error; a wrapped repository error's own class shows through.
+    #[must_use]
+    pub fn class(&self) -> coffer_store::ErrorClass {
+        use coffer_store::ErrorClass;
+        match self {
+            Self::Repo(e) => e.class(),
+            Self::Io { .. } => ErrorClass::Io,
+            Self::Format { .. } => ErrorClass::Invalid,
+            Self::Stopped => ErrorClass::Other,
+        }
+    }
+}
+
 /// Result of an unpack.
 pub type Result<T, E = TarError> = std::result::Result<T, E>;
 
@@ -910,6 +924,20 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt as _;
     use std::process::Command;
+
+    /// The tar unpacker wraps repository errors transparently (the repository error is not
+    /// in the `source()` chain): its class must still be the repository error's.
+    #[test]
+    fn a_wrapped_repository_error_keeps_its_class() {
+        use coffer_store::{ErrorClass, StoreError};
+        let corrupt = TarError::Repo(RepoError::corrupt("blob 12 in pack ab", "authentication failed"));
+        assert_eq!(corrupt.class(), ErrorClass::Integrity);
+        let missing = StoreError::NotFound { key: "data/ab/ab".into(), version: None };
+        assert_eq!(TarError::Repo(RepoError::store("reading pack ab")(missing)).class(), ErrorClass::NotFound);
+        assert_eq!(TarError::Format { offset: 0, what: "fifo".into() }.class(), ErrorClass::Invalid);
+        let files = crate::files::FilesError::Repo(RepoError::corrupt("x", "y"));
+        assert_eq!(files.class(), ErrorClass::Integrity);
+    }
 
     /// Pseudo-random bytes (SplitMix64).
     fn bytes(seed: u64, n: usize) -> Vec<u8> {

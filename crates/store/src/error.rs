@@ -117,6 +117,54 @@ pub enum StoreError {
     },
 }
 
+/// The class of a failure, shared by every library error in Coffer (store, repository,
+/// sources): what a caller, a scheduler or an operator does about it. Each error type has
+/// a `class()` that looks through the errors it wraps, so a wrapper never hides the class of
+/// what it wraps. The CLI maps classes to exit codes in one place (`cli/src/error.rs`); a
+/// daemon retries only [`ErrorClass::Transient`] and maps the others to alert severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// Stored data failed verification (checksum, authentication, decoding) or an audit
+    /// chain is broken: the data is damaged or was tampered with. Retrying does not help;
+    /// an operator must look (restore from another copy, investigate). Exit code 6.
+    Integrity,
+    /// The role may not do this, or the credentials were not accepted. Retrying does not
+    /// help; use another role or other credentials. Exit code 3.
+    Refused,
+    /// A retention period or a legal hold protects the version. Retrying helps only after
+    /// the retention ends or the hold is lifted. Exit code 4.
+    Locked,
+    /// The key or version (object, blob, snapshot) does not exist. Retrying does not help.
+    /// Exit code 5.
+    NotFound,
+    /// What a create-only request would create already exists (another writer got there
+    /// first). Retrying the same request does not help; re-read and decide. Exit code 1.
+    Conflict,
+    /// A storage request failed in a way that may pass: I/O of the store, network,
+    /// timeouts, throttling. The only class worth retrying (with backoff). Exit code 1.
+    Transient,
+    /// The request can never succeed as asked: a bad argument, a wrong password, no
+    /// repository or vault there, a format this build does not read, an archive member
+    /// that cannot be unpacked. Retrying does not help; fix the request. Exit code 1.
+    Invalid,
+    /// A local file system operation failed (reading files to back up, writing a
+    /// restore): disk full, permissions, a vanished path. Retrying rarely helps without an
+    /// operator's action. Exit code 1.
+    Io,
+    /// Anything else (an internal failure, an operation stopped because another failed).
+    /// Exit code 1.
+    Other,
+}
+
+impl ErrorClass {
+    /// Whether retrying the same request may succeed (only [`ErrorClass::Transient`]).
+    #[must_use]
+    pub fn is_retryable(self) -> bool {
+        self == Self::Transient
+    }
+}
+
 /// The kinds of failure a caller acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -136,7 +184,29 @@ pub enum ErrorKind {
     Io,
 }
 
+impl ErrorKind {
+    /// The class of an error of this kind.
+    #[must_use]
+    pub fn class(self) -> ErrorClass {
+        match self {
+            Self::NotFound => ErrorClass::NotFound,
+            Self::Exists => ErrorClass::Conflict,
+            Self::Locked => ErrorClass::Locked,
+            Self::Forbidden => ErrorClass::Refused,
+            Self::InvalidRequest => ErrorClass::Invalid,
+            Self::Corrupt => ErrorClass::Integrity,
+            Self::Io => ErrorClass::Transient,
+        }
+    }
+}
+
 impl StoreError {
+    /// The class of this error (from its [`ErrorKind`]).
+    #[must_use]
+    pub fn class(&self) -> ErrorClass {
+        self.kind().class()
+    }
+
     /// The kind of this error.
     #[must_use]
     pub fn kind(&self) -> ErrorKind {
@@ -156,7 +226,7 @@ impl StoreError {
     /// Whether retrying the same request can never succeed (restic's `IsPermanentError`).
     #[must_use]
     pub fn is_permanent(&self) -> bool {
-        self.kind() != ErrorKind::Io
+        !self.class().is_retryable()
     }
 
     /// An I/O error with context.
@@ -189,3 +259,30 @@ pub fn display_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// Result of a store request.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_class_and_only_transient_errors_are_retried() {
+        let err = StoreError::io("reading k", std::io::Error::other("timeout"));
+        assert_eq!(err.class(), ErrorClass::Transient);
+        assert!(!err.is_permanent() && err.class().is_retryable());
+        let cases = [
+            (StoreError::NotFound { key: "k".into(), version: None }, ErrorClass::NotFound),
+            (StoreError::Exists { key: "k".into(), version: None }, ErrorClass::Conflict),
+            (StoreError::Unauthenticated { access_key: "a".into() }, ErrorClass::Refused),
+            (StoreError::invalid("bad"), ErrorClass::Invalid),
+            (StoreError::NotAVault { path: "/x".into() }, ErrorClass::Invalid),
+            (
+                StoreError::Corrupt { key: "k".into(), version: VersionId::from("v"), detail: "sum".into() },
+                ErrorClass::Integrity,
+            ),
+        ];
+        for (err, class) in cases {
+            assert_eq!(err.class(), class, "{err}");
+            assert!(err.is_permanent() && !class.is_retryable(), "{err}");
+        }
+    }
+}

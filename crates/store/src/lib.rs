@@ -32,7 +32,7 @@ pub mod store;
 pub mod vault;
 
 pub use clock::Clock;
-pub use error::{ErrorKind, Result, StoreError, display_chain};
+pub use error::{ErrorClass, ErrorKind, Result, StoreError, display_chain};
 pub use model::{
     DefaultRetention, ListEntry, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId,
     Versioning, may_get_new_versions,

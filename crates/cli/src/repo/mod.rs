@@ -11,7 +11,11 @@
 //! **Who.** Each command acts as the least-privileged role that can do it: `init` and
 //! `backup` as the writer, reads (`snapshots`, `ls`, `diff`, `dump`, `stats`, `restore`,
 //! `verify`) as the reader, `prune` as the pruner (which needs no password: it works from
-//! lock metadata alone). `--role`/`--credentials` override, as for `coffer vault`.
+//! lock metadata alone). `--role`/`--credentials` choose another principal, as for
+//! `coffer vault`, but only one whose role may do what the command needs (`Role::allows`):
+//! writes need `put` (the writer), reads `get` (reader or writer), `prune` `delete-version`
+//! (the pruner). Any other is refused up front, before any request, as a usage error (exit
+//! 2) naming the role, the command and the roles that may ([`check_role`]).
 //!
 //! **Password.** `COFFER_PASSWORD`, else `--password-file FILE` (`COFFER_PASSWORD_FILE`;
 //! first line), else a prompt on a terminal. Never echoed, logged or shown in errors.
@@ -26,7 +30,7 @@ use crate::open;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use coffer_repository::{InitOptions, KdfParams, RepoError, Repository, RetentionPolicy};
-use coffer_store::{Clock, LocalVault, ObjectStore, Role, StoreError, VaultOptions};
+use coffer_store::{Action, Clock, LocalVault, ObjectStore, Role, StoreError, VaultOptions};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,6 +101,40 @@ pub fn read_password_file(f: &std::path::Path) -> Result<Vec<u8>> {
     Ok(line.as_bytes().to_vec())
 }
 
+/// What a command acting as `role` needs to be allowed (the actions that set its role).
+fn needed_actions(role: Role) -> &'static [Action] {
+    match role {
+        Role::Writer => &[Action::Put, Action::Get],
+        Role::Reader => &[Action::Get],
+        Role::Pruner => &[Action::DeleteVersion],
+        Role::Admin | Role::Auditor => &[],
+    }
+}
+
+/// Refuses, before any request, an explicit `--role`/`COFFER_ROLE` (or a credentials file
+/// of a role) that the command cannot run as: one that lacks an action the command's own
+/// role is chosen for (`Role::allows`). Without this, `coffer --role writer prune` would run
+/// as the writer, whose deletes the store refuses one by one, or do nothing at all.
+pub fn check_role(global: &Global, command_role: Role, chosen: Role) -> Result<()> {
+    let missing: Vec<Action> = needed_actions(command_role).iter().copied().filter(|a| !chosen.allows(*a)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let may: Vec<&str> = Role::ALL
+        .into_iter()
+        .filter(|r| needed_actions(command_role).iter().all(|a| r.allows(*a)))
+        .map(Role::as_str)
+        .collect();
+    let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    Err(crate::error::UsageError(format!(
+        "role {chosen} cannot run `coffer {}`: it needs {}, which role {chosen} may not do (roles that may: {}; choose one with --role)",
+        global.command,
+        missing.join(" and "),
+        may.join(", "),
+    ))
+    .into())
+}
+
 /// Logs in to the repository's vault as `role` (or the role/credentials the user chose).
 pub fn store_as(
     global: &Global,
@@ -104,6 +142,9 @@ pub fn store_as(
     role: Role,
     create_vault: bool,
 ) -> Result<(Arc<dyn ObjectStore>, String)> {
+    if let Some(chosen) = global.role {
+        check_role(global, role, chosen)?;
+    }
     let (dir, explicit) = vault_dir(r)?;
     if let Some(url) = dir.to_str().filter(|d| crate::s3::is_s3(d)) {
         // An S3 bucket is created by `coffer vault init s3://…` (by the admin), never here.
@@ -128,6 +169,8 @@ pub fn store_as(
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", dir.display())),
     };
     let handle = open::login(global, &vault, role)?;
+    // A credentials file chosen without --role: its role must be able to run the command too.
+    check_role(global, role, handle.principal().role)?;
     Ok((Arc::new(handle), dir.display().to_string()))
 }
 

@@ -18,6 +18,7 @@ mod default_vault;
 mod locks;
 mod objects;
 mod pg_archive;
+mod pg_errors;
 mod pg_pitr;
 mod pg_restore_exact;
 mod pg_rogue;

@@ -409,3 +409,44 @@ fn must(cmd: &mut Command, what: &str) {
 fn succeeds(cmd: &mut Command) -> bool {
     cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
+
+#[test]
+fn an_explicit_role_a_command_cannot_run_as_is_a_usage_error_before_any_request() {
+    let repo = Repo::init();
+    let src = repo.sb.path("src");
+    small_tree(&src, 3);
+    repo.backup(&[&src], &[]);
+    let before = vault_state(&repo);
+
+    // prune is the pruner's: the writer (or anyone else) named explicitly is refused, naming
+    // the role, the command and the role it needs; nothing is asked of the store.
+    for (role, via_env) in [("writer", false), ("reader", false), ("admin", true)] {
+        let cmd = if via_env { repo.c(["prune"]).env("COFFER_ROLE", role) } else { repo.c(["--role", role, "prune"]) };
+        let err = cmd.fails(2);
+        assert!(
+            err.contains(&format!("role {role} cannot run `coffer prune`"))
+                && err.contains("delete-version")
+                && err.contains("roles that may: pruner"),
+            "{err}"
+        );
+    }
+    // A credentials file of another role, without --role, is refused the same way.
+    let writer = repo.vault().join("credentials/writer.toml");
+    let err = repo.c(["prune", "--dry-run", "--credentials"]).arg(&writer).fails(2);
+    assert!(err.contains("role writer cannot run `coffer prune`"), "{err}");
+
+    // Writes need the writer; reads need a role that may read data (writer or reader).
+    let err = repo.c(["--role", "reader", "backup"]).arg(&src).fails(2);
+    assert!(err.contains("role reader cannot run `coffer backup`") && err.contains("roles that may: writer"), "{err}");
+    let err = repo.c(["--role", "auditor", "snapshots"]).fails(2);
+    assert!(err.contains("role auditor cannot run `coffer snapshots`"), "{err}");
+    assert!(err.contains("roles that may: writer, reader"), "{err}");
+    let err = repo.c(["--role", "pruner", "key", "list"]).fails(2);
+    assert!(err.contains("role pruner cannot run `coffer key list`"), "{err}");
+    assert_eq!(vault_state(&repo), before, "refusals change nothing");
+
+    // The roles that can still do it.
+    repo.c(["--role", "pruner", "prune", "--dry-run"]).ok();
+    repo.c(["--role", "writer", "snapshots"]).ok();
+    repo.c(["--role", "reader", "snapshots"]).ok();
+}

@@ -47,6 +47,19 @@ pub enum FilesError {
     Invalid(String),
 }
 
+impl FilesError {
+    /// The class of this error; a wrapped repository error's own class shows through.
+    #[must_use]
+    pub fn class(&self) -> coffer_store::ErrorClass {
+        use coffer_store::ErrorClass;
+        match self {
+            Self::Repo(e) => e.class(),
+            Self::Path { .. } | Self::Io { .. } => ErrorClass::Io,
+            Self::Invalid(_) => ErrorClass::Invalid,
+        }
+    }
+}
+
 /// Result of a files-source operation.
 pub type Result<T, E = FilesError> = std::result::Result<T, E>;
 
