@@ -281,15 +281,26 @@ impl S3Store {
         &self.inner.location
     }
 
-    /// The SDK client, for tools and tests that talk S3 directly (bucket creation, probing
-    /// a server). Requests made through it bypass every check of this store.
+    /// The SDK client, for tests that talk S3 directly (age a version, plant a rogue
+    /// object, probe what a principal's policy refuses). Requests made through it bypass
+    /// every check of this store, so it exists only with the `raw-client` feature, which
+    /// only test builds enable (through `coffer-testkit`); `cargo build --release -p
+    /// coffer-cli` has no such method.
+    #[cfg(feature = "raw-client")]
     #[must_use]
     pub fn client(&self) -> &Client {
         &self.inner.client
     }
 
-    /// Runs a future on the store's runtime (for callers of [`Self::client`]).
+    /// Runs a future on the store's runtime (for callers of [`Self::client`]; feature
+    /// `raw-client`).
+    #[cfg(feature = "raw-client")]
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.run(f)
+    }
+
+    /// Runs one request of this store on its runtime.
+    fn run<F: std::future::Future>(&self, f: F) -> F::Output {
         self.inner.rt.block_on(f)
     }
 
@@ -305,10 +316,10 @@ impl S3Store {
         }
         let bucket = &self.inner.location.bucket;
         let c = &self.inner.client;
-        self.block_on(c.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send())
+        self.run(c.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send())
             .map_err(|e| self.fail(e, Action::PutLockConfig, None, None, &format!("cannot create bucket {bucket}")))?;
         let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
-        self.block_on(c.put_bucket_versioning().bucket(bucket).versioning_configuration(enabled).send())
+        self.run(c.put_bucket_versioning().bucket(bucket).versioning_configuration(enabled).send())
             .map_err(|e| self.fail(e, Action::PutVersioning, None, None, "cannot enable versioning"))?;
         if default_retention.is_some() {
             self.put_lock_config(&LockConfig { enabled: true, default_retention })?;
@@ -1203,41 +1214,41 @@ impl ObjectStore for S3Store {
             self.authorize(Action::LegalHoldOn)?;
         }
         validate_key(key)?;
-        self.block_on(self.put_async(key, data, opts))
+        self.run(self.put_async(key, data, opts))
     }
 
     fn get(&self, key: &str, version: Option<&VersionId>) -> Result<Object> {
         self.authorize(Action::Get)?;
-        self.block_on(self.get_async(key, version))
+        self.run(self.get_async(key, version))
     }
 
     fn head(&self, key: &str, version: Option<&VersionId>) -> Result<ObjectVersion> {
         self.authorize(Action::Head)?;
-        self.block_on(self.head_async(key, version))
+        self.run(self.head_async(key, version))
     }
 
     fn list(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>> {
         self.authorize(Action::List)?;
-        self.block_on(self.list_async(prefix, token, limit))
+        self.run(self.list_async(prefix, token, limit))
     }
 
     fn list_versions(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>> {
         self.authorize(Action::ListVersions)?;
-        self.block_on(self.list_versions_async(prefix, token, limit))
+        self.run(self.list_versions_async(prefix, token, limit))
     }
 
     /// One `ListObjectVersions` per page (several when most listed versions are not the
     /// latest), no `HeadObject`.
     fn list_entries(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ListEntry>> {
         self.authorize(Action::List)?;
-        let (found, next) = self.block_on(self.list_listed(prefix, token, limit))?;
+        let (found, next) = self.run(self.list_listed(prefix, token, limit))?;
         Ok(Page { items: self.entries(found), next })
     }
 
     /// One `ListObjectVersions` per page, no `HeadObject`.
     fn list_version_entries(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ListEntry>> {
         self.authorize(Action::ListVersions)?;
-        let (found, next) = self.block_on(self.list_versions_listed(prefix, token, limit))?;
+        let (found, next) = self.run(self.list_versions_listed(prefix, token, limit))?;
         Ok(Page { items: self.entries(found), next })
     }
 
@@ -1246,7 +1257,7 @@ impl ObjectStore for S3Store {
         validate_key(key)?;
         let full = self.full_key(key)?;
         let out = self
-            .block_on(self.inner.client.delete_object().bucket(self.bucket()).key(&full).send())
+            .run(self.inner.client.delete_object().bucket(self.bucket()).key(&full).send())
             .map_err(|e| self.fail(e, Action::Delete, Some(key), None, &format!("cannot delete {key}")))?;
         let version = out.version_id().map(str::to_owned).ok_or_else(|| {
             StoreError::invalid(format!("the server made no delete marker for {key}: is versioning enabled?"))
@@ -1267,7 +1278,7 @@ impl ObjectStore for S3Store {
 
     fn delete_version(&self, key: &str, version: &VersionId, bypass_governance: bool) -> Result<()> {
         self.authorize(Action::DeleteVersion)?;
-        self.block_on(self.delete_version_async(key, version, bypass_governance))
+        self.run(self.delete_version_async(key, version, bypass_governance))
     }
 
     fn put_retention(
@@ -1278,17 +1289,17 @@ impl ObjectStore for S3Store {
         bypass_governance: bool,
     ) -> Result<()> {
         self.authorize(Action::PutRetention)?;
-        self.block_on(self.put_retention_async(key, version, retention, bypass_governance))
+        self.run(self.put_retention_async(key, version, retention, bypass_governance))
     }
 
     fn put_legal_hold(&self, key: &str, version: &VersionId, on: bool) -> Result<()> {
         self.authorize(if on { Action::LegalHoldOn } else { Action::LegalHoldOff })?;
-        self.block_on(self.put_legal_hold_async(key, version, on))
+        self.run(self.put_legal_hold_async(key, version, on))
     }
 
     fn lock_config(&self) -> Result<LockConfig> {
         self.authorize(Action::GetLockConfig)?;
-        self.block_on(self.lock_config_async())
+        self.run(self.lock_config_async())
     }
 
     fn put_lock_config(&self, config: &LockConfig) -> Result<()> {
@@ -1303,7 +1314,7 @@ impl ObjectStore for S3Store {
             let dr = aws_sdk_s3::types::DefaultRetention::builder().mode(retention_mode(d.mode)).days(days).build();
             cfg = cfg.rule(ObjectLockRule::builder().default_retention(dr).build());
         }
-        self.block_on(
+        self.run(
             self.inner
                 .client
                 .put_object_lock_configuration()
@@ -1318,7 +1329,7 @@ impl ObjectStore for S3Store {
     fn versioning(&self) -> Result<Versioning> {
         self.authorize(Action::GetVersioning)?;
         let out = self
-            .block_on(self.inner.client.get_bucket_versioning().bucket(self.bucket()).send())
+            .run(self.inner.client.get_bucket_versioning().bucket(self.bucket()).send())
             .map_err(|e| self.fail(e, Action::GetVersioning, None, None, "cannot read the versioning status"))?;
         Ok(match out.status() {
             Some(BucketVersioningStatus::Enabled) => Versioning::Enabled,
@@ -1332,7 +1343,7 @@ impl ObjectStore for S3Store {
             return Err(StoreError::invalid("versioning cannot be suspended on a store with object lock"));
         }
         let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
-        self.block_on(
+        self.run(
             self.inner.client.put_bucket_versioning().bucket(self.bucket()).versioning_configuration(enabled).send(),
         )
         .map_err(|e| self.fail(e, Action::PutVersioning, None, None, "cannot set the versioning status"))?;
