@@ -183,14 +183,70 @@ impl Default for Multipart {
 }
 
 /// The `ObjectStore` contract on an S3 bucket, seen through one principal.
+///
+/// # Inside an async runtime
+///
+/// `S3Store` is a blocking API: it owns a small tokio runtime (two worker threads) and each
+/// call blocks on it. It may be used from inside another tokio runtime (a daemon's, a
+/// `#[tokio::test]`), current-thread or multi-threaded: a call made there, where blocking on
+/// a runtime would panic, runs on a short-lived helper thread that blocks on the store's
+/// runtime instead, and the calling thread waits for it. It still blocks that thread for the
+/// whole request, so an async caller should make the call from `spawn_blocking` (or a
+/// thread of its own) to keep its executor free; a call that is not inside a runtime (the
+/// `coffer` binary) blocks directly, with no helper thread. Dropping the last handle inside a
+/// runtime shuts the store's runtime down in the background instead of waiting for it (which
+/// would panic there); nothing of the store is then still in flight, as every call waits
+/// for its requests.
 #[derive(Clone, Debug)]
 pub struct S3Store {
     inner: Arc<Inner>,
 }
 
+/// The store's own runtime; see [`S3Store`]'s "Inside an async runtime".
+#[derive(Debug)]
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime is there until the store is dropped")
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its workers, which panics inside an async context.
+        if let Some(rt) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
+/// Runs `f` to completion on `rt`. Outside any runtime, directly; inside one (where
+/// `Runtime::block_on` panics: "Cannot start a runtime from within a runtime"), on a helper
+/// thread, which this thread waits for. A panic in `f` is passed on.
+fn block_on_from_anywhere<F>(rt: &tokio::runtime::Runtime, f: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return rt.block_on(f);
+    }
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("coffer-s3-call".into())
+            .spawn_scoped(s, || rt.block_on(f))
+            .expect("cannot start a thread for an S3 request")
+            .join()
+    })
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 #[derive(Debug)]
 struct Inner {
-    rt: tokio::runtime::Runtime,
+    rt: OwnedRuntime,
     client: Client,
     location: S3Location,
     principal: Principal,
@@ -219,7 +275,7 @@ impl S3Store {
             .build()
             .map_err(|e| StoreError::io("cannot start the s3 client runtime", e))?;
         let loc = &opts.location;
-        let client = rt.block_on(async {
+        let client = block_on_from_anywhere(&rt, async {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
             if let Some(r) = loc.region.clone().or_else(|| loc.endpoint.as_ref().map(|_| "us-east-1".to_owned())) {
                 loader = loader.region(aws_config::Region::new(r));
@@ -264,7 +320,7 @@ impl S3Store {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                rt,
+                rt: OwnedRuntime(Some(rt)),
                 client,
                 location: opts.location.clone(),
                 principal: opts.principal.clone(),
@@ -295,13 +351,22 @@ impl S3Store {
     /// Runs a future on the store's runtime (for callers of [`Self::client`]; feature
     /// `raw-client`).
     #[cfg(feature = "raw-client")]
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub fn block_on<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
         self.run(f)
     }
 
-    /// Runs one request of this store on its runtime.
-    fn run<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.inner.rt.block_on(f)
+    /// Runs one request of this store on its runtime, from inside another runtime too (see
+    /// "Inside an async runtime" above).
+    fn run<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        block_on_from_anywhere(self.inner.rt.get(), f)
     }
 
     /// Creates the bucket with Object Lock and versioning enabled and, if given, a default
@@ -915,7 +980,7 @@ impl S3Store {
         let latest = version.map(|_| {
             let this = self.clone();
             let key = key.to_owned();
-            self.inner.rt.spawn(async move { this.latest_object_version(&key).await })
+            self.inner.rt.get().spawn(async move { this.latest_object_version(&key).await })
         });
         let out = match req.send().await {
             Ok(out) => out,
