@@ -739,7 +739,7 @@ fn write_key_file(repo: &Repository, path: &Path) -> Result<()> {
         .mode_0600()
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    let text = serde_json::to_vec(repo.key()).context("cannot encode the repository key")?;
+    let text = repo.key().export_key_file_bytes();
     f.write_all(&text)?;
     f.sync_all()?;
     Ok(())

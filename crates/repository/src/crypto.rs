@@ -14,6 +14,7 @@ use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use zeroize::{Zeroize, Zeroizing};
 
 const NONCE_LEN: usize = 24;
 /// Bytes a sealed message adds to its plaintext (nonce + tag).
@@ -21,18 +22,45 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + 16;
 /// The bytes [`MasterKey::seal_in_place`] expects in front of the plaintext.
 pub const NONCE_SPACE: usize = NONCE_LEN;
 
-/// The repository's secret keys. Never printed.
-#[derive(Clone, Serialize, Deserialize)]
+/// The repository's secret keys. Never printed, never serialised by accident: it has no
+/// `Serialize`/`Deserialize`, its `Debug` shows `MasterKey(..redacted..)`, and its bytes are
+/// wiped when it is dropped. The only ways out are the explicitly named
+/// [`MasterKey::export_key_file_bytes`] and, back in, [`MasterKey::import_key_file_bytes`]
+/// (the unwrapped key file `coffer pg export-key` writes; the same JSON is what a password's
+/// key file wraps).
+#[derive(Clone)]
 pub struct MasterKey {
+    data: [u8; 32],
+    id: [u8; 32],
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(..redacted..)")
+    }
+}
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        self.data.zeroize();
+        self.id.zeroize();
+    }
+}
+
+/// The key-file JSON, read: `{"data":"<64 hex>","id":"<64 hex>"}` (what earlier builds wrote
+/// with a serde derive on `MasterKey`; unknown fields are ignored, as they were then).
+#[derive(Deserialize)]
+struct ImportedKey {
     #[serde(with = "hex::serde")]
     data: [u8; 32],
     #[serde(with = "hex::serde")]
     id: [u8; 32],
 }
 
-impl fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MasterKey(**redacted**)")
+impl Drop for ImportedKey {
+    fn drop(&mut self) {
+        self.data.zeroize();
+        self.id.zeroize();
     }
 }
 
@@ -47,6 +75,34 @@ impl MasterKey {
     #[must_use]
     pub fn generate() -> Self {
         Self { data: random(), id: random() }
+    }
+
+    /// **Exports the secret key**, unwrapped: the bytes of a key file that
+    /// [`MasterKey::import_key_file_bytes`] reads back (`{"data":"<hex>","id":"<hex>"}`, the
+    /// format `coffer pg export-key` writes and a password's key file wraps; documented in
+    /// docs/design.md). Whoever holds these bytes can read and write the repository: write them
+    /// only where a password would be kept. The buffer is wiped when dropped.
+    #[must_use]
+    pub fn export_key_file_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(2 * (32 + 32) + 20));
+        let mut hex = Zeroizing::new([0u8; 64]);
+        out.extend_from_slice(b"{\"data\":\"");
+        hex::encode_to_slice(self.data, &mut hex[..]).expect("64 hex digits for 32 bytes");
+        out.extend_from_slice(&hex[..]);
+        out.extend_from_slice(b"\",\"id\":\"");
+        hex::encode_to_slice(self.id, &mut hex[..]).expect("64 hex digits for 32 bytes");
+        out.extend_from_slice(&hex[..]);
+        out.extend_from_slice(b"\"}");
+        out
+    }
+
+    /// Reads a key exported with [`MasterKey::export_key_file_bytes`] (or written by any
+    /// earlier build). `None` when `bytes` are not such a key; the reason is not given, as it
+    /// could quote the secret.
+    #[must_use]
+    pub fn import_key_file_bytes(bytes: &[u8]) -> Option<Self> {
+        let k: ImportedKey = serde_json::from_slice(bytes).ok()?;
+        Some(Self { data: k.data, id: k.id })
     }
 
     /// The blob id of `plaintext`: BLAKE3 keyed with the id key.
@@ -227,7 +283,7 @@ impl KeyFile {
     ) -> Result<Self> {
         let salt: [u8; 16] = random();
         let kek = derive(password, &salt, params)?;
-        let plain = serde_json::to_vec(master).expect("master key serialises");
+        let plain = master.export_key_file_bytes();
         Ok(Self {
             version: 1,
             kdf: "argon2id".into(),
@@ -253,7 +309,10 @@ impl KeyFile {
         }
         let kek = derive(password, &self.salt, self.params)?;
         let Some(plain) = open_with(&kek, KEY_AAD, &self.wrapped) else { return Ok(None) };
-        serde_json::from_slice(&plain).map(Some).map_err(|e| RepoError::corrupt(name, format!("bad master key: {e}")))
+        let plain = Zeroizing::new(plain);
+        MasterKey::import_key_file_bytes(&plain)
+            .map(Some)
+            .ok_or_else(|| RepoError::corrupt(name, "bad master key: not the master key JSON"))
     }
 }
 
@@ -313,6 +372,59 @@ mod tests {
             assert_eq!(buf.len(), plain.len() + SEAL_OVERHEAD);
             assert_eq!(k.open(b"a", &buf, "x").unwrap(), plain);
             assert!(k.open(b"b", &buf, "x").is_err(), "other associated data must not open");
+        }
+    }
+
+    /// The unwrapped key file (`pg export-key`, and the plaintext a password's key file
+    /// wraps) is the JSON earlier builds wrote with a serde derive, byte for byte: files
+    /// already written still load, and new ones read the same.
+    #[test]
+    fn exported_key_file_is_byte_identical_to_the_documented_format() {
+        let golden = concat!(
+            r#"{"data":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f","#,
+            r#""id":"202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"}"#
+        );
+        let k = MasterKey::import_key_file_bytes(golden.as_bytes()).expect("the golden key file loads");
+        assert_eq!(k.data, std::array::from_fn(|i| i as u8));
+        assert_eq!(k.id, std::array::from_fn(|i| 32 + i as u8));
+        assert_eq!(String::from_utf8(k.export_key_file_bytes().to_vec()).unwrap(), golden);
+        // Whitespace and field order are free, as serde_json read them before.
+        let pretty = "{\n  \"id\": \"202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f\",\n  \"data\": \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n}\n";
+        let p = MasterKey::import_key_file_bytes(pretty.as_bytes()).expect("a reformatted key file loads");
+        assert_eq!(p.blob_id(b"z"), k.blob_id(b"z"));
+        for bad in ["", "{}", r#"{"data":"00","id":"00"}"#, "not json"] {
+            assert!(MasterKey::import_key_file_bytes(bad.as_bytes()).is_none(), "{bad:?} is not a key");
+        }
+        let fresh = MasterKey::generate();
+        let back = MasterKey::import_key_file_bytes(&fresh.export_key_file_bytes()).unwrap();
+        assert_eq!(back.blob_id(b"z"), fresh.blob_id(b"z"));
+    }
+
+    /// Printing or serialising the key by accident is impossible: `Debug` redacts, and there
+    /// is no `Serialize` (the check below stops compiling if one is added).
+    #[test]
+    fn master_key_is_never_printed_or_serialised() {
+        trait AmbiguousIfSerialize<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> AmbiguousIfSerialize<()> for T {}
+        impl<T: ?Sized + Serialize> AmbiguousIfSerialize<u8> for T {}
+        <MasterKey as AmbiguousIfSerialize<_>>::check();
+        trait AmbiguousIfDeserialize<A> {
+            fn check() {}
+        }
+        impl<T: ?Sized> AmbiguousIfDeserialize<()> for T {}
+        impl<T: ?Sized + for<'de> Deserialize<'de>> AmbiguousIfDeserialize<u8> for T {}
+        <MasterKey as AmbiguousIfDeserialize<_>>::check();
+
+        let golden = concat!(
+            r#"{"data":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f","#,
+            r#""id":"202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"}"#
+        );
+        let k = MasterKey::import_key_file_bytes(golden.as_bytes()).unwrap();
+        for shown in [format!("{k:?}"), format!("{k:#?}"), format!("{:?}", Some(&k))] {
+            assert!(shown.contains("MasterKey(..redacted..)"), "{shown}");
+            assert!(!shown.contains("0001") && !shown.contains("2021"), "key bytes printed: {shown}");
         }
     }
 

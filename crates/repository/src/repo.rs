@@ -139,6 +139,12 @@ pub struct Repository {
     /// the snapshot list three times (expiry, parent, hash chain), which on S3 was three
     /// `GetObject`s per snapshot in the repository, on every backup. Listings are not
     /// cached: a snapshot removed or added since is seen as such.
+    ///
+    /// Bounded for long-running processes: every complete listing
+    /// ([`Repository::all_snapshots_and_damage`], under every snapshot listing) drops the
+    /// entries of ids it did not find (pruned, or absent as of `--as-of`), so the cache holds
+    /// at most the snapshots of the latest listing plus those read by id since, and a pruned
+    /// snapshot is not served from it once a listing has seen it gone.
     snapshot_cache: std::sync::Mutex<HashMap<Id, Snapshot>>,
     /// Content-addressed names whose latest version is not the authentic one (a rogue
     /// writer's garbage on top), with the version that is: found once, then read directly,
@@ -548,6 +554,7 @@ impl Repository {
     pub fn all_snapshots_and_damage(&self) -> Result<(Snapshots, Vec<Damaged>)> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
+        let mut listed = std::collections::HashSet::new();
         self.for_each_name(&format!("{}snapshots/", self.prefix), |k| {
             let id: Id = match k.rsplit('/').next().unwrap_or("").parse() {
                 Ok(id) => id,
@@ -556,6 +563,7 @@ impl Repository {
                     return Ok(());
                 }
             };
+            listed.insert(id);
             match self.read_snapshot(&id) {
                 Ok(s) => out.push((id, s)),
                 Err(e) if is_gone(&e) => {}
@@ -564,6 +572,11 @@ impl Repository {
             }
             Ok(())
         })?;
+        // The listing is complete: forget snapshots it no longer has (see `snapshot_cache`).
+        self.snapshot_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|id, _| listed.contains(id));
         out.sort_by_key(|(id, s)| (s.time, *id));
         Ok((out, damaged))
     }
@@ -591,6 +604,13 @@ impl Repository {
         let snap: Snapshot = pack::open_object(&self.key, ObjectKind::Snapshot, &bytes, &key)?;
         cache().insert(*id, snap.clone());
         Ok(snap)
+    }
+
+    /// How many snapshots the cache holds (bounded by the latest listing: see
+    /// [`Repository::all_snapshots_and_damage`]). For tests and monitoring.
+    #[must_use]
+    pub fn cached_snapshots(&self) -> usize {
+        self.snapshot_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
     /// Finds a live snapshot by id prefix (at least 4 hex digits) or `latest` (the newest

@@ -6,6 +6,8 @@
 //!
 //! This crate enables `coffer-store/test-clock`, so a movable [`coffer_store::Clock`]
 //! exists only in builds that link it (tests); release builds of `coffer` cannot move time.
+//! It also enables `coffer-store/raw-client` (`S3Store::client()`, raw SDK requests that
+//! bypass the store's checks), for the same reason: only tests may go around the store.
 
 pub mod contract;
 pub mod crash;

@@ -200,9 +200,11 @@ pub fn read_only_as_of(r: &RepoOpts, role: Role) -> Result<()> {
 pub fn open_repo_with_key(global: &Global, r: &RepoOpts, role: Role, key_file: &std::path::Path) -> Result<Repository> {
     read_only_as_of(r, role)?;
     let (store, location) = store_as(global, r, role, false)?;
-    let text = std::fs::read(key_file).with_context(|| format!("cannot read key file {}", key_file.display()))?;
-    let key: coffer_repository::MasterKey = serde_json::from_slice(&text)
-        .map_err(|_| anyhow::anyhow!("key file {} does not hold a coffer repository key", key_file.display()))?;
+    let text = zeroize::Zeroizing::new(
+        std::fs::read(key_file).with_context(|| format!("cannot read key file {}", key_file.display()))?,
+    );
+    let key = coffer_repository::MasterKey::import_key_file_bytes(&text)
+        .ok_or_else(|| anyhow::anyhow!("key file {} does not hold a coffer repository key", key_file.display()))?;
     opened(r, Repository::open_with_key_as_of(store, &location, "", key, Clock::from_env(), r.as_of))
         .with_context(|| format!("the key in {} does not open {location}", key_file.display()))
 }

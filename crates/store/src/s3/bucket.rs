@@ -25,7 +25,7 @@ impl S3Store {
     pub fn bucket_exists(&self) -> Result<bool> {
         use aws_sdk_s3::error::ProvideErrorMetadata as _;
         let bucket = self.bucket().to_owned();
-        match self.block_on(self.inner.client.get_bucket_versioning().bucket(&bucket).send()) {
+        match self.run(self.inner.client.get_bucket_versioning().bucket(&bucket).send()) {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("NoSuchBucket") => Ok(false),
             Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {

@@ -183,14 +183,70 @@ impl Default for Multipart {
 }
 
 /// The `ObjectStore` contract on an S3 bucket, seen through one principal.
+///
+/// # Inside an async runtime
+///
+/// `S3Store` is a blocking API: it owns a small tokio runtime (two worker threads) and each
+/// call blocks on it. It may be used from inside another tokio runtime (a daemon's, a
+/// `#[tokio::test]`), current-thread or multi-threaded: a call made there, where blocking on
+/// a runtime would panic, runs on a short-lived helper thread that blocks on the store's
+/// runtime instead, and the calling thread waits for it. It still blocks that thread for the
+/// whole request, so an async caller should make the call from `spawn_blocking` (or a
+/// thread of its own) to keep its executor free; a call that is not inside a runtime (the
+/// `coffer` binary) blocks directly, with no helper thread. Dropping the last handle inside a
+/// runtime shuts the store's runtime down in the background instead of waiting for it (which
+/// would panic there); nothing of the store is then still in flight, as every call waits
+/// for its requests.
 #[derive(Clone, Debug)]
 pub struct S3Store {
     inner: Arc<Inner>,
 }
 
+/// The store's own runtime; see [`S3Store`]'s "Inside an async runtime".
+#[derive(Debug)]
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime is there until the store is dropped")
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its workers, which panics inside an async context.
+        if let Some(rt) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
+/// Runs `f` to completion on `rt`. Outside any runtime, directly; inside one (where
+/// `Runtime::block_on` panics: "Cannot start a runtime from within a runtime"), on a helper
+/// thread, which this thread waits for. A panic in `f` is passed on.
+fn block_on_from_anywhere<F>(rt: &tokio::runtime::Runtime, f: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return rt.block_on(f);
+    }
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("coffer-s3-call".into())
+            .spawn_scoped(s, || rt.block_on(f))
+            .expect("cannot start a thread for an S3 request")
+            .join()
+    })
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 #[derive(Debug)]
 struct Inner {
-    rt: tokio::runtime::Runtime,
+    rt: OwnedRuntime,
     client: Client,
     location: S3Location,
     principal: Principal,
@@ -219,7 +275,7 @@ impl S3Store {
             .build()
             .map_err(|e| StoreError::io("cannot start the s3 client runtime", e))?;
         let loc = &opts.location;
-        let client = rt.block_on(async {
+        let client = block_on_from_anywhere(&rt, async {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
             if let Some(r) = loc.region.clone().or_else(|| loc.endpoint.as_ref().map(|_| "us-east-1".to_owned())) {
                 loader = loader.region(aws_config::Region::new(r));
@@ -264,7 +320,7 @@ impl S3Store {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                rt,
+                rt: OwnedRuntime(Some(rt)),
                 client,
                 location: opts.location.clone(),
                 principal: opts.principal.clone(),
@@ -281,16 +337,36 @@ impl S3Store {
         &self.inner.location
     }
 
-    /// The SDK client, for tools and tests that talk S3 directly (bucket creation, probing
-    /// a server). Requests made through it bypass every check of this store.
+    /// The SDK client, for tests that talk S3 directly (age a version, plant a rogue
+    /// object, probe what a principal's policy refuses). Requests made through it bypass
+    /// every check of this store, so it exists only with the `raw-client` feature, which
+    /// only test builds enable (through `coffer-testkit`); `cargo build --release -p
+    /// coffer-cli` has no such method.
+    #[cfg(feature = "raw-client")]
     #[must_use]
     pub fn client(&self) -> &Client {
         &self.inner.client
     }
 
-    /// Runs a future on the store's runtime (for callers of [`Self::client`]).
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.inner.rt.block_on(f)
+    /// Runs a future on the store's runtime (for callers of [`Self::client`]; feature
+    /// `raw-client`).
+    #[cfg(feature = "raw-client")]
+    pub fn block_on<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        self.run(f)
+    }
+
+    /// Runs one request of this store on its runtime, from inside another runtime too (see
+    /// "Inside an async runtime" above).
+    fn run<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        block_on_from_anywhere(self.inner.rt.get(), f)
     }
 
     /// Creates the bucket with Object Lock and versioning enabled and, if given, a default
@@ -305,10 +381,10 @@ impl S3Store {
         }
         let bucket = &self.inner.location.bucket;
         let c = &self.inner.client;
-        self.block_on(c.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send())
+        self.run(c.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send())
             .map_err(|e| self.fail(e, Action::PutLockConfig, None, None, &format!("cannot create bucket {bucket}")))?;
         let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
-        self.block_on(c.put_bucket_versioning().bucket(bucket).versioning_configuration(enabled).send())
+        self.run(c.put_bucket_versioning().bucket(bucket).versioning_configuration(enabled).send())
             .map_err(|e| self.fail(e, Action::PutVersioning, None, None, "cannot enable versioning"))?;
         if default_retention.is_some() {
             self.put_lock_config(&LockConfig { enabled: true, default_retention })?;
@@ -904,7 +980,7 @@ impl S3Store {
         let latest = version.map(|_| {
             let this = self.clone();
             let key = key.to_owned();
-            self.inner.rt.spawn(async move { this.latest_object_version(&key).await })
+            self.inner.rt.get().spawn(async move { this.latest_object_version(&key).await })
         });
         let out = match req.send().await {
             Ok(out) => out,
@@ -1203,41 +1279,41 @@ impl ObjectStore for S3Store {
             self.authorize(Action::LegalHoldOn)?;
         }
         validate_key(key)?;
-        self.block_on(self.put_async(key, data, opts))
+        self.run(self.put_async(key, data, opts))
     }
 
     fn get(&self, key: &str, version: Option<&VersionId>) -> Result<Object> {
         self.authorize(Action::Get)?;
-        self.block_on(self.get_async(key, version))
+        self.run(self.get_async(key, version))
     }
 
     fn head(&self, key: &str, version: Option<&VersionId>) -> Result<ObjectVersion> {
         self.authorize(Action::Head)?;
-        self.block_on(self.head_async(key, version))
+        self.run(self.head_async(key, version))
     }
 
     fn list(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>> {
         self.authorize(Action::List)?;
-        self.block_on(self.list_async(prefix, token, limit))
+        self.run(self.list_async(prefix, token, limit))
     }
 
     fn list_versions(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ObjectVersion>> {
         self.authorize(Action::ListVersions)?;
-        self.block_on(self.list_versions_async(prefix, token, limit))
+        self.run(self.list_versions_async(prefix, token, limit))
     }
 
     /// One `ListObjectVersions` per page (several when most listed versions are not the
     /// latest), no `HeadObject`.
     fn list_entries(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ListEntry>> {
         self.authorize(Action::List)?;
-        let (found, next) = self.block_on(self.list_listed(prefix, token, limit))?;
+        let (found, next) = self.run(self.list_listed(prefix, token, limit))?;
         Ok(Page { items: self.entries(found), next })
     }
 
     /// One `ListObjectVersions` per page, no `HeadObject`.
     fn list_version_entries(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<Page<ListEntry>> {
         self.authorize(Action::ListVersions)?;
-        let (found, next) = self.block_on(self.list_versions_listed(prefix, token, limit))?;
+        let (found, next) = self.run(self.list_versions_listed(prefix, token, limit))?;
         Ok(Page { items: self.entries(found), next })
     }
 
@@ -1246,7 +1322,7 @@ impl ObjectStore for S3Store {
         validate_key(key)?;
         let full = self.full_key(key)?;
         let out = self
-            .block_on(self.inner.client.delete_object().bucket(self.bucket()).key(&full).send())
+            .run(self.inner.client.delete_object().bucket(self.bucket()).key(&full).send())
             .map_err(|e| self.fail(e, Action::Delete, Some(key), None, &format!("cannot delete {key}")))?;
         let version = out.version_id().map(str::to_owned).ok_or_else(|| {
             StoreError::invalid(format!("the server made no delete marker for {key}: is versioning enabled?"))
@@ -1267,7 +1343,7 @@ impl ObjectStore for S3Store {
 
     fn delete_version(&self, key: &str, version: &VersionId, bypass_governance: bool) -> Result<()> {
         self.authorize(Action::DeleteVersion)?;
-        self.block_on(self.delete_version_async(key, version, bypass_governance))
+        self.run(self.delete_version_async(key, version, bypass_governance))
     }
 
     fn put_retention(
@@ -1278,17 +1354,17 @@ impl ObjectStore for S3Store {
         bypass_governance: bool,
     ) -> Result<()> {
         self.authorize(Action::PutRetention)?;
-        self.block_on(self.put_retention_async(key, version, retention, bypass_governance))
+        self.run(self.put_retention_async(key, version, retention, bypass_governance))
     }
 
     fn put_legal_hold(&self, key: &str, version: &VersionId, on: bool) -> Result<()> {
         self.authorize(if on { Action::LegalHoldOn } else { Action::LegalHoldOff })?;
-        self.block_on(self.put_legal_hold_async(key, version, on))
+        self.run(self.put_legal_hold_async(key, version, on))
     }
 
     fn lock_config(&self) -> Result<LockConfig> {
         self.authorize(Action::GetLockConfig)?;
-        self.block_on(self.lock_config_async())
+        self.run(self.lock_config_async())
     }
 
     fn put_lock_config(&self, config: &LockConfig) -> Result<()> {
@@ -1303,7 +1379,7 @@ impl ObjectStore for S3Store {
             let dr = aws_sdk_s3::types::DefaultRetention::builder().mode(retention_mode(d.mode)).days(days).build();
             cfg = cfg.rule(ObjectLockRule::builder().default_retention(dr).build());
         }
-        self.block_on(
+        self.run(
             self.inner
                 .client
                 .put_object_lock_configuration()
@@ -1318,7 +1394,7 @@ impl ObjectStore for S3Store {
     fn versioning(&self) -> Result<Versioning> {
         self.authorize(Action::GetVersioning)?;
         let out = self
-            .block_on(self.inner.client.get_bucket_versioning().bucket(self.bucket()).send())
+            .run(self.inner.client.get_bucket_versioning().bucket(self.bucket()).send())
             .map_err(|e| self.fail(e, Action::GetVersioning, None, None, "cannot read the versioning status"))?;
         Ok(match out.status() {
             Some(BucketVersioningStatus::Enabled) => Versioning::Enabled,
@@ -1332,7 +1408,7 @@ impl ObjectStore for S3Store {
             return Err(StoreError::invalid("versioning cannot be suspended on a store with object lock"));
         }
         let enabled = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
-        self.block_on(
+        self.run(
             self.inner.client.put_bucket_versioning().bucket(self.bucket()).versioning_configuration(enabled).send(),
         )
         .map_err(|e| self.fail(e, Action::PutVersioning, None, None, "cannot set the versioning status"))?;

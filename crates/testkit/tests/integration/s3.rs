@@ -438,3 +438,40 @@ fn lean_listings_send_no_head_object_on_localstack() {
     assert_eq!(reader.list("", None, 100).expect("list").items.len(), 25);
     assert_eq!(proxy.head_requests(), 25);
 }
+
+/// `S3Store` is a blocking API that owns its runtime; a long-running async program (the
+/// daemon) calls it from inside its own runtime. Connecting, every kind of request and
+/// dropping the last handle must work there — on a current-thread runtime (`#[tokio::test]`'s
+/// default), a multi-threaded one, and in a spawned task — instead of panicking with "Cannot
+/// start a runtime from within a runtime" or "Cannot drop a runtime in a context where
+/// blocking is not allowed".
+#[test]
+fn s3store_works_inside_another_tokio_runtime() {
+    let server = S3Server::start(ServerKind::Moto);
+    let bucket = server.new_bucket("coffer-nested");
+    let exercise = |name: &str| {
+        let store = server.store(&bucket, "", Role::Writer);
+        let opts = PutOptions { retention: None, legal_hold: false, create_only: false };
+        let v = store.put(name, b"inside", &opts).expect("put inside a runtime");
+        assert_eq!(store.get(name, Some(&v.version)).expect("get inside a runtime").data, b"inside");
+        assert!(store.list("", None, 1000).expect("list inside a runtime").items.iter().any(|o| o.key == name));
+        assert_eq!(store.head(name, None).expect("head inside a runtime").version, v.version);
+        drop(store);
+    };
+    let current = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    current.block_on(async { exercise("current-thread") });
+    let multi = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    multi.block_on(async { exercise("multi-thread") });
+    let server = &server;
+    let bucket = bucket.clone();
+    multi
+        .block_on(async move {
+            let store = server.store(&bucket, "", Role::Reader);
+            tokio::spawn(async move {
+                let listed = store.list("", None, 1000).expect("list in a spawned task");
+                assert!(listed.items.len() >= 2, "{} listed", listed.items.len());
+            })
+            .await
+        })
+        .expect("the spawned task");
+}
