@@ -151,6 +151,9 @@ pub struct Repository {
     /// so a tampered pack costs one search, not one per blob read from it. Holds only
     /// tampered names.
     pins: std::sync::Mutex<HashMap<String, VersionId>>,
+    /// When the store created each snapshot object (its first version), as of the last
+    /// complete listing: the one time of a snapshot a writer cannot claim.
+    stored: std::sync::Mutex<HashMap<Id, Timestamp>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -358,6 +361,7 @@ impl Repository {
             as_of,
             snapshot_cache: std::sync::Mutex::default(),
             pins: std::sync::Mutex::default(),
+            stored: std::sync::Mutex::default(),
         }
     }
 
@@ -554,8 +558,9 @@ impl Repository {
     pub fn all_snapshots_and_damage(&self) -> Result<(Snapshots, Vec<Damaged>)> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
-        let mut listed = std::collections::HashSet::new();
-        self.for_each_name(&format!("{}snapshots/", self.prefix), |k| {
+        let mut listed: HashMap<Id, Timestamp> = HashMap::new();
+        versions::for_each_name(self.store.as_ref(), &format!("{}snapshots/", self.prefix), self.as_of, |v| {
+            let k = v.key;
             let id: Id = match k.rsplit('/').next().unwrap_or("").parse() {
                 Ok(id) => id,
                 Err(e) => {
@@ -563,7 +568,9 @@ impl Repository {
                     return Ok(());
                 }
             };
-            listed.insert(id);
+            if let Some(first) = v.objects.first() {
+                listed.insert(id, first.created);
+            }
             match self.read_snapshot(&id) {
                 Ok(s) => out.push((id, s)),
                 Err(e) if is_gone(&e) => {}
@@ -576,9 +583,19 @@ impl Repository {
         self.snapshot_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|id, _| listed.contains(id));
+            .retain(|id, _| listed.contains_key(id));
+        *self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = listed;
         out.sort_by_key(|(id, s)| (s.time, *id));
         Ok((out, damaged))
+    }
+
+    /// When the store created snapshot `id`'s object, as of the last listing of snapshots
+    /// ([`Repository::all_snapshots_and_damage`] and what calls it). A snapshot's own `time`
+    /// is what its writer claims; this one the writer cannot choose, so it is what to pick
+    /// an `--as-of` time by, and what `verify` compares the claim with.
+    #[must_use]
+    pub fn stored_at(&self, id: &Id) -> Option<Timestamp> {
+        self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).copied()
     }
 
     /// Snapshots that have not expired, oldest first.

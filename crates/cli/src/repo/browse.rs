@@ -20,17 +20,23 @@ pub fn snapshots(global: &Global, r: &RepoOpts) -> Result<()> {
     let snaps: Vec<_> = all.into_iter().filter(|(_, s)| s.expires > now).collect();
     let mut out = Output::new(global.json);
     if out.json() {
-        let list: Vec<_> =
-            snaps.iter().map(|(id, s)| serde_json::json!({"id": id.to_string(), "snapshot": s})).collect();
+        let list: Vec<_> = snaps
+            .iter()
+            .map(|(id, s)| serde_json::json!({"id": id.to_string(), "stored": repo.stored_at(id), "snapshot": s}))
+            .collect();
         out.doc(&list)?;
     } else {
-        out.line(format!("{:<10} {:<26} {:<26} {:<12} {}", "id", "time", "expires", "host", "paths"))?;
+        // `time` is what the backup claims; `stored` is when the store created it, which a
+        // writer cannot choose (what to pick an --as-of time by).
+        let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+        out.line(format!("{:<10} {:<26} {:<26} {:<26} {:<12} {}", "id", "time", "stored", "expires", "host", "paths"))?;
         for (id, s) in &snaps {
             out.line(format!(
-                "{:<10} {:<26} {:<26} {:<12} {}{}",
+                "{:<10} {:<26} {:<26} {:<26} {:<12} {}{}",
                 id.short(),
-                s.time.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                s.expires.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                day(s.time),
+                repo.stored_at(id).map_or_else(|| "-".to_owned(), day),
+                day(s.expires),
                 s.host,
                 s.paths.join(" "),
                 if s.tags.is_empty() { String::new() } else { format!(" [{}]", s.tags.join(",")) }

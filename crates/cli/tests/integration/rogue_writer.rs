@@ -233,7 +233,13 @@ fn attack_and_recover(t: &dyn Target) {
     }
 
     // Listing and restoring with the reader's credentials alone.
-    let all = ids(&t.reader(&["snapshots", "--json"]).ok().json());
+    let listed = t.reader(&["snapshots", "--json"]).ok().json();
+    let all = ids(&listed);
+    // The forged snapshot claims to be two days old; the store's creation time says when it
+    // really appeared, after the point in time chosen below.
+    let forged_entry = listed.as_array().unwrap().iter().find(|s| s["id"] == forged.as_str()).expect("forged listed");
+    assert!(crate::ts(&forged_entry["stored"]) > before, "{forged_entry}");
+    assert!(crate::ts(&forged_entry["snapshot"]["time"]) < before, "{forged_entry}");
     assert!(all.contains(&a) && all.contains(&b), "honest snapshots hidden after the attack: {all:?}");
     let target = sb.path("restored");
     t.reader(&["restore", "--json", &b, "--target"]).arg(&target).ok();
