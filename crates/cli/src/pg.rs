@@ -49,6 +49,7 @@ use crate::output::Output;
 use crate::repo::{RepoOpts, open_repo};
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use coffer_repository::wal::{XLP_LONG_HEADER, segment_size_from_header};
 use coffer_repository::{BlobKind, ChainLink, Node, NodeKind, Repository, Snapshot, Tree, WalPut};
 use coffer_store::Role;
 use jiff::Timestamp;
@@ -233,9 +234,6 @@ pub fn run(g: &Global, r: &RepoOpts, args: PgArgs) -> Result<()> {
 
 // ---- WAL names, LSNs, headers ---------------------------------------------------------
 
-/// `XLP_PAGE_MAGIC` is version-specific; the long-header flag is not.
-const XLP_LONG_HEADER: u16 = 0x0002;
-
 /// The system identifier in a segment's long page header, if the file starts with one.
 fn sysid_from_segment(data: &[u8]) -> Option<u64> {
     if data.len() < 40 {
@@ -248,16 +246,6 @@ fn sysid_from_segment(data: &[u8]) -> Option<u64> {
     let sysid = u64::from_le_bytes(data[24..32].try_into().ok()?);
     let seg_size = u32::from_le_bytes(data[32..36].try_into().ok()?);
     (seg_size.is_power_of_two() && sysid != 0).then_some(sysid)
-}
-
-/// The WAL segment size (`xlp_seg_size`) in a segment's long page header, if `data` starts
-/// with one holding a size PostgreSQL allows (a power of two from 1 MiB to 1 GiB).
-fn segment_size_from_header(data: &[u8]) -> Option<u64> {
-    if data.len() < 40 || u16::from_le_bytes([data[2], data[3]]) & XLP_LONG_HEADER == 0 {
-        return None;
-    }
-    let size = u64::from(u32::from_le_bytes(data[32..36].try_into().ok()?));
-    (size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size)).then_some(size)
 }
 
 /// The WAL segment size in the long page header of the segment file at `path`.

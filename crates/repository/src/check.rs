@@ -432,7 +432,7 @@ fn wal_findings(repo: &Repository, v: &Versions, name: &str, rep: &mut VerifyRep
     let partial = name.ends_with(".partial");
     let mut best: Option<Vec<u8>> = None;
     for o in &v.objects {
-        let plain = match repo.store().get(&v.key, Some(&o.version)) {
+        let plain = match crate::repo::get_listed(repo.store(), &v.key, o) {
             Ok(obj) => repo.open_wal(name, &obj.data, &v.key).ok(),
             Err(e) if crate::repo::is_not_found(&e) => continue,
             Err(_) => None,
@@ -479,7 +479,7 @@ fn finding(kind: FindingKind, v: &Versions, o: &coffer_store::ListEntry, message
 
 /// Whether version `o` of a content-addressed name holds the content the name says.
 fn version_matches(repo: &Repository, v: &Versions, o: &coffer_store::ListEntry, id: &Id) -> Result<bool> {
-    match repo.store().get(&v.key, Some(&o.version)) {
+    match crate::repo::get_listed(repo.store(), &v.key, o) {
         Ok(obj) => Ok(id.names(&obj)),
         Err(e) if matches!(e.kind(), coffer_store::ErrorKind::Corrupt | coffer_store::ErrorKind::NotFound) => Ok(false),
         Err(e) => Err(crate::RepoError::store(format!("cannot read {}", v.key))(e)),
@@ -553,7 +553,7 @@ fn chain_findings(
 /// The lock end of the version of content-addressed `key` a reader uses: its only version,
 /// or, when there are several, the latest lock among those whose content matches.
 fn authentic_lock(repo: &Repository, key: &str, id: &Id) -> Result<Option<Timestamp>> {
-    let versions = object_versions(repo, key)?;
+    let versions = repo.object_versions(key)?;
     if versions.is_empty() {
         return Err(crate::RepoError::store(format!("cannot read {key}"))(coffer_store::StoreError::NotFound {
             key: key.to_owned(),
@@ -576,16 +576,8 @@ fn authentic_lock(repo: &Repository, key: &str, id: &Id) -> Result<Option<Timest
 
 /// The lock end of the first version of `key` (a name written once, not content-addressed).
 fn first_lock(repo: &Repository, key: &str) -> Result<Option<Timestamp>> {
-    let versions = object_versions(repo, key)?;
+    let versions = repo.object_versions(key)?;
     Ok(versions.iter().min_by_key(|v| v.created).and_then(|v| v.retention.map(|r| r.until)))
-}
-
-fn object_versions(repo: &Repository, key: &str) -> Result<Vec<coffer_store::ObjectVersion>> {
-    let page = repo
-        .store()
-        .list_versions(key, None, 1000)
-        .map_err(crate::RepoError::store(format!("cannot read the lock of {key}")))?;
-    Ok(page.items.into_iter().filter(|v| v.key == key && !v.delete_marker).collect())
 }
 
 /// Walks live snapshots again to name the files that use damaged blobs.

@@ -750,7 +750,7 @@ impl Repository {
     }
 
     /// Refuses to write through a handle that sees the past.
-    fn writable(&self) -> Result<()> {
+    pub(crate) fn writable(&self) -> Result<()> {
         match self.as_of {
             Some(t) => Err(RepoError::Invalid(format!(
                 "{} is opened as of {t}, which is read-only; drop --as-of to write",
@@ -775,7 +775,7 @@ impl Repository {
     }
 
     /// The object versions (with lock state) of exactly `key`.
-    fn object_versions(&self, key: &str) -> Result<Vec<coffer_store::ObjectVersion>> {
+    pub(crate) fn object_versions(&self, key: &str) -> Result<Vec<coffer_store::ObjectVersion>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {

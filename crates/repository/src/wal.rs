@@ -65,6 +65,21 @@ pub fn partial_order(old: &[u8], new: &[u8]) -> Option<std::cmp::Ordering> {
     (old[..common] == new[..common]).then(|| lo.cmp(&ln))
 }
 
+/// `xlp_info`'s flag for a long page header (the first page of a segment), which holds the
+/// system identifier and the segment size. The flag is the same in every PostgreSQL version.
+pub const XLP_LONG_HEADER: u16 = 0x0002;
+
+/// The WAL segment size (`xlp_seg_size`) in a segment's long page header, if `data` starts
+/// with one holding a size PostgreSQL allows (a power of two from 1 MiB to 1 GiB).
+#[must_use]
+pub fn segment_size_from_header(data: &[u8]) -> Option<u64> {
+    if data.len() < 40 || u16::from_le_bytes([data[2], data[3]]) & XLP_LONG_HEADER == 0 {
+        return None;
+    }
+    let size = u64::from(u32::from_le_bytes(data[32..36].try_into().ok()?));
+    (size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size)).then_some(size)
+}
+
 impl Repository {
     /// The store key of a WAL file of cluster `sysid`.
     #[must_use]
@@ -81,9 +96,7 @@ impl Repository {
     /// `Corrupt` when the stored one cannot be read; store errors.
     pub fn put_wal(&self, sysid: u64, name: &str, data: &[u8]) -> Result<WalPut> {
         check_wal_name(name)?;
-        if let Some(t) = self.as_of() {
-            return Err(RepoError::Invalid(format!("{} is opened as of {t}, which is read-only", self.location())));
-        }
+        self.writable()?;
         if let Some(existing) = self.get_wal(sysid, name)? {
             if existing == data {
                 return Ok(WalPut::AlreadyStored);
@@ -254,10 +267,9 @@ pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::
             }
             if first || read_data {
                 match repo.get_wal(sysid, n) {
-                    Ok(Some(d)) if first && d.len() >= 36 => {
-                        let s = u32::from_le_bytes([d[32], d[33], d[34], d[35]]);
-                        if s.is_power_of_two() && s >= 1 << 20 {
-                            seg_size = u64::from(s);
+                    Ok(Some(d)) if first => {
+                        if let Some(size) = segment_size_from_header(&d) {
+                            seg_size = size;
                         }
                     }
                     Ok(_) => {}
