@@ -42,6 +42,9 @@ pub const INCOMPLETE: u8 = 7;
 
 /// Signs of tampering found.
 pub const SECURITY: u8 = 8;
+/// Stopped on request (SIGINT/SIGTERM, as a shell reports a process ended by SIGINT):
+/// nothing the command did was acknowledged.
+pub const CANCELLED: u8 = 130;
 
 /// Signs of tampering found by `verify` (exit code [`SECURITY`]).
 #[derive(Debug)]
@@ -129,6 +132,7 @@ fn code(v: Verdict) -> u8 {
             ErrorClass::Refused => FORBIDDEN,
             ErrorClass::Locked => LOCKED,
             ErrorClass::NotFound => NOT_FOUND,
+            ErrorClass::Cancelled => CANCELLED,
             ErrorClass::Conflict | ErrorClass::Transient | ErrorClass::Invalid | ErrorClass::Io | ErrorClass::Other => {
                 FAILURE
             }

@@ -66,6 +66,10 @@ pub enum RepoError {
     /// A request that can never succeed (bad argument, policy violation).
     #[error("{0}")]
     Invalid(String),
+    /// The job was asked to stop ([`crate::observe::Cancel`]) and stopped at a boundary;
+    /// nothing it did is acknowledged (a backup commits no snapshot).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl RepoError {
@@ -103,6 +107,7 @@ impl RepoError {
             Self::NewerFormat { .. } | Self::Invalid(_) => ErrorClass::Invalid,
             Self::AlreadyExists { .. } => ErrorClass::Conflict,
             Self::Corrupt { .. } => ErrorClass::Integrity,
+            Self::Cancelled => ErrorClass::Cancelled,
         }
     }
 

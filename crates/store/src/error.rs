@@ -155,6 +155,9 @@ pub enum ErrorClass {
     /// Anything else (an internal failure, an operation stopped because another failed).
     /// Exit code 1.
     Other,
+    /// The job was asked to stop (a signal, the daemon's timeout) and stopped cleanly at a
+    /// boundary; nothing it did was acknowledged. Running it again resumes. Exit code 130.
+    Cancelled,
 }
 
 impl ErrorClass {
