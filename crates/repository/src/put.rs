@@ -158,6 +158,9 @@ mod tests {
         fn principal(&self) -> &Principal {
             self.inner.principal()
         }
+        fn capabilities(&self) -> coffer_store::Capabilities {
+            self.inner.capabilities()
+        }
         fn put(&self, key: &str, data: &[u8], opts: &PutOptions) -> coffer_store::Result<ObjectVersion> {
             let landed = self.inner.put(key, data, opts)?;
             if !self.lost.swap(true, Ordering::SeqCst) {

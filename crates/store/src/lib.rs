@@ -9,6 +9,7 @@
 //! - [`iam`] — IAM policy documents for the roles, generated from the matrix.
 //! - [`Clock`] — the one source of time for lock decisions.
 //! - [`LocalVault`] — the crash-safe engine on a local directory; the embedded default.
+//! - [`open`] — one way to open a store from a location, credentials and a role.
 //! - `S3Store` (feature `s3`) — the contract over the S3 API, for AWS S3 and S3-compatible services.
 //!
 //! ```
@@ -25,6 +26,7 @@ pub mod error;
 pub mod iam;
 pub mod lock;
 pub mod model;
+pub mod open;
 pub mod role;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -37,8 +39,11 @@ pub use model::{
     DefaultRetention, ListEntry, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId,
     Versioning, may_get_new_versions,
 };
+pub use open::{
+    CreateVault, CredentialsSource, OpenError, OpenedStore, StoreHandle, StoreLocation, StoreRequest, open_store,
+};
 pub use role::{Action, Credentials, Principal, Role, Secret, matrix_markdown};
 #[cfg(feature = "s3")]
 pub use s3::{S3Credentials, S3Location, S3Options, S3Store};
-pub use store::{Object, ObjectStore, RangeRead};
+pub use store::{Capabilities, Object, ObjectStore, RangeRead};
 pub use vault::{AuditEntry, AuditVerification, LocalVault, VaultHandle, VaultOptions};

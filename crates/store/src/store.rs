@@ -93,10 +93,40 @@ impl RangeRead for InMemory {
     }
 }
 
+/// What a store is, for callers choosing an I/O strategy: declared by the store instead of
+/// guessed from how its location is spelled (an `s3://` URL may name a vault server on the
+/// same host; a wrapper around a local vault may add latency).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Every request costs a network round trip: read ahead and run requests in parallel
+    /// to hide the latency (S3). A local store's requests are cheap enough that read-ahead
+    /// only costs memory.
+    pub remote: bool,
+    /// [`ObjectStore::open_ranged`] reads only the bytes asked for (the local vault reads
+    /// a range of the version's file). Without it a ranged read fetches the whole object,
+    /// so a reader is better off caching whole packs.
+    pub cheap_ranged_reads: bool,
+}
+
+impl Capabilities {
+    /// A store on a local disk: cheap requests, cheap ranged reads.
+    pub const LOCAL: Self = Self { remote: false, cheap_ranged_reads: true };
+    /// A store across a network whose ranged reads fetch whole objects.
+    pub const REMOTE: Self = Self { remote: true, cheap_ranged_reads: false };
+}
+
 /// Versioned, object-locked storage, seen through one principal. See the module docs.
 pub trait ObjectStore: Send + Sync {
     /// The principal this handle acts as.
     fn principal(&self) -> &Principal;
+
+    /// What kind of store this is ([`Capabilities`]). A store that wraps another (a test
+    /// double, a proxy) forwards its inner store's answer unless it changes the cost of
+    /// requests. The default claims nothing: neither remote nor cheap ranged reads.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 
     /// Stores `data` as a new version of `key`.
     ///

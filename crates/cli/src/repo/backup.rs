@@ -202,7 +202,7 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
             include: args.include.clone(),
             // A remote store's latency is hidden by fetching packs ahead; a local vault's
             // reads are fast enough that the memory is better saved.
-            read_ahead: if crate::s3::is_s3(repo.location()) { files::REMOTE_READ_AHEAD } else { 0 },
+            read_ahead: files::read_ahead_for(repo.store().capabilities()),
         },
     )?;
     for w in &report.warnings {

@@ -15,7 +15,7 @@ pub mod walk;
 mod writeback;
 
 pub use backup::{BackupOptions, BackupReport, Progress, backup};
-pub use restore::{REMOTE_READ_AHEAD, RestoreOptions, RestoreReport, restore};
+pub use restore::{REMOTE_READ_AHEAD, RestoreOptions, RestoreReport, read_ahead_for, restore};
 
 /// Errors of the files source.
 #[derive(Debug, thiserror::Error)]

@@ -77,6 +77,13 @@ const OPEN_PACKS: usize = 16;
 /// 200 MiB restore from 1.03x to 1.89x restic's speed, 32 MiB to 1.69x.
 pub const REMOTE_READ_AHEAD: u64 = 64 << 20;
 
+/// The read-ahead budget ([`RestoreOptions::read_ahead`]) for a store with these
+/// capabilities: [`REMOTE_READ_AHEAD`] for a remote one, 0 for a local one.
+#[must_use]
+pub fn read_ahead_for(caps: coffer_store::Capabilities) -> u64 {
+    if caps.remote { REMOTE_READ_AHEAD } else { 0 }
+}
+
 /// What a restore did.
 #[derive(Clone, Debug, Default)]
 pub struct RestoreReport {

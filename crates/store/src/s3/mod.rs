@@ -1273,6 +1273,10 @@ impl ObjectStore for S3Store {
         &self.inner.principal
     }
 
+    fn capabilities(&self) -> crate::store::Capabilities {
+        crate::store::Capabilities::REMOTE
+    }
+
     fn put(&self, key: &str, data: &[u8], opts: &PutOptions) -> Result<ObjectVersion> {
         self.authorize(Action::Put)?;
         if opts.legal_hold {

@@ -459,6 +459,10 @@ impl ObjectStore for VaultHandle {
         &self.principal
     }
 
+    fn capabilities(&self) -> crate::store::Capabilities {
+        crate::store::Capabilities::LOCAL
+    }
+
     fn put(&self, key: &str, data: &[u8], opts: &PutOptions) -> Result<ObjectVersion> {
         // Refuse before writing any data; `mutate` checks (and audits) again.
         let pre = self

@@ -224,6 +224,9 @@ impl ObjectStore for Mutant {
     fn principal(&self) -> &Principal {
         self.inner.principal()
     }
+    fn capabilities(&self) -> coffer_store::Capabilities {
+        self.inner.capabilities()
+    }
     fn put(&self, key: &str, data: &[u8], opts: &PutOptions) -> coffer_store::Result<ObjectVersion> {
         match self.defect {
             Defect::CreateOnlyIgnored => self.inner.put(key, data, &PutOptions { create_only: false, ..*opts }),
