@@ -111,6 +111,10 @@ fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
         e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_repository::RepoError>() {
         e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_store::OpenError>() {
+        e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_repository::OpenRepoError>() {
+        e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_sources::files::FilesError>() {
         e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_sources::tar::TarError>() {

@@ -1,150 +1,135 @@
-//! Which vault a command acts on, and as which principal.
+//! Which store a command acts on, and as which principal: the command line mapped to a
+//! [`coffer_store::StoreRequest`]. The rules themselves (the default vault, when a vault is
+//! created, which role may run which job) live in `coffer_store::open`; this module only
+//! picks the flags and turns the library's errors into the CLI's messages and exit codes.
 //!
-//! **Vault.** `--vault DIR`, else `COFFER_VAULT`, else a local repository's directory
-//! (`--repo DIR`, `COFFER_REPO`: a local repository is a vault, so `coffer --repo DIR vault
-//! versions` inspects it, as an `s3://` repository's bucket is), else the embedded default vault at
-//! `dirs::data_dir()/coffer/vault` (`$XDG_DATA_HOME/coffer/vault`, i.e.
-//! `~/.local/share/coffer/vault` on Linux). A command that stores data (`put`) creates the
-//! default vault on first use, so one machine needs no setup, and says so on stderr. Every
-//! other command on a default vault that does not exist fails with a hint to run
-//! `coffer vault init`. A vault named explicitly is never created implicitly: a typo must
-//! not silently start a second, empty vault.
+//! **Vault.** `coffer vault …` acts on `--vault DIR|s3://…`, else `COFFER_VAULT`, else the
+//! repository (`--repo`, `COFFER_REPO`: a local repository is a vault, so `coffer --repo DIR
+//! vault versions` inspects it, as an `s3://` repository's bucket is), else the embedded
+//! default vault at `dirs::data_dir()/coffer/vault` (`~/.local/share/coffer/vault` on
+//! Linux). Repository commands act on `--repo`/`COFFER_REPO`, else the default vault. A
+//! command that stores data (`vault put`, `backup`) creates the default vault on first use,
+//! so one machine needs no setup, and says so on stderr. Every other command on a default
+//! vault that does not exist fails with a hint to create it. A vault named explicitly is
+//! never created implicitly: a typo must not silently start a second, empty vault.
 //!
 //! **Principal.** Every request carries a principal, authenticated by an access key; the
 //! CLI never claims a role, it presents credentials. `vault init` writes one access key per
 //! role to `DIR/credentials/ROLE.toml` (mode 0600 in a 0700 directory). `--credentials FILE`
 //! (`COFFER_CREDENTIALS`) presents that file; otherwise `--role ROLE` (`COFFER_ROLE`) picks
-//! `DIR/credentials/ROLE.toml`; otherwise the command's default role (the writer for
-//! everyday commands). Separation of duties therefore rests on file permissions: give each
-//! user or job only the credentials file of its role, and keep the others elsewhere. When
-//! both a credentials file and a role are given and the file belongs to another role, the
-//! command refuses rather than guess which was meant.
+//! `DIR/credentials/ROLE.toml` (on S3: the AWS chain's keys, as that role); otherwise the
+//! command's default role (the writer for everyday commands). Separation of duties therefore
+//! rests on file permissions: give each user or job only the credentials file of its role,
+//! and keep the others elsewhere. When both a credentials file and a role are given and the
+//! file belongs to another role, the command refuses rather than guess which was meant.
 
 use crate::Global;
 use crate::error::UsageError;
-use anyhow::{Context as _, Result, anyhow};
-use coffer_store::vault::read_credentials_file;
-use coffer_store::{LocalVault, ObjectStore as _, Role, StoreError, VaultHandle, VaultOptions};
+use anyhow::{Result, anyhow};
+use coffer_store::open::OpenError;
+use coffer_store::{CreateVault, CredentialsSource, OpenedStore, Role, StoreLocation, StoreRequest, open_store};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-/// Where the vault is, and whether the user named it.
-#[derive(Clone, Debug)]
-pub enum Location {
-    /// Named by `--vault` or `COFFER_VAULT`, or a local `--repo`/`COFFER_REPO`.
-    Explicit(PathBuf),
-    /// The embedded default in the user's data directory.
-    Default(PathBuf),
-}
-
-impl Location {
-    /// Resolves `--vault`, `COFFER_VAULT`, then a local `--repo`/`COFFER_REPO` (an `s3://`
-    /// one is the caller's business), then the default.
-    pub fn resolve(global: &Global) -> Result<Self> {
-        let named = |p: &Option<PathBuf>| p.as_ref().filter(|p| !p.as_os_str().is_empty()).cloned();
-        if let Some(dir) = named(&global.vault) {
-            return Ok(Self::Explicit(dir));
-        }
-        match named(&global.repo.repo).filter(|r| !r.to_str().is_some_and(crate::s3::is_s3)) {
-            Some(repo) => Ok(Self::Explicit(repo)),
-            None => Ok(Self::Default(default_vault_dir()?)),
-        }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        match self {
-            Self::Explicit(p) | Self::Default(p) => p,
-        }
-    }
-}
-
-/// The embedded default vault's directory.
-pub fn default_vault_dir() -> Result<PathBuf> {
-    dirs::data_dir().map(|d| d.join("coffer").join("vault")).ok_or_else(|| {
-        anyhow!("cannot find the user's data directory for the default vault (set HOME or XDG_DATA_HOME, or use --vault DIR)")
-    })
-}
-
-/// What a command will do, which decides whether a missing default vault is created.
+/// Which family of commands asks: it decides the location's flags and the hints in messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Intent {
-    /// Reads or changes what is there: a missing vault is an error.
-    Use,
-    /// Stores data: a missing *default* vault is created first.
-    Store,
+pub enum Family {
+    /// `coffer vault …`: `--vault`, else `--repo`, else the default vault.
+    Vault,
+    /// Repository commands: `--repo`, else the default vault.
+    Repo,
 }
 
-/// Opens the vault the command acts on.
-pub fn open_vault(global: &Global, intent: Intent) -> Result<LocalVault> {
-    let location = Location::resolve(global)?;
-    let path = location.path();
-    match LocalVault::open(path) {
-        Ok(vault) => Ok(vault),
-        Err(StoreError::NotAVault { .. }) => match location {
-            // Credentials from elsewhere cannot belong to a vault that does not exist yet.
-            Location::Default(_) if intent == Intent::Store && !has_credentials_file(global) => create_default(path),
-            Location::Default(_) => Err(anyhow!(
-                "no vault at the default location {}; create one with `coffer vault init` (or name one with --vault DIR)",
-                path.display()
-            )),
-            Location::Explicit(_) => Err(anyhow!(
-                "{} is not a coffer vault; create one with `coffer vault init {}`",
-                path.display(),
-                path.display()
-            )),
-        },
-        Err(e) => Err(e).with_context(|| format!("cannot open vault {}", path.display())),
-    }
+/// A path option that was given and is not empty (an empty `COFFER_REPO=` means unset).
+fn named(p: Option<&PathBuf>) -> Option<&Path> {
+    p.map(PathBuf::as_path).filter(|p| !p.as_os_str().is_empty())
 }
 
-fn has_credentials_file(global: &Global) -> bool {
-    global.credentials.as_ref().is_some_and(|f| !f.as_os_str().is_empty())
+/// The location the command names, `None` for the embedded default vault.
+pub fn location(global: &Global, family: Family) -> Result<Option<StoreLocation>> {
+    let repo = named(global.repo.repo.as_ref());
+    let chosen = match family {
+        Family::Vault => named(global.vault.as_ref()).or(repo),
+        Family::Repo => repo,
+    };
+    Ok(chosen.map(StoreLocation::from_path).transpose()?)
 }
 
-/// Creates the default vault on first use, tolerating another process doing the same.
-fn create_default(path: &Path) -> Result<LocalVault> {
-    match LocalVault::init(path, &VaultOptions::default()) {
-        Ok(vault) => {
+/// The credentials the options present.
+pub fn credentials(global: &Global) -> CredentialsSource {
+    named(global.credentials.as_ref()).map_or(CredentialsSource::Implicit, |f| CredentialsSource::File(f.to_path_buf()))
+}
+
+/// Opens the store the command acts on as `default_role` (or the role the user chose).
+/// `check_job_role` refuses up front a chosen role that cannot run the command; `create`
+/// says whether a missing vault may be created (and the creation is announced on stderr).
+pub fn store(
+    global: &Global,
+    family: Family,
+    default_role: Role,
+    check_job_role: bool,
+    create: CreateVault,
+) -> Result<OpenedStore> {
+    let location = location(global, family)?;
+    let req = StoreRequest {
+        location,
+        credentials: credentials(global),
+        role: global.role,
+        default_role,
+        check_job_role,
+        create,
+    };
+    let opened = open_store(&req).map_err(|e| open_error(global, family, e))?;
+    if let Some(dir) = &opened.created {
+        let credentials = dir.join("credentials");
+        if family == Family::Vault {
             eprintln!(
                 "coffer: created the default vault at {} (credentials in {})",
-                path.display(),
-                path.join("credentials").display()
+                dir.display(),
+                credentials.display()
             );
-            Ok(vault)
-        }
-        Err(init_err) => {
-            // Another process may be creating it at this moment; its marker comes last.
-            for _ in 0..50 {
-                if let Ok(vault) = LocalVault::open(path) {
-                    return Ok(vault);
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(init_err).with_context(|| format!("cannot create the default vault at {}", path.display()))
+        } else {
+            eprintln!("coffer: created vault {} (credentials in {})", dir.display(), credentials.display());
         }
     }
+    Ok(opened)
 }
 
-/// Logs in to `vault` as the principal the options choose (see the module docs).
-pub fn login(global: &Global, vault: &LocalVault, default_role: Role) -> Result<VaultHandle> {
-    let file = global.credentials.as_ref().filter(|f| !f.as_os_str().is_empty());
-    let creds = match file {
-        Some(file) => read_credentials_file(file)?,
-        None => vault.read_credentials(global.role.unwrap_or(default_role))?,
-    };
-    let handle = vault.login(&creds).with_context(|| format!("cannot log in to vault {}", vault.root().display()))?;
-    if let (Some(file), Some(role)) = (file, global.role) {
-        let actual = handle.principal().role;
-        if actual != role {
-            return Err(UsageError(format!(
-                "credentials {} belong to role {actual}, not {role} as --role/COFFER_ROLE asks",
-                file.display()
+/// The library's refusal, in the CLI's words: misuse is a usage error (exit 2) naming the
+/// flags; a missing vault says which command creates it.
+pub fn open_error(global: &Global, family: Family, e: OpenError) -> anyhow::Error {
+    match e {
+        OpenError::RoleCannot { chosen, missing, may, .. } => {
+            let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
+            let may: Vec<&str> = may.iter().map(|r| r.as_str()).collect();
+            UsageError(format!(
+                "role {chosen} cannot run `coffer {}`: it needs {}, which role {chosen} may not do (roles that may: {}; choose one with --role)",
+                global.command,
+                missing.join(" and "),
+                may.join(", "),
             ))
-            .into());
+            .into()
         }
+        OpenError::CredentialsRole { file, actual, asked } => UsageError(format!(
+            "credentials {} belong to role {actual}, not {asked} as --role/COFFER_ROLE asks",
+            file.display()
+        ))
+        .into(),
+        OpenError::NoVault { path, default } => {
+            let p = path.display();
+            match (family, default) {
+                (Family::Vault, true) => anyhow!(
+                    "no vault at the default location {p}; create one with `coffer vault init` (or name one with --vault DIR)"
+                ),
+                (Family::Vault, false) => anyhow!("{p} is not a coffer vault; create one with `coffer vault init {p}`"),
+                (Family::Repo, true) => {
+                    anyhow!("no coffer repository at the default location {p} (run `coffer init` first)")
+                }
+                (Family::Repo, false) => anyhow!("no coffer repository at {p} (run `coffer init --repo {p}` first)"),
+            }
+        }
+        OpenError::NoDataDir => anyhow!("{e} (or use --vault DIR)"),
+        e => e.into(),
     }
-    Ok(handle)
 }
 
 /// The credentials files `vault init` writes, one per role.

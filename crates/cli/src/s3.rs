@@ -1,5 +1,6 @@
-//! Opening an S3 store: `--repo s3://BUCKET/PREFIX?endpoint=URL&region=R`; and setting up
-//! its bucket (`coffer vault init s3://…`, [`init_bucket`]).
+//! S3 repositories: `--repo s3://BUCKET/PREFIX?endpoint=URL&region=R` (opened by
+//! `coffer_store::open_store`, see [`crate::open`]); and setting up its bucket
+//! (`coffer vault init s3://…`, [`init_bucket`]).
 //!
 //! **Who.** S3 authenticates access keys, not Coffer roles, so the role comes from the
 //! command line: `--role ROLE` (`COFFER_ROLE`), else the command's default role. The
@@ -11,30 +12,13 @@
 
 use crate::Global;
 use anyhow::{Context as _, Result};
-use coffer_store::vault::read_credentials_file;
-use coffer_store::{Principal, Role, S3Credentials, S3Location, S3Options, S3Store};
+use coffer_store::{Role, S3Location, StoreHandle, StoreLocation, StoreRequest, open_store};
 
-/// Whether `repo` names an S3 store.
+/// Whether `repo` names an S3 store. Only `pg.rs` still asks (pending its move into the
+/// libraries); everything else asks the store for its `capabilities()` or parses a
+/// `coffer_store::StoreLocation`.
 pub fn is_s3(repo: &str) -> bool {
-    repo.starts_with("s3://")
-}
-
-/// Opens the S3 store at `url` as the role the options choose (`default_role` otherwise).
-pub fn open(global: &Global, url: &str, default_role: Role) -> Result<S3Store> {
-    let location = S3Location::parse(url)?;
-    let role = global.role.unwrap_or(default_role);
-    let credentials = match global.credentials.as_ref().filter(|f| !f.as_os_str().is_empty()) {
-        Some(file) => S3Credentials::Static(read_credentials_file(file)?),
-        None => S3Credentials::Chain,
-    };
-    let store = S3Store::connect(&S3Options {
-        location: location.clone(),
-        credentials,
-        principal: Principal { name: format!("s3-{role}"), role },
-        multipart: coffer_store::s3::Multipart::default(),
-    })
-    .with_context(|| format!("cannot open {location}"))?;
-    Ok(store)
+    matches!(coffer_store::StoreLocation::parse(repo), Ok(coffer_store::StoreLocation::S3(_)))
 }
 
 /// `coffer vault init s3://BUCKET…`: creates the bucket with Object Lock, versioning and the
@@ -43,13 +27,20 @@ pub fn open(global: &Global, url: &str, default_role: Role) -> Result<S3Store> {
 /// for, and refuses one that does not.
 pub fn init_bucket(
     global: &Global,
-    url: &str,
+    location: S3Location,
     default_retention: Option<coffer_store::DefaultRetention>,
     out: &mut crate::output::Output,
 ) -> Result<()> {
     use crate::output::{self, DefaultRetentionView};
     use coffer_store::s3::BucketInit;
-    let store = open(global, url, Role::Admin)?;
+    let req = StoreRequest {
+        credentials: crate::open::credentials(global),
+        role: global.role,
+        check_job_role: false,
+        ..StoreRequest::new(Some(StoreLocation::S3(location)), Role::Admin)
+    };
+    let opened = open_store(&req).map_err(|e| crate::open::open_error(global, crate::open::Family::Vault, e))?;
+    let StoreHandle::S3(store) = opened.handle else { anyhow::bail!("an s3:// location opened another kind of store") };
     let location = store.location().to_string();
     let (what, cfg) = store.init_bucket(default_retention).with_context(|| format!("cannot set up {location}"))?;
     let created = what == BucketInit::Created;

@@ -1,6 +1,6 @@
 //! `coffer vault …`: create a vault and work with its objects, locks and audit log.
 //!
-//! Each command opens the vault ([`crate::open`]), logs in as the chosen principal, makes
+//! Each command opens the vault ([`crate::open`], over `coffer_store::open_store`), logs in as the chosen principal, makes
 //! one or a few `ObjectStore` requests, and prints text or one JSON document. The store
 //! enforces every rule (roles, locks, audit); nothing here decides what is allowed.
 //!
@@ -14,15 +14,15 @@
 use crate::Global;
 use crate::error::IntegrityError;
 use crate::error::UsageError;
-use crate::open::{self, Intent};
+use crate::open::{self, Family};
 use crate::output::{self, Align, DefaultRetentionView, Output, RetentionView, VersionView};
 use crate::parse;
 use anyhow::{Context as _, Result, anyhow};
 use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
 use coffer_store::{
-    DefaultRetention, LocalVault, LockConfig, ObjectStore, PutOptions, Retention, RetentionMode, Role, S3Store,
-    VaultHandle, VaultOptions, VersionId,
+    CreateVault, DefaultRetention, LocalVault, LockConfig, PutOptions, Retention, RetentionMode, Role, StoreHandle,
+    StoreLocation, VaultOptions, VersionId,
 };
 use jiff::Timestamp;
 use serde::Serialize;
@@ -215,60 +215,25 @@ pub fn run(global: &Global, args: VaultArgs) -> Result<()> {
 }
 
 /// The store a command acts on: a local vault as a logged-in principal, or an S3 bucket.
-enum Session {
-    Local(VaultHandle),
-    S3(S3Store),
-}
+type Session = StoreHandle;
 
-impl std::ops::Deref for Session {
-    type Target = dyn ObjectStore;
-
-    fn deref(&self) -> &Self::Target {
-        match self {
-            Self::Local(h) => h,
-            Self::S3(s) => s,
-        }
-    }
-}
-
-impl Session {
-    /// The store's notion of now: the vault's clock (which tests may move), or the system
-    /// clock for S3, whose server decides with its own.
-    fn now(&self) -> Timestamp {
-        match self {
-            Self::Local(h) => h.vault().clock().now(),
-            Self::S3(_) => coffer_store::Clock::from_env().now(),
-        }
-    }
-
-    /// The vault directory or the `s3://` location, for messages.
-    fn location(&self) -> String {
-        match self {
-            Self::Local(h) => h.vault().root().display().to_string(),
-            Self::S3(s) => s.location().to_string(),
-        }
-    }
-}
-
-/// The `s3://` URL a vault command acts on, if any: `--vault`/`COFFER_VAULT`, else an S3
-/// `--repo`/`COFFER_REPO` (so the repository's URL works for inspecting its objects).
-fn s3_url(global: &Global) -> Option<String> {
-    let named = |p: &Option<PathBuf>| {
-        p.as_ref().filter(|p| !p.as_os_str().is_empty()).map(|p| p.to_string_lossy().into_owned())
-    };
-    match named(&global.vault) {
-        Some(v) => crate::s3::is_s3(&v).then_some(v),
-        None => named(&global.repo.repo).filter(|r| crate::s3::is_s3(r)),
-    }
-}
-
-/// Opens the vault and logs in; everyday commands act as the writer by default.
+/// Opens the vault and logs in; everyday commands act as the writer by default. A command
+/// that stores data (`put`) creates the default vault on first use.
 fn session(global: &Global, intent: Intent, default_role: Role) -> Result<Session> {
-    if let Some(url) = s3_url(global) {
-        return Ok(Session::S3(crate::s3::open(global, &url, default_role)?));
-    }
-    let vault = open::open_vault(global, intent)?;
-    Ok(Session::Local(open::login(global, &vault, default_role)?))
+    let create = match intent {
+        Intent::Store => CreateVault::Default,
+        Intent::Use => CreateVault::Never,
+    };
+    Ok(open::store(global, Family::Vault, default_role, false, create)?.handle)
+}
+
+/// What a command will do, which decides whether a missing default vault is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Intent {
+    /// Reads or changes what is there: a missing vault is an error.
+    Use,
+    /// Stores data: a missing *default* vault is created first.
+    Store,
 }
 
 fn now(handle: &Session) -> Timestamp {
@@ -276,20 +241,24 @@ fn now(handle: &Session) -> Timestamp {
 }
 
 fn init(global: &Global, a: &InitArgs, out: &mut Output) -> Result<()> {
-    if let Some(url) = a.dir.as_ref().and_then(|d| d.to_str()).filter(|d| crate::s3::is_s3(d)) {
-        let default_retention = a
-            .default_retention
-            .map(|period| DefaultRetention { mode: a.mode.unwrap_or(RetentionMode::Compliance), period });
-        if a.writer_create_only {
-            anyhow::bail!(
-                "--writer-create-only is a local vault's setting; on S3 attach the bucket policy of `coffer iam policies`, which requires If-None-Match"
-            );
+    let location = match &a.dir {
+        Some(d) => Some(StoreLocation::from_path(d)?),
+        None => open::location(global, Family::Vault)?,
+    };
+    let dir = match location {
+        Some(StoreLocation::S3(location)) => {
+            let default_retention = a
+                .default_retention
+                .map(|period| DefaultRetention { mode: a.mode.unwrap_or(RetentionMode::Compliance), period });
+            if a.writer_create_only {
+                anyhow::bail!(
+                    "--writer-create-only is a local vault's setting; on S3 attach the bucket policy of `coffer iam policies`, which requires If-None-Match"
+                );
+            }
+            return crate::s3::init_bucket(global, location, default_retention, out);
         }
-        return crate::s3::init_bucket(global, url, default_retention, out);
-    }
-    let dir = match &a.dir {
-        Some(d) => d.clone(),
-        None => open::Location::resolve(global)?.path().to_path_buf(),
+        Some(StoreLocation::Local(dir)) => dir,
+        None => coffer_store::open::default_vault_dir()?,
     };
     let dir = std::path::absolute(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     let default_retention = a
@@ -588,8 +557,8 @@ fn audit_log(global: &Global, a: &AuditLogArgs, out: &mut Output) -> Result<()> 
     ];
     // The writer may never read the log, so this command defaults to the auditor.
     let handle = match session(global, Intent::Use, Role::Auditor)? {
-        Session::Local(h) => h,
-        Session::S3(s) => {
+        StoreHandle::Local(h) => h,
+        StoreHandle::S3(s) => {
             return Err(UsageError(format!(
                 "{}: S3 keeps no audit log in the bucket; use AWS CloudTrail data events for S3 (or the server's access \
                  log), see docs/s3-compatibility.md",

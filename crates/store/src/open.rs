@@ -259,10 +259,7 @@ pub enum OpenError {
         default: bool,
     },
     /// The role cannot run the job ([`check_job_role`]).
-    #[error(
-        "role {chosen} cannot act as the {job}: it needs {}, which role {chosen} may not do",
-        join(missing)
-    )]
+    #[error("role {chosen} cannot act as the {job}: it needs {}, which role {chosen} may not do", join(missing))]
     RoleCannot {
         /// The role asked for (or of the credentials file).
         chosen: Role,
@@ -453,7 +450,9 @@ fn open_s3(location: &crate::s3::S3Location, req: &StoreRequest) -> Result<crate
     use crate::s3::{Multipart, S3Credentials, S3Options, S3Store};
     let role = req.role.unwrap_or(req.default_role);
     let credentials = match &req.credentials {
-        CredentialsSource::File(file) => S3Credentials::Static(read_credentials_file(file).map_err(OpenError::Credentials)?),
+        CredentialsSource::File(file) => {
+            S3Credentials::Static(read_credentials_file(file).map_err(OpenError::Credentials)?)
+        }
         CredentialsSource::Implicit => S3Credentials::Chain,
     };
     S3Store::connect(&S3Options {

@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use coffer_repository::KdfParams;
 use coffer_store::Role;
 use std::path::PathBuf;
+use zeroize::Zeroizing;
 
 /// `coffer key …`.
 #[derive(Debug, Args)]
@@ -68,22 +69,24 @@ pub fn run(global: &Global, r: &RepoOpts, args: &KeyArgs) -> Result<()> {
     out.finish()
 }
 
-fn new_password(file: Option<&PathBuf>) -> Result<Vec<u8>> {
+fn new_password(file: Option<&PathBuf>) -> Result<Zeroizing<Vec<u8>>> {
     if let Ok(p) = std::env::var("COFFER_NEW_PASSWORD") {
         if !p.is_empty() {
-            return Ok(p.into_bytes());
+            return Ok(Zeroizing::new(p.into_bytes()));
         }
     }
     if let Some(f) = file {
-        return super::read_password_file(f);
+        return Ok(coffer_repository::open::read_password_file(f)?);
     }
-    let p = rpassword::prompt_password("new password: ").context("cannot read the new password")?;
-    let again = rpassword::prompt_password("repeat the new password: ").context("cannot read the new password")?;
-    if p != again {
+    let p = Zeroizing::new(rpassword::prompt_password("new password: ").context("cannot read the new password")?);
+    let again = Zeroizing::new(
+        rpassword::prompt_password("repeat the new password: ").context("cannot read the new password")?,
+    );
+    if *p != *again {
         bail!("the passwords do not match");
     }
     if p.is_empty() {
         bail!("empty password");
     }
-    Ok(p.into_bytes())
+    Ok(Zeroizing::new(p.as_bytes().to_vec()))
 }

@@ -95,9 +95,8 @@ fn attribute(r: &RepoOpts, findings: &mut [coffer_repository::Finding]) {
         return;
     }
     let Ok((dir, _)) = super::vault_dir(r) else { return };
-    if dir.to_str().is_some_and(crate::s3::is_s3) {
-        return;
-    }
+    // Only a local vault keeps an audit log.
+    let Ok(coffer_store::StoreLocation::Local(dir)) = coffer_store::StoreLocation::from_path(&dir) else { return };
     let Ok(vault) = coffer_store::LocalVault::open(&dir) else { return };
     let Some(auditor) = vault.read_credentials(Role::Auditor).ok().and_then(|c| vault.login(&c).ok()) else {
         return;
@@ -136,8 +135,8 @@ pub struct PruneArgs {
 }
 
 /// Runs `coffer prune` as the pruner: no password needed, no data read.
-pub fn run_prune(global: &Global, r: &RepoOpts, args: &PruneArgs) -> Result<()> {
-    let (store, location) = store_as(global, r, Role::Pruner, false)?;
+pub fn run_prune(global: &Global, _r: &RepoOpts, args: &PruneArgs) -> Result<()> {
+    let (store, location, _) = store_as(global, Role::Pruner, coffer_store::CreateVault::Never)?;
     let now = Clock::from_env().now();
     let rep = prune(store.as_ref(), "", now, args.dry_run)?;
     for s in &rep.skipped {

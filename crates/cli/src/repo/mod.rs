@@ -15,7 +15,9 @@
 //! `coffer vault`, but only one whose role may do what the command needs (`Role::allows`):
 //! writes need `put` (the writer), reads `get` (reader or writer), `prune` `delete-version`
 //! (the pruner). Any other is refused up front, before any request, as a usage error (exit
-//! 2) naming the role, the command and the roles that may ([`check_role`]).
+//! 2) naming the role, the command and the roles that may (the rule is
+//! `coffer_store::open::check_job_role`; the opening itself is `coffer_store::open_store` and
+//! `coffer_repository::open_repository`, this module only maps the flags to them).
 //!
 //! **Password.** `COFFER_PASSWORD`, else `--password-file FILE` (`COFFER_PASSWORD_FILE`;
 //! first line), else a prompt on a terminal. Never echoed, logged or shown in errors.
@@ -26,14 +28,18 @@ pub mod key;
 pub mod maintain;
 
 use crate::Global;
-use crate::open;
+use crate::open::{self, Family};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use coffer_repository::{InitOptions, KdfParams, RepoError, Repository, RetentionPolicy};
-use coffer_store::{Action, Clock, LocalVault, ObjectStore, Role, StoreError, VaultOptions};
+use coffer_repository::{
+    InitOptions, KdfParams, KeySource, OpenRepoError, OpenedRepository, RepoError, RepoRequest, Repository,
+    RetentionPolicy, open_repository,
+};
+use coffer_store::{Clock, CreateVault, ObjectStore, Role, StoreLocation};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// Options of commands that open a repository.
 #[derive(Clone, Debug, Default, Args)]
@@ -51,172 +57,119 @@ pub struct RepoOpts {
     pub as_of: Option<jiff::Timestamp>,
 }
 
-/// The vault a repository command acts on.
+/// The vault a repository command acts on, and whether the user named it (`--repo`): the
+/// directory, or the `s3://` URL as typed.
 pub fn vault_dir(r: &RepoOpts) -> Result<(PathBuf, bool)> {
-    match &r.repo {
-        Some(p) if !p.as_os_str().is_empty() => {
-            let s = p.to_string_lossy();
-            if s.contains("://") && !crate::s3::is_s3(&s) {
-                bail!("repository {s}: only local paths and s3:// URLs are supported");
-            }
+    match r.repo.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        Some(p) => {
+            // Refuses an unknown scheme here too.
+            StoreLocation::from_path(p)?;
             Ok((p.clone(), true))
         }
-        _ => Ok((open::default_vault_dir()?, false)),
+        None => Ok((coffer_store::open::default_vault_dir()?, false)),
     }
 }
 
-/// Reads the password (see the module docs). `confirm` asks twice on a terminal.
-pub fn password(r: &RepoOpts, confirm: bool) -> Result<Vec<u8>> {
+/// Where the password comes from (see the module docs): `COFFER_PASSWORD`, else
+/// `--password-file`, else a prompt on a terminal (`confirm` asks twice).
+pub fn key_source(r: &RepoOpts, confirm: bool) -> Result<KeySource> {
     if let Ok(p) = std::env::var("COFFER_PASSWORD") {
         if !p.is_empty() {
-            return Ok(p.into_bytes());
+            return Ok(KeySource::Password(Zeroizing::new(p.into_bytes())));
         }
     }
     if let Some(f) = r.password_file.as_ref().filter(|f| !f.as_os_str().is_empty()) {
-        return read_password_file(f);
+        return Ok(KeySource::PasswordFile(f.clone()));
     }
+    Ok(KeySource::Password(prompt("repository password: ", "repeat the password: ", confirm)?))
+}
+
+/// Reads a password on the terminal, twice when `confirm`.
+pub fn prompt(ask: &str, again: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if !std::io::stdin().is_terminal() {
         bail!("no password: set COFFER_PASSWORD, pass --password-file FILE, or run on a terminal");
     }
-    let p = rpassword::prompt_password("repository password: ").context("cannot read the password")?;
+    let p = Zeroizing::new(rpassword::prompt_password(ask).context("cannot read the password")?);
     if confirm {
-        let again = rpassword::prompt_password("repeat the password: ").context("cannot read the password")?;
-        if again != p {
+        let repeated = Zeroizing::new(rpassword::prompt_password(again).context("cannot read the password")?);
+        if *repeated != *p {
             bail!("the passwords do not match");
         }
     }
     if p.is_empty() {
         bail!("empty password");
     }
-    Ok(p.into_bytes())
+    Ok(Zeroizing::new(p.as_bytes().to_vec()))
 }
 
-/// The first line of a password file.
-pub fn read_password_file(f: &std::path::Path) -> Result<Vec<u8>> {
-    let text = std::fs::read_to_string(f).with_context(|| format!("cannot read password file {}", f.display()))?;
-    let line = text.lines().next().unwrap_or_default();
-    if line.is_empty() {
-        bail!("password file {} is empty", f.display());
-    }
-    Ok(line.as_bytes().to_vec())
-}
-
-/// What a command acting as `role` needs to be allowed (the actions that set its role).
-fn needed_actions(role: Role) -> &'static [Action] {
-    match role {
-        Role::Writer => &[Action::Put, Action::Get],
-        Role::Reader => &[Action::Get],
-        Role::Pruner => &[Action::DeleteVersion],
-        Role::Admin | Role::Auditor => &[],
+/// The password bytes of a key source (for `init`, which creates with a password).
+fn password_bytes(key: KeySource) -> Result<Zeroizing<Vec<u8>>> {
+    match key {
+        KeySource::Password(p) => Ok(p),
+        KeySource::PasswordFile(f) => Ok(coffer_repository::open::read_password_file(&f)?),
+        KeySource::KeyFile(f) => bail!("a key file ({}) cannot create a repository", f.display()),
     }
 }
 
-/// Refuses, before any request, an explicit `--role`/`COFFER_ROLE` (or a credentials file
-/// of a role) that the command cannot run as: one that lacks an action the command's own
-/// role is chosen for (`Role::allows`). Without this, `coffer --role writer prune` would run
-/// as the writer, whose deletes the store refuses one by one, or do nothing at all.
-pub fn check_role(global: &Global, command_role: Role, chosen: Role) -> Result<()> {
-    let missing: Vec<Action> = needed_actions(command_role).iter().copied().filter(|a| !chosen.allows(*a)).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let may: Vec<&str> = Role::ALL
-        .into_iter()
-        .filter(|r| needed_actions(command_role).iter().all(|a| r.allows(*a)))
-        .map(Role::as_str)
-        .collect();
-    let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
-    Err(crate::error::UsageError(format!(
-        "role {chosen} cannot run `coffer {}`: it needs {}, which role {chosen} may not do (roles that may: {}; choose one with --role)",
-        global.command,
-        missing.join(" and "),
-        may.join(", "),
-    ))
-    .into())
+/// Logs in to the repository's store as `role` (or the role/credentials the user chose,
+/// refused up front if it cannot run the command: `coffer_store::open::check_job_role`).
+pub fn store_as(global: &Global, role: Role, create: CreateVault) -> Result<(Arc<dyn ObjectStore>, String, bool)> {
+    let opened = open::store(global, Family::Repo, role, true, create)?;
+    let location = opened.handle.location();
+    Ok((opened.handle.into_shared(), location, opened.is_default))
 }
 
-/// Logs in to the repository's vault as `role` (or the role/credentials the user chose).
-pub fn store_as(
-    global: &Global,
-    r: &RepoOpts,
-    role: Role,
-    create_vault: bool,
-) -> Result<(Arc<dyn ObjectStore>, String)> {
-    if let Some(chosen) = global.role {
-        check_role(global, role, chosen)?;
-    }
-    let (dir, explicit) = vault_dir(r)?;
-    if let Some(url) = dir.to_str().filter(|d| crate::s3::is_s3(d)) {
-        // An S3 bucket is created by `coffer vault init s3://…` (by the admin), never here.
-        let store = crate::s3::open(global, url, role)?;
-        let location = store.location().to_string();
-        return Ok((Arc::new(store), location));
-    }
-    let vault = match LocalVault::open(&dir) {
-        Ok(v) => v,
-        Err(StoreError::NotAVault { .. }) if create_vault => {
-            let v = LocalVault::init(&dir, &VaultOptions::default())
-                .with_context(|| format!("cannot create vault {}", dir.display()))?;
-            eprintln!("coffer: created vault {} (credentials in {})", dir.display(), dir.join("credentials").display());
-            v
-        }
-        Err(StoreError::NotAVault { .. }) if explicit => {
-            bail!("no coffer repository at {} (run `coffer init --repo {}` first)", dir.display(), dir.display())
-        }
-        Err(StoreError::NotAVault { .. }) => {
-            bail!("no coffer repository at the default location {} (run `coffer init` first)", dir.display())
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot open {}", dir.display())),
-    };
-    let handle = open::login(global, &vault, role)?;
-    // A credentials file chosen without --role: its role must be able to run the command too.
-    check_role(global, role, handle.principal().role)?;
-    Ok((Arc::new(handle), dir.display().to_string()))
-}
-
-/// Opens the repository for reading (as the reader unless told otherwise), as of `--as-of`
-/// when given.
+/// Opens the repository as `role` (the reader for reads), as of `--as-of` when given.
 pub fn open_repo(global: &Global, r: &RepoOpts, role: Role) -> Result<Repository> {
-    read_only_as_of(r, role)?;
-    let (store, location) = store_as(global, r, role, false)?;
-    let pw = password(r, false)?;
-    opened(r, Repository::open_as_of(store, &location, "", &pw, Clock::from_env(), r.as_of))
+    open_with(global, r, role, None)
 }
 
 /// `--as-of` shows the past: a command that writes (as the writer) is refused with it.
 pub fn read_only_as_of(r: &RepoOpts, role: Role) -> Result<()> {
-    if let (Some(t), Role::Writer) = (r.as_of, role) {
-        return Err(crate::error::UsageError(format!(
-            "--as-of {t} opens the repository read-only, and this command writes to it; drop --as-of"
+    coffer_repository::open::check_as_of(r.as_of, role == Role::Writer).map_err(as_of_error)
+}
+
+fn as_of_error(e: OpenRepoError) -> anyhow::Error {
+    match e {
+        OpenRepoError::ReadOnlyAsOf { as_of } => crate::error::UsageError(format!(
+            "--as-of {as_of} opens the repository read-only, and this command writes to it; drop --as-of"
         ))
-        .into());
+        .into(),
+        e => e.into(),
     }
-    Ok(())
 }
 
 /// Opens the repository with the master key saved in `key_file` (as `pg restore` writes
 /// it for restore_command) instead of a password: no key derivation, so a process per WAL
 /// file stays cheap. The file holds a secret; its contents never reach an error message.
 pub fn open_repo_with_key(global: &Global, r: &RepoOpts, role: Role, key_file: &std::path::Path) -> Result<Repository> {
+    open_with(global, r, role, Some(KeySource::KeyFile(key_file.to_path_buf())))
+}
+
+/// Opens the repository: the store as `role`, then the key (`key`, else the password of the
+/// options, asked for only once the store is open).
+fn open_with(global: &Global, r: &RepoOpts, role: Role, key: Option<KeySource>) -> Result<Repository> {
     read_only_as_of(r, role)?;
-    let (store, location) = store_as(global, r, role, false)?;
-    let text = zeroize::Zeroizing::new(
-        std::fs::read(key_file).with_context(|| format!("cannot read key file {}", key_file.display()))?,
-    );
-    let key = coffer_repository::MasterKey::import_key_file_bytes(&text)
-        .ok_or_else(|| anyhow::anyhow!("key file {} does not hold a coffer repository key", key_file.display()))?;
-    opened(r, Repository::open_with_key_as_of(store, &location, "", key, Clock::from_env(), r.as_of))
-        .with_context(|| format!("the key in {} does not open {location}", key_file.display()))
+    let (store, location, is_default) = store_as(global, role, CreateVault::Never)?;
+    let key = match key {
+        Some(k) => k,
+        None => key_source(r, false)?,
+    };
+    let req = RepoRequest { as_of: r.as_of, writes: role == Role::Writer, ..RepoRequest::new(key) };
+    opened(is_default, open_repository(store, &location, &req)).map(|o| o.repo)
 }
 
 /// A repository named with `--repo` that is not there: say how to create it *there* (plain
 /// `coffer init` would create one in the default vault).
-fn opened(r: &RepoOpts, res: std::result::Result<Repository, RepoError>) -> Result<Repository> {
+fn opened(is_default: bool, res: std::result::Result<OpenedRepository, OpenRepoError>) -> Result<OpenedRepository> {
     match res {
-        Err(RepoError::NoRepository { location }) if vault_dir(r).is_ok_and(|(_, explicit)| explicit) => {
-            bail!("no coffer repository at {location} (run `coffer init --repo {location}` first)")
-        }
-        other => Ok(other?),
+        Err(e) => match e.repo_error() {
+            Some(RepoError::NoRepository { location }) if !is_default => {
+                bail!("no coffer repository at {location} (run `coffer init --repo {location}` first)")
+            }
+            _ => Err(as_of_error(e)),
+        },
+        Ok(o) => Ok(o),
     }
 }
 
@@ -245,8 +198,8 @@ pub fn init(global: &Global, r: &RepoOpts, args: &InitArgs) -> Result<()> {
             coffer_repository::humanize(args.max_retain)
         );
     }
-    let (store, location) = store_as(global, r, Role::Writer, true)?;
-    let pw = password(r, true)?;
+    let (store, location, _) = store_as(global, Role::Writer, CreateVault::Always)?;
+    let pw = password_bytes(key_source(r, true)?)?;
     let opts = InitOptions {
         retention: RetentionPolicy {
             mode: args.mode,
@@ -267,21 +220,21 @@ pub fn init(global: &Global, r: &RepoOpts, args: &InitArgs) -> Result<()> {
     out.finish()
 }
 
-/// Initialises the repository in the embedded default vault when `backup` finds none.
+/// Opens the repository for a backup; in the embedded default vault, creates the vault and
+/// the repository on first use (one machine, no setup).
 pub fn open_or_init_default(global: &Global, r: &RepoOpts) -> Result<Repository> {
     read_only_as_of(r, Role::Writer)?;
-    let (_, explicit) = vault_dir(r)?;
-    let (store, location) = store_as(global, r, Role::Writer, !explicit)?;
-    let pw = password(r, false)?;
-    match Repository::open(store.clone(), &location, "", &pw, Clock::from_env()) {
-        Err(RepoError::NoRepository { .. }) if !explicit => {
-            let opts = InitOptions { host: host(), ..InitOptions::default() };
-            let repo = Repository::init(store, &location, "", &pw, &opts, Clock::from_env())?;
-            eprintln!("coffer: created repository {} in the default vault {location}", repo.config().id.short());
-            Ok(repo)
-        }
-        other => opened(r, other),
+    let (store, location, is_default) = store_as(global, Role::Writer, CreateVault::Default)?;
+    let req = RepoRequest {
+        writes: true,
+        init_if_missing: is_default.then(|| InitOptions { host: host(), ..InitOptions::default() }),
+        ..RepoRequest::new(key_source(r, false)?)
+    };
+    let o = opened(is_default, open_repository(store, &location, &req))?;
+    if o.created {
+        eprintln!("coffer: created repository {} in the default vault {location}", o.repo.config().id.short());
     }
+    Ok(o.repo)
 }
 
 /// This machine's host name.
