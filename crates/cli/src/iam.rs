@@ -7,8 +7,6 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use coffer_store::Role;
 use coffer_store::iam::{self, PolicyDocument, PolicyTarget};
-use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// `coffer iam`.
 #[derive(Debug, Args)]
@@ -55,15 +53,7 @@ fn policies(a: &PoliciesArgs, out: &mut Output) -> Result<()> {
         Role::ALL.iter().map(|&r| (r, iam::identity_policy(&target, r))).collect();
     let bucket_policy = iam::bucket_policy(&target);
     if out.json() {
-        #[derive(Serialize)]
-        struct Policies<'a> {
-            bucket: &'a str,
-            prefix: &'a str,
-            identity_policies: BTreeMap<&'static str, &'a PolicyDocument>,
-            principal_arns: BTreeMap<&'static str, String>,
-            bucket_policy: &'a PolicyDocument,
-        }
-        return out.doc(&Policies {
+        return out.doc(&crate::views::IamPolicies {
             bucket: &target.bucket,
             prefix: &target.prefix,
             identity_policies: identity.iter().map(|(r, d)| (r.as_str(), d)).collect(),

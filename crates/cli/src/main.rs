@@ -10,6 +10,7 @@
 //! - [`vault`] — `coffer vault …`: init, put, get, rm, versions, retention, legal-hold,
 //!   config, audit-log.
 //! - [`output`] — text and `--json` output (every command has both).
+//! - [`views`] — the `--json` documents, one typed view each (snake_case keys).
 //! - [`parse`] — durations and times on the command line.
 //! - [`error`] — exit codes and the one-line error report.
 //!
@@ -27,6 +28,7 @@ mod pg;
 mod repo;
 mod s3;
 mod vault;
+mod views;
 
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use coffer_store::Role;

@@ -1,4 +1,4 @@
-//! Text and `--json` output.
+//! Text and `--json` output (the JSON documents themselves are the views of [`crate::views`]).
 //!
 //! Every command prints either text for people or, with `--json`, exactly one JSON document
 //! (compact, one line, then a newline) on stdout. Listings stream: they write each page as
@@ -10,7 +10,7 @@
 //! is returned, never a panic, so `main` can exit 0 on `BrokenPipe` as ripgrep does.
 
 use anyhow::{Context as _, Result};
-use coffer_store::{DefaultRetention, ObjectVersion, Retention, RetentionMode};
+use coffer_store::DefaultRetention;
 use jiff::Timestamp;
 use serde::Serialize;
 use std::fmt::Display;
@@ -148,68 +148,6 @@ pub fn time(t: Timestamp) -> String {
 /// A key for a table cell: as is, or quoted and escaped if it holds control characters.
 pub fn key_cell(key: &str) -> String {
     if key.chars().any(char::is_control) { format!("{key:?}") } else { key.to_owned() }
-}
-
-/// A version's metadata as `--json` prints it.
-#[derive(Serialize)]
-pub struct VersionView<'a> {
-    key: &'a str,
-    version: &'a str,
-    created: Timestamp,
-    size: u64,
-    checksum: &'a str,
-    is_latest: bool,
-    delete_marker: bool,
-    retention: Option<RetentionView>,
-    legal_hold: bool,
-}
-
-impl<'a> VersionView<'a> {
-    /// The view of `v`; `now` decides whether its retention is still active.
-    pub fn new(v: &'a ObjectVersion, now: Timestamp) -> Self {
-        Self {
-            key: &v.key,
-            version: &v.version.0,
-            created: v.created,
-            size: v.size,
-            checksum: &v.checksum,
-            is_latest: v.is_latest,
-            delete_marker: v.delete_marker,
-            retention: v.retention.map(|r| RetentionView::new(r, now)),
-            legal_hold: v.legal_hold,
-        }
-    }
-}
-
-/// A retention as `--json` prints it.
-#[derive(Serialize)]
-pub struct RetentionView {
-    mode: RetentionMode,
-    until: Timestamp,
-    /// Whether it still protects the version.
-    active: bool,
-}
-
-impl RetentionView {
-    /// The view of `r` at `now`.
-    pub fn new(r: Retention, now: Timestamp) -> Self {
-        Self { mode: r.mode, until: r.until, active: r.active_at(now) }
-    }
-}
-
-/// A default retention as `--json` prints it.
-#[derive(Serialize)]
-pub struct DefaultRetentionView {
-    mode: RetentionMode,
-    /// As typed, e.g. `90d`.
-    period: String,
-    period_seconds: u64,
-}
-
-impl From<DefaultRetention> for DefaultRetentionView {
-    fn from(d: DefaultRetention) -> Self {
-        Self { mode: d.mode, period: crate::parse::format_period(d.period), period_seconds: d.period.as_secs() }
-    }
 }
 
 /// A default retention for people: `compliance 90d`, or `none`.

@@ -31,7 +31,7 @@ pub fn init_bucket(
     default_retention: Option<coffer_store::DefaultRetention>,
     out: &mut crate::output::Output,
 ) -> Result<()> {
-    use crate::output::{self, DefaultRetentionView};
+    use crate::output;
     use coffer_store::s3::BucketInit;
     let req = StoreRequest {
         credentials: crate::open::credentials(global),
@@ -45,16 +45,7 @@ pub fn init_bucket(
     let (what, cfg) = store.init_bucket(default_retention).with_context(|| format!("cannot set up {location}"))?;
     let created = what == BucketInit::Created;
     if out.json() {
-        #[derive(serde::Serialize)]
-        struct Init<'a> {
-            repository: &'a str,
-            bucket: &'a str,
-            created: bool,
-            object_lock: bool,
-            versioning: coffer_store::Versioning,
-            default_retention: Option<DefaultRetentionView>,
-        }
-        return out.doc(&Init {
+        return out.doc(&crate::views::BucketInit {
             repository: &location,
             bucket: &store.location().bucket,
             created,

@@ -15,8 +15,9 @@ use crate::Global;
 use crate::error::IntegrityError;
 use crate::error::UsageError;
 use crate::open::{self, Family};
-use crate::output::{self, Align, DefaultRetentionView, Output, RetentionView, VersionView};
+use crate::output::{self, Align, Output};
 use crate::parse;
+use crate::views::{self, RetentionView, VersionView};
 use anyhow::{Context as _, Result, anyhow};
 use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
@@ -25,10 +26,8 @@ use coffer_store::{
     StoreLocation, VaultOptions, VersionId,
 };
 use jiff::Timestamp;
-use serde::Serialize;
-use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `coffer vault`.
@@ -270,13 +269,7 @@ fn init(global: &Global, a: &InitArgs, out: &mut Output) -> Result<()> {
     )?;
     let creds = open::credentials_files(&dir);
     if out.json() {
-        #[derive(Serialize)]
-        struct Init<'a> {
-            vault: &'a Path,
-            default_retention: Option<DefaultRetentionView>,
-            credentials: BTreeMap<&'static str, &'a Path>,
-        }
-        return out.doc(&Init {
+        return out.doc(&views::VaultInit {
             vault: &dir,
             default_retention: default_retention.map(Into::into),
             credentials: creds.iter().map(|(r, p)| (r.as_str(), p.as_path())).collect(),
@@ -315,12 +308,7 @@ fn put(global: &Global, a: &PutArgs, out: &mut Output) -> Result<()> {
     let v =
         handle.put(&a.key, &data, &PutOptions { retention, legal_hold: a.legal_hold, create_only: a.create_only })?;
     if out.json() {
-        #[derive(Serialize)]
-        struct Put<'a> {
-            key: &'a str,
-            version: &'a str,
-        }
-        return out.doc(&Put { key: &v.key, version: &v.version.0 });
+        return out.doc(&views::Put { key: &v.key, version: &v.version.0 });
     }
     out.line(&v.version)
 }
@@ -333,21 +321,8 @@ fn get(global: &Global, a: &GetArgs, out: &mut Output) -> Result<()> {
         std::fs::write(path, &obj.data).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if out.json() {
-        #[derive(Serialize)]
-        struct Get<'a> {
-            key: &'a str,
-            version: &'a str,
-            created: Timestamp,
-            size: u64,
-            checksum: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            output: Option<&'a Path>,
-            /// The data, when it was not written to a file.
-            #[serde(skip_serializing_if = "Option::is_none")]
-            data_base64: Option<String>,
-        }
         let m = &obj.meta;
-        return out.doc(&Get {
+        return out.doc(&views::Get {
             key: &m.key,
             version: &m.version.0,
             created: m.created,
@@ -367,15 +342,7 @@ fn rm(global: &Global, a: &RmArgs, out: &mut Output) -> Result<()> {
     // Only the admin may add a delete marker (a writer never hides anything).
     let default_role = if a.version.is_none() { Role::Admin } else { Role::Writer };
     let handle = session(global, Intent::Use, default_role)?;
-    #[derive(Serialize)]
-    struct Rm<'a> {
-        key: &'a str,
-        version: &'a str,
-        /// A delete marker was added (nothing removed).
-        delete_marker: bool,
-        /// The version was removed permanently.
-        removed: bool,
-    }
+    use views::Rm;
     match &a.version {
         None => {
             let marker = handle.delete(&a.key)?;
@@ -473,13 +440,11 @@ fn retention(global: &Global, a: &RetentionArgs, out: &mut Output) -> Result<()>
     // Read back: the store keeps retain-until dates to the second, rounded up.
     let stored = handle.head(&a.key, Some(&version))?.retention.unwrap_or(r);
     if out.json() {
-        #[derive(Serialize)]
-        struct Ret<'a> {
-            key: &'a str,
-            version: &'a str,
-            retention: RetentionView,
-        }
-        return out.doc(&Ret { key: &a.key, version: &a.version, retention: RetentionView::new(stored, now(&handle)) });
+        return out.doc(&views::RetentionSet {
+            key: &a.key,
+            version: &a.version,
+            retention: RetentionView::new(stored, now(&handle)),
+        });
     }
     out.line(format_args!("{} version {} is retained ({}) until {}", a.key, a.version, stored.mode, stored.until))
 }
@@ -489,13 +454,7 @@ fn legal_hold(global: &Global, a: &LegalHoldArgs, out: &mut Output) -> Result<()
     let on = matches!(a.state, HoldState::On);
     handle.put_legal_hold(&a.key, &VersionId::from(a.version.as_str()), on)?;
     if out.json() {
-        #[derive(Serialize)]
-        struct Hold<'a> {
-            key: &'a str,
-            version: &'a str,
-            legal_hold: bool,
-        }
-        return out.doc(&Hold { key: &a.key, version: &a.version, legal_hold: on });
+        return out.doc(&views::LegalHold { key: &a.key, version: &a.version, legal_hold: on });
     }
     out.line(format_args!("{} version {}: legal hold {}", a.key, a.version, if on { "on" } else { "off" }))
 }
@@ -511,20 +470,9 @@ fn config(global: &Global, a: &ConfigArgs, out: &mut Output) -> Result<()> {
     let lock = handle.lock_config()?;
     let versioning = handle.versioning()?;
     if out.json() {
-        #[derive(Serialize)]
-        struct ObjectLock {
-            enabled: bool,
-            default_retention: Option<DefaultRetentionView>,
-        }
-        #[derive(Serialize)]
-        struct Config<'a> {
-            vault: &'a str,
-            object_lock: ObjectLock,
-            versioning: coffer_store::Versioning,
-        }
-        return out.doc(&Config {
+        return out.doc(&views::VaultConfig {
             vault: &handle.location(),
-            object_lock: ObjectLock {
+            object_lock: views::ObjectLock {
                 enabled: lock.enabled,
                 default_retention: lock.default_retention.map(Into::into),
             },
@@ -571,13 +519,7 @@ fn audit_log(global: &Global, a: &AuditLogArgs, out: &mut Output) -> Result<()> 
         let check = handle.verify_audit_log()?;
         let intact = check.problems.is_empty();
         if out.json() {
-            #[derive(Serialize)]
-            struct Verify<'a> {
-                intact: bool,
-                #[serde(flatten)]
-                check: &'a coffer_store::AuditVerification,
-            }
-            out.doc(&Verify { intact, check: &check })?;
+            out.doc(&views::AuditVerify::from(&check))?;
         } else if intact {
             out.line(format_args!("audit log intact: {} entries, head {}", check.entries, check.head))?;
         }
@@ -600,7 +542,7 @@ fn audit_log(global: &Global, a: &AuditLogArgs, out: &mut Output) -> Result<()> 
         let entries = handle.audit_log(after, usize::from(a.page_size))?;
         if out.json() {
             for e in &entries {
-                out.list_item(e)?;
+                out.list_item(&views::AuditEntryView::from(e))?;
             }
         } else if !entries.is_empty() || first_page {
             let dash = || "-".to_owned();

@@ -3,6 +3,7 @@
 use super::{RepoOpts, host, open_or_init_default, open_repo};
 use crate::Global;
 use crate::output::Output;
+use crate::views;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use coffer_repository::{KeepRules, Repository};
@@ -105,13 +106,13 @@ pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
     let s = &report.info.summary;
     let mut out = Output::new(global.json);
     if out.json() {
-        out.doc(&serde_json::json!({
-            "snapshot": report.snapshot.to_string(),
-            "expires": report.info.expires,
-            "retain-until": report.info.retain_until,
-            "summary": s,
-            "warnings": report.warnings,
-        }))?;
+        out.doc(&views::Backup {
+            snapshot: report.snapshot.to_string(),
+            expires: report.info.expires,
+            retain_until: report.info.retain_until,
+            summary: s.into(),
+            warnings: &report.warnings,
+        })?;
     } else {
         if s.packs_recovered > 0 {
             out.line(format!(
@@ -216,17 +217,17 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
     }
     let mut out = Output::new(global.json);
     if out.json() {
-        out.doc(&serde_json::json!({
-            "snapshot": id.to_string(),
-            "target": args.target.to_string_lossy(),
-            "files": report.files,
-            "dirs": report.dirs,
-            "others": report.others,
-            "bytes": report.bytes,
-            "warnings": report.warnings,
-            "damaged": report.damaged,
-            "refused": report.refused,
-        }))?;
+        out.doc(&views::Restore {
+            snapshot: id.to_string(),
+            target: args.target.to_string_lossy().into_owned(),
+            files: report.files,
+            dirs: report.dirs,
+            others: report.others,
+            bytes: report.bytes,
+            warnings: &report.warnings,
+            damaged: &report.damaged,
+            refused: &report.refused,
+        })?;
     } else {
         out.line(format!(
             "restored snapshot {} to {}: {} files, {} dirs, {} other entries, {}",

@@ -4,6 +4,7 @@ use super::backup::bytes;
 use super::{RepoOpts, open_repo};
 use crate::Global;
 use crate::output::Output;
+use crate::views;
 use anyhow::{Result, bail};
 use clap::Args;
 use coffer_repository::{Node, NodeKind};
@@ -22,7 +23,7 @@ pub fn snapshots(global: &Global, r: &RepoOpts) -> Result<()> {
     if out.json() {
         let list: Vec<_> = snaps
             .iter()
-            .map(|(id, s)| serde_json::json!({"id": id.to_string(), "stored": repo.stored_at(id), "snapshot": s}))
+            .map(|(id, s)| views::SnapshotItem { id: id.to_string(), stored: repo.stored_at(id), snapshot: s.into() })
             .collect();
         out.doc(&list)?;
     } else {
@@ -82,18 +83,6 @@ fn kind_char(k: NodeKind) -> char {
     }
 }
 
-/// `{"path": …}` for JSON output. A path that is not UTF-8 is shown lossily and also given
-/// exactly, hex-encoded, as `path-raw` (as trees keep such names in `name-raw`).
-fn path_json(p: &Path) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    m.insert("path".into(), p.to_string_lossy().into());
-    if p.to_str().is_none() {
-        let raw = std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str());
-        m.insert("path-raw".into(), raw.iter().map(|b| format!("{b:02x}")).collect::<String>().into());
-    }
-    m
-}
-
 /// Runs `coffer ls`. An entry a restore would refuse (a forged tree) is shown under its
 /// quoted, escaped name, marked `[hostile: …]` (in JSON: a `hostile` field), so `..` or a
 /// name with `/` never reads as an ordinary path.
@@ -113,12 +102,7 @@ pub fn ls(global: &Global, r: &RepoOpts, args: &LsArgs) -> Result<()> {
             return Ok(());
         }
         let res = if out.json() {
-            let mut item = path_json(p);
-            item.insert("node".into(), serde_json::json!(n));
-            if let Some(why) = hostile {
-                item.insert("hostile".into(), why.into());
-            }
-            out.list_item(&item)
+            out.list_item(&views::LsEntry { path: views::PathView::new(p), node: n.into(), hostile })
         } else {
             out.line(format!(
                 "{}{:04o} {:>8} {:>8} {:>12} {} {}{}{}",
@@ -199,14 +183,8 @@ pub fn diff(global: &Global, r: &RepoOpts, args: &DiffArgs) -> Result<()> {
     changes.sort_by(|x, y| x.1.cmp(&y.1));
     let mut out = Output::new(global.json);
     if out.json() {
-        let list: Vec<_> = changes
-            .iter()
-            .map(|(c, p)| {
-                let mut item = path_json(p);
-                item.insert("change".into(), serde_json::json!(c));
-                item
-            })
-            .collect();
+        let list: Vec<_> =
+            changes.iter().map(|(c, p)| views::DiffEntry { path: views::PathView::new(p), change: c }).collect();
         out.doc(&list)?;
     } else {
         for (c, p) in &changes {
@@ -265,14 +243,14 @@ pub fn stats(global: &Global, r: &RepoOpts) -> Result<()> {
     }
     let mut out = Output::new(global.json);
     if out.json() {
-        out.doc(&serde_json::json!({
-            "snapshots": snaps.len(),
-            "packs": packs.len(),
-            "blobs": index.blob_count(),
-            "stored-bytes": stored,
-            "raw-bytes": raw,
-            "packs-expired": expiring,
-        }))?;
+        out.doc(&views::Stats {
+            snapshots: snaps.len(),
+            packs: packs.len(),
+            blobs: index.blob_count(),
+            stored_bytes: stored,
+            raw_bytes: raw,
+            packs_expired: expiring,
+        })?;
     } else {
         out.line(format!("snapshots:     {}", snaps.len()))?;
         out.line(format!("packs:         {} ({} expired, awaiting prune)", packs.len(), expiring))?;

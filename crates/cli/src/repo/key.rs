@@ -7,6 +7,7 @@
 use super::{RepoOpts, host, open_repo};
 use crate::Global;
 use crate::output::Output;
+use crate::views;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use coffer_repository::KdfParams;
@@ -46,7 +47,7 @@ pub fn run(global: &Global, r: &RepoOpts, args: &KeyArgs) -> Result<()> {
             if out.json() {
                 let list: Vec<_> = keys
                     .iter()
-                    .map(|(k, f)| serde_json::json!({"key": k, "created": f.created, "host": f.host, "label": f.label}))
+                    .map(|(k, f)| views::KeyItem { key: k, created: f.created, host: &f.host, label: &f.label })
                     .collect();
                 out.doc(&list)?;
             } else {
@@ -60,7 +61,7 @@ pub fn run(global: &Global, r: &RepoOpts, args: &KeyArgs) -> Result<()> {
             let new = new_password(new_password_file.as_ref())?;
             let id = repo.add_key(&new, KdfParams::default(), &host(), label)?;
             if out.json() {
-                out.doc(&serde_json::json!({"key": format!("keys/{id}")}))?;
+                out.doc(&views::KeyAdded { key: format!("keys/{id}") })?;
             } else {
                 out.line(format!("added key keys/{id}"))?;
             }

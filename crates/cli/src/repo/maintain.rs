@@ -4,6 +4,7 @@ use super::{RepoOpts, open_repo, store_as};
 use crate::Global;
 use crate::error::{IntegrityError, SecurityError};
 use crate::output::Output;
+use crate::views;
 use anyhow::Result;
 use clap::Args;
 use coffer_repository::{ReadData, prune, verify};
@@ -40,7 +41,7 @@ pub fn run_verify(global: &Global, r: &RepoOpts, args: &VerifyArgs) -> Result<()
     attribute(r, &mut rep.findings);
     let mut out = Output::new(global.json);
     if out.json() {
-        out.doc(&rep)?;
+        out.doc(&views::Verify::from(&rep))?;
     } else {
         out.line(format!(
             "{} snapshots, {} trees, {} data blobs, locks of {} packs checked, {} packs read",
@@ -144,7 +145,7 @@ pub fn run_prune(global: &Global, _r: &RepoOpts, args: &PruneArgs) -> Result<()>
     }
     let mut out = Output::new(global.json);
     if out.json() {
-        out.doc(&rep)?;
+        out.doc(&views::Prune::from(&rep))?;
     } else {
         out.line(format!(
             "{}{} versions ({} snapshots, {} packs, {}) whose retention ended from {location}; {} delete markers; {} versions still locked",

@@ -213,7 +213,7 @@ pub fn init(global: &Global, r: &RepoOpts, args: &InitArgs) -> Result<()> {
     let repo = Repository::init(store, &location, "", &pw, &opts, Clock::from_env())?;
     let mut out = crate::output::Output::new(global.json);
     if out.json() {
-        out.doc(&serde_json::json!({"repository": location, "id": repo.config().id.to_string()}))?;
+        out.doc(&crate::views::Init { repository: location, id: repo.config().id.to_string() })?;
     } else {
         out.line(format!("created coffer repository {} at {location}", repo.config().id.short()))?;
     }

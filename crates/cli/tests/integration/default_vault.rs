@@ -54,10 +54,10 @@ fn the_readme_backup_command_works_from_a_fresh_home() {
     assert!(first.stderr.contains("created repository"), "{}", first.stderr);
     let doc = first.json();
     assert_eq!(doc["summary"]["files"], 2, "target/ is excluded: {doc}");
-    assert_eq!(doc["summary"]["files-read"], 2);
+    assert_eq!(doc["summary"]["files_read"], 2);
     let second = backup();
     assert!(second.stderr.is_empty(), "{}", second.stderr);
-    assert_eq!(second.json()["summary"]["files-read"], 0, "unchanged files are not read again");
+    assert_eq!(second.json()["summary"]["files_read"], 0, "unchanged files are not read again");
     let ls = sb.coffer(["ls", "latest"]).env("COFFER_PASSWORD", "change-me").ok().stdout_text();
     assert!(ls.contains("checkout/src/lib.rs") && !ls.contains("target"), "{ls}");
 }

@@ -15,6 +15,7 @@
 mod audit;
 mod bad_input;
 mod default_vault;
+mod json_contract;
 mod locks;
 mod objects;
 mod pg_archive;

@@ -138,7 +138,7 @@ fn backups_while_prune_runs_in_a_loop_never_fail() {
                     let run = repo.at(offset, ["prune", "--json"]).run();
                     assert_eq!(run.code, Some(0), "prune failed: {}", run.stderr);
                     let doc = run.json();
-                    removed += doc["versions_removed"].as_u64().or(doc["versions-removed"].as_u64()).unwrap_or(0);
+                    removed += doc["versions_removed"].as_u64().or(doc["versions_removed"].as_u64()).unwrap_or(0);
                     if stop.load(Ordering::Relaxed) {
                         return removed;
                     }

@@ -238,8 +238,8 @@ fn an_interrupted_backups_packs_are_reused() {
 
     let run = repo.c(["backup", "--json"]).arg(&src).ok();
     let s = &run.json()["summary"];
-    assert_eq!(s["packs-recovered"].as_u64(), Some(packs as u64), "{s}");
-    let added = s["bytes-added"].as_u64().unwrap();
+    assert_eq!(s["packs_recovered"].as_u64(), Some(packs as u64), "{s}");
+    let added = s["bytes_added"].as_u64().unwrap();
     assert!(in_packs > 2 * (15 << 20), "{versions:?}");
     assert!(added + in_packs <= total + (packs as u64) * (64 << 10), "recovered blobs are not uploaded again: {s}");
     repo.verify_at(0, true);
@@ -248,5 +248,5 @@ fn an_interrupted_backups_packs_are_reused() {
     assert_same_tree(&manifest(&src), &manifest(&restored(&t, &src)), "restored after recovery");
 
     let again = repo.backup(&[&src], &[]);
-    assert_eq!(again["summary"]["packs-recovered"].as_u64(), Some(0), "now indexed: {again}");
+    assert_eq!(again["summary"]["packs_recovered"].as_u64(), Some(0), "now indexed: {again}");
 }

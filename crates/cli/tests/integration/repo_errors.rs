@@ -257,7 +257,7 @@ fn a_corrupted_snapshot_object_is_named_and_the_others_still_restore() {
     // New backups still work, and chain to the intact snapshot.
     let want = manifest(&src);
     let third = repo.backup(&[&src], &[]);
-    assert_eq!(third["summary"]["files-read"], 0, "the intact snapshot is the parent: {third}");
+    assert_eq!(third["summary"]["files_read"], 0, "the intact snapshot is the parent: {third}");
     let t3 = repo.sb.path("t3");
     repo.restore_at(0, "latest", &t3);
     crate::repo_util::assert_same_tree(&want, &manifest(&restored(&t3, &src)), "a backup made after the damage");

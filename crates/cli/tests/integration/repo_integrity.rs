@@ -254,7 +254,7 @@ fn a_damaged_index_or_tree_is_named() {
     let old = repo.c(["snapshots", "--json"]).ok().json()[0]["id"].as_str().unwrap().to_owned();
     let run = repo.c(["backup", "--json"]).arg(&src).ok();
     assert!(run.stderr.contains(&key) && run.stderr.contains("read from their own headers"), "{}", run.stderr);
-    assert_eq!(run.json()["summary"]["packs-recovered"], 2, "the data and the tree pack, from their headers");
+    assert_eq!(run.json()["summary"]["packs_recovered"], 2, "the data and the tree pack, from their headers");
     for (snap, t) in [("latest", "t2"), (&old[..8], "t3")] {
         let t = repo.sb.path(t);
         repo.restore_at(0, snap, &t);
@@ -282,7 +282,7 @@ fn a_damaged_unindexed_pack_is_not_trusted() {
     flip_byte(&repo.data_file(&pack), 10);
     let run = repo.c(["backup", "--json"]).arg(&src).ok();
     let s = &run.json()["summary"];
-    assert_eq!((s["packs-recovered"].as_u64(), s["files-read"].as_u64()), (Some(1), Some(1)), "{s}");
+    assert_eq!((s["packs_recovered"].as_u64(), s["files_read"].as_u64()), (Some(1), Some(1)), "{s}");
     let t = repo.sb.path("t");
     repo.restore_at(0, "latest", &t);
     assert_eq!(fs::read(crate::repo_util::restored(&t, &src).join("d/f")).unwrap(), b"content");

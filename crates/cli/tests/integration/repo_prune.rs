@@ -80,8 +80,8 @@ fn prune_removes_exactly_what_only_expired_snapshots_needed() {
     let s3 = backup(&repo, 0, &z, "10d");
     let k3 = versions(&repo);
     // z reuses common.bin from x's pack, locked for 1 day: its backup extended the lock.
-    assert!(num(&s3["summary"], "locks-extended") > 0, "{s3}");
-    assert!(num(&s3["summary"], "files-read") == 2 && num(&s3["summary"], "bytes-added") < (1 << 20), "{s3}");
+    assert!(num(&s3["summary"], "locks_extended") > 0, "{s3}");
+    assert!(num(&s3["summary"], "files_read") == 2 && num(&s3["summary"], "bytes_added") < (1 << 20), "{s3}");
 
     let new = |a: &BTreeSet<(String, String)>, b: &BTreeSet<(String, String)>| -> BTreeSet<(String, String)> {
         b.difference(a).cloned().collect()
@@ -95,11 +95,11 @@ fn prune_removes_exactly_what_only_expired_snapshots_needed() {
 
     // Before expiry, and after expiry while the locks hold, prune removes nothing.
     let expired_locked = secs_until(&s1, "expires").max(secs_until(&s2, "expires")) + 3600;
-    let lock_end = secs_until(&s1, "retain-until").max(secs_until(&s2, "retain-until"));
+    let lock_end = secs_until(&s1, "retain_until").max(secs_until(&s2, "retain_until"));
     assert!(lock_end > expired_locked, "the margin keeps expired data a while: {s1}");
     for offset in [0, expired_locked] {
         let rep = prune(&repo, offset);
-        assert_eq!(num(&rep, "versions-removed"), 0, "at +{offset}s: {rep}");
+        assert_eq!(num(&rep, "versions_removed"), 0, "at +{offset}s: {rep}");
         assert_eq!(versions(&repo), k3);
     }
     // Expired snapshots are no longer listed, though their objects are still there.
@@ -112,7 +112,7 @@ fn prune_removes_exactly_what_only_expired_snapshots_needed() {
     let dry = repo.at(after, ["prune", "--dry-run", "--json"]).ok().json();
     assert_eq!(versions(&repo), k3, "a dry run removes nothing");
     let rep = prune(&repo, after);
-    assert_eq!(num(&rep, "versions-removed"), num(&dry, "versions-removed"), "{dry} vs {rep}");
+    assert_eq!(num(&rep, "versions_removed"), num(&dry, "versions_removed"), "{dry} vs {rep}");
     let k4 = versions(&repo);
     let removed: BTreeSet<_> = k3.difference(&k4).cloned().collect();
     assert!(k4.is_subset(&k3));
@@ -129,11 +129,11 @@ fn prune_removes_exactly_what_only_expired_snapshots_needed() {
     assert!(removed.is_disjoint(&by_s3), "nothing s3 wrote goes: {removed:?}");
     assert!(removed.is_disjoint(&k0), "config and keys stay: {removed:?}");
     let removed_in = |p: &str| removed.iter().filter(|(k, _)| k.starts_with(p)).count() as u64;
-    assert_eq!(num(&rep, "snapshots-removed"), 2, "{rep}");
-    assert_eq!(num(&rep, "snapshots-removed"), removed_in("snapshots/"));
-    assert_eq!(num(&rep, "packs-removed"), removed_in("data/"), "{rep}");
-    assert_eq!(num(&rep, "versions-removed"), removed.len() as u64, "{rep}");
-    assert!(num(&rep, "bytes-freed") >= 1 << 20, "y.bin's pack is gone: {rep}");
+    assert_eq!(num(&rep, "snapshots_removed"), 2, "{rep}");
+    assert_eq!(num(&rep, "snapshots_removed"), removed_in("snapshots/"));
+    assert_eq!(num(&rep, "packs_removed"), removed_in("data/"), "{rep}");
+    assert_eq!(num(&rep, "versions_removed"), removed.len() as u64, "{rep}");
+    assert!(num(&rep, "bytes_freed") >= 1 << 20, "y.bin's pack is gone: {rep}");
     // Every object that stays is still locked past the live snapshot's expiry.
     let s3_expires = crate::ts(&s3["expires"]);
     for v in repo.versions() {
@@ -142,7 +142,7 @@ fn prune_removes_exactly_what_only_expired_snapshots_needed() {
     }
 
     // Again: nothing more to do.
-    assert_eq!(num(&prune(&repo, after), "versions-removed"), 0);
+    assert_eq!(num(&prune(&repo, after), "versions_removed"), 0);
 
     // What is left is whole: s3 lists, verifies every byte, and restores exactly.
     let snaps = repo.snapshots_at(after);
@@ -154,9 +154,9 @@ fn prune_removes_exactly_what_only_expired_snapshots_needed() {
     assert_same_tree(&want_z, &manifest(&restored(&t, &z)), "the live snapshot after prune");
 
     // Once s3 has expired and its locks ended, everything but config and keys can go.
-    let end = secs_until(&s3, "retain-until") + 3600;
+    let end = secs_until(&s3, "retain_until") + 3600;
     let rep = prune(&repo, end);
-    assert_eq!(num(&rep, "snapshots-removed"), 1, "{rep}");
+    assert_eq!(num(&rep, "snapshots_removed"), 1, "{rep}");
     let left: BTreeSet<String> = versions(&repo).into_iter().map(|(k, _)| k).collect();
     assert!(left.iter().all(|k| k == "config" || k.starts_with("keys/")), "{left:?}");
     assert!(repo.snapshots_at(end).is_empty());
@@ -169,7 +169,7 @@ fn a_backup_reusing_data_after_the_clock_moved_extends_its_locks() {
     let src = repo.sb.path("src");
     write_tree(&src, &[("a.bin", 1 << 20, 10), ("b.bin", 512 << 10, 11)]);
     let first = backup(&repo, 0, &src, "10d");
-    assert_eq!(num(&first["summary"], "locks-extended"), 0, "nothing to extend in a new repository: {first}");
+    assert_eq!(num(&first["summary"], "locks_extended"), 0, "nothing to extend in a new repository: {first}");
 
     // Five days later, another 10-day snapshot of the same (unchanged) files: nothing is
     // read, everything is reused, and the reused packs' locks are extended to cover it.
@@ -177,13 +177,13 @@ fn a_backup_reusing_data_after_the_clock_moved_extends_its_locks() {
     fs::write(src.join("c.txt"), b"new").unwrap();
     let want = manifest(&src);
     let second = backup(&repo, later, &src, "10d");
-    assert_eq!(num(&second["summary"], "files-read"), 1, "only the new file is read: {second}");
-    assert!(num(&second["summary"], "locks-extended") > 0, "{second}");
+    assert_eq!(num(&second["summary"], "files_read"), 1, "only the new file is read: {second}");
+    assert!(num(&second["summary"], "locks_extended") > 0, "{second}");
 
     // When the first snapshot's lock ends, prune removes it but none of the shared data.
-    let after = secs_until(&first, "retain-until") + 3600;
+    let after = secs_until(&first, "retain_until") + 3600;
     let rep = prune(&repo, after);
-    assert_eq!(num(&rep, "snapshots-removed"), 1, "{rep}");
+    assert_eq!(num(&rep, "snapshots_removed"), 1, "{rep}");
     let snaps = repo.snapshots_at(after);
     assert_eq!(snaps.len(), 1);
     assert_eq!(snaps[0]["id"], second["snapshot"]);

@@ -22,7 +22,7 @@ fn every_file_type_is_restored_exactly_as_root() {
     let s = &doc["summary"];
     let files = want.values().filter(|e| e.kind == Kind::File).count() as u64;
     assert_eq!(s["files"], files, "{doc}");
-    assert_eq!(s["files-read"], files, "{doc}");
+    assert_eq!(s["files_read"], files, "{doc}");
     assert_eq!(s["errors"], 0, "{doc}");
     assert_eq!(doc["warnings"], serde_json::json!([]));
     let id = doc["snapshot"].as_str().unwrap().to_owned();
@@ -72,8 +72,8 @@ fn every_file_type_is_restored_exactly_as_root() {
     let stats = repo.c(["stats", "--json"]).ok().json();
     assert_eq!(stats["snapshots"], 1);
     assert!(stats["packs"].as_u64().unwrap() >= 1, "{stats}");
-    assert!(stats["raw-bytes"].as_u64().unwrap() > 5 << 19, "{stats}");
-    assert!(stats["stored-bytes"].as_u64().unwrap() > 5 << 19, "random data does not compress: {stats}");
+    assert!(stats["raw_bytes"].as_u64().unwrap() > 5 << 19, "{stats}");
+    assert!(stats["stored_bytes"].as_u64().unwrap() > 5 << 19, "random data does not compress: {stats}");
     let text = repo.c(["stats"]).ok().stdout_text();
     assert!(text.contains("snapshots:     1"), "{text}");
     repo.verify_at(0, true);
@@ -103,9 +103,9 @@ fn ls_and_dump_show_the_snapshot_as_root() {
     // A name that is not UTF-8 is given exactly, hex-encoded, beside a readable form.
     let raw = |p: &[u8]| p.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let latin1 = [base.as_bytes(), b"/caf\xe9.txt"].concat();
-    let e = entries.iter().find(|e| e["path-raw"] == raw(&latin1)).expect("the non-UTF-8 name is listed exactly");
+    let e = entries.iter().find(|e| e["path_raw"] == raw(&latin1)).expect("the non-UTF-8 name is listed exactly");
     assert_eq!(e["path"], format!("{base}/caf\u{fffd}.txt"));
-    assert_eq!(e["node"]["name-raw"], raw(b"caf\xe9.txt"));
+    assert_eq!(e["node"]["name_raw"], raw(b"caf\xe9.txt"));
     let setuid = entries.iter().find(|e| e["path"] == format!("{base}/setuid")).expect("setuid listed");
     assert_eq!(setuid["node"]["mode"], 0o4755);
     assert_eq!(setuid["node"]["uid"], 1234);
@@ -145,7 +145,7 @@ fn ls_and_dump_show_the_snapshot_as_root() {
     let diff = repo.c(["diff", "--json", &first, "latest"]).ok().json();
     let gone: Vec<&Value> = diff.as_array().unwrap().iter().filter(|c| c["change"] == "-").collect();
     assert_eq!(gone.len(), 1, "{diff}");
-    assert_eq!(gone[0]["path-raw"], raw(&latin1), "{diff}");
+    assert_eq!(gone[0]["path_raw"], raw(&latin1), "{diff}");
 }
 
 /// Files larger than a restore piece (32 MiB) are written by several workers at once, each
@@ -251,22 +251,22 @@ fn unchanged_files_are_not_read_again_and_diff_shows_changes() {
     }
     fs::write(src.join("big"), random_bytes(2 << 20, 99)).unwrap();
     let first = repo.backup(&[&src], &[]);
-    assert_eq!(summary(&first, "files-read"), 5, "{first}");
+    assert_eq!(summary(&first, "files_read"), 5, "{first}");
     let s1 = first["snapshot"].as_str().unwrap().to_owned();
 
     // Nothing changed: nothing read, nothing but trees added.
     let second = repo.backup(&[&src], &[]);
     assert_eq!(summary(&second, "files"), 5);
-    assert_eq!(summary(&second, "files-read"), 0, "{second}");
-    assert!(summary(&second, "bytes-added") < 10_000, "{second}");
+    assert_eq!(summary(&second, "files_read"), 0, "{second}");
+    assert!(summary(&second, "bytes_added") < 10_000, "{second}");
     let s2 = second["snapshot"].as_str().unwrap().to_owned();
     assert_eq!(repo.snapshots_at(0)[1]["snapshot"]["parent"], s1.as_str(), "the first is the parent");
 
     // One file's content changes (same size): only it is read.
     fs::write(src.join("b"), random_bytes(301_000, 1000)).unwrap();
     let third = repo.backup(&[&src], &[]);
-    assert_eq!(summary(&third, "files-read"), 1, "{third}");
-    assert!(summary(&third, "bytes-added") >= 301_000, "{third}");
+    assert_eq!(summary(&third, "files_read"), 1, "{third}");
+    assert!(summary(&third, "bytes_added") >= 301_000, "{third}");
     let s3 = third["snapshot"].as_str().unwrap().to_owned();
 
     // Add, remove, change mode; touch the big file's mtime only (read again, nothing new stored).
@@ -276,8 +276,8 @@ fn unchanged_files_are_not_read_again_and_diff_shows_changes() {
     crate::repo_util::set_times(&src.join("big"), (1_700_000_000, 5), (1_700_000_000, 5));
     let fourth = repo.backup(&[&src], &[]);
     // new (new), a (ctime changed by chmod), big (mtime changed).
-    assert_eq!(summary(&fourth, "files-read"), 3, "{fourth}");
-    assert!(summary(&fourth, "bytes-added") < 100_000, "the big file deduplicates: {fourth}");
+    assert_eq!(summary(&fourth, "files_read"), 3, "{fourth}");
+    assert!(summary(&fourth, "bytes_added") < 100_000, "the big file deduplicates: {fourth}");
     let s4 = fourth["snapshot"].as_str().unwrap().to_owned();
 
     let base = src.to_str().unwrap();

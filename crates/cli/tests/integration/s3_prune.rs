@@ -106,7 +106,7 @@ fn reuse_extends_locks_and_prune_removes_exactly_the_expired_versions_on_localst
 
     // Lock extension on reuse: z reuses common.bin from s1's pack, locked for 1 day; its
     // backup extended exactly the reused packs to its own lock date, as the server reports.
-    let s3_until = crate::ts(&s3["retain-until"]);
+    let s3_until = crate::ts(&s3["retain_until"]);
     let extended: Vec<_> = by_s1
         .iter()
         .filter(|(k, _)| k.starts_with("data/"))
@@ -119,8 +119,8 @@ fn reuse_extends_locks_and_prune_removes_exactly_the_expired_versions_on_localst
         })
         .collect();
     assert!(!extended.is_empty(), "no pack of s1 was extended: {s3}");
-    assert_eq!(num(&s3["summary"], "locks-extended"), extended.len() as u64, "{s3}");
-    assert!(num(&s3["summary"], "bytes-added") < (1 << 20), "common.bin was not stored again: {s3}");
+    assert_eq!(num(&s3["summary"], "locks_extended"), extended.len() as u64, "{s3}");
+    assert!(num(&s3["summary"], "bytes_added") < (1 << 20), "common.bin was not stored again: {s3}");
 
     // Before expiry prune (as the pruner, with its own keys) removes nothing.
     let prune = |offset: i64| {
@@ -128,11 +128,11 @@ fn reuse_extends_locks_and_prune_removes_exactly_the_expired_versions_on_localst
         assert!(run.stderr.is_empty(), "prune warned: {}", run.stderr);
         run.json()
     };
-    assert_eq!(num(&prune(0), "versions-removed"), 0);
+    assert_eq!(num(&prune(0), "versions_removed"), 0);
     assert_eq!(versions(&server, &bucket), k3);
 
     // Move Coffer's clock past the locks of s1 and s2 (not s3's) and age the server to match.
-    let lock_end = [&s1, &s2].iter().map(|s| crate::ts(&s["retain-until"])).max().unwrap();
+    let lock_end = [&s1, &s2].iter().map(|s| crate::ts(&s["retain_until"])).max().unwrap();
     let offset = lock_end.duration_since(now()).as_secs() + 3600;
     let moved = now() + jiff::SignedDuration::from_secs(offset);
     assert!(moved < crate::ts(&s3["expires"]), "s3 is still live then");
@@ -181,7 +181,7 @@ fn reuse_extends_locks_and_prune_removes_exactly_the_expired_versions_on_localst
         .json();
     assert!(versions(&server, &bucket).keys().eq(k3.keys()), "a dry run removes nothing");
     let rep = prune(offset);
-    assert_eq!(num(&rep, "versions-removed"), num(&dry, "versions-removed"), "{dry} vs {rep}");
+    assert_eq!(num(&rep, "versions_removed"), num(&dry, "versions_removed"), "{dry} vs {rep}");
     let k4 = versions(&server, &bucket);
     let removed: BTreeSet<_> = k3.keys().filter(|k| !k4.contains_key(*k)).cloned().collect();
     assert_eq!(removed, aged, "prune removes exactly the expired versions");
@@ -193,9 +193,9 @@ fn reuse_extends_locks_and_prune_removes_exactly_the_expired_versions_on_localst
     assert!(extended.iter().all(|kv| k4.contains_key(*kv)), "the extended packs stay: {removed:?}");
     assert!(removed.is_disjoint(&by_s3), "nothing s3 wrote goes: {removed:?}");
     assert!(k0.keys().all(|kv| !removed.contains(kv)), "config and keys stay: {removed:?}");
-    assert_eq!(num(&rep, "snapshots-removed"), 2, "{rep}");
-    assert_eq!(num(&rep, "versions-removed"), removed.len() as u64, "{rep}");
-    assert_eq!(num(&prune(offset), "versions-removed"), 0, "nothing more to do");
+    assert_eq!(num(&rep, "snapshots_removed"), 2, "{rep}");
+    assert_eq!(num(&rep, "versions_removed"), removed.len() as u64, "{rep}");
+    assert_eq!(num(&prune(offset), "versions_removed"), 0, "nothing more to do");
 
     // What is left is whole: only s3 is listed, every byte verifies, and it restores exactly.
     let at = |args: &[&str]| r.c(args).env("COFFER_TEST_CLOCK_OFFSET", offset.to_string());
