@@ -26,6 +26,7 @@
 //!
 //! `DIR` defaults to a fresh directory under `std::env::temp_dir()`; the program says which
 //! directory it used and whether it is on the same file system as the current directory.
+#![allow(clippy::disallowed_macros, reason = "a program of its own: it prints")]
 
 use coffer_store::{LocalVault, ObjectStore, PutOptions, Role, VaultHandle, VaultOptions, VersionId};
 use std::fs::{self, File, OpenOptions};
@@ -196,6 +197,7 @@ fn same_filesystem(a: &Path, b: &Path) -> Option<bool> {
     Some(fs::metadata(a).ok()?.dev() == fs::metadata(b).ok()?.dev())
 }
 
+#[allow(clippy::disallowed_methods, reason = "a program of its own: --help and a bad argument end it")]
 fn parse_args() -> (Option<PathBuf>, bool) {
     let mut dir = None;
     let mut quick = false;

@@ -12,6 +12,8 @@
 //! Tests that need root end in `_as_root` and call `repo_util::require_root`, which fails
 //! them for any other user; `.ci/test` run by another user leaves them out and lists them.
 
+#![allow(clippy::disallowed_macros, reason = "test code reports seeds and timings on stderr")]
+
 mod audit;
 mod bad_input;
 mod default_vault;

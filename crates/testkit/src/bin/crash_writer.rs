@@ -15,6 +15,7 @@
 //! With `--wait` it prints `READY` once logged in and starts only when a line arrives on
 //! stdin, so that several writers can be started together. Any store error is printed to
 //! stderr and exits with status 1.
+#![allow(clippy::disallowed_macros, reason = "a program of its own: it prints")]
 
 use coffer_store::{LocalVault, ObjectStore, PutOptions, Retention, RetentionMode, Role, VersionId};
 use coffer_testkit::crash::{Ack, Rng, content_for_key, object_key};

@@ -2,6 +2,8 @@
 //! against `S3Store` on real S3 servers, crash trials,
 //! bit-rot detection.
 
+#![allow(clippy::disallowed_macros, reason = "test code reports seeds and timings on stderr")]
+
 mod bitrot;
 mod contract;
 mod crash;
