@@ -19,6 +19,7 @@ pub mod id;
 pub mod index;
 pub mod observe;
 pub mod open;
+pub mod options;
 pub mod pack;
 mod pipeline;
 pub mod policy;

@@ -1,0 +1,107 @@
+//! Job options as data: what the options structs of every job (`InitOptions`, `KeepRules`,
+//! `VerifyOptions`, `PruneOptions`, the files source's backup and restore options) share so
+//! that one struct serves the command line (clap, behind the `clap` feature) and a policy
+//! file (`coffer.toml`, serde) alike.
+//!
+//! The conventions, checked by each struct's unit tests: keys are kebab-case, an unknown key
+//! is refused with an error naming it (a typo in a policy file must not silently drop a
+//! rule), and durations are written as people write them: `90d`, `12h`, `1h 30m`
+//! ([`parse_duration`]), never as a bare number of seconds. (The repository's *stored*
+//! formats keep their own encodings; these helpers are for options only.)
+
+use std::time::Duration;
+
+/// Parses a positive duration such as `90d`, `12h`, `30s` or `1h 30m` (humantime's syntax).
+///
+/// # Errors
+/// A message naming the value and the expected form; zero is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); expected e.g. 90d, 12h or 30s"))?;
+    if d.is_zero() {
+        return Err(format!("duration {s:?} is zero; it must be positive"));
+    }
+    Ok(d)
+}
+
+/// Formats a duration the way it is typed: the largest whole unit of d, h, m or s.
+#[must_use]
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// `#[serde(with = "coffer_repository::options::duration")]`: a [`Duration`] as a human
+/// string (`"30d"`).
+pub mod duration {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Writes `d` as `30d`, `12h`, …
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    /// Reads a human duration.
+    ///
+    /// # Errors
+    /// A malformed or zero duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `#[serde(with = "coffer_repository::options::opt_duration")]`: an optional [`Duration`]
+/// as a human string; absent is `None` (use with `#[serde(default)]`).
+pub mod opt_duration {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Writes `d` as `30d`, `12h`, … or nothing.
+    ///
+    /// # Errors
+    /// The serializer's.
+    #[allow(clippy::ref_option, reason = "serde's `with` passes a reference to the field")]
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&super::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads a human duration.
+    ///
+    /// # Errors
+    /// A malformed or zero duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| super::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_typed_and_print_back_the_same() {
+        for (text, secs) in [("90d", 90 * 86_400), ("12h", 43_200), ("1h 30m", 5_400), ("45s", 45)] {
+            let d = parse_duration(text).unwrap();
+            assert_eq!(d.as_secs(), secs, "{text}");
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+        }
+        assert_eq!(format_duration(Duration::from_secs(90 * 86_400)), "90d");
+        assert!(parse_duration("0s").unwrap_err().contains("zero"));
+        assert!(parse_duration("ninety days").is_err());
+    }
+}
