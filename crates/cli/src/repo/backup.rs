@@ -13,27 +13,14 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `coffer backup PATH…`.
+/// `coffer backup PATH…`: the files source's own options, flattened, and the retention rules.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Files and directories to back up
-    #[arg(required = true, value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
-    /// Exclude entries matching this glob (with a `/`: the absolute path; without: the name)
-    #[arg(long, value_name = "GLOB")]
-    pub exclude: Vec<String>,
+    #[command(flatten)]
+    pub files: BackupOptions,
     /// Read exclude globs from this file, one per line (`#` starts a comment)
     #[arg(long, value_name = "FILE")]
     pub exclude_file: Vec<PathBuf>,
-    /// Do not cross into other filesystems
-    #[arg(long, short = 'x')]
-    pub one_file_system: bool,
-    /// Tag the snapshot (repeatable)
-    #[arg(long, value_name = "TAG")]
-    pub tag: Vec<String>,
-    /// Host name to record [default: this machine's]
-    #[arg(long, value_name = "NAME")]
-    pub host: Option<String>,
     /// Keep the snapshot at least this long [default: the repository's default]
     #[arg(long, value_parser = crate::parse::duration, value_name = "DURATION")]
     pub retain: Option<Duration>,
@@ -65,14 +52,16 @@ impl std::error::Error for Incomplete {}
 
 /// Runs `coffer backup`.
 pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
-    let mut excludes = args.exclude.clone();
+    let mut opts = args.files.clone();
     for f in &args.exclude_file {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read exclude file {}", f.display()))?;
-        excludes
+        opts.excludes
             .extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned));
     }
     let repo = open_or_init_default(global, r)?;
-    let host = args.host.clone().unwrap_or_else(host);
+    if opts.host.is_empty() {
+        opts.host = host();
+    }
     let rules = KeepRules {
         retain: args.retain,
         within: args.keep_within,
@@ -80,16 +69,7 @@ pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
         weekly: args.keep_weekly,
         monthly: args.keep_monthly,
     };
-    let expires = expiry(&repo, &rules, &host, &args.paths)?;
-    let opts = BackupOptions {
-        paths: args.paths.clone(),
-        excludes,
-        one_file_system: args.one_file_system,
-        tags: args.tag.clone(),
-        host,
-        expires: Some(expires),
-        parent: None,
-    };
+    opts.expires = Some(expiry(&repo, &rules, &opts.host, &opts.paths)?);
     let bar = progress_bar();
     let report = files::backup(&repo, &opts, &mut |p| {
         if let Some(b) = &bar {
@@ -177,18 +157,14 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// `coffer restore SNAP --target DIR`.
+/// `coffer restore SNAP --target DIR`: the files source's own options, flattened.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// Snapshot id (a unique prefix) or `latest`
     #[arg(value_name = "SNAPSHOT")]
     pub snapshot: String,
-    /// Directory to restore into (created; must be empty)
-    #[arg(long, value_name = "DIR")]
-    pub target: PathBuf,
-    /// Restore only paths matching this glob (absolute snapshot paths), and all below
-    #[arg(long, value_name = "GLOB")]
-    pub include: Vec<String>,
+    #[command(flatten)]
+    pub files: RestoreOptions,
 }
 
 /// Runs `coffer restore`.
@@ -199,11 +175,10 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
         &repo,
         &snap,
         &RestoreOptions {
-            target: args.target.clone(),
-            include: args.include.clone(),
             // A remote store's latency is hidden by fetching packs ahead; a local vault's
             // reads are fast enough that the memory is better saved.
             read_ahead: files::read_ahead_for(repo.store().capabilities()),
+            ..args.files.clone()
         },
     )?;
     for w in &report.warnings {
@@ -219,7 +194,7 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
     if out.json() {
         out.doc(&views::Restore {
             snapshot: id.to_string(),
-            target: args.target.to_string_lossy().into_owned(),
+            target: args.files.target.to_string_lossy().into_owned(),
             files: report.files,
             dirs: report.dirs,
             others: report.others,
@@ -232,7 +207,7 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
         out.line(format!(
             "restored snapshot {} to {}: {} files, {} dirs, {} other entries, {}",
             id.short(),
-            args.target.display(),
+            args.files.target.display(),
             report.files,
             report.dirs,
             report.others,
@@ -247,7 +222,7 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
              everything else is restored{}",
             id.short(),
             report.refused.len(),
-            args.target.display(),
+            args.files.target.display(),
             if report.damaged.is_empty() {
                 String::new()
             } else {

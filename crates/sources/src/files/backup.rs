@@ -15,6 +15,7 @@ use super::{FilesError, Result};
 use coffer_repository::{BlobKind, BlobWriter, ChainLink, Id, Node, NodeKind, Repository, Snapshot, Tree};
 use globset::{GlobSet, GlobSetBuilder};
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -22,23 +23,40 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// What to back up and how.
-#[derive(Clone, Debug, Default)]
+/// What to back up and how: the options of a files backup job, the same struct for the
+/// command line (clap, feature `clap`) and a policy file (serde: kebab-case keys, unknown
+/// keys refused). `expires` and `parent` are decided when the job runs, never configured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct BackupOptions {
-    /// Paths (made absolute).
+    /// Files and directories to back up (made absolute)
+    #[cfg_attr(feature = "clap", arg(required = true, value_name = "PATH"))]
     pub paths: Vec<PathBuf>,
-    /// Exclude patterns: with a `/`, matched against the absolute path; without, against
-    /// the file name (restic's rules).
+    /// Exclude entries matching this glob (with a `/`: the absolute path; without: the name,
+    /// restic's rules)
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long = "exclude", value_name = "GLOB"))]
     pub excludes: Vec<String>,
-    /// Do not descend into other filesystems.
+    /// Do not cross into other filesystems
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, short = 'x'))]
     pub one_file_system: bool,
-    /// Tags.
+    /// Tag the snapshot (repeatable)
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long = "tag", value_name = "TAG"))]
     pub tags: Vec<String>,
-    /// Host name recorded.
+    /// Host name to record [default: this machine's]
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "NAME", default_value = "", hide_default_value = true))]
     pub host: String,
-    /// When the snapshot expires.
+    /// When the snapshot expires (decided by the retention rules when the job runs).
+    #[serde(skip)]
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub expires: Option<Timestamp>,
     /// Parent snapshot for change detection (default: the newest with the same host and paths).
+    #[serde(skip)]
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub parent: Option<Id>,
 }
 
@@ -471,5 +489,30 @@ pub(super) fn open_noatime(path: &Path) -> std::io::Result<File> {
     match fs::OpenOptions::new().read(true).custom_flags(noatime).open(path) {
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => File::open(path),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod options_tests {
+    use super::*;
+
+    #[test]
+    fn backup_options_read_from_toml_and_refuse_unknown_keys() {
+        let doc = "paths = [\"/etc\", \"/home\"]\nexcludes = [\"*.tmp\"]\none-file-system = true\ntags = [\"nightly\"]\nhost = \"db1\"\n";
+        let o: BackupOptions = toml::from_str(doc).unwrap();
+        assert_eq!(o.paths, [PathBuf::from("/etc"), PathBuf::from("/home")]);
+        assert_eq!(
+            (o.excludes.as_slice(), o.one_file_system, o.tags.as_slice()),
+            (&["*.tmp".to_owned()][..], true, &["nightly".to_owned()][..])
+        );
+        assert_eq!(o.host, "db1");
+        assert!(o.expires.is_none() && o.parent.is_none(), "decided when the job runs");
+        let minimal: BackupOptions = toml::from_str("paths = [\"/srv\"]\n").unwrap();
+        assert!(minimal.excludes.is_empty() && !minimal.one_file_system && minimal.host.is_empty());
+        for bad in ["paths = [\"/a\"]\nexclude = [\"x\"]\n", "paths = [\"/a\"]\nexpires = \"2030-01-01T00:00:00Z\"\n"] {
+            let err = toml::from_str::<BackupOptions>(bad).unwrap_err().to_string();
+            let key = bad.lines().nth(1).unwrap().split(' ').next().unwrap();
+            assert!(err.contains(key), "{err}");
+        }
     }
 }

@@ -55,18 +55,26 @@ use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-/// What to restore and where.
-#[derive(Clone, Debug, Default)]
+/// What to restore and where: the options of a files restore job, the same struct for the
+/// command line (clap, feature `clap`) and a policy file (serde: kebab-case keys, unknown
+/// keys refused). `read_ahead` follows the store ([`read_ahead_for`]), never configured.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct RestoreOptions {
-    /// Target directory (created; must be empty if it exists).
+    /// Directory to restore into (created; must be empty if it exists)
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DIR"))]
     pub target: PathBuf,
-    /// Only paths matching one of these globs (against the absolute snapshot path), and
-    /// everything below a matching directory.
+    /// Restore only paths matching this glob (absolute snapshot paths), and all below
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "GLOB"))]
     pub include: Vec<String>,
     /// Bytes of packs fetched ahead of the workers, on top of the packs they use: worth it
     /// for a remote store, whose latency per request then overlaps with writing
     /// ([`REMOTE_READ_AHEAD`]); 0 for a local one, where it only costs memory and blobs are
     /// read by range instead of packs whole.
+    #[serde(skip)]
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub read_ahead: u64,
 }
 
@@ -821,6 +829,21 @@ fn write_piece(
         job.hole_at_end.store(hole_at_end, Ordering::Release);
     }
     Ok(pos - piece.offset)
+}
+
+#[cfg(test)]
+mod options_tests {
+    use super::*;
+
+    #[test]
+    fn restore_options_read_from_toml_and_refuse_unknown_keys() {
+        let o: RestoreOptions = toml::from_str("target = \"/srv/restore\"\ninclude = [\"/etc/**\"]\n").unwrap();
+        assert_eq!(o.target, PathBuf::from("/srv/restore"));
+        assert_eq!(o.include, ["/etc/**"]);
+        assert_eq!(o.read_ahead, 0, "decided by the store, not configured");
+        let err = toml::from_str::<RestoreOptions>("target = \"/x\"\nread-ahead = 5\n").unwrap_err().to_string();
+        assert!(err.contains("read-ahead"), "{err}");
+    }
 }
 
 #[cfg(test)]
