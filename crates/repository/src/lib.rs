@@ -38,6 +38,7 @@ pub use id::Id;
 pub use index::Index;
 pub use observe::{Cancel, Event, JobControl, Observer, Progress};
 pub use open::{KeySource, OpenRepoError, OpenedRepository, RepoRequest, open_repository};
+pub use options::{PruneOptions, VerifyOptions};
 pub use pack::BlobKind;
 pub use policy::KeepRules;
 pub use prune::{PruneReport, prune};

@@ -9,7 +9,77 @@
 //! ([`parse_duration`]), never as a bare number of seconds. (The repository's *stored*
 //! formats keep their own encodings; these helpers are for options only.)
 
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// The options of a `verify` job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct VerifyOptions {
+    /// Also read and authenticate every byte of every pack live snapshots need
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, conflicts_with = "read_data_subset"))]
+    pub read_data: bool,
+    /// Also read a random share of the packs, e.g. `10%`
+    #[serde(default, with = "opt_percent")]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PERCENT", value_parser = parse_percent))]
+    pub read_data_subset: Option<f64>,
+}
+
+impl VerifyOptions {
+    /// How much data to read ([`crate::ReadData`]): all of it wins over a share.
+    #[must_use]
+    pub fn read(&self) -> crate::ReadData {
+        match (self.read_data, self.read_data_subset) {
+            (true, _) => crate::ReadData::All,
+            (false, Some(f)) => crate::ReadData::Subset(f),
+            (false, None) => crate::ReadData::None,
+        }
+    }
+}
+
+/// Parses a share such as `10%` (or `10`) into a fraction between 0 and 1.
+///
+/// # Errors
+/// A message naming the value when it is not a percentage between 0% and 100%.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 =
+        s.trim().trim_end_matches('%').parse().map_err(|_| format!("invalid percentage {s:?}; expected e.g. 10%"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("percentage {s:?} is not between 0% and 100%"));
+    }
+    Ok(v / 100.0)
+}
+
+/// A share as `"10%"` in a policy file.
+mod opt_percent {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    #[allow(clippy::ref_option, reason = "serde's `with` passes a reference to the field")]
+    pub fn serialize<S: Serializer>(f: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match f {
+            Some(f) => s.serialize_str(&format!("{}%", f * 100.0)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| super::parse_percent(&t).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+/// The options of a `prune` job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct PruneOptions {
+    /// Show what would be removed, remove nothing
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, short = 'n'))]
+    pub dry_run: bool,
+}
 
 /// Parses a positive duration such as `90d`, `12h`, `30s` or `1h 30m` (humantime's syntax).
 ///
@@ -103,5 +173,31 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(90 * 86_400)), "90d");
         assert!(parse_duration("0s").unwrap_err().contains("zero"));
         assert!(parse_duration("ninety days").is_err());
+    }
+
+    #[test]
+    fn verify_options_read_from_toml_and_refuse_unknown_keys() {
+        let o: VerifyOptions = toml::from_str("read-data-subset = \"10%\"\n").unwrap();
+        assert!(matches!(o.read(), crate::ReadData::Subset(f) if (f - 0.1).abs() < 1e-9));
+        let all: VerifyOptions = toml::from_str("read-data = true\nread-data-subset = \"5%\"\n").unwrap();
+        assert!(matches!(all.read(), crate::ReadData::All));
+        let none: VerifyOptions = toml::from_str("").unwrap();
+        assert!(matches!(none.read(), crate::ReadData::None));
+        let back: VerifyOptions = toml::from_str(&toml::to_string(&o).unwrap()).unwrap();
+        assert_eq!(back, o);
+        assert!(
+            toml::from_str::<VerifyOptions>("read-data-subset = \"150%\"\n").unwrap_err().to_string().contains("150%")
+        );
+        let err = toml::from_str::<VerifyOptions>("read-everything = true\n").unwrap_err().to_string();
+        assert!(err.contains("read-everything"), "{err}");
+    }
+
+    #[test]
+    fn prune_options_read_from_toml_and_refuse_unknown_keys() {
+        let o: PruneOptions = toml::from_str("dry-run = true\n").unwrap();
+        assert!(o.dry_run);
+        assert!(!toml::from_str::<PruneOptions>("").unwrap().dry_run);
+        let err = toml::from_str::<PruneOptions>("dryrun = true\n").unwrap_err().to_string();
+        assert!(err.contains("dryrun"), "{err}");
     }
 }

@@ -7,37 +7,20 @@ use crate::output::Output;
 use crate::views;
 use anyhow::Result;
 use clap::Args;
-use coffer_repository::{ReadData, prune, verify};
+use coffer_repository::{PruneOptions, VerifyOptions, prune, verify};
 use coffer_store::{Clock, Role};
 
-/// `coffer verify`.
+/// `coffer verify`: the library's options, flattened.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Also read and authenticate every byte of every pack live snapshots need
-    #[arg(long, conflicts_with = "read_data_subset")]
-    pub read_data: bool,
-    /// Also read a random share of the packs, e.g. `10%`
-    #[arg(long, value_name = "PERCENT", value_parser = percent)]
-    pub read_data_subset: Option<f64>,
-}
-
-fn percent(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim_end_matches('%').parse().map_err(|_| format!("invalid percentage {s:?}; expected e.g. 10%"))?;
-    if !(0.0..=100.0).contains(&v) {
-        return Err(format!("percentage {s:?} is not between 0% and 100%"));
-    }
-    Ok(v / 100.0)
+    #[command(flatten)]
+    pub opts: VerifyOptions,
 }
 
 /// Runs `coffer verify`; exit code 8 when a sign of tampering is found, else 6 when a problem is.
 pub fn run_verify(global: &Global, r: &RepoOpts, args: &VerifyArgs) -> Result<()> {
     let repo = open_repo(global, r, Role::Reader)?;
-    let read = match (args.read_data, args.read_data_subset) {
-        (true, _) => ReadData::All,
-        (false, Some(f)) => ReadData::Subset(f),
-        (false, None) => ReadData::None,
-    };
-    let mut rep = verify(&repo, read)?;
+    let mut rep = verify(&repo, args.opts.read())?;
     attribute(r, &mut rep.findings);
     let mut out = Output::new(global.json);
     if out.json() {
@@ -127,19 +110,18 @@ fn finding_line(f: &coffer_repository::Finding) -> String {
     line + ": " + &f.message
 }
 
-/// `coffer prune`.
+/// `coffer prune`: the library's options, flattened.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Show what would be removed, remove nothing
-    #[arg(long, short = 'n')]
-    pub dry_run: bool,
+    #[command(flatten)]
+    pub opts: PruneOptions,
 }
 
 /// Runs `coffer prune` as the pruner: no password needed, no data read.
 pub fn run_prune(global: &Global, _r: &RepoOpts, args: &PruneArgs) -> Result<()> {
     let (store, location, _) = store_as(global, Role::Pruner, coffer_store::CreateVault::Never)?;
     let now = Clock::from_env().now();
-    let rep = prune(store.as_ref(), "", now, args.dry_run)?;
+    let rep = prune(store.as_ref(), "", now, args.opts.dry_run)?;
     for s in &rep.skipped {
         eprintln!("coffer: warning: kept {s}");
     }
@@ -149,7 +131,7 @@ pub fn run_prune(global: &Global, _r: &RepoOpts, args: &PruneArgs) -> Result<()>
     } else {
         out.line(format!(
             "{}{} versions ({} snapshots, {} packs, {}) whose retention ended from {location}; {} delete markers; {} versions still locked",
-            if args.dry_run { "would remove " } else { "removed " },
+            if args.opts.dry_run { "would remove " } else { "removed " },
             rep.versions_removed,
             rep.snapshots_removed,
             rep.packs_removed,
