@@ -114,12 +114,24 @@ impl State {
         self.total.is_some_and(|(t, _)| t.bytes > 0) || (self.total.is_none() && self.done.bytes > 0)
     }
 
+    /// What the phase's items are, for the message.
+    fn unit(&self) -> &'static str {
+        match self.phase {
+            "backup" | "restore" | "scan" => "files",
+            "prune" => "versions",
+            "check" | "verify" | "read" => "objects",
+            "wal" => "segments",
+            _ => "items",
+        }
+    }
+
     fn message(&self) -> String {
+        let unit = self.unit();
         let mut m = match self.total {
             Some((t, complete)) if t.items > 0 => {
-                format!("{}/{}{} items", self.done.items, t.items, if complete { "" } else { "+" })
+                format!("{}/{}{} {unit}", self.done.items, t.items, if complete { "" } else { "+" })
             }
-            _ => format!("{} items", self.done.items),
+            _ => format!("{} {unit}", self.done.items),
         };
         if self.warnings > 0 {
             m += &format!(", {} warnings", self.warnings);
