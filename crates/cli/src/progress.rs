@@ -55,9 +55,10 @@ pub fn for_terminal(json: bool) -> Job {
     if json || !std::io::stderr().is_terminal() {
         return Job { ctl: JobControl { observer: Arc::new(coffer_repository::observe::Ignore), cancel }, bar: None };
     }
-    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    // Drawn from the job's first phase on: the command may create its job before it opens
+    // the repository (so that a signal during the password's derivation cancels too).
+    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
     pb.set_style(spinner());
-    pb.enable_steady_tick(Duration::from_millis(200));
     let bar = Arc::new(Bar { pb, state: Mutex::new(State::default()) });
     Job { ctl: JobControl { observer: bar.clone(), cancel }, bar: Some(bar) }
 }
@@ -101,10 +102,12 @@ struct Bar {
 /// What the current phase has shown so far.
 #[derive(Default)]
 struct State {
+    /// Empty until the first phase (nothing drawn before).
     phase: &'static str,
     done: Progress,
     /// The total as far as known, and whether it is complete.
     total: Option<(Progress, bool)>,
+    /// Warnings of the whole job.
     warnings: u64,
 }
 
@@ -157,7 +160,11 @@ impl Observer for Bar {
         let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match event {
             Event::Phase { name } => {
-                *s = State { phase: name, ..State::default() };
+                if s.phase.is_empty() {
+                    self.pb.set_draw_target(ProgressDrawTarget::stderr());
+                    self.pb.enable_steady_tick(Duration::from_millis(200));
+                }
+                *s = State { phase: name, warnings: s.warnings, ..State::default() };
                 self.pb.set_style(spinner());
                 self.pb.set_prefix(*name);
                 self.pb.unset_length();
@@ -186,8 +193,5 @@ impl Observer for Bar {
             _ => {}
         }
         self.pb.set_message(s.message());
-        if s.phase.is_empty() {
-            self.pb.set_prefix("working");
-        }
     }
 }

@@ -63,6 +63,8 @@ impl std::error::Error for Incomplete {}
 
 /// Runs `coffer backup`.
 pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
+    // First: a signal from here on cancels the backup (it checks before its first entry).
+    let job = crate::progress::for_terminal(global.json);
     let mut excludes = args.exclude.clone();
     for f in &args.exclude_file {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read exclude file {}", f.display()))?;
@@ -88,7 +90,6 @@ pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
         expires: Some(expires),
         parent: None,
     };
-    let job = crate::progress::for_terminal(global.json);
     let report = crate::error::on_cancel(files::backup(&repo, &opts, &job), || {
         "backup stopped on request; no snapshot was written (the next backup reuses the data it stored)".into()
     })?;
@@ -173,6 +174,7 @@ pub struct RestoreArgs {
 
 /// Runs `coffer restore`.
 pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> {
+    let job = crate::progress::for_terminal(global.json);
     let repo = open_repo(global, r, Role::Reader)?;
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
     let opts = RestoreOptions {
@@ -182,7 +184,6 @@ pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> 
         // reads are fast enough that the memory is better saved.
         read_ahead: if crate::s3::is_s3(repo.location()) { files::REMOTE_READ_AHEAD } else { 0 },
     };
-    let job = crate::progress::for_terminal(global.json);
     let report = crate::error::on_cancel(files::restore(&repo, &snap, &opts, &job), || {
         format!("restore stopped on request; {} holds a partial restore: remove it", args.target.display())
     })?;

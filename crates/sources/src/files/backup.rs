@@ -104,6 +104,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, ctl: &JobControl) -> Resu
     if opts.paths.is_empty() {
         return Err(FilesError::Invalid("nothing to back up: give at least one path".into()));
     }
+    ctl.check()?;
     let mut paths = Vec::new();
     for p in &opts.paths {
         let abs =

@@ -315,6 +315,7 @@ const TOTAL_EVERY: u64 = 1000;
 /// [`RepoError::Cancelled`](coffer_repository::RepoError::Cancelled) once `ctl` is cancelled
 /// (what was written stays).
 pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, ctl: &JobControl) -> Result<RestoreReport> {
+    ctl.check()?;
     let target = &opts.target;
     if let Ok(mut rd) = fs::read_dir(target) {
         if rd.next().is_some() {
