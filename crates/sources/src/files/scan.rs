@@ -10,9 +10,15 @@
 //!
 //! Memory stays bounded by the tree's shape, not its size: the walk is depth first and holds
 //! only the directories still to visit (their paths), never the entries of a visited one.
+//!
+//! It changes nothing it looks at: directories are listed with `O_NOATIME` (files are only
+//! `lstat`ed), since the backup records each entry's access time after the scan has passed.
+//! Where that is not allowed (a directory of another user, without `CAP_FOWNER`), the
+//! directory is not counted and the total stays incomplete.
 
 use coffer_repository::{Event, JobControl, Progress};
 use globset::GlobSet;
+use rustix::fs::{AtFlags, FileType};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -55,23 +61,40 @@ pub(super) fn scan(scope: &Scope<'_>, ctl: &JobControl, stop: &AtomicBool) -> Op
             pending.push((p.clone(), md.dev()));
         }
     }
+    // Whether a directory could not be read without changing its access time: then the
+    // total is left incomplete (the backup reports the final one).
+    let mut skipped = false;
     while let Some((dir, dev)) = pending.pop() {
         if stopped() {
             return None;
         }
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-        for entry in rd.flatten() {
-            let path = entry.path();
-            if excluded(scope, &path, entry.file_name().as_bytes()) {
+        let Ok(fd) = open_dir_noatime(&dir) else {
+            skipped = true;
+            continue;
+        };
+        // `Dir::new` reads through this very open directory (`read_from` would reopen it
+        // without `O_NOATIME`); a duplicate of the descriptor serves the `fstatat`s.
+        let Ok(at) = rustix::io::dup(&fd) else { continue };
+        let Ok(mut entries) = rustix::fs::Dir::new(fd) else { continue };
+        let fd = at;
+        while let Some(Ok(entry)) = entries.read() {
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
                 continue;
             }
-            // `DirEntry::metadata` does not follow a symlink, as the backup's `lstat`.
-            let Ok(md) = entry.metadata() else { continue };
-            if md.is_file() {
-                total.items += 1;
-                total.bytes += md.len();
-            } else if md.is_dir() && !(scope.one_fs && md.dev() != dev) {
-                pending.push((path, dev));
+            let path = dir.join(std::ffi::OsStr::from_bytes(name));
+            if excluded(scope, &path, name) {
+                continue;
+            }
+            // Not following a symlink, as the backup's `lstat`.
+            let Ok(st) = rustix::fs::statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) else { continue };
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => {
+                    total.items += 1;
+                    total.bytes += u64::try_from(st.st_size).unwrap_or(0);
+                }
+                FileType::Directory if !(scope.one_fs && st.st_dev != dev) => pending.push((path, dev)),
+                _ => {}
             }
         }
         if total.items >= next_report {
@@ -79,11 +102,22 @@ pub(super) fn scan(scope: &Scope<'_>, ctl: &JobControl, stop: &AtomicBool) -> Op
             ctl.emit(&Event::Total { total, complete: false });
         }
     }
-    if stopped() {
+    if stopped() || skipped {
         return None;
     }
     ctl.emit(&Event::Total { total, complete: true });
     Some(total)
+}
+
+/// Opens a directory to list it without updating its access time: the scan runs ahead of
+/// the backup, which records each directory's metadata before it reads it, so a plain read
+/// here would change the access times the backup records (and, on a `relatime` mount, the
+/// tree itself). `O_NOATIME` needs the directory's owner or `CAP_FOWNER`; without it the
+/// directory is not listed (an error).
+fn open_dir_noatime(dir: &Path) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME;
+    rustix::fs::openat(rustix::fs::CWD, dir, flags, Mode::empty())
 }
 
 fn excluded(scope: &Scope<'_>, path: &Path, name: &[u8]) -> bool {
