@@ -62,6 +62,7 @@ impl std::fmt::Display for PackKey<'_> {
     }
 }
 
+/// The first object version of `versions` other than `skip` whose content hashes to `id`,
 /// newest first, and its version id; `None` if there is none. Versions that cannot be read
 /// are passed over.
 ///
