@@ -173,12 +173,6 @@ fn to_signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
 }
 
-fn rand32() -> [u8; 32] {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("the operating system's random source failed");
-    b
-}
-
 /// `90d`, `12h`, `30s` style.
 #[must_use]
 pub fn humanize(d: Duration) -> String {

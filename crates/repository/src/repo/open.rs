@@ -52,7 +52,7 @@ impl Repository {
         let now = clock.now();
         let config = Config {
             version: pack::FORMAT_VERSION,
-            id: Id(rand32()),
+            id: Id(crate::crypto::random()),
             created: now,
             chunker: ChunkerParams::default(),
             pack_size: 16 * 1024 * 1024,
