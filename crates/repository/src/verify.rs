@@ -624,8 +624,7 @@ fn name_affected(
 }
 
 fn random_unit() -> f64 {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("the operating system's random source failed");
+    let b: [u8; 8] = crate::crypto::random();
     #[allow(clippy::cast_precision_loss, reason = "a uniform fraction needs only 53 bits")]
     let x = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
     x
