@@ -40,7 +40,7 @@ pub use repo::{
     BlobReader, BlobWriter, ChunkerParams, Config, InitOptions, Repository, RetentionPolicy, SharedReader, humanize,
 };
 pub use retention::KeepRules;
-pub use snapshot::{ChainLink, Snapshot, Summary};
+pub use snapshot::{ChainLink, NewSnapshot, Snapshot, Summary};
 pub use tree::{Node, NodeKind, Tree, Xattr};
 pub use verify::{Finding, FindingKind, ReadData, VerifyReport, verify};
 pub use wal::WalPut;

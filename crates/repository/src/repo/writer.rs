@@ -2,9 +2,13 @@
 //! extends (or repacks) reused packs, checkpoints the index, and commits the snapshot last.
 //!
 //! Invariant guarded here: the snapshot is written only after every object it references
-//! is durable and locked at least until the snapshot's lock date.
+//! is durable and locked at least until the snapshot's lock date. And the writer, not the
+//! source, places the snapshot in the hash chain ([`BlobWriter::commit`]): it names the
+//! newest snapshot of the repository as listed by this writer, so history cannot silently
+//! lose a link because a source forgot to write it.
 
 use super::*;
+use crate::snapshot::{ChainLink, NewSnapshot};
 
 /// A reused pack locked at least this much longer is settled at the end of the backup.
 const DEFER_WINDOW: SignedDuration = SignedDuration::from_hours(1);
@@ -47,6 +51,8 @@ impl Repository {
             repo: self,
             index,
             recovered,
+            expires,
+            history: None,
             until: self.lock_until(expires),
             target: target.clone(),
             pipeline: Some(Pipeline::start(target)),
@@ -60,13 +66,18 @@ impl Repository {
 }
 
 /// Writes blobs into packs, deduplicating against the index and extending the locks of
-/// packs it reuses. Call [`BlobWriter::finish`] and then [`BlobWriter::commit_snapshot`].
+/// packs it reuses, and commits the snapshot that needs them ([`BlobWriter::commit`]).
 pub struct BlobWriter<'r> {
     repo: &'r Repository,
     index: Index,
     /// Unindexed packs found at the start (see [`Repository::recover_unindexed`]), stated
     /// in this backup's index.
     recovered: Vec<IndexPack>,
+    /// When the snapshot expires.
+    expires: Timestamp,
+    /// Every snapshot the repository holds, oldest first, listed once (at the first
+    /// [`BlobWriter::history`], or at commit): the chain link is its newest.
+    history: Option<Vec<(Id, Snapshot)>>,
     until: Timestamp,
     target: Target,
     pipeline: Option<Pipeline>,
@@ -239,12 +250,87 @@ impl BlobWriter<'_> {
         self.repo.extend_meta_to(self.until)
     }
 
-    /// Writes the snapshot — last, after [`BlobWriter::finish`]. Returns its id.
+    /// When the snapshot this writer commits expires.
+    #[must_use]
+    pub fn expires(&self) -> Timestamp {
+        self.expires
+    }
+
+    /// Every snapshot of the repository (live, and expired but still stored), oldest first,
+    /// as listed the first time this is called: a source chooses its parent from it (see
+    /// [`BlobWriter::parent_for`]), and the snapshot this writer commits links to its newest.
+    /// Listing once serves both (on S3 a listing is a request per 1000 snapshots).
+    ///
+    /// # Errors
+    /// Store errors listing or reading snapshots.
+    pub fn history(&mut self) -> Result<&[(Id, Snapshot)]> {
+        if self.history.is_none() {
+            self.history = Some(self.repo.all_snapshots()?);
+        }
+        Ok(self.history.as_deref().unwrap_or_default())
+    }
+
+    /// The snapshot a new one of `kind` for `host` and `paths` compares against: the newest
+    /// live one of the same kind, host and paths in [`BlobWriter::history`].
+    ///
+    /// # Errors
+    /// As [`BlobWriter::history`].
+    pub fn parent_for(&mut self, kind: &str, host: &str, paths: &[String]) -> Result<Option<(Id, Snapshot)>> {
+        let now = self.repo.clock.now();
+        Ok(self
+            .history()?
+            .iter()
+            .rev()
+            .filter(|(_, s)| s.expires > now)
+            .find(|(_, s)| s.kind == kind && s.host == host && s.paths == paths)
+            .cloned())
+    }
+
+    /// Commits the snapshot `new` describes — last: waits until every blob is stored,
+    /// writes the index and extends the locks it needs ([`BlobWriter::finish`]), then
+    /// writes the snapshot, linked to the newest snapshot of [`BlobWriter::history`] (listed
+    /// now if it was not yet), with this writer's expiry, lock date and counts. Returns its
+    /// id.
     ///
     /// # Errors
     /// Store errors.
-    pub fn commit_snapshot(mut self, mut snap: Snapshot) -> Result<Id> {
+    pub fn commit(self, new: NewSnapshot) -> Result<Id> {
+        let NewSnapshot { kind, time, host, paths, tags, tree, parent } = new;
+        let snap = Snapshot {
+            kind,
+            time,
+            expires: self.expires,
+            retain_until: self.until,
+            host,
+            paths,
+            tags,
+            tree,
+            parent,
+            previous: None,
+            summary: Summary::default(),
+            program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
+        };
+        self.write_snapshot(snap)
+    }
+
+    /// The old way, kept callable for one more merge while the PostgreSQL base backup moves
+    /// into `coffer_sources::postgres`: use [`BlobWriter::commit`]. Whatever `snap` says,
+    /// its place in the chain, lock date and counts are this writer's (as with `commit`).
+    ///
+    /// # Errors
+    /// Store errors.
+    #[doc(hidden)]
+    pub fn commit_snapshot(self, snap: Snapshot) -> Result<Id> {
+        self.write_snapshot(snap)
+    }
+
+    /// Finishes, fills in what the repository owns (the chain link, the lock date, the
+    /// counts) and writes the snapshot.
+    fn write_snapshot(mut self, mut snap: Snapshot) -> Result<Id> {
         self.finish()?;
+        self.history()?;
+        snap.previous =
+            self.history.as_deref().and_then(<[_]>::last).map(|(id, s)| ChainLink { id: *id, expires: s.expires });
         snap.retain_until = self.until;
         snap.summary = self.summary.clone();
         let bytes = pack::seal_object(&self.repo.key, ObjectKind::Snapshot, &snap);
@@ -259,6 +345,91 @@ mod tests {
     use super::super::reader::tests::blob;
     use super::*;
     use coffer_store::{LocalVault, Role, VaultOptions};
+
+    /// Commits `tag` through the builder, the only way a source has.
+    fn commit(repo: &Repository, expires: Timestamp, tag: &str) -> Id {
+        let mut w = repo.writer(expires).unwrap();
+        let tree = w.add(BlobKind::Tree, &Tree { nodes: vec![] }.to_bytes()).unwrap();
+        let new = NewSnapshot {
+            kind: "test".into(),
+            time: repo.clock.now(),
+            host: "h".into(),
+            paths: vec!["/p".into()],
+            tags: vec![tag.into()],
+            tree,
+            parent: None,
+        };
+        w.commit(new).unwrap()
+    }
+
+    /// The builder links each snapshot to the newest one before it, and no call of the
+    /// library writes a second root: the old entry point fills the link in whatever it is
+    /// given, and a writer listing history before another commits links to what it listed.
+    #[test]
+    fn a_committed_snapshot_links_to_its_predecessor_and_no_call_writes_a_second_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+        let repo = Repository::init(store, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        let expires = clock.now() + SignedDuration::from_hours(24);
+
+        let first = commit(&repo, expires, "first");
+        let s1 = repo.read_snapshot(&first).unwrap();
+        assert_eq!(s1.previous, None, "the first snapshot is the root");
+        assert_eq!((s1.expires, s1.retain_until), (expires, repo.lock_until(expires)));
+        assert_eq!(s1.program, format!("coffer {}", env!("CARGO_PKG_VERSION")));
+
+        clock.advance(std::time::Duration::from_secs(60));
+        let second = commit(&repo, expires, "second");
+        let s2 = repo.read_snapshot(&second).unwrap();
+        assert_eq!(s2.previous, Some(ChainLink { id: first, expires }), "linked to its predecessor");
+
+        // A source's parent is the newest live snapshot of its kind, host and paths.
+        let mut w = repo.writer(expires).unwrap();
+        let paths = vec!["/p".to_owned()];
+        assert_eq!(w.parent_for("test", "h", &paths).unwrap().map(|(id, _)| id), Some(second));
+        assert_eq!(w.parent_for("test", "other", &paths).unwrap(), None);
+        drop(w);
+
+        // Through the old entry point, a snapshot claiming to be a root still links.
+        clock.advance(std::time::Duration::from_secs(60));
+        let w = repo.writer(expires).unwrap();
+        let mut forged = s2.clone();
+        forged.time = clock.now();
+        forged.previous = None;
+        forged.tags = vec!["claims to be a root".into()];
+        let third = w.commit_snapshot(forged).unwrap();
+        assert_eq!(repo.read_snapshot(&third).unwrap().previous, Some(ChainLink { id: second, expires }));
+
+        // Two writers at once: history is listed when first asked for (here, at the start),
+        // and each links to the newest it saw; neither is a root.
+        clock.advance(std::time::Duration::from_secs(60));
+        let mut a = repo.writer(expires).unwrap();
+        a.history().unwrap();
+        let fourth = commit(&repo, expires, "fourth");
+        let tree = a.add(BlobKind::Tree, &Tree { nodes: vec![] }.to_bytes()).unwrap();
+        let fifth = a
+            .commit(NewSnapshot {
+                kind: "test".into(),
+                time: clock.now(),
+                host: "h".into(),
+                paths: vec![],
+                tags: vec![],
+                tree,
+                parent: None,
+            })
+            .unwrap();
+        assert_eq!(repo.read_snapshot(&fourth).unwrap().previous.map(|l| l.id), Some(third));
+        assert_eq!(repo.read_snapshot(&fifth).unwrap().previous.map(|l| l.id), Some(third));
+        let roots = repo.all_snapshots().unwrap().into_iter().filter(|(_, s)| s.previous.is_none()).count();
+        assert_eq!(roots, 1, "one root");
+    }
 
     /// A backup writes tree blobs and data blobs into separate packs.
     #[test]

@@ -1,8 +1,8 @@
 //! `backup`: walk paths, store what changed, write a locked snapshot.
 //!
 //! Invariants guarded:
-//! - The snapshot is written last ([`coffer_repository::BlobWriter::commit_snapshot`]),
-//!   after every pack, index, and lock extension it needs.
+//! - The snapshot is written last ([`coffer_repository::BlobWriter::commit`], which also
+//!   links it into the hash chain), after every pack, index, and lock extension it needs.
 //! - A file unchanged since the parent snapshot (same size, mtime, ctime, inode) is not
 //!   read again, but its chunks' locks are still extended to cover the new snapshot; a
 //!   chunk whose pack has been pruned makes the file be read again.
@@ -23,7 +23,7 @@ use super::meta::{self, Names};
 use super::prefetch;
 use super::{FilesError, Result};
 use coffer_repository::{
-    BlobKind, BlobWriter, ChainLink, Event, Id, JobControl, Node, NodeKind, Progress, Repository, Snapshot, Tree,
+    BlobKind, BlobWriter, Event, Id, JobControl, NewSnapshot, Node, NodeKind, Progress, Repository, Snapshot, Tree,
 };
 use globset::{GlobSet, GlobSetBuilder};
 use jiff::Timestamp;
@@ -121,27 +121,20 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, ctl: &JobControl) -> Resu
         now + jiff::SignedDuration::try_from(repo.config().retention.default_retain)
             .unwrap_or(jiff::SignedDuration::ZERO)
     });
-    // One listing for both: the parent is the newest live snapshot of these paths, the
-    // chain link the newest of all (each listing is a request per 1000 snapshots on S3).
-    let all = repo.all_snapshots()?;
+    let mut w = repo.writer(expires)?;
+    // The writer's one listing serves both: the parent is the newest live snapshot of these
+    // paths; the chain link, which the writer writes, the newest of all.
     let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let parent = match opts.parent {
-        Some(id) => Some(id),
-        None => all
-            .iter()
-            .rev()
-            .filter(|(_, s)| s.expires > now)
-            .find(|(_, s)| s.kind == "files" && s.host == opts.host && s.paths == path_strings)
-            .map(|(id, _)| *id),
-    };
-    let previous = all.last().map(|(id, s)| ChainLink { id: *id, expires: s.expires });
-    let parent_tree = match parent {
-        Some(id) => Some(repo.read_snapshot(&id)?.tree),
-        None => None,
+    let (parent, parent_tree) = match opts.parent {
+        Some(id) => (Some(id), Some(repo.read_snapshot(&id)?.tree)),
+        None => match w.parent_for("files", &opts.host, &path_strings)? {
+            Some((id, s)) => (Some(id), Some(s.tree)),
+            None => (None, None),
+        },
     };
 
     let mut walker = Walker {
-        w: repo.writer(expires)?,
+        w,
         prefetch: super::prefetch::Prefetch::start(),
         chunker: coffer_repository::chunker::Chunker::new(repo.config().chunker),
         excludes,
@@ -205,21 +198,15 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, ctl: &JobControl) -> Resu
         let s = w.summary_mut();
         ctl.emit(&Event::Total { total: Progress::new(s.files, s.bytes), complete: true });
     }
-    let snap = Snapshot {
+    let id = w.commit(NewSnapshot {
         kind: "files".into(),
         time: now,
-        expires,
-        retain_until: w.retain_until(),
         host: opts.host.clone(),
         paths: path_strings,
         tags: opts.tags.clone(),
         tree,
         parent,
-        previous,
-        summary: w.summary_mut().clone(),
-        program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
-    };
-    let id = w.commit_snapshot(snap)?;
+    })?;
     ctl.emit(&Event::Snapshot { id });
     let info = repo.read_snapshot(&id)?;
     Ok(BackupReport { snapshot: id, info, warnings })
