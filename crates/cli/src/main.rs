@@ -11,6 +11,7 @@
 //!   config, audit-log.
 //! - [`output`] — text and `--json` output (every command has both).
 //! - [`views`] — the `--json` documents, one typed view each (snake_case keys).
+//! - [`progress`] — progress bars for library jobs, and SIGINT/SIGTERM as their cancellation.
 //! - [`parse`] — durations and times on the command line.
 //! - [`error`] — exit codes and the one-line error report.
 //!
@@ -32,6 +33,7 @@ mod parse;
 // until it moves into the libraries and returns errors instead.
 #[allow(clippy::disallowed_methods, reason = "pg.rs calls std::process::exit until it moves to the libraries")]
 mod pg;
+mod progress;
 mod repo;
 mod s3;
 mod vault;
