@@ -43,7 +43,7 @@ pub use prune::{PruneReport, prune};
 pub use repo::{
     BlobReader, BlobWriter, ChunkerParams, Config, InitOptions, Repository, RetentionPolicy, SharedReader, humanize,
 };
-pub use retention::KeepRules;
+pub use retention::{KeepRules, Series};
 pub use snapshot::{ChainLink, NewSnapshot, Snapshot, Summary};
 pub use tree::{Node, NodeKind, Tree, Xattr};
 pub use verify::{Finding, FindingKind, ReadData, VerifyReport, verify};

@@ -6,13 +6,11 @@ use crate::output::Output;
 use crate::views;
 use anyhow::{Context as _, Result};
 use clap::Args;
-use coffer_repository::{KeepRules, Repository};
 use coffer_sources::files::{self, BackupOptions, RestoreOptions};
 use coffer_store::Role;
 use std::path::PathBuf;
-use std::time::Duration;
 
-/// `coffer backup PATH…`: the files source's own options, flattened, and the retention rules.
+/// `coffer backup PATH…`: the files source's own options (with the retention rules), flattened.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     #[command(flatten)]
@@ -20,21 +18,6 @@ pub struct BackupArgs {
     /// Read exclude globs from this file, one per line (`#` starts a comment)
     #[arg(long, value_name = "FILE")]
     pub exclude_file: Vec<PathBuf>,
-    /// Keep the snapshot at least this long [default: the repository's default]
-    #[arg(long, value_parser = crate::parse::duration, value_name = "DURATION")]
-    pub retain: Option<Duration>,
-    /// Keep every snapshot at least this long
-    #[arg(long, value_parser = crate::parse::duration, value_name = "DURATION")]
-    pub keep_within: Option<Duration>,
-    /// Keep the first snapshot of each day for N days
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub keep_daily: u32,
-    /// Keep the first snapshot of each week for N weeks
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub keep_weekly: u32,
-    /// Keep the first snapshot of each month for N months
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub keep_monthly: u32,
 }
 
 /// A backup that wrote its snapshot but could not read everything (exit code 7).
@@ -63,14 +46,6 @@ pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
     if opts.host.is_empty() {
         opts.host = host();
     }
-    let rules = KeepRules {
-        retain: args.retain,
-        within: args.keep_within,
-        daily: args.keep_daily,
-        weekly: args.keep_weekly,
-        monthly: args.keep_monthly,
-    };
-    opts.expires = Some(expiry(&repo, &rules, &opts.host, &opts.paths)?);
     let report = crate::error::on_cancel(files::backup(&repo, &opts, &job), || {
         "backup stopped on request; no snapshot was written (the next backup reuses the data it stored)".into()
     })?;
@@ -117,14 +92,6 @@ pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
         .into());
     }
     Ok(())
-}
-
-fn expiry(repo: &Repository, rules: &KeepRules, host: &str, paths: &[PathBuf]) -> Result<jiff::Timestamp> {
-    let abs: Vec<String> =
-        paths.iter().filter_map(|p| std::path::absolute(p).ok()).map(|p| p.display().to_string()).collect();
-    let snaps = repo.snapshots()?;
-    let series: Vec<_> = snaps.iter().map(|(_, s)| s).filter(|s| s.host == host && s.paths == abs).collect();
-    Ok(rules.expiry(repo.clock().now(), &series, &repo.config().retention)?)
 }
 
 /// `1.5 GiB` style.

@@ -32,8 +32,7 @@ use crate::open::{self, Family};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use coffer_repository::{
-    InitOptions, KdfParams, KeySource, OpenRepoError, OpenedRepository, RepoError, RepoRequest, Repository,
-    RetentionPolicy, open_repository,
+    InitOptions, KeySource, OpenRepoError, OpenedRepository, RepoError, RepoRequest, Repository, open_repository,
 };
 use coffer_store::{Clock, CreateVault, ObjectStore, Role, StoreLocation};
 use std::io::IsTerminal as _;
@@ -173,43 +172,28 @@ fn opened(is_default: bool, res: std::result::Result<OpenedRepository, OpenRepoE
     }
 }
 
-/// `coffer init`.
+/// `coffer init`: the library's options (the retention flags), flattened.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Default snapshot lifetime when a backup names none
-    #[arg(long, value_parser = crate::parse::duration, value_name = "DURATION", default_value = "30d")]
-    pub default_retain: std::time::Duration,
-    /// Ceiling: no snapshot is kept longer (the policy's 90 days after deletion, less the lock margin and rounding)
-    #[arg(long, value_parser = crate::parse::duration, value_name = "DURATION", default_value = "88d")]
-    pub max_retain: std::time::Duration,
-    /// Lock mode of every object
-    #[arg(long, default_value = "compliance", value_name = "MODE")]
-    pub mode: coffer_store::RetentionMode,
+    #[command(flatten)]
+    pub opts: InitOptions,
 }
 
 /// Runs `coffer init`.
 pub fn init(global: &Global, r: &RepoOpts, args: &InitArgs) -> Result<()> {
     read_only_as_of(r, Role::Writer)?;
     // Refused before a vault is created for it (the library checks again).
-    if args.default_retain > args.max_retain {
+    let retention = &args.opts.retention;
+    if retention.default_retain > retention.max_retain {
         bail!(
             "default retention ({}) exceeds the maximum retention ({})",
-            coffer_repository::humanize(args.default_retain),
-            coffer_repository::humanize(args.max_retain)
+            coffer_repository::humanize(retention.default_retain),
+            coffer_repository::humanize(retention.max_retain)
         );
     }
     let (store, location, _) = store_as(global, Role::Writer, CreateVault::Always)?;
     let pw = password_bytes(key_source(r, true)?)?;
-    let opts = InitOptions {
-        retention: RetentionPolicy {
-            mode: args.mode,
-            default_retain: args.default_retain,
-            max_retain: args.max_retain,
-            ..RetentionPolicy::default()
-        },
-        kdf: KdfParams::default(),
-        host: host(),
-    };
+    let opts = InitOptions { host: host(), ..args.opts.clone() };
     let repo = Repository::init(store, &location, "", &pw, &opts, Clock::from_env())?;
     let mut out = crate::output::Output::new(global.json);
     if out.json() {

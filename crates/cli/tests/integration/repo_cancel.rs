@@ -96,7 +96,7 @@ fn sigterm_cancels_a_backup_that_commits_nothing_and_a_restore_that_says_so() {
 
     // The next backup completes and stores only what the cancelled one had not.
     let doc = repo.backup(&[&src], &[]);
-    let added = doc["summary"]["bytes-added"].as_u64().unwrap();
+    let added = doc["summary"]["bytes_added"].as_u64().unwrap();
     assert!(added < total, "the cancelled backup's data is reused: {added} of {total} bytes added");
     assert_eq!(repo.snapshots_at(0).len(), 1);
     repo.verify_at(0, false);

@@ -27,21 +27,36 @@ impl Default for ChunkerParams {
     }
 }
 
-/// Retention policy of a repository.
+/// Retention policy of a repository. Its serde form is the stored `config`'s (seconds);
+/// as init options it is read through [`InitOptions`]' own form (human durations).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct RetentionPolicy {
     /// Lock mode for every object (compliance unless the repository was made otherwise).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value = "compliance", value_name = "MODE", help = "Lock mode of every object")
+    )]
     pub mode: RetentionMode,
     /// Default snapshot lifetime when a backup names none.
     #[serde(with = "secs")]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_parser = crate::options::parse_duration, value_name = "DURATION", default_value = "30d", help = "Default snapshot lifetime when a backup names none")
+    )]
     pub default_retain: Duration,
     /// Ceiling: no snapshot may be kept longer (the policy's "90 days after deletion").
     #[serde(with = "secs")]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_parser = crate::options::parse_duration, value_name = "DURATION", default_value = "88d", help = "Ceiling: no snapshot is kept longer (the policy's 90 days after deletion, less the lock margin and rounding)")
+    )]
     pub max_retain: Duration,
     /// Locks run at least this much past a snapshot's expiry (then to the next UTC
     /// midnight), so prune never races a reader.
     #[serde(with = "secs")]
+    #[cfg_attr(feature = "clap", arg(skip = RetentionPolicy::default().margin))]
     pub margin: Duration,
 }
 
@@ -85,13 +100,106 @@ pub struct Config {
     pub retention: RetentionPolicy,
 }
 
-/// Options for `init`.
-#[derive(Clone, Debug, Default)]
+/// Options for `init`: the same struct for the command line (clap, feature `clap`: the
+/// retention flags) and a policy file (serde: `mode`, `default-retain`, `max-retain` as
+/// human durations, `host`; unknown keys refused). The key derivation cost and the lock
+/// margin are not configurable there: they keep their defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "InitOptionsDoc", into = "InitOptionsDoc")]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct InitOptions {
     /// Retention policy.
+    #[cfg_attr(feature = "clap", command(flatten))]
     pub retention: RetentionPolicy,
     /// Key derivation cost.
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub kdf: KdfParams,
     /// Host name recorded with the first key.
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub host: String,
+}
+
+/// [`InitOptions`] as a policy file writes them.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct InitOptionsDoc {
+    #[serde(default = "default_mode")]
+    mode: RetentionMode,
+    #[serde(default = "default_retain", with = "crate::options::duration")]
+    default_retain: Duration,
+    #[serde(default = "max_retain", with = "crate::options::duration")]
+    max_retain: Duration,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    host: String,
+}
+
+fn default_mode() -> RetentionMode {
+    RetentionPolicy::default().mode
+}
+
+fn default_retain() -> Duration {
+    RetentionPolicy::default().default_retain
+}
+
+fn max_retain() -> Duration {
+    RetentionPolicy::default().max_retain
+}
+
+impl TryFrom<InitOptionsDoc> for InitOptions {
+    type Error = String;
+
+    /// Refuses a floor above the ceiling as soon as the file is read (`init` checks again).
+    fn try_from(d: InitOptionsDoc) -> std::result::Result<Self, String> {
+        if d.default_retain > d.max_retain {
+            return Err(format!(
+                "default-retain ({}) exceeds max-retain ({})",
+                humanize(d.default_retain),
+                humanize(d.max_retain)
+            ));
+        }
+        Ok(Self {
+            retention: RetentionPolicy {
+                mode: d.mode,
+                default_retain: d.default_retain,
+                max_retain: d.max_retain,
+                ..RetentionPolicy::default()
+            },
+            kdf: KdfParams::default(),
+            host: d.host,
+        })
+    }
+}
+
+impl From<InitOptions> for InitOptionsDoc {
+    fn from(o: InitOptions) -> Self {
+        Self {
+            mode: o.retention.mode,
+            default_retain: o.retention.default_retain,
+            max_retain: o.retention.max_retain,
+            host: o.host,
+        }
+    }
+}
+
+#[cfg(test)]
+mod options_tests {
+    use super::*;
+
+    #[test]
+    fn init_options_read_from_toml_and_refuse_unknown_keys() {
+        let o: InitOptions =
+            toml::from_str("mode = \"governance\"\ndefault-retain = \"14d\"\nmax-retain = \"60d\"\nhost = \"h\"\n")
+                .unwrap();
+        assert_eq!(o.retention.mode, RetentionMode::Governance);
+        assert_eq!(o.retention.default_retain, Duration::from_secs(14 * 86_400));
+        assert_eq!(o.retention.max_retain, Duration::from_secs(60 * 86_400));
+        assert_eq!(o.retention.margin, RetentionPolicy::default().margin);
+        assert_eq!(o.host, "h");
+        assert_eq!(toml::from_str::<InitOptions>(&toml::to_string(&o).unwrap()).unwrap(), o);
+        assert_eq!(toml::from_str::<InitOptions>("").unwrap().retention, RetentionPolicy::default());
+        let err = toml::from_str::<InitOptions>("margin = \"1h\"\n").unwrap_err().to_string();
+        assert!(err.contains("margin"), "{err}");
+        let err = toml::from_str::<InitOptions>("default-retain = \"90d\"\n").unwrap_err().to_string();
+        assert!(err.contains("exceeds max-retain"), "{err}");
+    }
 }

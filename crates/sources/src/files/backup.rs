@@ -23,7 +23,8 @@ use super::meta::{self, Names};
 use super::prefetch;
 use super::{FilesError, Result};
 use coffer_repository::{
-    BlobKind, BlobWriter, Event, Id, JobControl, NewSnapshot, Node, NodeKind, Progress, Repository, Snapshot, Tree,
+    BlobKind, BlobWriter, Event, Id, JobControl, KeepRules, NewSnapshot, Node, NodeKind, Progress, Repository, Series,
+    Snapshot, Tree,
 };
 use globset::{GlobSet, GlobSetBuilder};
 use jiff::Timestamp;
@@ -62,7 +63,12 @@ pub struct BackupOptions {
     #[serde(default)]
     #[cfg_attr(feature = "clap", arg(long, value_name = "NAME", default_value = "", hide_default_value = true))]
     pub host: String,
-    /// When the snapshot expires (decided by the retention rules when the job runs).
+    /// How long the snapshot is kept (the repository's default without any rule).
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub retention: KeepRules,
+    /// When the snapshot expires: decided by `retention` when the job runs, unless a caller
+    /// sets it.
     #[serde(skip)]
     #[cfg_attr(feature = "clap", arg(skip))]
     pub expires: Option<Timestamp>,
@@ -135,14 +141,22 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, ctl: &JobControl) -> Resu
     let (excludes, path_excludes) = build_excludes(&opts.excludes)?;
 
     let now = repo.clock().now();
-    let expires = opts.expires.unwrap_or_else(|| {
-        now + jiff::SignedDuration::try_from(repo.config().retention.default_retain)
-            .unwrap_or(jiff::SignedDuration::ZERO)
-    });
+    let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    // The one computation of a snapshot's expiry (coffer_repository::retention); the series'
+    // history is listed only for the calendar rules that need it.
+    let series = Series { kind: "files", host: &opts.host, paths: &path_strings };
+    let policy = &repo.config().retention;
+    let expires = match opts.expires {
+        Some(e) => e,
+        None if opts.retention.needs_history() => {
+            let all = repo.all_snapshots()?;
+            opts.retention.expiry_in_series(now, all.iter().map(|(_, s)| s), &series, policy)?
+        }
+        None => opts.retention.expiry(now, &[], policy)?,
+    };
     let mut w = repo.writer(expires)?;
     // The writer's one listing serves both: the parent is the newest live snapshot of these
     // paths; the chain link, which the writer writes, the newest of all.
-    let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let (parent, parent_tree) = match opts.parent {
         Some(id) => (Some(id), Some(repo.read_snapshot(&id)?.tree)),
         None => match w.parent_for("files", &opts.host, &path_strings)? {
@@ -534,7 +548,7 @@ mod options_tests {
 
     #[test]
     fn backup_options_read_from_toml_and_refuse_unknown_keys() {
-        let doc = "paths = [\"/etc\", \"/home\"]\nexcludes = [\"*.tmp\"]\none-file-system = true\ntags = [\"nightly\"]\nhost = \"db1\"\n";
+        let doc = "paths = [\"/etc\", \"/home\"]\nexcludes = [\"*.tmp\"]\none-file-system = true\ntags = [\"nightly\"]\nhost = \"db1\"\n[retention]\nretain = \"14d\"\nkeep-daily = 7\n";
         let o: BackupOptions = toml::from_str(doc).unwrap();
         assert_eq!(o.paths, [PathBuf::from("/etc"), PathBuf::from("/home")]);
         assert_eq!(
@@ -542,6 +556,7 @@ mod options_tests {
             (&["*.tmp".to_owned()][..], true, &["nightly".to_owned()][..])
         );
         assert_eq!(o.host, "db1");
+        assert_eq!((o.retention.retain, o.retention.daily), (Some(std::time::Duration::from_secs(14 * 86_400)), 7));
         assert!(o.expires.is_none() && o.parent.is_none(), "decided when the job runs");
         let minimal: BackupOptions = toml::from_str("paths = [\"/srv\"]\n").unwrap();
         assert!(minimal.excludes.is_empty() && !minimal.one_file_system && minimal.host.is_empty());
