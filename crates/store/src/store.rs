@@ -121,12 +121,10 @@ pub trait ObjectStore: Send + Sync {
     /// The principal this handle acts as.
     fn principal(&self) -> &Principal;
 
-    /// What kind of store this is ([`Capabilities`]). A store that wraps another (a test
-    /// double, a proxy) forwards its inner store's answer unless it changes the cost of
-    /// requests. The default claims nothing: neither remote nor cheap ranged reads.
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
+    /// What kind of store this is ([`Capabilities`]). No default: every implementation
+    /// says. A store that wraps another (a test double, a proxy) forwards its inner store's
+    /// answer unless it changes the cost of requests.
+    fn capabilities(&self) -> Capabilities;
 
     /// Stores `data` as a new version of `key`.
     ///

@@ -434,6 +434,10 @@ pub(super) mod tests {
         fn principal(&self) -> &Principal {
             self.inner.principal()
         }
+        // Slow, whole-object reads: what a remote store is.
+        fn capabilities(&self) -> coffer_store::Capabilities {
+            coffer_store::Capabilities::REMOTE
+        }
         fn put(&self, key: &str, data: &[u8], opts: &PutOptions) -> coffer_store::Result<ObjectVersion> {
             self.inner.put(key, data, opts)
         }
