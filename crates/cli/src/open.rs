@@ -127,7 +127,9 @@ pub fn open_error(global: &Global, family: Family, e: OpenError) -> anyhow::Erro
                 (Family::Repo, false) => anyhow!("no coffer repository at {p} (run `coffer init --repo {p}` first)"),
             }
         }
-        OpenError::NoDataDir => anyhow!("{e} (or use --vault DIR)"),
+        OpenError::NoDataDir => anyhow!(
+            "cannot find the user's data directory for the default vault (set HOME or XDG_DATA_HOME, or use --vault DIR)"
+        ),
         e => e.into(),
     }
 }

@@ -21,6 +21,19 @@
 //! environment). When a job names the role it runs as ([`StoreRequest::job_role`]), a role that
 //! lacks an action that job needs is refused before any request ([`check_job_role`]), so
 //! `--role writer prune` fails up front instead of failing delete by delete.
+//!
+//! ```
+//! use coffer_store::{CreateVault, ObjectStore as _, Role, StoreLocation, StoreRequest, open_store};
+//! let dir = tempfile::tempdir().unwrap();
+//! let location = StoreLocation::parse(dir.path().join("vault").to_str().unwrap()).unwrap();
+//! // A named vault is created only when asked for explicitly.
+//! let req = StoreRequest { create: CreateVault::Always, ..StoreRequest::new(Some(location.clone()), Role::Writer) };
+//! let opened = open_store(&req).unwrap();
+//! assert!(opened.created.is_some() && !opened.handle.capabilities().remote);
+//! // Later jobs open it as their role, with the role's credentials file of the vault.
+//! let reader = open_store(&StoreRequest::new(Some(location), Role::Reader)).unwrap();
+//! assert_eq!(reader.handle.principal().role, Role::Reader);
+//! ```
 
 use crate::error::{ErrorClass, StoreError};
 use crate::role::{Action, Role};
