@@ -299,6 +299,14 @@ fn info(g: &Global, r: &RepoOpts, a: &WithKey<pg::InfoOptions>) -> Result<()> {
             };
             out.line(format!("  recovery window: from {} ({}) to {to}", w.from_time, w.from_lsn))?;
         }
+        if let Some(l) = &c.latest_restore {
+            if let Some(seg) = &l.missing_segment {
+                let base = l.base.get(..8).unwrap_or(&l.base);
+                out.line(format!(
+                    "  restore --latest is refused: WAL segment {seg} is missing on the way from base backup {base}"
+                ))?;
+            }
+        }
     }
     out.finish()
 }

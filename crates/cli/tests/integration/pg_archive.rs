@@ -230,6 +230,10 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest_as_root() {
     pg.switch_and_archive();
     let info = sb.c(["pg", "info", "--json"]).ok().json();
     assert_eq!(info["clusters"][0]["gaps"], serde_json::json!([lost]), "{info}");
+    // `info` plans `--latest` as `restore` does: along timeline 2, which does not read it.
+    let latest = &info["clusters"][0]["latest_restore"];
+    assert_eq!(latest["timelines"].as_array().and_then(|t| t.last()), Some(&serde_json::json!(2)), "{info}");
+    assert!(latest["missing_segment"].is_null(), "{info}");
     let text = sb.c(["pg", "info"]).ok().stdout_text();
     assert!(text.contains(&format!("GAP: WAL segment {lost} is missing")), "{text}");
     let verify = sb.c(["verify", "--read-data"]).run();

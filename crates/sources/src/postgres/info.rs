@@ -2,11 +2,11 @@
 //!
 //! The window ends at the last archived commit's time ([`super::xlog`]): the latest
 //! `--time` a restore can reach, not the time a segment was archived, which would promise
-//! a window the WAL does not cover. Gaps are [`ClusterWal::gaps`], the same a restore plan
-//! refuses to cross.
+//! a window the WAL does not cover. Gaps are [`ClusterWal::gaps`]; whether one stops a
+//! restore is what [`RestorePlan`] — the plan `restore` itself makes — says for `--latest`.
 
 use super::catalog::{cluster_by_name, no_cluster_named};
-use super::plan::ClusterWal;
+use super::plan::{ClusterWal, PlanTarget, RestorePlan};
 use super::{BaseBackup, Lsn, Result, base_backups, xlog};
 use coffer_repository::wal::Segment;
 use coffer_repository::{JobControl, Repository};
@@ -56,6 +56,19 @@ pub struct ClusterInfo {
     pub gaps: Vec<String>,
     /// What a restore can reach, if there is a base backup.
     pub recovery_window: Option<RecoveryWindow>,
+    /// What `pg restore --latest` would do, planned as it plans ([`RestorePlan`]).
+    pub latest_restore: Option<LatestRestore>,
+}
+
+/// `pg restore --latest`'s plan.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LatestRestore {
+    /// The base backup it starts from (its snapshot id).
+    pub base: String,
+    /// The timelines it follows.
+    pub timelines: Vec<u32>,
+    /// The first WAL segment it needs that the archive lacks: the restore is refused.
+    pub missing_segment: Option<String>,
 }
 
 /// The span of time a point-in-time restore can reach.
@@ -103,6 +116,13 @@ pub fn info(repo: &Repository, opts: &InfoOptions, ctl: &JobControl) -> Result<I
             to_segment: segs.last().map(|s| (*s).clone()),
             to_time,
         });
+        let history = if bases.is_empty() { Default::default() } else { wal.load_history(repo, sysid, ctl)? };
+        let latest_restore =
+            RestorePlan::choose(sysid, &bases, &history, PlanTarget::Latest, None).ok().map(|p| LatestRestore {
+                base: p.base.snapshot.clone(),
+                timelines: p.path.iter().map(|t| t.timeline).collect(),
+                missing_segment: p.first_missing(&wal).map(|(s, _)| s.name(wal.seg_size)),
+            });
         let name =
             bases.iter().filter(|b| b.cluster.is_some()).max_by_key(|b| b.stop_time).and_then(|b| b.cluster.clone());
         clusters.push(ClusterInfo {
@@ -115,6 +135,7 @@ pub fn info(repo: &Repository, opts: &InfoOptions, ctl: &JobControl) -> Result<I
             history_files: wal.history_files().cloned().collect(),
             gaps: wal.gaps().into_iter().map(|g| g.name(wal.seg_size)).collect(),
             recovery_window,
+            latest_restore,
         });
     }
     Ok(InfoReport { clusters })

@@ -48,7 +48,7 @@ pub mod xlog;
 
 pub use backup::{BaseBackupOptions, BaseBackupReport, StartedBackup, base_backup};
 pub use catalog::{BaseBackup, base_backups};
-pub use info::{ClusterInfo, InfoOptions, InfoReport, RecoveryWindow, info};
+pub use info::{ClusterInfo, InfoOptions, InfoReport, LatestRestore, RecoveryWindow, info};
 pub use key::{ExportKeyOptions, ExportKeyReport, export_key, write_key_file};
 pub use lsn::Lsn;
 pub use plan::{ClusterWal, PlanTarget, RestorePlan, TimelineSpan, restore_point_hits};

@@ -167,38 +167,45 @@ impl RestorePlan {
         Ok(Self { base: base.clone(), path, upto })
     }
 
-    /// Checks that the archive (`names`) holds the WAL this recovery reads: the base
-    /// backup's own, and every segment on its timeline path up to [`Self::upto`].
-    ///
-    /// # Errors
-    /// `MissingWal` naming the first missing segment.
-    pub fn check_wal(&self, wal: &ClusterWal) -> Result<()> {
-        let seg_size = self.base.seg_size;
-        for missing in segment_gaps(&wal.names, seg_size) {
+    /// The first segment this recovery reads that the archive lacks: a gap on its
+    /// timeline path up to [`Self::upto`] (`true`: the base backup's own WAL).
+    #[must_use]
+    pub fn first_missing(&self, wal: &ClusterWal) -> Option<(Segment, bool)> {
+        let gap = segment_gaps(&wal.names, self.base.seg_size).into_iter().find(|missing| {
             let read = self.path.iter().any(|p| {
                 p.timeline == missing.timeline
                     && missing.number >= p.first
                     && p.last.is_none_or(|e| missing.number <= e)
             });
-            if read && self.upto.is_none_or(|u| missing.number <= u) {
-                return Err(PgError::MissingWal(format!(
-                    "WAL segment {} is missing from the archive: cluster {} cannot be recovered past it from base backup {}",
-                    missing.name(seg_size),
-                    self.base.sysid,
-                    self.base.short()
-                )));
-            }
+            read && self.upto.is_none_or(|u| missing.number <= u)
+        });
+        if let Some(g) = gap {
+            return Some((g, false));
         }
-        for s in self.base.needed_segments() {
-            let name = s.name(seg_size);
-            if !wal.has_segment(&name) {
-                return Err(PgError::MissingWal(format!(
-                    "WAL segment {name} needed by base backup {} is missing from the archive",
-                    self.base.short()
-                )));
-            }
-        }
-        Ok(())
+        self.base
+            .needed_segments()
+            .into_iter()
+            .find(|s| !wal.has_segment(&s.name(self.base.seg_size)))
+            .map(|s| (s, true))
+    }
+
+    /// Checks that the archive holds the WAL this recovery reads: the base backup's own,
+    /// and every segment on its timeline path up to [`Self::upto`].
+    ///
+    /// # Errors
+    /// `MissingWal` naming the first missing segment.
+    pub fn check_wal(&self, wal: &ClusterWal) -> Result<()> {
+        let Some((missing, own)) = self.first_missing(wal) else { return Ok(()) };
+        let name = missing.name(self.base.seg_size);
+        Err(PgError::MissingWal(if own {
+            format!("WAL segment {name} needed by base backup {} is missing from the archive", self.base.short())
+        } else {
+            format!(
+                "WAL segment {name} is missing from the archive: cluster {} cannot be recovered past it from base backup {}",
+                self.base.sysid,
+                self.base.short()
+            )
+        }))
     }
 }
 
