@@ -41,6 +41,6 @@ pub use prune::{PruneReport, prune};
 pub use repo::{
     BlobReader, BlobWriter, ChunkerParams, Config, InitOptions, Repository, RetentionPolicy, SharedReader, humanize,
 };
-pub use snapshot::{ChainLink, Snapshot, Summary};
+pub use snapshot::{ChainLink, PG_BASE_VERSION, PgBase, Snapshot, Summary};
 pub use tree::{Node, NodeKind, Tree, Xattr};
 pub use wal::WalPut;

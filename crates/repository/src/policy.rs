@@ -110,6 +110,7 @@ mod tests {
             previous: None,
             summary: crate::Summary::default(),
             program: String::new(),
+            pg: None,
         }
     }
 

@@ -25,6 +25,7 @@ fn backup(repo: &Repository, hours: i64) -> coffer_repository::Id {
         previous: None,
         summary: Default::default(),
         program: String::new(),
+        pg: None,
     })
     .unwrap()
 }

@@ -64,6 +64,7 @@ fn commit(repo: &Repository, clock: &Clock, build: impl FnOnce(&mut BlobWriter<'
             previous: None,
             summary: Default::default(),
             program: "test".into(),
+            pg: None,
         })
         .unwrap();
     id.short().to_string()

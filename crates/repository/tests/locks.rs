@@ -68,6 +68,7 @@ fn snap(repo: &Repository, expires: Timestamp, tree: coffer_repository::Id) -> S
         previous: None,
         summary: Default::default(),
         program: String::new(),
+        pg: None,
     }
 }
 

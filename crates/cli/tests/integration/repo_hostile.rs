@@ -91,6 +91,7 @@ fn forge(repo: &Repo, build: impl FnOnce(&mut BlobWriter<'_>) -> Vec<Node>) -> I
         previous: None,
         summary: Summary::default(),
         program: "forged".into(),
+        pg: None,
     })
     .unwrap()
 }

@@ -194,6 +194,7 @@ fn forge_snapshot(t: &dyn Target) -> String {
         previous: None,
         summary: coffer_repository::Summary::default(),
         program: "coffer".into(),
+        pg: None,
     };
     w.commit_snapshot(snap).expect("commit the forged snapshot").to_string()
 }

@@ -185,6 +185,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(
         previous,
         summary: w.summary_mut().clone(),
         program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
+        pg: None,
     };
     let id = w.commit_snapshot(snap)?;
     let info = repo.read_snapshot(&id)?;

@@ -9,7 +9,8 @@
 //! members back out of that stream ([`crate::tar`]).
 //!
 //! The cluster's facts (system identifier, timeline, start/stop LSN, WAL segment size,
-//! stop time) are the snapshot's `pg-…=` tags ([`super::BaseBackup`]). Invariant guarded:
+//! stop time) are the snapshot's typed `pg` record (`coffer_repository::PgBase`, read back
+//! as [`super::BaseBackup`]). Invariant guarded:
 //! the snapshot is committed only once every WAL segment from the start to the stop LSN is
 //! in the repository — a base backup without its WAL is no backup — and never when the job
 //! is cancelled.
@@ -222,18 +223,18 @@ impl StartedBackup {
             .parse()
             .map_err(|_| PgError::Server("bad timeline in the backup history file".into()))?;
 
-        let mut tags = self.opts.tags.clone();
-        tags.extend([
-            format!("pg-sysid={sysid}"),
-            format!("pg-timeline={timeline}"),
-            format!("pg-start-lsn={start_lsn}"),
-            format!("pg-stop-lsn={stop_lsn}"),
-            format!("pg-stop-time={stop_time}"),
-            format!("pg-wal-segment-size={seg_size}"),
-        ]);
-        if let Some(name) = &self.opts.cluster {
-            tags.push(format!("pg-cluster={name}"));
-        }
+        // The facts are the snapshot's typed `pg` record (format version 1; base backups
+        // of earlier versions kept them in `pg-…=` tags, still read: catalog.rs).
+        let meta = coffer_repository::PgBase {
+            version: coffer_repository::PG_BASE_VERSION,
+            sysid,
+            timeline,
+            start_lsn: start_lsn.0,
+            stop_lsn: stop_lsn.0,
+            stop_time,
+            wal_segment_size: seg_size,
+            cluster: self.opts.cluster.clone(),
+        };
         let mut base = BaseBackup {
             snapshot: String::new(),
             sysid,
@@ -305,12 +306,13 @@ impl StartedBackup {
             retain_until: w.retain_until(),
             host,
             paths: vec![format!("pg:{sysid}")],
-            tags,
+            tags: self.opts.tags.clone(),
             tree,
             parent: None,
             previous,
             summary: w.summary_mut().clone(),
             program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
+            pg: Some(meta),
         };
         let added = w.summary_mut().bytes_added;
         // The last boundary: past it, the snapshot is acknowledged.
