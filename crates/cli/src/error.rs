@@ -16,6 +16,7 @@
 //! | 7 | backup incomplete: the snapshot was written, but some entries could not be read |
 //! | 8 | security: `verify` found signs of tampering (its `security:` lines name them) |
 //! | 126 | `pg wal-fetch` only: any failure but "not archived" (exit 1), so PostgreSQL aborts recovery |
+//! | 130 | cancelled by SIGINT or SIGTERM: one line `coffer: cancelled: …`, nothing acknowledged |
 //!
 //! Codes 3 to 6 and 1 come from the [`ErrorClass`] of the first library error in the chain
 //! ([`exit_code`]): every library error has one, and a wrapper takes the class of what it
@@ -197,6 +198,16 @@ fn forbidden_hint(err: &anyhow::Error) -> Option<String> {
     })
 }
 
+/// Adds `what` (what stopped and what it leaves, one line) to an error when it is a
+/// cancellation, and leaves every other error as it is, so that `coffer: cancelled: …` says
+/// what the command leaves behind.
+pub fn on_cancel<T, E: Into<anyhow::Error>>(r: Result<T, E>, what: impl FnOnce() -> String) -> anyhow::Result<T> {
+    r.map_err(|e| {
+        let e = e.into();
+        if exit_code(&e) == CANCELLED { e.context(what()) } else { e }
+    })
+}
+
 /// Prints the one-line report for `err` and returns the exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {
     if is_broken_pipe(err) {
@@ -217,12 +228,20 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
             }
         };
     }
+    let code = exit_code(err);
+    if code == CANCELLED {
+        // Asked for: not an error. The library's own `cancelled` adds nothing to the line.
+        let text: Vec<String> = err.chain().map(ToString::to_string).filter(|t| t != "cancelled").collect();
+        let what = if text.is_empty() { "stopped on request".to_owned() } else { text.join(": ") };
+        let _ = writeln!(std::io::stderr().lock(), "coffer: cancelled: {}", what.replace(['\r', '\n'], " ").trim());
+        return ExitCode::from(code);
+    }
     let mut line = chain_text(err);
     if let Some(hint) = forbidden_hint(err) {
         line.push_str(&hint);
     }
     print_line(&line);
-    ExitCode::from(exit_code(err))
+    ExitCode::from(code)
 }
 
 /// The chain, outermost first, joined by `: ` (anyhow's `{:#}`), except that a cause whose

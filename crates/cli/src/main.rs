@@ -10,6 +10,7 @@
 //! - [`vault`] — `coffer vault …`: init, put, get, rm, versions, retention, legal-hold,
 //!   config, audit-log.
 //! - [`output`] — text and `--json` output (every command has both).
+//! - [`progress`] — progress bars for library jobs, and SIGINT/SIGTERM as their cancellation.
 //! - [`parse`] — durations and times on the command line.
 //! - [`error`] — exit codes and the one-line error report.
 //!
@@ -24,6 +25,7 @@ mod open;
 mod output;
 mod parse;
 mod pg;
+mod progress;
 mod repo;
 mod s3;
 mod vault;

@@ -83,14 +83,27 @@ pub fn run(g: &Global, r: &RepoOpts, args: PgArgs) -> Result<()> {
     }
 }
 
-/// The job control of a `pg` command: warnings go to stderr as `coffer: warning: …`, and
-/// `on_phase` sees the phases.
-fn control(on_phase: impl Fn(&'static str) + Send + Sync + 'static) -> JobControl {
-    JobControl::observed(Arc::new(move |e: &Event<'_>| match e {
-        Event::Warning { message, .. } => eprintln!("coffer: warning: {message}"),
-        Event::Phase { name } => on_phase(name),
-        _ => {}
-    }))
+/// The job control of a `pg` command: warnings go to stderr as `coffer: warning: …`,
+/// `on_phase` sees the phases, and with `job` (the long commands, [`crate::progress`])
+/// events also feed its progress bar and SIGINT/SIGTERM cancel. Without (`wal-push`,
+/// `wal-fetch`, run by PostgreSQL) the signals keep their default action: PostgreSQL reads
+/// a command killed by a signal as such.
+fn control(job: Option<&crate::progress::Job>, on_phase: impl Fn(&'static str) + Send + Sync + 'static) -> JobControl {
+    let (bar, cancel) = match job {
+        Some(j) => (Some(j.observer.clone()), j.cancel.clone()),
+        None => (None, coffer_repository::Cancel::new()),
+    };
+    let observer = move |e: &Event<'_>| {
+        match e {
+            Event::Warning { message, .. } => eprintln!("coffer: warning: {message}"),
+            Event::Phase { name } => on_phase(name),
+            _ => {}
+        }
+        if let Some(b) = &bar {
+            b.event(e);
+        }
+    };
+    JobControl { observer: Arc::new(observer), cancel }
 }
 
 /// Opens the repository with `key_file` when given, else with the password. The one place
@@ -121,7 +134,7 @@ fn open_with_key_file(g: &Global, r: &RepoOpts, role: Role, key_file: &Path) -> 
 
 fn wal_push(g: &Global, r: &RepoOpts, a: &WithKey<pg::WalPushOptions>) -> Result<()> {
     let repo = open_pg(g, r, Role::Writer, a.key_file.as_deref())?;
-    let report = pg::wal_push(&repo, &a.opts, &control(|_| {}))?;
+    let report = pg::wal_push(&repo, &a.opts, &control(None, |_| {}))?;
     let mut out = Output::new(g.json);
     if out.json() {
         out.doc(&report)?;
@@ -153,7 +166,7 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
             .spawn()
             .map(drop)
     };
-    let report = pg::wal_fetch(&repo, &a.a.opts, &start_worker, &control(|_| {}))?;
+    let report = pg::wal_fetch(&repo, &a.a.opts, &start_worker, &control(None, |_| {}))?;
     let mut out = Output::new(g.json);
     if out.json() {
         out.doc(&report)?;
@@ -163,7 +176,7 @@ fn wal_fetch(g: &Global, r: &RepoOpts, a: &WalFetchArgs) -> Result<()> {
 
 fn export_key(g: &Global, r: &RepoOpts, a: &pg::ExportKeyOptions) -> Result<()> {
     let repo = open_repo(g, r, Role::Reader)?;
-    let report = pg::export_key(&repo, a, &control(|_| {}))?;
+    let report = pg::export_key(&repo, a, &control(None, |_| {}))?;
     let mut out = Output::new(g.json);
     if out.json() {
         out.doc(&report)?;
@@ -179,9 +192,13 @@ fn backup(g: &Global, r: &RepoOpts, a: &WithKey<pg::BaseBackupOptions>) -> Resul
     // pg_basebackup starts with a checkpoint (`-c fast` still writes every dirty buffer)
     // while the repository is opened (the password's Argon2id derivation, ~0.2 s): started
     // first, the two overlap. If opening fails, dropping the backup stops it.
+    let job = crate::progress::for_terminal(g.json);
     let started = pg::StartedBackup::start(&opts)?;
     let repo = open_pg(g, r, Role::Writer, a.key_file.as_deref())?;
-    let report = started.finish(&repo, &control(|_| {}))?;
+    let report = crate::error::on_cancel(started.finish(&repo, &control(Some(&job), |_| {})), || {
+        "no base backup was saved (what was stored is reused by the next one)".to_owned()
+    })?;
+    job.finish();
     let mut out = Output::new(g.json);
     if out.json() {
         out.doc(&report)?;
@@ -202,6 +219,7 @@ fn backup(g: &Global, r: &RepoOpts, a: &WithKey<pg::BaseBackupOptions>) -> Resul
 }
 
 fn restore(g: &Global, r: &RepoOpts, a: &WithKey<pg::RestoreOptions>) -> Result<()> {
+    let job = crate::progress::for_terminal(g.json);
     let repo = open_pg(g, r, Role::Reader, a.key_file.as_deref())?;
     // restore_command: this executable, the same repository, at the same point in time (a
     // segment forged after --as-of must not be replayed), logging in as this command did.
@@ -219,7 +237,10 @@ fn restore(g: &Global, r: &RepoOpts, a: &WithKey<pg::RestoreOptions>) -> Result<
         repo_args,
         credentials: credentials_for_recovery(g, r)?,
     };
-    let report = pg::restore(&repo, &a.opts, &cmd, &control(|_| {}))?;
+    let report = crate::error::on_cancel(pg::restore(&repo, &a.opts, &cmd, &control(Some(&job), |_| {})), || {
+        format!("the restore into {} is incomplete: remove it", a.opts.target.display())
+    })?;
+    job.finish();
     let mut out = Output::new(g.json);
     if out.json() {
         out.doc(&report)?;
@@ -260,8 +281,10 @@ fn credentials_for_recovery(g: &Global, r: &RepoOpts) -> Result<Option<zeroize::
 }
 
 fn info(g: &Global, r: &RepoOpts, a: &WithKey<pg::InfoOptions>) -> Result<()> {
+    let job = crate::progress::for_terminal(g.json);
     let repo = open_pg(g, r, Role::Reader, a.key_file.as_deref())?;
-    let report = pg::info(&repo, &a.opts, &control(|_| {}))?;
+    let report = pg::info(&repo, &a.opts, &control(Some(&job), |_| {}))?;
+    job.finish();
     let mut out = Output::new(g.json);
     if out.json() {
         out.doc(&report)?;
@@ -312,16 +335,20 @@ fn info(g: &Global, r: &RepoOpts, a: &WithKey<pg::InfoOptions>) -> Result<()> {
 }
 
 fn stream(g: &Global, r: &RepoOpts, a: &WithKey<pg::StreamOptions>) -> Result<()> {
+    let job = crate::progress::for_terminal(g.json);
     let repo = open_pg(g, r, Role::Writer, a.key_file.as_deref())?;
     let (json, spool, slot) = (g.json, a.opts.spool.clone(), a.opts.slot.clone());
-    let ctl = control(move |phase| {
+    let ctl = control(Some(&job), move |phase| {
         if phase == "stream" && !json {
             // The spool names its cluster by now (the library wrote it before streaming).
             let sysid = pg::spool_cluster(&spool).map(|s| s.to_string()).unwrap_or_default();
             eprintln!("coffer: streaming WAL of cluster {sysid} (slot {slot}) into {}", spool.display());
         }
     });
-    let report = pg::stream(&repo, &a.opts, &ctl)?;
+    let report = crate::error::on_cancel(pg::stream(&repo, &a.opts, &ctl), || {
+        format!("what the spool {} holds is stored by the next start (or --drain)", a.opts.spool.display())
+    })?;
+    job.finish();
     let mut out = Output::new(g.json);
     if out.json() {
         out.doc(&report)?;

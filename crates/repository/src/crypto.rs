@@ -64,7 +64,9 @@ impl Drop for ImportedKey {
     }
 }
 
-fn random<const N: usize>() -> [u8; N] {
+/// `N` bytes from the operating system's random source: the one source of keys, nonces,
+/// salts, repository ids and `verify`'s sampling.
+pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).expect("the operating system's random source failed");
     b

@@ -10,7 +10,7 @@
 //!
 //! Through its [`Cancel`] token the job is asked to stop. Jobs check it at chunk, pack,
 //! file and WAL-segment boundaries and leave with [`RepoError::Cancelled`] (class
-//! [`ErrorClass::Cancelled`]). The invariant this module guards: **cancellation is never
+//! [`coffer_store::ErrorClass::Cancelled`]). The invariant this module guards: **cancellation is never
 //! an acknowledgement.** A cancelled backup commits no snapshot, so nothing half-done is
 //! ever reported as a backup; what it already stored is locked, complete data that the
 //! next run reuses (an interrupted backup resumes, as restic's does).

@@ -14,8 +14,14 @@
 //! same store (objects put by hand without a lock) is left alone. Delete markers in those
 //! namespaces are removed too: Coffer never writes them, and one hiding a needed object
 //! would make it unreadable.
+//!
+//! Progress: a `"prune"` phase with one `Advance` per version examined (its bytes), and an
+//! `Object { action: "removed" }` for each version or delete marker removed. Cancellation is
+//! checked before each removal: a cancelled prune has removed only versions that had expired
+//! (each removal stands alone), and the next prune removes the rest.
 
 use crate::error::{RepoError, Result};
+use crate::observe::{Event, JobControl, Progress};
 use coffer_store::{ErrorKind, ObjectStore};
 use serde::Serialize;
 
@@ -44,8 +50,16 @@ const NAMESPACES: [&str; 6] = ["config", "keys/", "data/", "index/", "snapshots/
 /// Removes expired versions under `prefix`. `store` must act as the pruner.
 ///
 /// # Errors
-/// Store errors other than a refusal of one version (those are reported and skipped).
-pub fn prune(store: &dyn ObjectStore, prefix: &str, now: jiff::Timestamp, dry_run: bool) -> Result<PruneReport> {
+/// Store errors other than a refusal of one version (those are reported and skipped);
+/// [`RepoError::Cancelled`] once `ctl` is cancelled.
+pub fn prune(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    now: jiff::Timestamp,
+    dry_run: bool,
+    ctl: &JobControl,
+) -> Result<PruneReport> {
+    ctl.emit(&Event::Phase { name: "prune" });
     let mut rep = PruneReport::default();
     for ns in NAMESPACES {
         let p = format!("{prefix}{ns}");
@@ -58,6 +72,8 @@ pub fn prune(store: &dyn ObjectStore, prefix: &str, now: jiff::Timestamp, dry_ru
                 if ns == "config" && v.key != p {
                     continue;
                 }
+                ctl.check()?;
+                ctl.emit(&Event::Advance(Progress::new(1, v.size)));
                 let expired = v.delete_marker || v.retention.is_some_and(|r| !r.active_at(now));
                 if !expired || v.legal_hold {
                     if v.retention.is_some() {
@@ -76,6 +92,7 @@ pub fn prune(store: &dyn ObjectStore, prefix: &str, now: jiff::Timestamp, dry_ru
                             return Err(RepoError::store(format!("cannot remove {} version {}", v.key, v.version))(e));
                         }
                     }
+                    ctl.emit(&Event::Object { action: "removed", key: &v.key, bytes: v.size });
                 }
                 if v.delete_marker {
                     rep.markers_removed += 1;

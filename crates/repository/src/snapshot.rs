@@ -4,6 +4,12 @@
 //! predecessor (the newest snapshot of the repository when it started) by id — the BLAKE3
 //! of the predecessor's stored bytes — together with the predecessor's expiry. A missing
 //! predecessor that had not yet expired means someone removed history; `verify` reports it.
+//!
+//! The link is the repository's to write, never a source's: a source describes its snapshot
+//! as a [`NewSnapshot`] (what it backed up, and what it claims) and commits it through
+//! [`BlobWriter::commit`](crate::BlobWriter::commit), which fills in the predecessor, the
+//! lock date, the counts and the program. So a new source cannot forget the link, and no
+//! call of the library writes a second root of the chain.
 
 use crate::id::Id;
 use jiff::Timestamp;
@@ -119,4 +125,29 @@ pub struct PgBase {
     /// The cluster's name (`pg backup --cluster`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+}
+
+/// What a source says about the snapshot it commits: its content and its own claims. The
+/// rest of a [`Snapshot`] — its place in the hash chain (`previous`), its expiry and lock
+/// date (the writer's), its counts (the writer's summary) and the program — is filled in by
+/// [`BlobWriter::commit`](crate::BlobWriter::commit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSnapshot {
+    /// Snapshot kind (`files`, `pg-base`…).
+    pub kind: String,
+    /// When the backup started.
+    pub time: Timestamp,
+    /// Host.
+    pub host: String,
+    /// What was backed up (absolute paths, `pg:SYSID`…).
+    pub paths: Vec<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Root tree blob.
+    pub tree: Id,
+    /// The snapshot the source compared against to skip unchanged content, if any (see
+    /// [`BlobWriter::parent_for`](crate::BlobWriter::parent_for)).
+    pub parent: Option<Id>,
+    /// A PostgreSQL base backup's cluster facts (`pg-base` snapshots only).
+    pub pg: Option<PgBase>,
 }

@@ -341,7 +341,7 @@ impl Repository {
 ///
 /// # Errors
 /// Store errors that prevent checking.
-pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::check::Problem>) -> Result<()> {
+pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::verify::Problem>) -> Result<()> {
     for sysid in repo.pg_clusters()? {
         let names = repo.list_wal(sysid)?;
         let mut seg_size = DEFAULT_SEGMENT_SIZE;
@@ -355,7 +355,7 @@ pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::
                         }
                     }
                     Ok(_) => {}
-                    Err(e) => problems.push(crate::check::Problem {
+                    Err(e) => problems.push(crate::verify::Problem {
                         object: repo.wal_key(sysid, n),
                         message: e.to_string(),
                         affected: Vec::new(),
@@ -366,7 +366,7 @@ pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::
         }
         for gap in segment_gaps(&names, seg_size) {
             let name = gap.name(seg_size);
-            problems.push(crate::check::Problem {
+            problems.push(crate::verify::Problem {
                 object: repo.wal_key(sysid, &name),
                 message: format!("WAL segment {name} of cluster {sysid} is missing (a gap in the archive)"),
                 affected: Vec::new(),

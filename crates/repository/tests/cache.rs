@@ -2,7 +2,7 @@
 //! is now: a snapshot pruned since it was cached is gone, and the snapshot cache holds no
 //! more than the snapshots the latest listing found.
 
-use coffer_repository::{BlobKind, InitOptions, KdfParams, Repository, Snapshot, Tree};
+use coffer_repository::{BlobKind, InitOptions, KdfParams, NewSnapshot, Repository, Tree};
 use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
 use jiff::SignedDuration;
 use std::sync::Arc;
@@ -12,19 +12,14 @@ fn backup(repo: &Repository, hours: i64) -> coffer_repository::Id {
     let expires = repo.clock().now() + SignedDuration::from_hours(hours);
     let mut w = repo.writer(expires).unwrap();
     let tree = w.add(BlobKind::Tree, &Tree { nodes: vec![] }.to_bytes()).unwrap();
-    w.commit_snapshot(Snapshot {
+    w.commit(NewSnapshot {
         kind: "test".into(),
         time: repo.clock().now(),
-        expires,
-        retain_until: expires,
         host: String::new(),
         paths: vec![],
         tags: vec![format!("{hours}h")],
         tree,
         parent: None,
-        previous: None,
-        summary: Default::default(),
-        program: String::new(),
         pg: None,
     })
     .unwrap()
@@ -49,7 +44,8 @@ fn a_long_lived_handle_forgets_pruned_snapshots() {
     assert_eq!(repo.cached_snapshots(), 2);
 
     clock.advance(Duration::from_secs(30 * 86_400));
-    let report = coffer_repository::prune(&pruner, "", clock.now(), false).unwrap();
+    let report =
+        coffer_repository::prune(&pruner, "", clock.now(), false, &coffer_repository::JobControl::none()).unwrap();
     assert_eq!(report.snapshots_removed, 1, "{report:?}");
 
     assert_eq!(ids(&repo), [long], "the listing no longer has the pruned snapshot");

@@ -3,7 +3,7 @@
 //! entry and where it sits in the snapshot; an honest snapshot has none.
 
 use coffer_repository::{
-    BlobKind, BlobWriter, FindingKind, InitOptions, KdfParams, Node, NodeKind, ReadData, Repository, Snapshot, Tree,
+    BlobKind, BlobWriter, FindingKind, InitOptions, KdfParams, NewSnapshot, Node, NodeKind, ReadData, Repository, Tree,
     verify,
 };
 use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
@@ -51,19 +51,14 @@ fn commit(repo: &Repository, clock: &Clock, build: impl FnOnce(&mut BlobWriter<'
     let nodes = build(&mut w);
     let tree = w.add(BlobKind::Tree, &Tree { nodes }.to_bytes()).unwrap();
     let id = w
-        .commit_snapshot(Snapshot {
+        .commit(NewSnapshot {
             kind: "files".into(),
             time: now,
-            expires,
-            retain_until: expires,
             host: "h".into(),
             paths: vec!["/".into()],
             tags: Vec::new(),
             tree,
             parent: None,
-            previous: None,
-            summary: Default::default(),
-            program: "test".into(),
             pg: None,
         })
         .unwrap();
@@ -84,7 +79,7 @@ fn verify_reports_each_hostile_entry_of_a_live_snapshot() {
     commit(&repo, &clock, |w| {
         vec![dir(w, b"etc", vec![node(b"passwd", NodeKind::File)]), node(b"...", NodeKind::File)]
     });
-    let rep = verify(&repo, ReadData::None).unwrap();
+    let rep = verify(&repo, ReadData::None, &coffer_repository::JobControl::none()).unwrap();
     assert!(rep.findings.is_empty(), "{:?}", rep.findings);
 
     let snap = commit(&repo, &clock, |w| {
@@ -100,7 +95,7 @@ fn verify_reports_each_hostile_entry_of_a_live_snapshot() {
             node(b"n\0ul", NodeKind::File),
         ]
     });
-    let rep = verify(&repo, ReadData::None).unwrap();
+    let rep = verify(&repo, ReadData::None, &coffer_repository::JobControl::none()).unwrap();
     let mut got: Vec<(String, String)> = rep
         .findings
         .iter()

@@ -1,6 +1,6 @@
 //! Reference-aware lock extension and repacking, against a real LocalVault with a moved clock.
 
-use coffer_repository::{BlobKind, InitOptions, KdfParams, Repository, Snapshot};
+use coffer_repository::{BlobKind, InitOptions, KdfParams, NewSnapshot, Repository};
 use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
 use jiff::{SignedDuration, Timestamp};
 use std::sync::Arc;
@@ -54,20 +54,15 @@ fn tree(w: &mut coffer_repository::BlobWriter<'_>, content: Vec<coffer_repositor
     w.add(BlobKind::Tree, &t.to_bytes()).unwrap()
 }
 
-fn snap(repo: &Repository, expires: Timestamp, tree: coffer_repository::Id) -> Snapshot {
-    Snapshot {
+fn snap(repo: &Repository, tree: coffer_repository::Id) -> NewSnapshot {
+    NewSnapshot {
         kind: "test".into(),
         time: repo.clock().now(),
-        expires,
-        retain_until: expires,
         host: String::new(),
         paths: vec![],
         tags: vec![],
         tree,
         parent: None,
-        previous: None,
-        summary: Default::default(),
-        program: String::new(),
         pg: None,
     }
 }
@@ -79,7 +74,7 @@ fn first(repo: &Repository) -> String {
     let mut w = repo.writer(expires).unwrap();
     let ids: Vec<_> = (0..20).map(|i| w.add(BlobKind::Data, &blob(i)).unwrap()).collect();
     let t = tree(&mut w, ids);
-    w.commit_snapshot(snap(repo, expires, t)).unwrap();
+    w.commit(snap(repo, t)).unwrap();
     let index = repo.load_index().unwrap();
     assert_eq!(index.packs().len(), 2, "one data pack, one tree pack");
     let data = index.packs().iter().find(|p| p.blobs.iter().all(|b| b.kind == BlobKind::Data)).unwrap();
@@ -99,7 +94,7 @@ fn second(repo: &Repository, clock: &Clock, reuse: u32) -> coffer_repository::Su
         ids.push(id);
     }
     let t = tree(&mut w, ids);
-    let sid = w.commit_snapshot(snap(repo, expires, t)).unwrap();
+    let sid = w.commit(snap(repo, t)).unwrap();
     repo.read_snapshot(&sid).unwrap().summary
 }
 
@@ -113,7 +108,12 @@ fn a_mostly_needed_pack_is_extended() {
     let after = w.head(&key, None).unwrap().retention.unwrap().until;
     assert!(after > before, "lock extended from {before} to {after}");
     assert!(after >= repo.clock().now() + SignedDuration::from_hours(240));
-    assert!(coffer_repository::verify(&repo, coffer_repository::ReadData::All).unwrap().problems.is_empty());
+    assert!(
+        coffer_repository::verify(&repo, coffer_repository::ReadData::All, &coffer_repository::JobControl::none())
+            .unwrap()
+            .problems
+            .is_empty()
+    );
 }
 
 #[test]
@@ -126,7 +126,9 @@ fn a_mostly_dead_pack_is_repacked_not_extended() {
     assert_eq!(w.head(&key, None).unwrap().retention.unwrap().until, before, "the old pack keeps its lock and expires");
     // After the first snapshot expires the old pack can go; the second still verifies.
     clock.advance(DAY * 3);
-    let rep = coffer_repository::verify(&repo, coffer_repository::ReadData::All).unwrap();
+    let rep =
+        coffer_repository::verify(&repo, coffer_repository::ReadData::All, &coffer_repository::JobControl::none())
+            .unwrap();
     assert!(rep.problems.is_empty(), "{:?}", rep.problems);
     let idx = repo.load_index().unwrap();
     let b0 = idx.get(&repo.key().blob_id(&blob(0))).unwrap();

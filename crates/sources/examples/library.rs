@@ -38,7 +38,7 @@ pub fn run(scratch: &Path, dir: &Path, conninfo: &str, archive: &Path) -> Result
     let ctl = JobControl::none();
 
     let opts = files::BackupOptions { paths: vec![dir.to_path_buf()], host: "example".into(), ..Default::default() };
-    let files_backup = files::backup(&repo, &opts, &mut |_| {})?;
+    let files_backup = files::backup(&repo, &opts, &ctl)?;
 
     // The base backup completes once its WAL is in the repository: store what the server
     // archives meanwhile.
@@ -54,7 +54,12 @@ pub fn run(scratch: &Path, dir: &Path, conninfo: &str, archive: &Path) -> Result
     let snapshots = repo.snapshots()?.iter().map(|(id, s)| (s.kind.clone(), id.to_string())).collect();
 
     let target = scratch.join("files");
-    files::restore(&repo, &files_backup.info, &files::RestoreOptions { target: target.clone(), ..Default::default() })?;
+    files::restore(
+        &repo,
+        &files_backup.info,
+        &files::RestoreOptions { target: target.clone(), ..Default::default() },
+        &ctl,
+    )?;
 
     // Recovery reads the WAL from a directory this program fills from the repository.
     let wal = scratch.join("wal");

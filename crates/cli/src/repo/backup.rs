@@ -8,7 +8,6 @@ use clap::Args;
 use coffer_repository::{KeepRules, Repository};
 use coffer_sources::files::{self, BackupOptions, RestoreOptions};
 use coffer_store::Role;
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -64,6 +63,8 @@ impl std::error::Error for Incomplete {}
 
 /// Runs `coffer backup`.
 pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
+    // First: a signal from here on cancels the backup (it checks before its first entry).
+    let job = crate::progress::for_terminal(global.json);
     let mut excludes = args.exclude.clone();
     for f in &args.exclude_file {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read exclude file {}", f.display()))?;
@@ -89,16 +90,10 @@ pub fn backup(global: &Global, r: &RepoOpts, args: &BackupArgs) -> Result<()> {
         expires: Some(expires),
         parent: None,
     };
-    let bar = progress_bar();
-    let report = files::backup(&repo, &opts, &mut |p| {
-        if let Some(b) = &bar {
-            b.set_position(p.bytes);
-            b.set_message(format!("{} files", p.files));
-        }
+    let report = crate::error::on_cancel(files::backup(&repo, &opts, &job), || {
+        "backup stopped on request; no snapshot was written (the next backup reuses the data it stored)".into()
     })?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    job.finish();
     for w in &report.warnings {
         eprintln!("coffer: warning: {w}");
     }
@@ -151,19 +146,6 @@ fn expiry(repo: &Repository, rules: &KeepRules, host: &str, paths: &[PathBuf]) -
     Ok(rules.expiry(repo.clock().now(), &series, &repo.config().retention)?)
 }
 
-fn progress_bar() -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let b = indicatif::ProgressBar::new_spinner();
-    b.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {bytes} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    b.enable_steady_tick(Duration::from_millis(200));
-    Some(b)
-}
-
 /// `1.5 GiB` style.
 pub fn bytes(n: u64) -> String {
     #[allow(clippy::cast_precision_loss, reason = "display only")]
@@ -192,19 +174,20 @@ pub struct RestoreArgs {
 
 /// Runs `coffer restore`.
 pub fn restore(global: &Global, r: &RepoOpts, args: &RestoreArgs) -> Result<()> {
+    let job = crate::progress::for_terminal(global.json);
     let repo = open_repo(global, r, Role::Reader)?;
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
-    let report = files::restore(
-        &repo,
-        &snap,
-        &RestoreOptions {
-            target: args.target.clone(),
-            include: args.include.clone(),
-            // A remote store's latency is hidden by fetching packs ahead; a local vault's
-            // reads are fast enough that the memory is better saved.
-            read_ahead: if crate::s3::is_s3(repo.location()) { files::REMOTE_READ_AHEAD } else { 0 },
-        },
-    )?;
+    let opts = RestoreOptions {
+        target: args.target.clone(),
+        include: args.include.clone(),
+        // A remote store's latency is hidden by fetching packs ahead; a local vault's
+        // reads are fast enough that the memory is better saved.
+        read_ahead: if crate::s3::is_s3(repo.location()) { files::REMOTE_READ_AHEAD } else { 0 },
+    };
+    let report = crate::error::on_cancel(files::restore(&repo, &snap, &opts, &job), || {
+        format!("restore stopped on request; {} holds a partial restore: remove it", args.target.display())
+    })?;
+    job.finish();
     for w in &report.warnings {
         eprintln!("coffer: warning: {w}");
     }

@@ -30,13 +30,17 @@ fn percent(s: &str) -> Result<f64, String> {
 
 /// Runs `coffer verify`; exit code 8 when a sign of tampering is found, else 6 when a problem is.
 pub fn run_verify(global: &Global, r: &RepoOpts, args: &VerifyArgs) -> Result<()> {
+    let job = crate::progress::for_terminal(global.json);
     let repo = open_repo(global, r, Role::Reader)?;
     let read = match (args.read_data, args.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(f)) => ReadData::Subset(f),
         (false, None) => ReadData::None,
     };
-    let mut rep = verify(&repo, read)?;
+    let mut rep = crate::error::on_cancel(verify(&repo, read, &job), || {
+        "verify stopped on request; nothing was verified (no report)".into()
+    })?;
+    job.finish();
     attribute(r, &mut rep.findings);
     let mut out = Output::new(global.json);
     if out.json() {
@@ -137,9 +141,13 @@ pub struct PruneArgs {
 
 /// Runs `coffer prune` as the pruner: no password needed, no data read.
 pub fn run_prune(global: &Global, r: &RepoOpts, args: &PruneArgs) -> Result<()> {
+    let job = crate::progress::for_terminal(global.json);
     let (store, location) = store_as(global, r, Role::Pruner, false)?;
     let now = Clock::from_env().now();
-    let rep = prune(store.as_ref(), "", now, args.dry_run)?;
+    let rep = crate::error::on_cancel(prune(store.as_ref(), "", now, args.dry_run, &job), || {
+        "prune stopped on request; it removed only versions whose retention had ended, and the next prune removes the rest".into()
+    })?;
+    job.finish();
     for s in &rep.skipped {
         eprintln!("coffer: warning: kept {s}");
     }

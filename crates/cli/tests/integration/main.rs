@@ -25,6 +25,7 @@ mod pg_rogue;
 mod pg_stream;
 mod pg_util;
 mod release_features;
+mod repo_cancel;
 mod repo_concurrency;
 mod repo_crash;
 mod repo_errors;

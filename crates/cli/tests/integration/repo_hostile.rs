@@ -7,7 +7,7 @@
 
 use crate::repo_util::{PASSWORD, Repo};
 use coffer_repository::repo::BlobWriter;
-use coffer_repository::{BlobKind, Id, Node, NodeKind, Repository, Snapshot, Summary, Tree};
+use coffer_repository::{BlobKind, Id, NewSnapshot, Node, NodeKind, Repository, Tree};
 use coffer_store::{Clock, LocalVault, ObjectStore, Role};
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -78,19 +78,14 @@ fn forge(repo: &Repo, build: impl FnOnce(&mut BlobWriter<'_>) -> Vec<Node>) -> I
     let mut w = r.writer(expires).unwrap();
     let nodes = build(&mut w);
     let tree = w.add(BlobKind::Tree, &Tree { nodes }.to_bytes()).unwrap();
-    w.commit_snapshot(Snapshot {
+    w.commit(NewSnapshot {
         kind: "files".into(),
         time: now,
-        expires,
-        retain_until: expires,
         host: "attacker".into(),
         paths: vec!["/".into()],
         tags: Vec::new(),
         tree,
         parent: None,
-        previous: None,
-        summary: Summary::default(),
-        program: "forged".into(),
         pg: None,
     })
     .unwrap()

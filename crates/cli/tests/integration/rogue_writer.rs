@@ -147,8 +147,9 @@ fn write_tree(root: &Path, seed: u64) {
     std::fs::write(root.join("dir/big.bin"), random_bytes(300_000, seed)).unwrap();
 }
 
-/// Forges a well-sealed snapshot through the library, as the backup host can: a tree with
-/// one file, naming no predecessor, claiming to be two days old.
+/// Forges a well-sealed snapshot, as the backup host can (the library's data path, its own
+/// seal and put for the snapshot): a tree with one file, naming no predecessor, claiming to
+/// be two days old.
 fn forge_snapshot(t: &dyn Target) -> String {
     let repo = Repository::open(t.writer_store(), &t.location(), "", PASSWORD.as_bytes(), Clock::system())
         .expect("the attacker opens the repository with the password");
@@ -196,7 +197,17 @@ fn forge_snapshot(t: &dyn Target) -> String {
         program: "coffer".into(),
         pg: None,
     };
-    w.commit_snapshot(snap).expect("commit the forged snapshot").to_string()
+    // The library links every snapshot it commits into the hash chain, so the attacker
+    // seals and puts this one itself, with the key and the writer's store: the data first,
+    // then the snapshot, locked as the library would.
+    let until = w.retain_until();
+    w.finish().expect("store the forged tree");
+    let bytes = coffer_repository::pack::seal_object(repo.key(), coffer_repository::pack::ObjectKind::Snapshot, &snap);
+    let id = coffer_repository::Id::hash(&bytes);
+    let retention = coffer_store::Retention { mode: repo.config().retention.mode, until };
+    coffer_repository::put::put_once(t.writer_store().as_ref(), &repo.snapshot_key(&id), &bytes, retention)
+        .expect("put the forged snapshot");
+    id.to_string()
 }
 
 fn ids(doc: &Value) -> BTreeSet<String> {

@@ -1,18 +1,30 @@
 //! `backup`: walk paths, store what changed, write a locked snapshot.
 //!
 //! Invariants guarded:
-//! - The snapshot is written last ([`coffer_repository::BlobWriter::commit_snapshot`]),
-//!   after every pack, index, and lock extension it needs.
+//! - The snapshot is written last ([`coffer_repository::BlobWriter::commit`], which also
+//!   links it into the hash chain), after every pack, index, and lock extension it needs.
 //! - A file unchanged since the parent snapshot (same size, mtime, ctime, inode) is not
 //!   read again, but its chunks' locks are still extended to cover the new snapshot; a
 //!   chunk whose pack has been pruned makes the file be read again.
 //! - A file that cannot be read is a warning, never an abort, and the snapshot records the
 //!   count so the caller can say the backup was incomplete.
+//! - Cancellation is never an acknowledgement: the [`JobControl`]'s token is checked at
+//!   every entry and every chunk, and a cancelled backup returns
+//!   [`RepoError::Cancelled`](coffer_repository::RepoError::Cancelled) without writing a
+//!   snapshot. The packs it already stored are complete and locked; the next backup finds
+//!   them (unindexed packs are read back from their headers) and reuses their blobs.
+//!
+//! Progress: a `"backup"` phase whose totals come from a metadata-only scan on another
+//! thread ([`super::scan`]), `Advance` for each chunk's bytes and each file done (files
+//! unchanged since the parent count at once), a `Warning` for each entry gone past, and
+//! `Snapshot` once committed. The `Advance`s add up to the snapshot's `files` and `bytes`.
 
 use super::meta::{self, Names};
 use super::prefetch;
 use super::{FilesError, Result};
-use coffer_repository::{BlobKind, BlobWriter, ChainLink, Id, Node, NodeKind, Repository, Snapshot, Tree};
+use coffer_repository::{
+    BlobKind, BlobWriter, Event, Id, JobControl, NewSnapshot, Node, NodeKind, Progress, Repository, Snapshot, Tree,
+};
 use globset::{GlobSet, GlobSetBuilder};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -42,17 +54,6 @@ pub struct BackupOptions {
     pub parent: Option<Id>,
 }
 
-/// Progress while backing up.
-#[derive(Clone, Debug, Default)]
-pub struct Progress {
-    /// Files done.
-    pub files: u64,
-    /// Bytes of content done.
-    pub bytes: u64,
-    /// Current path.
-    pub current: String,
-}
-
 /// The outcome of a backup.
 #[derive(Clone, Debug)]
 pub struct BackupReport {
@@ -73,8 +74,11 @@ struct Walker<'a, 'r> {
     one_fs: bool,
     names: Names,
     warnings: Vec<String>,
-    progress: &'a mut dyn FnMut(&Progress),
-    p: Progress,
+    /// How many of `warnings` were reported to the observer.
+    reported: usize,
+    ctl: &'a JobControl,
+    /// The entry being saved (what a warning is about).
+    current: PathBuf,
 }
 
 /// A path argument's position in the virtual root: intermediate directories, or the
@@ -94,10 +98,13 @@ enum VEntry {
 /// # Errors
 /// A path that does not exist or cannot be used, repository and store errors. Unreadable
 /// entries below the paths are warnings in the report, not errors.
-pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(&Progress)) -> Result<BackupReport> {
+/// [`RepoError::Cancelled`](coffer_repository::RepoError::Cancelled) once `ctl` is
+/// cancelled: then no snapshot is written.
+pub fn backup(repo: &Repository, opts: &BackupOptions, ctl: &JobControl) -> Result<BackupReport> {
     if opts.paths.is_empty() {
         return Err(FilesError::Invalid("nothing to back up: give at least one path".into()));
     }
+    ctl.check()?;
     let mut paths = Vec::new();
     for p in &opts.paths {
         let abs =
@@ -114,27 +121,20 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(
         now + jiff::SignedDuration::try_from(repo.config().retention.default_retain)
             .unwrap_or(jiff::SignedDuration::ZERO)
     });
-    // One listing for both: the parent is the newest live snapshot of these paths, the
-    // chain link the newest of all (each listing is a request per 1000 snapshots on S3).
-    let all = repo.all_snapshots()?;
+    let mut w = repo.writer(expires)?;
+    // The writer's one listing serves both: the parent is the newest live snapshot of these
+    // paths; the chain link, which the writer writes, the newest of all.
     let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let parent = match opts.parent {
-        Some(id) => Some(id),
-        None => all
-            .iter()
-            .rev()
-            .filter(|(_, s)| s.expires > now)
-            .find(|(_, s)| s.kind == "files" && s.host == opts.host && s.paths == path_strings)
-            .map(|(id, _)| *id),
-    };
-    let previous = all.last().map(|(id, s)| ChainLink { id: *id, expires: s.expires });
-    let parent_tree = match parent {
-        Some(id) => Some(repo.read_snapshot(&id)?.tree),
-        None => None,
+    let (parent, parent_tree) = match opts.parent {
+        Some(id) => (Some(id), Some(repo.read_snapshot(&id)?.tree)),
+        None => match w.parent_for("files", &opts.host, &path_strings)? {
+            Some((id, s)) => (Some(id), Some(s.tree)),
+            None => (None, None),
+        },
     };
 
     let mut walker = Walker {
-        w: repo.writer(expires)?,
+        w,
         prefetch: super::prefetch::Prefetch::start(),
         chunker: coffer_repository::chunker::Chunker::new(repo.config().chunker),
         excludes,
@@ -142,8 +142,9 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(
         one_fs: opts.one_file_system,
         names: Names::default(),
         warnings: Vec::new(),
-        progress,
-        p: Progress::default(),
+        reported: 0,
+        ctl,
+        current: PathBuf::new(),
     };
     let mut root = VDir::default();
     for p in &paths {
@@ -170,24 +171,44 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &mut dyn FnMut(
     }
     // A parent that cannot be read only costs reading every file again.
     let parent_root = parent_tree.and_then(|t| walker.w.read_tree(&t).ok());
-    let tree = walker.save_vdir(Path::new("/"), &root, parent_root.as_ref())?;
+    ctl.emit(&Event::Phase { name: "backup" });
+    let stop_scan = std::sync::atomic::AtomicBool::new(false);
+    let scope = super::scan::Scope {
+        paths: &paths,
+        excludes: &walker.excludes.clone(),
+        path_excludes: &walker.path_excludes.clone(),
+        one_fs: opts.one_file_system,
+    };
+    let (tree, scanned) = std::thread::scope(|s| {
+        let scanner = std::thread::Builder::new()
+            .name("coffer-scan".into())
+            .spawn_scoped(s, || super::scan::scan(&scope, ctl, &stop_scan));
+        let tree = walker.save_vdir(Path::new("/"), &root, parent_root.as_ref());
+        stop_scan.store(true, std::sync::atomic::Ordering::Relaxed);
+        // A scanner that could not start (or panicked) only costs the total.
+        let scanned = scanner.ok().and_then(|h| h.join().ok()).flatten();
+        (tree, scanned)
+    });
+    walker.report_warnings();
+    let tree = tree?;
+    ctl.check()?;
     let Walker { mut w, warnings, .. } = walker;
-    let snap = Snapshot {
+    if scanned.is_none() {
+        // The walk ended before the scan: what it saw is the whole.
+        let s = w.summary_mut();
+        ctl.emit(&Event::Total { total: Progress::new(s.files, s.bytes), complete: true });
+    }
+    let id = w.commit(NewSnapshot {
         kind: "files".into(),
         time: now,
-        expires,
-        retain_until: w.retain_until(),
         host: opts.host.clone(),
         paths: path_strings,
         tags: opts.tags.clone(),
         tree,
         parent,
-        previous,
-        summary: w.summary_mut().clone(),
-        program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
         pg: None,
-    };
-    let id = w.commit_snapshot(snap)?;
+    })?;
+    ctl.emit(&Event::Snapshot { id });
     let info = repo.read_snapshot(&id)?;
     Ok(BackupReport { snapshot: id, info, warnings })
 }
@@ -299,7 +320,9 @@ impl Walker<'_, '_> {
         parent: Option<&Node>,
         root_dev: u64,
     ) -> Result<Option<Node>> {
-        self.p.current = path.display().to_string();
+        self.ctl.check()?;
+        self.report_warnings();
+        path.clone_into(&mut self.current);
         match node.kind {
             NodeKind::File => {
                 self.w.summary_mut().files += 1;
@@ -314,11 +337,13 @@ impl Walker<'_, '_> {
                     }
                     if all {
                         node.content.clone_from(&old.content);
-                        self.tick(node.size);
+                        self.ctl.emit(&Event::Advance(Progress::new(1, node.size)));
                         return Ok(Some(node));
                     }
                 }
-                match self.read_file(path, &mut node) {
+                let size = node.size;
+                let mut read = 0;
+                let saved = match self.read_file(path, &mut node, &mut read) {
                     Ok(()) => {
                         self.w.summary_mut().files_read += 1;
                         Ok(Some(node))
@@ -327,8 +352,12 @@ impl Walker<'_, '_> {
                         self.warn(format!("{context}: {source}"));
                         Ok(None)
                     }
-                    Err(e) => Err(e),
-                }
+                    Err(e) => return Err(e),
+                };
+                // The file is done (or gone past): the rest of the bytes it was counted
+                // with, so that the advances add up to the summary.
+                self.ctl.emit(&Event::Advance(Progress::new(1, size.saturating_sub(read))));
+                saved
             }
             NodeKind::Dir => {
                 self.w.summary_mut().dirs += 1;
@@ -410,13 +439,20 @@ impl Walker<'_, '_> {
         self.excludes.is_match(Path::new(name)) || self.path_excludes.is_match(path)
     }
 
-    fn tick(&mut self, bytes: u64) {
-        self.p.files += 1;
-        self.p.bytes += bytes;
-        (self.progress)(&self.p);
+    /// Reports the warnings not yet reported, as being about the entry being saved.
+    fn report_warnings(&mut self) {
+        if self.reported < self.warnings.len() {
+            let item = self.current.to_string_lossy();
+            for w in &self.warnings[self.reported..] {
+                self.ctl.emit(&Event::Warning { item: &item, message: w });
+            }
+            self.reported = self.warnings.len();
+        }
     }
 
-    fn read_file(&mut self, path: &Path, node: &mut Node) -> Result<()> {
+    /// Reads and stores the file's content; `chunked` counts the bytes chunked (each chunk's
+    /// are reported as it is stored). Stops at a chunk boundary once the job is cancelled.
+    fn read_file(&mut self, path: &Path, node: &mut Node, chunked: &mut u64) -> Result<()> {
         let ctx = || format!("cannot read {}", path.display());
         let (reader, before): (Box<dyn std::io::Read>, fs::Metadata) = match self.prefetch.take(path) {
             Some(read) => {
@@ -430,12 +466,14 @@ impl Walker<'_, '_> {
             }
         };
         let mut content = Vec::new();
-        let (w, p) = (&mut self.w, &mut self.p);
+        let (w, ctl) = (&mut self.w, self.ctl);
         let size = self
             .chunker
             .chunks(reader, before.len(), |chunk| {
+                ctl.check().map_err(ReadError::Repo)?;
                 content.push(w.add(BlobKind::Data, chunk).map_err(ReadError::Repo)?);
-                p.bytes += chunk.len() as u64;
+                *chunked += chunk.len() as u64;
+                ctl.emit(&Event::Advance(Progress::new(0, chunk.len() as u64)));
                 Ok::<(), ReadError>(())
             })
             .map_err(|e| match e {
@@ -455,8 +493,6 @@ impl Walker<'_, '_> {
         }
         node.size = size;
         node.content = content;
-        self.p.files += 1;
-        (self.progress)(&self.p);
         Ok(())
     }
 }

@@ -11,10 +11,11 @@ mod backup;
 mod meta;
 mod prefetch;
 mod restore;
+mod scan;
 pub mod walk;
 mod writeback;
 
-pub use backup::{BackupOptions, BackupReport, Progress, backup};
+pub use backup::{BackupOptions, BackupReport, backup};
 pub use restore::{REMOTE_READ_AHEAD, RestoreOptions, RestoreReport, restore};
 
 /// Errors of the files source.

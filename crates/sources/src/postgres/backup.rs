@@ -17,7 +17,7 @@
 
 use super::{BaseBackup, Lsn, PgError, Result, client, pg_program};
 use coffer_repository::wal::Segment;
-use coffer_repository::{BlobKind, ChainLink, Event, JobControl, Node, NodeKind, Progress, Repository, Snapshot, Tree};
+use coffer_repository::{BlobKind, Event, JobControl, NewSnapshot, Node, NodeKind, Progress, Repository, Tree};
 use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -151,7 +151,6 @@ impl StartedBackup {
         let expires = now
             + jiff::SignedDuration::try_from(repo.config().retention.default_retain)
                 .unwrap_or(jiff::SignedDuration::ZERO);
-        let previous = repo.all_snapshots()?.last().map(|(id, s)| ChainLink { id: *id, expires: s.expires });
         let mut w = repo.writer(expires)?;
         let stdout = self.child.stdout.take().ok_or_else(|| PgError::Server("pg_basebackup has no output".into()))?;
         // A pipe holds 64 KiB by default: pg_basebackup and the chunker then take turns a
@@ -299,25 +298,20 @@ impl StartedBackup {
         w.summary_mut().bytes = size;
         let host =
             self.opts.host.clone().unwrap_or_else(|| rustix::system::uname().nodename().to_string_lossy().into_owned());
-        let snap = Snapshot {
+        let added = w.summary_mut().bytes_added;
+        // The last boundary: past it, the snapshot is acknowledged. The repository links it
+        // into the hash chain and fills in its expiry, lock date and counts.
+        ctl.check()?;
+        let id = w.commit(NewSnapshot {
             kind: "pg-base".into(),
             time: now,
-            expires,
-            retain_until: w.retain_until(),
             host,
             paths: vec![format!("pg:{sysid}")],
             tags: self.opts.tags.clone(),
             tree,
             parent: None,
-            previous,
-            summary: w.summary_mut().clone(),
-            program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
             pg: Some(meta),
-        };
-        let added = w.summary_mut().bytes_added;
-        // The last boundary: past it, the snapshot is acknowledged.
-        ctl.check()?;
-        let id = w.commit_snapshot(snap)?;
+        })?;
         ctl.emit(&Event::Snapshot { id });
         base.snapshot = id.to_string();
         base.tree = tree;

@@ -7,9 +7,17 @@
 //! that snapshot expires (the lock-coverage invariant); with read-data, every byte of the
 //! chosen packs authenticates. A problem names the object and, for data, the snapshots and
 //! files affected.
+//!
+//! Progress: a `"check"` phase (names, snapshots, trees and pack locks, one `Advance` item
+//! each; no total: they are found as they are walked), then with read-data a `"read"` phase
+//! whose total (packs, bytes) is known before the first byte is read. Cancellation is checked
+//! at every name, tree and pack; a cancelled verify returns
+//! [`RepoError::Cancelled`](crate::RepoError::Cancelled) and no report (a partial report
+//! would read as "no problems found").
 
 use crate::error::Result;
 use crate::id::Id;
+use crate::observe::{Event, JobControl, Progress};
 use crate::pack;
 use crate::repo::Repository;
 use crate::tree::NodeKind;
@@ -126,8 +134,11 @@ pub struct VerifyReport {
 /// Verifies `repo`. Problems go into the report; only failures to run at all are errors.
 ///
 /// # Errors
-/// Store errors that prevent checking (e.g. the store is unreachable).
-pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
+/// Store errors that prevent checking (e.g. the store is unreachable);
+/// [`RepoError::Cancelled`](crate::RepoError::Cancelled) once `ctl` is cancelled.
+pub fn verify(repo: &Repository, read: ReadData, ctl: &JobControl) -> Result<VerifyReport> {
+    ctl.emit(&Event::Phase { name: "check" });
+    let one = Event::Advance(Progress::new(1, 0));
     let now = repo.clock().now();
     let mut rep = VerifyReport::default();
     let problem = |rep: &mut VerifyReport, object: String, message: String| {
@@ -135,7 +146,7 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
     };
 
     // Every name's versions: delete markers and versions an honest writer never makes.
-    security_findings(repo, &mut rep)?;
+    security_findings(repo, &mut rep, ctl)?;
 
     // Snapshots, including expired ones still present (they anchor the chain), each with
     // when the store created it.
@@ -152,6 +163,8 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
         if let Some(first) = v.objects.first() {
             created.insert(id, first.created);
         }
+        ctl.check()?;
+        ctl.emit(&one);
         match repo.read_snapshot(&id) {
             Ok(s) => snaps.push((id, s)),
             Err(e) => problem(&mut rep, k, coffer_store::display_chain(&e)),
@@ -202,6 +215,8 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
             if !this_seen.insert(t) {
                 continue;
             }
+            ctl.check()?;
+            ctl.emit(&one);
             match index.get(&t) {
                 Some(r) => needs(r.pack, s.expires, *sid),
                 None => {
@@ -263,6 +278,8 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
 
     // Lock coverage.
     for (&pos, &(until, sid)) in &need_until {
+        ctl.check()?;
+        ctl.emit(&one);
         let p = index.pack(pos);
         let key = repo.pack_key(&p.id);
         rep.packs_locked += 1;
@@ -323,10 +340,17 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
         ReadData::Subset(f) => need_until.keys().copied().filter(|_| random_unit() < f).collect(),
     };
     let mut bad_blobs: BTreeMap<Id, String> = BTreeMap::new();
+    if !chosen.is_empty() {
+        ctl.emit(&Event::Phase { name: "read" });
+        let bytes = chosen.iter().map(|&pos| index.pack(pos).size).sum();
+        ctl.emit(&Event::Total { total: Progress::new(chosen.len() as u64, bytes), complete: true });
+    }
     for pos in chosen {
+        ctl.check()?;
         let p = index.pack(pos);
         let key = repo.pack_key(&p.id);
         rep.packs_read += 1;
+        ctl.emit(&Event::Advance(Progress::new(1, p.size)));
         let bytes = match repo.get_hashed(&key, &p.id) {
             Ok(b) => b,
             Err(e) if matches!(e, crate::RepoError::Corrupt { .. }) => {
@@ -359,7 +383,9 @@ pub fn verify(repo: &Repository, read: ReadData) -> Result<VerifyReport> {
         name_affected(repo, &live, &bad_blobs, &mut rep)?;
     }
     // PostgreSQL WAL archives (`pg/`): gaps, and with --read-data every file's bytes.
+    ctl.check()?;
     crate::wal::verify_wal(repo, !matches!(read, ReadData::None), &mut rep.problems)?;
+    ctl.check()?;
     Ok(rep)
 }
 
@@ -377,10 +403,11 @@ pub const STORE_TIME_RESOLUTION: jiff::SignedDuration = jiff::SignedDuration::fr
 /// what an honest Coffer never writes: delete markers, further versions of names written
 /// once, versions whose content does not match their name. Reads only names that have
 /// more than one version (rare), so it costs one version listing.
-fn security_findings(repo: &Repository, rep: &mut VerifyReport) -> Result<()> {
+fn security_findings(repo: &Repository, rep: &mut VerifyReport, ctl: &JobControl) -> Result<()> {
     let store = repo.store();
     let prefix = repo.prefix();
     versions::for_each_name_all(store, prefix, repo.as_of(), |v| {
+        ctl.check()?;
         for m in &v.markers {
             rep.findings.push(Finding {
                 kind: FindingKind::DeleteMarker,
@@ -624,8 +651,7 @@ fn name_affected(
 }
 
 fn random_unit() -> f64 {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("the operating system's random source failed");
+    let b: [u8; 8] = crate::crypto::random();
     #[allow(clippy::cast_precision_loss, reason = "a uniform fraction needs only 53 bits")]
     let x = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
     x

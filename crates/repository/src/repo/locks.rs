@@ -1,0 +1,111 @@
+//! Lock dates and lock extension: the lock date for a snapshot's expiry, the lock state of
+//! an object's versions, and extending every version of a key (and the config and key files).
+//!
+//! Invariant guarded here: locks only grow; every version of a key a reader may need is
+//! extended, and a key with no object version is reported so its blobs are uploaded again.
+
+use super::*;
+
+impl Repository {
+    /// The lock date for a snapshot expiring at `expires`: expiry plus the margin, rounded
+    /// up to the next UTC midnight. The rounding makes every backup of a day ask for the
+    /// same lock date, so a pack reused all day is extended once, not by every backup.
+    #[must_use]
+    pub fn lock_until(&self, expires: Timestamp) -> Timestamp {
+        let t = expires + to_signed(self.config.retention.margin);
+        let day = 86_400;
+        let secs = t.as_second() + i64::from(t.subsec_nanosecond() > 0);
+        Timestamp::from_second((secs + day - 1).div_euclid(day) * day).unwrap_or(t)
+    }
+
+    /// The earliest lock end among the object versions of `key`: what a reuse must extend
+    /// if short. `None` when it has none (or one has no lock).
+    pub(super) fn locked_until(&self, key: &str) -> Result<Option<Timestamp>> {
+        let mut least: Option<Option<Timestamp>> = None;
+        for v in self.object_versions(key)? {
+            let until = v.retention.map(|r| r.until);
+            least = Some(match least {
+                None => until,
+                Some(l) => l.min(until),
+            });
+        }
+        Ok(least.flatten())
+    }
+
+    /// The object versions (with lock state) of exactly `key`.
+    pub(crate) fn object_versions(&self, key: &str) -> Result<Vec<coffer_store::ObjectVersion>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_versions(key, token.as_deref(), 1000)
+                .map_err(RepoError::store(format!("cannot read the locks of {key}")))?;
+            let past = page.items.iter().any(|v| v.key != key);
+            out.extend(page.items.into_iter().filter(|v| v.key == key && !v.delete_marker));
+            match page.next {
+                Some(t) if !past => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Extends the lock of **every** object version of `key` to at least `until`. A reader
+    /// may need any of them (the authentic one is not necessarily the latest: a rogue
+    /// writer can add versions), and extending a garbage version too costs only its
+    /// storage. Returns the earliest lock end before extending and how many versions were
+    /// extended, or `None` when the key has no object version (pruned: upload again).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) fn extend_versions(&self, key: &str, until: Timestamp) -> Result<Option<(Timestamp, u64)>> {
+        self.writable()?;
+        let versions = self.object_versions(key)?;
+        if versions.is_empty() {
+            return Ok(None);
+        }
+        let mut current = Timestamp::MAX;
+        let (mut extended, mut alive) = (0, 0);
+        for v in versions {
+            let had = v.retention.map_or(Timestamp::MIN, |r| r.until);
+            if had >= until {
+                alive += 1;
+                current = current.min(had);
+                continue;
+            }
+            let want = Retention { mode: self.config.retention.mode, until };
+            match self.store.put_retention(key, &v.version, Some(want), false) {
+                Ok(()) => {
+                    extended += 1;
+                    alive += 1;
+                    current = current.min(had);
+                }
+                // Pruned between listing and extension: that version is gone.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(RepoError::store(format!("cannot extend the lock of {key}"))(e)),
+            }
+        }
+        if alive == 0 {
+            return Ok(None);
+        }
+        Ok(Some((current, extended)))
+    }
+
+    /// Extends the locks of the config and every key file (all their versions) to at least
+    /// `until`, so the repository stays readable as long as what it holds.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) fn extend_meta_to(&self, until: Timestamp) -> Result<()> {
+        let mut keys = vec![format!("{}config", self.prefix)];
+        // Without a point in time (writers have none): key files hidden by markers count too.
+        self.for_each_name(&format!("{}keys/", self.prefix), |k| {
+            keys.push(k);
+            Ok(())
+        })?;
+        for key in keys {
+            self.extend_versions(&key, until)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! Opening, creating and writing a repository on any `ObjectStore`.
+//!
+//! Storage keys (all under the repository's prefix):
+//!
+//! ```text
+//! config                 enveloped Config
+//! keys/ID                KeyFile (plaintext JSON; ID = BLAKE3 of the bytes)
+//! data/XX/ID             packs (ID = BLAKE3 of the bytes, XX its first two hex digits)
+//! index/ID               enveloped IndexFile
+//! snapshots/ID           enveloped Snapshot
+//! ```
+//!
+//! Invariants guarded here (see `docs/design.md`, "Read and write ordering"):
+//! - Writers only add objects and extend locks; nothing here deletes.
+//! - Every object is written with a retention covering the snapshot that needs it; a
+//!   reused pack whose lock ends too early is extended *before* the snapshot is written,
+//!   and if it has already been pruned its blobs are uploaded again.
+//! - The snapshot is written last, after every object it references is durable.
+
+use crate::crypto::{KdfParams, KeyFile, MasterKey};
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{Index, IndexFile, IndexPack};
+use crate::pack::{self, BlobKind, ObjectKind};
+use crate::pipeline::{Pipeline, Target};
+use crate::snapshot::{Snapshot, Summary};
+use crate::tree::Tree;
+use crate::versions;
+use coffer_store::{Clock, ErrorKind, ObjectStore, RangeRead, Retention, RetentionMode, StoreError, VersionId};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+mod config;
+mod indexes;
+mod locks;
+mod objects;
+mod open;
+mod reader;
+mod snapshots;
+mod writer;
+
+pub use config::{ChunkerParams, Config, InitOptions, RetentionPolicy};
+pub(crate) use objects::get_listed;
+pub use objects::is_not_found;
+use objects::{hashed_version, is_damage, is_damaged, is_gone};
+use reader::PackCache;
+pub use reader::{BlobReader, READ_AHEAD_THREADS, SharedReader};
+pub use snapshots::{Damaged, Snapshots};
+pub use writer::{BlobWriter, REPACK_BELOW_PERCENT};
+
+/// An open repository.
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    location: String,
+    prefix: String,
+    key: MasterKey,
+    config: Config,
+    clock: Clock,
+    /// The point in time the repository is seen as of (`--as-of`): only versions the store
+    /// created at or before it exist for this handle's reads. `None`: now.
+    as_of: Option<Timestamp>,
+    /// Snapshots already read, by id. A snapshot object never changes (its key is the hash
+    /// of its bytes, checked on read), so one read per process is enough: a backup looks at
+    /// the snapshot list three times (expiry, parent, hash chain), which on S3 was three
+    /// `GetObject`s per snapshot in the repository, on every backup. Listings are not
+    /// cached: a snapshot removed or added since is seen as such.
+    ///
+    /// Bounded for long-running processes: every complete listing
+    /// ([`Repository::all_snapshots_and_damage`], under every snapshot listing) drops the
+    /// entries of ids it did not find (pruned, or absent as of `--as-of`), so the cache holds
+    /// at most the snapshots of the latest listing plus those read by id since, and a pruned
+    /// snapshot is not served from it once a listing has seen it gone.
+    snapshot_cache: std::sync::Mutex<HashMap<Id, Snapshot>>,
+    /// Content-addressed names whose latest version is not the authentic one (a rogue
+    /// writer's garbage on top), with the version that is: found once, then read directly,
+    /// so a tampered pack costs one search, not one per blob read from it. Holds only
+    /// tampered names.
+    pins: std::sync::Mutex<HashMap<String, VersionId>>,
+    /// When the store created each snapshot object (its first version), as of the last
+    /// complete listing: the one time of a snapshot a writer cannot claim.
+    stored: std::sync::Mutex<HashMap<Id, Timestamp>>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.location)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the repository is, for messages.
+    #[must_use]
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The store (as the principal it was opened with).
+    #[must_use]
+    pub fn store(&self) -> &dyn ObjectStore {
+        self.store.as_ref()
+    }
+
+    /// The master key.
+    #[must_use]
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The point in time this handle sees the repository as of, if not now. Everything it
+    /// lists and reads is what the store held then, by the store's own version creation
+    /// times: names, versions and key files created later — a forged snapshot included,
+    /// however well sealed — do not exist for it. Such a handle cannot write.
+    #[must_use]
+    pub fn as_of(&self) -> Option<Timestamp> {
+        self.as_of
+    }
+
+    /// The store key of a pack.
+    #[must_use]
+    pub fn pack_key(&self, id: &Id) -> String {
+        self.pack_name(id).to_string()
+    }
+
+    /// The store key of a snapshot.
+    #[must_use]
+    pub fn snapshot_key(&self, id: &Id) -> String {
+        format!("{}snapshots/{id}", self.prefix)
+    }
+
+    /// The prefix under which the repository lives.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Calls `f` with every name under `prefix` this handle sees (see [`versions`]): delete
+    /// markers hide nothing, and with a point in time only names created by then exist.
+    pub(crate) fn for_each_name(&self, prefix: &str, mut f: impl FnMut(String) -> Result<()>) -> Result<()> {
+        versions::for_each_name(self.store.as_ref(), prefix, self.as_of, |v| f(v.key))
+    }
+
+    /// Refuses to write through a handle that sees the past.
+    pub(crate) fn writable(&self) -> Result<()> {
+        match self.as_of {
+            Some(t) => Err(RepoError::Invalid(format!(
+                "{} is opened as of {t}, which is read-only; drop --as-of to write",
+                self.location
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn to_signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+/// `90d`, `12h`, `30s` style.
+#[must_use]
+pub fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    if s % 86_400 == 0 {
+        format!("{}d", s / 86_400)
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{s}s")
+    }
+}

@@ -1,0 +1,129 @@
+//! Content-addressed objects: writing them once with their lock, reading them back checked
+//! against their names (searching past a rogue writer's versions), and classifying the
+//! errors that mean "gone" or "damaged".
+//!
+//! Invariant guarded here: what is read back under a content-addressed name is returned only
+//! if it hashes to that name; nothing is ever overwritten.
+
+use super::*;
+
+impl Repository {
+    /// [`Repository::pack_key`], formatted only when shown: for error contexts on paths
+    /// taken once per blob.
+    pub(super) fn pack_name<'a>(&'a self, id: &'a Id) -> PackKey<'a> {
+        PackKey { prefix: &self.prefix, id }
+    }
+
+    pub(super) fn put(&self, key: &str, bytes: &[u8], until: Timestamp) -> Result<VersionId> {
+        crate::put::put_once(self.store.as_ref(), key, bytes, Retention { mode: self.config.retention.mode, until })
+    }
+
+    /// Reads and checks an object whose name is the hash of its bytes. Content-addressed
+    /// objects are written once; if the latest version does not match its name (a later
+    /// put under the same key, by mistake or malice) or is a delete marker, a version that
+    /// does is found among the others — nothing is overwritten, so it is still there. Any
+    /// matching version will do: they are equal. (With a point in time this is still right:
+    /// a name is only reached through listings and indexes of that time.)
+    pub(crate) fn get_hashed(&self, key: &str, id: &Id) -> Result<Vec<u8>> {
+        let pinned = self.pin(key);
+        let first_err = match self.store.get(key, pinned.as_ref()) {
+            Ok(o) if id.names(&o) => return Ok(o.data),
+            Ok(o) => (Some(o.meta.version), RepoError::corrupt(key, "content does not match its name")),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
+                (None, RepoError::store(format!("cannot read {key}"))(e))
+            }
+            Err(e) => return Err(RepoError::store(format!("cannot read {key}"))(e)),
+        };
+        let versions = versions::versions_of(self.store.as_ref(), key, self.as_of)?;
+        if let Some((data, version)) = hashed_version(self.store.as_ref(), &versions, id, first_err.0.as_ref())? {
+            self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_owned(), version);
+            return Ok(data);
+        }
+        Err(first_err.1)
+    }
+
+    /// The authentic version of a tampered content-addressed name, once found.
+    pub(super) fn pin(&self, key: &str) -> Option<VersionId> {
+        self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned()
+    }
+}
+
+/// A pack's store key, as [`Repository::pack_name`] gives it.
+#[derive(Clone, Copy)]
+pub(super) struct PackKey<'a> {
+    prefix: &'a str,
+    id: &'a Id,
+}
+
+impl std::fmt::Display for PackKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hex = self.id.to_string();
+        write!(f, "{}data/{}/{hex}", self.prefix, &hex[..2])
+    }
+}
+
+/// The first object version of `versions` other than `skip` whose content hashes to `id`,
+/// newest first, and its version id; `None` if there is none. Versions that cannot be read
+/// are passed over.
+///
+/// # Errors
+/// Store errors other than a missing or damaged version (an unreachable store).
+pub(super) fn hashed_version(
+    store: &dyn ObjectStore,
+    versions: &versions::Versions,
+    id: &Id,
+    skip: Option<&VersionId>,
+) -> Result<Option<(Vec<u8>, VersionId)>> {
+    for v in versions.objects.iter().rev().filter(|v| Some(&v.version) != skip) {
+        match get_listed(store, &versions.key, v) {
+            Ok(o) if id.names(&o) => return Ok(Some((o.data, v.version.clone()))),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {}
+            Err(e) => return Err(RepoError::store(format!("cannot read {}", versions.key))(e)),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads the listed version `v` of `key`. A read by version id costs S3 a second request (to
+/// learn whether it is the latest), so the version the listing called the latest is read as
+/// the latest — and taken only if it still is that version.
+pub(crate) fn get_listed(
+    store: &dyn ObjectStore,
+    key: &str,
+    v: &coffer_store::ListEntry,
+) -> coffer_store::Result<coffer_store::Object> {
+    if v.is_latest {
+        if let Ok(o) = store.get(key, None) {
+            if o.meta.version == v.version {
+                return Ok(o);
+            }
+        }
+    }
+    store.get(key, Some(&v.version))
+}
+
+/// Whether the object was not there (any more).
+pub(super) fn is_gone(e: &RepoError) -> bool {
+    e.store_error().is_some_and(|s| s.kind() == ErrorKind::NotFound)
+}
+
+/// Whether the object is there but damaged (failed a checksum, authentication or decoding).
+pub(super) fn is_damaged(e: &RepoError) -> bool {
+    matches!(e, RepoError::Corrupt { .. }) || e.store_error().is_some_and(|s| s.kind() == ErrorKind::Corrupt)
+}
+
+/// Whether an error is damaged data (as opposed to an unreachable store or a refusal).
+pub(super) fn is_damage(e: &RepoError) -> bool {
+    match e {
+        RepoError::Corrupt { .. } => true,
+        RepoError::Store { source, .. } => source.kind() == ErrorKind::Corrupt,
+        _ => false,
+    }
+}
+
+/// Whether a store error means "not there".
+#[must_use]
+pub fn is_not_found(e: &StoreError) -> bool {
+    e.kind() == ErrorKind::NotFound
+}

@@ -1,0 +1,249 @@
+//! Creating and opening a repository: `init`, `open` (now or as of a point in time, with a
+//! password or an unwrapped key), and the key files.
+//!
+//! Invariants guarded here: the config's **first** version is the one (a later version by a
+//! rogue writer changes nothing); a master key is accepted only if it authenticates the
+//! config, so a forged key file wrapping another key is passed over.
+
+use super::*;
+
+/// The stored config object's bytes, its format version checked (before any key is tried,
+/// so a newer repository is refused clearly). The config is not content-addressed and is
+/// written once, at `init`: its **first** version (at or before `as_of`) is the one, so a
+/// later version put by a rogue writer, garbage or well-sealed, changes nothing.
+fn read_config(store: &dyn ObjectStore, location: &str, prefix: &str, as_of: Option<Timestamp>) -> Result<Vec<u8>> {
+    let key = format!("{prefix}config");
+    let versions = versions::versions_of(store, &key, as_of)?;
+    let Some(first) = versions.objects.first() else {
+        return Err(RepoError::NoRepository { location: location.into() });
+    };
+    let bytes = get_listed(store, &key, first)
+        .map_err(RepoError::store(format!("cannot read {location}/config (version {})", first.version)))?
+        .data;
+    pack::envelope_version(&bytes, &format!("{location}/config"))?;
+    Ok(bytes)
+}
+
+impl Repository {
+    /// Creates a repository in `store` under `prefix`, protected by `password`.
+    ///
+    /// # Errors
+    /// `AlreadyExists`, `Invalid` (a policy whose floor exceeds its ceiling), store errors.
+    pub fn init(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        password: &[u8],
+        opts: &InitOptions,
+        clock: Clock,
+    ) -> Result<Self> {
+        let p = opts.retention;
+        if p.default_retain > p.max_retain {
+            return Err(RepoError::Invalid(format!(
+                "default retention ({}) exceeds the maximum retention ({})",
+                humanize(p.default_retain),
+                humanize(p.max_retain)
+            )));
+        }
+        // A config hidden behind a delete marker is still a repository.
+        if !versions::versions_of(store.as_ref(), &format!("{prefix}config"), None)?.objects.is_empty() {
+            return Err(RepoError::AlreadyExists { location: location.into() });
+        }
+        let now = clock.now();
+        let config = Config {
+            version: pack::FORMAT_VERSION,
+            id: Id(crate::crypto::random()),
+            created: now,
+            chunker: ChunkerParams::default(),
+            pack_size: 16 * 1024 * 1024,
+            retention: p,
+        };
+        let repo = Self::assemble(store, location, prefix, MasterKey::generate(), config, clock, None);
+        // Config and keys live as long as the longest snapshot; every backup extends them.
+        let until = repo.lock_until(now + to_signed(p.max_retain));
+        repo.add_key_until(password, opts.kdf, &opts.host, "initial key", until)?;
+        let bytes = pack::seal_object(&repo.key, ObjectKind::Config, &repo.config);
+        repo.put(&format!("{prefix}config"), &bytes, until)?;
+        Ok(repo)
+    }
+
+    /// Opens the repository in `store` under `prefix` with `password`.
+    ///
+    /// # Errors
+    /// `NoRepository`, `NewerFormat`, `WrongPassword`, `NoUsableKey`, `Corrupt`, store errors.
+    pub fn open(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        password: &[u8],
+        clock: Clock,
+    ) -> Result<Self> {
+        Self::open_as_of(store, location, prefix, password, clock, None)
+    }
+
+    /// Opens the repository as it was at `as_of` (see [`Repository::as_of`]): the config,
+    /// the key files and everything listed later are those the store held then. `None`
+    /// opens it as it is now.
+    ///
+    /// Key files are tried in order; the master key is the first one a key file opens with
+    /// the password **and** that authenticates the config: a key file forged by someone
+    /// who knows the password, wrapping another master key, is passed over.
+    ///
+    /// # Errors
+    /// As [`Repository::open`].
+    pub fn open_as_of(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        password: &[u8],
+        clock: Clock,
+        as_of: Option<Timestamp>,
+    ) -> Result<Self> {
+        let config_bytes = read_config(store.as_ref(), location, prefix, as_of)?;
+        let config_name = format!("{location}/config");
+        let (mut files, mut unreadable, mut opened_other) = (0usize, Vec::new(), None);
+        let mut found = None;
+        versions::for_each_name(store.as_ref(), &format!("{prefix}keys/"), as_of, |v| {
+            if found.is_some() {
+                return Ok(());
+            }
+            files += 1;
+            let file = match read_key_file(store.as_ref(), &v) {
+                Ok(f) => f,
+                Err(e) if is_damage(&e) || is_gone(&e) => {
+                    unreadable.push(coffer_store::display_chain(&e));
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(key) = file.unwrap(password, &v.key)? {
+                match pack::open_object::<Config>(&key, ObjectKind::Config, &config_bytes, &config_name) {
+                    Ok(config) => found = Some((key, config)),
+                    Err(_) => opened_other = Some(v.key.clone()),
+                }
+            }
+            Ok(())
+        })?;
+        if let Some((key, config)) = found {
+            return Ok(Self::assemble(store, location, prefix, key, config, clock, as_of));
+        }
+        if let Some(k) = opened_other {
+            return Err(RepoError::corrupt(
+                config_name,
+                format!(
+                    "does not open with the master key of {k}, the only key the password opens (a forged key file, or a damaged config)"
+                ),
+            ));
+        }
+        if files > unreadable.len() {
+            return Err(RepoError::WrongPassword { location: location.into() });
+        }
+        Err(RepoError::NoUsableKey {
+            location: location.into(),
+            detail: match unreadable.first() {
+                None => "it has no key files".into(),
+                Some(first) => format!("none of its {files} key files can be read; the first: {first}"),
+            },
+        })
+    }
+
+    /// Opens the repository with its already unwrapped master key (as
+    /// [`Repository::key`] gives it), skipping the password's key derivation: for
+    /// short-lived processes that run once per WAL file (`restore_command`). The key must
+    /// authenticate the repository's config, so a key of another repository is refused.
+    ///
+    /// # Errors
+    /// `NoRepository`; `Corrupt` naming the config when the key does not open it; store
+    /// errors.
+    pub fn open_with_key(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        key: MasterKey,
+        clock: Clock,
+    ) -> Result<Self> {
+        Self::open_with_key_as_of(store, location, prefix, key, clock, None)
+    }
+
+    /// [`Repository::open_with_key`] as of a point in time (see [`Repository::open_as_of`]).
+    ///
+    /// # Errors
+    /// As [`Repository::open_with_key`].
+    pub fn open_with_key_as_of(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        key: MasterKey,
+        clock: Clock,
+        as_of: Option<Timestamp>,
+    ) -> Result<Self> {
+        let config_bytes = read_config(store.as_ref(), location, prefix, as_of)?;
+        let config: Config = pack::open_object(&key, ObjectKind::Config, &config_bytes, &format!("{location}/config"))?;
+        Ok(Self::assemble(store, location, prefix, key, config, clock, as_of))
+    }
+
+    /// The one place a repository value is built (a new one by `init`, an opened one by
+    /// `with_config`).
+    fn assemble(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        key: MasterKey,
+        config: Config,
+        clock: Clock,
+        as_of: Option<Timestamp>,
+    ) -> Self {
+        Self {
+            store,
+            location: location.into(),
+            prefix: prefix.into(),
+            key,
+            config,
+            clock,
+            as_of,
+            snapshot_cache: std::sync::Mutex::default(),
+            pins: std::sync::Mutex::default(),
+            stored: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Adds another password.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams, host: &str, label: &str) -> Result<Id> {
+        let until = self.lock_until(self.clock.now() + to_signed(self.config.retention.max_retain));
+        self.add_key_until(password, kdf, host, label, until)
+    }
+
+    fn add_key_until(&self, password: &[u8], kdf: KdfParams, host: &str, label: &str, until: Timestamp) -> Result<Id> {
+        let file = KeyFile::wrap(&self.key, password, kdf, self.clock.now(), host, label)?;
+        let bytes = serde_json::to_vec_pretty(&file).expect("key file serialises");
+        let id = Id::hash(&bytes);
+        self.put(&format!("{}keys/{id}", self.prefix), &bytes, until)?;
+        Ok(id)
+    }
+
+    /// Every key file: (storage key, created, host, label).
+    ///
+    /// # Errors
+    /// Store errors, `Corrupt`.
+    pub fn keys(&self) -> Result<Vec<(String, KeyFile)>> {
+        let mut out = Vec::new();
+        versions::for_each_name(self.store.as_ref(), &format!("{}keys/", self.prefix), self.as_of, |v| {
+            out.push((v.key.clone(), read_key_file(self.store.as_ref(), &v)?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// Reads the key file `v` names: the version whose bytes hash to its name.
+fn read_key_file(store: &dyn ObjectStore, v: &versions::Versions) -> Result<KeyFile> {
+    let k = &v.key;
+    let id: Id = k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
+    let (bytes, _) = hashed_version(store, v, &id, None)?.ok_or_else(|| {
+        RepoError::corrupt(k.clone(), format!("none of its {} versions matches its name", v.objects.len()))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt(k.clone(), format!("bad key file: {e}")))
+}

@@ -1,0 +1,470 @@
+//! Writing a backup's blobs: [`BlobWriter`] deduplicates against the index, packs new blobs,
+//! extends (or repacks) reused packs, checkpoints the index, and commits the snapshot last.
+//!
+//! Invariant guarded here: the snapshot is written only after every object it references
+//! is durable and locked at least until the snapshot's lock date. And the writer, not the
+//! source, places the snapshot in the hash chain ([`BlobWriter::commit`]): it names the
+//! newest snapshot of the repository as listed by this writer, so history cannot silently
+//! lose a link because a source forgot to write it.
+
+use super::*;
+use crate::snapshot::{ChainLink, NewSnapshot};
+
+/// A reused pack locked at least this much longer is settled at the end of the backup.
+const DEFER_WINDOW: SignedDuration = SignedDuration::from_hours(1);
+/// A reused pack of which a snapshot needs less than this share (by bytes) is repacked.
+pub const REPACK_BELOW_PERCENT: u64 = 25;
+/// Packs written between index checkpoints.
+const INDEX_CHECKPOINT_PACKS: usize = 8;
+
+impl Repository {
+    /// Starts writing blobs for a snapshot that expires at `expires`.
+    ///
+    /// # Errors
+    /// `Invalid` when `expires` is past the repository's ceiling; store errors.
+    pub fn writer(&self, expires: Timestamp) -> Result<BlobWriter<'_>> {
+        self.writable()?;
+        let now = self.clock.now();
+        let ceiling = now + to_signed(self.config.retention.max_retain);
+        if expires > ceiling {
+            return Err(RepoError::Invalid(format!(
+                "a snapshot kept until {expires} would outlive the repository's maximum retention of {} (until {ceiling})",
+                humanize(self.config.retention.max_retain)
+            )));
+        }
+        if expires <= now {
+            return Err(RepoError::Invalid(format!("snapshot expiry {expires} is not in the future")));
+        }
+        let until = self.lock_until(expires);
+        let target = Target {
+            store: self.store.clone(),
+            key: self.key.clone(),
+            prefix: self.prefix.clone(),
+            mode: self.config.retention.mode,
+            until,
+            pack_size: self.config.pack_size as usize,
+            checkpoint_packs: INDEX_CHECKPOINT_PACKS,
+        };
+        let mut index = self.load_index()?;
+        let recovered = self.recover_unindexed(&mut index)?;
+        Ok(BlobWriter {
+            repo: self,
+            index,
+            recovered,
+            expires,
+            history: None,
+            until: self.lock_until(expires),
+            target: target.clone(),
+            pipeline: Some(Pipeline::start(target)),
+            pending: HashSet::new(),
+            extended: HashSet::new(),
+            deferred: HashMap::new(),
+            summary: Summary::default(),
+            cache: PackCache::default(),
+        })
+    }
+}
+
+/// Writes blobs into packs, deduplicating against the index and extending the locks of
+/// packs it reuses, and commits the snapshot that needs them ([`BlobWriter::commit`]).
+pub struct BlobWriter<'r> {
+    repo: &'r Repository,
+    index: Index,
+    /// Unindexed packs found at the start (see [`Repository::recover_unindexed`]), stated
+    /// in this backup's index.
+    recovered: Vec<IndexPack>,
+    /// When the snapshot expires.
+    expires: Timestamp,
+    /// Every snapshot the repository holds, oldest first, listed once (at the first
+    /// [`BlobWriter::history`], or at commit): the chain link is its newest.
+    history: Option<Vec<(Id, Snapshot)>>,
+    until: Timestamp,
+    target: Target,
+    pipeline: Option<Pipeline>,
+    pending: HashSet<Id>,
+    extended: HashSet<usize>,
+    deferred: HashMap<usize, HashSet<Id>>,
+    summary: Summary,
+    cache: PackCache,
+}
+
+impl BlobWriter<'_> {
+    /// The lock date of everything this snapshot needs.
+    #[must_use]
+    pub fn retain_until(&self) -> Timestamp {
+        self.until
+    }
+
+    /// The repository's chunker parameters.
+    #[must_use]
+    pub fn repo_chunker(&self) -> ChunkerParams {
+        self.repo.config.chunker
+    }
+
+    /// Counts so far.
+    pub fn summary_mut(&mut self) -> &mut Summary {
+        &mut self.summary
+    }
+
+    /// The index as loaded (plus what this writer added).
+    #[must_use]
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Makes sure the blob with content `data` is stored and locked long enough; returns its id.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn add(&mut self, kind: BlobKind, data: &[u8]) -> Result<Id> {
+        let id = self.repo.key.blob_id(data);
+        if self.pending.contains(&id) || self.ensure_locked(&id)? {
+            return Ok(id);
+        }
+        self.pipeline().submit(kind, id, data.to_vec())?;
+        self.pending.insert(id);
+        self.summary.blobs_added += 1;
+        self.summary.bytes_added += data.len() as u64;
+        Ok(id)
+    }
+
+    /// Reads a tree stored before this backup (the parent snapshot's).
+    ///
+    /// # Errors
+    /// `Corrupt`, store errors.
+    pub fn read_tree(&mut self, id: &Id) -> Result<Tree> {
+        let bytes = self.cache.read(self.repo, &self.index, id)?;
+        Tree::from_bytes(&bytes, id)
+    }
+
+    /// Reuses an existing blob (an unchanged file's chunk, an unchanged tree): `true` if it
+    /// is stored and now locked long enough, `false` if the caller must add it again.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn reuse(&mut self, id: &Id) -> Result<bool> {
+        Ok(self.pending.contains(id) || self.ensure_locked(id)?)
+    }
+
+    /// Whether `id` is already stored in a pack locked until this snapshot's lock date,
+    /// extending the pack's lock if needed. `false` means the blob must be uploaded (it is
+    /// new, or its pack has been pruned).
+    fn ensure_locked(&mut self, id: &Id) -> Result<bool> {
+        let Some(r) = self.index.get(id) else { return Ok(false) };
+        let pack = self.index.pack(r.pack);
+        if pack.retain_until >= self.until || self.extended.contains(&r.pack) {
+            return Ok(true);
+        }
+        // Still locked for a good while: nothing can remove it before this backup ends, so
+        // the choice between extending the whole pack and copying the blobs this snapshot
+        // needs waits until `finish`, when it is known how much of the pack that is.
+        if pack.retain_until > self.repo.clock.now() + DEFER_WINDOW {
+            self.deferred.entry(r.pack).or_default().insert(*id);
+            return Ok(true);
+        }
+        self.extend_pack(r.pack)
+    }
+
+    /// Extends a pack's lock to this snapshot's lock date. `false` if it is gone.
+    fn extend_pack(&mut self, pos: usize) -> Result<bool> {
+        let key = self.repo.pack_key(&self.index.pack(pos).id);
+        let Some((current, extended)) = self.repo.extend_versions(&key, self.until)? else { return Ok(false) };
+        self.summary.locks_extended += extended;
+        self.index.extend(pos, self.until.max(current));
+        self.extended.insert(pos);
+        Ok(true)
+    }
+
+    /// Settles the packs whose decision was deferred: a pack of which this snapshot needs
+    /// less than [`REPACK_BELOW_PERCENT`] is not kept alive whole — the blobs it needs are
+    /// copied into new packs (locked for this snapshot) and the old pack is left to expire,
+    /// so prune can remove its dead data. The rest are extended.
+    fn settle_deferred(&mut self) -> Result<()> {
+        let deferred = std::mem::take(&mut self.deferred);
+        for (pos, ids) in deferred {
+            if self.extended.contains(&pos) {
+                continue;
+            }
+            let p = self.index.pack(pos).clone();
+            let needed: u64 = p.blobs.iter().filter(|e| ids.contains(&e.id)).map(|e| u64::from(e.length)).sum();
+            let extend = needed * 100 >= p.size * REPACK_BELOW_PERCENT || !self.repack(&p, &ids)?;
+            if extend && !self.extend_pack(pos)? {
+                return Err(RepoError::corrupt(
+                    self.repo.pack_key(&p.id),
+                    "pack vanished while still locked; the repository was tampered with",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `ids` out of pack `p` into new packs. `false` if the pack cannot be read
+    /// (then the caller extends it instead).
+    fn repack(&mut self, p: &crate::index::PackInfo, ids: &HashSet<Id>) -> Result<bool> {
+        let key = self.repo.pack_key(&p.id);
+        let Ok(bytes) = self.repo.get_hashed(&key, &p.id) else { return Ok(false) };
+        for e in p.blobs.iter().filter(|e| ids.contains(&e.id)) {
+            if self.pending.contains(&e.id) {
+                continue;
+            }
+            let sealed = bytes.get(e.offset as usize..(e.offset + e.length) as usize).unwrap_or_default();
+            let plain = pack::open_blob(&self.repo.key, e, sealed, &key)?;
+            self.pipeline().submit(e.kind, e.id, plain)?;
+            self.pending.insert(e.id);
+            self.summary.blobs_repacked += 1;
+        }
+        Ok(true)
+    }
+
+    fn pipeline(&self) -> &Pipeline {
+        self.pipeline.as_ref().expect("the writer is not finished")
+    }
+
+    /// Waits until every blob is stored, writes the index object stating new and extended
+    /// packs, and extends the locks of the config and keys — everything the snapshot
+    /// needs, before the snapshot.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn finish(&mut self) -> Result<()> {
+        self.settle_deferred()?;
+        let Some(pipeline) = self.pipeline.take() else { return Ok(()) };
+        let stored = pipeline.finish()?;
+        for p in &stored.packs {
+            self.index.add_pack(p);
+        }
+        self.summary.bytes_stored += stored.bytes;
+        let mut packs = stored.unindexed;
+        self.summary.packs_recovered += self.recovered.len() as u64;
+        packs.append(&mut self.recovered);
+        for &pos in &self.extended {
+            let p = self.index.pack(pos);
+            packs.push(IndexPack { id: p.id, size: p.size, retain_until: p.retain_until, blobs: p.blobs.clone() });
+        }
+        self.extended.clear();
+        self.target.write_index(packs)?;
+        self.extend_meta()
+    }
+
+    fn extend_meta(&mut self) -> Result<()> {
+        self.repo.extend_meta_to(self.until)
+    }
+
+    /// When the snapshot this writer commits expires.
+    #[must_use]
+    pub fn expires(&self) -> Timestamp {
+        self.expires
+    }
+
+    /// Every snapshot of the repository (live, and expired but still stored), oldest first,
+    /// as listed the first time this is called: a source chooses its parent from it (see
+    /// [`BlobWriter::parent_for`]), and the snapshot this writer commits links to its newest.
+    /// Listing once serves both (on S3 a listing is a request per 1000 snapshots).
+    ///
+    /// # Errors
+    /// Store errors listing or reading snapshots.
+    pub fn history(&mut self) -> Result<&[(Id, Snapshot)]> {
+        if self.history.is_none() {
+            self.history = Some(self.repo.all_snapshots()?);
+        }
+        Ok(self.history.as_deref().unwrap_or_default())
+    }
+
+    /// The snapshot a new one of `kind` for `host` and `paths` compares against: the newest
+    /// live one of the same kind, host and paths in [`BlobWriter::history`].
+    ///
+    /// # Errors
+    /// As [`BlobWriter::history`].
+    pub fn parent_for(&mut self, kind: &str, host: &str, paths: &[String]) -> Result<Option<(Id, Snapshot)>> {
+        let now = self.repo.clock.now();
+        Ok(self
+            .history()?
+            .iter()
+            .rev()
+            .filter(|(_, s)| s.expires > now)
+            .find(|(_, s)| s.kind == kind && s.host == host && s.paths == paths)
+            .cloned())
+    }
+
+    /// Commits the snapshot `new` describes — last: waits until every blob is stored,
+    /// writes the index and extends the locks it needs ([`BlobWriter::finish`]), then
+    /// writes the snapshot, linked to the newest snapshot of [`BlobWriter::history`] (listed
+    /// now if it was not yet), with this writer's expiry, lock date and counts. Returns its
+    /// id.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn commit(self, new: NewSnapshot) -> Result<Id> {
+        let NewSnapshot { kind, time, host, paths, tags, tree, parent, pg } = new;
+        let snap = Snapshot {
+            kind,
+            time,
+            expires: self.expires,
+            retain_until: self.until,
+            host,
+            paths,
+            tags,
+            tree,
+            parent,
+            previous: None,
+            summary: Summary::default(),
+            program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
+            pg,
+        };
+        self.write_snapshot(snap)
+    }
+
+    /// The old way, kept callable for one more merge while the PostgreSQL base backup moves
+    /// into `coffer_sources::postgres`: use [`BlobWriter::commit`]. Whatever `snap` says,
+    /// its place in the chain, lock date and counts are this writer's (as with `commit`).
+    ///
+    /// # Errors
+    /// Store errors.
+    #[doc(hidden)]
+    pub fn commit_snapshot(self, snap: Snapshot) -> Result<Id> {
+        self.write_snapshot(snap)
+    }
+
+    /// Finishes, fills in what the repository owns (the chain link, the lock date, the
+    /// counts) and writes the snapshot.
+    fn write_snapshot(mut self, mut snap: Snapshot) -> Result<Id> {
+        self.finish()?;
+        self.history()?;
+        snap.previous =
+            self.history.as_deref().and_then(<[_]>::last).map(|(id, s)| ChainLink { id: *id, expires: s.expires });
+        snap.retain_until = self.until;
+        snap.summary = self.summary.clone();
+        let bytes = pack::seal_object(&self.repo.key, ObjectKind::Snapshot, &snap);
+        let id = Id::hash(&bytes);
+        self.repo.put(&self.repo.snapshot_key(&id), &bytes, self.until)?;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::reader::tests::blob;
+    use super::*;
+    use coffer_store::{LocalVault, Role, VaultOptions};
+
+    /// Commits `tag` through the builder, the only way a source has.
+    fn commit(repo: &Repository, expires: Timestamp, tag: &str) -> Id {
+        let mut w = repo.writer(expires).unwrap();
+        let tree = w.add(BlobKind::Tree, &Tree { nodes: vec![] }.to_bytes()).unwrap();
+        let new = NewSnapshot {
+            kind: "test".into(),
+            time: repo.clock.now(),
+            host: "h".into(),
+            paths: vec!["/p".into()],
+            tags: vec![tag.into()],
+            tree,
+            parent: None,
+            pg: None,
+        };
+        w.commit(new).unwrap()
+    }
+
+    /// The builder links each snapshot to the newest one before it, and no call of the
+    /// library writes a second root: the old entry point fills the link in whatever it is
+    /// given, and a writer listing history before another commits links to what it listed.
+    #[test]
+    fn a_committed_snapshot_links_to_its_predecessor_and_no_call_writes_a_second_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+        let repo = Repository::init(store, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        let expires = clock.now() + SignedDuration::from_hours(24);
+
+        let first = commit(&repo, expires, "first");
+        let s1 = repo.read_snapshot(&first).unwrap();
+        assert_eq!(s1.previous, None, "the first snapshot is the root");
+        assert_eq!((s1.expires, s1.retain_until), (expires, repo.lock_until(expires)));
+        assert_eq!(s1.program, format!("coffer {}", env!("CARGO_PKG_VERSION")));
+
+        clock.advance(std::time::Duration::from_secs(60));
+        let second = commit(&repo, expires, "second");
+        let s2 = repo.read_snapshot(&second).unwrap();
+        assert_eq!(s2.previous, Some(ChainLink { id: first, expires }), "linked to its predecessor");
+
+        // A source's parent is the newest live snapshot of its kind, host and paths.
+        let mut w = repo.writer(expires).unwrap();
+        let paths = vec!["/p".to_owned()];
+        assert_eq!(w.parent_for("test", "h", &paths).unwrap().map(|(id, _)| id), Some(second));
+        assert_eq!(w.parent_for("test", "other", &paths).unwrap(), None);
+        drop(w);
+
+        // Through the old entry point, a snapshot claiming to be a root still links.
+        clock.advance(std::time::Duration::from_secs(60));
+        let w = repo.writer(expires).unwrap();
+        let mut forged = s2.clone();
+        forged.time = clock.now();
+        forged.previous = None;
+        forged.tags = vec!["claims to be a root".into()];
+        let third = w.commit_snapshot(forged).unwrap();
+        assert_eq!(repo.read_snapshot(&third).unwrap().previous, Some(ChainLink { id: second, expires }));
+
+        // Two writers at once: history is listed when first asked for (here, at the start),
+        // and each links to the newest it saw; neither is a root.
+        clock.advance(std::time::Duration::from_secs(60));
+        let mut a = repo.writer(expires).unwrap();
+        a.history().unwrap();
+        let fourth = commit(&repo, expires, "fourth");
+        let tree = a.add(BlobKind::Tree, &Tree { nodes: vec![] }.to_bytes()).unwrap();
+        let fifth = a
+            .commit(NewSnapshot {
+                kind: "test".into(),
+                time: clock.now(),
+                host: "h".into(),
+                paths: vec![],
+                tags: vec![],
+                tree,
+                parent: None,
+                pg: None,
+            })
+            .unwrap();
+        assert_eq!(repo.read_snapshot(&fourth).unwrap().previous.map(|l| l.id), Some(third));
+        assert_eq!(repo.read_snapshot(&fifth).unwrap().previous.map(|l| l.id), Some(third));
+        let roots = repo.all_snapshots().unwrap().into_iter().filter(|(_, s)| s.previous.is_none()).count();
+        assert_eq!(roots, 1, "one root");
+    }
+
+    /// A backup writes tree blobs and data blobs into separate packs.
+    #[test]
+    fn trees_and_data_never_share_a_pack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+        let mut repo = Repository::init(store, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        repo.config.pack_size = 64 << 10;
+        {
+            let mut w = repo.writer(clock.now() + SignedDuration::from_hours(24)).unwrap();
+            // Interleaved as a backup submits them: a directory's files, then its tree.
+            for i in 0..12 {
+                w.add(BlobKind::Data, &blob(i)).unwrap();
+                w.add(BlobKind::Tree, format!("{{\"tree\":{i}}}").as_bytes()).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        let index = repo.load_index().unwrap();
+        let (mut tree_packs, mut data_packs) = (0, 0);
+        for p in index.packs() {
+            let kinds: HashSet<BlobKind> = p.blobs.iter().map(|b| b.kind).collect();
+            assert_eq!(kinds.len(), 1, "pack {} mixes {kinds:?}", p.id);
+            if kinds.contains(&BlobKind::Tree) { tree_packs += 1 } else { data_packs += 1 }
+        }
+        assert_eq!(tree_packs, 1, "the small trees share one pack");
+        assert!(data_packs >= 6, "{data_packs} data packs");
+    }
+}
