@@ -214,3 +214,44 @@ pub(crate) fn create_0600(path: &Path) -> Result<std::fs::File> {
 pub(crate) fn is_remote(repo: &Repository) -> bool {
     repo.location().starts_with("s3://")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn options_read_from_a_file_use_kebab_case_human_durations_and_refuse_unknown_keys() {
+        let r: RestoreOptions = serde_json::from_str(
+            r#"{"target": "/srv/r", "lsn": "0/3000060", "start-timeout": "2m", "key-copy": "/k"}"#,
+        )
+        .unwrap();
+        assert_eq!((r.lsn, r.start_timeout, r.latest), (Some(Lsn(0x300_0060)), Duration::from_secs(120), false));
+        assert_eq!(
+            serde_json::from_str::<RestoreOptions>(r#"{"target": "/srv/r"}"#).unwrap().start_timeout.as_secs(),
+            3600
+        );
+        let err = serde_json::from_str::<RestoreOptions>(r#"{"target": "/srv/r", "start_timeout": "2m"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        assert!(serde_json::from_str::<RestoreOptions>(r#"{"target": "/r", "lsn": "3000060"}"#).is_err());
+        assert!(serde_json::from_str::<BaseBackupOptions>(r#"{"wal-timeout": "0s"}"#).is_err());
+        let b: BaseBackupOptions = serde_json::from_str(r#"{"tags": ["nightly"]}"#).unwrap();
+        assert_eq!((b.wal_timeout, b.tags.as_slice()), (Duration::from_secs(300), ["nightly".to_owned()].as_slice()));
+        let s: StreamOptions = serde_json::from_str(r#"{"spool": "/s", "partial-interval": "1m 30s"}"#).unwrap();
+        assert_eq!((s.slot.as_str(), s.partial_interval), ("coffer", Duration::from_secs(90)));
+        // And back: durations as they are typed.
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(text.contains(r#""partial-interval":"1m 30s""#), "{text}");
+        assert_eq!(serde_json::from_str::<WalFetchOptions>(r#"{"name": "n", "dest": "/d"}"#).unwrap().prefetch, 8);
+    }
+
+    #[test]
+    fn errors_have_classes_and_wrapped_ones_keep_theirs() {
+        use coffer_store::ErrorClass;
+        assert_eq!(PgError::Invalid("x".into()).class(), ErrorClass::Invalid);
+        assert_eq!(PgError::Repo(RepoError::Cancelled).class(), ErrorClass::Cancelled);
+        assert_eq!(repo_at("cannot archive WAL file n")(RepoError::Cancelled).class(), ErrorClass::Cancelled);
+        let e = PgError::NotArchived { name: "n".into(), gap: true };
+        assert!(e.to_string().contains("later segments exist"), "{e}");
+    }
+}

@@ -166,6 +166,11 @@ pub fn restore(
     cmd: &RecoveryCommand,
     ctl: &JobControl,
 ) -> Result<RestoreReport> {
+    // The command line's argument group says the same; options from a file are checked here.
+    let goals = [opts.time.is_some(), opts.lsn.is_some(), opts.name.is_some(), opts.latest];
+    if goals.iter().filter(|g| **g).count() != 1 {
+        return Err(PgError::Invalid("a restore needs exactly one target: time, lsn, name or latest".into()));
+    }
     ctl.emit(&Event::Phase { name: "plan" });
     let all = base_backups(repo)?;
     let sysid = pick_cluster(repo, &all, opts.sysid, opts.cluster.as_deref())?;
