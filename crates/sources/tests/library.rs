@@ -42,3 +42,32 @@ fn the_library_example_backs_up_and_restores_files_and_a_cluster_as_root() {
     restored.wait_promoted();
     assert_eq!(restored.sql("select count(*), sum(n) from t"), "1000|500500");
 }
+
+/// A cancelled base backup acknowledges nothing: no snapshot, and `pg_basebackup` stopped
+/// (the server's backup aborted, so a new one can start at once).
+#[test]
+fn a_cancelled_base_backup_commits_no_snapshot_as_root() {
+    use coffer_repository::{Cancel, JobControl, RepoError, Repository, repo::InitOptions};
+    use coffer_sources::postgres::{self as pg, PgError};
+    use coffer_store::{Clock, LocalVault, Role, VaultOptions};
+    require_postgres();
+    let sb = PgSandbox::new();
+    let pg_server = sb.cluster("main");
+    let vault = LocalVault::init(sb.path("vault"), &VaultOptions::default()).unwrap();
+    let store = std::sync::Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+    let repo = Repository::init(store, "vault", "", b"pw", &InitOptions::default(), Clock::from_env()).unwrap();
+    let cancel = Cancel::new();
+    cancel.cancel();
+    let ctl = JobControl { observer: std::sync::Arc::new(coffer_repository::observe::Ignore), cancel };
+    let opts = pg::BaseBackupOptions { pg: Some(pg_server.conninfo()), ..Default::default() };
+    let err = pg::base_backup(&repo, &opts, &ctl).unwrap_err();
+    assert!(matches!(err, PgError::Repo(RepoError::Cancelled)), "{err}");
+    assert_eq!(err.class(), coffer_store::ErrorClass::Cancelled);
+    assert!(repo.snapshots().unwrap().is_empty());
+    // pg_basebackup was stopped: the server has no backup in progress.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pg_server.sql("select count(*) from pg_stat_activity where backend_type = 'walsender'") != "0" {
+        assert!(std::time::Instant::now() < deadline, "pg_basebackup still connected");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
