@@ -36,6 +36,30 @@ fn the_library_example_backs_up_and_restores_files_and_a_cluster_as_root() {
     assert_eq!(std::fs::read(restored.join("a.txt")).unwrap(), b"alpha");
     assert_eq!(std::fs::read(restored.join("sub/b.bin")).unwrap(), std::fs::read(data.join("sub/b.bin")).unwrap());
 
+    // A restore cancelled while it unpacks stops there, with the class the CLI turns into
+    // exit 130, and writes no recovery settings: the directory cannot be started by mistake.
+    {
+        use coffer_repository::{Cancel, Event, JobControl, Repository};
+        use coffer_sources::postgres as lib;
+        let vault = coffer_store::LocalVault::open(scratch.join("vault")).unwrap();
+        let store =
+            std::sync::Arc::new(vault.login(&vault.read_credentials(coffer_store::Role::Reader).unwrap()).unwrap());
+        let repo = Repository::open(store, "vault", "", b"example password", coffer_store::Clock::from_env()).unwrap();
+        let cancel = Cancel::new();
+        let on_phase = cancel.clone();
+        let observer = move |e: &Event<'_>| {
+            if matches!(e, Event::Advance(_)) {
+                on_phase.cancel();
+            }
+        };
+        let ctl = JobControl { observer: std::sync::Arc::new(observer), cancel };
+        let target = scratch.join("cancelled");
+        let command = lib::RecoveryCommand::Custom("false".into());
+        let err = lib::restore(&repo, &lib::RestoreOptions::latest(&target), &command, &ctl).unwrap_err();
+        assert_eq!(err.class(), coffer_store::ErrorClass::Cancelled, "{err}");
+        assert!(!target.join("recovery.signal").exists());
+    }
+
     // The original keeps running; the restored cluster recovers beside it on its own socket.
     drop(pg);
     let mut restored = sb.start(r.cluster);

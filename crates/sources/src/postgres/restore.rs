@@ -239,10 +239,10 @@ pub fn restore(
     let node = tree
         .find(b"base.tar")
         .ok_or_else(|| PgError::Invalid(format!("base backup {} has no base.tar", base.snapshot)))?;
-    crate::tar::unpack(&reader, &node.content, &dir, crate::tar::Threads::default()).map_err(|source| {
+    ctl.emit(&Event::Total { total: coffer_repository::Progress::new(0, node.size), complete: true });
+    crate::tar::unpack_job(&reader, &node.content, &dir, crate::tar::Threads::default(), ctl).map_err(|source| {
         PgError::Unpack { snapshot: base.short().to_owned(), dir: dir.display().to_string(), source: Box::new(source) }
     })?;
-    ctl.emit(&Event::Advance(coffer_repository::Progress::new(1, node.size)));
     ctl.check()?;
 
     let (command, key_file, credentials_copy) = match cmd {
