@@ -15,6 +15,7 @@
 //! | 6 | integrity: stored data failed verification, or the audit log chain is broken |
 //! | 7 | backup incomplete: the snapshot was written, but some entries could not be read |
 //! | 8 | security: `verify` found signs of tampering (its `security:` lines name them) |
+//! | 126 | `pg wal-fetch` only: any failure but "not archived" (exit 1), so PostgreSQL aborts recovery |
 //! | 130 | cancelled by SIGINT or SIGTERM: one line `coffer: cancelled: …`, nothing acknowledged |
 //!
 //! Codes 3 to 6 and 1 come from the [`ErrorClass`] of the first library error in the chain
@@ -46,6 +47,36 @@ pub const SECURITY: u8 = 8;
 /// Stopped on request (SIGINT/SIGTERM, as a shell reports a process ended by SIGINT):
 /// nothing the command did was acknowledged.
 pub const CANCELLED: u8 = 130;
+
+/// `pg wal-fetch`: the WAL file is not archived. PostgreSQL's `restore_command` protocol
+/// reads any status from 1 to 125 as "absent" (recovery ends normally).
+pub const WAL_ABSENT: u8 = 1;
+/// `pg wal-fetch`: any other failure. PostgreSQL treats a status above 125 as fatal, so
+/// recovery stops instead of ending early and promoting short of its target.
+pub const WAL_FATAL: u8 = 126;
+
+/// A `pg wal-fetch` failure: exit [`WAL_ABSENT`] for a file that is not archived (silently,
+/// unless it is a gap), [`WAL_FATAL`] for anything else.
+#[derive(Debug)]
+pub struct FatalToRecovery(pub anyhow::Error);
+
+impl std::fmt::Display for FatalToRecovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&chain_text(&self.0))
+    }
+}
+
+impl std::error::Error for FatalToRecovery {}
+
+impl FatalToRecovery {
+    /// `Some(gap)` when the failure is "not archived".
+    fn not_archived(&self) -> Option<bool> {
+        self.0.chain().find_map(|c| match c.downcast_ref::<coffer_sources::postgres::PgError>() {
+            Some(coffer_sources::postgres::PgError::NotArchived { gap, .. }) => Some(*gap),
+            _ => None,
+        })
+    }
+}
 
 /// Signs of tampering found by `verify` (exit code [`SECURITY`]).
 #[derive(Debug)]
@@ -120,6 +151,8 @@ fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
         e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_sources::tar::TarError>() {
         e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_sources::postgres::PgError>() {
+        e.class()
     } else {
         return None;
     };
@@ -183,6 +216,21 @@ pub fn on_cancel<T, E: Into<anyhow::Error>>(r: Result<T, E>, what: impl FnOnce()
 pub fn report(err: &anyhow::Error) -> ExitCode {
     if is_broken_pipe(err) {
         return ExitCode::SUCCESS;
+    }
+    if let Some(f) = err.downcast_ref::<FatalToRecovery>() {
+        return match f.not_archived() {
+            Some(gap) => {
+                // The end of the archive is no error; a gap is worth a line in the server log.
+                if gap {
+                    print_line(&chain_text(&f.0));
+                }
+                ExitCode::from(WAL_ABSENT)
+            }
+            None => {
+                print_line(&chain_text(&f.0));
+                ExitCode::from(WAL_FATAL)
+            }
+        };
     }
     let code = exit_code(err);
     if code == CANCELLED {

@@ -29,9 +29,6 @@ mod iam;
 mod open;
 mod output;
 mod parse;
-// `pg …` still ends the process itself in two places (`--start` supervision, wal-fetch)
-// until it moves into the libraries and returns errors instead.
-#[allow(clippy::disallowed_methods, reason = "pg.rs calls std::process::exit until it moves to the libraries")]
 mod pg;
 mod progress;
 mod repo;

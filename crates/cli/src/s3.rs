@@ -14,13 +14,6 @@ use crate::Global;
 use anyhow::{Context as _, Result};
 use coffer_store::{Role, S3Location, StoreHandle, StoreLocation, StoreRequest, open_store};
 
-/// Whether `repo` names an S3 store. Only `pg.rs` still asks (pending its move into the
-/// libraries); everything else asks the store for its `capabilities()` or parses a
-/// `coffer_store::StoreLocation`.
-pub fn is_s3(repo: &str) -> bool {
-    matches!(coffer_store::StoreLocation::parse(repo), Ok(coffer_store::StoreLocation::S3(_)))
-}
-
 /// `coffer vault init s3://BUCKET…`: creates the bucket with Object Lock, versioning and the
 /// default retention (as the admin unless `--role` says otherwise), or checks that an
 /// existing bucket has versioning and Object Lock enabled and the default retention asked

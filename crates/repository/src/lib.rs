@@ -44,7 +44,7 @@ pub use repo::{
     BlobReader, BlobWriter, ChunkerParams, Config, InitOptions, Repository, RetentionPolicy, SharedReader, humanize,
 };
 pub use retention::{KeepRules, Series};
-pub use snapshot::{ChainLink, NewSnapshot, Snapshot, Summary};
+pub use snapshot::{ChainLink, NewSnapshot, PG_BASE_VERSION, PgBase, Snapshot, Summary};
 pub use tree::{Node, NodeKind, Tree, Xattr};
 pub use verify::{Finding, FindingKind, ReadData, VerifyReport, verify};
 pub use wal::WalPut;

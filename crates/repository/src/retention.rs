@@ -176,6 +176,7 @@ mod tests {
             previous: None,
             summary: crate::Summary::default(),
             program: String::new(),
+            pg: None,
         }
     }
 

@@ -59,6 +59,9 @@ pub struct Summary {
 }
 
 /// One backup.
+///
+/// Unknown fields are ignored (a newer writer's additions); fields added later default
+/// when absent, so snapshots of every earlier version read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Snapshot {
@@ -86,6 +89,42 @@ pub struct Snapshot {
     pub summary: Summary,
     /// Coffer version that wrote it.
     pub program: String,
+    /// A `pg-base` snapshot's cluster facts (absent from other kinds, and from base backups
+    /// written before format version 1 of this field, which kept them in `pg-…=` tags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg: Option<PgBase>,
+}
+
+/// The version of [`PgBase`] this build writes.
+pub const PG_BASE_VERSION: u32 = 1;
+
+/// What a PostgreSQL base backup records about its cluster (`pg` in a `pg-base` snapshot).
+///
+/// Versioned: a reader that meets a `version` it does not know treats the snapshot as no
+/// base backup it can restore (rather than misreading it); new fields come with a new
+/// version. Unknown fields are ignored, so an older reader of a newer version still parses
+/// the snapshot itself. Read back from the repository, so hostile: consumers check the
+/// values (the segment size among them) before using them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PgBase {
+    /// The format version of this record ([`PG_BASE_VERSION`]).
+    pub version: u32,
+    /// The cluster's system identifier.
+    pub sysid: u64,
+    /// The timeline the backup started on.
+    pub timeline: u32,
+    /// Where the backup's WAL starts (an LSN, as a byte position).
+    pub start_lsn: u64,
+    /// Where it ends: recovery is consistent from here.
+    pub stop_lsn: u64,
+    /// When the backup ended (an upper bound of its consistency point).
+    pub stop_time: Timestamp,
+    /// The cluster's WAL segment size, in bytes.
+    pub wal_segment_size: u64,
+    /// The cluster's name (`pg backup --cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// What a source says about the snapshot it commits: its content and its own claims. The
@@ -109,4 +148,6 @@ pub struct NewSnapshot {
     /// The snapshot the source compared against to skip unchanged content, if any (see
     /// [`BlobWriter::parent_for`](crate::BlobWriter::parent_for)).
     pub parent: Option<Id>,
+    /// A PostgreSQL base backup's cluster facts (`pg-base` snapshots only).
+    pub pg: Option<PgBase>,
 }

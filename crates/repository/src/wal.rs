@@ -69,8 +69,13 @@ pub fn partial_order(old: &[u8], new: &[u8]) -> Option<std::cmp::Ordering> {
 /// system identifier and the segment size. The flag is the same in every PostgreSQL version.
 pub const XLP_LONG_HEADER: u16 = 0x0002;
 
+/// PostgreSQL's default WAL segment size: only a fallback where the cluster's own is
+/// unknown (no base backup, no long page header).
+pub const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
+
 /// The WAL segment size (`xlp_seg_size`) in a segment's long page header, if `data` starts
-/// with one holding a size PostgreSQL allows (a power of two from 1 MiB to 1 GiB).
+/// with one holding a size PostgreSQL allows (a power of two from 1 MiB to 1 GiB). The one
+/// decoder of the long page header: [`sysid_from_header`] trusts only what it accepts.
 #[must_use]
 pub fn segment_size_from_header(data: &[u8]) -> Option<u64> {
     if data.len() < 40 || u16::from_le_bytes([data[2], data[3]]) & XLP_LONG_HEADER == 0 {
@@ -78,6 +83,85 @@ pub fn segment_size_from_header(data: &[u8]) -> Option<u64> {
     }
     let size = u64::from(u32::from_le_bytes(data[32..36].try_into().ok()?));
     (size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size)).then_some(size)
+}
+
+/// The system identifier (`xlp_sysid`) in a segment's long page header, if `data` starts
+/// with a valid one ([`segment_size_from_header`]) and it is not zero.
+#[must_use]
+pub fn sysid_from_header(data: &[u8]) -> Option<u64> {
+    segment_size_from_header(data)?;
+    let sysid = u64::from_le_bytes(data.get(24..32)?.try_into().ok()?);
+    (sysid != 0).then_some(sysid)
+}
+
+/// A WAL segment: its timeline and its number (its start LSN divided by the segment size).
+///
+/// Its file name (`TTTTTTTTXXXXXXXXYYYYYYYY`, 24 hex digits) depends on the segment size:
+/// `XXXXXXXX` counts 4 GiB "logical files", `YYYYYYYY` segments within one. This is the one
+/// place names and numbers convert; every size is clamped to 1 B..4 GiB first, so a
+/// hostile size (from a listing, a snapshot) yields wrong names, never a panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Segment {
+    /// The timeline.
+    pub timeline: u32,
+    /// The segment number.
+    pub number: u64,
+}
+
+/// Segments per 4 GiB logical file.
+fn per_logical_file(seg_size: u64) -> u64 {
+    0x1_0000_0000 / seg_size.clamp(1, 0x1_0000_0000)
+}
+
+impl Segment {
+    /// The segment of a plain segment name (24 hex digits, maybe `.partial`).
+    #[must_use]
+    pub fn parse(name: &str, seg_size: u64) -> Option<Self> {
+        if !is_segment_name(name) {
+            return None;
+        }
+        let base = name.strip_suffix(".partial").unwrap_or(name);
+        let timeline = u32::from_str_radix(&base[..8], 16).ok()?;
+        let hi = u64::from_str_radix(&base[8..16], 16).ok()?;
+        let lo = u64::from_str_radix(&base[16..], 16).ok()?;
+        Some(Self { timeline, number: hi.checked_mul(per_logical_file(seg_size))?.checked_add(lo)? })
+    }
+
+    /// The segment's file name.
+    #[must_use]
+    pub fn name(self, seg_size: u64) -> String {
+        let per = per_logical_file(seg_size);
+        format!("{:08X}{:08X}{:08X}", self.timeline, self.number / per, self.number % per)
+    }
+}
+
+/// Whether `name` is a plain segment name (24 hex digits, maybe `.partial`); unlike its
+/// number, this does not depend on the segment size.
+#[must_use]
+pub fn is_segment_name(name: &str) -> bool {
+    let base = name.strip_suffix(".partial").unwrap_or(name);
+    base.len() == 24 && base.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Segments missing between the first and the last archived one of each timeline, in
+/// order: point-in-time recovery cannot pass them.
+#[must_use]
+pub fn segment_gaps(names: &[String], seg_size: u64) -> Vec<Segment> {
+    let mut by_tli: std::collections::BTreeMap<u32, Vec<u64>> = std::collections::BTreeMap::new();
+    for n in names {
+        if let Some(s) = Segment::parse(n, seg_size) {
+            by_tli.entry(s.timeline).or_default().push(s.number);
+        }
+    }
+    let mut out = Vec::new();
+    for (timeline, mut segs) in by_tli {
+        segs.sort_unstable();
+        segs.dedup();
+        for w in segs.windows(2) {
+            out.extend((w[0] + 1..w[1]).map(|number| Segment { timeline, number }));
+        }
+    }
+    out
 }
 
 impl Repository {
@@ -237,7 +321,10 @@ impl Repository {
         let mut out = Vec::new();
         let prefix = format!("{}pg/", self.prefix());
         self.for_each_name(&prefix, |k| {
-            if let Some(id) = k[prefix.len()..].split('/').next().and_then(|s| s.parse::<u64>().ok()) {
+            // Keys come from a listing (hostile input): never slice, parse.
+            if let Some(id) =
+                k.strip_prefix(&prefix).and_then(|r| r.split('/').next()).and_then(|s| s.parse::<u64>().ok())
+            {
                 out.push(id);
             }
             Ok(())
@@ -254,17 +341,12 @@ impl Repository {
 ///
 /// # Errors
 /// Store errors that prevent checking.
-pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::check::Problem>) -> Result<()> {
+pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::verify::Problem>) -> Result<()> {
     for sysid in repo.pg_clusters()? {
         let names = repo.list_wal(sysid)?;
-        let mut seg_size = 16u64 << 20;
-        let mut by_tli: std::collections::BTreeMap<u32, Vec<u64>> = std::collections::BTreeMap::new();
+        let mut seg_size = DEFAULT_SEGMENT_SIZE;
         let mut first = true;
-        for n in &names {
-            let base = n.strip_suffix(".partial").unwrap_or(n);
-            if base.len() != 24 || !base.bytes().all(|b| b.is_ascii_hexdigit()) {
-                continue;
-            }
+        for n in names.iter().filter(|n| is_segment_name(n)) {
             if first || read_data {
                 match repo.get_wal(sysid, n) {
                     Ok(Some(d)) if first => {
@@ -273,7 +355,7 @@ pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::
                         }
                     }
                     Ok(_) => {}
-                    Err(e) => problems.push(crate::check::Problem {
+                    Err(e) => problems.push(crate::verify::Problem {
                         object: repo.wal_key(sysid, n),
                         message: e.to_string(),
                         affected: Vec::new(),
@@ -281,30 +363,14 @@ pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::
                 }
                 first = false;
             }
-            let per = 0x1_0000_0000 / seg_size;
-            let (Ok(tli), Ok(hi), Ok(lo)) = (
-                u32::from_str_radix(&base[..8], 16),
-                u64::from_str_radix(&base[8..16], 16),
-                u64::from_str_radix(&base[16..], 16),
-            ) else {
-                continue;
-            };
-            by_tli.entry(tli).or_default().push(hi * per + lo);
         }
-        let per = 0x1_0000_0000 / seg_size;
-        for (tli, mut segs) in by_tli {
-            segs.sort_unstable();
-            segs.dedup();
-            for w in segs.windows(2) {
-                for s in w[0] + 1..w[1] {
-                    let name = format!("{tli:08X}{:08X}{:08X}", s / per, s % per);
-                    problems.push(crate::check::Problem {
-                        object: repo.wal_key(sysid, &name),
-                        message: format!("WAL segment {name} of cluster {sysid} is missing (a gap in the archive)"),
-                        affected: Vec::new(),
-                    });
-                }
-            }
+        for gap in segment_gaps(&names, seg_size) {
+            let name = gap.name(seg_size);
+            problems.push(crate::verify::Problem {
+                object: repo.wal_key(sysid, &name),
+                message: format!("WAL segment {name} of cluster {sysid} is missing (a gap in the archive)"),
+                affected: Vec::new(),
+            });
         }
     }
     Ok(())
@@ -312,8 +378,81 @@ pub fn verify_wal(repo: &Repository, read_data: bool, problems: &mut Vec<crate::
 
 #[cfg(test)]
 mod tests {
-    use super::partial_order;
+    use super::{Segment, is_segment_name, partial_order, segment_gaps, segment_size_from_header, sysid_from_header};
     use std::cmp::Ordering;
+
+    #[test]
+    fn segment_names_depend_on_the_segment_size() {
+        let s = Segment { timeline: 2, number: 0x1_0000_0003 >> 24 };
+        assert_eq!(s.name(16 << 20), "000000020000000100000000");
+        assert_eq!(Segment::parse("000000020000000100000000", 16 << 20), Some(s));
+        // 1 MiB segments: 4096 per logical file.
+        let s = Segment { timeline: 1, number: 4096 + 5 };
+        assert_eq!(s.name(1 << 20), "000000010000000100000005");
+        assert_eq!(Segment::parse("000000010000000100000005.partial", 1 << 20), Some(s));
+        assert!(is_segment_name("000000010000000100000005.partial"));
+        for bad in [
+            "",
+            "00000001.history",
+            "0000000100000001000000051",
+            "00000001000000010000000G",
+            "é00000010000000100000005",
+        ] {
+            assert!(Segment::parse(bad, 16 << 20).is_none(), "{bad:?}");
+        }
+        // Hostile sizes give wrong names, never a panic.
+        for size in [0, 3, 1 << 40, u64::MAX] {
+            let _ = Segment { timeline: 1, number: u64::MAX }.name(size);
+            let _ = Segment::parse("FFFFFFFFFFFFFFFFFFFFFFFF", size);
+        }
+    }
+
+    #[test]
+    fn gaps_are_per_timeline() {
+        let names: Vec<String> = [
+            "000000010000000000000001",
+            "000000010000000000000004",
+            "00000002.history",
+            "000000020000000000000004.partial",
+            "000000020000000000000006",
+        ]
+        .map(String::from)
+        .to_vec();
+        let gaps: Vec<String> = segment_gaps(&names, 16 << 20).into_iter().map(|s| s.name(16 << 20)).collect();
+        assert_eq!(gaps, ["000000010000000000000002", "000000010000000000000003", "000000020000000000000005"]);
+    }
+
+    #[test]
+    fn the_long_page_header_is_decoded_once() {
+        let mut h = [0u8; 40];
+        h[2] = 2;
+        h[24..32].copy_from_slice(&7u64.to_le_bytes());
+        h[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        assert_eq!((segment_size_from_header(&h), sysid_from_header(&h)), (Some(16 << 20), Some(7)));
+        h[32..36].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!((segment_size_from_header(&h), sysid_from_header(&h)), (None, None));
+        assert_eq!(sysid_from_header(&h[..20]), None);
+    }
+
+    #[test]
+    fn wal_keys_of_hostile_names_do_not_panic() {
+        use coffer_store::{Clock, LocalVault, Role, VaultOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(dir.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let store = std::sync::Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts = crate::repo::InitOptions {
+            kdf: crate::KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
+            ..Default::default()
+        };
+        let repo = crate::Repository::init(store, "t", "", b"pw", &opts, clock).unwrap();
+        for name in ["", "é", "ééééé", "0000", "../../../x", "000000010000000000000001"] {
+            let key = repo.wal_key(1, name);
+            assert!(key.starts_with("pg/1/wal/"), "{key}");
+        }
+    }
 
     #[test]
     fn a_partial_segment_may_only_grow() {

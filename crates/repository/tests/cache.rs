@@ -20,6 +20,7 @@ fn backup(repo: &Repository, hours: i64) -> coffer_repository::Id {
         tags: vec![format!("{hours}h")],
         tree,
         parent: None,
+        pg: None,
     })
     .unwrap()
 }

@@ -59,6 +59,7 @@ fn commit(repo: &Repository, clock: &Clock, build: impl FnOnce(&mut BlobWriter<'
             tags: Vec::new(),
             tree,
             parent: None,
+            pg: None,
         })
         .unwrap();
     id.short().to_string()

@@ -63,6 +63,7 @@ fn snap(repo: &Repository, tree: coffer_repository::Id) -> NewSnapshot {
         tags: vec![],
         tree,
         parent: None,
+        pg: None,
     }
 }
 

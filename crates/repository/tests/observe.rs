@@ -79,6 +79,7 @@ fn verify_and_prune_report_progress_and_stop_when_cancelled() {
             tags: vec![],
             tree,
             parent: None,
+            pg: None,
         };
         w.commit(new).unwrap();
     }

@@ -2,7 +2,7 @@
 //! PostgreSQL 15 server (see `pg_util`).
 
 use crate::Sandbox;
-use crate::pg_util::{Cluster, PgSandbox, require_postgres};
+use crate::pg_util::{Cluster, PgEnv as _, PgSandbox, require_postgres};
 use crate::repo_util::PASSWORD;
 use std::path::Path;
 
@@ -108,7 +108,7 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest_as_root() {
     pg.sql("create table t (id int primary key, v text)");
     pg.sql("insert into t select g, md5(g::text) from generate_series(1, 3) g");
     let doc = pg.env(sb.c(["pg", "backup", "--json", "--cluster", "main"])).ok().json();
-    assert!(doc["start-lsn"].is_string() && doc["stop-lsn"].is_string(), "{doc}");
+    assert!(doc["start_lsn"].is_string() && doc["stop_lsn"].is_string(), "{doc}");
 
     // Batch A, then the target time, then batch B at least a second later.
     for i in 4..=10 {
@@ -126,16 +126,16 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest_as_root() {
     pg.switch_and_archive();
     // A second base backup stores little: unchanged files dedup against the first.
     let second = pg.env(sb.c(["pg", "backup", "--json"])).ok().json();
-    let (total, added) = (second["bytes"].as_u64().unwrap(), second["bytes-added"].as_u64().unwrap());
+    let (total, added) = (second["bytes"].as_u64().unwrap(), second["bytes_added"].as_u64().unwrap());
     assert!(added * 2 < total, "second base backup added {added} of {total} bytes");
     let info = sb.c(["pg", "info", "--json"]).ok().json();
     assert_eq!(info["clusters"][0]["gaps"], serde_json::json!([]), "{info}");
-    assert_eq!(info["clusters"][0]["base-backups"].as_array().map(Vec::len), Some(2), "{info}");
+    assert_eq!(info["clusters"][0]["base_backups"].as_array().map(Vec::len), Some(2), "{info}");
     assert_eq!(info["clusters"][0]["name"], "main", "{info}");
     // The window ends at the last commit found in the archived WAL (the inserts above; the
     // base backup's own segments hold none): not earlier than the first base backup's end.
-    let w = &info["clusters"][0]["recovery-window"];
-    let (from, to) = (w["from-time"].as_str().unwrap_or_default(), w["to-time"].as_str().unwrap_or_default());
+    let w = &info["clusters"][0]["recovery_window"];
+    let (from, to) = (w["from_time"].as_str().unwrap_or_default(), w["to_time"].as_str().unwrap_or_default());
     assert!(to.len() >= 20 && to.ends_with('Z') && to > from, "{info}");
     let text = sb.c(["pg", "info", "--cluster", "main"]).ok().stdout_text();
     assert!(text.contains("(main)"), "{text}");
@@ -215,7 +215,7 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest_as_root() {
     }
     let info = sb.c(["pg", "info", "--json"]).ok().json();
     assert!(
-        info["clusters"][0]["history-files"].as_array().is_some_and(|h| h.iter().any(|f| f == "00000002.history")),
+        info["clusters"][0]["history_files"].as_array().is_some_and(|h| h.iter().any(|f| f == "00000002.history")),
         "{info}"
     );
     // A segment lost on the way (archive_command "succeeded" without storing it): info
@@ -230,6 +230,10 @@ fn archive_base_backup_and_restore_to_a_time_and_to_the_latest_as_root() {
     pg.switch_and_archive();
     let info = sb.c(["pg", "info", "--json"]).ok().json();
     assert_eq!(info["clusters"][0]["gaps"], serde_json::json!([lost]), "{info}");
+    // `info` plans `--latest` as `restore` does: along timeline 2, which does not read it.
+    let latest = &info["clusters"][0]["latest_restore"];
+    assert_eq!(latest["timelines"].as_array().and_then(|t| t.last()), Some(&serde_json::json!(2)), "{info}");
+    assert!(latest["missing_segment"].is_null(), "{info}");
     let text = sb.c(["pg", "info"]).ok().stdout_text();
     assert!(text.contains(&format!("GAP: WAL segment {lost} is missing")), "{text}");
     let verify = sb.c(["verify", "--read-data"]).run();
@@ -518,7 +522,7 @@ fn pg_one_mib_wal_segments_archive_back_up_prefetch_and_recover_to_a_time_as_roo
     let info = sb.c(["pg", "info", "--json"]).ok().json();
     let cl = &info["clusters"][0];
     assert_eq!(cl["gaps"], serde_json::json!([]), "{info}");
-    assert!(cl["last-segment"].as_str().is_some_and(|s| s > "000000010000000100000001"), "{info}");
+    assert!(cl["last_segment"].as_str().is_some_and(|s| s > "000000010000000100000001"), "{info}");
     let sysid = cl["sysid"].as_str().unwrap().to_owned();
 
     // wal-fetch prefetches the segments after …00000FFF by their 1 MiB names.

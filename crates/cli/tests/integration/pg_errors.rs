@@ -2,7 +2,7 @@
 //! the class of a library error decides, however deeply it is wrapped (the tar unpacker
 //! wraps the repository's errors transparently).
 
-use crate::pg_util::{PgSandbox, require_postgres};
+use crate::pg_util::{PgEnv as _, PgSandbox, require_postgres};
 use crate::repo_util::make_writable;
 use std::path::PathBuf;
 

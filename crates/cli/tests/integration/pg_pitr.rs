@@ -1,7 +1,7 @@
 //! Point-in-time recovery to random targets of a pgbench-like workload: the restored data
 //! equals exactly what was committed up to each target (counts and checksums).
 
-use crate::pg_util::{PgSandbox, require_postgres};
+use crate::pg_util::{PgEnv as _, PgSandbox, require_postgres};
 
 /// A small deterministic generator (the seed is printed, and `COFFER_TEST_SEED` replays it).
 struct Rng(u64);

@@ -3,7 +3,7 @@
 //! makes of the same stored `base.tar` — every file's bytes, mode and modification time,
 //! every directory and its mode — and must recover.
 
-use crate::pg_util::{PgSandbox, as_postgres, require_postgres};
+use crate::pg_util::{PgEnv as _, PgSandbox, as_postgres, require_postgres};
 use coffer_testkit::tree::describe;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;

@@ -40,7 +40,7 @@
 //! The attack goes through the library as root (the test's user); the vault's files are
 //! then handed back to `postgres`, who runs every `coffer` command (see `pg_util`).
 
-use crate::pg_util::{PASSWORD, PgSandbox, require_postgres};
+use crate::pg_util::{PASSWORD, PgEnv as _, PgSandbox, require_postgres};
 use coffer_repository::Repository;
 use coffer_repository::pack::{ObjectKind, seal_bytes};
 use coffer_store::{Clock, LocalVault, ObjectStore, PutOptions, Role};
@@ -165,11 +165,11 @@ fn a_rogue_writer_cannot_stop_or_aim_a_postgres_restore_on_the_local_vault_as_ro
     assert_eq!(clusters.len(), 1, "{info}");
     let c = &clusters[0];
     assert_eq!(c["sysid"], sysid.to_string(), "{info}");
-    assert_eq!(c["base-backups"].as_array().map(Vec::len), Some(1), "{info}");
-    assert_eq!(c["base-backups"][0]["snapshot"], snapshot.as_str(), "{info}");
+    assert_eq!(c["base_backups"].as_array().map(Vec::len), Some(1), "{info}");
+    assert_eq!(c["base_backups"][0]["snapshot"], snapshot.as_str(), "{info}");
     assert_eq!(c["gaps"], serde_json::json!([]), "{info}");
     let past = reader(&["--as-of", &t1.to_string(), "pg", "info", "--json"]).ok().json();
-    assert_eq!(past["clusters"][0]["last-segment"], victim.as_str(), "{past}");
+    assert_eq!(past["clusters"][0]["last_segment"], victim.as_str(), "{past}");
 
     // restore_command's own read: the first, authentic version of the segment.
     let fetched = sb.path("fetched");

@@ -1,7 +1,7 @@
 //! `coffer pg stream`: WAL over the replication protocol (pg_receivewal and a slot) into
 //! the repository, against a real PostgreSQL 15 server (see `pg_util`).
 
-use crate::pg_util::{Cluster, PgSandbox, require_postgres};
+use crate::pg_util::{Cluster, PgEnv as _, PgSandbox, require_postgres};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -90,7 +90,7 @@ fn stream_resumes_from_its_slot_and_loses_no_committed_row_when_the_server_crash
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let info = sb.c(["pg", "info", "--json"]).ok().json();
-        if info["clusters"][0]["last-segment"].as_str().is_some_and(|s| s.ends_with(".partial")) {
+        if info["clusters"][0]["last_segment"].as_str().is_some_and(|s| s.ends_with(".partial")) {
             break;
         }
         assert!(Instant::now() < deadline, "no .partial stored while streaming: {info}");
@@ -127,7 +127,7 @@ fn stream_resumes_from_its_slot_and_loses_no_committed_row_when_the_server_crash
     let info = sb.c(["pg", "info", "--json"]).ok().json();
     let cl = &info["clusters"][0];
     assert_eq!(cl["gaps"], serde_json::json!([]), "the restarted stream resumed without a gap: {info}");
-    assert!(cl["last-segment"].as_str().is_some_and(|s| s.ends_with(".partial")), "{info}");
+    assert!(cl["last_segment"].as_str().is_some_and(|s| s.ends_with(".partial")), "{info}");
     // Everything the spool held is in the repository: only the unfinished segment (still
     // pg_receivewal's to complete) and the cluster's name stay.
     let left: Vec<String> = std::fs::read_dir(&spool)

@@ -86,6 +86,7 @@ fn forge(repo: &Repo, build: impl FnOnce(&mut BlobWriter<'_>) -> Vec<Node>) -> I
         tags: Vec::new(),
         tree,
         parent: None,
+        pg: None,
     })
     .unwrap()
 }

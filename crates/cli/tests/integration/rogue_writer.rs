@@ -195,6 +195,7 @@ fn forge_snapshot(t: &dyn Target) -> String {
         previous: None,
         summary: coffer_repository::Summary::default(),
         program: "coffer".into(),
+        pg: None,
     };
     // The library links every snapshot it commits into the hash chain, so the attacker
     // seals and puts this one itself, with the key and the writer's store: the data first,

@@ -295,7 +295,7 @@ impl BlobWriter<'_> {
     /// # Errors
     /// Store errors.
     pub fn commit(self, new: NewSnapshot) -> Result<Id> {
-        let NewSnapshot { kind, time, host, paths, tags, tree, parent } = new;
+        let NewSnapshot { kind, time, host, paths, tags, tree, parent, pg } = new;
         let snap = Snapshot {
             kind,
             time,
@@ -309,6 +309,7 @@ impl BlobWriter<'_> {
             previous: None,
             summary: Summary::default(),
             program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
+            pg,
         };
         self.write_snapshot(snap)
     }
@@ -358,6 +359,7 @@ mod tests {
             tags: vec![tag.into()],
             tree,
             parent: None,
+            pg: None,
         };
         w.commit(new).unwrap()
     }
@@ -423,6 +425,7 @@ mod tests {
                 tags: vec![],
                 tree,
                 parent: None,
+                pg: None,
             })
             .unwrap();
         assert_eq!(repo.read_snapshot(&fourth).unwrap().previous.map(|l| l.id), Some(third));

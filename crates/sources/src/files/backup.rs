@@ -238,6 +238,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, ctl: &JobControl) -> Resu
         tags: opts.tags.clone(),
         tree,
         parent,
+        pg: None,
     })?;
     ctl.emit(&Event::Snapshot { id });
     let info = repo.read_snapshot(&id)?;

@@ -114,6 +114,28 @@ pub fn unpack(reader: &SharedReader<'_>, blobs: &[Id], dir: &Path, threads: Thre
     unpack_stream(dir, threads, |sink| decode_in_order(reader, blobs, threads.decoders, sink))
 }
 
+/// [`unpack`] for a job: reports the archive's bytes as `Advance` events as they are
+/// handed to the parser, and stops with `RepoError::Cancelled` at the next piece once `ctl`
+/// is cancelled (what was written so far stays: the caller's restore is incomplete).
+///
+/// # Errors
+/// As [`unpack`]; `Repo(Cancelled)` when cancelled.
+pub fn unpack_job(
+    reader: &SharedReader<'_>,
+    blobs: &[Id],
+    dir: &Path,
+    threads: Threads,
+    ctl: &coffer_repository::JobControl,
+) -> Result<Unpacked> {
+    unpack_stream(dir, threads, |sink| {
+        decode_in_order(reader, blobs, threads.decoders, &mut |piece| {
+            ctl.check()?;
+            ctl.emit(&coffer_repository::Event::Advance(coffer_repository::Progress::new(0, piece.len() as u64)));
+            sink(piece)
+        })
+    })
+}
+
 /// Unpacks the archive whose bytes `produce` hands, in order and in pieces of any size, to
 /// the sink it is given; see [`unpack`]. `produce` must stop and return the sink's error
 /// when the sink fails.

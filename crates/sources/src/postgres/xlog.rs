@@ -1,4 +1,4 @@
-//! Reading transaction times out of an archived WAL segment, for `pg info`'s end of the
+//! Reading transaction times out of an archived WAL segment, for `info`'s end of the
 //! recovery window.
 //!
 //! `recovery_target_time = T` stops at the first commit or abort record later than `T`; when
@@ -15,7 +15,7 @@ const BLCKSZ: usize = 8192;
 const SHORT_HEADER: usize = 24;
 const LONG_HEADER: usize = 40;
 const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
-const XLP_LONG_HEADER: u16 = 0x0002;
+use coffer_repository::wal::XLP_LONG_HEADER;
 /// `XLogRecord`: tot_len u32, xid u32, prev u64, info u8, rmid u8, 2 pad, crc u32.
 const RECORD_HEADER: usize = 24;
 const RM_XLOG_ID: u8 = 0;
@@ -29,7 +29,7 @@ const PG_EPOCH: i64 = 946_684_800;
 
 /// The `xact_time` of the last commit or abort record that starts in `data`, the segment
 /// at byte address `seg_start` (segment number × segment size), if any.
-pub(crate) fn last_xact_time(data: &[u8], seg_start: u64) -> Option<jiff::Timestamp> {
+pub fn last_xact_time(data: &[u8], seg_start: u64) -> Option<jiff::Timestamp> {
     // The segment's records without page headers: headers are multiples of 8 bytes and
     // pages start 8-aligned, so a record's alignment in this stream is its LSN's.
     let mut stream = Vec::with_capacity(data.len());

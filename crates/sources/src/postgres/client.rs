@@ -1,0 +1,178 @@
+//! Queries to a PostgreSQL server, through the `postgres` client library rather than a
+//! `psql` process (the daemon will poll `pg_stat_archiver` the same way).
+//!
+//! A connection string is libpq's (`host=/run/postgresql user=postgres`, or a
+//! `postgresql://` URL); what it leaves out comes from libpq's environment variables
+//! (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGAPPNAME`,
+//! `PGCONNECT_TIMEOUT`) and then libpq's defaults (the unix socket in `/var/run/postgresql`,
+//! the operating-system user), so `pg backup` reaches the server `pg_basebackup` reaches.
+//! The connection is not encrypted (no TLS): use a unix socket or a trusted network, as
+//! for the replication connection of `pg_basebackup` without `sslmode`.
+//!
+//! Passwords never reach an error message: errors quote the server's message only.
+
+use super::{PgError, Result};
+use postgres::{Client, Config, NoTls};
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+/// What `pg backup` asks the server before the base backup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// `pg_control_system().system_identifier`.
+    pub sysid: u64,
+    /// `wal_segment_size`, in bytes.
+    pub seg_size: u64,
+}
+
+/// libpq's default socket directory on Debian and its derivatives.
+const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+/// The client configuration for `conninfo`, completed from the environment as libpq does.
+///
+/// # Errors
+/// `Invalid` for a connection string that does not parse.
+pub fn config(conninfo: Option<&str>) -> Result<Config> {
+    let mut c = match conninfo.filter(|c| !c.trim().is_empty()) {
+        Some(ci) => {
+            Config::from_str(ci).map_err(|e| PgError::Invalid(format!("bad PostgreSQL connection string: {e}")))?
+        }
+        None => Config::new(),
+    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if c.get_hosts().is_empty() {
+        let hosts = env("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_owned());
+        for h in hosts.split(',') {
+            c.host(h);
+        }
+    }
+    if c.get_ports().is_empty() {
+        if let Some(p) = env("PGPORT").and_then(|p| p.parse().ok()) {
+            c.port(p);
+        }
+    }
+    if c.get_user().is_none() {
+        let user = env("PGUSER").or_else(|| uzers::get_current_username().and_then(|u| u.into_string().ok()));
+        if let Some(u) = user {
+            c.user(&u);
+        }
+    }
+    if c.get_dbname().is_none() {
+        if let Some(d) = env("PGDATABASE") {
+            c.dbname(&d);
+        }
+    }
+    if c.get_password().is_none() {
+        if let Some(p) = env("PGPASSWORD") {
+            c.password(p);
+        }
+    }
+    if c.get_application_name().is_none() {
+        c.application_name(&env("PGAPPNAME").unwrap_or_else(|| "coffer".to_owned()));
+    }
+    if c.get_connect_timeout().is_none() {
+        let secs = env("PGCONNECT_TIMEOUT").and_then(|s| s.parse().ok()).unwrap_or(30);
+        c.connect_timeout(Duration::from_secs(secs));
+    }
+    Ok(c)
+}
+
+/// Connects to the server `conninfo` (completed by [`config`]) names.
+///
+/// # Errors
+/// `Invalid` for a bad connection string, `Server` when the connection fails.
+pub fn connect(conninfo: Option<&str>) -> Result<Client> {
+    config(conninfo)?.connect(NoTls).map_err(|e| server("cannot connect to PostgreSQL", &e))
+}
+
+fn server(what: &str, e: &postgres::Error) -> PgError {
+    // The server's own message (e.g. "password authentication failed for user …") where
+    // there is one; the client's otherwise. Neither carries the password.
+    match e.as_db_error() {
+        Some(db) => PgError::Server(format!("{what}: {}", db.message())),
+        None => PgError::Server(format!("{what}: {e}")),
+    }
+}
+
+/// The system identifier as PostgreSQL shows it: a `bigint`, negative for identifiers with
+/// the high bit set (it is an unsigned 64-bit number).
+fn sysid_of(text: &str) -> Result<u64> {
+    text.parse::<u64>()
+        .or_else(|_| text.parse::<i64>().map(|v| u64::from_ne_bytes(v.to_ne_bytes())))
+        .map_err(|_| PgError::Server(format!("bad system identifier from the server: {text:?}")))
+}
+
+/// The cluster's system identifier and WAL segment size.
+///
+/// # Errors
+/// `Server` when the connection or the query fails.
+pub fn server_facts(client: &mut Client) -> Result<ServerFacts> {
+    let row = client
+        .query_one(
+            "select system_identifier::text, (select setting from pg_settings where name = 'wal_segment_size') \
+             from pg_control_system()",
+            &[],
+        )
+        .map_err(|e| server("cannot ask the server for its system identifier", &e))?;
+    let sysid: String = row.get(0);
+    let seg: String = row.get(1);
+    let seg_size =
+        seg.parse().map_err(|_| PgError::Server(format!("bad wal_segment_size from the server: {seg:?}")))?;
+    Ok(ServerFacts { sysid: sysid_of(&sysid)?, seg_size })
+}
+
+/// Whether the server listening on a socket in `dir` (as `pg restore --start` starts it)
+/// is still in recovery.
+///
+/// # Errors
+/// `Server` when it cannot be reached.
+pub fn in_recovery_at_socket(dir: &Path) -> Result<bool> {
+    let env = config(None)?;
+    // This server only: its socket, not the environment's host.
+    let mut c = Config::new();
+    c.host_path(dir).dbname("postgres").connect_timeout(Duration::from_secs(5));
+    if let Some(u) = env.get_user() {
+        c.user(u);
+    }
+    if let Some(p) = env.get_password() {
+        c.password(p);
+    }
+    let mut client = c.connect(NoTls).map_err(|e| server("cannot connect to the restored server", &e))?;
+    let row = client
+        .query_one("select pg_is_in_recovery()", &[])
+        .map_err(|e| server("cannot ask the restored server whether it is in recovery", &e))?;
+    Ok(row.get(0))
+}
+
+/// `pg_stat_archiver`: the last WAL file the server archived and the last it failed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiverStatus {
+    /// `last_archived_wal`.
+    pub last_archived: Option<String>,
+    /// `last_failed_wal`.
+    pub last_failed: Option<String>,
+    /// `failed_count`.
+    pub failed_count: i64,
+}
+
+/// The server's archiver status (for monitoring: the daemon polls it).
+///
+/// # Errors
+/// `Server` when the query fails.
+pub fn archiver_status(client: &mut Client) -> Result<ArchiverStatus> {
+    let row = client
+        .query_one("select last_archived_wal, last_failed_wal, failed_count from pg_stat_archiver", &[])
+        .map_err(|e| server("cannot read pg_stat_archiver", &e))?;
+    Ok(ArchiverStatus { last_archived: row.get(0), last_failed: row.get(1), failed_count: row.get(2) })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn system_identifiers_with_the_high_bit_set_are_read() {
+        assert_eq!(super::sysid_of("7300000000000000001").unwrap(), 7_300_000_000_000_000_001);
+        assert_eq!(super::sysid_of("-1").unwrap(), u64::MAX);
+        assert!(super::sysid_of("x").is_err());
+    }
+}
