@@ -314,17 +314,6 @@ impl BlobWriter<'_> {
         self.write_snapshot(snap)
     }
 
-    /// The old way, kept callable for one more merge while the PostgreSQL base backup moves
-    /// into `coffer_sources::postgres`: use [`BlobWriter::commit`]. Whatever `snap` says,
-    /// its place in the chain, lock date and counts are this writer's (as with `commit`).
-    ///
-    /// # Errors
-    /// Store errors.
-    #[doc(hidden)]
-    pub fn commit_snapshot(self, snap: Snapshot) -> Result<Id> {
-        self.write_snapshot(snap)
-    }
-
     /// Finishes, fills in what the repository owns (the chain link, the lock date, the
     /// counts) and writes the snapshot.
     fn write_snapshot(mut self, mut snap: Snapshot) -> Result<Id> {
@@ -365,8 +354,8 @@ mod tests {
     }
 
     /// The builder links each snapshot to the newest one before it, and no call of the
-    /// library writes a second root: the old entry point fills the link in whatever it is
-    /// given, and a writer listing history before another commits links to what it listed.
+    /// library writes a second root: a `NewSnapshot` has no link for a source to set, and a
+    /// writer listing history before another commits links to what it listed.
     #[test]
     fn a_committed_snapshot_links_to_its_predecessor_and_no_call_writes_a_second_root() {
         let tmp = tempfile::tempdir().unwrap();
@@ -399,16 +388,6 @@ mod tests {
         assert_eq!(w.parent_for("test", "other", &paths).unwrap(), None);
         drop(w);
 
-        // Through the old entry point, a snapshot claiming to be a root still links.
-        clock.advance(std::time::Duration::from_secs(60));
-        let w = repo.writer(expires).unwrap();
-        let mut forged = s2.clone();
-        forged.time = clock.now();
-        forged.previous = None;
-        forged.tags = vec!["claims to be a root".into()];
-        let third = w.commit_snapshot(forged).unwrap();
-        assert_eq!(repo.read_snapshot(&third).unwrap().previous, Some(ChainLink { id: second, expires }));
-
         // Two writers at once: history is listed when first asked for (here, at the start),
         // and each links to the newest it saw; neither is a root.
         clock.advance(std::time::Duration::from_secs(60));
@@ -428,8 +407,8 @@ mod tests {
                 pg: None,
             })
             .unwrap();
-        assert_eq!(repo.read_snapshot(&fourth).unwrap().previous.map(|l| l.id), Some(third));
-        assert_eq!(repo.read_snapshot(&fifth).unwrap().previous.map(|l| l.id), Some(third));
+        assert_eq!(repo.read_snapshot(&fourth).unwrap().previous.map(|l| l.id), Some(second));
+        assert_eq!(repo.read_snapshot(&fifth).unwrap().previous.map(|l| l.id), Some(second));
         let roots = repo.all_snapshots().unwrap().into_iter().filter(|(_, s)| s.previous.is_none()).count();
         assert_eq!(roots, 1, "one root");
     }
