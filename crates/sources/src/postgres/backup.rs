@@ -148,9 +148,8 @@ impl StartedBackup {
         let sysid = self.facts.sysid;
         let seg_size = self.facts.seg_size;
         let now = repo.clock().now();
-        let expires = now
-            + jiff::SignedDuration::try_from(repo.config().retention.default_retain)
-                .unwrap_or(jiff::SignedDuration::ZERO);
+        // The one expiry computation (coffer_repository::retention): no rule, the default.
+        let expires = coffer_repository::KeepRules::default().expiry(now, &[], &repo.config().retention)?;
         let mut w = repo.writer(expires)?;
         let stdout = self.child.stdout.take().ok_or_else(|| PgError::Server("pg_basebackup has no output".into()))?;
         // A pipe holds 64 KiB by default: pg_basebackup and the chunker then take turns a
