@@ -20,7 +20,7 @@
 //! `Snapshot` once committed. The `Advance`s add up to the snapshot's `files` and `bytes`.
 
 use super::meta::{self, Names};
-use super::prefetch;
+use super::read_ahead;
 use super::{FilesError, Result};
 use coffer_repository::{
     BlobKind, BlobWriter, Event, Id, JobControl, KeepRules, NewSnapshot, Node, NodeKind, Progress, Repository, Series,
@@ -91,7 +91,7 @@ pub struct BackupReport {
 
 struct Walker<'a, 'r> {
     w: BlobWriter<'r>,
-    prefetch: super::prefetch::Prefetch,
+    read_ahead: super::read_ahead::ReadAhead,
     chunker: coffer_repository::chunker::Chunker,
     excludes: GlobSet,
     path_excludes: GlobSet,
@@ -167,7 +167,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, ctl: &JobControl) -> Resu
 
     let mut walker = Walker {
         w,
-        prefetch: super::prefetch::Prefetch::start(),
+        read_ahead: super::read_ahead::ReadAhead::start(),
         chunker: coffer_repository::chunker::Chunker::new(repo.config().chunker),
         excludes,
         path_excludes,
@@ -414,7 +414,7 @@ impl Walker<'_, '_> {
                 };
                 entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
                 // First every entry's metadata, then the entries in order, with the next
-                // few small files that must be read already being read (see `prefetch`).
+                // few small files that must be read already being read (see `read_ahead`).
                 let mut items = Vec::with_capacity(entries.len());
                 for e in entries {
                     let child = e.path();
@@ -437,16 +437,16 @@ impl Walker<'_, '_> {
                 // Entries at the front of `items` already considered for reading ahead.
                 let mut ahead = 0;
                 loop {
-                    while ahead < items.len() && ahead < prefetch::WINDOW {
+                    while ahead < items.len() && ahead < read_ahead::WINDOW {
                         let (child, cn, pn) = &items[ahead];
                         if cn.kind == NodeKind::File
-                            && cn.size <= prefetch::MAX_SIZE
+                            && cn.size <= read_ahead::MAX_SIZE
                             && !pn.as_ref().is_some_and(|o| unchanged(o, cn))
                         {
-                            if !self.prefetch.has_room(cn.size) {
+                            if !self.read_ahead.has_room(cn.size) {
                                 break;
                             }
-                            self.prefetch.submit(child, cn.size);
+                            self.read_ahead.submit(child, cn.size);
                         }
                         ahead += 1;
                     }
@@ -486,7 +486,7 @@ impl Walker<'_, '_> {
     /// are reported as it is stored). Stops at a chunk boundary once the job is cancelled.
     fn read_file(&mut self, path: &Path, node: &mut Node, chunked: &mut u64) -> Result<()> {
         let ctx = || format!("cannot read {}", path.display());
-        let (reader, before): (Box<dyn std::io::Read>, fs::Metadata) = match self.prefetch.take(path) {
+        let (reader, before): (Box<dyn std::io::Read>, fs::Metadata) = match self.read_ahead.take(path) {
             Some(read) => {
                 let (bytes, md) = read.map_err(super::io_err(ctx()))?;
                 (Box::new(std::io::Cursor::new(bytes)), md)

@@ -9,7 +9,7 @@
 
 mod backup;
 mod meta;
-mod prefetch;
+mod read_ahead;
 mod restore;
 mod scan;
 pub mod walk;

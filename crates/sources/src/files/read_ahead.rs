@@ -1,4 +1,5 @@
-//! Reading small files ahead on other threads.
+//! Reading small files ahead on other threads (a backup's read-ahead; "prefetch" is the
+//! word for one thing only: fetching WAL segments PostgreSQL will ask for next).
 //!
 //! The walker is one thread; on a cold disk it would wait for one file at a time. It hands
 //! the next small files of a directory to [`THREADS`] reader threads, which open them
@@ -30,7 +31,7 @@ const THREADS: usize = 8;
 
 type Reply = std::io::Result<(Vec<u8>, Metadata)>;
 
-pub(crate) struct Prefetch {
+pub(crate) struct ReadAhead {
     tx: Option<Sender<(PathBuf, Sender<Reply>)>>,
     threads: Vec<JoinHandle<()>>,
     pending: HashMap<PathBuf, (Receiver<Reply>, u64)>,
@@ -38,7 +39,7 @@ pub(crate) struct Prefetch {
     pending_bytes: u64,
 }
 
-impl Prefetch {
+impl ReadAhead {
     pub(crate) fn start() -> Self {
         let (tx, rx) = unbounded::<(PathBuf, Sender<Reply>)>();
         let threads = (0..THREADS)
@@ -85,7 +86,7 @@ impl Prefetch {
     }
 }
 
-impl Drop for Prefetch {
+impl Drop for ReadAhead {
     fn drop(&mut self) {
         self.tx = None;
         self.pending.clear();
