@@ -173,15 +173,6 @@ fn to_signed(d: Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
 }
 
-/// `90d`, `12h`, `30s` style.
-#[must_use]
-pub fn humanize(d: Duration) -> String {
-    let s = d.as_secs();
-    if s % 86_400 == 0 {
-        format!("{}d", s / 86_400)
-    } else if s % 3600 == 0 {
-        format!("{}h", s / 3600)
-    } else {
-        format!("{s}s")
-    }
-}
+/// A duration as it is typed (`90d`, `12h`): [`crate::options::format_duration`], the one
+/// printer, under the name the repository's messages have always used.
+pub use crate::options::format_duration as humanize;

@@ -32,8 +32,8 @@ pub struct BaseBackupOptions {
     #[serde(default)]
     pub pg: Option<String>,
     /// How long to wait for the WAL the backup needs to be archived
-    #[cfg_attr(feature = "clap", arg(long, value_parser = super::duration::parse, default_value = "5m", value_name = "DURATION"))]
-    #[serde(default = "five_minutes", with = "super::duration")]
+    #[cfg_attr(feature = "clap", arg(long, value_parser = coffer_repository::options::parse_duration, default_value = "5m", value_name = "DURATION"))]
+    #[serde(default = "five_minutes", with = "coffer_repository::options::duration")]
     pub wal_timeout: Duration,
     /// Tag the snapshot (repeatable)
     #[cfg_attr(feature = "clap", arg(long = "tag", value_name = "TAG"))]

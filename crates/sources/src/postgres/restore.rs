@@ -72,8 +72,8 @@ pub struct RestoreOptions {
     #[serde(default)]
     pub start: bool,
     /// How long --start waits for recovery
-    #[cfg_attr(feature = "clap", arg(long, value_parser = super::duration::parse, default_value = "1h", value_name = "DURATION", requires = "start"))]
-    #[serde(default = "one_hour", with = "super::duration")]
+    #[cfg_attr(feature = "clap", arg(long, value_parser = coffer_repository::options::parse_duration, default_value = "1h", value_name = "DURATION", requires = "start"))]
+    #[serde(default = "one_hour", with = "coffer_repository::options::duration")]
     pub start_timeout: Duration,
 }
 

@@ -54,8 +54,8 @@ pub struct StreamOptions {
     #[serde(default = "coffer")]
     pub application_name: String,
     /// How often the unfinished segment is stored (as NAME.partial) while it changes
-    #[cfg_attr(feature = "clap", arg(long, value_parser = super::duration::parse, default_value = "10s", value_name = "DURATION"))]
-    #[serde(default = "ten_seconds", with = "super::duration")]
+    #[cfg_attr(feature = "clap", arg(long, value_parser = coffer_repository::options::parse_duration, default_value = "10s", value_name = "DURATION"))]
+    #[serde(default = "ten_seconds", with = "coffer_repository::options::duration")]
     pub partial_interval: Duration,
     /// Store what the spool holds (the unfinished segment too) and exit, without
     /// connecting to the server (e.g. after the server is lost)
