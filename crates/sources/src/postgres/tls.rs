@@ -256,7 +256,9 @@ fn tls_reason(e: &postgres::Error, roots: &Roots) -> Option<String> {
 fn rustls_reason(e: &rustls::Error, roots: &Roots) -> String {
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => {
+            // BadSignature: a CA in the roots has the issuer's name but did not sign it (an
+            // impostor, or another CA of the same name).
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                 format!("the server's certificate is not trusted: it is not signed by a CA in {}", roots.describe())
             }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
