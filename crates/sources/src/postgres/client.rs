@@ -54,7 +54,11 @@ pub struct Target {
 /// # Errors
 /// `Invalid` for a connection string that does not parse.
 pub fn config(conninfo: Option<&str>) -> Result<Target> {
-    let bad = |e: postgres::Error| PgError::Invalid(format!("bad PostgreSQL connection string: {e}"));
+    let bad = |e: postgres::Error| {
+        // The library's message is "invalid connection string"; what is wrong is its source.
+        let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+        PgError::Invalid(format!("bad PostgreSQL connection string: {why}"))
+    };
     let (mut c, tls) = match conninfo.filter(|c| !c.trim().is_empty()) {
         Some(ci) => {
             // The client library refuses `sslrootcert` and `verify-*` modes: they are read here.
@@ -233,6 +237,22 @@ pub fn archiver_status(client: &mut Client) -> Result<ArchiverStatus> {
 
 #[cfg(test)]
 mod tests {
+    use postgres::config::{Host, SslMode};
+
+    #[test]
+    fn tls_applies_to_tcp_hosts_only_and_addresses_name_their_host() {
+        let t = super::config(Some("host=/tmp sslmode=require")).unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Disable, "no TLS on unix sockets, as libpq");
+        let t = super::config(Some("hostaddr=127.0.0.1 sslmode=verify-full sslrootcert=/ca.pem")).unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(t.config.get_hosts(), [Host::Tcp("127.0.0.1".into())], "the address is the name TLS checks");
+        let t = super::config(Some("host=db sslmode=disable")).unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Disable);
+        // Options the client library does not support are refused, naming them.
+        let e = super::config(Some("host=db sslcert=/c.pem")).unwrap_err().to_string();
+        assert!(e.contains("sslcert"), "{e}");
+    }
+
     #[test]
     fn system_identifiers_with_the_high_bit_set_are_read() {
         assert_eq!(super::sysid_of("7300000000000000001").unwrap(), 7_300_000_000_000_000_001);
