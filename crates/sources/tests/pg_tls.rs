@@ -59,6 +59,16 @@ fn queries_use_tls_as_sslmode_says_and_check_the_certificate_as_root() {
         assert!(e.contains(&format!("127.0.0.1:{}", pg.port)), "{mode}: names the server: {e}");
     }
 
+    // require without a root file: unlike libpq's, Coffer's checks the chain, against the
+    // system's CAs, which did not sign this certificate (or a system without any: refused
+    // too, asking for sslrootcert).
+    match client::connect(Some(&format!("{base} sslmode=require"))) {
+        Err(e @ PgError::Tls(_)) => assert!(e.to_string().contains("system's trusted CAs"), "{e}"),
+        Err(e @ PgError::Invalid(_)) => assert!(e.to_string().contains("sslrootcert"), "{e}"),
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("sslmode=require connected to a server whose CA nobody trusts"),
+    }
+
     // (c) disable: plaintext.
     let mut c = client::connect(Some(&format!("{base} sslmode=disable"))).unwrap();
     assert!(!encrypted(&mut c), "sslmode=disable must not encrypt");

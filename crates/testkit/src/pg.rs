@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL 15 server for tests: `initdb` into a sandbox as the `postgres`
-//! user (via `setpriv`, see shared/notes/postgres.md), unix socket only, WAL archived by an
-//! `archive_command` the test chooses (the CLI's tests: `coffer pg wal-push`; library tests:
-//! none). Dropping a [`Cluster`] stops its server; dropping the [`PgSandbox`] removes the
+//! user (via `setpriv`, see shared/notes/postgres.md), unix socket only (or also 127.0.0.1,
+//! with or without TLS, [`PgSandbox::cluster_tcp`], its certificate signed by a throwaway CA
+//! made with `openssl`, [`PgSandbox::test_ca`]), WAL archived by an `archive_command` the
+//! test chooses (the CLI's tests: `coffer pg wal-push`; library tests: none). Dropping a [`Cluster`] stops its server; dropping the [`PgSandbox`] removes the
 //! files.
 //!
 //! Tests that use it run as root and end in `_as_root` (the server runs as `postgres`);
@@ -221,7 +222,7 @@ impl PgSandbox {
                 .current_dir(&dir)
                 .stdin(Stdio::null())
                 .output()
-                .expect("run openssl");
+                .unwrap_or_else(|e| panic!("cannot run openssl ({e}): `apt-get install openssl` installs it"));
             assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         };
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
