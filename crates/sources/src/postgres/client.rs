@@ -68,7 +68,7 @@ pub fn config(conninfo: Option<&str>) -> Result<Target> {
         }
         None => (Config::new(), TlsPolicy::from_settings(None, None)?),
     };
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let env = env_var;
     if c.get_hosts().is_empty() {
         if c.get_hostaddrs().is_empty() {
             let hosts = env("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_owned());
@@ -90,8 +90,7 @@ pub fn config(conninfo: Option<&str>) -> Result<Target> {
         }
     }
     if c.get_user().is_none() {
-        let user = env("PGUSER").or_else(|| uzers::get_current_username().and_then(|u| u.into_string().ok()));
-        if let Some(u) = user {
+        if let Some(u) = env_user() {
             c.user(&u);
         }
     }
@@ -117,6 +116,16 @@ pub fn config(conninfo: Option<&str>) -> Result<Target> {
     // `require` fail where pg_basebackup, with the same settings, connects.
     c.ssl_mode(if sockets_only { postgres::config::SslMode::Disable } else { tls.mode.client_mode() });
     Ok(Target { config: c, tls })
+}
+
+/// A libpq environment variable, unless unset or empty (libpq ignores empty ones).
+fn env_var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// libpq's user: `PGUSER`, else the operating-system user.
+fn env_user() -> Option<String> {
+    env_var("PGUSER").or_else(|| uzers::get_current_username().and_then(|u| u.into_string().ok()))
 }
 
 /// The server a configuration names, for messages: `HOST[,HOST…]:PORT[,PORT…]`.
@@ -196,14 +205,15 @@ pub fn server_facts(client: &mut Client) -> Result<ServerFacts> {
 /// # Errors
 /// `Server` when it cannot be reached.
 pub fn in_recovery_at_socket(dir: &Path) -> Result<bool> {
-    let env = config(None)?.config;
-    // This server only: its socket, not the environment's host.
+    // This server only: its socket, not the environment's host; the environment's user and
+    // password (not its TLS settings: a socket carries none, and a bad PGSSLMODE must not
+    // turn this check into a wait for a promotion it cannot see).
     let mut c = Config::new();
     c.host_path(dir).dbname("postgres").connect_timeout(Duration::from_secs(5));
-    if let Some(u) = env.get_user() {
-        c.user(u);
+    if let Some(u) = env_user() {
+        c.user(&u);
     }
-    if let Some(p) = env.get_password() {
+    if let Some(p) = env_var("PGPASSWORD") {
         c.password(p);
     }
     let mut client = c.connect(NoTls).map_err(|e| server("cannot connect to the restored server", &e))?;
