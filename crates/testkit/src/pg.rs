@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL 15 server for tests: `initdb` into a sandbox as the `postgres`
-//! user (via `setpriv`, see shared/notes/postgres.md), unix socket only, WAL archived by an
-//! `archive_command` the test chooses (the CLI's tests: `coffer pg wal-push`; library tests:
-//! none). Dropping a [`Cluster`] stops its server; dropping the [`PgSandbox`] removes the
+//! user (via `setpriv`, see shared/notes/postgres.md), unix socket only (or also 127.0.0.1,
+//! with or without TLS, [`PgSandbox::cluster_tcp`], its certificate signed by a throwaway CA
+//! made with `openssl`, [`PgSandbox::test_ca`]), WAL archived by an `archive_command` the
+//! test chooses (the CLI's tests: `coffer pg wal-push`; library tests: none). Dropping a [`Cluster`] stops its server; dropping the [`PgSandbox`] removes the
 //! files.
 //!
 //! Tests that use it run as root and end in `_as_root` (the server runs as `postgres`);
@@ -177,7 +178,86 @@ impl PgSandbox {
         }
         let conf = format!("\nlisten_addresses = ''\nfsync = off\nmax_wal_senders = 4\n{}", self.archive_conf());
         append(&data.join("postgresql.conf"), &conf);
-        Cluster::start(self, data, sock)
+        Cluster::start(self, data, sock, DEFAULT_PORT)
+    }
+
+    /// A cluster that also listens on 127.0.0.1 (a free port, [`Cluster::port`]), with
+    /// `ssl = on` and `tls`'s server certificate when given (TLS on TCP only, as
+    /// PostgreSQL offers it). `initdb -A trust` lets `postgres` in from 127.0.0.1, for
+    /// queries and replication.
+    ///
+    /// # Panics
+    /// When `initdb` or the server fail.
+    #[must_use]
+    pub fn cluster_tcp(&self, name: &str, tls: Option<&TestCa>) -> Cluster {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("port").port();
+        let mut c = self.cluster_with(name, &[], None);
+        let ssl = match tls {
+            Some(t) => format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                t.server_cert.display(),
+                t.server_key.display()
+            ),
+            None => "ssl = off\n".to_owned(),
+        };
+        append(&c.data.join("postgresql.conf"), &format!("\nlisten_addresses = '127.0.0.1'\nport = {port}\n{ssl}"));
+        let (data, sock) = (c.data.clone(), c.sock.clone());
+        c.stop();
+        Cluster::start(self, data, sock, port)
+    }
+
+    /// A throwaway CA (in `DIR/ca.pem`) and a server certificate it signed for `localhost`
+    /// and 127.0.0.1 (`DIR/server.pem`, key `DIR/server.key`, owned by `postgres`), made with
+    /// the `openssl` command in the sandbox's `name` directory.
+    ///
+    /// # Panics
+    /// When `openssl` fails.
+    #[must_use]
+    pub fn test_ca(&self, name: &str) -> TestCa {
+        let dir = self.path(name);
+        std::fs::create_dir_all(&dir).expect("CA dir");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run openssl ({e}): `apt-get install openssl` installs it"));
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ca_args = ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Coffer test CA"];
+        openssl(&[&["req", "-x509"], &ec[..], &ca_args[..]].concat());
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("ext.cnf");
+        openssl(
+            &[&["req", "-new"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]]
+                .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let key = dir.join("server.key");
+        chown(&key);
+        chown(&dir.join("server.pem"));
+        TestCa { ca: dir.join("ca.pem"), server_cert: dir.join("server.pem"), server_key: key }
     }
 
     /// Turns WAL archiving (back) on for the data directory `data` (a restore turns it off).
@@ -203,7 +283,7 @@ impl PgSandbox {
         chown(&sock);
         let st = Command::new("chown").arg("-R").arg("postgres:postgres").arg(&data).status().expect("chown");
         assert!(st.success());
-        Cluster::start(self, data, sock)
+        Cluster::start(self, data, sock, DEFAULT_PORT)
     }
 }
 
@@ -224,18 +304,34 @@ fn append(p: &Path, text: &str) {
     f.write_all(text.as_bytes()).expect("append conf");
 }
 
+/// PostgreSQL's default port (the clusters on sockets only use it: their socket
+/// directories differ).
+pub const DEFAULT_PORT: u16 = 5432;
+
+/// A throwaway CA and a server certificate it signed ([`PgSandbox::test_ca`]).
+pub struct TestCa {
+    /// The CA's certificate (PEM): what `sslrootcert` names.
+    pub ca: PathBuf,
+    /// The server's certificate (PEM), for `localhost` and 127.0.0.1.
+    pub server_cert: PathBuf,
+    /// Its private key, owned by `postgres`, mode 0600.
+    pub server_key: PathBuf,
+}
+
 /// A running server; stopped on drop.
 pub struct Cluster {
     /// Data directory.
     pub data: PathBuf,
     /// Socket directory.
     pub sock: PathBuf,
+    /// The port (in the socket's name, and on 127.0.0.1 for [`PgSandbox::cluster_tcp`]).
+    pub port: u16,
     home: PathBuf,
     child: Child,
 }
 
 impl Cluster {
-    fn start(sb: &PgSandbox, data: PathBuf, sock: PathBuf) -> Self {
+    fn start(sb: &PgSandbox, data: PathBuf, sock: PathBuf, port: u16) -> Self {
         let log = std::fs::File::create(format!("{}.log", data.display())).expect("log file");
         let child = as_postgres(Path::new(PG_BIN).join("postgres"), &sb.home)
             .arg("-D")
@@ -248,7 +344,7 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("start postgres");
-        let mut c = Self { data, sock, home: sb.home.clone(), child };
+        let mut c = Self { data, sock, port, home: sb.home.clone(), child };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(st)) = c.child.try_wait() {
@@ -276,7 +372,7 @@ impl Cluster {
         let out = as_postgres(Path::new(PG_BIN).join("psql"), &self.home)
             .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres", "-h"])
             .arg(&self.sock)
-            .args(["-c", sql])
+            .args(["-p", &self.port.to_string(), "-c", sql])
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.success() {
@@ -334,19 +430,33 @@ impl Cluster {
     /// The libpq environment that reaches this server (`PGHOST`, `PGUSER`, `PGDATABASE`).
     #[must_use]
     pub fn client_env(&self) -> Vec<(&'static str, OsString)> {
-        vec![("PGHOST", self.sock.clone().into()), ("PGUSER", "postgres".into()), ("PGDATABASE", "postgres".into())]
+        let mut env = vec![
+            ("PGHOST", self.sock.clone().into()),
+            ("PGUSER", "postgres".into()),
+            ("PGDATABASE", "postgres".into()),
+        ];
+        if self.port != DEFAULT_PORT {
+            env.push(("PGPORT", self.port.to_string().into()));
+        }
+        env
     }
 
     /// A libpq connection string that reaches this server.
     #[must_use]
     pub fn conninfo(&self) -> String {
-        format!("host={} user=postgres dbname=postgres", self.sock.display())
+        let port = if self.port == DEFAULT_PORT { String::new() } else { format!(" port={}", self.port) };
+        format!("host={}{port} user=postgres dbname=postgres", self.sock.display())
     }
-}
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // SIGINT: fast shutdown.
+    /// A libpq connection string that reaches this server over TCP (127.0.0.1), for a
+    /// [`PgSandbox::cluster_tcp`].
+    #[must_use]
+    pub fn tcp_conninfo(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+    }
+
+    /// Stops the server (fast shutdown) and waits for it.
+    pub fn stop(&mut self) {
         let _ =
             rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), rustix::process::Signal::INT);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -358,5 +468,12 @@ impl Drop for Cluster {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // SIGINT: fast shutdown.
+        self.stop();
     }
 }

@@ -26,6 +26,7 @@ mod pg_pitr;
 mod pg_restore_exact;
 mod pg_rogue;
 mod pg_stream;
+mod pg_tls;
 mod pg_util;
 mod release_features;
 mod repo_cancel;

@@ -4,14 +4,24 @@
 //! A connection string is libpq's (`host=/run/postgresql user=postgres`, or a
 //! `postgresql://` URL); what it leaves out comes from libpq's environment variables
 //! (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGAPPNAME`,
-//! `PGCONNECT_TIMEOUT`) and then libpq's defaults (the unix socket in `/var/run/postgresql`,
-//! the operating-system user), so `pg backup` reaches the server `pg_basebackup` reaches.
-//! The connection is not encrypted (no TLS): use a unix socket or a trusted network, as
-//! for the replication connection of `pg_basebackup` without `sslmode`.
+//! `PGCONNECT_TIMEOUT`, `PGSSLMODE`, `PGSSLROOTCERT`) and then libpq's defaults (the unix
+//! socket in `/var/run/postgresql`, the operating-system user), so `pg backup` reaches the
+//! server `pg_basebackup` reaches.
+//!
+//! TCP connections use TLS as `sslmode` says, through rustls ([`super::tls`], which holds
+//! the policy): `disable` never, `prefer` (the default) when the server offers it,
+//! `require`/`verify-ca`/`verify-full` always or fail. Unlike libpq, `require` checks the
+//! server's certificate chain (against `sslrootcert`, `~/.postgresql/root.crt` or the
+//! system's CAs); `verify-full` also checks the host name. A certificate that fails is a
+//! [`PgError::Tls`], never a fallback to plaintext. Unix sockets never use TLS (PostgreSQL
+//! does not offer it there), so the socket of a server Coffer started
+//! ([`in_recovery_at_socket`]) is reached without it.
 //!
 //! Passwords never reach an error message: errors quote the server's message only.
 
+use super::tls::{TlsPolicy, take_tls_settings};
 use super::{PgError, Result};
+use postgres::config::Host;
 use postgres::{Client, Config, NoTls};
 use std::path::Path;
 use std::str::FromStr as _;
@@ -29,22 +39,49 @@ pub struct ServerFacts {
 /// libpq's default socket directory on Debian and its derivatives.
 const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
+/// A server to connect to: the client library's configuration and the TLS policy.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The client library's configuration, completed from the environment (its `sslmode`
+    /// is the library's version of [`TlsPolicy::mode`]).
+    pub config: Config,
+    /// How TLS is used and the certificate checked.
+    pub tls: TlsPolicy,
+}
+
 /// The client configuration for `conninfo`, completed from the environment as libpq does.
 ///
 /// # Errors
 /// `Invalid` for a connection string that does not parse.
-pub fn config(conninfo: Option<&str>) -> Result<Config> {
-    let mut c = match conninfo.filter(|c| !c.trim().is_empty()) {
-        Some(ci) => {
-            Config::from_str(ci).map_err(|e| PgError::Invalid(format!("bad PostgreSQL connection string: {e}")))?
-        }
-        None => Config::new(),
+pub fn config(conninfo: Option<&str>) -> Result<Target> {
+    let bad = |e: postgres::Error| {
+        // The library's message is "invalid connection string"; what is wrong is its source.
+        let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+        PgError::Invalid(format!("bad PostgreSQL connection string: {why}"))
     };
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (mut c, tls) = match conninfo.filter(|c| !c.trim().is_empty()) {
+        Some(ci) => {
+            // The client library refuses `sslrootcert` and `verify-*` modes: they are read here.
+            let (rest, settings) = take_tls_settings(ci)?;
+            let c = if rest.trim().is_empty() { Config::new() } else { Config::from_str(&rest).map_err(bad)? };
+            (c, TlsPolicy::from_settings(settings.mode.as_deref(), settings.rootcert.as_deref())?)
+        }
+        None => (Config::new(), TlsPolicy::from_settings(None, None)?),
+    };
+    let env = env_var;
     if c.get_hosts().is_empty() {
-        let hosts = env("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_owned());
-        for h in hosts.split(',') {
-            c.host(h);
+        if c.get_hostaddrs().is_empty() {
+            let hosts = env("PGHOST").unwrap_or_else(|| DEFAULT_SOCKET_DIR.to_owned());
+            for h in hosts.split(',') {
+                c.host(h);
+            }
+        } else {
+            // Only addresses: each is its own host name, which TLS needs (the client library
+            // checks a certificate against the host, as libpq checks it against the address).
+            let addrs = c.get_hostaddrs().to_vec();
+            for a in addrs {
+                c.host(&a.to_string());
+            }
         }
     }
     if c.get_ports().is_empty() {
@@ -53,8 +90,7 @@ pub fn config(conninfo: Option<&str>) -> Result<Config> {
         }
     }
     if c.get_user().is_none() {
-        let user = env("PGUSER").or_else(|| uzers::get_current_username().and_then(|u| u.into_string().ok()));
-        if let Some(u) = user {
+        if let Some(u) = env_user() {
             c.user(&u);
         }
     }
@@ -75,15 +111,56 @@ pub fn config(conninfo: Option<&str>) -> Result<Config> {
         let secs = env("PGCONNECT_TIMEOUT").and_then(|s| s.parse().ok()).unwrap_or(30);
         c.connect_timeout(Duration::from_secs(secs));
     }
-    Ok(c)
+    let sockets_only = c.get_hostaddrs().is_empty() && c.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
+    // Unix sockets never carry TLS: libpq ignores sslmode for them, and asking would make
+    // `require` fail where pg_basebackup, with the same settings, connects.
+    c.ssl_mode(if sockets_only { postgres::config::SslMode::Disable } else { tls.mode.client_mode() });
+    Ok(Target { config: c, tls })
 }
 
-/// Connects to the server `conninfo` (completed by [`config`]) names.
+/// A libpq environment variable, unless unset or empty (libpq ignores empty ones).
+fn env_var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// libpq's user: `PGUSER`, else the operating-system user.
+fn env_user() -> Option<String> {
+    env_var("PGUSER").or_else(|| uzers::get_current_username().and_then(|u| u.into_string().ok()))
+}
+
+/// The server a configuration names, for messages: `HOST[,HOST…]:PORT[,PORT…]`.
+fn server_name(c: &Config) -> String {
+    let hosts = c
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(h) => h.clone(),
+            Host::Unix(p) => p.display().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let ports = c.get_ports().iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    format!("{hosts}:{}", if ports.is_empty() { "5432".to_owned() } else { ports })
+}
+
+/// Connects to the server `conninfo` (completed by [`config`]) names, with TLS as its
+/// `sslmode` says.
 ///
 /// # Errors
-/// `Invalid` for a bad connection string, `Server` when the connection fails.
+/// `Invalid` for a bad connection string or root certificate file, `Tls` when TLS fails
+/// (an untrusted certificate, a server without TLS under `require`), `Server` when the
+/// connection fails otherwise.
 pub fn connect(conninfo: Option<&str>) -> Result<Client> {
-    config(conninfo)?.connect(NoTls).map_err(|e| server("cannot connect to PostgreSQL", &e))
+    let t = config(conninfo)?;
+    let result = if t.config.get_ssl_mode() == postgres::config::SslMode::Disable {
+        t.config.connect(NoTls)
+    } else {
+        t.config.connect(t.tls.connector()?)
+    };
+    result.map_err(|e| {
+        let name = server_name(&t.config);
+        t.tls.failure(&name, &e).unwrap_or_else(|| server(&format!("cannot connect to PostgreSQL at {name}"), &e))
+    })
 }
 
 fn server(what: &str, e: &postgres::Error) -> PgError {
@@ -128,14 +205,15 @@ pub fn server_facts(client: &mut Client) -> Result<ServerFacts> {
 /// # Errors
 /// `Server` when it cannot be reached.
 pub fn in_recovery_at_socket(dir: &Path) -> Result<bool> {
-    let env = config(None)?;
-    // This server only: its socket, not the environment's host.
+    // This server only: its socket, not the environment's host; the environment's user and
+    // password (not its TLS settings: a socket carries none, and a bad PGSSLMODE must not
+    // turn this check into a wait for a promotion it cannot see).
     let mut c = Config::new();
     c.host_path(dir).dbname("postgres").connect_timeout(Duration::from_secs(5));
-    if let Some(u) = env.get_user() {
-        c.user(u);
+    if let Some(u) = env_user() {
+        c.user(&u);
     }
-    if let Some(p) = env.get_password() {
+    if let Some(p) = env_var("PGPASSWORD") {
         c.password(p);
     }
     let mut client = c.connect(NoTls).map_err(|e| server("cannot connect to the restored server", &e))?;
@@ -169,6 +247,22 @@ pub fn archiver_status(client: &mut Client) -> Result<ArchiverStatus> {
 
 #[cfg(test)]
 mod tests {
+    use postgres::config::{Host, SslMode};
+
+    #[test]
+    fn tls_applies_to_tcp_hosts_only_and_addresses_name_their_host() {
+        let t = super::config(Some("host=/tmp sslmode=require")).unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Disable, "no TLS on unix sockets, as libpq");
+        let t = super::config(Some("hostaddr=127.0.0.1 sslmode=verify-full sslrootcert=/ca.pem")).unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(t.config.get_hosts(), [Host::Tcp("127.0.0.1".into())], "the address is the name TLS checks");
+        let t = super::config(Some("host=db sslmode=disable")).unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Disable);
+        // Options the client library does not support are refused, naming them.
+        let e = super::config(Some("host=db sslcert=/c.pem")).unwrap_err().to_string();
+        assert!(e.contains("sslcert"), "{e}");
+    }
+
     #[test]
     fn system_identifiers_with_the_high_bit_set_are_read() {
         assert_eq!(super::sysid_of("7300000000000000001").unwrap(), 7_300_000_000_000_000_001);

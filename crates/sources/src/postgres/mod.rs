@@ -41,6 +41,7 @@ mod lsn;
 mod plan;
 mod restore;
 mod stream;
+pub mod tls;
 mod wal_fetch;
 mod wal_push;
 pub mod xlog;
@@ -104,6 +105,13 @@ pub enum PgError {
     /// The server, a PostgreSQL client program or the client library failed.
     #[error("{0}")]
     Server(String),
+    /// TLS to the server failed: its certificate did not pass the check `sslmode` asks
+    /// for (not signed by a trusted CA, not for this host name, expired), or the server
+    /// does not accept TLS where it is required. Class `Refused` (exit 3): the server's
+    /// credentials were not accepted, the same verdict as rejected credentials; retrying
+    /// does not help, and a monitor must not take it for a passing network fault.
+    #[error("{0}")]
+    Tls(String),
     /// A base backup could not be unpacked.
     #[error("cannot unpack base backup {snapshot} into {dir}")]
     Unpack {
@@ -130,6 +138,7 @@ impl PgError {
             Self::Io { .. } => ErrorClass::Io,
             Self::Invalid(_) | Self::MissingWal(_) | Self::NotArchived { .. } => ErrorClass::Invalid,
             Self::Server(_) => ErrorClass::Other,
+            Self::Tls(_) => ErrorClass::Refused,
         }
     }
 }
@@ -250,6 +259,7 @@ mod tests {
     fn errors_have_classes_and_wrapped_ones_keep_theirs() {
         use coffer_store::ErrorClass;
         assert_eq!(PgError::Invalid("x".into()).class(), ErrorClass::Invalid);
+        assert_eq!(PgError::Tls("x".into()).class(), ErrorClass::Refused);
         assert_eq!(PgError::Repo(RepoError::Cancelled).class(), ErrorClass::Cancelled);
         assert_eq!(repo_at("cannot archive WAL file n")(RepoError::Cancelled).class(), ErrorClass::Cancelled);
         let e = PgError::NotArchived { name: "n".into(), gap: true };
