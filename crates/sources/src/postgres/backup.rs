@@ -202,7 +202,7 @@ impl StartedBackup {
             if std::time::Instant::now() >= deadline {
                 return Err(PgError::MissingWal(format!(
                     "the backup history file of this base backup was not archived within {} (is archive_command = 'coffer pg wal-push %p' set?)",
-                    humantime::format_duration(wal_timeout)
+                    coffer_repository::options::format_duration(wal_timeout)
                 )));
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -263,7 +263,7 @@ impl StartedBackup {
                 return Err(PgError::MissingWal(format!(
                     "the base backup needs WAL segment {} which was not archived within {} (is archive_command = 'coffer pg wal-push %p' set?)",
                     missing[0],
-                    humantime::format_duration(wal_timeout)
+                    coffer_repository::options::format_duration(wal_timeout)
                 )));
             }
             std::thread::sleep(Duration::from_millis(500));

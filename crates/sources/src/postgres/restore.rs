@@ -492,7 +492,7 @@ fn start_and_wait(dir: &Path, timeout: Duration, ctl: &JobControl) -> Result<()>
         if std::time::Instant::now() >= deadline {
             return Err(PgError::Server(format!(
                 "recovery did not finish within {} (server log: {})",
-                humantime::format_duration(timeout),
+                coffer_repository::options::format_duration(timeout),
                 log.display()
             )));
         }
