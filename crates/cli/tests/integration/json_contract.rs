@@ -1,7 +1,8 @@
-//! The `--json` contract, pinned: every command (but `pg …`) runs with `--json` on a real
-//! local repository and a real vault, and its document, with what varies from run to run
-//! normalised (times, ids and hashes, sizes, the sandbox's path), must equal the golden
-//! file `tests/golden/json_contract.json`. A change of a key, a type or a document's shape
+//! The `--json` contract, pinned: every command runs with `--json` on a real local
+//! repository and a real vault (the `pg …` commands on a real PostgreSQL server), and its
+//! document, with what varies from run to run normalised (times, ids and hashes, sizes,
+//! LSNs, the sandbox's path), must equal the golden file `tests/golden/json_contract.json`
+//! (`tests/golden/json_contract_pg.json` for `pg …`). A change of a key, a type or a document's shape
 //! fails here; a deliberate one is re-recorded with `COFFER_BLESS=1` and shows in review
 //! as a diff of the golden file (and deserves a line in the changelog: scripts and the
 //! dashboard read these documents).
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/json_contract.json");
+const GOLDEN_PG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/json_contract_pg.json");
 
 /// Keys whose numbers depend on the machine or the run (sizes after compression and
 /// encryption, inode numbers, owners, permission bits under the umask).
@@ -37,6 +39,17 @@ const VARYING_NUMBERS: [&str; 12] = [
 /// Keys whose strings depend on the run beyond times and hex (names of the machine's
 /// users and of the machine, the program's version).
 const VARYING_STRINGS: [&str; 4] = ["user", "group", "program", "host"];
+
+/// For the `pg …` documents: whether a key holds a value that depends on the PostgreSQL
+/// server's run (its system identifier, WAL positions, how much WAL and data it wrote).
+fn varies_with_the_server(key: &str) -> bool {
+    key == "sysid"
+        || key.ends_with("lsn")
+        || key.ends_with("bytes")
+        || key.ends_with("files")
+        || key.ends_with("segments")
+        || key == "label"
+}
 
 /// Replaces each run of 16 or more hex digits (ids, hashes, version ids) with `<hex>`.
 fn hex_runs(s: &str) -> String {
@@ -63,7 +76,7 @@ fn hex_runs(s: &str) -> String {
 }
 
 /// The document with what varies replaced by placeholders.
-fn normalise(v: &Value, key: &str, sandbox: &str) -> Value {
+fn normalise(v: &Value, key: &str, sandbox: &str, pg: bool) -> Value {
     // AWS's policy documents are pinned by the IAM tests; here only where they go.
     let policy = || Value::String("<aws policy document>".into());
     match v {
@@ -72,10 +85,11 @@ fn normalise(v: &Value, key: &str, sandbox: &str) -> Value {
         }
         _ if key == "bucket_policy" => policy(),
         Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), normalise(v, k, sandbox))).collect::<Map<_, _>>())
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), normalise(v, k, sandbox, pg))).collect::<Map<_, _>>())
         }
-        Value::Array(a) => Value::Array(a.iter().map(|v| normalise(v, key, sandbox)).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|v| normalise(v, key, sandbox, pg)).collect()),
         Value::Number(_) if VARYING_NUMBERS.contains(&key) => Value::String("<n>".into()),
+        Value::String(_) | Value::Number(_) if pg && varies_with_the_server(key) => Value::String(format!("<{key}>")),
         Value::String(_) if VARYING_STRINGS.contains(&key) => Value::String(format!("<{key}>")),
         Value::String(s) if s.parse::<jiff::Timestamp>().is_ok() => Value::String("<time>".into()),
         Value::String(s) => Value::String(hex_runs(&s.replace(sandbox, "<sandbox>"))),
@@ -177,23 +191,71 @@ fn every_json_document_is_snake_case_and_matches_the_golden_file() {
     }
     assert!(bad.is_empty(), "--json keys that are not snake_case: {bad:?}");
 
-    let mut all: BTreeMap<String, Value> = docs.iter().map(|(k, v)| (k.clone(), normalise(v, "", &sandbox))).collect();
-    all.extend(vdocs.iter().map(|(k, v)| (k.clone(), normalise(v, "", &vault_sandbox))));
-    let text = serde_json::to_string_pretty(&all).unwrap() + "\n";
+    let mut all: BTreeMap<String, Value> =
+        docs.iter().map(|(k, v)| (k.clone(), normalise(v, "", &sandbox, false))).collect();
+    all.extend(vdocs.iter().map(|(k, v)| (k.clone(), normalise(v, "", &vault_sandbox, false))));
+    compare(GOLDEN, &serde_json::to_string_pretty(&all).unwrap());
+}
+
+/// Compares `text` with the golden file, or records it with `COFFER_BLESS=1`.
+fn compare(golden_path: &str, text: &str) {
+    let text = text.to_owned() + "\n";
     if std::env::var_os("COFFER_BLESS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(Path::new(GOLDEN).parent().unwrap()).unwrap();
-        std::fs::write(GOLDEN, &text).unwrap();
+        std::fs::create_dir_all(Path::new(golden_path).parent().unwrap()).unwrap();
+        std::fs::write(golden_path, &text).unwrap();
         return;
     }
-    let golden = std::fs::read_to_string(GOLDEN).unwrap_or_default();
+    let golden = std::fs::read_to_string(golden_path).unwrap_or_default();
     if golden != text {
         let first = golden.lines().zip(text.lines()).position(|(a, b)| a != b).unwrap_or(0);
         let show = |t: &str| t.lines().skip(first.saturating_sub(3)).take(12).collect::<Vec<_>>().join("\n");
         panic!(
-            "--json output differs from {GOLDEN} (re-record a deliberate change with COFFER_BLESS=1) at line {}:\n--- golden\n{}\n--- now\n{}",
+            "--json output differs from {golden_path} (re-record a deliberate change with COFFER_BLESS=1) at line {}:\n--- golden\n{}\n--- now\n{}",
             first + 1,
             show(&golden),
             show(&text)
         );
     }
+}
+
+/// The `pg …` documents, on a real PostgreSQL 15 server archiving into the repository.
+#[test]
+fn every_pg_json_document_is_snake_case_and_matches_the_golden_file_as_root() {
+    use crate::pg_util::{PgEnv as _, PgSandbox, require_postgres};
+    require_postgres();
+    let sb = PgSandbox::new();
+    let sandbox = sb.path("").display().to_string();
+    let sandbox = sandbox.trim_end_matches('/').to_owned();
+    let mut docs: BTreeMap<String, Value> = BTreeMap::new();
+    let pg = sb.cluster("main");
+    pg.sql("create table t (id int primary key, v text)");
+    pg.sql("insert into t select g, md5(g::text) from generate_series(1, 3) g");
+    docs.insert("pg_backup".into(), pg.env(sb.c(["pg", "backup", "--json", "--cluster", "main"])).ok().json());
+    pg.sql("insert into t values (4, 'four')");
+    pg.switch_and_archive();
+    docs.insert("pg_info".into(), sb.c(["pg", "info", "--json"]).ok().json());
+    docs.insert(
+        "pg_restore".into(),
+        sb.c(["pg", "restore", "--json", "--latest", "--target"]).arg(sb.path("restored")).ok().json(),
+    );
+    docs.insert("pg_export_key".into(), sb.c(["pg", "export-key", "--json"]).arg(sb.path("repo.key")).ok().json());
+    // wal-fetch of a segment the server archived, by its name in `info`.
+    let info = &docs["pg_info"]["clusters"][0];
+    let sysid = info["sysid"].as_str().unwrap().to_owned();
+    let seg = info["first_segment"].as_str().unwrap_or_else(|| panic!("no first_segment in {info}")).to_owned();
+    let fetched = sb.c(["pg", "wal-fetch", "--json", "--sysid", &sysid, &seg]).arg(sb.path("fetched")).ok().json();
+    assert_eq!(
+        std::fs::metadata(sb.path("fetched")).map(|m| m.len()).ok(),
+        info["seg_size"].as_u64().or(Some(16 << 20))
+    );
+    docs.insert("pg_wal_fetch".into(), fetched);
+
+    let mut bad = Vec::new();
+    for (name, v) in &docs {
+        non_snake_keys(v, name, &mut bad);
+    }
+    assert!(bad.is_empty(), "--json keys that are not snake_case: {bad:?}");
+    let all: BTreeMap<String, Value> =
+        docs.iter().map(|(k, v)| (k.clone(), normalise(v, "", &sandbox, true))).collect();
+    compare(GOLDEN_PG, &serde_json::to_string_pretty(&all).unwrap());
 }
