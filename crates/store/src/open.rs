@@ -18,7 +18,7 @@
 //! **Who.** A local vault authenticates access keys: the credentials are an explicit file, or
 //! the role's file in the vault's `credentials/` directory. S3 authenticates keys, not Coffer
 //! roles: the role is the one asked for, the keys an explicit file or the AWS chain (the
-//! environment). When a job names the role it runs as ([`StoreRequest::job_role`]), a role that
+//! environment). When a job names the role it runs as ([`StoreRequest::default_role`]), a role that
 //! lacks an action that job needs is refused before any request ([`check_job_role`]), so
 //! `--role writer prune` fails up front instead of failing delete by delete.
 //!

@@ -17,7 +17,7 @@
 //!   [`PgError::NotArchived`] when it is not archived (the caller turns that into the exit
 //!   status PostgreSQL expects).
 //! - [`base_backup`]: `pg_basebackup` streamed through the content-defined chunker into a
-//!   `pg-base` snapshot (see [`backup`]), complete only once its WAL is archived.
+//!   `pg-base` snapshot, complete only once its WAL is archived.
 //! - [`restore`]: the newest base backup before a target, unpacked and fsynced, with the
 //!   recovery settings; optionally starts the server and waits for promotion.
 //! - [`info`]: clusters, base backups, archived WAL, gaps and recovery windows.
