@@ -336,6 +336,21 @@ mod tests {
     use super::*;
     use coffer_store::{LocalVault, Role, VaultOptions};
 
+    /// A repository in a fresh local vault, as the writer, on a manual clock.
+    fn fixture() -> (tempfile::TempDir, Clock, Repository) {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+        let repo = Repository::init(store, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        (tmp, clock, repo)
+    }
+
     /// Commits `tag` through the builder, the only way a source has.
     fn commit(repo: &Repository, expires: Timestamp, tag: &str) -> Id {
         let mut w = repo.writer(expires).unwrap();
@@ -358,16 +373,7 @@ mod tests {
     /// writer listing history before another commits links to what it listed.
     #[test]
     fn a_committed_snapshot_links_to_its_predecessor_and_no_call_writes_a_second_root() {
-        let tmp = tempfile::tempdir().unwrap();
-        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
-        let vault =
-            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
-                .unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
-        let opts =
-            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
-        let repo = Repository::init(store, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        let (_tmp, clock, repo) = fixture();
         let expires = clock.now() + SignedDuration::from_hours(24);
 
         let first = commit(&repo, expires, "first");
@@ -416,16 +422,7 @@ mod tests {
     /// A backup writes tree blobs and data blobs into separate packs.
     #[test]
     fn trees_and_data_never_share_a_pack() {
-        let tmp = tempfile::tempdir().unwrap();
-        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
-        let vault =
-            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
-                .unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
-        let opts =
-            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
-        let mut repo = Repository::init(store, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        let (_tmp, clock, mut repo) = fixture();
         repo.config.pack_size = 64 << 10;
         {
             let mut w = repo.writer(clock.now() + SignedDuration::from_hours(24)).unwrap();
