@@ -27,6 +27,7 @@ mod alloc;
 mod error;
 mod iam;
 mod open;
+mod ops;
 mod output;
 mod parse;
 mod pg;
@@ -73,6 +74,11 @@ struct Global {
     #[arg(long, global = true)]
     json: bool,
 
+    /// The policy file (default: ~/.config/coffer/coffer.toml if it exists, else
+    /// /etc/coffer/coffer.toml)
+    #[arg(long, global = true, env = "COFFER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
     #[command(flatten)]
     repo: repo::RepoOpts,
 
@@ -112,6 +118,8 @@ enum Command {
     Pg(pg::PgArgs),
     /// IAM policies for each role's keys and the bucket, for S3 repositories
     Iam(iam::IamArgs),
+    /// Check or show the policy file (coffer.toml)
+    Config(ops::config::ConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -147,6 +155,7 @@ fn main() -> ExitCode {
         Command::Vault(args) => vault::run(g, args),
         Command::Pg(args) => pg::run(g, r, args),
         Command::Iam(args) => iam::run(g, args),
+        Command::Config(args) => ops::config::run(g, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

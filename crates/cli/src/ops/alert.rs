@@ -1,0 +1,1 @@
+//! `coffer alert test TARGET`.

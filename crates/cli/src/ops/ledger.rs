@@ -1,0 +1,1 @@
+//! `coffer ledger`: the job ledger kept in the repository.

@@ -1,0 +1,1 @@
+//! `coffer completions SHELL` and `coffer man`: generated from the CLI definition.

@@ -1,0 +1,487 @@
+//! `coffer.toml`, the policy file: what to back up, where, when, how long to keep it, how
+//! to check it, and whom to tell. One schema, read by `coffer config check|show`, the daemon
+//! and `coffer status`.
+//!
+//! Invariants guarded here:
+//! - **Secrets only by reference.** A password, an SMTP password or a webhook key is a
+//!   [`SecretRef`] (a file or an environment variable), never a value in the file, so the
+//!   file can be shown, versioned and stored in the repository; [`SecretRef`] never shows
+//!   what it points to.
+//! - **Every error names file, line and column** and says what is allowed (unknown keys are
+//!   refused, not ignored: a typo must not silently turn a job off).
+//!
+//! Layout (every key is documented in `docs/configuration.md`; `examples/coffer.toml` is an
+//! annotated file implementing the policy):
+//!
+//! ```toml
+//! [daemon]                      # state directory, concurrency, catch-up, retries
+//! [metrics]                     # the Prometheus listener
+//! [repositories.NAME]           # location, password, per-role credentials
+//! [repositories.NAME.verify]    # verify schedule
+//! [repositories.NAME.prune]     # prune schedule
+//! [files.NAME]                  # a files source
+//! [postgres.NAME]               # a PostgreSQL source
+//! [alerts]                      # repeat interval
+//! [alerts.webhook.NAME]         # alert targets, by kind
+//! [alerts.email.NAME]
+//! [alerts.command.NAME]
+//! [alerts.heartbeat.NAME]
+//! [[alerts.route]]              # which events go to which targets
+//! ```
+
+mod load;
+
+pub use load::{ConfigError, Location};
+
+use crate::schedule::Schedule;
+use coffer_repository::KeepRules;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The name of the repository a source uses when it names none: the embedded default vault
+/// unless `[repositories.default]` says otherwise.
+pub const DEFAULT_REPOSITORY: &str = "default";
+
+/// The whole policy file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// How the daemon runs jobs.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// The Prometheus listener (none: no listener).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
+    /// Repositories, by name.
+    #[serde(default)]
+    pub repositories: BTreeMap<String, RepositoryConfig>,
+    /// Files sources, by name.
+    #[serde(default)]
+    pub files: BTreeMap<String, FilesSource>,
+    /// PostgreSQL sources, by name.
+    #[serde(default)]
+    pub postgres: BTreeMap<String, PostgresSource>,
+    /// Alert targets and routes.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// The file this was read from (not a key).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+/// `[daemon]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Where the daemon keeps its local state (run history for `status`, schedule slots,
+    /// open problems, ledger records not yet stored). Default: `$STATE_DIRECTORY` (systemd),
+    /// else `dirs::state_dir()/coffer`, else `~/.local/state/coffer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// Jobs running at once, overall (one at a time per source regardless).
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_jobs: usize,
+    /// Run once, late, a slot missed while the daemon was down (systemd's `Persistent=true`).
+    #[serde(default = "yes")]
+    pub catch_up: bool,
+    /// Timeout of a job that sets none.
+    #[serde(default = "default_timeout", with = "coffer_repository::options::duration")]
+    pub default_timeout: Duration,
+    /// Retries of a job that fails with a transient error (network, throttling), unless the
+    /// job sets its own.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// The first retry's delay; each next one doubles it.
+    #[serde(default = "default_backoff", with = "coffer_repository::options::duration")]
+    pub retry_backoff: Duration,
+    /// The time zone of calendar schedules (IANA name). Default: the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// A host name for the records (default: this machine's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: None,
+            max_concurrent_jobs: default_max_concurrent(),
+            catch_up: true,
+            default_timeout: default_timeout(),
+            retries: default_retries(),
+            retry_backoff: default_backoff(),
+            timezone: None,
+            host: None,
+        }
+    }
+}
+
+fn default_max_concurrent() -> usize {
+    2
+}
+fn yes() -> bool {
+    true
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics` listener, e.g. `127.0.0.1:9477`.
+    pub listen: SocketAddr,
+}
+
+/// A secret, by reference: `{ file = "/etc/coffer/password" }` (its first line) or
+/// `{ env = "COFFER_PASSWORD" }`. Debug and serialization show the reference, never the
+/// secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SecretRef {
+    /// A file whose first line is the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// An environment variable holding the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
+/// `[repositories.NAME]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// A local vault directory or `s3://BUCKET/PREFIX?endpoint=URL&region=R`; none: the
+    /// embedded default vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The repository password (default: `{ env = "COFFER_PASSWORD" }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    /// A key file (`coffer key export`) instead of the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// The credentials file each role's jobs present (`writer`, `pruner`, `reader`,
+    /// `auditor`); a role not named uses the implicit credentials (the vault's own
+    /// `credentials/ROLE.toml`, or the AWS chain).
+    #[serde(default)]
+    pub credentials: BTreeMap<String, PathBuf>,
+    /// Verify schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyJob>,
+    /// Prune schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneJob>,
+}
+
+/// When and how long a job runs: embedded (flattened) in every job's table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct JobSchedule {
+    /// Calendar expression (`hourly`, `daily 02:00`, `*-*-* 00/4:00`, `every 30s`).
+    pub schedule: Schedule,
+    /// A random delay up to this long after each scheduled instant (spreads load).
+    #[serde(default, with = "coffer_repository::options::opt_duration", skip_serializing_if = "Option::is_none")]
+    pub random_delay: Option<Duration>,
+    /// The job is cancelled after this long (default: `daemon.default-timeout`).
+    #[serde(default, with = "coffer_repository::options::opt_duration", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Retries on transient errors (default: `daemon.retries`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+}
+
+/// `[repositories.NAME.verify]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VerifyJob {
+    /// When.
+    #[serde(flatten)]
+    pub when: JobSchedule,
+    /// Also read and authenticate pack data: `"all"`, or a percentage such as `"5%"`
+    /// (default: structure only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_data: Option<String>,
+}
+
+/// `[repositories.NAME.prune]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PruneJob {
+    /// When.
+    #[serde(flatten)]
+    pub when: JobSchedule,
+}
+
+/// `[files.NAME]`: directories and files backed up as one series of snapshots.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FilesSource {
+    /// The repository (default: `default`).
+    #[serde(default = "default_repository")]
+    pub repository: String,
+    /// Files and directories to back up (absolute).
+    pub paths: Vec<PathBuf>,
+    /// Globs to leave out (restic's rules: with a `/` the absolute path, else the name).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Do not cross into other file systems.
+    #[serde(default)]
+    pub one_file_system: bool,
+    /// Tags of every snapshot.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// When.
+    #[serde(flatten)]
+    pub when: JobSchedule,
+    /// How long snapshots are kept (within the repository's ceiling).
+    #[serde(default)]
+    pub retention: KeepRules,
+}
+
+/// How a PostgreSQL cluster's WAL reaches the repository.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Archiving {
+    /// The server's `archive_command` runs `coffer pg wal-push`; the daemon watches
+    /// `pg_stat_archiver`.
+    #[default]
+    ArchiveCommand,
+    /// The daemon runs `pg stream` (a replication connection) and restarts it.
+    Streaming,
+    /// Both.
+    Both,
+}
+
+/// `[postgres.NAME]`: a cluster archived continuously, with scheduled base backups.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PostgresSource {
+    /// The repository (default: `default`).
+    #[serde(default = "default_repository")]
+    pub repository: String,
+    /// libpq connection string (no password: use `PGPASSFILE` or a `.pgpass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// How WAL is archived.
+    #[serde(default)]
+    pub archiving: Archiving,
+    /// Streaming's spool directory (default: under the state directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool: Option<PathBuf>,
+    /// Streaming's replication slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// Alert when the newest archived WAL is older than this (default 15m).
+    #[serde(default = "default_lag", with = "coffer_repository::options::duration")]
+    pub archive_lag_alert: Duration,
+    /// How often archiving health is checked (default 1m).
+    #[serde(default = "default_check", with = "coffer_repository::options::duration")]
+    pub check_interval: Duration,
+    /// Base backups.
+    pub base_backup: JobSchedule,
+    /// How long base backups are kept (within the repository's ceiling).
+    #[serde(default)]
+    pub retention: KeepRules,
+}
+
+fn default_repository() -> String {
+    DEFAULT_REPOSITORY.to_owned()
+}
+fn default_lag() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_check() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// `[alerts]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// An ongoing problem is notified again after this long (default 4h).
+    #[serde(default = "default_repeat", with = "coffer_repository::options::duration")]
+    pub repeat_interval: Duration,
+    /// Webhook targets.
+    #[serde(default)]
+    pub webhook: BTreeMap<String, WebhookTarget>,
+    /// Email targets.
+    #[serde(default)]
+    pub email: BTreeMap<String, EmailTarget>,
+    /// Command targets.
+    #[serde(default)]
+    pub command: BTreeMap<String, CommandTarget>,
+    /// Heartbeat ping targets.
+    #[serde(default)]
+    pub heartbeat: BTreeMap<String, HeartbeatTarget>,
+    /// Routes; none: every event to every webhook, email and command target.
+    #[serde(default)]
+    pub route: Vec<Route>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            repeat_interval: default_repeat(),
+            webhook: BTreeMap::new(),
+            email: BTreeMap::new(),
+            command: BTreeMap::new(),
+            heartbeat: BTreeMap::new(),
+            route: Vec::new(),
+        }
+    }
+}
+
+fn default_repeat() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+fn default_delivery_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_delivery_retries() -> u32 {
+    3
+}
+
+/// `[alerts.webhook.NAME]`: a JSON POST (`docs/alerts.md`), signed with HMAC-SHA256 when a
+/// secret is set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WebhookTarget {
+    /// The URL.
+    pub url: String,
+    /// The HMAC key (`X-Coffer-Signature: sha256=HEX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretRef>,
+    /// Per attempt.
+    #[serde(default = "default_delivery_timeout", with = "coffer_repository::options::duration")]
+    pub timeout: Duration,
+    /// Attempts after the first.
+    #[serde(default = "default_delivery_retries")]
+    pub retries: u32,
+}
+
+/// How an SMTP connection is secured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS (a relay on localhost only).
+    None,
+}
+
+/// `[alerts.email.NAME]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EmailTarget {
+    /// SMTP server host.
+    pub server: String,
+    /// Port (default: 587 for STARTTLS, 465 for TLS, 25 without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Security of the connection.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// Login name, if the server wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Login password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    /// Sender.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Per attempt.
+    #[serde(default = "default_delivery_timeout", with = "coffer_repository::options::duration")]
+    pub timeout: Duration,
+    /// Attempts after the first.
+    #[serde(default = "default_delivery_retries")]
+    pub retries: u32,
+}
+
+/// `[alerts.command.NAME]`: a program run with the event in its environment and as JSON on
+/// its stdin.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CommandTarget {
+    /// Program and arguments (no shell).
+    pub command: Vec<String>,
+    /// Killed after this long.
+    #[serde(default = "default_delivery_timeout", with = "coffer_repository::options::duration")]
+    pub timeout: Duration,
+}
+
+/// `[alerts.heartbeat.NAME]`: pings in the healthchecks.io convention (`URL/start`, `URL`,
+/// `URL/fail`) so an outside service notices when nothing happens.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HeartbeatTarget {
+    /// The check's ping URL.
+    pub url: String,
+    /// Ping for this job (`SOURCE/KIND`, e.g. `home/backup`); none: the daemon itself pings
+    /// every `interval` while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The daemon's ping interval (when no job is named; default 1m).
+    #[serde(default = "default_ping", with = "coffer_repository::options::duration")]
+    pub interval: Duration,
+    /// Per ping.
+    #[serde(default = "default_delivery_timeout", with = "coffer_repository::options::duration")]
+    pub timeout: Duration,
+}
+
+fn default_ping() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// `[[alerts.route]]`: events matching every given matcher go to `targets`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Route {
+    /// Event kinds (`job-failed`, `job-missed`, …); empty: any.
+    #[serde(default)]
+    pub kinds: Vec<crate::event::AlertKind>,
+    /// The lowest severity that matches (default: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<crate::event::Severity>,
+    /// Sources (or repositories, for their jobs); empty: any.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Target names.
+    pub targets: Vec<String>,
+}
+
+impl Config {
+    /// Every source's name, with its repository.
+    pub fn sources(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.files
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.repository.as_str()))
+            .chain(self.postgres.iter().map(|(n, s)| (n.as_str(), s.repository.as_str())))
+    }
+
+    /// The repository `name`: declared, or the embedded default for `default`.
+    #[must_use]
+    pub fn repository(&self, name: &str) -> Option<RepositoryConfig> {
+        match self.repositories.get(name) {
+            Some(r) => Some(r.clone()),
+            None if name == DEFAULT_REPOSITORY => Some(RepositoryConfig::default()),
+            None => None,
+        }
+    }
+}

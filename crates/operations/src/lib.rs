@@ -1,0 +1,23 @@
+//! Coffer's operations layer: the policy file (`coffer.toml`) and everything that runs it
+//! without a person — the daemon and its scheduler, the jobs (the same library calls the
+//! commands make), the job ledger kept in the repository, logs, metrics and alerts.
+//!
+//! Layers: store ← repository ← sources ← **operations** ← CLI. Nothing here prints or exits:
+//! logs are `tracing` events (the CLI installs the subscriber), results are typed values.
+
+pub mod alerts;
+pub mod config;
+pub mod daemon;
+pub mod event;
+pub mod jobs;
+pub mod ledger;
+pub mod metrics;
+pub mod schedule;
+pub mod state;
+pub mod status;
+
+pub use config::{Config, ConfigError};
+pub use event::{AlertEvent, AlertKind, JobKind, Outcome, RunRecord, Severity};
+pub use jobs::{JobSpec, jobs};
+pub use schedule::Schedule;
+pub use state::State;

@@ -1,0 +1,328 @@
+//! The daemon's local state: one SQLite file in the state directory.
+//!
+//! It holds the run history `coffer status` reads, the last slot handled per job (so a
+//! restart catches up and reports missed slots exactly once), small keyed values other parts
+//! keep across restarts (open alert problems, audit-log positions), and the **outbox**: run
+//! records not yet appended to the repository's ledger.
+//!
+//! Invariant guarded here: a run is recorded locally (history and outbox, one transaction)
+//! before anything else is done with it, so a record the repository did not take (it was
+//! unreachable, the daemon stopped) is appended later, never lost. The local history is a
+//! convenience for `status`; the evidence is the repository's ledger.
+
+use crate::event::RunRecord;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Why the local state failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state directory cannot be created.
+    #[error("cannot create the state directory {}: {source}", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("state database {}: {source}", path.display())]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// A stored record does not parse (written by a newer version, or damaged).
+    #[error("state database {}: unreadable record: {source}", path.display())]
+    Record {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// No directory to keep state in.
+    #[error("no state directory: set daemon.state-dir in coffer.toml, STATE_DIRECTORY or HOME")]
+    NoDir,
+}
+
+impl StateError {
+    /// The class of this error: local I/O.
+    #[must_use]
+    pub fn class(&self) -> coffer_store::ErrorClass {
+        coffer_store::ErrorClass::Io
+    }
+}
+
+type Result<T> = std::result::Result<T, StateError>;
+
+/// The open state database.
+pub struct State {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// The state directory: `daemon.state-dir`, else `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=`), else `dirs::state_dir()/coffer`, else `~/.local/state/coffer`.
+///
+/// # Errors
+/// [`StateError::NoDir`] when none of them is known.
+pub fn state_dir(configured: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = configured {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("STATE_DIRECTORY").filter(|p| !p.is_empty()) {
+        // systemd may pass several, colon-separated; the first is ours.
+        let first = p.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
+        return Ok(PathBuf::from(first));
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|p| !p.is_empty()).map(|h| Path::new(&h).join(".local/state")))
+        .map(|d| d.join("coffer"))
+        .ok_or(StateError::NoDir)
+}
+
+impl State {
+    /// Opens (creating) `DIR/state.db`.
+    ///
+    /// # Errors
+    /// [`StateError`] when the directory or database cannot be made.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.to_path_buf(), source })?;
+        let path = dir.join("state.db");
+        let db = |source| StateError::Db { path: path.clone(), source };
+        let conn = Connection::open(&path).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS runs (
+                 id INTEGER PRIMARY KEY, job TEXT NOT NULL, finished INTEGER NOT NULL,
+                 outcome TEXT NOT NULL, record TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS runs_job ON runs (job, id);
+             CREATE TABLE IF NOT EXISTS outbox (
+                 id INTEGER PRIMARY KEY, repository TEXT NOT NULL, record TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )
+        .map_err(db)?;
+        Ok(Self { path, conn: Mutex::new(conn) })
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+        |source| StateError::Db { path: self.path.clone(), source }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a run: in the history and in the outbox for the repository's ledger, at once.
+    ///
+    /// # Errors
+    /// [`StateError::Db`].
+    pub fn record_run(&self, r: &RunRecord) -> Result<()> {
+        let json = serde_json::to_string(r).map_err(|source| StateError::Record { path: self.path.clone(), source })?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.db())?;
+        tx.execute(
+            "INSERT INTO runs (job, finished, outcome, record) VALUES (?1, ?2, ?3, ?4)",
+            params![r.job, r.finished.as_second(), r.outcome.as_str(), json],
+        )
+        .map_err(self.db())?;
+        tx.execute("INSERT INTO outbox (repository, record) VALUES (?1, ?2)", params![r.repository, json])
+            .map_err(self.db())?;
+        tx.commit().map_err(self.db())
+    }
+
+    fn parse(&self, json: &str) -> Result<RunRecord> {
+        serde_json::from_str(json).map_err(|source| StateError::Record { path: self.path.clone(), source })
+    }
+
+    /// The newest `limit` runs of `job` (all jobs: `None`), newest first.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn runs(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn
+            .prepare("SELECT record FROM runs WHERE (?1 IS NULL OR job = ?1) ORDER BY id DESC LIMIT ?2")
+            .map_err(self.db())?;
+        let rows: Vec<String> = stmt
+            .query_map(params![job, limit], |r| r.get(0))
+            .map_err(self.db())?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(self.db())?;
+        rows.iter().map(|j| self.parse(j)).collect()
+    }
+
+    /// The newest run of `job` whose outcome is one of `outcomes`.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn last_run(&self, job: &str, outcomes: &[crate::event::Outcome]) -> Result<Option<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT record, outcome FROM runs WHERE job = ?1 ORDER BY id DESC").map_err(self.db())?;
+        let mut rows = stmt.query(params![job]).map_err(self.db())?;
+        while let Some(row) = rows.next().map_err(self.db())? {
+            let outcome: String = row.get(1).map_err(self.db())?;
+            if outcomes.iter().any(|o| o.as_str() == outcome) {
+                let json: String = row.get(0).map_err(self.db())?;
+                return self.parse(&json).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Up to `limit` records waiting for `repository`'s ledger, oldest first, with their
+    /// outbox ids.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn outbox(&self, repository: &str, limit: usize) -> Result<Vec<(i64, RunRecord)>> {
+        let conn = self.conn();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn
+            .prepare("SELECT id, record FROM outbox WHERE repository = ?1 ORDER BY id LIMIT ?2")
+            .map_err(self.db())?;
+        let rows: Vec<(i64, String)> = stmt
+            .query_map(params![repository, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.db())?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(self.db())?;
+        rows.into_iter().map(|(id, j)| Ok((id, self.parse(&j)?))).collect()
+    }
+
+    /// Removes an outbox entry once the repository holds it.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn outbox_done(&self, id: i64) -> Result<()> {
+        self.conn().execute("DELETE FROM outbox WHERE id = ?1", params![id]).map_err(self.db())?;
+        Ok(())
+    }
+
+    /// A kept value.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT value FROM kv WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(self.db())
+    }
+
+    /// Keeps a value.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn set(&self, key: &str, value: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+                params![key, value],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Forgets a value.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn remove(&self, key: &str) -> Result<()> {
+        self.conn().execute("DELETE FROM kv WHERE key = ?1", params![key]).map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Every kept value whose key starts with `prefix`.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn scan(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT key, value FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![prefix], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.db())?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(self.db())?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{JobKind, Outcome};
+
+    fn run(job: &str, outcome: Outcome, t: i64) -> RunRecord {
+        let at = jiff::Timestamp::from_second(t).unwrap();
+        RunRecord {
+            version: RunRecord::VERSION,
+            run_id: crate::event::random_id(),
+            job: job.into(),
+            kind: JobKind::Backup,
+            source: Some("home".into()),
+            repository: "main".into(),
+            host: "h".into(),
+            scheduled: None,
+            late: false,
+            started: at,
+            finished: at,
+            outcome,
+            attempts: 1,
+            error_class: None,
+            error: None,
+            files: None,
+            bytes_read: None,
+            bytes_added: None,
+            snapshot: None,
+            warnings: 0,
+            details: Default::default(),
+        }
+    }
+
+    #[test]
+    fn runs_survive_reopening_and_wait_in_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = State::open(dir.path()).unwrap();
+            s.record_run(&run("home/backup", Outcome::Success, 100)).unwrap();
+            s.record_run(&run("home/backup", Outcome::Failed, 200)).unwrap();
+            s.record_run(&run("db/base-backup", Outcome::Success, 300)).unwrap();
+            s.set("slot:home/backup", "200").unwrap();
+        }
+        let s = State::open(dir.path()).unwrap();
+        let last_ok = s.last_run("home/backup", &[Outcome::Success, Outcome::Warning]).unwrap().unwrap();
+        assert_eq!(last_ok.finished.as_second(), 100);
+        let last_fail = s.last_run("home/backup", &[Outcome::Failed]).unwrap().unwrap();
+        assert_eq!(last_fail.finished.as_second(), 200);
+        assert_eq!(s.runs(None, 10).unwrap().len(), 3);
+        assert_eq!(s.get("slot:home/backup").unwrap().as_deref(), Some("200"));
+        let out = s.outbox("main", 10).unwrap();
+        assert_eq!(out.len(), 3);
+        s.outbox_done(out[0].0).unwrap();
+        assert_eq!(s.outbox("main", 10).unwrap().len(), 2);
+        assert_eq!(s.scan("slot:").unwrap().len(), 1);
+    }
+}
