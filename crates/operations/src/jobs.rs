@@ -55,7 +55,7 @@ pub fn jobs(config: &Config) -> Vec<JobSpec> {
     };
     let mut out = Vec::new();
     for (name, s) in &config.files {
-        out.push(scheduled(name, JobKind::Backup, Some(name), &s.repository, &s.when));
+        out.push(scheduled(name, JobKind::Backup, Some(name), &s.repository, &s.when()));
     }
     for (name, s) in &config.postgres {
         out.push(scheduled(name, JobKind::BaseBackup, Some(name), &s.repository, &s.base_backup));
@@ -87,10 +87,10 @@ pub fn jobs(config: &Config) -> Vec<JobSpec> {
     }
     for (name, r) in &config.repositories {
         if let Some(v) = &r.verify {
-            out.push(scheduled(name, JobKind::Verify, None, name, &v.when));
+            out.push(scheduled(name, JobKind::Verify, None, name, &v.when()));
         }
         if let Some(p) = &r.prune {
-            out.push(scheduled(name, JobKind::Prune, None, name, &p.when));
+            out.push(scheduled(name, JobKind::Prune, None, name, &p.when()));
         }
     }
     out

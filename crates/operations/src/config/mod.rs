@@ -185,7 +185,10 @@ pub struct RepositoryConfig {
     pub prune: Option<PruneJob>,
 }
 
-/// When and how long a job runs: embedded (flattened) in every job's table.
+/// When and how long a job runs. Every job's table has these keys (`schedule`,
+/// `random-delay`, `timeout`, `retries`) at its top level; they are written out in each table
+/// rather than flattened, because serde's flatten loses the error positions and
+/// `deny_unknown_fields`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct JobSchedule {
@@ -202,31 +205,59 @@ pub struct JobSchedule {
     pub retries: Option<u32>,
 }
 
+/// The schedule keys of a job table, spelled out (see [`JobSchedule`]).
+macro_rules! job_table {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Debug, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+        pub struct $name {
+            /// Calendar expression (`hourly`, `daily 02:00`, `*-*-* 00/4:00`, `every 30s`).
+            pub schedule: Schedule,
+            /// A random delay up to this long after each scheduled instant.
+            #[serde(default, with = "coffer_repository::options::opt_duration", skip_serializing_if = "Option::is_none")]
+            pub random_delay: Option<Duration>,
+            /// Cancelled after this long (default: `daemon.default-timeout`).
+            #[serde(default, with = "coffer_repository::options::opt_duration", skip_serializing_if = "Option::is_none")]
+            pub timeout: Option<Duration>,
+            /// Retries on transient errors (default: `daemon.retries`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub retries: Option<u32>,
+            $($(#[$fm])* pub $f: $t,)*
+        }
+
+        impl $name {
+            /// The schedule keys.
+            #[must_use]
+            pub fn when(&self) -> JobSchedule {
+                JobSchedule {
+                    schedule: self.schedule.clone(),
+                    random_delay: self.random_delay,
+                    timeout: self.timeout,
+                    retries: self.retries,
+                }
+            }
+        }
+    };
+}
+
+job_table! {
 /// `[repositories.NAME.verify]`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct VerifyJob {
-    /// When.
-    #[serde(flatten)]
-    pub when: JobSchedule,
     /// Also read and authenticate pack data: `"all"`, or a percentage such as `"5%"`
     /// (default: structure only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_data: Option<String>,
 }
-
-/// `[repositories.NAME.prune]`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct PruneJob {
-    /// When.
-    #[serde(flatten)]
-    pub when: JobSchedule,
 }
 
+job_table! {
+/// `[repositories.NAME.prune]`.
+pub struct PruneJob {}
+}
+
+job_table! {
 /// `[files.NAME]`: directories and files backed up as one series of snapshots.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FilesSource {
     /// The repository (default: `default`).
     #[serde(default = "default_repository")]
@@ -242,12 +273,10 @@ pub struct FilesSource {
     /// Tags of every snapshot.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// When.
-    #[serde(flatten)]
-    pub when: JobSchedule,
     /// How long snapshots are kept (within the repository's ceiling).
     #[serde(default)]
     pub retention: KeepRules,
+}
 }
 
 /// How a PostgreSQL cluster's WAL reaches the repository.
