@@ -95,3 +95,50 @@ pub fn jobs(config: &Config) -> Vec<JobSpec> {
     }
     out
 }
+
+/// What every job needs besides its spec.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    /// The policy in force.
+    pub config: std::sync::Arc<Config>,
+    /// The state directory (spools of streaming jobs live under it).
+    pub state_dir: std::path::PathBuf,
+    /// The host name recorded.
+    pub host: String,
+    /// The clock of lock decisions and records.
+    pub clock: coffer_store::Clock,
+}
+
+/// Runs one attempt of `spec` and returns its record (outcome, error class and message,
+/// numbers, snapshot). Retries, timeouts and the `scheduled`/`late` fields are the caller's
+/// (the daemon's): it cancels through `ctl` and sets them.
+///
+/// INTERFACE (being built): the body lands with the jobs work.
+#[must_use]
+pub fn run_job(ctx: &JobContext, spec: &JobSpec, ctl: &coffer_repository::JobControl) -> crate::event::RunRecord {
+    let _ = ctl;
+    let now = ctx.clock.now();
+    crate::event::RunRecord {
+        version: crate::event::RunRecord::VERSION,
+        run_id: crate::event::random_id(),
+        job: spec.id.clone(),
+        kind: spec.kind,
+        source: spec.source.clone(),
+        repository: spec.repository.clone(),
+        host: ctx.host.clone(),
+        scheduled: None,
+        late: false,
+        started: now,
+        finished: now,
+        outcome: crate::event::Outcome::Failed,
+        attempts: 1,
+        error_class: Some("other".into()),
+        error: Some(format!("job kind {} is not runnable yet", spec.kind)),
+        files: None,
+        bytes_read: None,
+        bytes_added: None,
+        snapshot: None,
+        warnings: 0,
+        details: std::collections::BTreeMap::new(),
+    }
+}
