@@ -58,3 +58,52 @@ impl Metrics {
         String::new()
     }
 }
+
+/// Why the metrics listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The address cannot be bound.
+    #[error("metrics listener {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl MetricsError {
+    /// The class of this error: local I/O.
+    #[must_use]
+    pub fn class(&self) -> coffer_store::ErrorClass {
+        coffer_store::ErrorClass::Io
+    }
+}
+
+/// The running `/metrics` listener.
+///
+/// INTERFACE (being built): lands with the metrics work.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: std::net::SocketAddr,
+}
+
+impl MetricsServer {
+    /// The address it listens on (the real port when 0 was asked for).
+    #[must_use]
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Stops listening.
+    pub fn shutdown(self) {}
+}
+
+/// Serves `metrics` on `addr` (`GET /metrics`) from a thread of its own.
+///
+/// # Errors
+/// [`MetricsError::Bind`].
+pub fn serve(addr: std::net::SocketAddr, metrics: std::sync::Arc<Metrics>) -> Result<MetricsServer, MetricsError> {
+    let _ = metrics;
+    Ok(MetricsServer { addr })
+}
