@@ -103,6 +103,14 @@ pub struct DaemonConfig {
     /// A host name for the records (default: this machine's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// On shutdown (SIGTERM), how long running jobs get to stop and records to reach the
+    /// ledger before the daemon exits anyway.
+    #[serde(default = "default_shutdown_grace", with = "coffer_repository::options::duration")]
+    pub shutdown_grace: Duration,
+    /// Alert (`archive-lagging`) when a continuous job (WAL streaming) has been down this
+    /// long.
+    #[serde(default = "default_stream_down_alert", with = "coffer_repository::options::duration")]
+    pub stream_down_alert: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -116,8 +124,17 @@ impl Default for DaemonConfig {
             retry_backoff: default_backoff(),
             timezone: None,
             host: None,
+            shutdown_grace: default_shutdown_grace(),
+            stream_down_alert: default_stream_down_alert(),
         }
     }
+}
+
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_stream_down_alert() -> Duration {
+    Duration::from_secs(120)
 }
 
 fn default_max_concurrent() -> usize {
