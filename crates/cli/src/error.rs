@@ -153,6 +153,8 @@ fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
         e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_sources::postgres::PgError>() {
         e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_operations::daemon::DaemonError>() {
+        e.class()
     } else {
         return None;
     };

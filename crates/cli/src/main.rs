@@ -120,6 +120,8 @@ enum Command {
     Iam(iam::IamArgs),
     /// Check or show the policy file (coffer.toml)
     Config(ops::config::ConfigArgs),
+    /// Run the policy file's jobs on their schedules until stopped (SIGTERM); SIGHUP reloads
+    Daemon(ops::daemon::DaemonArgs),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +158,7 @@ fn main() -> ExitCode {
         Command::Pg(args) => pg::run(g, r, args),
         Command::Iam(args) => iam::run(g, args),
         Command::Config(args) => ops::config::run(g, &args),
+        Command::Daemon(args) => ops::daemon::run(g, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

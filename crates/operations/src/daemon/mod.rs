@@ -192,9 +192,7 @@ pub fn run_with(config: Config, control: &Receiver<Control>, clock: Clock, job: 
 
 fn time_zone(config: &Config) -> Result<TimeZone, DaemonError> {
     match &config.daemon.timezone {
-        Some(name) => {
-            TimeZone::get(name).map_err(|e| DaemonError::TimeZone { name: name.clone(), why: e.to_string() })
-        }
+        Some(name) => TimeZone::get(name).map_err(|e| DaemonError::TimeZone { name: name.clone(), why: e.to_string() }),
         None => Ok(TimeZone::system()),
     }
 }
@@ -469,7 +467,9 @@ impl Daemon {
             Ok(_) => {
                 self.running.insert(id, running);
             }
-            Err(e) => tracing::error!(job = %id, error = %e, "cannot start a thread for the job; it runs at its next slot"),
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "cannot start a thread for the job; it runs at its next slot")
+            }
         }
     }
 
@@ -553,10 +553,11 @@ impl Daemon {
         tracing::info!(config = %path.display(), "reloading the configuration");
         let new = crate::config::Config::load(&path).and_then(|c| {
             // The alert targets are checked by the alerter; a refusal there refuses the file.
-            self.shared.alerter.reload(&c.alerts).map(|()| c).map_err(|e| crate::config::ConfigError::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })
+            self.shared
+                .alerter
+                .reload(&c.alerts)
+                .map(|()| c)
+                .map_err(|e| crate::config::ConfigError::File { path: path.clone(), message: e.to_string() })
         });
         match new {
             Err(e) => {

@@ -176,9 +176,10 @@ impl Sup {
 
     fn healthy(&self, down: &mut Down) {
         if down.alerted {
-            self.shared
-                .alerter
-                .resolve(&stream_problem(self.spec.owner()), &format!("WAL streaming of {} is back", self.spec.owner()));
+            self.shared.alerter.resolve(
+                &stream_problem(self.spec.owner()),
+                &format!("WAL streaming of {} is back", self.spec.owner()),
+            );
         }
         *down = Down { since: None, alerted: false };
     }
