@@ -23,6 +23,8 @@ pub mod lock;
 pub mod runner;
 pub mod scheduler;
 pub mod supervise;
+#[cfg(test)]
+mod tests;
 
 use crate::alerts::{AlertError, Alerter, Ping};
 use crate::config::Config;

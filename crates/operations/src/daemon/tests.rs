@@ -1,0 +1,254 @@
+//! The daemon loop's own rules (retries, timeouts, one job per source, the overall limit,
+//! shutdown) on jobs that fail, hang or count on demand; the jobs themselves are tested end
+//! to end through the binary (`crates/cli/tests/integration/ops_daemon.rs`).
+
+use super::*;
+use crate::event::RunRecord;
+use std::sync::atomic::AtomicUsize;
+
+fn config(dir: &std::path::Path, body: &str) -> Config {
+    let text = format!(
+        "[daemon]\nstate-dir = {:?}\nretry-backoff = \"100ms\"\nshutdown-grace = \"10s\"\n\n\
+         [repositories.main]\nlocation = {:?}\n\n{body}",
+        dir.join("state").display().to_string(),
+        dir.join("no-vault").display().to_string(),
+    );
+    Config::parse(&text, &dir.join("coffer.toml")).unwrap()
+}
+
+fn record(ctx: &JobContext, spec: &JobSpec, outcome: Outcome, class: Option<&str>) -> RunRecord {
+    let now = ctx.clock.now();
+    RunRecord {
+        version: RunRecord::VERSION,
+        run_id: crate::event::random_id(),
+        job: spec.id.clone(),
+        kind: spec.kind,
+        source: spec.source.clone(),
+        repository: spec.repository.clone(),
+        host: ctx.host.clone(),
+        scheduled: None,
+        late: false,
+        started: now,
+        finished: now,
+        outcome,
+        attempts: 1,
+        error_class: class.map(str::to_owned),
+        error: class.map(|c| format!("a {c} error")),
+        files: None,
+        bytes_read: None,
+        bytes_added: None,
+        snapshot: None,
+        warnings: 0,
+        details: BTreeMap::new(),
+    }
+}
+
+/// Runs the daemon in a thread until `until` holds on its state (or 30 s), then stops it.
+fn run_until(config: Config, job: RunFn, until: impl Fn(&State) -> bool) -> Arc<State> {
+    let dir = config.daemon.state_dir.clone().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let d = std::thread::spawn(move || run_with(config, &rx, Clock::system(), job));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let state = loop {
+        if let Ok(s) = State::open(&dir) {
+            break Arc::new(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while !until(&state) {
+        assert!(Instant::now() < deadline, "condition not reached: {:#?}", state.runs(None, 50).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tx.send(Control::Shutdown).unwrap();
+    d.join().unwrap().unwrap();
+    state
+}
+
+fn outcomes(state: &State, job: &str) -> Vec<Outcome> {
+    let mut v: Vec<Outcome> = state.runs(Some(job), 1000).unwrap().into_iter().map(|r| r.outcome).collect();
+    v.reverse();
+    v
+}
+
+#[test]
+fn transient_failures_are_retried_with_backoff_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(
+        dir.path(),
+        "[files.flaky]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\nretries = 2\n\n\
+         [files.broken]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\nretries = 2\n",
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let broken_calls = Arc::new(AtomicUsize::new(0));
+    let (c1, c2) = (calls.clone(), broken_calls.clone());
+    let job: RunFn = Arc::new(move |ctx: &JobContext, spec: &JobSpec, _ctl: &JobControl| {
+        if spec.id == "broken/backup" {
+            c2.fetch_add(1, Ordering::SeqCst);
+            return record(ctx, spec, Outcome::Failed, Some("invalid"));
+        }
+        // Fails twice (transient), then works; again for every run.
+        if c1.fetch_add(1, Ordering::SeqCst) % 3 < 2 {
+            record(ctx, spec, Outcome::Failed, Some("transient"))
+        } else {
+            record(ctx, spec, Outcome::Success, None)
+        }
+    });
+    let state = run_until(c, job, |s| {
+        s.last_run("flaky/backup", &[Outcome::Success]).unwrap().is_some()
+            && s.last_run("broken/backup", &[Outcome::Failed]).unwrap().is_some()
+    });
+    let ok = state.last_run("flaky/backup", &[Outcome::Success]).unwrap().unwrap();
+    assert_eq!(ok.attempts, 3);
+    assert!(ok.scheduled.is_some());
+    let failed = state.last_run("broken/backup", &[Outcome::Failed]).unwrap().unwrap();
+    assert_eq!(failed.attempts, 1, "a non-transient error is not retried");
+    // Each recorded run of `broken` made exactly one attempt.
+    let broken_runs = outcomes(&state, "broken/backup").iter().filter(|o| **o == Outcome::Failed).count();
+    assert_eq!(broken_calls.load(Ordering::SeqCst), broken_runs);
+}
+
+#[test]
+fn a_job_past_its_timeout_is_cancelled_and_recorded_as_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(
+        dir.path(),
+        "[files.slow]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\ntimeout = \"1s\"\n",
+    );
+    let job: RunFn = Arc::new(|ctx: &JobContext, spec: &JobSpec, ctl: &JobControl| {
+        while !ctl.cancel.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        record(ctx, spec, Outcome::Cancelled, Some("cancelled"))
+    });
+    let state = run_until(c, job, |s| s.last_run("slow/backup", &[Outcome::TimedOut]).unwrap().is_some());
+    let r = state.last_run("slow/backup", &[Outcome::TimedOut]).unwrap().unwrap();
+    assert!(r.error.unwrap().contains("timeout"));
+    let took = r.finished.duration_since(r.started).as_secs_f64();
+    assert!((0.9..10.0).contains(&took), "{took}");
+    // Slots that came due while it ran were missed, not run beside it.
+    let o = outcomes(&state, "slow/backup");
+    assert!(o.contains(&Outcome::Missed), "{o:?}");
+}
+
+#[test]
+fn one_job_per_source_and_the_overall_limit_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[daemon]\nstate-dir = {:?}\nmax-concurrent-jobs = 2\nshutdown-grace = \"10s\"\n\n\
+         [repositories.main]\nlocation = \"/nonexistent\"\n\
+         [repositories.main.verify]\nschedule = \"every 1s\"\n\
+         [repositories.main.prune]\nschedule = \"every 1s\"\n\n\
+         [files.a]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\n\
+         [files.b]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\n\
+         [files.c]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\n",
+        dir.path().join("state").display().to_string()
+    );
+    let c = Config::parse(&text, &dir.path().join("coffer.toml")).unwrap();
+    let now_running = Arc::new(Mutex::new(Vec::<String>::new()));
+    let worst = Arc::new(Mutex::new((0usize, false)));
+    let (nr, w) = (now_running.clone(), worst.clone());
+    let job: RunFn = Arc::new(move |ctx: &JobContext, spec: &JobSpec, _ctl: &JobControl| {
+        let lane = lane(spec);
+        {
+            let mut r = nr.lock().unwrap();
+            let mut w = w.lock().unwrap();
+            let same_lane = r.iter().any(|l| Some(l) == lane.as_ref());
+            r.push(lane.clone().unwrap());
+            w.0 = w.0.max(r.len());
+            w.1 |= same_lane;
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        {
+            let mut r = nr.lock().unwrap();
+            if let Some(i) = r.iter().position(|l| Some(l) == lane.as_ref()) {
+                r.remove(i);
+            }
+        }
+        record(ctx, spec, Outcome::Success, None)
+    });
+    let state = run_until(c, job, |s| {
+        ["a/backup", "b/backup", "c/backup", "main/verify", "main/prune"]
+            .iter()
+            .all(|j| s.last_run(j, &[Outcome::Success]).unwrap().is_some())
+    });
+    let (most, same_lane) = *worst.lock().unwrap();
+    assert!(most <= 2, "at most max-concurrent-jobs at once: {most}");
+    assert!(!same_lane, "verify and prune of one repository never ran at once");
+    drop(state);
+}
+
+#[test]
+fn shutdown_cancels_running_jobs_records_them_and_keeps_their_slot_for_next_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), "[files.long]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\n");
+    let started = Arc::new(AtomicBool::new(false));
+    let s2 = started.clone();
+    let job: RunFn = Arc::new(move |ctx: &JobContext, spec: &JobSpec, ctl: &JobControl| {
+        s2.store(true, Ordering::SeqCst);
+        while !ctl.cancel.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        record(ctx, spec, Outcome::Failed, Some("cancelled"))
+    });
+    let before = Clock::system().now();
+    let st = started.clone();
+    let state = run_until(c, job, move |_| st.load(Ordering::SeqCst));
+    let runs = state.runs(Some("long/backup"), 10).unwrap();
+    let cancelled: Vec<_> = runs.iter().filter(|r| r.outcome == Outcome::Cancelled).collect();
+    assert_eq!(cancelled.len(), 1, "{runs:#?}");
+    let slot = cancelled[0].scheduled.unwrap();
+    // The slot key still points before the cancelled slot: the next start runs it again.
+    let kept: Timestamp = state.get(&slot_key("long/backup")).unwrap().unwrap().parse().unwrap();
+    assert!(kept < slot, "{kept} < {slot}");
+    assert!(kept >= before.checked_sub(jiff::SignedDuration::from_secs(1)).unwrap());
+}
+
+#[test]
+fn the_lock_holds_while_the_daemon_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), "");
+    let c2 = c.clone();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let d = std::thread::spawn(move || run(c, &rx, Clock::system()));
+    let lock = dir.path().join("state/daemon.lock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&lock).is_ok_and(|s| !s.is_empty()) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_tx2, rx2) = crossbeam_channel::unbounded();
+    let e = run(c2, &rx2, Clock::system()).unwrap_err();
+    assert!(matches!(e, DaemonError::AlreadyRunning { .. }), "{e}");
+    assert_eq!(e.class(), ErrorClass::Conflict);
+    tx.send(Control::Shutdown).unwrap();
+    d.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_continuous_job_is_restarted_with_backoff_not_in_a_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(
+        dir.path(),
+        "[postgres.db]\nrepository = \"main\"\narchiving = \"streaming\"\ncheck-interval = \"1h\"\n\
+         [postgres.db.base-backup]\nschedule = \"daily 03:00\"\n",
+    );
+    let starts = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let s2 = starts.clone();
+    let job: RunFn = Arc::new(move |ctx: &JobContext, spec: &JobSpec, _ctl: &JobControl| {
+        if spec.kind == JobKind::Stream {
+            s2.lock().unwrap().push(Instant::now());
+            return record(ctx, spec, Outcome::Failed, Some("transient"));
+        }
+        record(ctx, spec, Outcome::Success, None)
+    });
+    let st = starts.clone();
+    let state = run_until(c, job, move |_| st.lock().unwrap().len() >= 3);
+    let starts = starts.lock().unwrap().clone();
+    // 1 s, then 2 s between restarts.
+    let gaps: Vec<f64> = starts.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+    assert!(gaps[0] >= 0.9 && gaps[1] >= 1.9, "{gaps:?}");
+    assert!(gaps[1] > gaps[0]);
+    // Every end is recorded.
+    let ended = outcomes(&state, "db/stream");
+    assert!(ended.len() >= 2 && ended.iter().all(|o| matches!(o, Outcome::Failed | Outcome::Cancelled)), "{ended:?}");
+}
