@@ -10,19 +10,25 @@ use crate::Global;
 use anyhow::Result;
 use clap::Args;
 use coffer_operations::daemon::Control;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 
 /// `coffer daemon`.
 #[derive(Debug, Args)]
-pub struct DaemonArgs {}
+pub struct DaemonArgs {
+    /// Run every job that is due now (the latest slot missed since the last run, once) and
+    /// exit when they are done, instead of running until stopped
+    #[arg(long)]
+    once: bool,
+}
 
 /// Runs `coffer daemon`.
-pub fn run(global: &Global, _args: &DaemonArgs) -> Result<()> {
+pub fn run(global: &Global, args: &DaemonArgs) -> Result<()> {
     init_logs();
     let config = super::load_config(global)?;
     let (tx, rx) = crossbeam_channel::unbounded();
     signals(tx)?;
-    coffer_operations::daemon::run(config, &rx, coffer_store::Clock::from_env())?;
+    let options = coffer_operations::daemon::Options { once: args.once };
+    coffer_operations::daemon::run_with_options(config, &rx, coffer_store::Clock::from_env(), options)?;
     Ok(())
 }
 
@@ -31,7 +37,11 @@ pub fn run(global: &Global, _args: &DaemonArgs) -> Result<()> {
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .try_init();
 }
 
 /// SIGTERM and SIGINT: shutdown (a second one: exit at once); SIGHUP: reload.

@@ -121,20 +121,47 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// The loop wakes at least this often (a wall-clock step or a suspended host is noticed).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
+/// How the daemon runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Run every job that is due now (catching up as at a start) and return once they are
+    /// done; continuous jobs are not started.
+    pub once: bool,
+}
+
 /// Runs the daemon for `config` until [`Control::Shutdown`] (or the sender is dropped).
 ///
 /// # Errors
 /// [`DaemonError`] when it cannot start; once running, failures are records, logs and
 /// alerts, not errors.
 pub fn run(config: Config, control: &Receiver<Control>, clock: Clock) -> Result<(), DaemonError> {
-    run_with(config, control, clock, Arc::new(crate::jobs::run_job))
+    run_with(config, control, clock, Options::default(), Arc::new(crate::jobs::run_job))
+}
+
+/// [`run`] with [`Options`].
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_options(
+    config: Config,
+    control: &Receiver<Control>,
+    clock: Clock,
+    options: Options,
+) -> Result<(), DaemonError> {
+    run_with(config, control, clock, options, Arc::new(crate::jobs::run_job))
 }
 
 /// [`run`], with the function that runs one attempt of a job.
 ///
 /// # Errors
 /// As [`run`].
-pub fn run_with(config: Config, control: &Receiver<Control>, clock: Clock, job: RunFn) -> Result<(), DaemonError> {
+pub fn run_with(
+    config: Config,
+    control: &Receiver<Control>,
+    clock: Clock,
+    options: Options,
+    job: RunFn,
+) -> Result<(), DaemonError> {
     let dir = crate::state::state_dir(config.daemon.state_dir.as_deref())?;
     let lock = lock::acquire(&dir)?;
     let state = Arc::new(State::open(&dir)?);
@@ -182,6 +209,7 @@ pub fn run_with(config: Config, control: &Receiver<Control>, clock: Clock, job: 
         server,
         last_status: None,
         last_ping: None,
+        once: options.once,
     };
     tracing::info!(state_dir = %dir.display(), lock = %lock.path().display(), pid = std::process::id(),
         "coffer daemon starting");
@@ -250,6 +278,7 @@ struct Daemon {
     server: Option<MetricsServer>,
     last_status: Option<Instant>,
     last_ping: Option<Instant>,
+    once: bool,
 }
 
 /// Jobs of one source (or one repository's maintenance) run one at a time; archive checks
@@ -333,7 +362,7 @@ impl Daemon {
             }
         }
         for (id, spec) in streams {
-            if self.supervisors.contains_key(&id) {
+            if self.once || self.supervisors.contains_key(&id) {
                 continue;
             }
             let sup = Supervisor::start(
@@ -355,9 +384,14 @@ impl Daemon {
         self.shared.alerter.ping(None, Ping::Start);
         loop {
             let now = self.shared.clock.now();
-            self.plan(now, first);
+            if first || !self.once {
+                self.plan(now, first);
+            }
             first = false;
             self.start_ready();
+            if self.once && self.pending.is_empty() && self.running.is_empty() {
+                return;
+            }
             self.check_timeouts();
             self.housekeeping(now);
             let wait = self.next_wake(now);

@@ -41,6 +41,8 @@ pub enum MissedWhy {
     DaemonDown,
     /// The previous run of the job was still running or waiting.
     StillRunning,
+    /// The daemon ran but could not look in time (a suspended host, a clock step).
+    HeldUp,
 }
 
 impl MissedWhy {
@@ -50,6 +52,7 @@ impl MissedWhy {
         match self {
             Self::DaemonDown => "the daemon was not running at the scheduled time",
             Self::StillRunning => "the previous run was still running",
+            Self::HeldUp => "the daemon was held up (a suspended host or a clock step)",
         }
     }
 }
@@ -93,7 +96,11 @@ pub fn due(schedule: &Schedule, tz: &TimeZone, after: Timestamp, now: Timestamp,
     d.run = run;
     d.missed_total = total - u64::from(run.is_some());
     if d.missed_total > 0 {
-        d.why = Some(if pass == Pass::Busy { MissedWhy::StillRunning } else { MissedWhy::DaemonDown });
+        d.why = Some(match pass {
+            Pass::Busy => MissedWhy::StillRunning,
+            Pass::Running => MissedWhy::HeldUp,
+            Pass::Startup { .. } => MissedWhy::DaemonDown,
+        });
     }
     while slots.len() > MISSED_RECORD_CAP {
         slots.pop_front();
@@ -239,6 +246,7 @@ mod tests {
         assert_eq!(d.run, Some(at("2026-12-05T00:00:30Z")));
         assert!(d.late);
         assert_eq!(d.missed_total, 2);
+        assert_eq!(d.why, Some(MissedWhy::HeldUp));
     }
 
     #[test]

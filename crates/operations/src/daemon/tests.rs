@@ -47,7 +47,7 @@ fn record(ctx: &JobContext, spec: &JobSpec, outcome: Outcome, class: Option<&str
 fn run_until(config: Config, job: RunFn, until: impl Fn(&State) -> bool) -> Arc<State> {
     let dir = config.daemon.state_dir.clone().unwrap();
     let (tx, rx) = crossbeam_channel::unbounded();
-    let d = std::thread::spawn(move || run_with(config, &rx, Clock::system(), job));
+    let d = std::thread::spawn(move || run_with(config, &rx, Clock::system(), Options::default(), job));
     let deadline = Instant::now() + Duration::from_secs(30);
     let state = loop {
         if let Ok(s) = State::open(&dir) {
@@ -251,4 +251,23 @@ fn a_continuous_job_is_restarted_with_backoff_not_in_a_loop() {
     // Every end is recorded.
     let ended = outcomes(&state, "db/stream");
     assert!(ended.len() >= 2 && ended.iter().all(|o| matches!(o, Outcome::Failed | Outcome::Cancelled)), "{ended:?}");
+}
+
+#[test]
+fn once_runs_what_is_due_and_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), "[files.a]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\n");
+    let job: RunFn =
+        Arc::new(|ctx: &JobContext, spec: &JobSpec, _: &JobControl| record(ctx, spec, Outcome::Success, None));
+    let (_tx, rx) = crossbeam_channel::unbounded();
+    // First start: the job is new, nothing is due yet.
+    run_with(c.clone(), &rx, Clock::system(), Options { once: true }, job.clone()).unwrap();
+    let state = State::open(&dir.path().join("state")).unwrap();
+    assert!(state.runs(None, 10).unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(2100));
+    run_with(c, &rx, Clock::system(), Options { once: true }, job).unwrap();
+    let runs = state.runs(None, 10).unwrap();
+    let ok: Vec<_> = runs.iter().filter(|r| r.outcome == Outcome::Success).collect();
+    assert_eq!(ok.len(), 1, "{runs:#?}");
+    assert!(ok[0].late);
 }
