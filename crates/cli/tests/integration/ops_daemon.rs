@@ -226,10 +226,34 @@ fn assert_no_secret(t: &T, logs: &[&str], secrets: &[&str]) {
 fn ops_daemon_runs_jobs_on_schedule_and_records_them() {
     let t = T::new();
     let src = t.src();
-    t.write_config(&t.home_source(&[&src]));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    t.write_config(&format!("[metrics]\nlisten = \"{metrics}\"\n\n{}", t.home_source(&[&src])));
     let d = Daemon::start(&t);
     wait_for(90, "two successful runs", Some(&d), || t.runs_of("success").len() >= 2);
+    // The metrics endpoint counts them.
+    let text = scrape(metrics);
+    assert!(text.contains("coffer_job_runs_total") && text.contains("home/backup"), "{text}");
+    assert!(text.contains("coffer_job_last_success_timestamp_seconds"), "{text}");
+    // `coffer status` shows the job's last success.
+    let st = t
+        .repo
+        .sb
+        .coffer(["--config"])
+        .arg(t.config())
+        .env("COFFER_PASSWORD", PASSWORD)
+        .args(["status", "--json"])
+        .run();
+    let doc = st.json();
+    let job =
+        doc["jobs"].as_array().unwrap().iter().find(|j| j["job"] == "home/backup").unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(job["last_success"]["outcome"], "success", "{doc}");
+    assert!(job["next_run"].is_string(), "{doc}");
     let log = d.stop();
+    // Every recorded run reached the repository's ledger (the shutdown flushes what is left).
+    let ledger = t.repo.c(["ledger", "--json"]).ok().json();
+    let in_ledger = ledger["runs"].as_array().unwrap().iter().filter(|r| r["job"] == "home/backup").count();
+    assert_eq!(in_ledger, t.runs().len(), "{ledger}");
     let ok = t.runs_of("success");
     for r in &ok {
         assert_eq!(r["job"], "home/backup");
@@ -421,7 +445,6 @@ fn ops_daemon_a_delivery_target_that_never_answers_does_not_delay_backups() {
 }
 
 /// `GET /metrics` from `addr`.
-#[allow(dead_code, reason = "used once the metrics listener lands")]
 fn scrape(addr: std::net::SocketAddr) -> String {
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics listener");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
