@@ -36,7 +36,10 @@ impl Daemon {
             .stderr(err)
             .spawn()
             .expect("spawn coffer daemon");
-        Self { child: Some(child), stderr }
+        let d = Self { child: Some(child), stderr };
+        // Signals sent before the handlers are installed would kill it outright.
+        wait_for(60, "the daemon to start", Some(&d), || d.log().contains("coffer daemon starting"));
+        d
     }
 
     fn pid(&self) -> rustix::process::Pid {
@@ -354,8 +357,8 @@ fn ops_daemon_sigterm_mid_backup_then_restart_loses_nothing() {
     let t = T::new();
     let big = t.repo.sb.path("big");
     std::fs::create_dir_all(&big).unwrap();
-    // Enough data that the backup runs for a while on a busy machine.
-    for i in 0..24 {
+    // Enough data that the backup runs for a while.
+    for i in 0..32 {
         std::fs::write(big.join(format!("f{i:02}")), crate::noise(8 << 20, i)).unwrap();
     }
     t.write_config(&format!(
@@ -363,19 +366,31 @@ fn ops_daemon_sigterm_mid_backup_then_restart_loses_nothing() {
         big.display().to_string()
     ));
     let d = Daemon::start(&t);
-    wait_for(90, "the backup to start", Some(&d), || d.log().contains("job home/backup started"));
-    std::thread::sleep(Duration::from_millis(700));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !d.log().contains("job home/backup started") {
+        assert!(Instant::now() < deadline, "the backup did not start: {}", d.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(150));
     let log = d.stop();
     let cancelled = t.runs_of("cancelled");
-    if t.runs_of("success").is_empty() {
+    let done_before = t.runs_of("success").len();
+    if done_before == 0 {
         assert_eq!(cancelled.len(), 1, "the interrupted run is recorded as cancelled: {:#?}", t.runs());
         assert!(t.snapshots().is_empty(), "no partial snapshot");
+        assert!(log.contains("cancel"), "{log}");
     } else {
         eprintln!("note: the backup finished before SIGTERM reached it; log:\n{log}");
     }
     // Restart: the interrupted slot runs again and succeeds.
     let d = Daemon::start(&t);
-    wait_for(240, "a successful run after the restart", Some(&d), || !t.runs_of("success").is_empty());
+    wait_for(240, "a successful run after the restart", Some(&d), || t.runs_of("success").len() > done_before);
+    if done_before == 0 {
+        // The slot the shutdown interrupted is the one that ran again (late).
+        let again = &t.runs_of("success")[0];
+        assert_eq!(again["scheduled"], cancelled[0]["scheduled"], "{again}");
+        assert_eq!(again["late"], true);
+    }
     d.stop();
     let snaps = t.snapshots();
     assert!(!snaps.is_empty());

@@ -7,6 +7,7 @@
 //! local outbox, and stays there until the repository holds it.
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::state::State;
 use coffer_repository::Repository;
 use coffer_store::{Clock, Role};
@@ -34,6 +35,7 @@ struct Flusher {
 /// Every repository's flusher.
 pub struct Flushers {
     state: Arc<State>,
+    metrics: Arc<Metrics>,
     config: SharedConfig,
     clock: Clock,
     by_repo: Mutex<BTreeMap<String, Flusher>>,
@@ -47,8 +49,8 @@ impl std::fmt::Debug for Flushers {
 
 impl Flushers {
     /// No flusher yet; one starts at the first nudge for a repository.
-    pub fn new(state: Arc<State>, config: SharedConfig, clock: Clock) -> Self {
-        Self { state, config, clock, by_repo: Mutex::new(BTreeMap::new()) }
+    pub fn new(state: Arc<State>, metrics: Arc<Metrics>, config: SharedConfig, clock: Clock) -> Self {
+        Self { state, metrics, config, clock, by_repo: Mutex::new(BTreeMap::new()) }
     }
 
     /// A record for `repository` waits in the outbox: flush soon. Never blocks.
@@ -76,6 +78,7 @@ impl Flushers {
         let (stop, stopped) = bounded(1);
         let ctx = Ctx {
             state: self.state.clone(),
+            metrics: self.metrics.clone(),
             config: self.config.clone(),
             clock: self.clock.clone(),
             name: repository.to_owned(),
@@ -109,6 +112,7 @@ impl Flushers {
 
 struct Ctx {
     state: Arc<State>,
+    metrics: Arc<Metrics>,
     config: SharedConfig,
     clock: Clock,
     name: String,
@@ -139,6 +143,23 @@ impl Ctx {
         }
     }
 
+    /// The repository's size and the bytes still under lock, for the metrics: read from its
+    /// index, which the flusher has open anyway after a run.
+    fn sizes(&self, repo: &Repository) {
+        match repo.load_index() {
+            Ok(index) => {
+                let now = self.clock.now();
+                let packs = index.packs();
+                let size: u64 = packs.iter().map(|p| p.size).sum();
+                let locked: u64 = packs.iter().filter(|p| p.retain_until > now).map(|p| p.size).sum();
+                self.metrics.set_repository(&self.name, size, locked);
+            }
+            Err(e) => {
+                tracing::debug!(repository = %self.name, error = %e, "cannot read the index for the size metrics")
+            }
+        }
+    }
+
     /// One flush; `false` when records are left because the repository failed.
     fn flush(&mut self) -> bool {
         match self.state.outbox(&self.name, 1) {
@@ -165,6 +186,7 @@ impl Ctx {
             Ok(n) => {
                 if n > 0 {
                     tracing::debug!(repository = %self.name, records = n, "ledger records stored");
+                    self.sizes(repo);
                 }
                 true
             }

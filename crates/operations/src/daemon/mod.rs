@@ -185,9 +185,9 @@ pub fn run_with(
     let shared_config: SharedConfig = Arc::new(Mutex::new(config.clone()));
     let shared = Arc::new(Shared {
         state: state.clone(),
-        metrics,
+        metrics: metrics.clone(),
         alerter,
-        flushers: Flushers::new(state, shared_config.clone(), clock.clone()),
+        flushers: Flushers::new(state, metrics, shared_config.clone(), clock.clone()),
         clock: clock.clone(),
         host: host.clone(),
     });

@@ -242,7 +242,8 @@ impl Shared {
                 ));
             }
             Outcome::Failed | Outcome::TimedOut if spec.kind == JobKind::ArchiveCheck => {
-                let lagging = rec.details.contains_key("archive_lag_seconds");
+                // Lagging WAL is a warning; archiving that fails (or never happened) is an error.
+                let lagging = rec.details.get("archive_problem").is_some_and(|p| p == "lagging");
                 for (k, v) in &rec.details {
                     details.entry(k.clone()).or_insert_with(|| v.clone());
                 }
