@@ -442,8 +442,10 @@ fn ops_daemon_a_delivery_target_that_never_answers_does_not_delay_backups() {
     let secret_file = t.repo.sb.file("hook-secret", b"webhook-secret-9f8e7d6c\n");
     let src = t.src();
     let missing = t.repo.sb.path("missing");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     t.write_config(&format!(
-        "{}\n[files.broken]\nrepository = \"main\"\npaths = [{:?}]\nschedule = \"every 2s\"\n\n\
+        "[metrics]\nlisten = \"{metrics}\"\n\n{}\n[files.broken]\nrepository = \"main\"\npaths = [{:?}]\nschedule = \"every 2s\"\n\n\
          [alerts.webhook.blackhole]\nurl = \"http://{addr}/hook\"\nsecret = {{ file = {:?} }}\ntimeout = \"60s\"\n",
         t.home_source(&[&src]),
         missing.display().to_string(),
@@ -455,8 +457,9 @@ fn ops_daemon_a_delivery_target_that_never_answers_does_not_delay_backups() {
     let n = t.runs_of("success").len();
     wait_for(60, "backups going on while the webhook hangs", Some(&d), || t.runs_of("success").len() >= n + 3);
     assert!(first.elapsed() < Duration::from_secs(50), "backups were held up: {:?}", first.elapsed());
+    let scraped = scrape(metrics);
     let log = d.stop();
-    assert_no_secret(&t, &[&log], &[PASSWORD, "webhook-secret-9f8e7d6c"]);
+    assert_no_secret(&t, &[&log, &scraped], &[PASSWORD, "webhook-secret-9f8e7d6c"]);
 }
 
 /// `GET /metrics` from `addr`.
