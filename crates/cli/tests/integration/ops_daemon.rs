@@ -471,3 +471,24 @@ fn scrape(addr: std::net::SocketAddr) -> String {
     s.read_to_string(&mut body).unwrap();
     body
 }
+
+#[test]
+fn ops_daemon_once_runs_what_is_due_and_exits() {
+    let t = T::new();
+    let src = t.src();
+    t.write_config(&t.home_source(&[&src]));
+    let once = || {
+        t.repo.sb.coffer(["--config"]).arg(t.config()).env("COFFER_PASSWORD", PASSWORD).args(["daemon", "--once"]).ok()
+    };
+    // A job never seen before has nothing due.
+    once();
+    assert!(t.runs().is_empty(), "{:#?}", t.runs());
+    std::thread::sleep(Duration::from_millis(4500));
+    once();
+    let runs = t.runs();
+    let ok: Vec<&Value> = runs.iter().filter(|r| r["outcome"] == "success").collect();
+    assert_eq!(ok.len(), 1, "the latest slot, once: {runs:#?}");
+    assert_eq!(ok[0]["late"], true);
+    assert!(runs.iter().any(|r| r["outcome"] == "missed"), "the slot before it is missed: {runs:#?}");
+    assert_eq!(t.snapshots().len(), 1);
+}
