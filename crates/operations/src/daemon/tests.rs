@@ -206,7 +206,7 @@ fn shutdown_cancels_running_jobs_records_them_and_keeps_their_slot_for_next_time
 #[test]
 fn the_lock_holds_while_the_daemon_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let c = config(dir.path(), "");
+    let c = config(dir.path(), "[files.a]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"daily\"\n");
     let c2 = c.clone();
     let (tx, rx) = crossbeam_channel::unbounded();
     let d = std::thread::spawn(move || run(c, &rx, Clock::system()));
