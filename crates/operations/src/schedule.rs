@@ -780,6 +780,44 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_examples_parse_and_unsupported_forms_do_not() {
+        let utc = TimeZone::UTC;
+        let from = "2026-12-05T10:20:30Z";
+        assert_eq!(next_n("*-*/3-01", from, &utc, 2), ["2027-01-01T00:00:00Z", "2027-04-01T00:00:00Z"]);
+        assert_eq!(
+            next_n("*-*-* 8..20/4:00", from, &utc, 4),
+            ["2026-12-05T12:00:00Z", "2026-12-05T16:00:00Z", "2026-12-05T20:00:00Z", "2026-12-06T08:00:00Z"]
+        );
+        let doc = include_str!("../../../docs/schedules.md");
+        // Table rows: the shorthand and example tables (two columns) hold schedules in both
+        // columns; the field-syntax table (three columns) in its last.
+        let mut checked = 0;
+        for line in doc.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').collect();
+            let with_schedules = if cells.len() == 5 { &cells[3..4] } else { &cells[1..3] };
+            for example in with_schedules.iter().flat_map(|c| c.split('`').skip(1).step_by(2)) {
+                assert!(Schedule::parse(example).is_ok(), "docs/schedules.md: {example:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 30, "{checked}");
+        for text in [
+            "02:00 Europe/Berlin",
+            "UTC",
+            "*-*~01",
+            "00:00:00.5",
+            "quarterly",
+            "annually",
+            "2027-01-01 Mon",
+            "today",
+            "+5m",
+            "*-*-* 00:00; hourly",
+        ] {
+            assert!(Schedule::parse(text).is_err(), "{text:?} should be rejected");
+        }
+    }
+
+    #[test]
     fn a_schedule_that_never_fires_says_max_quickly() {
         let utc = TimeZone::UTC;
         let started = std::time::Instant::now();
