@@ -820,7 +820,6 @@ mod tests {
     #[test]
     fn a_schedule_that_never_fires_says_max_quickly() {
         let utc = TimeZone::UTC;
-        let started = std::time::Instant::now();
         for s in ["2020-01-01 00:00", "2025-02-29", "Mon 2026-12-01", "Mon 2028-02-29 00:00 ", "2027-02-29"] {
             let s = sched(s);
             assert_eq!(s.next_after(at("2026-12-05T00:00:00Z"), &utc), Timestamp::MAX, "{s}");
@@ -829,29 +828,26 @@ mod tests {
         // Far, but within the horizon: Monday 29 February.
         let s = sched("Mon *-02-29 00:00");
         assert_eq!(s.next_after(at("2026-12-05T00:00:00Z"), &utc), at("2044-02-29T00:00:00Z"));
-        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
         // Near the end of the civil range there is simply nothing left.
         assert_eq!(sched("daily").next_after(at("9999-12-30T12:00:00Z"), &utc), Timestamp::MAX);
         assert_eq!(sched("every 1s").next_after(Timestamp::MAX, &utc), Timestamp::MAX);
     }
 
     #[test]
-    fn next_after_is_fast() {
+    fn next_after_over_many_instants() {
         let tz = zone("Europe/Berlin");
         let exprs: Vec<Schedule> =
             ["daily 02:00", "*-*-* *:*:00/10", "Mon..Fri 02:00", "*-*-01 00:00", "Fri *-*-13 00:00"]
                 .into_iter()
                 .map(sched)
                 .collect();
-        let started = std::time::Instant::now();
         let mut t = at("2026-12-05T00:00:00Z");
         for i in 0..10_000 {
             assert!(exprs[i % exprs.len()].next_after(t, &tz) > t);
             t += 1.hour();
         }
-        // 10 000 evaluations take a few milliseconds; a second-by-second search would take
-        // minutes. The bound is loose because the test machine is shared.
-        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        // (No time bound here: speed is the benchmark's business. A search that stepped
+        // second by second would still show, as this test running for minutes.)
     }
 
     #[test]
