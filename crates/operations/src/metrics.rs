@@ -21,8 +21,10 @@ use prometheus::{Encoder as _, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Regis
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// The labels of every per-job series, in this order.
-const JOB_LABELS: [&str; 4] = ["job", "kind", "source", "repository"];
+/// The labels of every per-job series, in this order. The job's name is `coffer_job`, not
+/// `job`: Prometheus gives every scraped series the target's `job` label and would rename
+/// ours `exported_job`.
+const JOB_LABELS: [&str; 4] = ["coffer_job", "kind", "source", "repository"];
 
 /// Every outcome, for the `outcome` label of `coffer_job_runs_total` (all are created at 0 so
 /// that `increase()` sees the first failure).

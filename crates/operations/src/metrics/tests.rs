@@ -49,7 +49,7 @@ fn value(text: &str, prefix: &str) -> f64 {
     lines[0].rsplit(' ').next().unwrap().parse().unwrap()
 }
 
-const HOME: &str = r#"{job="home/backup",kind="backup",repository="main",source="home"}"#;
+const HOME: &str = r#"{coffer_job="home/backup",kind="backup",repository="main",source="home"}"#;
 
 #[test]
 fn a_success_then_a_failure_keep_the_last_success_and_count_both() {
@@ -66,7 +66,7 @@ fn a_success_then_a_failure_keep_the_last_success_and_count_both() {
         value(
             &t,
             &format!(
-                r#"coffer_job_runs_total{{job="home/backup",kind="backup",outcome="{o}",repository="main",source="home"}}"#
+                r#"coffer_job_runs_total{{coffer_job="home/backup",kind="backup",outcome="{o}",repository="main",source="home"}}"#
             ),
         )
     };
@@ -110,7 +110,7 @@ fn schedule_facts_and_reload_forgets_removed_jobs() {
     assert_eq!(value(&t, &format!("coffer_job_expected_interval_seconds{HOME}")), 3600.0);
     assert_eq!(value(&t, &format!("coffer_job_next_run_timestamp_seconds{HOME}")), 5000.0);
     assert_eq!(value(&t, &format!("coffer_job_overdue{HOME}")), 1.0);
-    assert_eq!(value(&t, r#"coffer_job_overdue{job="main/verify",kind="verify",repository="main",source=""}"#), 0.0);
+    assert_eq!(value(&t, r#"coffer_job_overdue{coffer_job="main/verify",kind="verify",repository="main",source=""}"#), 0.0);
     m.retain_jobs(std::slice::from_ref(&verify));
     let t = m.render();
     assert!(!t.contains("home/backup"), "{t}");
