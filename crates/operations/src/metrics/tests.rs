@@ -110,7 +110,10 @@ fn schedule_facts_and_reload_forgets_removed_jobs() {
     assert_eq!(value(&t, &format!("coffer_job_expected_interval_seconds{HOME}")), 3600.0);
     assert_eq!(value(&t, &format!("coffer_job_next_run_timestamp_seconds{HOME}")), 5000.0);
     assert_eq!(value(&t, &format!("coffer_job_overdue{HOME}")), 1.0);
-    assert_eq!(value(&t, r#"coffer_job_overdue{coffer_job="main/verify",kind="verify",repository="main",source=""}"#), 0.0);
+    assert_eq!(
+        value(&t, r#"coffer_job_overdue{coffer_job="main/verify",kind="verify",repository="main",source=""}"#),
+        0.0
+    );
     m.retain_jobs(std::slice::from_ref(&verify));
     let t = m.render();
     assert!(!t.contains("home/backup"), "{t}");
