@@ -255,3 +255,28 @@ fn ops_metrics_log_lines_are_flat_json_with_the_documented_fields() {
     // A level that is not one is a usage error.
     sb.coffer(["config", "check", "--log-level", "loud=="]).arg("--config").arg(&config).fails(2);
 }
+
+#[test]
+fn ops_metrics_no_secret_reaches_the_log_lines_at_any_level() {
+    let sb = Sandbox::new();
+    let secret = "s3cr3t-Password-4c6f";
+    let key = sb.file("password", format!("{secret}\n").as_bytes());
+    let config = sb.file(
+        "coffer.toml",
+        format!(
+            "{CONFIG}\n[repositories.other]\nlocation = \"s3://bucket/p?endpoint=http://127.0.0.1:9\"\npassword = {{ file = \"{}\" }}\n",
+            key.display()
+        )
+        .as_bytes(),
+    );
+    for format in ["json", "human"] {
+        let run = sb
+            .coffer(["config", "check", "--log-format", format, "--log-level", "trace"])
+            .arg("--config")
+            .arg(&config)
+            .env("COFFER_PASSWORD", secret)
+            .ok();
+        assert!(!run.stderr.is_empty(), "trace logs something");
+        assert!(!run.stderr.contains(secret) && !run.stdout_text().contains(secret), "{}", run.stderr);
+    }
+}
