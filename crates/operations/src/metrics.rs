@@ -8,6 +8,14 @@
 //! `prometheus-client` crate writes only OpenMetrics text, whose `info` type promtool 2.x
 //! refuses).
 //!
+//! How the daemon feeds it: [`Metrics::daemon_started`] and [`Metrics::add_target`] (each
+//! alert target) at start; [`Metrics::seed_last_run`] with each job's last run from the local
+//! history, so a restart does not blank the "last" gauges; [`Metrics::set_job`] for every job
+//! at start and after each run or slot; [`Metrics::observe_run`] for every record (missed
+//! slots included); [`Metrics::retain_jobs`] after a reload; the repository, PostgreSQL and
+//! verify setters when the jobs that learn those numbers end; [`Metrics::delivery`] from the
+//! alerter's delivery hook.
+//!
 //! Invariant guarded here: no label carries a secret or grows without bound. Labels are the
 //! names the policy file gives (job, kind, source, repository, alert target) and fixed sets
 //! (outcome); no snapshot id, run id, error text or URL ever becomes a label. Jobs that leave
