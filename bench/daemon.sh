@@ -117,8 +117,8 @@ write_config() {
 # add_files_jobs FILE N SCHEDULE PATH: N files sources (s001…) backing up PATH.
 add_files_jobs() {
     local i
-    for i in $(seq -w 1 "$2"); do
-        printf '\n[files.s%s]\nrepository = "main"\npaths = ["%s"]\nschedule = "%s"\n' "$i" "$4" "$3" >>"$1"
+    for i in $(seq 1 "$2"); do
+        printf '\n[files.s%03d]\nrepository = "main"\npaths = ["%s"]\nschedule = "%s"\n' "$i" "$4" "$3" >>"$1"
     done
 }
 
