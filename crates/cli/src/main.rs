@@ -26,6 +26,7 @@
 mod alloc;
 mod error;
 mod iam;
+mod logging;
 mod open;
 mod ops;
 mod output;
@@ -78,6 +79,15 @@ struct Global {
     /// /etc/coffer/coffer.toml)
     #[arg(long, global = true, env = "COFFER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// Log lines on stderr: human on a terminal, JSON lines otherwise (auto), or as asked
+    #[arg(long, global = true, env = "COFFER_LOG_FORMAT", value_enum, default_value_t, value_name = "FORMAT")]
+    log_format: logging::LogFormat,
+
+    /// Log level of Coffer's events (off, error, warn, info, debug, trace), or tracing
+    /// filter directives (info,coffer_store=debug)
+    #[arg(long, global = true, env = "COFFER_LOG", default_value = "info", value_name = "LEVEL")]
+    log_level: String,
 
     #[command(flatten)]
     repo: repo::RepoOpts,
@@ -132,6 +142,9 @@ fn main() -> ExitCode {
     alloc::tune();
     let g = &cli.global;
     let r = &g.repo;
+    if let Err(e) = logging::init(g.log_format, &g.log_level) {
+        return error::report(&e);
+    }
     // A point in time is a view for reading a repository; where nothing reads one through
     // it, the flag would be silently ignored.
     if let (Some(_), Command::Prune(_) | Command::Vault(_) | Command::Iam(_)) = (r.as_of, &cli.command) {

@@ -24,6 +24,8 @@ pub fn run(global: &Global, args: &ConfigArgs) -> Result<()> {
             let path = super::config_path(global);
             let config = super::load_config(global)?;
             let jobs = coffer_operations::jobs(&config);
+            // `--log-level debug` lists them, one event each.
+            jobs.iter().for_each(coffer_operations::logs::job_defined);
             println!("{}: valid ({} jobs)", path.display(), jobs.len());
             Ok(())
         }
