@@ -86,7 +86,7 @@ impl ConfigError {
 
 impl Config {
     /// Reads and checks the policy file at `path`, with the `COFFER_*__*` overrides of the
-    /// process environment applied ([`super::env`]).
+    /// process environment applied (see [`overrides`](super::overrides)).
     ///
     /// # Errors
     /// [`ConfigError`] naming the file (and line and column, or the overriding variable).
@@ -111,7 +111,7 @@ impl Config {
     ///
     /// # Errors
     /// [`ConfigError::At`] for syntax and type errors, unknown keys and broken rules
-    /// ([`super::validate`]); [`ConfigError::File`] for a rule about the whole file.
+    /// (docs/configuration.md, "The rules"); [`ConfigError::File`] for a rule about the whole file.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         Self::parse_with_env(text, path, std::iter::empty())
     }

@@ -83,7 +83,7 @@ impl VerifyJob {
         self.read_data.as_deref().and_then(|t| ReadDataSpec::parse(t).ok())
     }
 
-    /// What the verify library reads ([`coffer_repository::verify`]'s `read`).
+    /// What the verify library reads (`read` of [`coffer_repository::verify()`]).
     #[must_use]
     pub fn reads(&self) -> ReadData {
         self.read_data_spec().map_or(ReadData::None, ReadDataSpec::read_data)
