@@ -83,7 +83,9 @@ fn check(out: &mut Output, path: &std::path::Path, config: &coffer_operations::C
             jobs,
         });
     }
-    out.line(format_args!("{}: valid ({} jobs, schedules in {zone_name})", path.display(), jobs.len()))?;
+    let n = jobs.len();
+    let plural = if n == 1 { "" } else { "s" };
+    out.line(format_args!("{}: valid ({n} job{plural}, schedules in {zone_name})", path.display()))?;
     let rows: Vec<Vec<String>> = jobs
         .into_iter()
         .map(|j| {

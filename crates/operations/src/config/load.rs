@@ -139,8 +139,16 @@ impl Config {
             })?;
         }
         let doc = root.clone();
-        let mut config =
-            Self::deserialize(toml::de::Deserializer::from(root)).map_err(|e| places.error(e.span(), e.message()))?;
+        let mut config = Self::deserialize(toml::de::Deserializer::from(root)).map_err(|e| {
+            // "missing field `x`" points at the table's header: say which table.
+            let table = e.span().and_then(|s| Doc { root: doc.get_ref() }.path_at(&s));
+            match table {
+                Some(t) if e.message().starts_with("missing field") => {
+                    places.error(e.span(), &format!("{} in [{t}]", e.message()))
+                }
+                _ => places.error(e.span(), e.message()),
+            }
+        })?;
         config.path = Some(path.to_path_buf());
         super::validate::validate(&config, &Doc { root: doc.get_ref() }, &places)?;
         Ok(config)
@@ -198,6 +206,28 @@ pub(super) enum Part {
 }
 
 impl Doc<'_, '_> {
+    /// The dotted key path of the table whose value has exactly `span` (array entries as
+    /// their index).
+    pub(super) fn path_at(&self, span: &std::ops::Range<usize>) -> Option<String> {
+        fn find(v: &DeValue<'_>, span: &std::ops::Range<usize>, path: &mut Vec<String>) -> bool {
+            let children: Vec<(String, &toml::Spanned<DeValue<'_>>)> = match v {
+                DeValue::Table(t) => t.iter().map(|(k, v)| (k.get_ref().to_string(), v)).collect(),
+                DeValue::Array(a) => a.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
+                _ => return false,
+            };
+            for (k, child) in children {
+                path.push(k);
+                if (child.span() == *span && child.get_ref().is_table()) || find(child.get_ref(), span, path) {
+                    return true;
+                }
+                path.pop();
+            }
+            false
+        }
+        let mut path = Vec::new();
+        find(&DeValue::Table(self.root.clone()), span, &mut path).then(|| path.join("."))
+    }
+
     /// The span of the key or value at `path` (a number segment indexes an array); where the
     /// path does not exist (a default), the span of its deepest existing ancestor.
     pub(super) fn span(&self, path: &[&str], part: Part) -> Option<std::ops::Range<usize>> {

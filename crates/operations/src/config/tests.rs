@@ -263,3 +263,9 @@ fn show_redacts_and_keeps_references() {
     let back = Config::parse(&shown, Path::new("shown.toml")).unwrap();
     assert_eq!(back.daemon.max_concurrent_jobs, 2);
 }
+
+#[test]
+fn a_missing_key_names_its_table() {
+    let e = parse(&BASE.replace("schedule = \"daily 02:00\"\n", "")).unwrap_err();
+    assert!(e.starts_with("c.toml:4:1: missing field `schedule` in [files.home]"), "{e}");
+}
