@@ -130,6 +130,10 @@ enum Command {
     Iam(iam::IamArgs),
     /// Check or show the policy file (coffer.toml)
     Config(ops::config::ConfigArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(ops::packaging::CompletionsArgs),
+    /// Print the man page coffer(1), or write every page into --out DIR
+    Man(ops::packaging::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -169,6 +173,8 @@ fn main() -> ExitCode {
         Command::Pg(args) => pg::run(g, r, args),
         Command::Iam(args) => iam::run(g, args),
         Command::Config(args) => ops::config::run(g, &args),
+        Command::Completions(args) => ops::packaging::completions(Cli::command(), &args),
+        Command::Man(args) => ops::packaging::man(Cli::command(), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

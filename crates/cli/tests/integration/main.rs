@@ -21,6 +21,7 @@ mod json_contract;
 mod locks;
 mod objects;
 mod ops_metrics;
+mod ops_config;
 mod pg_archive;
 mod pg_errors;
 mod pg_pitr;
