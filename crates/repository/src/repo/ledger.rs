@@ -80,6 +80,9 @@ pub enum LedgerProblemKind {
     Fork,
     /// A record whose `seq` does not follow its predecessor's, or whose time is before it.
     OutOfOrder,
+    /// An authentic record whose body its reader cannot make sense of (reported by the
+    /// reader of the bodies, e.g. `coffer ledger`, not by [`Repository::ledger`]).
+    BadBody,
 }
 
 impl LedgerProblemKind {
@@ -92,6 +95,7 @@ impl LedgerProblemKind {
             Self::Gap => "gap",
             Self::Fork => "fork",
             Self::OutOfOrder => "out-of-order",
+            Self::BadBody => "bad-body",
         }
     }
 }
