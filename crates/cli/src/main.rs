@@ -120,6 +120,11 @@ enum Command {
     Iam(iam::IamArgs),
     /// Check or show the policy file (coffer.toml)
     Config(ops::config::ConfigArgs),
+    /// List the job runs recorded in the repository's ledger, or verify the ledger
+    Ledger(ops::ledger::LedgerArgs),
+    /// Show each job's last success and failure, next run, and PostgreSQL recovery windows
+    /// (exit 9 when anything is failing or overdue)
+    Status(ops::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -134,9 +139,11 @@ fn main() -> ExitCode {
     let r = &g.repo;
     // A point in time is a view for reading a repository; where nothing reads one through
     // it, the flag would be silently ignored.
-    if let (Some(_), Command::Prune(_) | Command::Vault(_) | Command::Iam(_)) = (r.as_of, &cli.command) {
+    if let (Some(_), Command::Prune(_) | Command::Vault(_) | Command::Iam(_) | Command::Status(_)) =
+        (r.as_of, &cli.command)
+    {
         let e = anyhow::Error::new(error::UsageError(
-            "--as-of is for the commands that read a repository (snapshots, ls, diff, dump, stats, restore, verify, key list, pg info/restore/wal-fetch)".into(),
+            "--as-of is for the commands that read a repository (snapshots, ls, diff, dump, stats, restore, verify, key list, ledger, pg info/restore/wal-fetch)".into(),
         ));
         return error::report(&e);
     }
@@ -156,6 +163,8 @@ fn main() -> ExitCode {
         Command::Pg(args) => pg::run(g, r, args),
         Command::Iam(args) => iam::run(g, args),
         Command::Config(args) => ops::config::run(g, &args),
+        Command::Ledger(args) => ops::ledger::run(g, r, &args),
+        Command::Status(args) => ops::status::run(g, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
