@@ -20,6 +20,8 @@ mod default_vault;
 mod json_contract;
 mod locks;
 mod objects;
+mod ops_ledger;
+mod ops_status;
 mod pg_archive;
 mod pg_errors;
 mod pg_pitr;
