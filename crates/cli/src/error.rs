@@ -14,7 +14,7 @@
 //! | 5 | not found: no such key or version (or its latest version is a delete marker) |
 //! | 6 | integrity: stored data failed verification, or the audit log chain is broken |
 //! | 7 | backup incomplete: the snapshot was written, but some entries could not be read |
-//! | 8 | security: `verify` found signs of tampering (its `security:` lines name them) |
+//! | 8 | security: `verify` found signs of tampering (its `security:` lines name them); `ledger verify` found a forged or removed record |
 //! | 9 | unhealthy: `status` ran and found a job failing or overdue (any other failure of `status` is 1–6) |
 //! | 126 | `pg wal-fetch` only: any failure but "not archived" (exit 1), so PostgreSQL aborts recovery |
 //! | 130 | cancelled by SIGINT or SIGTERM: one line `coffer: cancelled: …`, nothing acknowledged |

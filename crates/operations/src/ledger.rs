@@ -83,13 +83,16 @@ fn run_ids(repo: &Repository) -> Result<HashSet<String>, LedgerError> {
         .collect())
 }
 
+/// Run records with their ledger ids, in chain order.
+pub type Runs = Vec<(Id, RunRecord)>;
+
 /// Every run record of `repo`'s ledger, in chain order, with its ledger id, and every
 /// problem: those of the chain ([`Repository::ledger`]) and bodies that do not parse as a
 /// run record ([`LedgerProblemKind::BadBody`]). Records of other kinds are passed over.
 ///
 /// # Errors
 /// Store errors other than damage.
-pub fn read_runs(repo: &Repository) -> Result<(Vec<(Id, RunRecord)>, Vec<LedgerProblem>), LedgerError> {
+pub fn read_runs(repo: &Repository) -> Result<(Runs, Vec<LedgerProblem>), LedgerError> {
     let view = repo.ledger()?;
     let mut problems = view.problems;
     let mut runs = Vec::new();
