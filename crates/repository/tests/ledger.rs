@@ -230,3 +230,26 @@ fn prune_removes_expired_records_and_the_survivors_gap_is_not_reported() {
     assert_eq!(v.entries[0].record.prev, Some(old));
     assert!(v.problems.is_empty(), "an expired predecessor is no gap: {:?}", v.problems);
 }
+
+/// The same on S3 (moto): create-only puts with Object Lock, versions listed by the store.
+#[test]
+fn the_ledger_on_s3() {
+    use coffer_testkit::s3::{S3Server, ServerKind};
+    let server = S3Server::start(ServerKind::Moto);
+    let bucket = server.new_bucket("ledger");
+    let writer: Arc<dyn ObjectStore> = Arc::new(server.store(&bucket, "repo/", Role::Writer));
+    let opts = InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let repo = Repository::init(writer.clone(), "s3", "", b"pw", &opts, Clock::system()).unwrap();
+    let a = repo.append_ledger_as("h1", "run", &json!({ "n": 1 })).unwrap();
+    let b = repo.append_ledger_as("h1", "run", &json!({ "n": 2 })).unwrap();
+    let forged = b"not a record".to_vec();
+    writer.put(&format!("ledger/{}", Id::hash(&forged)), &forged, &PutOptions::default()).unwrap();
+    let reader: Arc<dyn ObjectStore> = Arc::new(server.store(&bucket, "repo/", Role::Reader));
+    let other = Repository::open(reader, "s3", "", b"pw", Clock::system()).unwrap();
+    let v = other.ledger().unwrap();
+    assert_eq!(v.entries.iter().map(|e| e.id).collect::<Vec<_>>(), [a, b]);
+    assert_eq!(v.heads, [b]);
+    assert_eq!(v.problems.iter().map(|p| p.kind).collect::<Vec<_>>(), [LedgerProblemKind::Unauthentic]);
+    let lock = writer.head(&repo.ledger_key(&a), None).unwrap().retention.unwrap();
+    assert_eq!(lock.mode, RetentionMode::Compliance);
+}
