@@ -42,7 +42,7 @@ pub fn run(global: &Global, _args: &StatusArgs) -> Result<()> {
     if out.json() {
         out.doc(&StatusView { healthy: rep.healthy(), now, report: &rep })?;
     } else {
-        render(&mut out, &rep, &tz)?;
+        render(&mut out, &rep, &tz, now)?;
     }
     out.finish()?;
     if rep.healthy() {
@@ -63,7 +63,7 @@ pub fn run(global: &Global, _args: &StatusArgs) -> Result<()> {
     Err(Unhealthy(format!("{} job(s) unhealthy: {}", bad.len(), bad.join("; "))).into())
 }
 
-fn render(out: &mut Output, rep: &StatusReport, tz: &TimeZone) -> Result<()> {
+fn render(out: &mut Output, rep: &StatusReport, tz: &TimeZone, now: Timestamp) -> Result<()> {
     let at = |t: Option<Timestamp>| {
         t.map_or_else(|| "-".to_owned(), |t| t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string())
     };
@@ -81,7 +81,12 @@ fn render(out: &mut Output, rep: &StatusReport, tz: &TimeZone) -> Result<()> {
             j.job,
             at(j.last_success.as_ref().map(|r| r.finished)),
             at(j.last_failure.as_ref().map(|r| r.finished)),
-            if j.next_run.is_none() { "continuous".to_owned() } else { at(j.next_run) },
+            match j.next_run {
+                None => "continuous".to_owned(),
+                // A slot not handled yet: it runs as soon as the daemon gets to it.
+                Some(t) if t <= now => "due now".to_owned(),
+                Some(t) => at(Some(t)),
+            },
             state
         ))?;
         if let Some(since) = j.overdue_since {

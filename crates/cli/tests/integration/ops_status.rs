@@ -138,6 +138,11 @@ fn ops_status_overdue_exits_nine() {
     let next: Timestamp = home["next_run"].as_str().unwrap().parse().unwrap();
     assert!(next <= t, "{next} vs {t}");
     assert!(status(&sb, &config).fails(9).contains("home/backup (overdue)"));
+    let text = status(&sb, &config).run().stdout_text();
+    assert!(
+        text.contains("due now") && text.contains("OVERDUE") && text.contains("overdue: no successful run since"),
+        "{text}"
+    );
 }
 
 #[test]
