@@ -54,9 +54,12 @@ pub fn grace(spec: &JobSpec, schedule: &Schedule) -> Duration {
 /// The latest instant `schedule` names at or before `t`.
 #[must_use]
 pub fn slot_at_or_before(schedule: &Schedule, t: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
-    // Two intervals back (and a day, for DST and weekly rules) holds at least one slot.
-    let back = SignedDuration::try_from(schedule.interval().saturating_mul(2)).unwrap_or(SignedDuration::MAX);
-    let start = t.checked_sub(back).ok()?.checked_sub(SignedDuration::from_hours(25)).ok()?;
+    // Two intervals back, and up to one more (at most a day) for a gap lengthened by a DST
+    // change, hold at least one slot; and the walk forward stays a few steps, even for a
+    // schedule of seconds.
+    let interval = schedule.interval();
+    let back = interval.saturating_mul(2).saturating_add(interval.min(Duration::from_secs(25 * 3600)));
+    let start = t.checked_sub(SignedDuration::try_from(back).unwrap_or(SignedDuration::MAX)).ok()?;
     let mut cur = schedule.next_after(start, tz);
     if cur > t {
         return None;
@@ -239,6 +242,8 @@ mod tests {
         assert_eq!(slot_at_or_before(&s, t("2030-01-05T02:00:00Z"), &utc), Some(t("2030-01-05T02:00:00Z")));
         let e = Schedule::parse("every 15m").unwrap();
         assert_eq!(slot_at_or_before(&e, t("2030-01-05T10:20:00Z"), &utc), Some(t("2030-01-05T10:15:00Z")));
+        let s = Schedule::parse("every 1s").unwrap();
+        assert_eq!(slot_at_or_before(&s, t("2030-01-05T10:20:00.5Z"), &utc), Some(t("2030-01-05T10:20:00Z")));
     }
 
     #[test]
