@@ -134,6 +134,11 @@ enum Command {
     Completions(ops::packaging::CompletionsArgs),
     /// Print the man page coffer(1), or write every page into --out DIR
     Man(ops::packaging::ManArgs),
+    /// List the job runs recorded in the repository's ledger, or verify the ledger
+    Ledger(ops::ledger::LedgerArgs),
+    /// Show each job's last success and failure, next run, and PostgreSQL recovery windows
+    /// (exit 9 when anything is failing or overdue)
+    Status(ops::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -151,9 +156,19 @@ fn main() -> ExitCode {
     }
     // A point in time is a view for reading a repository; where nothing reads one through
     // it, the flag would be silently ignored.
-    if let (Some(_), Command::Prune(_) | Command::Vault(_) | Command::Iam(_)) = (r.as_of, &cli.command) {
+    if let (
+        Some(_),
+        Command::Prune(_)
+        | Command::Vault(_)
+        | Command::Iam(_)
+        | Command::Status(_)
+        | Command::Config(_)
+        | Command::Completions(_)
+        | Command::Man(_),
+    ) = (r.as_of, &cli.command)
+    {
         let e = anyhow::Error::new(error::UsageError(
-            "--as-of is for the commands that read a repository (snapshots, ls, diff, dump, stats, restore, verify, key list, pg info/restore/wal-fetch)".into(),
+            "--as-of is for the commands that read a repository (snapshots, ls, diff, dump, stats, restore, verify, key list, ledger, pg info/restore/wal-fetch)".into(),
         ));
         return error::report(&e);
     }
@@ -175,6 +190,8 @@ fn main() -> ExitCode {
         Command::Config(args) => ops::config::run(g, &args),
         Command::Completions(args) => ops::packaging::completions(Cli::command(), &args),
         Command::Man(args) => ops::packaging::man(Cli::command(), &args),
+        Command::Ledger(args) => ops::ledger::run(g, r, &args),
+        Command::Status(args) => ops::status::run(g, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
