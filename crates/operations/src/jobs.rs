@@ -18,6 +18,9 @@ mod files;
 mod postgres;
 mod repository;
 
+pub use postgres::{ARCHIVE_CLASS, ARCHIVE_KEYS};
+pub use repository::read_data;
+
 use crate::config::{Archiving, Config, JobSchedule};
 use crate::event::{JobKind, Outcome, RunRecord, job_id};
 use crate::schedule::Schedule;

@@ -121,6 +121,8 @@ struct RepoView {
     sysid: Option<u64>,
     /// The oldest base backup's end: the earliest consistent point.
     window_start: Option<Timestamp>,
+    /// The newest base backup's end: a restore reaches at least this far.
+    newest_base: Option<Timestamp>,
     /// The newest archived segment (`.partial` ones too).
     newest: Option<String>,
     /// When the store stored (the newest version of) it.
@@ -169,6 +171,7 @@ fn ask_repository(repo: &Repository, sysid: Option<u64>, name: &str, ctl: &JobCo
     Ok(RepoView {
         sysid: Some(sysid),
         window_start: bases.iter().map(|b| b.stop_time).min(),
+        newest_base: bases.iter().map(|b| b.stop_time).max(),
         newest,
         newest_stored,
         newest_complete,
@@ -210,7 +213,9 @@ pub(super) fn archive_check(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) 
     let mut lag = None;
     if let Ok(v) = &view {
         set("recovery_window_start", time(v.window_start));
-        set("recovery_window_end", time(v.window_start.and(v.newest_stored)));
+        // What `restore --latest` reaches: the newest WAL stored (the end of its segment),
+        // and at least the newest base backup's end (recorded once its WAL was stored).
+        set("recovery_window_end", time(v.newest_base.and(v.newest_stored.max(v.newest_base))));
         set("wal_gaps", v.gaps.len().to_string());
         set("newest_wal", v.newest.clone().unwrap_or_default());
         set("newest_wal_time", time(v.newest_stored));
