@@ -17,7 +17,7 @@ pub(super) fn backup(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> Resu
         one_file_system: s.one_file_system,
         tags: s.tags.clone(),
         host: ctx.host.clone(),
-        retention: s.retention.clone(),
+        retention: s.retention,
         ..BackupOptions::default()
     };
     let report = files::backup(&repo, &opts, ctl).map_err(|e| {
