@@ -120,6 +120,8 @@ enum Command {
     Iam(iam::IamArgs),
     /// Check or show the policy file (coffer.toml)
     Config(ops::config::ConfigArgs),
+    /// Run one job of the policy file now and print its record (kept for `coffer status`)
+    Run(ops::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +158,7 @@ fn main() -> ExitCode {
         Command::Pg(args) => pg::run(g, r, args),
         Command::Iam(args) => iam::run(g, args),
         Command::Config(args) => ops::config::run(g, &args),
+        Command::Run(args) => ops::run::run(g, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
