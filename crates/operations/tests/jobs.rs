@@ -343,3 +343,49 @@ fn the_archive_check_fails_when_archiving_fails_and_when_the_server_is_down_as_r
         assert!(c.details.contains_key(k), "{k} missing: {c:?}");
     }
 }
+
+#[test]
+fn the_stream_job_stores_wal_until_cancelled_as_root() {
+    require_postgres();
+    let f = Fixture::new();
+    let sb = PgSandbox::new();
+    let server = sb.cluster("main");
+    let config = f.config(&format!(
+        "[postgres.db]\nrepository = \"main\"\nconnection = {:?}\narchiving = \"streaming\"\n\
+         [postgres.db.base-backup]\nschedule = \"daily\"\n",
+        server.conninfo()
+    ));
+    let cancel = Cancel::new();
+    let streaming = Arc::new(AtomicBool::new(false));
+    let stored = Arc::new(AtomicBool::new(false));
+    let (s1, s2) = (Arc::clone(&streaming), Arc::clone(&stored));
+    let observer = move |e: &Event<'_>| match e {
+        Event::Phase { name: "stream" } => s1.store(true, Ordering::Relaxed),
+        Event::Object { action: "stored", key, .. } if !key.ends_with(".partial") => s2.store(true, Ordering::Relaxed),
+        _ => {}
+    };
+    let ctl = JobControl { observer: Arc::new(observer), cancel: cancel.clone() };
+    let r = std::thread::scope(|s| {
+        let job = s.spawn(|| f.run(&config, "db/stream", &ctl));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !streaming.load(Ordering::Relaxed) {
+            assert!(std::time::Instant::now() < deadline && !job.is_finished(), "the stream never started");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // A finished segment is stored, then the job is stopped.
+        while !stored.load(Ordering::Relaxed) {
+            server.sql("create table if not exists t (n int); insert into t values (1); select pg_switch_wal()");
+            assert!(std::time::Instant::now() < deadline && !job.is_finished(), "no WAL stored");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        cancel.cancel();
+        job.join().unwrap()
+    });
+    assert_eq!(r.outcome, Outcome::Cancelled, "stopping is a streaming job's normal end: {r:?}");
+    assert!(r.files.unwrap() >= 1 && r.bytes_added.unwrap() > 0, "{r:?}");
+    let repo = f.repo(Role::Reader);
+    let clusters = repo.pg_clusters().unwrap();
+    assert_eq!(clusters.len(), 1);
+    assert!(!repo.list_wal(clusters[0]).unwrap().is_empty());
+    assert!(f.path("state/spool/db").is_dir(), "the default spool is under the state directory");
+}

@@ -305,3 +305,65 @@ fn archive_lag(st: Option<&client::ArchiverStatus>, v: &RepoView, now: Timestamp
     let newest = st.and_then(|s| s.last_archived_time).max(v.newest_stored)?;
     Some(u64::try_from(now.duration_since(newest).as_secs()).unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn status(archived: Option<(&str, &str)>, current: Option<&str>) -> client::ArchiverStatus {
+        client::ArchiverStatus {
+            last_archived: archived.map(|a| a.0.to_owned()),
+            last_archived_time: archived.map(|a| ts(a.1)),
+            last_failed: None,
+            last_failed_time: None,
+            failed_count: 0,
+            current_wal: current.map(str::to_owned),
+        }
+    }
+
+    const SEG1: &str = "000000010000000000000001";
+    const SEG2: &str = "000000010000000000000002";
+    const SEG3: &str = "000000010000000000000003";
+
+    #[test]
+    fn the_lag_counts_from_the_newest_archived_by_either_way() {
+        let now = ts("2026-12-05T12:10:00Z");
+        let repo = RepoView {
+            newest: Some(SEG1.into()),
+            newest_complete: Some(SEG1.into()),
+            newest_stored: Some(ts("2026-12-05T12:00:00Z")),
+            ..RepoView::default()
+        };
+        // The server archived later than the repository's newest (the same file, pushed).
+        let st = status(Some((SEG2, "2026-12-05T12:05:00Z")), Some(SEG3));
+        assert_eq!(archive_lag(Some(&st), &repo, now), Some(300));
+        // The server unreachable: the repository's view alone.
+        assert_eq!(archive_lag(None, &repo, now), Some(600));
+        // Nothing archived anywhere.
+        assert_eq!(archive_lag(Some(&status(None, Some(SEG1))), &RepoView::default(), now), None);
+    }
+
+    #[test]
+    fn an_idle_server_does_not_lag() {
+        let now = ts("2026-12-05T18:00:00Z");
+        let repo = RepoView::default();
+        // The server's write position is still at the end of the last archived segment.
+        let st = status(Some((SEG2, "2026-12-05T12:00:00Z")), Some(SEG2));
+        assert_eq!(archive_lag(Some(&st), &repo, now), Some(0));
+        // It wrote into the next one: the wait counts.
+        let st = status(Some((SEG2, "2026-12-05T12:00:00Z")), Some(SEG3));
+        assert_eq!(archive_lag(Some(&st), &repo, now), Some(6 * 3600));
+        // A .partial (streaming) is not a complete segment: its time counts.
+        let repo = RepoView {
+            newest: Some(format!("{SEG3}.partial")),
+            newest_complete: Some(SEG2.into()),
+            newest_stored: Some(ts("2026-12-05T17:59:50Z")),
+            ..RepoView::default()
+        };
+        assert_eq!(archive_lag(Some(&status(None, Some(SEG3))), &repo, now), Some(10));
+    }
+}

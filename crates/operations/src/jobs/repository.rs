@@ -115,3 +115,30 @@ fn open_store(config: &Config, name: &str, role: Role) -> Result<Arc<dyn ObjectS
     let opened = coffer_store::open_store(&req).map_err(store_err)?;
     Ok(opened.handle.into_shared())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Schedule;
+
+    fn job(read: Option<&str>) -> VerifyJob {
+        VerifyJob {
+            schedule: Schedule::parse("daily").unwrap(),
+            random_delay: None,
+            timeout: None,
+            retries: None,
+            read_data: read.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn read_data_is_all_a_percentage_or_nothing() {
+        assert_eq!(read_data(None), Ok(ReadData::None));
+        assert_eq!(read_data(Some(&job(None))), Ok(ReadData::None));
+        assert_eq!(read_data(Some(&job(Some("all")))), Ok(ReadData::All));
+        assert_eq!(read_data(Some(&job(Some("5%")))), Ok(ReadData::Subset(0.05)));
+        let e = read_data(Some(&job(Some("most")))).unwrap_err();
+        assert!(e.contains("verify.read-data") && e.contains("most"), "{e}");
+        assert!(read_data(Some(&job(Some("150%")))).is_err());
+    }
+}
