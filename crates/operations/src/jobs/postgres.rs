@@ -130,6 +130,8 @@ struct RepoView {
     /// The newest archived complete segment (not `.partial`).
     newest_complete: Option<String>,
     gaps: Vec<String>,
+    /// How many segments are archived (`.partial` ones too).
+    segments: u64,
     /// The segment `pg restore --latest` lacks.
     missing_for_latest: Option<String>,
 }
@@ -175,6 +177,7 @@ fn ask_repository(repo: &Repository, sysid: Option<u64>, name: &str, ctl: &JobCo
         newest,
         newest_stored,
         newest_complete,
+        segments: wal.segments().count() as u64,
         gaps: wal.gaps().into_iter().map(|g| g.name(wal.seg_size)).collect(),
         missing_for_latest,
     })
@@ -287,7 +290,7 @@ pub(super) fn archive_check(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) 
             d,
         );
     }
-    Ok(Done { files: Some(view.newest.is_some().into()), details: d, ..Done::default() })
+    Ok(Done { files: Some(view.segments), details: d, ..Done::default() })
 }
 
 /// The archive lag in seconds: `now` minus the newest of the server's last archived time
