@@ -310,6 +310,14 @@ fn a_base_backup_job_and_the_archive_check_on_a_real_server_as_root() {
     assert_eq!(c.outcome, Outcome::Failed, "{c:?}");
     assert_eq!((c.error_class.as_deref(), c.details["archive_problem"].as_str()), (Some("archive"), "lagging"));
     assert!(c.error.as_deref().unwrap().contains("lags"), "{c:?}");
+
+    // The same server checked against another repository, which holds none of its WAL:
+    // archiving elsewhere restores nothing from there.
+    let other = Fixture::new();
+    let c = other.run(&other.config(&pg_source(&server.conninfo(), "15m")), "db/archive-check", &JobControl::none());
+    assert_eq!(c.outcome, Outcome::Failed, "{c:?}");
+    assert_eq!(c.details["archive_problem"], "none-archived", "{c:?}");
+    assert!(!c.details["last_archived_wal"].is_empty() && c.details["recovery_window_start"].is_empty(), "{c:?}");
 }
 
 #[test]

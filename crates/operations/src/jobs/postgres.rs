@@ -267,7 +267,8 @@ pub(super) fn archive_check(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) 
         }
     }
     let threshold = s.archive_lag_alert.as_secs();
-    let Some(lag) = lag else {
+    // WAL the server archived elsewhere restores nothing from this repository.
+    let (Some(lag), Some(_)) = (lag, &view.newest) else {
         return verdict("none-archived", format!("no WAL of {name} is archived in repository {}", spec.repository), d);
     };
     if lag > threshold {
