@@ -159,6 +159,8 @@ fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
     }
     let class = if cause.is::<IntegrityError>() {
         ErrorClass::Integrity
+    } else if let Some(e) = cause.downcast_ref::<crate::ops::run::JobFailed>() {
+        e.class
     } else if let Some(e) = cause.downcast_ref::<StoreError>() {
         e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_repository::RepoError>() {

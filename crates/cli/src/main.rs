@@ -139,6 +139,8 @@ enum Command {
     /// Show each job's last success and failure, next run, and PostgreSQL recovery windows
     /// (exit 9 when anything is failing or overdue)
     Status(ops::status::StatusArgs),
+    /// Run one job of the policy file now and print its record (kept for `coffer status`)
+    Run(ops::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -192,6 +194,7 @@ fn main() -> ExitCode {
         Command::Man(args) => ops::packaging::man(Cli::command(), &args),
         Command::Ledger(args) => ops::ledger::run(g, r, &args),
         Command::Status(args) => ops::status::run(g, &args),
+        Command::Run(args) => ops::run::run(g, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

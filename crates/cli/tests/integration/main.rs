@@ -21,6 +21,7 @@ mod json_contract;
 mod locks;
 mod objects;
 mod ops_config;
+mod ops_jobs;
 mod ops_ledger;
 mod ops_metrics;
 mod ops_status;
