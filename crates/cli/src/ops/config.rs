@@ -36,7 +36,10 @@ pub fn run(global: &Global, args: &ConfigArgs) -> Result<()> {
     let config = super::load_config(global)?;
     let mut out = Output::new(global.json);
     match args.command {
-        ConfigCommand::Check => check(&mut out, &path, &config)?,
+        ConfigCommand::Check => {
+            config.require_jobs()?;
+            check(&mut out, &path, &config)?;
+        }
         ConfigCommand::Show => {
             let shown = coffer_operations::config::redacted(&config);
             if out.json() {

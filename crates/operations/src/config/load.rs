@@ -184,11 +184,6 @@ impl Places<'_> {
             None => ConfigError::At { path: self.path.to_path_buf(), at: Location { line: 1, column: 1 }, message },
         }
     }
-
-    /// An error about the whole file.
-    pub(super) fn file_error(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError::File { path: self.path.to_path_buf(), message: message.into() }
-    }
 }
 
 /// The parsed document (after overrides), to find where a key or value is.

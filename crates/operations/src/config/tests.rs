@@ -185,7 +185,8 @@ fn heartbeat_jobs_exist() {
 
 #[test]
 fn at_least_one_job() {
-    let e = parse("[repositories.main]\nlocation = \"/srv/vault\"\n").unwrap_err();
+    let c = Config::parse("[repositories.main]\nlocation = \"/srv/vault\"\n", Path::new("c.toml")).unwrap();
+    let e = c.require_jobs().unwrap_err().to_string();
     assert!(e.starts_with("c.toml: no jobs"), "{e}");
 }
 
