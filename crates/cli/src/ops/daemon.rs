@@ -2,7 +2,7 @@
 //!
 //! The CLI's part is the process: it reads the policy file, turns SIGTERM/SIGINT into a
 //! clean shutdown and SIGHUP into a reload (messages to the library's loop, which handles no
-//! signal itself), installs the log subscriber, and exits 0 after a clean shutdown. A second
+//! signal itself), and exits 0 after a clean shutdown. A second
 //! SIGTERM/SIGINT during the shutdown exits at once (130): the runs it cuts short were not
 //! recorded as handled and run again at the next start.
 
@@ -10,7 +10,7 @@ use crate::Global;
 use anyhow::Result;
 use clap::Args;
 use coffer_operations::daemon::Control;
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 
 /// `coffer daemon`.
 #[derive(Debug, Args)]
@@ -23,25 +23,12 @@ pub struct DaemonArgs {
 
 /// Runs `coffer daemon`.
 pub fn run(global: &Global, args: &DaemonArgs) -> Result<()> {
-    init_logs();
     let config = super::load_config(global)?;
     let (tx, rx) = crossbeam_channel::unbounded();
     signals(tx)?;
     let options = coffer_operations::daemon::Options { once: args.once };
     coffer_operations::daemon::run_with_options(config, &rx, coffer_store::Clock::from_env(), options)?;
     Ok(())
-}
-
-/// Log events to stderr (`COFFER_LOG` filters, default `info`), unless a subscriber is
-/// already installed.
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        .try_init();
 }
 
 /// SIGTERM and SIGINT: shutdown (a second one: exit at once); SIGHUP: reload.

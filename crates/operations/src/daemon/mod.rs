@@ -79,6 +79,9 @@ pub enum DaemonError {
         /// Why.
         source: std::io::Error,
     },
+    /// The policy file declares no job.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The local state failed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -108,6 +111,7 @@ impl DaemonError {
         match self {
             Self::AlreadyRunning { .. } => ErrorClass::Conflict,
             Self::Lock { .. } => ErrorClass::Io,
+            Self::Config(e) => e.class(),
             Self::State(e) => e.class(),
             Self::Alerts(_) | Self::TimeZone { .. } => ErrorClass::Invalid,
             Self::Metrics(e) => e.class(),
@@ -162,6 +166,7 @@ pub fn run_with(
     options: Options,
     job: RunFn,
 ) -> Result<(), DaemonError> {
+    config.require_jobs()?;
     let dir = crate::state::state_dir(config.daemon.state_dir.as_deref())?;
     let lock = lock::acquire(&dir)?;
     let state = Arc::new(State::open(&dir)?);
@@ -213,7 +218,9 @@ pub fn run_with(
     };
     tracing::info!(state_dir = %dir.display(), lock = %lock.path().display(), pid = std::process::id(),
         "coffer daemon starting");
+    d.shared.metrics.daemon_started(d.shared.clock.now());
     d.install_jobs()?;
+    crate::logs::daemon_started(d.config.path.as_deref().unwrap_or(std::path::Path::new("")), d.job_count());
     d.run_loop(control);
     d.shutdown();
     drop(lock);
@@ -291,17 +298,6 @@ fn lane(spec: &JobSpec) -> Option<String> {
     }
 }
 
-/// A random delay up to `max` (none: start at the slot).
-fn jitter(max: Option<Duration>) -> Duration {
-    let Some(max) = max.filter(|m| !m.is_zero()) else { return Duration::ZERO };
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        return Duration::ZERO;
-    }
-    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(u64::from_le_bytes(b) % nanos.max(1))
-}
-
 /// `to - from` as a sleep (zero when `to` is past).
 fn until(from: Timestamp, to: Timestamp) -> Duration {
     Duration::try_from(to.duration_since(from)).unwrap_or(Duration::ZERO)
@@ -376,7 +372,39 @@ impl Daemon {
             self.supervisors.insert(id, sup);
         }
         tracing::info!(jobs = self.jobs.len(), continuous = self.supervisors.len(), "jobs scheduled");
+        self.metrics_for_jobs();
         Ok(())
+    }
+
+    fn job_count(&self) -> usize {
+        self.jobs.len() + self.supervisors.len()
+    }
+
+    /// The metrics of the configuration now in force: its alert targets, its jobs (with
+    /// their last run from the local history, so a restart does not blank the "last"
+    /// gauges), and no series of jobs that left it.
+    fn metrics_for_jobs(&mut self) {
+        let m = &self.shared.metrics;
+        let a = &self.config.alerts;
+        for name in a.webhook.keys().chain(a.email.keys()).chain(a.command.keys()).chain(a.heartbeat.keys()) {
+            m.add_target(name);
+        }
+        let specs: Vec<JobSpec> = self
+            .jobs
+            .values()
+            .map(|j| j.spec.clone())
+            .chain(self.supervisors.values().map(|s| s.spec.clone()))
+            .collect();
+        m.retain_jobs(&specs);
+        let done = [Outcome::Success, Outcome::Warning, Outcome::Failed, Outcome::TimedOut];
+        for spec in &specs {
+            match self.shared.state.last_run(&spec.id, &done) {
+                Ok(Some(r)) => m.seed_last_run(&r),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(job = %spec.id, error = %e, "cannot read the job's last run"),
+            }
+        }
+        self.last_status = None;
     }
 
     fn run_loop(&mut self, control: &Receiver<Control>) {
@@ -414,6 +442,7 @@ impl Daemon {
     /// Decides, for every scheduled job, what is due at `now`.
     fn plan(&mut self, now: Timestamp, startup: bool) {
         let catch_up = self.config.daemon.catch_up;
+        let mut refresh = false;
         let mut to_persist = Vec::new();
         let mut new_pending = Vec::new();
         for job in self.jobs.values_mut() {
@@ -430,6 +459,7 @@ impl Daemon {
             let due = scheduler::due(schedule, &self.tz, job.pointer, now, pass);
             let Some(newest) = due.newest else { continue };
             job.pointer = newest;
+            refresh = true;
             if let Some(why) = due.why {
                 self.shared.missed(&job.spec, &due.missed, due.missed_total, why);
             }
@@ -439,7 +469,8 @@ impl Daemon {
                     ctx: self.ctx.clone(),
                     slot,
                     late: due.late,
-                    not_before: Instant::now() + jitter(job.spec.random_delay),
+                    not_before: Instant::now()
+                        + job.spec.random_delay.map_or(Duration::ZERO, crate::schedule::random_delay),
                 }),
                 // Nothing runs for these slots: they are handled once recorded.
                 None if !busy => to_persist.push((id.clone(), newest)),
@@ -450,6 +481,9 @@ impl Daemon {
             self.persist(&id, slot);
         }
         self.pending.extend(new_pending);
+        if refresh {
+            self.last_status = None;
+        }
     }
 
     /// Starts the waiting runs whose delay is over, within the overall limit and one per
@@ -529,6 +563,8 @@ impl Daemon {
         }
         let slot = self.jobs.get(&d.job).map_or(r.slot, |j| j.pointer.max(r.slot));
         self.persist(&d.job, slot);
+        // The job's next run and overdue flag change with its run: refresh them now.
+        self.last_status = None;
     }
 
     /// Job status to the metrics; the daemon's own heartbeat.
@@ -587,7 +623,7 @@ impl Daemon {
             return;
         };
         tracing::info!(config = %path.display(), "reloading the configuration");
-        let new = crate::config::Config::load(&path).and_then(|c| {
+        let new = crate::config::Config::load(&path).and_then(|c| c.require_jobs().map(|()| c)).and_then(|c| {
             // The alert targets are checked by the alerter; a refusal there refuses the file.
             self.shared
                 .alerter
@@ -597,8 +633,7 @@ impl Daemon {
         });
         match new {
             Err(e) => {
-                tracing::error!(config = %path.display(), error = %e,
-                    "the new configuration is refused; the previous one keeps running");
+                crate::logs::config_rejected(&path, &e.to_string());
                 let mut details = BTreeMap::new();
                 details.insert("error".into(), e.to_string());
                 details.insert("config".into(), path.display().to_string());
@@ -624,7 +659,7 @@ impl Daemon {
                     tracing::error!(error = %e, "reloading the jobs failed");
                 }
                 self.shared.alerter.resolve("config-rejected", "coffer.toml accepted on reload");
-                tracing::info!(config = %path.display(), "configuration reloaded");
+                crate::logs::config_reloaded(&path, self.job_count());
             }
         }
     }
@@ -663,6 +698,6 @@ impl Daemon {
         if let Some(s) = self.server.take() {
             s.shutdown();
         }
-        tracing::info!("coffer daemon stopped");
+        crate::logs::daemon_stopped();
     }
 }

@@ -74,16 +74,15 @@ pub struct Dispatch {
 pub fn attempts(shared: &Shared, run: &RunFn, d: &Dispatch) -> RunRecord {
     let started = shared.clock.now();
     shared.alerter.ping(Some(&d.spec.id), Ping::Start);
-    tracing::info!(job = %d.spec.id, late = d.late, "job {} started", d.spec.id);
     let mut attempt = 0u32;
     let mut rec = loop {
         attempt += 1;
+        crate::logs::started(&d.spec, attempt, d.slot, d.late);
         let rec = run(&d.ctx, &d.spec, &d.ctl);
         let transient = rec.error_class.as_deref() == Some("transient");
         if rec.outcome == Outcome::Failed && transient && attempt <= d.spec.retries && !d.ctl.cancel.is_cancelled() {
             let wait = d.backoff.saturating_mul(1u32 << (attempt - 1).min(16));
-            tracing::warn!(job = %d.spec.id, attempt, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                error = rec.error.as_deref().unwrap_or(""), "job {} failed with a transient error; retrying", d.spec.id);
+            crate::logs::retry(&d.spec, attempt, wait, "transient", rec.error.as_deref().unwrap_or(""));
             if sleep_unless_cancelled(&d.ctl, wait) {
                 continue;
             }
@@ -275,6 +274,7 @@ impl Shared {
             return;
         }
         for (i, slot) in slots.iter().enumerate() {
+            crate::logs::missed(spec, *slot);
             let mut details = BTreeMap::new();
             if i + 1 == slots.len() && total > slots.len() as u64 {
                 details.insert("missed_total".into(), total.to_string());
