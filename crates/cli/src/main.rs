@@ -120,6 +120,8 @@ enum Command {
     Iam(iam::IamArgs),
     /// Check or show the policy file (coffer.toml)
     Config(ops::config::ConfigArgs),
+    /// Test the alert targets of the policy file
+    Alert(ops::alert::AlertArgs),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +158,7 @@ fn main() -> ExitCode {
         Command::Pg(args) => pg::run(g, r, args),
         Command::Iam(args) => iam::run(g, args),
         Command::Config(args) => ops::config::run(g, &args),
+        Command::Alert(args) => ops::alert::run(g, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,7 @@ mod default_vault;
 mod json_contract;
 mod locks;
 mod objects;
+mod ops_alert;
 mod pg_archive;
 mod pg_errors;
 mod pg_pitr;
