@@ -171,7 +171,13 @@ fn http_error(e: &ureq::Error) -> DeliveryError {
         ureq::Error::Tls(m) => format!("TLS: {m}"),
         ureq::Error::Rustls(r) => format!("TLS: {r}"),
         ureq::Error::StatusCode(c) => format!("status {c}"),
-        other => format!("{other}").split(" http").next().unwrap_or("request failed").to_owned(),
+        ureq::Error::Http(h) => format!("invalid request: {h}"),
+        ureq::Error::Protocol(p) => format!("protocol: {p}"),
+        ureq::Error::RedirectFailed | ureq::Error::TooManyRedirects => "redirected (not followed)".to_owned(),
+        ureq::Error::InvalidProxyUrl | ureq::Error::ConnectProxyFailed(_) => "proxy failed".to_owned(),
+        ureq::Error::BodyStalled => "the body stalled".to_owned(),
+        // Every other kind may name a URL or a proxy's: only that the request failed is said.
+        _ => "request failed".to_owned(),
     };
     DeliveryError::Http(what)
 }
