@@ -24,7 +24,7 @@ use crate::state::State;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -243,6 +243,10 @@ struct Inner {
     problems: Mutex<BTreeMap<String, OpenProblem>>,
     workers: Mutex<BTreeMap<String, Arc<Worker>>>,
     dropped: AtomicU64,
+    /// Deliveries queued or running, including what each delivery's outcome raises: zero
+    /// only when nothing is left to do (a running delivery that raises `delivery-failing`
+    /// queues it before it stops counting itself).
+    pending: AtomicUsize,
     stopped: Mutex<bool>,
     wake: Condvar,
     drain_until: Mutex<Option<Instant>>,
@@ -299,6 +303,7 @@ impl Alerter {
             problems: Mutex::new(problems),
             workers: Mutex::new(BTreeMap::new()),
             dropped: AtomicU64::new(0),
+            pending: AtomicUsize::new(0),
             stopped: Mutex::new(false),
             wake: Condvar::new(),
             drain_until: Mutex::new(None),
@@ -387,9 +392,7 @@ impl Alerter {
             lock(&w.queue).closed = true;
             w.cv.notify_all();
         }
-        while Instant::now() < deadline && !workers.iter().all(|w| w.idle()) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let _ = self.inner.wait_idle(deadline.saturating_duration_since(Instant::now()));
         // Past the grace, retries' waits end and what is left is abandoned.
         *lock(&self.inner.stopped) = true;
         self.inner.wake.notify_all();
@@ -564,6 +567,8 @@ impl Inner {
         {
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(target_name = %name, what = %describe(&old.payload), dropped_total = total, "alerts: queue full, oldest delivery dropped");
+        } else {
+            self.pending.fetch_add(1, Ordering::SeqCst);
         }
         q.jobs.push_back(Job { spec, payload });
         drop(q);
@@ -576,6 +581,7 @@ impl Inner {
                 let mut q = lock(&w.queue);
                 loop {
                     if q.closed && lock(&self.drain_until).is_some_and(|d| Instant::now() >= d) {
+                        self.pending.fetch_sub(q.jobs.len(), Ordering::SeqCst);
                         q.jobs.clear();
                     }
                     if let Some(job) = q.jobs.pop_front() {
@@ -591,11 +597,9 @@ impl Inner {
             let ok = self.deliver(&w.name, &job);
             let failures = {
                 let mut q = lock(&w.queue);
-                q.busy = false;
                 q.failures = if ok { 0 } else { q.failures.saturating_add(1) };
                 q.failures
             };
-            w.cv.notify_all();
             let problem = delivery_failing_problem(&w.name);
             if ok {
                 if lock(&self.problems).contains_key(&problem) {
@@ -604,6 +608,9 @@ impl Inner {
             } else if failures >= self.plan().failing_after {
                 self.raise(self.delivery_failing(&w.name, &job, failures));
             }
+            lock(&w.queue).busy = false;
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            w.cv.notify_all();
         }
     }
 
@@ -662,8 +669,7 @@ impl Inner {
     fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let workers: Vec<Arc<Worker>> = lock(&self.workers).values().cloned().collect();
-            if workers.iter().all(|w| w.idle()) {
+            if self.pending.load(Ordering::SeqCst) == 0 {
                 return true;
             }
             if Instant::now() >= deadline {

@@ -255,7 +255,8 @@ fn a_down_or_hanging_target_does_not_delay_the_others() {
     assert_eq!(good.wait_for(1, WAIT).len(), 1);
     assert_eq!(hang.wait_for(1, WAIT).len(), 1, "the hanging target got the request and never answers");
     let deadline = Instant::now() + WAIT;
-    while !attempts.lock().unwrap().contains(&("refused".to_owned(), false)) && Instant::now() < deadline {
+    let seen = |t: &str, ok: bool| attempts.lock().unwrap().contains(&(t.to_owned(), ok));
+    while !(seen("refused", false) && seen("good", true)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     let a = attempts.lock().unwrap().clone();
@@ -430,4 +431,25 @@ fn a_full_queue_drops_the_oldest_and_counts() {
     let _ = hang.wait_for(1, WAIT);
     assert!(al.dropped() >= 9, "dropped {}", al.dropped());
     al.shutdown(Duration::ZERO);
+}
+
+#[test]
+fn reload_switches_targets_and_a_bad_config_keeps_the_old() {
+    let (a, b) = (Receiver::start(Answer::Status(200)), Receiver::start(Answer::Status(200)));
+    let f = fixture();
+    let al = f.start(&config(&format!("[webhook.a]\nurl = \"{}\"\n", a.url())));
+    al.raise(event(AlertKind::JobFailed, Severity::Error, "p1", None));
+    assert!(al.wait_idle(WAIT));
+    let bad = config("[[route]]\ntargets = [\"missing\"]\n");
+    assert!(al.reload(&bad).is_err());
+    al.raise(event(AlertKind::JobFailed, Severity::Error, "p2", None));
+    assert!(al.wait_idle(WAIT));
+    assert_eq!(a.requests().len(), 2, "the old configuration stays");
+    al.reload(&config(&format!("[webhook.b]\nurl = \"{}\"\n", b.url()))).unwrap();
+    al.raise(event(AlertKind::JobFailed, Severity::Error, "p3", None));
+    al.resolve("p1", "over");
+    assert!(al.wait_idle(WAIT));
+    assert_eq!(a.requests().len(), 2);
+    let got = bodies(&b.requests());
+    assert_eq!(got.iter().map(|e| (e.problem.as_str(), e.resolved)).collect::<Vec<_>>(), [("p3", false), ("p1", true)]);
 }
