@@ -9,6 +9,7 @@ use super::Ping;
 use crate::config::{CommandTarget, EmailTarget, HeartbeatTarget, SmtpTls, WebhookTarget};
 use crate::event::AlertEvent;
 use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -302,6 +303,9 @@ fn command(t: &CommandTarget, e: &AlertEvent) -> Result<(), DeliveryError> {
     let (program, args) = t.command.split_first().ok_or_else(|| DeliveryError::Command("empty command".into()))?;
     let mut child = Command::new(program)
         .args(args)
+        // Its own process group: a timeout kills whatever it started too (a script's
+        // children), not only the first process.
+        .process_group(0)
         .envs(command_env(e))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -322,6 +326,9 @@ fn command(t: &CommandTarget, e: &AlertEvent) -> Result<(), DeliveryError> {
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(DeliveryError::Command(format!("{program} exited with {status}"))),
             Ok(None) if Instant::now() >= deadline => {
+                if let Some(pid) = rustix::process::Pid::from_raw(child.id().cast_signed()) {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(DeliveryError::Command(format!(

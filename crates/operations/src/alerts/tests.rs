@@ -378,7 +378,8 @@ fn command_is_killed_after_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let pid = dir.path().join("pid");
     let cfg = config(&format!(
-        "[command.slow]\ncommand = [\"/bin/sh\", \"-c\", \"echo $$ > {}; exec sleep 300\"]\ntimeout = \"300ms\"\n",
+        "[command.slow]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 300 & echo $! > {}.child; echo $$ > {}; wait\"]\ntimeout = \"300ms\"\n",
+        pid.display(),
         pid.display()
     ));
     let err = deliver_test(&cfg, "slow", "host1", "2026-01-01T00:00:00Z".parse().unwrap()).unwrap_err();
@@ -387,6 +388,19 @@ fn command_is_killed_after_its_timeout() {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
     // Killed and waited for: no such process any more.
     assert!(stat.is_empty(), "the command still runs: {stat}");
+    // What it started was killed too (its process group); reaped by init, so only its
+    // state is looked at.
+    let child = std::fs::read_to_string(dir.path().join("pid.child")).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
+        let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+        if stat.is_empty() || state == Some('Z') {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the command's child still runs: {stat}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let cfg = config("[command.f]\ncommand = [\"/bin/false\"]\n");
     let err = deliver_test(&cfg, "f", "h", "2026-01-01T00:00:00Z".parse().unwrap()).unwrap_err();
     assert!(err.to_string().contains("exited"), "{err}");
@@ -452,4 +466,44 @@ fn reload_switches_targets_and_a_bad_config_keeps_the_old() {
     assert_eq!(a.requests().len(), 2);
     let got = bodies(&b.requests());
     assert_eq!(got.iter().map(|e| (e.problem.as_str(), e.resolved)).collect::<Vec<_>>(), [("p3", false), ("p1", true)]);
+}
+
+#[test]
+fn the_documented_alerts_section_parses() {
+    let text = r#"
+[alerts]
+repeat-interval = "4h"
+retry-backoff = "5s"
+failing-after = 3
+[alerts.webhook.chat]
+url = "https://hooks.example.org/T0/B0/xyz"
+secret = { file = "/etc/coffer/webhook.key" }
+[alerts.email.ops]
+server = "smtp.example.org"
+tls = "starttls"
+username = "coffer"
+password = { env = "COFFER_SMTP_PASSWORD" }
+from = "Coffer <coffer@example.org>"
+to = ["ops@example.org"]
+[alerts.command.pager]
+command = ["/usr/local/bin/page-oncall", "--team", "storage"]
+retries = 1
+[alerts.heartbeat.alive]
+url = "https://hc-ping.com/UUID2"
+interval = "1m"
+[[alerts.route]]
+kinds = ["job-failed", "verify-problem"]
+min-severity = "error"
+sources = ["db"]
+targets = ["pager", "ops"]
+"#;
+    let c = crate::Config::parse(text, std::path::Path::new("coffer.toml")).unwrap();
+    assert_eq!(c.alerts.retry_backoff, Duration::from_secs(5));
+    assert_eq!(c.alerts.failing_after, 3);
+    assert_eq!(c.alerts.command["pager"].retries, 1);
+    Plan::new(&c.alerts).unwrap();
+    let e = event(AlertKind::JobFailed, Severity::Critical, "p", Some("db"));
+    assert_eq!(route(&c.alerts, &e).unwrap(), ["pager", "ops"]);
+    let err = crate::Config::parse("[alerts]\nfailing-afterr = 3\n", std::path::Path::new("coffer.toml")).unwrap_err();
+    assert!(err.to_string().contains("coffer.toml:2"), "{err}");
 }
