@@ -326,9 +326,10 @@ fn command(t: &CommandTarget, e: &AlertEvent) -> Result<(), DeliveryError> {
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(DeliveryError::Command(format!("{program} exited with {status}"))),
             Ok(None) if Instant::now() >= deadline => {
-                if let Some(pid) = rustix::process::Pid::from_raw(child.id().cast_signed()) {
-                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-                }
+                let _ = rustix::process::kill_process_group(
+                    rustix::process::Pid::from_child(&child),
+                    rustix::process::Signal::KILL,
+                );
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(DeliveryError::Command(format!(

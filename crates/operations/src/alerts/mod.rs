@@ -331,9 +331,7 @@ impl Alerter {
     pub fn ping(&self, job: Option<&str>, ping: Ping) {
         let plan = self.inner.plan();
         for (name, spec) in &plan.targets {
-            if let TargetSpec::Heartbeat(h) = spec
-                && h.job.as_deref() == job
-            {
+            if matches!(spec, TargetSpec::Heartbeat(h) if h.job.as_deref() == job) {
                 self.inner.enqueue(name, spec.clone(), Payload::Ping(ping));
             }
         }
@@ -400,9 +398,8 @@ impl Alerter {
             let _ = t.join();
         }
         for w in &workers {
-            if w.idle()
-                && let Some(t) = lock(&w.thread).take()
-            {
+            let thread = if w.idle() { lock(&w.thread).take() } else { None };
+            if let Some(t) = thread {
                 let _ = t.join();
             }
         }
@@ -562,9 +559,8 @@ impl Inner {
         if q.closed {
             return;
         }
-        if q.jobs.len() >= QUEUE_CAPACITY
-            && let Some(old) = q.jobs.pop_front()
-        {
+        let full = q.jobs.len() >= QUEUE_CAPACITY;
+        if let Some(old) = if full { q.jobs.pop_front() } else { None } {
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(target_name = %name, what = %describe(&old.payload), dropped_total = total, "alerts: queue full, oldest delivery dropped");
         } else {
@@ -688,9 +684,8 @@ impl Inner {
             let now = Instant::now();
             let mut wait = Duration::from_secs(30);
             for (name, spec) in &plan.targets {
-                if let TargetSpec::Heartbeat(h) = spec
-                    && h.job.is_none()
-                {
+                let TargetSpec::Heartbeat(h) = spec else { continue };
+                if h.job.is_none() {
                     let due = last.get(name).is_none_or(|t| now.duration_since(*t) >= h.interval);
                     if due {
                         self.enqueue(name, spec.clone(), Payload::Ping(Ping::Success));
