@@ -14,7 +14,8 @@
 //! | 5 | not found: no such key or version (or its latest version is a delete marker) |
 //! | 6 | integrity: stored data failed verification, or the audit log chain is broken |
 //! | 7 | backup incomplete: the snapshot was written, but some entries could not be read |
-//! | 8 | security: `verify` found signs of tampering (its `security:` lines name them) |
+//! | 8 | security: `verify` found signs of tampering (its `security:` lines name them); `ledger verify` found a forged or removed record |
+//! | 9 | unhealthy: `status` ran and found a job failing or overdue (any other failure of `status` is 1–6) |
 //! | 126 | `pg wal-fetch` only: any failure but "not archived" (exit 1), so PostgreSQL aborts recovery |
 //! | 130 | cancelled by SIGINT or SIGTERM: one line `coffer: cancelled: …`, nothing acknowledged |
 //!
@@ -44,6 +45,8 @@ pub const INCOMPLETE: u8 = 7;
 
 /// Signs of tampering found.
 pub const SECURITY: u8 = 8;
+/// `coffer status` ran and something is failing or overdue.
+pub const UNHEALTHY: u8 = 9;
 /// Stopped on request (SIGINT/SIGTERM, as a shell reports a process ended by SIGINT):
 /// nothing the command did was acknowledged.
 pub const CANCELLED: u8 = 130;
@@ -90,6 +93,19 @@ impl std::fmt::Display for SecurityError {
 
 impl std::error::Error for SecurityError {}
 
+/// `coffer status` found a job failing or overdue (exit code [`UNHEALTHY`]): a verdict,
+/// distinct from `status` itself failing, so monitoring can tell the two apart.
+#[derive(Debug)]
+pub struct Unhealthy(pub String);
+
+impl std::fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unhealthy {}
+
 /// A command line that parses but asks for something inconsistent (exit code [`USAGE`]).
 #[derive(Debug)]
 pub struct UsageError(pub String);
@@ -121,6 +137,7 @@ enum Verdict {
     Usage,
     Incomplete,
     Security,
+    Unhealthy,
     Class(ErrorClass),
 }
 
@@ -137,8 +154,13 @@ fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
     if cause.is::<crate::repo::backup::Incomplete>() {
         return Some(Verdict::Incomplete);
     }
+    if cause.is::<Unhealthy>() {
+        return Some(Verdict::Unhealthy);
+    }
     let class = if cause.is::<IntegrityError>() {
         ErrorClass::Integrity
+    } else if let Some(e) = cause.downcast_ref::<crate::ops::run::JobFailed>() {
+        e.class
     } else if let Some(e) = cause.downcast_ref::<StoreError>() {
         e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_repository::RepoError>() {
@@ -153,6 +175,12 @@ fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
         e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_sources::postgres::PgError>() {
         e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_operations::ledger::LedgerError>() {
+        e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_operations::state::StateError>() {
+        e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_operations::open::OpenJobError>() {
+        e.class()
     } else {
         return None;
     };
@@ -165,6 +193,7 @@ fn code(v: Verdict) -> u8 {
         Verdict::Usage => USAGE,
         Verdict::Incomplete => INCOMPLETE,
         Verdict::Security => SECURITY,
+        Verdict::Unhealthy => UNHEALTHY,
         Verdict::Class(c) => match c {
             ErrorClass::Integrity => INTEGRITY,
             ErrorClass::Refused => FORBIDDEN,

@@ -26,6 +26,7 @@
 mod alloc;
 mod error;
 mod iam;
+mod logging;
 mod open;
 mod ops;
 mod output;
@@ -79,6 +80,15 @@ struct Global {
     #[arg(long, global = true, env = "COFFER_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// Log lines on stderr: human on a terminal, JSON lines otherwise (auto), or as asked
+    #[arg(long, global = true, env = "COFFER_LOG_FORMAT", value_enum, default_value_t, value_name = "FORMAT")]
+    log_format: logging::LogFormat,
+
+    /// Log level of Coffer's events (off, error, warn, info, debug, trace), or tracing
+    /// filter directives (info,coffer_store=debug)
+    #[arg(long, global = true, env = "COFFER_LOG", default_value = "info", value_name = "LEVEL")]
+    log_level: String,
+
     #[command(flatten)]
     repo: repo::RepoOpts,
 
@@ -122,6 +132,17 @@ enum Command {
     Config(ops::config::ConfigArgs),
     /// Test the alert targets of the policy file
     Alert(ops::alert::AlertArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(ops::packaging::CompletionsArgs),
+    /// Print the man page coffer(1), or write every page into --out DIR
+    Man(ops::packaging::ManArgs),
+    /// List the job runs recorded in the repository's ledger, or verify the ledger
+    Ledger(ops::ledger::LedgerArgs),
+    /// Show each job's last success and failure, next run, and PostgreSQL recovery windows
+    /// (exit 9 when anything is failing or overdue)
+    Status(ops::status::StatusArgs),
+    /// Run one job of the policy file now and print its record (kept for `coffer status`)
+    Run(ops::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -134,11 +155,24 @@ fn main() -> ExitCode {
     alloc::tune();
     let g = &cli.global;
     let r = &g.repo;
+    if let Err(e) = logging::init(g.log_format, &g.log_level) {
+        return error::report(&e);
+    }
     // A point in time is a view for reading a repository; where nothing reads one through
     // it, the flag would be silently ignored.
-    if let (Some(_), Command::Prune(_) | Command::Vault(_) | Command::Iam(_)) = (r.as_of, &cli.command) {
+    if let (
+        Some(_),
+        Command::Prune(_)
+        | Command::Vault(_)
+        | Command::Iam(_)
+        | Command::Status(_)
+        | Command::Config(_)
+        | Command::Completions(_)
+        | Command::Man(_),
+    ) = (r.as_of, &cli.command)
+    {
         let e = anyhow::Error::new(error::UsageError(
-            "--as-of is for the commands that read a repository (snapshots, ls, diff, dump, stats, restore, verify, key list, pg info/restore/wal-fetch)".into(),
+            "--as-of is for the commands that read a repository (snapshots, ls, diff, dump, stats, restore, verify, key list, ledger, pg info/restore/wal-fetch)".into(),
         ));
         return error::report(&e);
     }
@@ -159,6 +193,11 @@ fn main() -> ExitCode {
         Command::Iam(args) => iam::run(g, args),
         Command::Config(args) => ops::config::run(g, &args),
         Command::Alert(args) => ops::alert::run(g, &args),
+        Command::Completions(args) => ops::packaging::completions(Cli::command(), &args),
+        Command::Man(args) => ops::packaging::man(Cli::command(), &args),
+        Command::Ledger(args) => ops::ledger::run(g, r, &args),
+        Command::Status(args) => ops::status::run(g, &args),
+        Command::Run(args) => ops::run::run(g, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -674,3 +674,69 @@ pub struct IamPolicies<'a> {
     /// The bucket policy.
     pub bucket_policy: &'a coffer_store::iam::PolicyDocument,
 }
+
+// ---------------------------------------------------------------- config
+
+/// `coffer config check --json`.
+#[derive(Serialize)]
+pub struct ConfigCheck {
+    /// The file checked.
+    pub path: String,
+    /// Always true (an invalid file is an error, not a document).
+    pub valid: bool,
+    /// The zone calendar schedules are read in (IANA name, or the system's).
+    pub timezone: String,
+    /// Every job, in the order `coffer_operations::jobs` gives.
+    pub jobs: Vec<ConfigJob>,
+}
+
+/// One job of `coffer config check --json`.
+#[derive(Serialize)]
+pub struct ConfigJob {
+    /// `OWNER/KIND`.
+    pub id: String,
+    /// `backup`, `base-backup`, `stream`, `archive-check`, `verify`, `prune`.
+    pub kind: &'static str,
+    /// The source (none for a repository's jobs).
+    pub source: Option<String>,
+    /// The repository.
+    pub repository: String,
+    /// The schedule as written; none for a continuous job.
+    pub schedule: Option<String>,
+    /// The next scheduled instant after now (RFC 3339); none for a continuous job.
+    pub next_run: Option<String>,
+}
+
+/// `coffer config show --json`: the effective configuration with its keys in snake_case.
+/// The names the user chose (repositories, sources, alert targets, roles) are map keys and
+/// keep their spelling, like any other value.
+pub fn config_doc(config: &coffer_operations::Config) -> serde_json::Result<serde_json::Value> {
+    /// Whether the keys of the object at `path` are the user's names rather than fields.
+    fn names_at(path: &[String]) -> bool {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        matches!(
+            p.as_slice(),
+            ["repositories" | "files" | "postgres"]
+                | ["alerts", "webhook" | "email" | "command" | "heartbeat"]
+                | ["repositories", _, "credentials"]
+        )
+    }
+    fn snake(v: serde_json::Value, path: &mut Vec<String>) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let names = names_at(path);
+                let mut out = serde_json::Map::new();
+                for (k, v) in m {
+                    path.push(k.clone());
+                    let v = snake(v, path);
+                    path.pop();
+                    out.insert(if names { k } else { k.replace('-', "_") }, v);
+                }
+                serde_json::Value::Object(out)
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(|v| snake(v, path)).collect()),
+            other => other,
+        }
+    }
+    Ok(snake(serde_json::to_value(config)?, &mut Vec::new()))
+}

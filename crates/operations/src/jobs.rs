@@ -1,13 +1,33 @@
 //! Jobs: what the policy file asks to run ([`jobs`]), and running one ([`run_job`]) through
 //! the same library calls the commands make.
 //!
-//! Invariant guarded here: a job runs with the role its work needs and no other (backups
-//! and base backups as `writer`, prune as `pruner`, verify as `reader`), so separation of
-//! duties holds for the daemon as for the commands.
+//! Invariants guarded here:
+//! - a job runs with the role its work needs and no other (backups, base backups and
+//!   streaming as `writer`, prune as `pruner`, verify and the archive check as `reader`),
+//!   so separation of duties holds for the daemon as for the commands;
+//! - every attempt ends in one complete [`RunRecord`]: a failure is a record with its error
+//!   class and a one-line message (the libraries' errors, which never hold a secret), never
+//!   a panic or a missing record; a cancelled job is `cancelled`, having acknowledged
+//!   nothing (the libraries commit nothing once cancelled).
+//!
+//! The bodies live in `jobs/files.rs` (backup), `jobs/repository.rs` (verify, prune) and
+//! `jobs/postgres.rs` (base backup, stream, archive check); the record's fields and
+//! `details` keys are documented in `docs/operations.md`, "Jobs".
+
+mod files;
+mod postgres;
+mod repository;
+
+pub use postgres::{ARCHIVE_CLASS, ARCHIVE_KEYS};
+pub use repository::read_data;
 
 use crate::config::{Archiving, Config, JobSchedule};
-use crate::event::{JobKind, job_id};
+use crate::event::{JobKind, Outcome, RunRecord, job_id};
 use crate::schedule::Schedule;
+use coffer_repository::{Event, JobControl};
+use coffer_store::ErrorClass;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One job the policy file declares.
@@ -109,17 +129,29 @@ pub struct JobContext {
     pub clock: coffer_store::Clock,
 }
 
+/// How many warnings (or verify problems) a record quotes in `details` (`warning_1`, …).
+pub const QUOTED: usize = 5;
+
 /// Runs one attempt of `spec` and returns its record (outcome, error class and message,
-/// numbers, snapshot). Retries, timeouts and the `scheduled`/`late` fields are the caller's
-/// (the daemon's): it cancels through `ctl` and sets them.
-///
-/// INTERFACE (being built): the body lands with the jobs work.
+/// numbers, snapshot). Retries, timeouts and the `scheduled`/`late`/`attempts` fields are
+/// the caller's (the daemon's): it cancels through `ctl` and sets them. A cancelled attempt
+/// is [`Outcome::Cancelled`] (the daemon turns its own timeout into `timed-out`).
 #[must_use]
-pub fn run_job(ctx: &JobContext, spec: &JobSpec, ctl: &coffer_repository::JobControl) -> crate::event::RunRecord {
-    let _ = ctl;
-    let now = ctx.clock.now();
-    crate::event::RunRecord {
-        version: crate::event::RunRecord::VERSION,
+pub fn run_job(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> RunRecord {
+    let started = ctx.clock.now();
+    tracing::debug!(job = %spec.id, "job {} starting", spec.id);
+    let tally = Arc::new(Tally::default());
+    let ctl = tally.wrap(ctl);
+    let result = match spec.kind {
+        JobKind::Backup => files::backup(ctx, spec, &ctl),
+        JobKind::Verify => repository::verify(ctx, spec, &ctl),
+        JobKind::Prune => repository::prune(ctx, spec, &ctl),
+        JobKind::BaseBackup => postgres::base_backup(ctx, spec, &ctl),
+        JobKind::Stream => postgres::stream(ctx, spec, &ctl),
+        JobKind::ArchiveCheck => postgres::archive_check(ctx, spec, &ctl),
+    };
+    let mut record = RunRecord {
+        version: RunRecord::VERSION,
         run_id: crate::event::random_id(),
         job: spec.id.clone(),
         kind: spec.kind,
@@ -128,17 +160,217 @@ pub fn run_job(ctx: &JobContext, spec: &JobSpec, ctl: &coffer_repository::JobCon
         host: ctx.host.clone(),
         scheduled: None,
         late: false,
-        started: now,
-        finished: now,
-        outcome: crate::event::Outcome::Failed,
+        started,
+        finished: started,
+        outcome: Outcome::Success,
         attempts: 1,
-        error_class: Some("other".into()),
-        error: Some(format!("job kind {} is not runnable yet", spec.kind)),
+        error_class: None,
+        error: None,
         files: None,
         bytes_read: None,
         bytes_added: None,
         snapshot: None,
         warnings: 0,
-        details: std::collections::BTreeMap::new(),
+        details: BTreeMap::new(),
+    };
+    let (observed, first) = tally.warnings();
+    match result {
+        Ok(done) => {
+            let count = observed.max(done.warnings.len() as u64);
+            let quoted = if done.warnings.is_empty() { first } else { done.warnings };
+            record.outcome = if done.warned || count > 0 { Outcome::Warning } else { Outcome::Success };
+            record.files = done.files.or_else(|| tally.objects());
+            record.bytes_read = done.bytes_read;
+            record.bytes_added = done.bytes_added.or_else(|| tally.objects().map(|_| tally.object_bytes()));
+            record.snapshot = done.snapshot;
+            record.warnings = count;
+            record.details = done.details;
+            quote(&mut record.details, "warning", &quoted);
+        }
+        Err(f) => {
+            record.outcome =
+                if f.class == ErrorClass::Cancelled.as_str() { Outcome::Cancelled } else { Outcome::Failed };
+            record.files = tally.objects();
+            record.bytes_added = tally.objects().map(|_| tally.object_bytes());
+            record.warnings = observed;
+            record.details = f.details;
+            quote(&mut record.details, "warning", &first);
+            record.error_class = Some(f.class);
+            record.error = Some(f.error);
+        }
+    }
+    record.finished = ctx.clock.now();
+    record
+}
+
+/// `KEY_1` … `KEY_N`: the first [`QUOTED`] items.
+fn quote(details: &mut BTreeMap<String, String>, key: &str, items: &[String]) {
+    for (i, w) in items.iter().take(QUOTED).enumerate() {
+        details.insert(format!("{key}_{}", i + 1), one_line(w));
+    }
+}
+
+/// What a job's work produced, for its record.
+#[derive(Debug, Default)]
+struct Done {
+    /// Done, but not everything (outcome `warning`) even without a warning message.
+    warned: bool,
+    files: Option<u64>,
+    bytes_read: Option<u64>,
+    bytes_added: Option<u64>,
+    snapshot: Option<String>,
+    /// The report's warnings (those the observer saw count when this is empty).
+    warnings: Vec<String>,
+    details: BTreeMap<String, String>,
+}
+
+/// Why a job failed: the class's name (an [`ErrorClass`] name, or `archive` for the archive
+/// check's verdict), one line, and the facts known.
+#[derive(Debug)]
+struct Failure {
+    class: String,
+    error: String,
+    details: BTreeMap<String, String>,
+}
+
+impl Failure {
+    /// A library error: its class and its chain, one line.
+    fn of(e: &(dyn std::error::Error + 'static), class: ErrorClass) -> Self {
+        Self { class: class.as_str().to_owned(), error: chain(e), details: BTreeMap::new() }
+    }
+
+    /// A failure of class `class` with this message.
+    fn new(class: &str, error: impl Into<String>) -> Self {
+        Self { class: class.to_owned(), error: one_line(&error.into()), details: BTreeMap::new() }
+    }
+
+    fn with(mut self, details: BTreeMap<String, String>) -> Self {
+        self.details.extend(details);
+        self
+    }
+}
+
+impl From<crate::open::OpenJobError> for Failure {
+    fn from(e: crate::open::OpenJobError) -> Self {
+        let class = e.class();
+        Self::of(&e, class)
+    }
+}
+
+/// An error and its sources joined with ": ", skipping a source whose text the message
+/// already holds (many errors print their source themselves), on one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        let t = c.to_string();
+        if !t.is_empty() && !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        next = c.source();
+    }
+    one_line(&s)
+}
+
+/// `s` with its line breaks (a server's multi-line message) turned into spaces.
+fn one_line(s: &str) -> String {
+    s.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Counts what a job reports through its observer (warnings, objects stored), passing every
+/// event on to the caller's observer: the numbers of jobs whose report does not carry them
+/// (streaming ends only by cancellation or failure) or that fail part-way.
+#[derive(Default)]
+struct Tally {
+    inner: Mutex<TallyInner>,
+}
+
+#[derive(Default)]
+struct TallyInner {
+    warnings: u64,
+    first: Vec<String>,
+    objects: Option<u64>,
+    object_bytes: u64,
+}
+
+impl Tally {
+    /// `ctl` with this tally watching (the same cancellation token).
+    fn wrap(self: &Arc<Self>, ctl: &JobControl) -> JobControl {
+        let me = Arc::clone(self);
+        let outer = Arc::clone(&ctl.observer);
+        let observer = move |e: &Event<'_>| {
+            me.event(e);
+            outer.event(e);
+        };
+        JobControl { observer: Arc::new(observer), cancel: ctl.cancel.clone() }
+    }
+
+    fn event(&self, e: &Event<'_>) {
+        let mut t = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match e {
+            Event::Warning { item, message } => {
+                t.warnings += 1;
+                if t.first.len() < QUOTED {
+                    t.first.push(if item.is_empty() { (*message).to_owned() } else { format!("{item}: {message}") });
+                }
+            }
+            Event::Object { action: "stored", bytes, .. } => {
+                *t.objects.get_or_insert(0) += 1;
+                t.object_bytes += bytes;
+            }
+            _ => {}
+        }
+    }
+
+    fn warnings(&self) -> (u64, Vec<String>) {
+        let t = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (t.warnings, t.first.clone())
+    }
+
+    fn objects(&self) -> Option<u64> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).objects
+    }
+
+    fn object_bytes(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).object_bytes
+    }
+}
+
+/// The source `spec` names in `config`'s table `table`.
+fn source<'a, T>(table: &'a BTreeMap<String, T>, spec: &JobSpec) -> Result<&'a T, Failure> {
+    let name = spec.source.as_deref().unwrap_or_default();
+    table.get(name).ok_or_else(|| {
+        Failure::new(ErrorClass::Invalid.as_str(), format!("job {}: source {name:?} is not in coffer.toml", spec.id))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {0}: {1}")]
+    struct Outer(&'static str, #[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("permission denied")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("backup failed")]
+    struct Wrapper(#[source] Outer);
+
+    #[test]
+    fn error_chains_are_one_line_without_repeats() {
+        assert_eq!(chain(&Outer("/x", Inner)), "cannot read /x: permission denied");
+        assert_eq!(chain(&Wrapper(Outer("/x", Inner))), "backup failed: cannot read /x: permission denied");
+        assert_eq!(one_line("FATAL: no\n  DETAIL: more\n"), "FATAL: no DETAIL: more");
+    }
+
+    #[test]
+    fn error_class_names_are_kebab_case() {
+        assert_eq!(ErrorClass::NotFound.as_str(), "not-found");
+        assert_eq!(ErrorClass::Cancelled.as_str(), "cancelled");
     }
 }

@@ -3,10 +3,21 @@
 //!
 //! Invariant guarded here: a record reaches the repository only through the local outbox
 //! ([`crate::state::State::record_run`]), and leaves the outbox only once the repository
-//! holds it; so nothing recorded is lost when the repository is unreachable.
+//! holds it; so nothing recorded is lost when the repository is unreachable. And a record
+//! is appended once: a crash between the append and the outbox's removal leaves the record
+//! in both, and the next flush finds its `run_id` in the ledger and only removes it.
+//!
+//! Records are stored with kind [`RUN`] and the [`RunRecord`] as body (`docs/ledger.md`).
+//! Reading them back ([`read_runs`]) treats every body as hostile: one that does not parse
+//! is a problem to report, never a crash.
 
+use crate::event::RunRecord;
 use crate::state::{State, StateError};
-use coffer_repository::Repository;
+use coffer_repository::{Id, LedgerProblem, LedgerProblemKind, Repository};
+use std::collections::HashSet;
+
+/// The ledger record kind of a job run.
+pub const RUN: &str = "run";
 
 /// Why the ledger could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -19,14 +30,195 @@ pub enum LedgerError {
     Repo(#[from] coffer_repository::RepoError),
 }
 
+impl LedgerError {
+    /// The class of this error: that of what failed.
+    #[must_use]
+    pub fn class(&self) -> coffer_store::ErrorClass {
+        match self {
+            Self::State(e) => e.class(),
+            Self::Repo(e) => e.class(),
+        }
+    }
+}
+
 /// Appends to `repo`'s ledger every record waiting in `state`'s outbox for repository
 /// `name`, oldest first; returns how many were stored.
 ///
-/// INTERFACE (being built): lands with the ledger work.
+/// A record whose `run_id` the ledger already holds (appended, then the process stopped
+/// before the outbox forgot it) is not appended again, only removed from the outbox.
 ///
 /// # Errors
 /// [`LedgerError`]; what was not stored stays in the outbox.
 pub fn flush_outbox(state: &State, name: &str, repo: &Repository) -> Result<usize, LedgerError> {
-    let _ = (state, name, repo);
-    Ok(0)
+    let pending = state.outbox(name, usize::MAX)?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let mut present = run_ids(repo)?;
+    let mut stored = 0;
+    for (outbox_id, record) in pending {
+        if present.contains(&record.run_id) {
+            tracing::debug!(run_id = %record.run_id, repository = name, "already in the ledger");
+        } else {
+            let body = serde_json::to_value(&record).expect("a run record serialises");
+            let id = repo.append_ledger_as(&record.host, RUN, &body)?;
+            tracing::debug!(run_id = %record.run_id, repository = name, ledger_record = %id, "appended to the ledger");
+            present.insert(record.run_id.clone());
+            stored += 1;
+        }
+        state.outbox_done(outbox_id)?;
+    }
+    Ok(stored)
+}
+
+/// The `run_id`s of the run records the ledger holds (every branch: after a fork, a record
+/// may sit on either).
+fn run_ids(repo: &Repository) -> Result<HashSet<String>, LedgerError> {
+    let view = repo.ledger()?;
+    Ok(view
+        .entries
+        .iter()
+        .filter(|e| e.record.kind == RUN)
+        .filter_map(|e| e.record.body.get("run_id").and_then(serde_json::Value::as_str).map(str::to_owned))
+        .collect())
+}
+
+/// Run records with their ledger ids, in chain order.
+pub type Runs = Vec<(Id, RunRecord)>;
+
+/// Every run record of `repo`'s ledger, in chain order, with its ledger id, and every
+/// problem: those of the chain ([`Repository::ledger`]) and bodies that do not parse as a
+/// run record ([`LedgerProblemKind::BadBody`]). Records of other kinds are passed over.
+///
+/// # Errors
+/// Store errors other than damage.
+pub fn read_runs(repo: &Repository) -> Result<(Runs, Vec<LedgerProblem>), LedgerError> {
+    let view = repo.ledger()?;
+    let mut problems = view.problems;
+    let mut runs = Vec::new();
+    for e in view.entries.into_iter().filter(|e| e.record.kind == RUN) {
+        match serde_json::from_value::<RunRecord>(e.record.body) {
+            Ok(r) if r.version > RunRecord::VERSION => problems.push(LedgerProblem {
+                kind: LedgerProblemKind::NewerFormat,
+                object: repo.ledger_key(&e.id),
+                message: format!("run record format {} is newer than this coffer reads; ignored", r.version),
+            }),
+            Ok(r) => runs.push((e.id, r)),
+            Err(err) => problems.push(LedgerProblem {
+                kind: LedgerProblemKind::BadBody,
+                object: repo.ledger_key(&e.id),
+                message: format!("an authentic record of kind run whose body is not a run record: {err}"),
+            }),
+        }
+    }
+    Ok((runs, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{JobKind, Outcome};
+    use coffer_repository::{InitOptions, KdfParams};
+    use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
+    use std::sync::Arc;
+
+    fn run(n: u32, clock: &Clock) -> RunRecord {
+        RunRecord {
+            version: RunRecord::VERSION,
+            run_id: format!("run{n}"),
+            job: "home/backup".into(),
+            kind: JobKind::Backup,
+            source: Some("home".into()),
+            repository: "main".into(),
+            host: "h1".into(),
+            scheduled: None,
+            late: false,
+            started: clock.now(),
+            finished: clock.now(),
+            outcome: if n % 2 == 0 { Outcome::Success } else { Outcome::Failed },
+            attempts: 1,
+            error_class: None,
+            error: None,
+            files: Some(u64::from(n)),
+            bytes_read: None,
+            bytes_added: None,
+            snapshot: None,
+            warnings: 0,
+            details: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn setup_with_store() -> (tempfile::TempDir, Clock, Repository, State, Arc<dyn ObjectStore>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let w: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
+        let repo = Repository::init(w.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
+        let state = State::open(&tmp.path().join("state")).unwrap();
+        (tmp, clock, repo, state, w)
+    }
+
+    fn setup() -> (tempfile::TempDir, Clock, Repository, State) {
+        let (tmp, clock, repo, state, _) = setup_with_store();
+        (tmp, clock, repo, state)
+    }
+
+    #[test]
+    fn flush_appends_in_order_and_empties_the_outbox() {
+        let (_tmp, clock, repo, state) = setup();
+        for n in 0..3 {
+            state.record_run(&run(n, &clock)).unwrap();
+        }
+        assert_eq!(flush_outbox(&state, "other", &repo).unwrap(), 0, "another repository's outbox");
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 3);
+        assert!(state.outbox("main", 10).unwrap().is_empty());
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 0);
+        let (runs, problems) = read_runs(&repo).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(runs.iter().map(|(_, r)| r.run_id.as_str()).collect::<Vec<_>>(), ["run0", "run1", "run2"]);
+        assert_eq!(runs[1].1, run(1, &clock));
+    }
+
+    /// A crash between the append and `outbox_done`: the record is in the ledger and still
+    /// in the outbox; the next flush removes it without appending it twice.
+    #[test]
+    fn flush_is_idempotent_across_a_crash_between_append_and_outbox_done() {
+        let (_tmp, clock, repo, state) = setup();
+        state.record_run(&run(0, &clock)).unwrap();
+        state.record_run(&run(1, &clock)).unwrap();
+        // What the crashed flush did: appended the first record, then stopped.
+        let (_, first) = state.outbox("main", 1).unwrap().remove(0);
+        repo.append_ledger_as("h1", RUN, &serde_json::to_value(&first).unwrap()).unwrap();
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 1, "only the second is appended");
+        assert!(state.outbox("main", 10).unwrap().is_empty());
+        let (runs, problems) = read_runs(&repo).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(runs.iter().map(|(_, r)| r.run_id.as_str()).collect::<Vec<_>>(), ["run0", "run1"]);
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_run_record_is_a_problem_not_a_crash() {
+        let (_tmp, clock, repo, _state) = setup();
+        repo.append_ledger_as("h1", RUN, &serde_json::json!({ "run_id": 7, "junk": [1, 2] })).unwrap();
+        repo.append_ledger_as("h1", "note", &serde_json::json!("other kinds are passed over")).unwrap();
+        repo.append_ledger_as("h1", RUN, &serde_json::to_value(run(2, &clock)).unwrap()).unwrap();
+        let (runs, problems) = read_runs(&repo).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(problems.iter().map(|p| p.kind).collect::<Vec<_>>(), [LedgerProblemKind::BadBody]);
+    }
+
+    #[test]
+    fn what_the_repository_refuses_stays_in_the_outbox() {
+        let (_tmp, clock, repo, state, store) = setup_with_store();
+        state.record_run(&run(0, &clock)).unwrap();
+        // A handle that cannot write (a view of the past): the append fails.
+        let past = Repository::open_as_of(store, "t", "", b"pw", clock.clone(), Some(clock.now())).unwrap();
+        assert!(flush_outbox(&state, "main", &past).is_err());
+        assert_eq!(state.outbox("main", 10).unwrap().len(), 1, "kept for the next flush");
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 1);
+    }
 }

@@ -41,7 +41,8 @@ pub use options::{PruneOptions, VerifyOptions};
 pub use pack::BlobKind;
 pub use prune::{PruneReport, prune};
 pub use repo::{
-    BlobReader, BlobWriter, ChunkerParams, Config, InitOptions, Repository, RetentionPolicy, SharedReader, humanize,
+    BlobReader, BlobWriter, ChunkerParams, Config, InitOptions, LedgerEntry, LedgerProblem, LedgerProblemKind,
+    LedgerRecord, LedgerView, Repository, RetentionPolicy, SharedReader, humanize,
 };
 pub use retention::{KeepRules, Series};
 pub use snapshot::{ChainLink, NewSnapshot, PG_BASE_VERSION, PgBase, Snapshot, Summary};

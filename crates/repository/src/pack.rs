@@ -298,6 +298,8 @@ pub enum ObjectKind {
     Snapshot = 3,
     /// `pg/SYSID/wal/TLI/NAME`: one PostgreSQL WAL file (raw bytes, see [`seal_bytes`]).
     PgWal = 4,
+    /// `ledger/…`: one record of the job ledger.
+    Ledger = 5,
 }
 
 /// Seals `value` as an enveloped object.

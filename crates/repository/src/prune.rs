@@ -45,7 +45,10 @@ pub struct PruneReport {
     pub skipped: Vec<String>,
 }
 
-const NAMESPACES: [&str; 6] = ["config", "keys/", "data/", "index/", "snapshots/", "pg/"];
+/// Every namespace of a repository. `ledger/` is pruned like the rest: a ledger record is
+/// locked until the retention ceiling past its append (`docs/ledger.md`), so its lock ending
+/// is what makes it old enough to go.
+const NAMESPACES: [&str; 7] = ["config", "keys/", "data/", "index/", "snapshots/", "pg/", "ledger/"];
 
 /// Removes expired versions under `prefix`. `store` must act as the pruner.
 ///

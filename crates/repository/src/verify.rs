@@ -148,6 +148,12 @@ pub fn verify(repo: &Repository, read: ReadData, ctl: &JobControl) -> Result<Ver
     // Every name's versions: delete markers and versions an honest writer never makes.
     security_findings(repo, &mut rep, ctl)?;
 
+    // The job ledger: records that do not authenticate, records removed before their time,
+    // forks (see `Repository::ledger`).
+    for p in repo.ledger()?.problems {
+        problem(&mut rep, p.object, format!("ledger {}: {}", p.kind.as_str(), p.message));
+    }
+
     // Snapshots, including expired ones still present (they anchor the chain), each with
     // when the store created it.
     let mut snaps = Vec::new();
@@ -423,7 +429,7 @@ fn security_findings(repo: &Repository, rep: &mut VerifyReport, ctl: &JobControl
             return Ok(());
         }
         let name = &v.key[prefix.len()..];
-        let hashed = ["keys/", "index/", "snapshots/", "data/"].iter().any(|ns| name.starts_with(ns));
+        let hashed = ["keys/", "index/", "snapshots/", "data/", "ledger/"].iter().any(|ns| name.starts_with(ns));
         if hashed {
             let Some(id) = name.rsplit('/').next().and_then(|h| h.parse::<Id>().ok()) else { return Ok(()) };
             for o in &v.objects {

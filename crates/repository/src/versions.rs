@@ -6,7 +6,7 @@
 //! never take "the latest version" on trust:
 //!
 //! - listings come from the store's *version* listing, so a delete marker hides nothing;
-//! - a content-addressed name (`keys/`, `index/`, `snapshots/`, `data/`) is read from a
+//! - a content-addressed name (`keys/`, `index/`, `snapshots/`, `data/`, `ledger/`) is read from a
 //!   version whose content hashes to the name — any such version, since they are equal;
 //! - a name Coffer writes once but that is not its content's hash (`config`, finished WAL
 //!   files) is read from its **first** version that authenticates: version order and

@@ -166,6 +166,24 @@ impl ErrorClass {
     pub fn is_retryable(self) -> bool {
         self == Self::Transient
     }
+
+    /// The class's stable kebab-case name (`integrity`, `not-found`, `cancelled`): what
+    /// records, logs and metrics carry.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Integrity => "integrity",
+            Self::Refused => "refused",
+            Self::Locked => "locked",
+            Self::NotFound => "not-found",
+            Self::Conflict => "conflict",
+            Self::Transient => "transient",
+            Self::Invalid => "invalid",
+            Self::Io => "io",
+            Self::Other => "other",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// The kinds of failure a caller acts on.

@@ -1,1 +1,187 @@
-//! `coffer ledger`: the job ledger kept in the repository.
+//! `coffer ledger`: the job ledger kept in the repository. It needs only the repository and
+//! its password, so it works on any host, after the backup host is lost. With
+//! `--repository NAME` the repository is opened as the policy file says.
+//!
+//! Everything shown comes from the repository and is hostile input: text is stripped of
+//! control characters before it reaches a terminal.
+
+use crate::Global;
+use crate::error::{IntegrityError, SecurityError, UsageError};
+use crate::output::Output;
+use crate::repo::{RepoOpts, open_repo};
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use coffer_operations::RunRecord;
+use coffer_operations::ledger::read_runs;
+use coffer_repository::{LedgerProblem, LedgerProblemKind, Repository};
+use coffer_store::{Clock, Role};
+use jiff::Timestamp;
+use serde::Serialize;
+
+/// `coffer ledger`.
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    #[command(subcommand)]
+    command: Option<LedgerCommand>,
+
+    /// Only the runs of this job (`home/backup`, `db/base-backup`, `main/verify`)
+    #[arg(long, value_name = "JOB")]
+    job: Option<String>,
+
+    /// Only the runs that started at or after TIME (RFC 3339)
+    #[arg(long, value_name = "TIME", value_parser = crate::parse::time)]
+    since: Option<Timestamp>,
+
+    /// Only the newest N runs (after the other filters)
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+
+    /// The repository of the policy file (coffer.toml) to open, as its [repositories.NAME]
+    /// table says, instead of --repo
+    #[arg(long, value_name = "NAME")]
+    repository: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Check every record and the chain (exit 8 for a forged or removed record, 6 for any
+    /// other problem)
+    Verify,
+}
+
+/// One run as `--json` lists it: the ledger record's id and the run record's fields.
+#[derive(Serialize)]
+struct RunView<'a> {
+    id: String,
+    #[serde(flatten)]
+    run: &'a RunRecord,
+}
+
+#[derive(Serialize)]
+struct ListView<'a> {
+    runs: Vec<RunView<'a>>,
+    problems: &'a [LedgerProblem],
+}
+
+#[derive(Serialize)]
+struct VerifyView<'a> {
+    records: usize,
+    heads: Vec<String>,
+    problems: &'a [LedgerProblem],
+}
+
+/// Runs `coffer ledger …`.
+pub fn run(global: &Global, r: &RepoOpts, args: &LedgerArgs) -> Result<()> {
+    let repo = open(global, r, args)?;
+    match args.command {
+        None => list(global, &repo, args),
+        Some(LedgerCommand::Verify) => verify(global, &repo),
+    }
+}
+
+/// The repository: `--repository NAME` from the policy file, else the repository options.
+fn open(global: &Global, r: &RepoOpts, args: &LedgerArgs) -> Result<Repository> {
+    let Some(name) = &args.repository else { return open_repo(global, r, Role::Reader) };
+    if r.as_of.is_some() {
+        return Err(
+            UsageError("--as-of needs --repo (a repository of the policy file is opened as it is now)".into()).into()
+        );
+    }
+    let config = super::load_config(global)?;
+    let role = global.role.unwrap_or(Role::Reader);
+    Ok(coffer_operations::open::open_repository(&config, name, role, Clock::from_env())?)
+}
+
+fn list(global: &Global, repo: &Repository, args: &LedgerArgs) -> Result<()> {
+    let (runs, problems) = read_runs(repo)?;
+    let mut runs: Vec<_> = runs
+        .iter()
+        .filter(|(_, run)| args.job.as_ref().is_none_or(|j| &run.job == j))
+        .filter(|(_, run)| args.since.is_none_or(|t| run.started >= t))
+        .collect();
+    if let Some(n) = args.limit {
+        runs.drain(..runs.len().saturating_sub(n));
+    }
+    let mut out = Output::new(global.json);
+    if out.json() {
+        let runs = runs.iter().map(|(id, run)| RunView { id: id.to_string(), run }).collect();
+        out.doc(&ListView { runs, problems: &problems })?;
+    } else {
+        out.line(format!(
+            "{:<20} {:<24} {:<10} {:>9} {:<16} {}",
+            "started", "job", "outcome", "duration", "host", "record"
+        ))?;
+        for (id, run) in &runs {
+            out.line(format!(
+                "{:<20} {:<24} {:<10} {:>9} {:<16} {}",
+                run.started.strftime("%Y-%m-%d %H:%M:%S"),
+                clean(&run.job),
+                run.outcome.as_str(),
+                crate::parse::format_period(run.duration()),
+                clean(&run.host),
+                id.short()
+            ))?;
+            if let Some(e) = &run.error {
+                out.line(format!("  {}: {}", run.error_class.as_deref().map_or("error".into(), clean), clean(e)))?;
+            }
+        }
+        out.line(format!("{} runs (times UTC)", runs.len()))?;
+    }
+    out.finish()?;
+    // The runs that could be read are listed; what is wrong is said, and `ledger verify`
+    // fails on it.
+    for p in &problems {
+        eprintln!("coffer: warning: {}", problem_line(p));
+    }
+    Ok(())
+}
+
+fn verify(global: &Global, repo: &Repository) -> Result<()> {
+    let view = repo.ledger()?;
+    // Bodies too: an authentic record of kind run that is not one is a problem.
+    let (_, problems) = read_runs(repo)?;
+    let mut out = Output::new(global.json);
+    if out.json() {
+        let heads = view.heads.iter().map(ToString::to_string).collect();
+        out.doc(&VerifyView { records: view.entries.len(), heads, problems: &problems })?;
+    } else {
+        out.line(format!("{} records, {} head(s)", view.entries.len(), view.heads.len()))?;
+        for p in &problems {
+            out.line(format!("problem: {}", problem_line(p)))?;
+        }
+        if problems.is_empty() {
+            out.line("the ledger is intact")?;
+        }
+    }
+    out.finish()?;
+    let tampered = |p: &&LedgerProblem| matches!(p.kind, LedgerProblemKind::Unauthentic | LedgerProblemKind::Gap);
+    if let Some(first) = problems.iter().find(tampered) {
+        return Err(SecurityError(format!(
+            "the ledger of {} shows {} sign(s) of tampering; first: {}",
+            repo.location(),
+            problems.iter().filter(tampered).count(),
+            problem_line(first)
+        ))
+        .into());
+    }
+    if let Some(first) = problems.first() {
+        return Err(IntegrityError(format!(
+            "the ledger of {} has {} problem(s); first: {}",
+            repo.location(),
+            problems.len(),
+            problem_line(first)
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// `ledger KIND OBJECT: message`, one line.
+fn problem_line(p: &LedgerProblem) -> String {
+    format!("ledger {} {}: {}", p.kind.as_str(), clean(&p.object), clean(&p.message))
+}
+
+/// Text from the repository, safe for a terminal: control characters become `?`.
+fn clean(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}

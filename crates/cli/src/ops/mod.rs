@@ -1,4 +1,4 @@
-//! The operations commands: `config`, `daemon`, `status`, `alert`, `ledger`, and the
+//! The operations commands: `config`, `daemon`, `run`, `status`, `alert`, `ledger`, and the
 //! packaging helpers (`completions`, `man`). Each parses, calls `coffer_operations`, and
 //! renders; the work lives in the library.
 
@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod ledger;
 pub mod packaging;
+pub mod run;
 pub mod status;
 
 use crate::Global;

@@ -1,1 +1,114 @@
-//! `coffer status`.
+//! `coffer status`: the policy file's jobs as the daemon's local state records them (read
+//! while the daemon runs: the state is SQLite in WAL mode). Exit code 9 (`UNHEALTHY`) when a
+//! job is failing or overdue, so monitoring can tell "unhealthy" from "status failed".
+
+use crate::Global;
+use crate::error::Unhealthy;
+use crate::output::Output;
+use anyhow::{Context as _, Result};
+use clap::Args;
+use coffer_operations::State;
+use coffer_operations::status::{StatusReport, report, timezone};
+use coffer_store::Clock;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde::Serialize;
+
+/// `coffer status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {}
+
+#[derive(Serialize)]
+struct StatusView<'a> {
+    healthy: bool,
+    now: Timestamp,
+    #[serde(flatten)]
+    report: &'a StatusReport,
+}
+
+/// Runs `coffer status`.
+pub fn run(global: &Global, _args: &StatusArgs) -> Result<()> {
+    let config = super::load_config(global)?;
+    let dir = coffer_operations::state::state_dir(config.daemon.state_dir.as_deref())?;
+    // Never create an empty state where the daemon keeps its own: say it is missing.
+    if !dir.join("state.db").exists() {
+        anyhow::bail!("no daemon state in {} (has `coffer daemon` run with this policy file?)", dir.display());
+    }
+    let state = State::open(&dir).with_context(|| format!("cannot read the daemon state in {}", dir.display()))?;
+    let tz = timezone(&config);
+    let now = Clock::from_env().now();
+    let rep = report(&config, &state, now, &tz)?;
+    let mut out = Output::new(global.json);
+    if out.json() {
+        out.doc(&StatusView { healthy: rep.healthy(), now, report: &rep })?;
+    } else {
+        render(&mut out, &rep, &tz, now)?;
+    }
+    out.finish()?;
+    if rep.healthy() {
+        return Ok(());
+    }
+    let bad: Vec<String> = rep
+        .jobs
+        .iter()
+        .filter(|j| j.failing || j.overdue)
+        .map(|j| {
+            let what: Vec<&str> = [(j.failing, "failing"), (j.overdue, "overdue")]
+                .into_iter()
+                .filter_map(|(on, w)| on.then_some(w))
+                .collect();
+            format!("{} ({})", j.job, what.join(", "))
+        })
+        .collect();
+    Err(Unhealthy(format!("{} job(s) unhealthy: {}", bad.len(), bad.join("; "))).into())
+}
+
+fn render(out: &mut Output, rep: &StatusReport, tz: &TimeZone, now: Timestamp) -> Result<()> {
+    let at = |t: Option<Timestamp>| {
+        t.map_or_else(|| "-".to_owned(), |t| t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string())
+    };
+    out.line(format!("{:<24} {:<22} {:<22} {:<22} {}", "job", "last success", "last failure", "next run", "state"))?;
+    for j in &rep.jobs {
+        let state = match (j.failing, j.overdue) {
+            (true, true) => "FAILING, OVERDUE".to_owned(),
+            (true, false) => "FAILING".to_owned(),
+            (false, true) => "OVERDUE".to_owned(),
+            (false, false) if j.last_success.is_none() && j.last_failure.is_none() => "never run".to_owned(),
+            (false, false) => "ok".to_owned(),
+        };
+        out.line(format!(
+            "{:<24} {:<22} {:<22} {:<22} {}",
+            j.job,
+            at(j.last_success.as_ref().map(|r| r.finished)),
+            at(j.last_failure.as_ref().map(|r| r.finished)),
+            match j.next_run {
+                None => "continuous".to_owned(),
+                // A slot not handled yet: it runs as soon as the daemon gets to it.
+                Some(t) if t <= now => "due now".to_owned(),
+                Some(t) => at(Some(t)),
+            },
+            state
+        ))?;
+        if let Some(since) = j.overdue_since {
+            out.line(format!("  overdue: no successful run since the slot of {}", at(Some(since))))?;
+        }
+        if let Some(f) = &j.last_failure {
+            let msg = f.error.as_deref().unwrap_or(f.outcome.as_str());
+            out.line(format!("  last failure: {}: {}", f.outcome, msg.replace(|c: char| c.is_control(), " ")))?;
+        }
+    }
+    for p in &rep.postgres {
+        let window = match (p.recovery_window_start, p.recovery_window_end) {
+            (Some(s), Some(e)) => format!("{} to {}", at(Some(s)), at(Some(e))),
+            _ => "unknown".to_owned(),
+        };
+        let lag = p.archive_lag_seconds.map_or_else(|| "unknown".to_owned(), |s| format!("{s}s"));
+        out.line(format!(
+            "postgres {}: recovery window {window}, archive lag {lag}, last check {}{}",
+            p.source,
+            at(p.last_check),
+            p.last_check_outcome.map_or_else(String::new, |o| format!(" ({o})"))
+        ))?;
+    }
+    Ok(())
+}

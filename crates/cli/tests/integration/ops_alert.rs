@@ -5,8 +5,10 @@ use crate::Sandbox;
 use coffer_testkit::http::{Answer, Receiver, refused_url};
 use std::time::Duration;
 
-fn policy(sb: &Sandbox, body: &str) -> std::path::PathBuf {
-    sb.file("coffer.toml", body.as_bytes())
+/// A policy file: one files source (a file needs a job) and `alerts`.
+fn policy(sb: &Sandbox, alerts: &str) -> std::path::PathBuf {
+    let text = format!("[files.home]\npaths = [\"/srv\"]\nschedule = \"daily 02:00\"\n\n{alerts}");
+    sb.file("coffer.toml", text.as_bytes())
 }
 
 #[test]

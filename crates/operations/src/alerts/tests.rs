@@ -471,6 +471,9 @@ fn reload_switches_targets_and_a_bad_config_keeps_the_old() {
 #[test]
 fn the_documented_alerts_section_parses() {
     let text = r#"
+[files.db]
+paths = ["/srv/db"]
+schedule = "daily 02:00"
 [alerts]
 repeat-interval = "4h"
 retry-backoff = "5s"

@@ -29,9 +29,17 @@
 //! [[alerts.route]]              # which events go to which targets
 //! ```
 
+mod env;
 mod load;
+mod show;
+#[cfg(test)]
+mod tests;
+mod validate;
 
+pub use env::{ENV_PREFIX, Override, overrides};
 pub use load::{ConfigError, Location};
+pub use show::redacted;
+pub use validate::ReadDataSpec;
 
 use crate::schedule::Schedule;
 use coffer_repository::KeepRules;

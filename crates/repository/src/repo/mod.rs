@@ -8,6 +8,7 @@
 //! data/XX/ID             packs (ID = BLAKE3 of the bytes, XX its first two hex digits)
 //! index/ID               enveloped IndexFile
 //! snapshots/ID           enveloped Snapshot
+//! ledger/ID              enveloped LedgerRecord (the job ledger; ID = BLAKE3 of the bytes)
 //! ```
 //!
 //! Invariants guarded here (see `docs/design.md`, "Read and write ordering"):
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 mod config;
 mod indexes;
+mod ledger;
 mod locks;
 mod objects;
 mod open;
@@ -43,6 +45,7 @@ mod snapshots;
 mod writer;
 
 pub use config::{ChunkerParams, Config, InitOptions, RetentionPolicy};
+pub use ledger::{LedgerEntry, LedgerProblem, LedgerProblemKind, LedgerRecord, LedgerView};
 pub(crate) use objects::get_listed;
 pub use objects::is_not_found;
 use objects::{hashed_version, is_damage, is_damaged, is_gone};
@@ -82,6 +85,11 @@ pub struct Repository {
     /// When the store created each snapshot object (its first version), as of the last
     /// complete listing: the one time of a snapshot a writer cannot claim.
     stored: std::sync::Mutex<HashMap<Id, Timestamp>>,
+    /// Ledger records already read and authenticated, by id, with when the store created
+    /// them (immutable, like snapshots: bounded by the latest ledger listing).
+    ledger_cache: std::sync::Mutex<HashMap<Id, (LedgerRecord, Timestamp)>>,
+    /// Serializes this process's ledger appends, so one process never forks its own chain.
+    ledger_append: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Repository {

@@ -204,6 +204,8 @@ impl Repository {
             snapshot_cache: std::sync::Mutex::default(),
             pins: std::sync::Mutex::default(),
             stored: std::sync::Mutex::default(),
+            ledger_cache: std::sync::Mutex::default(),
+            ledger_append: std::sync::Mutex::default(),
         }
     }
 

@@ -223,15 +223,24 @@ pub fn in_recovery_at_socket(dir: &Path) -> Result<bool> {
     Ok(row.get(0))
 }
 
-/// `pg_stat_archiver`: the last WAL file the server archived and the last it failed to.
+/// `pg_stat_archiver`: the last WAL file the server archived and the last it failed to,
+/// with when, and the WAL file the server writes now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiverStatus {
     /// `last_archived_wal`.
     pub last_archived: Option<String>,
+    /// `last_archived_time`.
+    pub last_archived_time: Option<jiff::Timestamp>,
     /// `last_failed_wal`.
     pub last_failed: Option<String>,
+    /// `last_failed_time`.
+    pub last_failed_time: Option<jiff::Timestamp>,
     /// `failed_count`.
     pub failed_count: i64,
+    /// The WAL file holding the current write position (`pg_current_wal_lsn()`); none on a
+    /// standby. At a segment boundary (just after a switch) it names the segment that ended,
+    /// so "equal to the last archived" means nothing was written since.
+    pub current_wal: Option<String>,
 }
 
 /// The server's archiver status (for monitoring: the daemon polls it).
@@ -239,10 +248,28 @@ pub struct ArchiverStatus {
 /// # Errors
 /// `Server` when the query fails.
 pub fn archiver_status(client: &mut Client) -> Result<ArchiverStatus> {
+    // Times as microseconds since the epoch: independent of the session's DateStyle and
+    // time zone, and without the client library's date features.
     let row = client
-        .query_one("select last_archived_wal, last_failed_wal, failed_count from pg_stat_archiver", &[])
+        .query_one(
+            "select last_archived_wal, (extract(epoch from last_archived_time) * 1000000)::int8, \
+             last_failed_wal, (extract(epoch from last_failed_time) * 1000000)::int8, failed_count, \
+             case when pg_is_in_recovery() then null else pg_walfile_name(pg_current_wal_lsn()) end \
+             from pg_stat_archiver",
+            &[],
+        )
         .map_err(|e| server("cannot read pg_stat_archiver", &e))?;
-    Ok(ArchiverStatus { last_archived: row.get(0), last_failed: row.get(1), failed_count: row.get(2) })
+    let time = |i: usize| -> Option<jiff::Timestamp> {
+        row.get::<_, Option<i64>>(i).and_then(|us| jiff::Timestamp::from_microsecond(us).ok())
+    };
+    Ok(ArchiverStatus {
+        last_archived: row.get(0),
+        last_archived_time: time(1),
+        last_failed: row.get(2),
+        last_failed_time: time(3),
+        failed_count: row.get(4),
+        current_wal: row.get(5),
+    })
 }
 
 #[cfg(test)]

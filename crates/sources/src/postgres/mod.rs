@@ -47,7 +47,7 @@ mod wal_push;
 pub mod xlog;
 
 pub use backup::{BaseBackupOptions, BaseBackupReport, StartedBackup, base_backup};
-pub use catalog::{BaseBackup, base_backups};
+pub use catalog::{BaseBackup, base_backups, cluster_by_name};
 pub use info::{ClusterInfo, InfoOptions, InfoReport, LatestRestore, RecoveryWindow, info};
 pub use key::{ExportKeyOptions, ExportKeyReport, export_key, write_key_file};
 pub use lsn::Lsn;

@@ -1,0 +1,145 @@
+//! The repository jobs: `verify` (as the `reader`, `coffer_repository::verify` as
+//! `coffer verify` calls it) and `prune` (as the `pruner`, on the store alone, as
+//! `coffer prune`: no password, no data read).
+
+use super::{Done, Failure, JobContext, JobSpec, quote};
+use crate::config::{Config, VerifyJob};
+use coffer_repository::{JobControl, ReadData};
+use coffer_store::{CreateVault, CredentialsSource, ErrorClass, ObjectStore, Role, StoreLocation, StoreRequest};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How much pack data a verify job reads: `verify.read-data` is `"all"` or a percentage
+/// (`"5%"`); absent, structure and locks only.
+///
+/// # Errors
+/// A message naming the value when it is neither.
+pub fn read_data(v: Option<&VerifyJob>) -> Result<ReadData, String> {
+    // The policy file's own parse (validated at load; a config built by a library caller
+    // is checked here).
+    match v.and_then(|v| v.read_data.as_deref()).map(str::trim) {
+        None => Ok(ReadData::None),
+        Some(s) => crate::config::ReadDataSpec::parse(s)
+            .map(crate::config::ReadDataSpec::read_data)
+            .map_err(|e| format!("verify.read-data: {e}")),
+    }
+}
+
+/// Verifies the repository. Problems (damage) and findings (signs of tampering) fail the
+/// job with class `integrity`; their numbers and the first few are in the details.
+pub(super) fn verify(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> Result<Done, Failure> {
+    let job = ctx.config.repositories.get(&spec.repository).and_then(|r| r.verify.as_ref());
+    let read = read_data(job).map_err(|e| Failure::new(ErrorClass::Invalid.as_str(), e))?;
+    let repo = crate::open::open_repository(&ctx.config, &spec.repository, Role::Reader, ctx.clock.clone())?;
+    let rep = coffer_repository::verify(&repo, read, ctl).map_err(|e| {
+        let class = e.class();
+        Failure::of(&e, class)
+    })?;
+    let mut details = BTreeMap::new();
+    for (k, v) in [
+        ("snapshots", rep.snapshots),
+        ("trees", rep.trees),
+        ("blobs", rep.blobs),
+        ("packs_locked", rep.packs_locked),
+        ("packs_read", rep.packs_read),
+        ("problems", rep.problems.len()),
+        ("findings", rep.findings.len()),
+    ] {
+        details.insert(k.to_owned(), v.to_string());
+    }
+    details.insert(
+        "read_data".to_owned(),
+        match read {
+            ReadData::None => "none".to_owned(),
+            ReadData::All => "all".to_owned(),
+            ReadData::Subset(f) => format!("{}%", f * 100.0),
+        },
+    );
+    if rep.problems.is_empty() && rep.findings.is_empty() {
+        return Ok(Done { files: Some(rep.snapshots as u64), details, ..Done::default() });
+    }
+    let problems: Vec<String> = rep.problems.iter().map(|p| format!("{}: {}", p.object, p.message)).collect();
+    let findings: Vec<String> =
+        rep.findings.iter().map(|f| format!("{} {}: {}", f.kind.as_str(), f.key, f.message)).collect();
+    quote(&mut details, "problem", &problems);
+    quote(&mut details, "finding", &findings);
+    let first = findings.first().or(problems.first()).cloned().unwrap_or_default();
+    let error = format!(
+        "verify found {} problem(s) and {} sign(s) of tampering in repository {}; first: {first}",
+        rep.problems.len(),
+        rep.findings.len(),
+        spec.repository
+    );
+    Err(Failure::new(ErrorClass::Integrity.as_str(), error).with(details))
+}
+
+/// Removes the versions whose retention ended, as the pruner. What was removed is in the
+/// details; versions that could not be removed are warnings.
+pub(super) fn prune(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> Result<Done, Failure> {
+    let store = open_store(&ctx.config, &spec.repository, Role::Pruner)?;
+    let rep = coffer_repository::prune(store.as_ref(), "", ctx.clock.now(), false, ctl).map_err(|e| {
+        let class = e.class();
+        Failure::of(&e, class)
+    })?;
+    let mut done = Done { files: Some(rep.versions_removed), warnings: rep.skipped.clone(), ..Done::default() };
+    for (k, v) in [
+        ("versions_removed", rep.versions_removed),
+        ("snapshots_removed", rep.snapshots_removed),
+        ("packs_removed", rep.packs_removed),
+        ("markers_removed", rep.markers_removed),
+        ("versions_kept", rep.versions_kept),
+        ("bytes_freed", rep.bytes_freed),
+    ] {
+        done.details.insert(k.to_owned(), v.to_string());
+    }
+    Ok(done)
+}
+
+/// Opens the store of repository `name` as `role` alone (no key: the pruner may not read
+/// one), with that role's credentials file if the policy names one; as
+/// [`crate::open::open_repository`] opens it.
+fn open_store(config: &Config, name: &str, role: Role) -> Result<Arc<dyn ObjectStore>, Failure> {
+    use crate::open::OpenJobError;
+    let r = config.repository(name).ok_or_else(|| OpenJobError::Unknown(name.to_owned()))?;
+    let store_err = |source| OpenJobError::Store { repository: name.to_owned(), source: Box::new(source) };
+    let location = r.location.as_deref().map(StoreLocation::parse).transpose().map_err(store_err)?;
+    let credentials =
+        r.credentials.get(role.as_str()).map_or(CredentialsSource::Implicit, |f| CredentialsSource::File(f.clone()));
+    let req = StoreRequest {
+        location,
+        credentials,
+        role: Some(role),
+        default_role: role,
+        check_job_role: false,
+        create: CreateVault::Never,
+    };
+    let opened = coffer_store::open_store(&req).map_err(store_err)?;
+    Ok(opened.handle.into_shared())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Schedule;
+
+    fn job(read: Option<&str>) -> VerifyJob {
+        VerifyJob {
+            schedule: Schedule::parse("daily").unwrap(),
+            random_delay: None,
+            timeout: None,
+            retries: None,
+            read_data: read.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn read_data_is_all_a_percentage_or_nothing() {
+        assert_eq!(read_data(None), Ok(ReadData::None));
+        assert_eq!(read_data(Some(&job(None))), Ok(ReadData::None));
+        assert_eq!(read_data(Some(&job(Some("all")))), Ok(ReadData::All));
+        assert_eq!(read_data(Some(&job(Some("5%")))), Ok(ReadData::Subset(0.05)));
+        let e = read_data(Some(&job(Some("most")))).unwrap_err();
+        assert!(e.contains("verify.read-data") && e.contains("most"), "{e}");
+        assert!(read_data(Some(&job(Some("150%")))).is_err());
+    }
+}
