@@ -130,6 +130,8 @@ enum Command {
     Iam(iam::IamArgs),
     /// Check or show the policy file (coffer.toml)
     Config(ops::config::ConfigArgs),
+    /// Test the alert targets of the policy file
+    Alert(ops::alert::AlertArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(ops::packaging::CompletionsArgs),
     /// Print the man page coffer(1), or write every page into --out DIR
@@ -190,6 +192,7 @@ fn main() -> ExitCode {
         Command::Pg(args) => pg::run(g, r, args),
         Command::Iam(args) => iam::run(g, args),
         Command::Config(args) => ops::config::run(g, &args),
+        Command::Alert(args) => ops::alert::run(g, &args),
         Command::Completions(args) => ops::packaging::completions(Cli::command(), &args),
         Command::Man(args) => ops::packaging::man(Cli::command(), &args),
         Command::Ledger(args) => ops::ledger::run(g, r, &args),
