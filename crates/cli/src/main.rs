@@ -132,6 +132,8 @@ enum Command {
     Config(ops::config::ConfigArgs),
     /// Run the policy file's jobs on their schedules until stopped (SIGTERM); SIGHUP reloads
     Daemon(ops::daemon::DaemonArgs),
+    /// Test the alert targets of the policy file
+    Alert(ops::alert::AlertArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(ops::packaging::CompletionsArgs),
     /// Print the man page coffer(1), or write every page into --out DIR
@@ -193,6 +195,7 @@ fn main() -> ExitCode {
         Command::Iam(args) => iam::run(g, args),
         Command::Config(args) => ops::config::run(g, &args),
         Command::Daemon(args) => ops::daemon::run(g, &args),
+        Command::Alert(args) => ops::alert::run(g, &args),
         Command::Completions(args) => ops::packaging::completions(Cli::command(), &args),
         Command::Man(args) => ops::packaging::man(Cli::command(), &args),
         Command::Ledger(args) => ops::ledger::run(g, r, &args),

@@ -7,8 +7,12 @@
 use crate::config::{Config, RepositoryConfig, SecretRef};
 use coffer_repository::{KeySource, OpenRepoError, RepoRequest, Repository, open_repository as open_repo};
 use coffer_store::open::OpenError;
-use coffer_store::{Clock, CreateVault, CredentialsSource, Role, StoreLocation, StoreRequest, open_store};
+use coffer_store::{
+    Clock, CreateVault, CredentialsSource, ObjectStore, Role, StoreLocation, StoreRequest,
+    open_store as open_store_request,
+};
 use std::path::PathBuf;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// Why a repository of the policy file could not be opened.
@@ -111,18 +115,22 @@ fn key_source(name: &str, r: &RepositoryConfig) -> Result<KeySource, OpenJobErro
     Ok(KeySource::Password(secret.read(name)?))
 }
 
-/// Opens repository `name` of `config` as `role`, with that role's credentials file if the
-/// file names one. Nothing is created: the daemon never starts a second, empty history
-/// because a path was mistyped.
+/// Opens the store of repository `name` of `config` as `role` alone (no key: the pruner may
+/// not read one), with that role's credentials file if the file names one; returns it with
+/// the location as shown in messages. Nothing is created.
 ///
 /// # Errors
 /// [`OpenJobError`].
-pub fn open_repository(config: &Config, name: &str, role: Role, clock: Clock) -> Result<Repository, OpenJobError> {
+pub fn open_store(config: &Config, name: &str, role: Role) -> Result<(Arc<dyn ObjectStore>, String), OpenJobError> {
     let r = config.repository(name).ok_or_else(|| OpenJobError::Unknown(name.to_owned()))?;
     let store_err = |source| OpenJobError::Store { repository: name.to_owned(), source: Box::new(source) };
     let location = r.location.as_deref().map(StoreLocation::parse).transpose().map_err(store_err)?;
     let credentials =
         r.credentials.get(role.as_str()).map_or(CredentialsSource::Implicit, |f| CredentialsSource::File(f.clone()));
+    let shown = match &location {
+        Some(l) => l.to_string(),
+        None => coffer_store::open::default_vault_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+    };
     let req = StoreRequest {
         location,
         credentials,
@@ -131,12 +139,19 @@ pub fn open_repository(config: &Config, name: &str, role: Role, clock: Clock) ->
         check_job_role: false,
         create: CreateVault::Never,
     };
-    let opened = open_store(&req).map_err(store_err)?;
-    let shown = match &req.location {
-        Some(l) => l.to_string(),
-        None => coffer_store::open::default_vault_dir().map(|d| d.display().to_string()).unwrap_or_default(),
-    };
-    let store = opened.handle.into_shared();
+    let opened = open_store_request(&req).map_err(store_err)?;
+    Ok((opened.handle.into_shared(), shown))
+}
+
+/// Opens repository `name` of `config` as `role`, with that role's credentials file if the
+/// file names one. Nothing is created: the daemon never starts a second, empty history
+/// because a path was mistyped.
+///
+/// # Errors
+/// [`OpenJobError`].
+pub fn open_repository(config: &Config, name: &str, role: Role, clock: Clock) -> Result<Repository, OpenJobError> {
+    let r = config.repository(name).ok_or_else(|| OpenJobError::Unknown(name.to_owned()))?;
+    let (store, shown) = open_store(config, name, role)?;
     let key = key_source(name, &r)?;
     let req = RepoRequest { writes: role == Role::Writer, clock, ..RepoRequest::new(key) };
     open_repo(store, &shown, &req)

@@ -268,7 +268,10 @@ fn a_base_backup_job_and_the_archive_check_on_a_real_server_as_root() {
     let sb = sb.with_archive_command(format!("cp %p {}/%f", archive.display()));
     let server = sb.cluster("main");
     server.sql("create table t (n int); insert into t select generate_series(1, 1000)");
-    let config = f.config(&pg_source(&server.conninfo(), "15m"));
+    // The source's retention applies to its base backups (the repository's default is 30
+    // days in these tests' repositories, or longer).
+    let config =
+        f.config(&format!("{}[postgres.db.retention]\nretain = \"2d\"\n", pg_source(&server.conninfo(), "15m")));
 
     let writer = f.repo(Role::Writer);
     let done = AtomicBool::new(false);
@@ -286,6 +289,10 @@ fn a_base_backup_job_and_the_archive_check_on_a_real_server_as_root() {
     let bases = coffer_sources::postgres::base_backups(&f.repo(Role::Reader)).unwrap();
     assert_eq!(bases.len(), 1);
     assert_eq!((bases[0].snapshot.as_str(), bases[0].cluster.as_deref()), (snap.as_str(), Some("db")));
+    let snaps = f.repo(Role::Reader).snapshots().unwrap();
+    let (_, s) = snaps.iter().find(|(id, _)| id.to_string() == snap).unwrap();
+    let kept = s.expires.duration_since(s.time).as_secs();
+    assert_eq!(kept, 2 * 86_400, "retain = 2d: {s:?}");
 
     let c = f.run(&config, "db/archive-check", &JobControl::none());
     assert_eq!(c.outcome, Outcome::Success, "{c:?}");

@@ -11,8 +11,10 @@
 
 pub mod contract;
 pub mod crash;
+pub mod http;
 pub mod model;
 pub mod pg;
 pub mod proxy;
 pub mod s3;
+pub mod smtp;
 pub mod tree;

@@ -11,7 +11,6 @@ use crate::views;
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use coffer_store::Clock;
-use jiff::tz::TimeZone;
 
 /// `coffer config`.
 #[derive(Debug, Args)]
@@ -57,14 +56,8 @@ pub fn run(global: &Global, args: &ConfigArgs) -> Result<()> {
     out.finish()
 }
 
-/// The zone calendar schedules are read in: `daemon.timezone` (validated), else the
-/// system's.
-fn time_zone(config: &coffer_operations::Config) -> TimeZone {
-    config.daemon.timezone.as_deref().and_then(|n| TimeZone::get(n).ok()).unwrap_or_else(TimeZone::system)
-}
-
 fn check(out: &mut Output, path: &std::path::Path, config: &coffer_operations::Config) -> Result<()> {
-    let tz = time_zone(config);
+    let tz = coffer_operations::status::timezone(config);
     // `--log-level debug` lists the jobs, one event each.
     coffer_operations::jobs(config).iter().for_each(coffer_operations::logs::job_defined);
     let zone_name = tz.iana_name().unwrap_or("system").to_owned();

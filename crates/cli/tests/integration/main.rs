@@ -20,6 +20,7 @@ mod default_vault;
 mod json_contract;
 mod locks;
 mod objects;
+mod ops_alert;
 mod ops_config;
 mod ops_daemon;
 mod ops_jobs;

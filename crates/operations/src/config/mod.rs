@@ -382,6 +382,14 @@ pub struct AlertsConfig {
     /// Routes; none: every event to every webhook, email and command target.
     #[serde(default)]
     pub route: Vec<Route>,
+    /// The wait before a failed delivery's first retry; it doubles with each retry (default
+    /// 5s).
+    #[serde(default = "default_retry_backoff", with = "coffer_repository::options::duration")]
+    pub retry_backoff: Duration,
+    /// After this many deliveries in a row to one target failed (each after its retries),
+    /// `delivery-failing` is raised through the other targets (default 3).
+    #[serde(default = "default_failing_after")]
+    pub failing_after: u32,
 }
 
 impl Default for AlertsConfig {
@@ -393,8 +401,17 @@ impl Default for AlertsConfig {
             command: BTreeMap::new(),
             heartbeat: BTreeMap::new(),
             route: Vec::new(),
+            retry_backoff: default_retry_backoff(),
+            failing_after: default_failing_after(),
         }
     }
+}
+
+fn default_retry_backoff() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_failing_after() -> u32 {
+    3
 }
 
 fn default_repeat() -> Duration {
@@ -478,6 +495,10 @@ pub struct CommandTarget {
     /// Killed after this long.
     #[serde(default = "default_delivery_timeout", with = "coffer_repository::options::duration")]
     pub timeout: Duration,
+    /// Runs after the first that failed (default 0: a command may have done part of its
+    /// work).
+    #[serde(default)]
+    pub retries: u32,
 }
 
 /// `[alerts.heartbeat.NAME]`: pings in the healthchecks.io convention (`URL/start`, `URL`,

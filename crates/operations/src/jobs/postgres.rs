@@ -52,6 +52,7 @@ pub(super) fn base_backup(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) ->
         pg: s.connection.clone(),
         host: Some(ctx.host.clone()),
         cluster: cluster_name(name),
+        retention: s.retention,
         ..pg::BaseBackupOptions::default()
     };
     // Started first, as `pg backup` does: the server's checkpoint overlaps opening the

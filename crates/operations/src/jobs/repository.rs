@@ -3,11 +3,10 @@
 //! `coffer prune`: no password, no data read).
 
 use super::{Done, Failure, JobContext, JobSpec, quote};
-use crate::config::{Config, VerifyJob};
+use crate::config::VerifyJob;
 use coffer_repository::{JobControl, ReadData};
-use coffer_store::{CreateVault, CredentialsSource, ErrorClass, ObjectStore, Role, StoreLocation, StoreRequest};
+use coffer_store::{ErrorClass, Role};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// How much pack data a verify job reads: `verify.read-data` is `"all"` or a percentage
 /// (`"5%"`); absent, structure and locks only.
@@ -76,7 +75,7 @@ pub(super) fn verify(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> Resu
 /// Removes the versions whose retention ended, as the pruner. What was removed is in the
 /// details; versions that could not be removed are warnings.
 pub(super) fn prune(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> Result<Done, Failure> {
-    let store = open_store(&ctx.config, &spec.repository, Role::Pruner)?;
+    let (store, _) = crate::open::open_store(&ctx.config, &spec.repository, Role::Pruner)?;
     let rep = coffer_repository::prune(store.as_ref(), "", ctx.clock.now(), false, ctl).map_err(|e| {
         let class = e.class();
         Failure::of(&e, class)
@@ -93,28 +92,6 @@ pub(super) fn prune(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> Resul
         done.details.insert(k.to_owned(), v.to_string());
     }
     Ok(done)
-}
-
-/// Opens the store of repository `name` as `role` alone (no key: the pruner may not read
-/// one), with that role's credentials file if the policy names one; as
-/// [`crate::open::open_repository`] opens it.
-fn open_store(config: &Config, name: &str, role: Role) -> Result<Arc<dyn ObjectStore>, Failure> {
-    use crate::open::OpenJobError;
-    let r = config.repository(name).ok_or_else(|| OpenJobError::Unknown(name.to_owned()))?;
-    let store_err = |source| OpenJobError::Store { repository: name.to_owned(), source: Box::new(source) };
-    let location = r.location.as_deref().map(StoreLocation::parse).transpose().map_err(store_err)?;
-    let credentials =
-        r.credentials.get(role.as_str()).map_or(CredentialsSource::Implicit, |f| CredentialsSource::File(f.clone()));
-    let req = StoreRequest {
-        location,
-        credentials,
-        role: Some(role),
-        default_role: role,
-        check_job_role: false,
-        create: CreateVault::Never,
-    };
-    let opened = coffer_store::open_store(&req).map_err(store_err)?;
-    Ok(opened.handle.into_shared())
 }
 
 #[cfg(test)]

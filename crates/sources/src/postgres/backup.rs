@@ -47,6 +47,11 @@ pub struct BaseBackupOptions {
     #[cfg_attr(feature = "clap", arg(skip))]
     #[serde(default)]
     pub host: Option<String>,
+    /// How long the base backup is kept (the repository's default without any rule); the
+    /// calendar rules count the cluster's earlier base backups from this host.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    #[serde(default)]
+    pub retention: coffer_repository::KeepRules,
 }
 
 fn five_minutes() -> Duration {
@@ -55,7 +60,14 @@ fn five_minutes() -> Duration {
 
 impl Default for BaseBackupOptions {
     fn default() -> Self {
-        Self { pg: None, wal_timeout: five_minutes(), tags: Vec::new(), cluster: None, host: None }
+        Self {
+            pg: None,
+            wal_timeout: five_minutes(),
+            tags: Vec::new(),
+            cluster: None,
+            host: None,
+            retention: coffer_repository::KeepRules::default(),
+        }
     }
 }
 
@@ -148,8 +160,20 @@ impl StartedBackup {
         let sysid = self.facts.sysid;
         let seg_size = self.facts.seg_size;
         let now = repo.clock().now();
-        // The one expiry computation (coffer_repository::retention): no rule, the default.
-        let expires = coffer_repository::KeepRules::default().expiry(now, &[], &repo.config().retention)?;
+        let host =
+            self.opts.host.clone().unwrap_or_else(|| rustix::system::uname().nodename().to_string_lossy().into_owned());
+        let paths = vec![format!("pg:{sysid}")];
+        // The one expiry computation (coffer_repository::retention), in the series of this
+        // cluster's base backups from this host (what the calendar rules count).
+        let rules = &self.opts.retention;
+        let policy = &repo.config().retention;
+        let expires = if rules.needs_history() {
+            let all = repo.snapshots()?;
+            let series = coffer_repository::Series { kind: "pg-base", host: &host, paths: &paths };
+            rules.expiry_in_series(now, all.iter().map(|(_, s)| s), &series, policy)?
+        } else {
+            rules.expiry(now, &[], policy)?
+        };
         let mut w = repo.writer(expires)?;
         let stdout = self.child.stdout.take().ok_or_else(|| PgError::Server("pg_basebackup has no output".into()))?;
         // A pipe holds 64 KiB by default: pg_basebackup and the chunker then take turns a
@@ -295,8 +319,6 @@ impl StartedBackup {
         let tree = w.add(BlobKind::Tree, &Tree { nodes: vec![node] }.to_bytes())?;
         w.summary_mut().files = 1;
         w.summary_mut().bytes = size;
-        let host =
-            self.opts.host.clone().unwrap_or_else(|| rustix::system::uname().nodename().to_string_lossy().into_owned());
         let added = w.summary_mut().bytes_added;
         // The last boundary: past it, the snapshot is acknowledged. The repository links it
         // into the hash chain and fills in its expiry, lock date and counts.
@@ -305,7 +327,7 @@ impl StartedBackup {
             kind: "pg-base".into(),
             time: now,
             host,
-            paths: vec![format!("pg:{sysid}")],
+            paths,
             tags: self.opts.tags.clone(),
             tree,
             parent: None,
