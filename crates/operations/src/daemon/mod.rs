@@ -213,7 +213,6 @@ pub fn run_with(
         done_rx,
         server,
         last_status: None,
-        last_ping: None,
         once: options.once,
     };
     tracing::info!(state_dir = %dir.display(), lock = %lock.path().display(), pid = std::process::id(),
@@ -284,7 +283,6 @@ struct Daemon {
     done_rx: Receiver<Done>,
     server: Option<MetricsServer>,
     last_status: Option<Instant>,
-    last_ping: Option<Instant>,
     once: bool,
 }
 
@@ -567,7 +565,7 @@ impl Daemon {
         self.last_status = None;
     }
 
-    /// Job status to the metrics; the daemon's own heartbeat.
+    /// Job status to the metrics (the alerter's own timer sends the daemon's liveness pings).
     fn housekeeping(&mut self, now: Timestamp) {
         if self.last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
             self.last_status = Some(Instant::now());
@@ -580,13 +578,6 @@ impl Daemon {
             }
             for sup in self.supervisors.values() {
                 self.shared.metrics.set_job(&sup.spec, None, false);
-            }
-        }
-        let ping_every = self.config.alerts.heartbeat.values().filter(|h| h.job.is_none()).map(|h| h.interval).min();
-        if let Some(every) = ping_every {
-            if self.last_ping.is_none_or(|t| t.elapsed() >= every) {
-                self.last_ping = Some(Instant::now());
-                self.shared.alerter.ping(None, Ping::Success);
             }
         }
     }
