@@ -294,7 +294,18 @@ fn ops_daemon_second_daemon_on_the_same_configuration_is_refused() {
 fn ops_daemon_failing_source_alerts_once_then_resolves() {
     let t = T::new();
     let missing = t.repo.sb.path("not-yet");
-    t.write_config(&t.home_source(&[&missing]));
+    // A real webhook receiver (signed with a secret) and a heartbeat check for the job.
+    let hook = coffer_testkit::http::Receiver::start(coffer_testkit::http::Answer::Status(200));
+    let pings = coffer_testkit::http::Receiver::start(coffer_testkit::http::Answer::Status(200));
+    let secret_file = t.repo.sb.file("hook-secret", b"webhook-secret-5a4b3c2d1e\n");
+    t.write_config(&format!(
+        "{}\n[alerts.webhook.hook]\nurl = \"{}\"\nsecret = {{ file = {:?} }}\n\n\
+         [alerts.heartbeat.check]\nurl = \"{}\"\njob = \"home/backup\"\n",
+        t.home_source(&[&missing]),
+        hook.url(),
+        secret_file.display().to_string(),
+        pings.url(),
+    ));
     let d = Daemon::start(&t);
     wait_for(90, "three failed runs", Some(&d), || t.runs_of("failed").len() >= 3);
     let failed_alerts =
@@ -314,7 +325,24 @@ fn ops_daemon_failing_source_alerts_once_then_resolves() {
     assert_eq!(failed_alerts(&t), 1, "{:?}", t.alerts());
     let log = d.stop();
     assert!(!t.runs_of("success").is_empty());
-    assert_no_secret(&t, &[&log], &[PASSWORD]);
+    // The webhook got the same two notices, signed; the heartbeat saw start, fail and success.
+    let posts = hook.requests();
+    let bodies: Vec<Value> = posts.iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    let of_job: Vec<&Value> = bodies.iter().filter(|b| b["problem"] == "job-failed:home/backup").collect();
+    assert_eq!(of_job.len(), 2, "raised once, resolved once: {bodies:#?}");
+    assert_eq!((of_job[0]["resolved"].as_bool(), of_job[1]["resolved"].as_bool()), (Some(false), Some(true)));
+    assert!(posts.iter().all(|r| r.headers.contains_key("x-coffer-signature")), "{posts:?}");
+    let paths: Vec<String> = pings.requests().iter().map(|r| r.path.clone()).collect();
+    for p in ["/start", "/fail"] {
+        assert!(paths.iter().any(|x| x.ends_with(p)), "{p} in {paths:?}");
+    }
+    assert!(paths.iter().any(|x| !x.ends_with("/start") && !x.ends_with("/fail")), "a success ping: {paths:?}");
+    let mut received: Vec<String> = vec![log.clone()];
+    for r in posts.iter().chain(pings.requests().iter()) {
+        received.push(format!("{} {:?} {}", r.path, r.headers, String::from_utf8_lossy(&r.body)));
+    }
+    let received: Vec<&str> = received.iter().map(String::as_str).collect();
+    assert_no_secret(&t, &received, &[PASSWORD, "webhook-secret-5a4b3c2d1e"]);
 }
 
 #[test]
