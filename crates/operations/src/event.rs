@@ -167,6 +167,42 @@ impl RunRecord {
     /// The format version this build writes.
     pub const VERSION: u32 = 1;
 
+    /// A run of `job` started at `started` on `host`, with a fresh run id: a success of one
+    /// attempt with no numbers yet, which the runner fills in.
+    #[must_use]
+    pub fn new(
+        job: &str,
+        kind: JobKind,
+        source: Option<&str>,
+        repository: &str,
+        host: &str,
+        started: Timestamp,
+    ) -> Self {
+        Self {
+            version: Self::VERSION,
+            run_id: random_id(),
+            job: job.to_owned(),
+            kind,
+            source: source.map(str::to_owned),
+            repository: repository.to_owned(),
+            host: host.to_owned(),
+            scheduled: None,
+            late: false,
+            started,
+            finished: started,
+            outcome: Outcome::Success,
+            attempts: 1,
+            error_class: None,
+            error: None,
+            files: None,
+            bytes_read: None,
+            bytes_added: None,
+            snapshot: None,
+            warnings: 0,
+            details: BTreeMap::new(),
+        }
+    }
+
     /// How long it ran.
     #[must_use]
     pub fn duration(&self) -> std::time::Duration {

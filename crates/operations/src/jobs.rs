@@ -150,29 +150,7 @@ pub fn run_job(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> RunRecord 
         JobKind::Stream => postgres::stream(ctx, spec, &ctl),
         JobKind::ArchiveCheck => postgres::archive_check(ctx, spec, &ctl),
     };
-    let mut record = RunRecord {
-        version: RunRecord::VERSION,
-        run_id: crate::event::random_id(),
-        job: spec.id.clone(),
-        kind: spec.kind,
-        source: spec.source.clone(),
-        repository: spec.repository.clone(),
-        host: ctx.host.clone(),
-        scheduled: None,
-        late: false,
-        started,
-        finished: started,
-        outcome: Outcome::Success,
-        attempts: 1,
-        error_class: None,
-        error: None,
-        files: None,
-        bytes_read: None,
-        bytes_added: None,
-        snapshot: None,
-        warnings: 0,
-        details: BTreeMap::new(),
-    };
+    let mut record = RunRecord::new(&spec.id, spec.kind, spec.source.as_deref(), &spec.repository, &ctx.host, started);
     let (observed, first) = tally.warnings();
     match result {
         Ok(done) => {

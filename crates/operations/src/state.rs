@@ -277,29 +277,7 @@ mod tests {
 
     fn run(job: &str, outcome: Outcome, t: i64) -> RunRecord {
         let at = jiff::Timestamp::from_second(t).unwrap();
-        RunRecord {
-            version: RunRecord::VERSION,
-            run_id: crate::event::random_id(),
-            job: job.into(),
-            kind: JobKind::Backup,
-            source: Some("home".into()),
-            repository: "main".into(),
-            host: "h".into(),
-            scheduled: None,
-            late: false,
-            started: at,
-            finished: at,
-            outcome,
-            attempts: 1,
-            error_class: None,
-            error: None,
-            files: None,
-            bytes_read: None,
-            bytes_added: None,
-            snapshot: None,
-            warnings: 0,
-            details: Default::default(),
-        }
+        RunRecord { outcome, ..RunRecord::new(job, JobKind::Backup, Some("home"), "main", "h", at) }
     }
 
     #[test]

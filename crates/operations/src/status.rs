@@ -183,7 +183,6 @@ pub fn report(config: &Config, state: &State, now: Timestamp, tz: &TimeZone) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -204,27 +203,10 @@ mod tests {
 
     fn run(outcome: Outcome, started: &str) -> RunRecord {
         RunRecord {
-            version: 1,
-            run_id: crate::event::random_id(),
-            job: "home/backup".into(),
-            kind: JobKind::Backup,
-            source: Some("home".into()),
-            repository: "main".into(),
-            host: "h".into(),
-            scheduled: None,
-            late: false,
-            started: t(started),
             finished: t(started) + SignedDuration::from_mins(5),
             outcome,
-            attempts: 1,
-            error_class: None,
             error: (!outcome.is_success()).then(|| "disk full".into()),
-            files: None,
-            bytes_read: None,
-            bytes_added: None,
-            snapshot: None,
-            warnings: 0,
-            details: BTreeMap::new(),
+            ..RunRecord::new("home/backup", JobKind::Backup, Some("home"), "main", "h", t(started))
         }
     }
 

@@ -45,27 +45,23 @@ fn spec() -> JobSpec {
 
 fn record(outcome: Outcome) -> RunRecord {
     RunRecord {
-        version: RunRecord::VERSION,
         run_id: "0123456789abcdef".into(),
-        job: "home/backup".into(),
-        kind: JobKind::Backup,
-        source: Some("home".into()),
-        repository: "main".into(),
-        host: "h".into(),
-        scheduled: None,
-        late: false,
-        started: Timestamp::from_second(100).unwrap(),
         finished: Timestamp::from_second(102).unwrap(),
         outcome,
-        attempts: 1,
         error_class: Some("transient".into()),
         error: Some("connection reset".into()),
         files: Some(3),
         bytes_read: Some(10),
         bytes_added: Some(7),
         snapshot: Some("abc".into()),
-        warnings: 0,
-        details: Default::default(),
+        ..RunRecord::new(
+            "home/backup",
+            JobKind::Backup,
+            Some("home"),
+            "main",
+            "h",
+            Timestamp::from_second(100).unwrap(),
+        )
     }
 }
 

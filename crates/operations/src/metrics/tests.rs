@@ -18,27 +18,19 @@ fn spec(id: &str, kind: JobKind, source: Option<&str>) -> JobSpec {
 
 fn run(job: &str, outcome: Outcome, finished: i64) -> RunRecord {
     RunRecord {
-        version: RunRecord::VERSION,
-        run_id: crate::event::random_id(),
-        job: job.into(),
-        kind: JobKind::Backup,
-        source: Some("home".into()),
-        repository: "main".into(),
-        host: "h".into(),
-        scheduled: None,
-        late: false,
-        started: Timestamp::from_second(finished - 90).unwrap(),
         finished: Timestamp::from_second(finished).unwrap(),
         outcome,
-        attempts: 1,
-        error_class: None,
         error: Some("s3://secret-bucket refused".into()),
-        files: None,
-        bytes_read: None,
         bytes_added: Some(4096),
         snapshot: Some("deadbeefcafe".into()),
-        warnings: 0,
-        details: Default::default(),
+        ..RunRecord::new(
+            job,
+            JobKind::Backup,
+            Some("home"),
+            "main",
+            "h",
+            Timestamp::from_second(finished - 90).unwrap(),
+        )
     }
 }
 
