@@ -280,27 +280,12 @@ impl Shared {
                 details.insert("missed_total".into(), total.to_string());
             }
             let rec = RunRecord {
-                version: RunRecord::VERSION,
-                run_id: random_id(),
-                job: spec.id.clone(),
-                kind: spec.kind,
-                source: spec.source.clone(),
-                repository: spec.repository.clone(),
-                host: self.host.clone(),
                 scheduled: Some(*slot),
-                late: false,
-                started: *slot,
-                finished: *slot,
                 outcome: Outcome::Missed,
                 attempts: 0,
-                error_class: None,
                 error: Some(why.as_str().into()),
-                files: None,
-                bytes_read: None,
-                bytes_added: None,
-                snapshot: None,
-                warnings: 0,
                 details,
+                ..RunRecord::new(&spec.id, spec.kind, spec.source.as_deref(), &spec.repository, &self.host, *slot)
             };
             self.finish(spec, &rec);
         }

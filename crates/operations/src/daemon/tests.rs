@@ -17,29 +17,11 @@ fn config(dir: &std::path::Path, body: &str) -> Config {
 }
 
 fn record(ctx: &JobContext, spec: &JobSpec, outcome: Outcome, class: Option<&str>) -> RunRecord {
-    let now = ctx.clock.now();
     RunRecord {
-        version: RunRecord::VERSION,
-        run_id: crate::event::random_id(),
-        job: spec.id.clone(),
-        kind: spec.kind,
-        source: spec.source.clone(),
-        repository: spec.repository.clone(),
-        host: ctx.host.clone(),
-        scheduled: None,
-        late: false,
-        started: now,
-        finished: now,
         outcome,
-        attempts: 1,
         error_class: class.map(str::to_owned),
         error: class.map(|c| format!("a {c} error")),
-        files: None,
-        bytes_read: None,
-        bytes_added: None,
-        snapshot: None,
-        warnings: 0,
-        details: BTreeMap::new(),
+        ..RunRecord::new(&spec.id, spec.kind, spec.source.as_deref(), &spec.repository, &ctx.host, ctx.clock.now())
     }
 }
 
