@@ -120,8 +120,10 @@ impl DaemonError {
     }
 }
 
-/// How often job status (next run, overdue) is pushed to the metrics.
-const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How often job status (next run, overdue) is pushed to the metrics besides right after
+/// each run or slot: often enough for the overdue flag (whose grace is far longer), rarely
+/// enough that an idle daemon with many jobs and a long history costs nothing measurable.
+const STATUS_EVERY: Duration = Duration::from_secs(30);
 /// The loop wakes at least this often (a wall-clock step or a suspended host is noticed).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
