@@ -529,7 +529,11 @@ impl Daemon {
         };
         let (shared, run, done) = (self.shared.clone(), self.run.clone(), self.done_tx.clone());
         let spawned = std::thread::Builder::new().name(format!("coffer-{id}")).spawn(move || {
-            let rec = runner::attempts(&shared, &run, &dispatch);
+            // A job that panics is a failed run, recorded like any other: its lane and slot
+            // must be freed, or the job would never run again.
+            let rec =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner::attempts(&shared, &run, &dispatch)))
+                    .unwrap_or_else(|_| runner::panicked(&shared, &dispatch));
             shared.finish(&dispatch.spec, &rec);
             let _ = done.send(Done { job: dispatch.spec.id.clone(), outcome: rec.outcome });
         });

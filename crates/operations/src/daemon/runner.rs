@@ -110,6 +110,19 @@ pub fn attempts(shared: &Shared, run: &RunFn, d: &Dispatch) -> RunRecord {
     rec
 }
 
+/// The record of a run whose job panicked (a bug; the daemon goes on).
+pub fn panicked(shared: &Shared, d: &Dispatch) -> RunRecord {
+    let now = shared.clock.now();
+    RunRecord {
+        scheduled: d.slot,
+        late: d.late,
+        outcome: Outcome::Failed,
+        error_class: Some("other".into()),
+        error: Some("internal error: the job panicked (see the daemon's log)".into()),
+        ..RunRecord::new(&d.spec.id, d.spec.kind, d.spec.source.as_deref(), &d.spec.repository, &shared.host, now)
+    }
+}
+
 /// Sleeps `wait` unless the run is cancelled first; `true` when the full time passed.
 fn sleep_unless_cancelled(ctl: &JobControl, wait: Duration) -> bool {
     let until = Instant::now() + wait;

@@ -253,3 +253,16 @@ fn once_runs_what_is_due_and_returns() {
     assert_eq!(ok.len(), 1, "{runs:#?}");
     assert!(ok[0].late);
 }
+
+#[test]
+fn a_job_that_panics_is_a_failed_run_and_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), "[files.a]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\n");
+    let job: RunFn = Arc::new(|_: &JobContext, _: &JobSpec, _: &JobControl| panic!("a bug in a job"));
+    let state = run_until(c, job, |s| {
+        s.runs(Some("a/backup"), 10).unwrap().iter().filter(|r| r.outcome == Outcome::Failed).count() >= 2
+    });
+    let r = state.last_run("a/backup", &[Outcome::Failed]).unwrap().unwrap();
+    assert!(r.error.unwrap().contains("panicked"));
+    assert!(r.scheduled.is_some());
+}
