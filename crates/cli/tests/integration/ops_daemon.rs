@@ -520,3 +520,32 @@ fn ops_daemon_once_runs_what_is_due_and_exits() {
     assert!(runs.iter().any(|r| r["outcome"] == "missed"), "the slot before it is missed: {runs:#?}");
     assert_eq!(t.snapshots().len(), 1);
 }
+
+#[test]
+fn ops_daemon_postgres_down_alerts_archiving_and_streaming() {
+    let t = T::new();
+    // Nothing listens on port 1: the server is down for the archive check and the stream.
+    let body = "[postgres.db]\nrepository = \"main\"\nconnection = \"host=127.0.0.1 port=1 user=coffer dbname=postgres connect_timeout=2\"\n\
+                archiving = \"both\"\ncheck-interval = \"2s\"\n\n[postgres.db.base-backup]\nschedule = \"daily 03:00\"\n";
+    t.write_config(body);
+    let text =
+        std::fs::read_to_string(t.config()).unwrap().replace("[daemon]\n", "[daemon]\nstream-down-alert = \"3s\"\n");
+    std::fs::write(t.config(), text).unwrap();
+    let d = Daemon::start(&t);
+    wait_for(60, "an archive-lagging alert for the check", Some(&d), || {
+        t.alerts().iter().any(|a| a["kind"] == "archive-lagging" && a["problem"] == "archive:db")
+    });
+    wait_for(60, "an archive-lagging alert for the stream", Some(&d), || {
+        t.alerts().iter().any(|a| a["kind"] == "archive-lagging" && a["problem"] == "stream:db")
+    });
+    let log = d.stop();
+    let check = t.alerts().into_iter().find(|a| a["problem"] == "archive:db").unwrap();
+    assert_eq!(check["severity"], "error", "{check}");
+    assert_eq!(check["source"], "db");
+    // The stream was restarted with backoff, each end recorded, never in a tight loop.
+    let ends: Vec<Value> = t.runs().into_iter().filter(|r| r["job"] == "db/stream").collect();
+    assert!(ends.len() >= 2, "{ends:#?}\n{log}");
+    assert!(ends.len() < 15, "restarted in a loop: {} runs", ends.len());
+    // No job-failed alert per restart of the stream.
+    assert!(!t.alerts().iter().any(|a| a["problem"] == "job-failed:db/stream"), "{:?}", t.alerts());
+}
