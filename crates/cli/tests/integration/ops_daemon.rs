@@ -298,13 +298,20 @@ fn ops_daemon_failing_source_alerts_once_then_resolves() {
     let hook = coffer_testkit::http::Receiver::start(coffer_testkit::http::Answer::Status(200));
     let pings = coffer_testkit::http::Receiver::start(coffer_testkit::http::Answer::Status(200));
     let secret_file = t.repo.sb.file("hook-secret", b"webhook-secret-5a4b3c2d1e\n");
+    // And a real SMTP server (aiosmtpd) with a login: the email the on-call person reads.
+    let smtp = coffer_testkit::smtp::SmtpSink::start();
+    let smtp_pw = t.repo.sb.file("smtp-pw", b"smtp-pa55word-9f8e\n");
     t.write_config(&format!(
         "{}\n[alerts.webhook.hook]\nurl = \"{}\"\nsecret = {{ file = {:?} }}\n\n\
-         [alerts.heartbeat.check]\nurl = \"{}\"\njob = \"home/backup\"\n",
+         [alerts.heartbeat.check]\nurl = \"{}\"\njob = \"home/backup\"\n\n\
+         [alerts.email.oncall]\nserver = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"coffer\"\n\
+         password = {{ file = {:?} }}\nfrom = \"coffer@example.org\"\nto = [\"oncall@example.org\"]\n",
         t.home_source(&[&missing]),
         hook.url(),
         secret_file.display().to_string(),
         pings.url(),
+        smtp.port(),
+        smtp_pw.display().to_string(),
     ));
     let d = Daemon::start(&t);
     wait_for(90, "three failed runs", Some(&d), || t.runs_of("failed").len() >= 3);
@@ -341,8 +348,16 @@ fn ops_daemon_failing_source_alerts_once_then_resolves() {
     for r in posts.iter().chain(pings.requests().iter()) {
         received.push(format!("{} {:?} {}", r.path, r.headers, String::from_utf8_lossy(&r.body)));
     }
+    // The email: one when the problem appeared, one when it cleared.
+    let mail = smtp.wait_for(2, std::time::Duration::from_secs(30));
+    let of_job: Vec<&String> = mail.iter().filter(|m| m.contains("job-failed:home/backup")).collect();
+    assert_eq!(of_job.len(), 2, "raised once, resolved once: {mail:#?}");
+    assert!(of_job[0].contains("Subject: [coffer] ERROR job-failed"), "{}", of_job[0]);
+    assert!(of_job[1].contains("RESOLVED"), "{}", of_job[1]);
+    assert_eq!(smtp.logins().first().map(String::as_str), Some("coffer"));
+    received.extend(mail);
     let received: Vec<&str> = received.iter().map(String::as_str).collect();
-    assert_no_secret(&t, &received, &[PASSWORD, "webhook-secret-5a4b3c2d1e"]);
+    assert_no_secret(&t, &received, &[PASSWORD, "webhook-secret-5a4b3c2d1e", "smtp-pa55word-9f8e"]);
 }
 
 #[test]
