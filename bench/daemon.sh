@@ -28,8 +28,10 @@
 #             daemon with that many jobs fills it).
 #   overhead  SIZE MiB of files backed up into a fresh repository, alternately by hand
 #             (`coffer backup`, wall time of the command) and by the daemon (a job
-#             `every 1h`, which runs at once: wall time from its `started` event to its run
-#             event): ratio daemon / hand of the medians. Goal: none measurable (~1.00).
+#             `every 10s`, which starts at its first slot — a new job waits for its first
+#             slot, it does not run at once: wall time from its `started` event to its run
+#             event): ratio daemon / hand of the medians. Each timed backup starts from the
+#             same memory state (bench/caches.sh). Goal: none measurable (~1.00).
 #
 # The daemon is `coffer daemon --config FILE` (state in `daemon.state-dir`, JSON logs on
 # stderr with `--log-format json`, metrics on `[metrics] listen`); this script reads its
@@ -202,6 +204,11 @@ if want scrape; then
         add_files_jobs "$CONF" "$JOBS" weekly "$SCRATCH/src-small"
         start_daemon "$CONF" "$SCRATCH/scrape.log"
         URL=http://127.0.0.1:$PORT/metrics
+        # The listener is up before the first scheduling pass has published the jobs' series.
+        for _ in $(seq 100); do
+            [[ $(curl -sf "$URL" | grep -c '^coffer_job_expected_interval_seconds') -ge $JOBS ]] && break
+            sleep 0.1
+        done
         R[scrape_what]="coffer daemon"
     else
         say "scrape: the metrics_serve example with $JOBS jobs"
@@ -232,22 +239,25 @@ if want overhead && ((HAVE_DAEMON)); then
     say "overhead: $SIZE MiB, $ROUNDS rounds"
     DATA=$SCRATCH/data
     python3 "$ROOT/bench/daemon_helper.py" data "$DATA" "$SIZE"
+    # shellcheck source=bench/caches.sh
+    source "$ROOT/bench/caches.sh"
+    caches_init "$SCRATCH/primer" 1024
     hand=()
     daemon=()
     for r in $(seq "$ROUNDS"); do
         init_repo "$SCRATCH/vault-hand-$r"
-        sync
+        drop_caches
         t0=$(date +%s.%N)
         "$COFFER" --repo "$SCRATCH/vault-hand-$r" backup "$DATA" >/dev/null
         t1=$(date +%s.%N)
         hand+=("$(python3 -c "print($t1 - $t0)")")
 
         init_repo "$SCRATCH/vault-daemon-$r"
-        sync
         CONF=$SCRATCH/overhead-$r.toml
         write_config "$CONF" "$SCRATCH/state-overhead-$r" "$(free_port)" "$SCRATCH/vault-daemon-$r"
-        add_files_jobs "$CONF" 1 "every 1h" "$DATA"
+        add_files_jobs "$CONF" 1 "every 10s" "$DATA"
         LOG=$SCRATCH/overhead-$r.log
+        drop_caches
         start_daemon "$CONF" "$LOG"
         for _ in $(seq 1200); do
             grep -q '"outcome":"\(success\|warning\|failed\|timed-out\)"' "$LOG" && break
