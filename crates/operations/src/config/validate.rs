@@ -316,30 +316,29 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
         }
     }
 
-    let repo_declared = |name: &str| c.repository(name).is_some();
-    let declared_list = || {
+    // A source's repository is declared (or the embedded default).
+    let repo_declared = |k: &mut Checker<'_, '_, '_>, kind: &str, name: &str, repository: &str| {
+        if c.repository(repository).is_some() {
+            return;
+        }
         let mut names: Vec<&str> = c.repositories.keys().map(String::as_str).collect();
         if !names.contains(&super::DEFAULT_REPOSITORY) {
             names.push(super::DEFAULT_REPOSITORY);
         }
-        names.join(", ")
+        k.at(
+            &[kind, name, "repository"],
+            Part::Value,
+            format!(
+                "repository {repository:?} is not declared: declare [repositories.{repository}] or use one of: {}",
+                names.join(", ")
+            ),
+        );
     };
 
     // [files.NAME]
     for (name, s) in &c.files {
         k.name(&["files", name], "source");
-        if !repo_declared(&s.repository) {
-            k.at(
-                &["files", name, "repository"],
-                Part::Value,
-                format!(
-                    "repository {:?} is not declared: declare [repositories.{}] or use one of: {}",
-                    s.repository,
-                    s.repository,
-                    declared_list()
-                ),
-            );
-        }
+        repo_declared(&mut k, "files", name, &s.repository);
         if s.paths.is_empty() {
             k.at(&["files", name, "paths"], Part::Value, "paths is empty: name at least one file or directory");
         }
@@ -361,18 +360,7 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
                 format!("source name {name:?} is also used by [files.{name}]: source names are unique across [files] and [postgres]"),
             );
         }
-        if !repo_declared(&s.repository) {
-            k.at(
-                &["postgres", name, "repository"],
-                Part::Value,
-                format!(
-                    "repository {:?} is not declared: declare [repositories.{}] or use one of: {}",
-                    s.repository,
-                    s.repository,
-                    declared_list()
-                ),
-            );
-        }
+        repo_declared(&mut k, "postgres", name, &s.repository);
         if let Some(conn) = &s.connection {
             if connection_has_password(conn) {
                 k.at(
@@ -482,7 +470,7 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
             }
         }
         for (j, s) in r.sources.iter().enumerate() {
-            let known = c.files.contains_key(s) || c.postgres.contains_key(s) || repo_declared(s);
+            let known = c.files.contains_key(s) || c.postgres.contains_key(s) || c.repository(s).is_some();
             if !known {
                 k.at(
                     &["alerts", "route", &i, "sources", &j.to_string()],

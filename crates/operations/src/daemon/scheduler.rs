@@ -112,49 +112,49 @@ pub fn due(schedule: &Schedule, tz: &TimeZone, after: Timestamp, now: Timestamp,
 /// The newest slots in `(after, now]` (up to [`MISSED_RECORD_CAP`] + 1, oldest first) and
 /// how many there are in all.
 fn slots_between(schedule: &Schedule, tz: &TimeZone, after: Timestamp, now: Timestamp) -> (VecDeque<Timestamp>, u64) {
-    let mut kept = VecDeque::new();
-    let mut total = 0u64;
-    let mut t = after;
-    loop {
-        let next = schedule.next_after(t, tz);
-        if next > now || next <= t {
-            break;
+    let mut w = Walk { kept: VecDeque::new(), total: 0, t: after };
+    if !w.walk(schedule, tz, now, WALK_LIMIT) {
+        // A very long gap: skip to shortly before now and estimate what was skipped from the
+        // schedule's interval (the count is in a detail, not a decision).
+        let interval = schedule.interval().max(std::time::Duration::from_secs(1));
+        let back = jiff::SignedDuration::try_from(interval * 2).unwrap_or(jiff::SignedDuration::MAX);
+        let resume = now.checked_sub(back).unwrap_or(now);
+        if resume > w.t {
+            let gap = u64::try_from(resume.duration_since(w.t).as_secs()).unwrap_or(0);
+            w.total += gap / interval.as_secs().max(1);
+            w.kept.clear();
+            w.t = resume;
         }
-        total += 1;
-        kept.push_back(next);
-        if kept.len() > MISSED_RECORD_CAP + 1 {
-            kept.pop_front();
-        }
-        t = next;
-        if total >= WALK_LIMIT {
-            // A very long gap: skip to shortly before now and estimate what was skipped
-            // from the schedule's interval (the count is in a detail, not a decision).
-            let interval = schedule.interval().max(std::time::Duration::from_secs(1));
-            let back = jiff::SignedDuration::try_from(interval * 2).unwrap_or(jiff::SignedDuration::MAX);
-            let resume = now.checked_sub(back).unwrap_or(now);
-            if resume > t {
-                let gap = u64::try_from(resume.duration_since(t).as_secs()).unwrap_or(0);
-                total += gap / interval.as_secs().max(1);
-                kept.clear();
-                t = resume;
-            }
-            // Walk the rest without the limit (at most a few slots).
-            loop {
-                let next = schedule.next_after(t, tz);
-                if next > now || next <= t {
-                    break;
-                }
-                total += 1;
-                kept.push_back(next);
-                if kept.len() > MISSED_RECORD_CAP + 1 {
-                    kept.pop_front();
-                }
-                t = next;
-            }
-            break;
-        }
+        // The rest without the limit (at most a few slots).
+        w.walk(schedule, tz, now, u64::MAX);
     }
-    (kept, total)
+    (w.kept, w.total)
+}
+
+/// A walk over slots: the newest kept, all counted.
+struct Walk {
+    kept: VecDeque<Timestamp>,
+    total: u64,
+    t: Timestamp,
+}
+
+impl Walk {
+    /// Walks the slots in (t, now]; `false` when it stopped after `limit` of them.
+    fn walk(&mut self, schedule: &Schedule, tz: &TimeZone, now: Timestamp, limit: u64) -> bool {
+        for _ in 0..limit {
+            let next = schedule.next_after(self.t, tz);
+            if next > now || next <= self.t {
+                return true;
+            }
+            self.total += 1;
+            self.kept.push_back(next);
+            if self.kept.len() > MISSED_RECORD_CAP + 1 {
+                self.kept.pop_front();
+            }
+            self.t = next;
+        }
+        false
+    }
 }
 
 /// The next slot after `after` (when the loop must wake for this job).
@@ -277,5 +277,24 @@ mod tests {
         let expect = 5 * 365 * 86_400 - 1;
         assert!(d.missed_total.abs_diff(expect) <= 3, "{} vs {expect}", d.missed_total);
         assert!(!d.missed.is_empty() && d.missed.len() <= 3, "{:?}", d.missed);
+    }
+}
+
+#[cfg(test)]
+mod long_gap {
+    use super::*;
+
+    #[test]
+    fn a_gap_past_the_walk_limit_is_counted_and_keeps_the_newest_slot() {
+        let every = Schedule::parse("every 1s").unwrap();
+        let after: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let now = after + jiff::SignedDuration::from_secs(200_000);
+        let (kept, total) = slots_between(&every, &TimeZone::UTC, after, now);
+        // 100 000 walked, the rest estimated from the interval: every slot counted once.
+        assert_eq!(total, 200_000);
+        // Only the slots walked after the skip are kept (records of the newest few).
+        assert!(!kept.is_empty() && kept.len() <= MISSED_RECORD_CAP + 1, "{kept:?}");
+        assert_eq!(kept.back(), Some(&now), "the newest slot is kept");
+        assert!(kept.iter().zip(kept.iter().skip(1)).all(|(a, b)| a < b), "oldest first");
     }
 }
