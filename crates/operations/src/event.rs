@@ -29,6 +29,12 @@ pub enum JobKind {
     Verify,
     /// A repository's prune.
     Prune,
+    /// A repository's security watch (continuous, supervised): its store's audit log, its
+    /// protective configuration against the baseline, CloudTrail events (`docs/security.md`).
+    Watch,
+    /// A repository's immutability canary: tries what must be refused, with every role's
+    /// credentials the daemon holds.
+    Canary,
 }
 
 impl JobKind {
@@ -42,6 +48,8 @@ impl JobKind {
             Self::ArchiveCheck => "archive-check",
             Self::Verify => "verify",
             Self::Prune => "prune",
+            Self::Watch => "watch",
+            Self::Canary => "canary",
         }
     }
 }
@@ -222,6 +230,10 @@ pub enum Severity {
     Error,
     /// Backups are at risk (integrity, immutability).
     Critical,
+    /// An attempt to weaken protection, or a store that does not enforce it: delivered to
+    /// every target whatever the routes say, repeated until acknowledged
+    /// (`coffer alert ack ID`).
+    Security,
 }
 
 impl Severity {
@@ -233,6 +245,7 @@ impl Severity {
             Self::Warning => "warning",
             Self::Error => "error",
             Self::Critical => "critical",
+            Self::Security => "security",
         }
     }
 }
@@ -257,6 +270,8 @@ pub enum AlertKind {
     DeliveryFailing,
     /// `coffer alert test`.
     Test,
+    /// A security event (`details.security-kind` says which: `docs/security.md`).
+    Security,
 }
 
 impl AlertKind {
@@ -272,6 +287,7 @@ impl AlertKind {
             Self::ConfigRejected => "config-rejected",
             Self::DeliveryFailing => "delivery-failing",
             Self::Test => "test",
+            Self::Security => "security",
         }
     }
 }

@@ -17,6 +17,7 @@
 mod files;
 mod postgres;
 mod repository;
+mod security;
 
 pub use postgres::{ARCHIVE_CLASS, ARCHIVE_KEYS};
 pub use repository::read_data;
@@ -127,6 +128,9 @@ pub struct JobContext {
     pub host: String,
     /// The clock of lock decisions and records.
     pub clock: coffer_store::Clock,
+    /// Where security events go (the watch's and the canary's findings); none: they are
+    /// only logged.
+    pub security: Option<crate::security::SecuritySink>,
 }
 
 /// How many warnings (or verify problems) a record quotes in `details` (`warning_1`, …).
@@ -149,6 +153,8 @@ pub fn run_job(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> RunRecord 
         JobKind::BaseBackup => postgres::base_backup(ctx, spec, &ctl),
         JobKind::Stream => postgres::stream(ctx, spec, &ctl),
         JobKind::ArchiveCheck => postgres::archive_check(ctx, spec, &ctl),
+        JobKind::Watch => security::watch(ctx, spec, &ctl),
+        JobKind::Canary => security::canary(ctx, spec, &ctl),
     };
     let mut record = RunRecord::new(&spec.id, spec.kind, spec.source.as_deref(), &spec.repository, &ctx.host, started);
     let (observed, first) = tally.warnings();

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod metrics;
 pub mod open;
 pub mod schedule;
+pub mod security;
 pub mod state;
 pub mod status;
 

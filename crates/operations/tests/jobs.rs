@@ -62,6 +62,7 @@ impl Fixture {
             state_dir: self.path("state"),
             host: "testhost".into(),
             clock: Clock::from_env(),
+            security: None,
         };
         let r = run_job(&ctx, &spec, ctl);
         assert_eq!(r.job, id);

@@ -36,8 +36,8 @@ pub mod vault;
 pub use clock::Clock;
 pub use error::{ErrorClass, ErrorKind, Result, StoreError, display_chain};
 pub use model::{
-    DefaultRetention, ListEntry, LockConfig, ObjectVersion, Page, PutOptions, Retention, RetentionMode, VersionId,
-    Versioning, may_get_new_versions,
+    DefaultRetention, ListEntry, LockConfig, ObjectVersion, Page, Protection, PutOptions, Retention, RetentionMode,
+    VersionId, Versioning, may_get_new_versions,
 };
 pub use open::{
     CreateVault, CredentialsSource, OpenError, OpenedStore, StoreHandle, StoreLocation, StoreRequest, open_store,
@@ -46,4 +46,4 @@ pub use role::{Action, Credentials, Principal, Role, Secret, matrix_markdown};
 #[cfg(feature = "s3")]
 pub use s3::{S3Credentials, S3Location, S3Options, S3Store};
 pub use store::{Capabilities, Object, ObjectStore, RangeRead};
-pub use vault::{AuditEntry, AuditVerification, LocalVault, VaultHandle, VaultOptions};
+pub use vault::{AuditEntry, AuditVerification, ClockStatus, LocalVault, TimeFinding, VaultHandle, VaultOptions};

@@ -178,6 +178,18 @@ pub struct DefaultRetention {
     pub period: Duration,
 }
 
+impl fmt::Display for DefaultRetention {
+    /// `MODE Nd` (or `MODE Ns` for a period that is not whole days): the drift watch's text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.period.as_secs();
+        if secs % 86_400 == 0 {
+            write!(f, "{} {}d", self.mode, secs / 86_400)
+        } else {
+            write!(f, "{} {secs}s", self.mode)
+        }
+    }
+}
+
 /// Object Lock configuration of a store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockConfig {
@@ -195,6 +207,15 @@ pub enum Versioning {
     Enabled,
     /// Puts replace the `null` version (never allowed on a locked store).
     Suspended,
+}
+
+impl fmt::Display for Versioning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Enabled => "enabled",
+            Self::Suspended => "suspended",
+        })
+    }
 }
 
 mod duration_secs {
@@ -228,4 +249,21 @@ pub fn validate_key(key: &str) -> crate::Result<()> {
         return Err(crate::StoreError::invalid(format!("key {key:?} contains a NUL byte")));
     }
     Ok(())
+}
+
+/// A store's protective configuration, field by field, as the drift watch compares it with
+/// its baseline (`docs/security.md`). Values are canonical text (JSON documents sorted and
+/// compact), so two readings of an unchanged store are equal.
+///
+/// Field names: `object-lock` (`enabled`/`disabled`), `default-retention` (`none` or
+/// `MODE DAYSd`), `versioning`, and on S3 `bucket-policy`, `public-access-block`,
+/// `ownership-controls`, `lifecycle`, `replication` (`none` when the bucket has none); on a
+/// local vault `principals` (names, roles, access keys and a digest of the secrets' hashes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protection {
+    /// Each field read, by name.
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// Each field that could not be read, with why (one line): an alert, never a skip.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unreadable: std::collections::BTreeMap<String, String>,
 }

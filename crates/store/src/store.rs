@@ -49,7 +49,9 @@
 //! and an implementation over an async client (S3) owns its runtime.
 
 use crate::error::{Result, StoreError};
-use crate::model::{ListEntry, LockConfig, ObjectVersion, Page, PutOptions, Retention, VersionId, Versioning};
+use crate::model::{
+    ListEntry, LockConfig, ObjectVersion, Page, Protection, PutOptions, Retention, VersionId, Versioning,
+};
 use crate::role::Principal;
 
 /// An object's metadata and data.
@@ -243,4 +245,36 @@ pub trait ObjectStore: Send + Sync {
     /// # Errors
     /// `Forbidden`, `InvalidRequest`, `Io`.
     fn put_versioning(&self, status: Versioning) -> Result<()>;
+
+    /// Reads the store's protective configuration (the drift watch's input). The default
+    /// reads the lock configuration and versioning; S3 adds the bucket policy, public
+    /// access block, ownership controls, lifecycle and replication rules, a local vault
+    /// its principals. A field that cannot be read goes to `unreadable`, with why.
+    ///
+    /// # Errors
+    /// Only when nothing at all can be read (`Forbidden`, `Io`).
+    fn protection(&self) -> Result<Protection> {
+        let mut p = Protection::default();
+        match self.lock_config() {
+            Ok(c) => {
+                p.fields.insert("object-lock".into(), if c.enabled { "enabled" } else { "disabled" }.into());
+                p.fields.insert(
+                    "default-retention".into(),
+                    c.default_retention.map_or_else(|| "none".to_owned(), |d| d.to_string()),
+                );
+            }
+            Err(e) => {
+                p.unreadable.insert("object-lock".into(), crate::error::display_chain(&e));
+            }
+        }
+        match self.versioning() {
+            Ok(v) => {
+                p.fields.insert("versioning".into(), v.to_string());
+            }
+            Err(e) => {
+                p.unreadable.insert("versioning".into(), crate::error::display_chain(&e));
+            }
+        }
+        Ok(p)
+    }
 }

@@ -79,6 +79,7 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<()> {
         config: Arc::new(config),
         state_dir,
         clock: coffer_store::Clock::from_env(),
+        security: None,
     };
     let record = run_job(&ctx, spec, &job);
     job.finish();

@@ -208,6 +208,111 @@ pub struct RepositoryConfig {
     /// Prune schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneJob>,
+    /// The security watch and canary of this repository's store (on by default).
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+/// `[repositories.NAME.security]`: the watch over the repository's store and its canary
+/// (`docs/security.md`). On by default: security monitoring must not depend on someone
+/// remembering to turn it on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Run the continuous watch (audit log, drift, CloudTrail queue).
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// How often the audit log and the event queue are read (default 1m).
+    #[serde(default = "default_poll", with = "coffer_repository::options::duration")]
+    pub poll_interval: Duration,
+    /// How often the protective configuration is compared with the baseline (default 15m).
+    #[serde(default = "default_drift", with = "coffer_repository::options::duration")]
+    pub drift_interval: Duration,
+    /// Audit entries (and a clock) out of time order by more than this are a clock anomaly
+    /// (default 5s: NTP steps are smaller).
+    #[serde(default = "default_clock_tolerance", with = "coffer_repository::options::duration")]
+    pub clock_tolerance: Duration,
+    /// Principals (names, access keys or ARNs) besides the roles' own whose requests are not
+    /// `unknown-principal` events.
+    #[serde(default)]
+    pub known_principals: Vec<String>,
+    /// AWS CloudTrail events through EventBridge and SQS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudtrail: Option<CloudTrailConfig>,
+    /// The immutability canary.
+    #[serde(default)]
+    pub canary: CanaryConfig,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            poll_interval: default_poll(),
+            drift_interval: default_drift(),
+            clock_tolerance: default_clock_tolerance(),
+            known_principals: Vec::new(),
+            cloudtrail: None,
+            canary: CanaryConfig::default(),
+        }
+    }
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_drift() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_clock_tolerance() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `[repositories.NAME.security.cloudtrail]`: the SQS queue the generated EventBridge rule
+/// feeds (`coffer security aws-template`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CloudTrailConfig {
+    /// The queue's URL.
+    pub queue_url: String,
+    /// The queue's region (default: from the URL, else the AWS chain's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// An endpoint other than AWS's (tests, LocalStack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// A credentials file (`access-key`, `secret-key`) allowed to receive and delete
+    /// messages; none: the AWS chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<PathBuf>,
+}
+
+/// `[repositories.NAME.security.canary]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CanaryConfig {
+    /// Run the canary.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// When (default `daily`).
+    #[serde(default = "default_canary_schedule")]
+    pub schedule: Schedule,
+    /// Cancelled after this long (default 10m).
+    #[serde(default = "default_canary_timeout", with = "coffer_repository::options::duration")]
+    pub timeout: Duration,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        Self { enabled: true, schedule: default_canary_schedule(), timeout: default_canary_timeout() }
+    }
+}
+
+fn default_canary_schedule() -> Schedule {
+    Schedule::parse("daily").expect("`daily` is a schedule")
+}
+fn default_canary_timeout() -> Duration {
+    Duration::from_secs(600)
 }
 
 /// When and how long a job runs. Every job's table has these keys (`schedule`,
@@ -367,6 +472,9 @@ pub struct AlertsConfig {
     /// An ongoing problem is notified again after this long (default 4h).
     #[serde(default = "default_repeat", with = "coffer_repository::options::duration")]
     pub repeat_interval: Duration,
+    /// A security alert not yet acknowledged is notified again after this long (default 1h).
+    #[serde(default = "default_security_repeat", with = "coffer_repository::options::duration")]
+    pub security_repeat_interval: Duration,
     /// Webhook targets.
     #[serde(default)]
     pub webhook: BTreeMap<String, WebhookTarget>,
@@ -396,6 +504,7 @@ impl Default for AlertsConfig {
     fn default() -> Self {
         Self {
             repeat_interval: default_repeat(),
+            security_repeat_interval: default_security_repeat(),
             webhook: BTreeMap::new(),
             email: BTreeMap::new(),
             command: BTreeMap::new(),
@@ -414,6 +523,9 @@ fn default_failing_after() -> u32 {
     3
 }
 
+fn default_security_repeat() -> Duration {
+    Duration::from_secs(3600)
+}
 fn default_repeat() -> Duration {
     Duration::from_secs(4 * 3600)
 }

@@ -198,7 +198,7 @@ pub fn run_with(
         clock: clock.clone(),
         host: host.clone(),
     });
-    let ctx = JobContext { config: config.clone(), state_dir: dir.clone(), host, clock };
+    let ctx = JobContext { config: config.clone(), state_dir: dir.clone(), host, clock, security: None };
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let mut d = Daemon {
         config,

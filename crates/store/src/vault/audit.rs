@@ -191,6 +191,26 @@ pub struct AuditVerification {
     pub head: String,
     /// Problems found, oldest first (at most 100); empty when the chain is intact.
     pub problems: Vec<String>,
+    /// Entries out of time order (dated before an earlier entry by more than the
+    /// tolerance): a clock that was moved, oldest first (at most 100). A security finding,
+    /// not damage: the chain can be intact and the times still lie.
+    #[serde(default)]
+    pub time_findings: Vec<TimeFinding>,
+}
+
+/// An audit entry dated before an entry earlier in the log: the clock was moved (forward
+/// for the earlier entry, or back for this one). Either way some lock was judged on a
+/// time that was not real time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeFinding {
+    /// The entry dated too early.
+    pub seq: u64,
+    /// Its time.
+    pub time: Timestamp,
+    /// The latest time of the entries before it, and which entry carries it.
+    pub newest_before: Timestamp,
+    /// The entry that carries `newest_before`.
+    pub newest_seq: u64,
 }
 
 /// Walks the whole log in order (streaming; memory does not grow with its length) and
@@ -201,7 +221,8 @@ pub(crate) fn verify(conn: &Connection) -> Result<AuditVerification> {
     let mut rows = stmt.query([]).map_err(|e| StoreError::io("cannot read the audit log", e))?;
     let mut expected_seq = 1u64;
     let mut prev = GENESIS.to_owned();
-    let mut out = AuditVerification { entries: 0, head: GENESIS.to_owned(), problems: Vec::new() };
+    let mut out =
+        AuditVerification { entries: 0, head: GENESIS.to_owned(), problems: Vec::new(), time_findings: Vec::new() };
     let problem = |out: &mut AuditVerification, p: String| {
         if out.problems.len() < 100 {
             out.problems.push(p);

@@ -29,7 +29,7 @@ mod audit;
 mod db;
 mod files;
 
-pub use audit::{AuditEntry, AuditVerification};
+pub use audit::{AuditEntry, AuditVerification, TimeFinding};
 
 use crate::clock::Clock;
 use crate::error::{Result, StoreError};
@@ -229,6 +229,17 @@ impl LocalVault {
         &self.inner.clock
     }
 
+    /// The vault's clock against the highest time it has recorded (`docs/local-vault.md`,
+    /// "Time"): a clock behind it was moved back, or an earlier request ran on a clock
+    /// moved forward.
+    ///
+    /// # Errors
+    /// `Io`.
+    pub fn clock_status(&self) -> Result<ClockStatus> {
+        // Filled in by the clock work of issue 14 (the high-water mark in `meta`).
+        Ok(ClockStatus { now: self.inner.clock.now(), high_water: None, behind: None })
+    }
+
     /// Reads the access key created at init for `role` from `DIR/credentials/ROLE.toml`.
     ///
     /// # Errors
@@ -309,6 +320,17 @@ impl LocalVault {
         )?;
         tx.commit().map_err(db_err("cannot write the audit log"))
     }
+}
+
+/// The vault's clock against the highest time it has seen ([`LocalVault::clock_status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ClockStatus {
+    /// The clock's time now.
+    pub now: Timestamp,
+    /// The highest time any request was applied at (none: a vault from before it was kept).
+    pub high_water: Option<Timestamp>,
+    /// How far `now` is behind `high_water`, past the tolerance; none when it is not.
+    pub behind: Option<jiff::SignedDuration>,
 }
 
 /// A vault seen through one authenticated principal; implements [`ObjectStore`].
