@@ -145,6 +145,8 @@ enum Command {
     Status(ops::status::StatusArgs),
     /// Run one job of the policy file now and print its record (kept for `coffer status`)
     Run(ops::run::RunArgs),
+    /// The security watch: the AWS CloudTrail template, the drift baseline
+    Security(ops::security::SecurityArgs),
 }
 
 fn main() -> ExitCode {
@@ -201,6 +203,7 @@ fn main() -> ExitCode {
         Command::Ledger(args) => ops::ledger::run(g, r, &args),
         Command::Status(args) => ops::status::run(g, &args),
         Command::Run(args) => ops::run::run(g, &args),
+        Command::Security(args) => ops::security::run(g, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

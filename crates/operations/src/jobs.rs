@@ -14,10 +14,11 @@
 //! `jobs/postgres.rs` (base backup, stream, archive check); the record's fields and
 //! `details` keys are documented in `docs/operations.md`, "Jobs".
 
+mod canary;
 mod files;
 mod postgres;
 mod repository;
-mod security;
+mod watch;
 
 pub use postgres::{ARCHIVE_CLASS, ARCHIVE_KEYS};
 pub use repository::read_data;
@@ -153,8 +154,8 @@ pub fn run_job(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> RunRecord 
         JobKind::BaseBackup => postgres::base_backup(ctx, spec, &ctl),
         JobKind::Stream => postgres::stream(ctx, spec, &ctl),
         JobKind::ArchiveCheck => postgres::archive_check(ctx, spec, &ctl),
-        JobKind::Watch => security::watch(ctx, spec, &ctl),
-        JobKind::Canary => security::canary(ctx, spec, &ctl),
+        JobKind::Watch => watch::watch(ctx, spec, &ctl),
+        JobKind::Canary => canary::canary(ctx, spec, &ctl),
     };
     let mut record = RunRecord::new(&spec.id, spec.kind, spec.source.as_deref(), &spec.repository, &ctx.host, started);
     let (observed, first) = tally.warnings();

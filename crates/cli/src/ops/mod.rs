@@ -8,6 +8,9 @@ pub mod daemon;
 pub mod ledger;
 pub mod packaging;
 pub mod run;
+pub mod security;
+pub mod security_aws;
+pub mod security_baseline;
 pub mod status;
 
 use crate::Global;

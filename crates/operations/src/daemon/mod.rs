@@ -198,7 +198,8 @@ pub fn run_with(
         clock: clock.clone(),
         host: host.clone(),
     });
-    let ctx = JobContext { config: config.clone(), state_dir: dir.clone(), host, clock, security: None };
+    let sink = security_sink(&shared);
+    let ctx = JobContext { config: config.clone(), state_dir: dir.clone(), host, clock, security: Some(sink) };
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let mut d = Daemon {
         config,
@@ -226,6 +227,19 @@ pub fn run_with(
     d.shutdown();
     drop(lock);
     Ok(())
+}
+
+/// Where the jobs' security events go: recorded first, then logged and alerted.
+fn security_sink(shared: &Arc<Shared>) -> crate::security::SecuritySink {
+    let shared = Arc::clone(shared);
+    crate::security::SecuritySink(Arc::new(move |event: crate::security::SecurityEvent| {
+        if let Err(e) = crate::security::record::record(&shared.state, &event) {
+            tracing::error!(id = %event.id, error = %e, "cannot record the security event in the local state");
+        }
+        tracing::warn!(id = %event.id, security_kind = event.kind.as_str(), layer = %event.layer,
+            principal = event.principal.as_deref().unwrap_or("-"), "security event: {}", event.summary);
+        shared.alerter.raise(crate::security::record::alert(&event, &shared.host));
+    }))
 }
 
 fn time_zone(config: &Config) -> Result<TimeZone, DaemonError> {

@@ -40,6 +40,16 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+impl AuditEntry {
+    /// Whether this entry's hash is that of its fields and `prev_hash`: with the link to the
+    /// entry before it (`prev_hash` equal to that entry's `hash`), what lets a follower of
+    /// the log check new entries without walking the whole chain again.
+    #[must_use]
+    pub fn hash_matches(&self) -> bool {
+        entry_hash(&self.prev_hash, self) == self.hash
+    }
+}
+
 /// What is hashed: every field but the hashes, in a fixed order.
 #[derive(Serialize)]
 struct Hashed<'a> {
