@@ -270,3 +270,28 @@ fn a_missing_key_names_its_table() {
     let e = parse(&BASE.replace("schedule = \"daily 02:00\"\n", "")).unwrap_err();
     assert!(e.starts_with("c.toml:4:1: missing field `schedule` in [files.home]"), "{e}");
 }
+
+#[test]
+fn security_keys_are_checked() {
+    let c = Config::parse("[repositories.main]\nlocation = \"/srv/vault\"\n", Path::new("c.toml")).unwrap();
+    let sec = &c.repositories["main"].security;
+    assert!(sec.watch && sec.canary.enabled, "on by default");
+    assert_eq!(sec.poll_interval, std::time::Duration::from_secs(60));
+    let bad = |text: &str, needle: &str| {
+        let e = Config::parse(text, Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+    };
+    bad(
+        "[repositories.main]\nlocation = \"s3://bucket/coffer-security/x/?endpoint=http://127.0.0.1:9\"\n[files.a]\nrepository = \"main\"\npaths = [\"/a\"]\nschedule = \"daily\"\n",
+        "reserved",
+    );
+    bad(
+        "[repositories.main]\nlocation = \"/v\"\n[repositories.main.security]\npoll-interval = \"0s\"\n",
+        "c.toml:4:17: duration \"0s\" is zero",
+    );
+    bad(
+        "[repositories.main]\nlocation = \"/v\"\n[repositories.main.security.cloudtrail]\nqueue-url = \"sqs\"\n",
+        "c.toml:4:13: not a URL",
+    );
+    bad("[repositories.main]\nlocation = \"/v\"\n[repositories.main.security]\nwatchh = true\n", "watchh");
+}

@@ -282,6 +282,15 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
             let at = ["repositories", name, "location"];
             match coffer_store::StoreLocation::parse(loc) {
                 Ok(coffer_store::StoreLocation::Local(dir)) => k.absolute(&at, &dir, "a local repository location"),
+                Ok(coffer_store::StoreLocation::S3(l)) if l.prefix.starts_with(crate::security::RESERVED_PREFIX) => k.at(
+                    &at,
+                    Part::Value,
+                    format!(
+                        "the prefix {:?} is reserved for Coffer's security objects (the canary, the drift baseline); \
+                         choose another",
+                        crate::security::RESERVED_PREFIX
+                    ),
+                ),
                 Ok(_) => {}
                 Err(e) => k.at(&at, Part::Value, e.to_string()),
             }
@@ -313,6 +322,17 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
         }
         if let Some(p) = &r.prune {
             k.positive(&["repositories", name, "prune", "timeout"], p.timeout, "timeout");
+        }
+        let sec = &r.security;
+        let at = |key: &'static str| ["repositories", name.as_str(), "security", key];
+        k.positive(&at("poll-interval"), Some(sec.poll_interval), "poll-interval");
+        k.positive(&at("drift-interval"), Some(sec.drift_interval), "drift-interval");
+        k.positive(&["repositories", name, "security", "canary", "timeout"], Some(sec.canary.timeout), "timeout");
+        if let Some(ct) = &sec.cloudtrail {
+            k.http_url(&["repositories", name, "security", "cloudtrail", "queue-url"], &ct.queue_url);
+            if let Some(f) = &ct.credentials {
+                k.absolute(&["repositories", name, "security", "cloudtrail", "credentials"], f, "a credentials file");
+            }
         }
     }
 
