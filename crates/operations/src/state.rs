@@ -399,7 +399,8 @@ impl State {
     }
 
     fn stored(&self, json: &str, acked_at: Option<i64>, acked_by: Option<String>) -> Result<StoredSecurityEvent> {
-        let event = serde_json::from_str(json).map_err(|source| StateError::Record { path: self.path.clone(), source })?;
+        let event =
+            serde_json::from_str(json).map_err(|source| StateError::Record { path: self.path.clone(), source })?;
         Ok(StoredSecurityEvent { event, acked_at: acked_at.and_then(|s| Timestamp::from_second(s).ok()), acked_by })
     }
 

@@ -111,7 +111,12 @@ pub fn record(state: &State, event: &SecurityEvent) -> Result<(), StateError> {
 ///
 /// # Errors
 /// [`StateError`].
-pub fn record_in(state: &State, event: &SecurityEvent, host: &str, repositories: &[String]) -> Result<bool, StateError> {
+pub fn record_in(
+    state: &State,
+    event: &SecurityEvent,
+    host: &str,
+    repositories: &[String],
+) -> Result<bool, StateError> {
     state.record_security(event, host, repositories)
 }
 
