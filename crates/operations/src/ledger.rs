@@ -291,4 +291,59 @@ mod tests {
         assert_eq!(state.outbox("main", 10).unwrap().len(), 1, "kept for the next flush");
         assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 1);
     }
+
+    fn security_event(clock: &Clock) -> SecurityEvent {
+        let mut e = SecurityEvent::new(
+            crate::security::SecurityKind::LockConfigChange,
+            "audit-log",
+            clock.now(),
+            "admin tried to change the lock configuration",
+        );
+        e.repository = Some("main".into());
+        e.principal = Some("admin".into());
+        e
+    }
+
+    /// Security events and their acknowledgements reach the ledger once each (even after a
+    /// crash between the append and the outbox's removal); `read_runs` passes over them.
+    #[test]
+    fn security_alert_events_and_acks_reach_the_ledger_once() {
+        let (_tmp, clock, repo, state) = setup();
+        let e = security_event(&clock);
+        state.record_run(&run(0, &clock)).unwrap();
+        assert!(state.record_security(&e, "h1", &["main".into()]).unwrap());
+        // The crashed flush: the event appended, still in the outbox.
+        repo.append_ledger_as("h1", SECURITY, &serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 1, "only the run");
+        let ack = crate::security::record::ack(&state, &e.id, "alice", clock.now(), "h2", None).unwrap();
+        assert!(matches!(ack, crate::state::AckOutcome::Acked(_)));
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 1, "the acknowledgement");
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 0);
+        let (runs, problems) = read_runs(&repo).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(runs.len(), 1);
+        let (sec, problems) = read_security(&repo).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(sec.events.len(), 1);
+        assert_eq!(sec.events[0].1, e);
+        assert_eq!(sec.acks.len(), 1);
+        assert_eq!((sec.acks[0].1.event_id.as_str(), sec.acks[0].1.acked_by.as_str()), (e.id.as_str(), "alice"));
+    }
+
+    /// A forged or newer body of kind security is a problem, not a crash.
+    #[test]
+    fn security_alert_hostile_security_bodies_are_problems() {
+        let (_tmp, clock, repo, _state) = setup();
+        repo.append_ledger_as("h1", SECURITY, &serde_json::json!({ "id": 7, "kind": [] })).unwrap();
+        let mut newer = serde_json::to_value(security_event(&clock)).unwrap();
+        newer["version"] = serde_json::json!(99);
+        repo.append_ledger_as("h1", SECURITY, &newer).unwrap();
+        repo.append_ledger_as("h1", SECURITY_ACK, &serde_json::json!("x".repeat(10_000))).unwrap();
+        let (sec, problems) = read_security(&repo).unwrap();
+        assert!(sec.events.is_empty() && sec.acks.is_empty());
+        assert_eq!(
+            problems.iter().map(|p| p.kind).collect::<Vec<_>>(),
+            [LedgerProblemKind::BadBody, LedgerProblemKind::NewerFormat, LedgerProblemKind::BadBody]
+        );
+    }
 }

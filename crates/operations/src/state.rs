@@ -603,4 +603,49 @@ mod tests {
         assert_eq!(s.outbox("main", 10).unwrap().len(), 2);
         assert_eq!(s.scan("slot:").unwrap().len(), 1);
     }
+
+    /// An issue-13 state file (schema 0: an outbox of runs, no kind column, no security
+    /// table) opens, keeps its waiting runs, and takes security events afterwards.
+    #[test]
+    fn security_alert_state_migrates_from_an_issue_13_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let waiting = run("home/backup", Outcome::Success, 100);
+        let json = serde_json::to_string(&waiting).unwrap();
+        {
+            // The schema exactly as issue 13 wrote it.
+            let c = Connection::open(dir.path().join("state.db")).unwrap();
+            c.execute_batch(
+                "PRAGMA journal_mode=WAL;
+                 CREATE TABLE runs (id INTEGER PRIMARY KEY, job TEXT NOT NULL, finished INTEGER NOT NULL,
+                     outcome TEXT NOT NULL, record TEXT NOT NULL);
+                 CREATE INDEX runs_job ON runs (job, id);
+                 CREATE TABLE outbox (id INTEGER PRIMARY KEY, repository TEXT NOT NULL, record TEXT NOT NULL);
+                 CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+            )
+            .unwrap();
+            c.execute("INSERT INTO outbox (repository, record) VALUES ('main', ?1)", params![json]).unwrap();
+            c.execute("INSERT INTO kv (key, value) VALUES ('slot:home/backup', '200')", []).unwrap();
+        }
+        let s = State::open(dir.path()).unwrap();
+        let v: i64 = s.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(s.get("slot:home/backup").unwrap().as_deref(), Some("200"));
+        let out = s.outbox("main", 10).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, waiting);
+        let entries = s.outbox_entries("main", 10).unwrap();
+        assert_eq!(entries, vec![(out[0].0, OutboxEntry::Run(waiting))]);
+        // Security events work on the migrated file, and a second open changes nothing.
+        let at = Timestamp::from_second(1000).unwrap();
+        let e = SecurityEvent::new(crate::security::SecurityKind::Drift, "drift", at, "versioning suspended");
+        assert!(s.record_security(&e, "h", &["main".into()]).unwrap());
+        assert!(!s.record_security(&e, "h", &["main".into()]).unwrap(), "recorded once");
+        drop(s);
+        let s = State::open(dir.path()).unwrap();
+        assert_eq!(s.security_unacknowledged().unwrap(), 1);
+        let entries = s.outbox_entries("main", 10).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(matches!(&entries[1].1, OutboxEntry::Security { host, event } if host == "h" && event == &e));
+        assert_eq!(s.outbox("main", 10).unwrap().len(), 1, "outbox() lists runs only");
+    }
 }
