@@ -77,7 +77,8 @@ struct RunView<'a> {
 /// One security event as `--json` lists it.
 #[derive(Serialize)]
 struct SecurityView<'a> {
-    id: String,
+    /// The ledger record's id (the event's own is `id`).
+    record: String,
     #[serde(flatten)]
     event: &'a SecurityEvent,
 }
@@ -85,7 +86,8 @@ struct SecurityView<'a> {
 /// One acknowledgement as `--json` lists it.
 #[derive(Serialize)]
 struct AckView<'a> {
-    id: String,
+    /// The ledger record's id.
+    record: String,
     #[serde(flatten)]
     ack: &'a SecurityAck,
 }
@@ -156,9 +158,9 @@ fn list(global: &Global, repo: &Repository, args: &LedgerArgs) -> Result<()> {
     if out.json() {
         let runs = want_runs.then(|| runs.iter().map(|(id, run)| RunView { id: id.to_string(), run }).collect());
         let security = want_security
-            .then(|| events.iter().map(|(id, event)| SecurityView { id: id.to_string(), event }).collect());
+            .then(|| events.iter().map(|(id, event)| SecurityView { record: id.to_string(), event }).collect());
         let security_acks =
-            want_security.then(|| acks.iter().map(|(id, ack)| AckView { id: id.to_string(), ack }).collect());
+            want_security.then(|| acks.iter().map(|(id, ack)| AckView { record: id.to_string(), ack }).collect());
         out.doc(&ListView { runs, security, security_acks, problems: &problems })?;
     } else {
         out.line(format!(
