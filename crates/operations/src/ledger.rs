@@ -1,23 +1,31 @@
-//! The job ledger: every run, appended to the repository as a locked, hash-chained record,
-//! so the history of what ran is tamper-evident and outlives the host.
+//! The job ledger: every run and every security event (with its acknowledgement), appended
+//! to the repository as a locked, hash-chained record, so the history of what ran and what
+//! was seen is tamper-evident and outlives the host.
 //!
 //! Invariant guarded here: a record reaches the repository only through the local outbox
-//! ([`crate::state::State::record_run`]), and leaves the outbox only once the repository
+//! ([`crate::state::State::record_run`], [`crate::state::State::record_security`]), and leaves the outbox only once the repository
 //! holds it; so nothing recorded is lost when the repository is unreachable. And a record
 //! is appended once: a crash between the append and the outbox's removal leaves the record
-//! in both, and the next flush finds its `run_id` in the ledger and only removes it.
+//! in both, and the next flush finds its id in the ledger and only removes it.
 //!
-//! Records are stored with kind [`RUN`] and the [`RunRecord`] as body (`docs/ledger.md`).
-//! Reading them back ([`read_runs`]) treats every body as hostile: one that does not parse
+//! Records are stored with kind [`RUN`] and the [`RunRecord`] as body, [`SECURITY`] and the
+//! [`SecurityEvent`], [`SECURITY_ACK`] and the [`SecurityAck`] (`docs/ledger.md`). Reading
+//! them back ([`read_runs`], [`read_security`]) treats every body as hostile: one that does not parse
 //! is a problem to report, never a crash.
 
 use crate::event::RunRecord;
-use crate::state::{State, StateError};
+use crate::security::SecurityEvent;
+use crate::security::record::SecurityAck;
+use crate::state::{OutboxEntry, State, StateError};
 use coffer_repository::{Id, LedgerProblem, LedgerProblemKind, Repository};
 use std::collections::HashSet;
 
 /// The ledger record kind of a job run.
 pub const RUN: &str = "run";
+/// The ledger record kind of a security event (body: [`SecurityEvent`]).
+pub const SECURITY: &str = "security";
+/// The ledger record kind of a security event's acknowledgement (body: [`SecurityAck`]).
+pub const SECURITY_ACK: &str = "security-ack";
 
 /// Why the ledger could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -42,28 +50,35 @@ impl LedgerError {
 }
 
 /// Appends to `repo`'s ledger every record waiting in `state`'s outbox for repository
-/// `name`, oldest first; returns how many were stored.
+/// `name` (runs, security events, acknowledgements), oldest first; returns how many were
+/// stored.
 ///
-/// A record whose `run_id` the ledger already holds (appended, then the process stopped
-/// before the outbox forgot it) is not appended again, only removed from the outbox.
+/// A record the ledger already holds (appended, then the process stopped before the outbox
+/// forgot it) is not appended again, only removed from the outbox: a run by its `run_id`, a
+/// security event by its `id`, an acknowledgement by its `event_id`.
 ///
 /// # Errors
 /// [`LedgerError`]; what was not stored stays in the outbox.
 pub fn flush_outbox(state: &State, name: &str, repo: &Repository) -> Result<usize, LedgerError> {
-    let pending = state.outbox(name, usize::MAX)?;
+    let pending = state.outbox_entries(name, usize::MAX)?;
     if pending.is_empty() {
         return Ok(0);
     }
-    let mut present = run_ids(repo)?;
+    let mut present = present_ids(repo)?;
     let mut stored = 0;
-    for (outbox_id, record) in pending {
-        if present.contains(&record.run_id) {
-            tracing::debug!(run_id = %record.run_id, repository = name, "already in the ledger");
+    for (outbox_id, entry) in pending {
+        let (kind, key, host, body) = match &entry {
+            OutboxEntry::Run(r) => (RUN, &r.run_id, &r.host, serde_json::to_value(r)),
+            OutboxEntry::Security { host, event } => (SECURITY, &event.id, host, serde_json::to_value(event)),
+            OutboxEntry::SecurityAck { host, ack } => (SECURITY_ACK, &ack.event_id, host, serde_json::to_value(ack)),
+        };
+        if present.contains(&(kind, key.clone())) {
+            tracing::debug!(kind, id = %key, repository = name, "already in the ledger");
         } else {
-            let body = serde_json::to_value(&record).expect("a run record serialises");
-            let id = repo.append_ledger_as(&record.host, RUN, &body)?;
-            tracing::debug!(run_id = %record.run_id, repository = name, ledger_record = %id, "appended to the ledger");
-            present.insert(record.run_id.clone());
+            let body = body.expect("a ledger record serialises");
+            let id = repo.append_ledger_as(host, kind, &body)?;
+            tracing::debug!(kind, id = %key, repository = name, ledger_record = %id, "appended to the ledger");
+            present.insert((kind, key.clone()));
             stored += 1;
         }
         state.outbox_done(outbox_id)?;
@@ -71,15 +86,22 @@ pub fn flush_outbox(state: &State, name: &str, repo: &Repository) -> Result<usiz
     Ok(stored)
 }
 
-/// The `run_id`s of the run records the ledger holds (every branch: after a fork, a record
-/// may sit on either).
-fn run_ids(repo: &Repository) -> Result<HashSet<String>, LedgerError> {
+/// The ids of the records the ledger holds, by kind (every branch: after a fork, a record
+/// may sit on either): runs' `run_id`, security events' `id`, acknowledgements' `event_id`.
+fn present_ids(repo: &Repository) -> Result<HashSet<(&'static str, String)>, LedgerError> {
     let view = repo.ledger()?;
     Ok(view
         .entries
         .iter()
-        .filter(|e| e.record.kind == RUN)
-        .filter_map(|e| e.record.body.get("run_id").and_then(serde_json::Value::as_str).map(str::to_owned))
+        .filter_map(|e| {
+            let (kind, field) = match e.record.kind.as_str() {
+                RUN => (RUN, "run_id"),
+                SECURITY => (SECURITY, "id"),
+                SECURITY_ACK => (SECURITY_ACK, "event_id"),
+                _ => return None,
+            };
+            e.record.body.get(field).and_then(serde_json::Value::as_str).map(|id| (kind, id.to_owned()))
+        })
         .collect())
 }
 
@@ -112,6 +134,54 @@ pub fn read_runs(repo: &Repository) -> Result<(Runs, Vec<LedgerProblem>), Ledger
         }
     }
     Ok((runs, problems))
+}
+
+/// The security records of a ledger: events and acknowledgements, in chain order.
+#[derive(Clone, Debug, Default)]
+pub struct SecurityRecords {
+    /// Security events (kind `security`).
+    pub events: Vec<(Id, SecurityEvent)>,
+    /// Acknowledgements (kind `security-ack`).
+    pub acks: Vec<(Id, SecurityAck)>,
+}
+
+/// Every security event and acknowledgement of `repo`'s ledger, in chain order, with their
+/// ledger ids, and every problem (the chain's, and bodies that do not parse or are of a
+/// newer format). Records of other kinds are passed over.
+///
+/// # Errors
+/// Store errors other than damage.
+pub fn read_security(repo: &Repository) -> Result<(SecurityRecords, Vec<LedgerProblem>), LedgerError> {
+    let view = repo.ledger()?;
+    let mut problems = view.problems;
+    let mut out = SecurityRecords::default();
+    for e in view.entries {
+        let object = || repo.ledger_key(&e.id);
+        let newer = |kind: &str, v: u32| LedgerProblem {
+            kind: LedgerProblemKind::NewerFormat,
+            object: object(),
+            message: format!("{kind} record format {v} is newer than this coffer reads; ignored"),
+        };
+        let bad = |kind: &str, err: serde_json::Error| LedgerProblem {
+            kind: LedgerProblemKind::BadBody,
+            object: object(),
+            message: format!("an authentic record of kind {kind} whose body does not parse: {err}"),
+        };
+        match e.record.kind.as_str() {
+            SECURITY => match serde_json::from_value::<SecurityEvent>(e.record.body.clone()) {
+                Ok(r) if r.version > SecurityEvent::VERSION => problems.push(newer(SECURITY, r.version)),
+                Ok(r) => out.events.push((e.id.clone(), r)),
+                Err(err) => problems.push(bad(SECURITY, err)),
+            },
+            SECURITY_ACK => match serde_json::from_value::<SecurityAck>(e.record.body.clone()) {
+                Ok(r) if r.version > SecurityAck::VERSION => problems.push(newer(SECURITY_ACK, r.version)),
+                Ok(r) => out.acks.push((e.id.clone(), r)),
+                Err(err) => problems.push(bad(SECURITY_ACK, err)),
+            },
+            _ => {}
+        }
+    }
+    Ok((out, problems))
 }
 
 #[cfg(test)]
@@ -220,5 +290,60 @@ mod tests {
         assert!(flush_outbox(&state, "main", &past).is_err());
         assert_eq!(state.outbox("main", 10).unwrap().len(), 1, "kept for the next flush");
         assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 1);
+    }
+
+    fn security_event(clock: &Clock) -> SecurityEvent {
+        let mut e = SecurityEvent::new(
+            crate::security::SecurityKind::LockConfigChange,
+            "audit-log",
+            clock.now(),
+            "admin tried to change the lock configuration",
+        );
+        e.repository = Some("main".into());
+        e.principal = Some("admin".into());
+        e
+    }
+
+    /// Security events and their acknowledgements reach the ledger once each (even after a
+    /// crash between the append and the outbox's removal); `read_runs` passes over them.
+    #[test]
+    fn security_alert_events_and_acks_reach_the_ledger_once() {
+        let (_tmp, clock, repo, state) = setup();
+        let e = security_event(&clock);
+        state.record_run(&run(0, &clock)).unwrap();
+        assert!(state.record_security(&e, "h1", &["main".into()]).unwrap());
+        // The crashed flush: the event appended, still in the outbox.
+        repo.append_ledger_as("h1", SECURITY, &serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 1, "only the run");
+        let ack = crate::security::record::ack(&state, &e.id, "alice", clock.now(), "h2", None).unwrap();
+        assert!(matches!(ack, crate::state::AckOutcome::Acked(_)));
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 1, "the acknowledgement");
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 0);
+        let (runs, problems) = read_runs(&repo).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(runs.len(), 1);
+        let (sec, problems) = read_security(&repo).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(sec.events.len(), 1);
+        assert_eq!(sec.events[0].1, e);
+        assert_eq!(sec.acks.len(), 1);
+        assert_eq!((sec.acks[0].1.event_id.as_str(), sec.acks[0].1.acked_by.as_str()), (e.id.as_str(), "alice"));
+    }
+
+    /// A forged or newer body of kind security is a problem, not a crash.
+    #[test]
+    fn security_alert_hostile_security_bodies_are_problems() {
+        let (_tmp, clock, repo, _state) = setup();
+        repo.append_ledger_as("h1", SECURITY, &serde_json::json!({ "id": 7, "kind": [] })).unwrap();
+        let mut newer = serde_json::to_value(security_event(&clock)).unwrap();
+        newer["version"] = serde_json::json!(99);
+        repo.append_ledger_as("h1", SECURITY, &newer).unwrap();
+        repo.append_ledger_as("h1", SECURITY_ACK, &serde_json::json!("x".repeat(10_000))).unwrap();
+        let (sec, problems) = read_security(&repo).unwrap();
+        assert!(sec.events.is_empty() && sec.acks.is_empty());
+        assert_eq!(
+            problems.iter().map(|p| p.kind).collect::<Vec<_>>(),
+            [LedgerProblemKind::BadBody, LedgerProblemKind::NewerFormat, LedgerProblemKind::BadBody]
+        );
     }
 }

@@ -14,11 +14,13 @@
 //! at start and after each run or slot; [`Metrics::observe_run`] for every record (missed
 //! slots included); [`Metrics::retain_jobs`] after a reload; the repository, PostgreSQL and
 //! verify setters when the jobs that learn those numbers end; [`Metrics::delivery`] from the
-//! alerter's delivery hook.
+//! alerter's delivery hook; [`Metrics::security_event`] from the daemon's security sink and
+//! [`Metrics::set_security_unacknowledged`] from it and the housekeeping (acknowledgements
+//! are made by another process).
 //!
 //! Invariant guarded here: no label carries a secret or grows without bound. Labels are the
 //! names the policy file gives (job, kind, source, repository, alert target) and fixed sets
-//! (outcome); no snapshot id, run id, error text or URL ever becomes a label. Jobs that leave
+//! (outcome, security kind); no snapshot id, run id, error text or URL ever becomes a label. Jobs that leave
 //! the policy file on reload leave the exposition too ([`Metrics::retain_jobs`]).
 
 use crate::event::{Outcome, RunRecord};
@@ -67,6 +69,8 @@ pub struct Metrics {
     recovery_end: GaugeVec,
     verify_problems: GaugeVec,
     deliveries: IntCounterVec,
+    security_events: IntCounterVec,
+    security_unacknowledged: prometheus::IntGauge,
     start_time: prometheus::Gauge,
     /// The label sets of the jobs seen, by job id: what [`Metrics::retain_jobs`] removes.
     jobs: Mutex<BTreeMap<String, JobKey>>,
@@ -137,6 +141,12 @@ impl Metrics {
         )
         .expect("a valid metric");
         register(&r, &start_time);
+        let security_unacknowledged = prometheus::IntGauge::new(
+            "coffer_security_unacknowledged",
+            "Security events not acknowledged yet (coffer alert ack ID).",
+        )
+        .expect("a valid metric");
+        register(&r, &security_unacknowledged);
         Self {
             last_success: gauge_vec(
                 &r,
@@ -223,6 +233,13 @@ impl Metrics {
                 "Alert deliveries to the target, by outcome (delivered, failed).",
                 &["target", "outcome"],
             ),
+            security_events: counter_vec(
+                &r,
+                "coffer_security_events_total",
+                "Security events recorded by the daemon, by kind (docs/security.md).",
+                &["kind"],
+            ),
+            security_unacknowledged,
             start_time,
             registry: r,
             jobs: Mutex::new(BTreeMap::new()),
@@ -379,6 +396,16 @@ impl Metrics {
         self.add_target(target);
         let outcome = if delivered { DELIVERY_OUTCOMES[0] } else { DELIVERY_OUTCOMES[1] };
         self.deliveries.with_label_values(&[target, outcome]).inc();
+    }
+
+    /// A security event of `kind` was recorded.
+    pub fn security_event(&self, kind: &str) {
+        self.security_events.with_label_values(&[kind]).inc();
+    }
+
+    /// How many security events are not acknowledged (from the state).
+    pub fn set_security_unacknowledged(&self, n: u64) {
+        self.security_unacknowledged.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The exposition text (Prometheus text format 0.0.4, [`CONTENT_TYPE`]).

@@ -11,6 +11,9 @@
 //! convenience for `status`; the evidence is the repository's ledger.
 
 use crate::event::RunRecord;
+use crate::security::SecurityEvent;
+use crate::security::record::SecurityAck;
+use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -91,8 +94,113 @@ pub fn state_dir(configured: Option<&Path>) -> Result<PathBuf> {
         .ok_or(StateError::NoDir)
 }
 
+/// The schema this build writes (`PRAGMA user_version`): 0 was issue 13's (an outbox of
+/// runs only), 2 adds the outbox's `kind` and `host` and the `security_events` table.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Outbox kind of a run record.
+const OUTBOX_RUN: &str = "run";
+/// Outbox kind of a security event.
+const OUTBOX_SECURITY: &str = "security";
+/// Outbox kind of an acknowledgement.
+const OUTBOX_SECURITY_ACK: &str = "security-ack";
+
+/// Brings a state file of an older schema up to date, in one transaction. Idempotent.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let step = (|| {
+        let cols: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('outbox')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if !cols.iter().any(|c| c == "kind") {
+            // Every row of an issue-13 outbox is a run record.
+            conn.execute_batch(&format!("ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT '{OUTBOX_RUN}'"))?;
+        }
+        if !cols.iter().any(|c| c == "host") {
+            conn.execute_batch("ALTER TABLE outbox ADD COLUMN host TEXT")?;
+        }
+        // The first cut of issue 14 kept events in the key-value table: moved, unacknowledged.
+        let old: Vec<(String, String)> = conn
+            .prepare("SELECT key, value FROM kv WHERE substr(key, 1, 15) = 'security-event:'")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (key, json) in old {
+            if let Ok(e) = serde_json::from_str::<SecurityEvent>(&json) {
+                conn.execute(
+                    "INSERT OR IGNORE INTO security_events (id, detected, kind, event) VALUES (?1, ?2, ?3, ?4)",
+                    params![e.id, e.detected.as_second(), e.kind.as_str(), json],
+                )?;
+            }
+            conn.execute("DELETE FROM kv WHERE key = ?1", params![key])?;
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+    })();
+    match step {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// A record waiting in the outbox for a repository's ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboxEntry {
+    /// A job's run (ledger kind `run`).
+    Run(RunRecord),
+    /// A security event (ledger kind `security`).
+    Security {
+        /// The host that recorded it.
+        host: String,
+        /// The event.
+        event: SecurityEvent,
+    },
+    /// The acknowledgement of a security event (ledger kind `security-ack`).
+    SecurityAck {
+        /// The host it was acknowledged on.
+        host: String,
+        /// The acknowledgement.
+        ack: SecurityAck,
+    },
+}
+
+/// A security event as the state keeps it, with its acknowledgement.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoredSecurityEvent {
+    /// The event.
+    #[serde(flatten)]
+    pub event: SecurityEvent,
+    /// When it was acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_at: Option<Timestamp>,
+    /// By whom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<String>,
+}
+
+/// What [`State::ack_security`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Acknowledged now (the acknowledgement is queued for the ledgers).
+    Acked(Box<StoredSecurityEvent>),
+    /// It already was: nothing changed.
+    AlreadyAcked(Box<StoredSecurityEvent>),
+    /// No event has that id.
+    Unknown,
+    /// More than one event's id starts with what was given.
+    Ambiguous(Vec<String>),
+}
+
 impl State {
-    /// Opens (creating) `DIR/state.db`.
+    /// Opens (creating) `DIR/state.db`, bringing an older schema up to date (issue 13's
+    /// state files: the outbox gains its `kind` and `host` columns, every row it held being
+    /// a run).
     ///
     /// # Errors
     /// [`StateError`] when the directory or database cannot be made.
@@ -111,9 +219,14 @@ impl State {
              CREATE INDEX IF NOT EXISTS runs_job ON runs (job, id);
              CREATE TABLE IF NOT EXISTS outbox (
                  id INTEGER PRIMARY KEY, repository TEXT NOT NULL, record TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS security_events (
+                 id TEXT PRIMARY KEY, detected INTEGER NOT NULL, kind TEXT NOT NULL,
+                 event TEXT NOT NULL, acked_at INTEGER, acked_by TEXT);
+             CREATE INDEX IF NOT EXISTS security_events_open ON security_events (acked_at, detected);",
         )
         .map_err(db)?;
+        migrate(&conn).map_err(db)?;
         Ok(Self { path, conn: Mutex::new(conn) })
     }
 
@@ -144,8 +257,11 @@ impl State {
             params![r.job, r.finished.as_second(), r.outcome.as_str(), json],
         )
         .map_err(self.db())?;
-        tx.execute("INSERT INTO outbox (repository, record) VALUES (?1, ?2)", params![r.repository, json])
-            .map_err(self.db())?;
+        tx.execute(
+            "INSERT INTO outbox (repository, record, kind, host) VALUES (?1, ?2, 'run', ?3)",
+            params![r.repository, json, r.host],
+        )
+        .map_err(self.db())?;
         tx.commit().map_err(self.db())
     }
 
@@ -190,8 +306,8 @@ impl State {
         Ok(None)
     }
 
-    /// Up to `limit` records waiting for `repository`'s ledger, oldest first, with their
-    /// outbox ids.
+    /// Up to `limit` run records waiting for `repository`'s ledger, oldest first, with their
+    /// outbox ids (every kind: [`State::outbox_entries`]).
     ///
     /// # Errors
     /// [`StateError`].
@@ -199,7 +315,7 @@ impl State {
         let conn = self.conn();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = conn
-            .prepare("SELECT id, record FROM outbox WHERE repository = ?1 ORDER BY id LIMIT ?2")
+            .prepare("SELECT id, record FROM outbox WHERE repository = ?1 AND kind = 'run' ORDER BY id LIMIT ?2")
             .map_err(self.db())?;
         let rows: Vec<(i64, String)> = stmt
             .query_map(params![repository, limit], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -209,6 +325,39 @@ impl State {
         rows.into_iter().map(|(id, j)| Ok((id, self.parse(&j)?))).collect()
     }
 
+    /// Up to `limit` records of every kind waiting for `repository`'s ledger, oldest first,
+    /// with their outbox ids.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn outbox_entries(&self, repository: &str, limit: usize) -> Result<Vec<(i64, OutboxEntry)>> {
+        let rows: Vec<(i64, String, Option<String>, String)> = {
+            let conn = self.conn();
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut stmt = conn
+                .prepare("SELECT id, kind, host, record FROM outbox WHERE repository = ?1 ORDER BY id LIMIT ?2")
+                .map_err(self.db())?;
+            stmt.query_map(params![repository, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(self.db())?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(self.db())?
+        };
+        let rec = |source| StateError::Record { path: self.path.clone(), source };
+        rows.into_iter()
+            .map(|(id, kind, host, json)| {
+                let host = host.unwrap_or_default();
+                let entry = match kind.as_str() {
+                    OUTBOX_SECURITY => OutboxEntry::Security { host, event: serde_json::from_str(&json).map_err(rec)? },
+                    OUTBOX_SECURITY_ACK => {
+                        OutboxEntry::SecurityAck { host, ack: serde_json::from_str(&json).map_err(rec)? }
+                    }
+                    _ => OutboxEntry::Run(self.parse(&json)?),
+                };
+                Ok((id, entry))
+            })
+            .collect()
+    }
+
     /// Removes an outbox entry once the repository holds it.
     ///
     /// # Errors
@@ -216,6 +365,157 @@ impl State {
     pub fn outbox_done(&self, id: i64) -> Result<()> {
         self.conn().execute("DELETE FROM outbox WHERE id = ?1", params![id]).map_err(self.db())?;
         Ok(())
+    }
+
+    /// Records a security event and queues it for the ledgers of `ledgers` (repository
+    /// names), in one transaction; `host` is the recording host. Whether it was new (an event
+    /// recorded twice, by id, is kept and queued once).
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn record_security(&self, event: &SecurityEvent, host: &str, ledgers: &[String]) -> Result<bool> {
+        let json =
+            serde_json::to_string(event).map_err(|source| StateError::Record { path: self.path.clone(), source })?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.db())?;
+        let new = tx
+            .execute(
+                "INSERT OR IGNORE INTO security_events (id, detected, kind, event) VALUES (?1, ?2, ?3, ?4)",
+                params![event.id, event.detected.as_second(), event.kind.as_str(), json],
+            )
+            .map_err(self.db())?
+            == 1;
+        if new {
+            for repo in ledgers {
+                tx.execute(
+                    "INSERT INTO outbox (repository, record, kind, host) VALUES (?1, ?2, ?3, ?4)",
+                    params![repo, json, OUTBOX_SECURITY, host],
+                )
+                .map_err(self.db())?;
+            }
+        }
+        tx.commit().map_err(self.db())?;
+        Ok(new)
+    }
+
+    fn stored(&self, json: &str, acked_at: Option<i64>, acked_by: Option<String>) -> Result<StoredSecurityEvent> {
+        let event =
+            serde_json::from_str(json).map_err(|source| StateError::Record { path: self.path.clone(), source })?;
+        Ok(StoredSecurityEvent { event, acked_at: acked_at.and_then(|s| Timestamp::from_second(s).ok()), acked_by })
+    }
+
+    /// The security events, newest first: every one, or only those not acknowledged; at
+    /// most `limit`.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn security_events(&self, unacknowledged_only: bool, limit: usize) -> Result<Vec<StoredSecurityEvent>> {
+        let rows: Vec<(String, Option<i64>, Option<String>)> = {
+            let conn = self.conn();
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut stmt = conn
+                .prepare(
+                    "SELECT event, acked_at, acked_by FROM security_events
+                     WHERE (?1 = 0 OR acked_at IS NULL) ORDER BY detected DESC, rowid DESC LIMIT ?2",
+                )
+                .map_err(self.db())?;
+            stmt.query_map(params![i64::from(unacknowledged_only), limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(self.db())?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(self.db())?
+        };
+        rows.into_iter().map(|(j, at, by)| self.stored(&j, at, by)).collect()
+    }
+
+    /// How many security events are not acknowledged.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn security_unacknowledged(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM security_events WHERE acked_at IS NULL", [], |r| r.get(0))
+            .map_err(self.db())?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The security event `id`, if recorded.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn security_event(&self, id: &str) -> Result<Option<StoredSecurityEvent>> {
+        let row: Option<(String, Option<i64>, Option<String>)> = self
+            .conn()
+            .query_row("SELECT event, acked_at, acked_by FROM security_events WHERE id = ?1", params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(self.db())?;
+        row.map(|(j, at, by)| self.stored(&j, at, by)).transpose()
+    }
+
+    /// Acknowledges the security event whose id is `id` (or starts with it, when only one
+    /// does): who and when are kept, and the acknowledgement is queued for the ledgers
+    /// `ledgers(event)` names, in one transaction.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn ack_security(
+        &self,
+        id: &str,
+        by: &str,
+        at: Timestamp,
+        host: &str,
+        ledgers: impl Fn(&SecurityEvent) -> Vec<String>,
+    ) -> Result<AckOutcome> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(self.db())?;
+        let rows: Vec<(String, String, Option<i64>, Option<String>)> = {
+            // Ids are hex: a prefix has no LIKE wildcard in it (anything else matches nothing).
+            let pattern = if id.chars().all(|c| c.is_ascii_hexdigit()) && !id.is_empty() {
+                format!("{id}%")
+            } else {
+                String::new()
+            };
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, event, acked_at, acked_by FROM security_events
+                     WHERE id = ?1 OR id LIKE ?2 ORDER BY (id = ?1) DESC LIMIT 10",
+                )
+                .map_err(self.db())?;
+            stmt.query_map(params![id, pattern], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(self.db())?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(self.db())?
+        };
+        let row = match rows.as_slice() {
+            [] => return Ok(AckOutcome::Unknown),
+            [one, ..] if one.0 == id => one.clone(),
+            [one] => one.clone(),
+            many => return Ok(AckOutcome::Ambiguous(many.iter().map(|r| r.0.clone()).collect())),
+        };
+        let (event_id, json, acked_at, acked_by) = row;
+        if acked_at.is_some() {
+            return Ok(AckOutcome::AlreadyAcked(Box::new(self.stored(&json, acked_at, acked_by)?)));
+        }
+        tx.execute(
+            "UPDATE security_events SET acked_at = ?2, acked_by = ?3 WHERE id = ?1 AND acked_at IS NULL",
+            params![event_id, at.as_second(), by],
+        )
+        .map_err(self.db())?;
+        let stored = self.stored(&json, Some(at.as_second()), Some(by.to_owned()))?;
+        let ack = SecurityAck::new(&stored.event, by, at);
+        let ack_json =
+            serde_json::to_string(&ack).map_err(|source| StateError::Record { path: self.path.clone(), source })?;
+        for repo in ledgers(&stored.event) {
+            tx.execute(
+                "INSERT INTO outbox (repository, record, kind, host) VALUES (?1, ?2, ?3, ?4)",
+                params![repo, ack_json, OUTBOX_SECURITY_ACK, host],
+            )
+            .map_err(self.db())?;
+        }
+        tx.commit().map_err(self.db())?;
+        Ok(AckOutcome::Acked(Box::new(stored)))
     }
 
     /// A kept value.
@@ -302,5 +602,50 @@ mod tests {
         s.outbox_done(out[0].0).unwrap();
         assert_eq!(s.outbox("main", 10).unwrap().len(), 2);
         assert_eq!(s.scan("slot:").unwrap().len(), 1);
+    }
+
+    /// An issue-13 state file (schema 0: an outbox of runs, no kind column, no security
+    /// table) opens, keeps its waiting runs, and takes security events afterwards.
+    #[test]
+    fn security_alert_state_migrates_from_an_issue_13_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let waiting = run("home/backup", Outcome::Success, 100);
+        let json = serde_json::to_string(&waiting).unwrap();
+        {
+            // The schema exactly as issue 13 wrote it.
+            let c = Connection::open(dir.path().join("state.db")).unwrap();
+            c.execute_batch(
+                "PRAGMA journal_mode=WAL;
+                 CREATE TABLE runs (id INTEGER PRIMARY KEY, job TEXT NOT NULL, finished INTEGER NOT NULL,
+                     outcome TEXT NOT NULL, record TEXT NOT NULL);
+                 CREATE INDEX runs_job ON runs (job, id);
+                 CREATE TABLE outbox (id INTEGER PRIMARY KEY, repository TEXT NOT NULL, record TEXT NOT NULL);
+                 CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+            )
+            .unwrap();
+            c.execute("INSERT INTO outbox (repository, record) VALUES ('main', ?1)", params![json]).unwrap();
+            c.execute("INSERT INTO kv (key, value) VALUES ('slot:home/backup', '200')", []).unwrap();
+        }
+        let s = State::open(dir.path()).unwrap();
+        let v: i64 = s.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(s.get("slot:home/backup").unwrap().as_deref(), Some("200"));
+        let out = s.outbox("main", 10).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, waiting);
+        let entries = s.outbox_entries("main", 10).unwrap();
+        assert_eq!(entries, vec![(out[0].0, OutboxEntry::Run(waiting))]);
+        // Security events work on the migrated file, and a second open changes nothing.
+        let at = Timestamp::from_second(1000).unwrap();
+        let e = SecurityEvent::new(crate::security::SecurityKind::Drift, "drift", at, "versioning suspended");
+        assert!(s.record_security(&e, "h", &["main".into()]).unwrap());
+        assert!(!s.record_security(&e, "h", &["main".into()]).unwrap(), "recorded once");
+        drop(s);
+        let s = State::open(dir.path()).unwrap();
+        assert_eq!(s.security_unacknowledged().unwrap(), 1);
+        let entries = s.outbox_entries("main", 10).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(matches!(&entries[1].1, OutboxEntry::Security { host, event } if host == "h" && event == &e));
+        assert_eq!(s.outbox("main", 10).unwrap().len(), 1, "outbox() lists runs only");
     }
 }

@@ -1,4 +1,5 @@
-//! `coffer ledger`: the job ledger kept in the repository. It needs only the repository and
+//! `coffer ledger`: the job ledger kept in the repository: runs, security events and their
+//! acknowledgements (`--kind`). It needs only the repository and
 //! its password, so it works on any host, after the backup host is lost. With
 //! `--repository NAME` the repository is opened as the policy file says.
 //!
@@ -12,7 +13,9 @@ use crate::repo::{RepoOpts, open_repo};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use coffer_operations::RunRecord;
-use coffer_operations::ledger::read_runs;
+use coffer_operations::ledger::{read_runs, read_security};
+use coffer_operations::security::SecurityEvent;
+use coffer_operations::security::record::SecurityAck;
 use coffer_repository::{LedgerProblem, LedgerProblemKind, Repository};
 use coffer_store::{Clock, Role};
 use jiff::Timestamp;
@@ -40,6 +43,20 @@ pub struct LedgerArgs {
     /// table says, instead of --repo
     #[arg(long, value_name = "NAME")]
     repository: Option<String>,
+
+    /// Only records of this kind: `run` (job runs) or `security` (security events and
+    /// their acknowledgements); default: both
+    #[arg(long, value_enum, value_name = "KIND")]
+    kind: Option<RecordKind>,
+}
+
+/// What `coffer ledger --kind` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RecordKind {
+    /// Job runs.
+    Run,
+    /// Security events and acknowledgements.
+    Security,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,9 +74,32 @@ struct RunView<'a> {
     run: &'a RunRecord,
 }
 
+/// One security event as `--json` lists it.
+#[derive(Serialize)]
+struct SecurityView<'a> {
+    /// The ledger record's id (the event's own is `id`).
+    record: String,
+    #[serde(flatten)]
+    event: &'a SecurityEvent,
+}
+
+/// One acknowledgement as `--json` lists it.
+#[derive(Serialize)]
+struct AckView<'a> {
+    /// The ledger record's id.
+    record: String,
+    #[serde(flatten)]
+    ack: &'a SecurityAck,
+}
+
 #[derive(Serialize)]
 struct ListView<'a> {
-    runs: Vec<RunView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs: Option<Vec<RunView<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security: Option<Vec<SecurityView<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_acks: Option<Vec<AckView<'a>>>,
     problems: &'a [LedgerProblem],
 }
 
@@ -93,7 +133,19 @@ fn open(global: &Global, r: &RepoOpts, args: &LedgerArgs) -> Result<Repository> 
 }
 
 fn list(global: &Global, repo: &Repository, args: &LedgerArgs) -> Result<()> {
-    let (runs, problems) = read_runs(repo)?;
+    let want_runs = args.kind != Some(RecordKind::Security);
+    let want_security = args.kind != Some(RecordKind::Run);
+    let (runs, mut problems) = read_runs(repo)?;
+    // The chain's problems are in both answers: once is enough.
+    let (sec, sec_problems) = if want_security { read_security(repo)? } else { Default::default() };
+    for p in sec_problems {
+        if !problems.iter().any(|q| q.object == p.object && q.message == p.message) {
+            problems.push(p);
+        }
+    }
+    let runs = if want_runs { runs } else { Vec::new() };
+    let events: Vec<_> = sec.events.iter().filter(|(_, e)| args.since.is_none_or(|t| e.detected >= t)).collect();
+    let acks: Vec<_> = sec.acks.iter().filter(|(_, a)| args.since.is_none_or(|t| a.acked_at >= t)).collect();
     let mut runs: Vec<_> = runs
         .iter()
         .filter(|(_, run)| args.job.as_ref().is_none_or(|j| &run.job == j))
@@ -104,8 +156,12 @@ fn list(global: &Global, repo: &Repository, args: &LedgerArgs) -> Result<()> {
     }
     let mut out = Output::new(global.json);
     if out.json() {
-        let runs = runs.iter().map(|(id, run)| RunView { id: id.to_string(), run }).collect();
-        out.doc(&ListView { runs, problems: &problems })?;
+        let runs = want_runs.then(|| runs.iter().map(|(id, run)| RunView { id: id.to_string(), run }).collect());
+        let security = want_security
+            .then(|| events.iter().map(|(id, event)| SecurityView { record: id.to_string(), event }).collect());
+        let security_acks =
+            want_security.then(|| acks.iter().map(|(id, ack)| AckView { record: id.to_string(), ack }).collect());
+        out.doc(&ListView { runs, security, security_acks, problems: &problems })?;
     } else {
         out.line(format!(
             "{:<20} {:<24} {:<10} {:>9} {:<16} {}",
@@ -125,7 +181,39 @@ fn list(global: &Global, repo: &Repository, args: &LedgerArgs) -> Result<()> {
                 out.line(format!("  {}: {}", run.error_class.as_deref().map_or("error".into(), clean), clean(e)))?;
             }
         }
-        out.line(format!("{} runs (times UTC)", runs.len()))?;
+        if want_runs {
+            out.line(format!("{} runs (times UTC)", runs.len()))?;
+        }
+        if want_security {
+            for (id, e) in &events {
+                let mut line = format!(
+                    "{:<20} security {:<20} {}",
+                    e.detected.strftime("%Y-%m-%d %H:%M:%S"),
+                    e.kind.as_str(),
+                    clean(&e.id)
+                );
+                for (k, v) in
+                    [("repository", &e.repository), ("principal", &e.principal), ("action", &e.action), ("key", &e.key)]
+                {
+                    if let Some(v) = v {
+                        line.push_str(&format!(" {k}={}", clean(v)));
+                    }
+                }
+                line.push_str(&format!(" record {}", id.short()));
+                out.line(line)?;
+                out.line(format!("  {}", clean(&e.summary)))?;
+            }
+            for (id, a) in &acks {
+                out.line(format!(
+                    "{:<20} security-ack {} by {} record {}",
+                    a.acked_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    clean(&a.event_id),
+                    clean(&a.acked_by),
+                    id.short()
+                ))?;
+            }
+            out.line(format!("{} security events, {} acknowledgements (times UTC)", events.len(), acks.len()))?;
+        }
     }
     out.finish()?;
     // The runs that could be read are listed; what is wrong is said, and `ledger verify`
@@ -138,8 +226,14 @@ fn list(global: &Global, repo: &Repository, args: &LedgerArgs) -> Result<()> {
 
 fn verify(global: &Global, repo: &Repository) -> Result<()> {
     let view = repo.ledger()?;
-    // Bodies too: an authentic record of kind run that is not one is a problem.
-    let (_, problems) = read_runs(repo)?;
+    // Bodies too: an authentic record of kind run (or security) that is not one is a problem.
+    let (_, mut problems) = read_runs(repo)?;
+    let (_, sec_problems) = read_security(repo)?;
+    for p in sec_problems {
+        if !problems.iter().any(|q| q.object == p.object && q.message == p.message) {
+            problems.push(p);
+        }
+    }
     let mut out = Output::new(global.json);
     if out.json() {
         let heads = view.heads.iter().map(ToString::to_string).collect();

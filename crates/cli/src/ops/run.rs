@@ -2,6 +2,12 @@
 //! `coffer_operations::jobs::run_job` the daemon runs — prints its record and keeps it in
 //! the daemon's state (so `coffer status` and the ledger see it). No alerts: a person is
 //! watching.
+//!
+//! Security events the job finds (a watch or canary run by hand) are recorded as the
+//! daemon records them — in the state's security table and the ledger outbox — and printed,
+//! but not alerted: the person who ran the job sees them now, and they stay unacknowledged
+//! (`coffer status` exits 8, `coffer alert list`) until someone runs `coffer alert ack`.
+//! The running daemon does not raise them either (it alerts on what its own jobs find).
 
 use crate::Global;
 use crate::output::Output;
@@ -9,8 +15,9 @@ use anyhow::Result;
 use clap::Args;
 use coffer_operations::event::{Outcome, RunRecord};
 use coffer_operations::jobs::{JobContext, jobs, run_job};
+use coffer_operations::security::{SecurityEvent, SecuritySink, record};
 use coffer_store::ErrorClass;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// `coffer run`.
 #[derive(Debug, Args)]
@@ -73,17 +80,34 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<()> {
         .into());
     };
     let state_dir = coffer_operations::state::state_dir(config.daemon.state_dir.as_deref())?;
-    let state = coffer_operations::State::open(&state_dir)?;
-    let ctx = JobContext {
-        host: config.daemon.host.clone().unwrap_or_else(crate::repo::host),
-        config: Arc::new(config),
-        state_dir,
-        clock: coffer_store::Clock::from_env(),
-        security: None,
+    let state = Arc::new(coffer_operations::State::open(&state_dir)?);
+    let host = config.daemon.host.clone().unwrap_or_else(crate::repo::host);
+    let config = Arc::new(config);
+    let found: Arc<Mutex<Vec<SecurityEvent>>> = Arc::default();
+    let sink = {
+        let (state, config, host, found) = (state.clone(), config.clone(), host.clone(), found.clone());
+        SecuritySink(Arc::new(move |event: SecurityEvent| {
+            let ledgers = record::ledgers(&event, Some(&config));
+            if let Err(e) = record::record_in(&state, &event, &host, &ledgers) {
+                tracing::error!(id = %event.id, error = %e, "cannot record the security event in the local state");
+            }
+            tracing::warn!(id = %event.id, security_kind = event.kind.as_str(), "security event: {}", event.summary);
+            found.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
+        }))
     };
+    let ctx = JobContext { host, config, state_dir, clock: coffer_store::Clock::from_env(), security: Some(sink) };
     let record = run_job(&ctx, spec, &job);
     job.finish();
     state.record_run(&record)?;
+    for e in found.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        eprintln!(
+            "coffer: security event {} ({}): {} (recorded; coffer alert ack {} when handled)",
+            e.id,
+            e.kind,
+            super::alert::clean(&e.summary, 300),
+            e.id
+        );
+    }
     let mut out = Output::new(global.json);
     if out.json() {
         out.doc(&record)?;

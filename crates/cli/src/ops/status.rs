@@ -1,13 +1,16 @@
 //! `coffer status`: the policy file's jobs as the daemon's local state records them (read
-//! while the daemon runs: the state is SQLite in WAL mode). Exit code 9 (`UNHEALTHY`) when a
-//! job is failing or overdue, so monitoring can tell "unhealthy" from "status failed".
+//! while the daemon runs: the state is SQLite in WAL mode), and the security events not
+//! acknowledged yet. Exit code 8 (`SECURITY`) when a security event waits for its
+//! acknowledgement (`coffer alert ack ID`); else 9 (`UNHEALTHY`) when a job is failing or
+//! overdue, so monitoring can tell "attacked", "unhealthy" and "status failed" apart.
 
 use crate::Global;
-use crate::error::Unhealthy;
+use crate::error::{SecurityError, Unhealthy};
 use crate::output::Output;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use coffer_operations::State;
+use coffer_operations::state::StoredSecurityEvent;
 use coffer_operations::status::{StatusReport, report, timezone};
 use coffer_store::Clock;
 use jiff::Timestamp;
@@ -18,10 +21,22 @@ use serde::Serialize;
 #[derive(Debug, Args)]
 pub struct StatusArgs {}
 
+/// How many security events `status` shows (the newest; `coffer alert list` has them all).
+const SECURITY_SHOWN: usize = 5;
+
+/// The security events not acknowledged.
+#[derive(Serialize)]
+struct SecurityView<'a> {
+    unacknowledged: u64,
+    /// The newest few.
+    events: &'a [StoredSecurityEvent],
+}
+
 #[derive(Serialize)]
 struct StatusView<'a> {
     healthy: bool,
     now: Timestamp,
+    security: SecurityView<'a>,
     #[serde(flatten)]
     report: &'a StatusReport,
 }
@@ -38,13 +53,32 @@ pub fn run(global: &Global, _args: &StatusArgs) -> Result<()> {
     let tz = timezone(&config);
     let now = Clock::from_env().now();
     let rep = report(&config, &state, now, &tz)?;
+    let unacknowledged = state.security_unacknowledged()?;
+    let events = state.security_events(true, SECURITY_SHOWN)?;
     let mut out = Output::new(global.json);
     if out.json() {
-        out.doc(&StatusView { healthy: rep.healthy(), now, report: &rep })?;
+        let security = SecurityView { unacknowledged, events: &events };
+        out.doc(&StatusView { healthy: rep.healthy() && unacknowledged == 0, now, security, report: &rep })?;
     } else {
         render(&mut out, &rep, &tz, now)?;
+        if unacknowledged > 0 {
+            out.line(format!(
+                "security: {unacknowledged} event(s) not acknowledged (coffer alert list; coffer alert ack ID):"
+            ))?;
+            for e in &events {
+                out.line(format!("  {}", super::alert::event_line(e)))?;
+            }
+        }
     }
     out.finish()?;
+    // A security event wins over unhealthy jobs: exit 8.
+    if unacknowledged > 0 {
+        let newest = events.first().map_or_else(String::new, |e| {
+            format!("; newest: {} {}", e.event.id, super::alert::clean(&e.event.summary, 200))
+        });
+        let jobs = if rep.healthy() { String::new() } else { " (and job(s) unhealthy)".to_owned() };
+        return Err(SecurityError(format!("{unacknowledged} security event(s) not acknowledged{jobs}{newest}")).into());
+    }
     if rep.healthy() {
         return Ok(());
     }

@@ -13,8 +13,16 @@
 //! every failure); [`Alerter::resolve`] delivers one resolved notice for an open problem.
 //! Open problems are kept in the state database (`problem:KEY`), so a restart neither repeats
 //! one early nor forgets one.
+//!
+//! Security alerts (severity `security`, `docs/security.md`) follow stricter rules: each is
+//! its own problem (`security:ID`, never merged), delivered to **every** non-heartbeat
+//! target whatever the routes say (routes may add, never subtract), and repeated every
+//! `alerts.security-repeat-interval` until acknowledged. The acknowledgement is made in the
+//! state by another process (`coffer alert ack`): the timer looks for it, stops the repeats
+//! and delivers one "acknowledged" notice.
 
 pub mod deliver;
+pub mod fingerprint;
 
 pub use deliver::{DeliveryError, Payload, TargetSpec};
 
@@ -58,6 +66,9 @@ impl AlertError {
     }
 }
 
+/// How often the timer looks for acknowledgements while a security alert is open.
+const ACK_POLL: Duration = Duration::from_secs(2);
+
 /// Deliveries a target's queue holds; past this the oldest is dropped.
 pub const QUEUE_CAPACITY: usize = 64;
 
@@ -80,6 +91,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Plan {
     repeat: Duration,
+    security_repeat: Duration,
     backoff: Duration,
     failing_after: u32,
     targets: BTreeMap<String, TargetSpec>,
@@ -146,6 +158,7 @@ impl Plan {
         }
         Ok(Self {
             repeat: c.repeat_interval,
+            security_repeat: c.security_repeat_interval,
             backoff: c.retry_backoff,
             failing_after: c.failing_after.max(1),
             targets,
@@ -155,8 +168,11 @@ impl Plan {
 
     /// The targets `e` goes to, matching routes with `severity` (a resolved notice is routed
     /// as the problem was, so it reaches whoever was told of it).
+    ///
+    /// A security alert goes to every target but heartbeats, whatever the routes say: a
+    /// route can add a target to an event, never take one away from a security alert.
     fn route(&self, e: &AlertEvent, severity: Severity, exclude: Option<&str>) -> Vec<String> {
-        let mut out: Vec<String> = if self.routes.is_empty() {
+        let mut out: Vec<String> = if self.routes.is_empty() || severity == Severity::Security {
             self.targets
                 .iter()
                 .filter(|(_, s)| !matches!(s, TargetSpec::Heartbeat(_)))
@@ -337,8 +353,23 @@ impl Alerter {
         }
     }
 
-    /// Delivers again every open problem whose repeat interval has passed (the timer calls
-    /// this every minute; tests call it after moving a manual clock).
+    /// Raises `event` and, the first time, delivers it through the targets of `previous`
+    /// too (an `alert-config-change`: the targets a reload or a restart just removed hear of
+    /// their removal). Repeats go through the targets in force only.
+    pub fn raise_also_via(&self, event: AlertEvent, previous: &AlertsConfig) {
+        match Plan::new(previous) {
+            Ok(old) => self.inner.raise_with(event, Some(&old)),
+            Err(e) => {
+                tracing::warn!(error = %e, "alerts: the previous alert configuration is unusable; its targets are not told");
+                self.inner.raise(event);
+            }
+        }
+    }
+
+    /// Delivers again every open problem whose repeat interval has passed, and ends the
+    /// security problems acknowledged in the state (one notice each). The timer calls this
+    /// every minute, and every few seconds while a security problem is open; tests call it
+    /// after moving a manual clock.
     pub fn tick(&self) {
         self.inner.tick();
     }
@@ -442,8 +473,13 @@ impl Inner {
     }
 
     fn raise(self: &Arc<Self>, event: AlertEvent) {
+        self.raise_with(event, None);
+    }
+
+    fn raise_with(self: &Arc<Self>, event: AlertEvent, previous: Option<&Plan>) {
         let now = self.clock.now();
-        let repeat = self.plan().repeat;
+        let plan = self.plan();
+        let repeat = if event.severity == Severity::Security { plan.security_repeat } else { plan.repeat };
         let problem = event.problem.clone();
         let mut problems = lock(&self.problems);
         let send = match problems.get_mut(&event.problem) {
@@ -469,7 +505,22 @@ impl Inner {
             Some(e) => {
                 tracing::warn!(kind = %e.kind, severity = e.severity.as_str(), problem = %e.problem, "alert: {}", e.summary);
                 let sev = e.severity;
-                self.dispatch(&e, sev);
+                let sent = self.dispatch(&e, sev);
+                if sev == Severity::Security {
+                    // The timer now looks for its acknowledgement often.
+                    self.wake.notify_all();
+                }
+                if let Some(old) = previous {
+                    // The previous configuration's targets, with their previous settings.
+                    for name in old.route(&e, sev, None) {
+                        if sent.contains(&name) {
+                            continue;
+                        }
+                        if let Some(spec) = old.targets.get(&name) {
+                            self.enqueue(&name, spec.clone(), Payload::Event(Box::new(e.clone())));
+                        }
+                    }
+                }
             }
             None => tracing::debug!(problem = %problem, "alert: still open, not repeated yet"),
         }
@@ -492,12 +543,14 @@ impl Inner {
     }
 
     fn tick(self: &Arc<Self>) {
+        self.end_acknowledged();
         let now = self.clock.now();
-        let repeat = self.plan().repeat;
+        let plan = self.plan();
         let due: Vec<AlertEvent> = {
             let mut problems = lock(&self.problems);
             let mut due = Vec::new();
             for p in problems.values_mut() {
+                let repeat = if p.event.severity == Severity::Security { plan.security_repeat } else { plan.repeat };
                 if elapsed(p.last_sent, now) >= repeat {
                     p.last_sent = now;
                     self.persist(p);
@@ -514,17 +567,55 @@ impl Inner {
         }
     }
 
+    /// Whether a security problem is open (the timer then looks for acknowledgements often).
+    fn security_open(&self) -> bool {
+        lock(&self.problems).values().any(|p| p.event.severity == Severity::Security)
+    }
+
+    /// Ends every open security problem whose event is acknowledged in the state (by this
+    /// process or another): one "acknowledged" notice each, no more repeats.
+    fn end_acknowledged(self: &Arc<Self>) {
+        let open: Vec<(String, AlertEvent)> = lock(&self.problems)
+            .iter()
+            .filter(|(_, p)| p.event.severity == Severity::Security)
+            .map(|(k, p)| (k.clone(), p.event.clone()))
+            .collect();
+        for (problem, event) in open {
+            let Some(id) = crate::security::record::problem_id(&problem) else { continue };
+            let stored = match self.state.security_event(id) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(err) => {
+                    tracing::warn!(problem = %problem, error = %err, "alerts: cannot read the security event's acknowledgement");
+                    continue;
+                }
+            };
+            let (Some(at), Some(by)) = (stored.acked_at, stored.acked_by) else { continue };
+            if lock(&self.problems).remove(&problem).is_none() {
+                continue;
+            }
+            if let Err(err) = self.state.remove(&problem_key(&problem)) {
+                tracing::warn!(problem = %problem, error = %err, "alerts: cannot forget the acknowledged problem");
+            }
+            let notice = crate::security::record::acknowledged(&event, &by, at, self.clock.now());
+            tracing::info!(problem = %problem, acked_by = %by, "security alert acknowledged; repeats stop");
+            self.dispatch(&notice, Severity::Security);
+        }
+    }
+
     /// Queues `e` for every target it is routed to. A `delivery-failing` notice never goes
     /// to the failing target itself (no loop).
-    fn dispatch(self: &Arc<Self>, e: &AlertEvent, match_severity: Severity) {
+    fn dispatch(self: &Arc<Self>, e: &AlertEvent, match_severity: Severity) -> Vec<String> {
         let plan = self.plan();
         let exclude =
             if e.kind == AlertKind::DeliveryFailing { e.problem.strip_prefix("delivery-failing:") } else { None };
-        for name in plan.route(e, match_severity, exclude) {
-            if let Some(spec) = plan.targets.get(&name) {
-                self.enqueue(&name, spec.clone(), Payload::Event(Box::new(e.clone())));
+        let names = plan.route(e, match_severity, exclude);
+        for name in &names {
+            if let Some(spec) = plan.targets.get(name) {
+                self.enqueue(name, spec.clone(), Payload::Event(Box::new(e.clone())));
             }
         }
+        names
     }
 
     fn worker(self: &Arc<Self>, name: &str) -> Option<Arc<Worker>> {
@@ -696,10 +787,18 @@ impl Inner {
                     }
                 }
             }
-            if now.duration_since(last_tick) >= Duration::from_secs(60) {
+            // While a security alert is open, its acknowledgement (made by another process)
+            // is looked for every few seconds, and its repeats are kept on time.
+            let tick_every = if self.security_open() {
+                ACK_POLL.min(plan.security_repeat).max(Duration::from_millis(100))
+            } else {
+                Duration::from_secs(60)
+            };
+            if now.duration_since(last_tick) >= tick_every {
                 last_tick = now;
                 self.tick();
             }
+            wait = wait.min(tick_every);
             self.sleep(wait.max(Duration::from_millis(10)));
         }
     }
@@ -784,3 +883,6 @@ pub fn deliver_test(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod security_tests;

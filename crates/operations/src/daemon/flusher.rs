@@ -162,7 +162,7 @@ impl Ctx {
 
     /// One flush; `false` when records are left because the repository failed.
     fn flush(&mut self) -> bool {
-        match self.state.outbox(&self.name, 1) {
+        match self.state.outbox_entries(&self.name, 1) {
             Ok(o) if o.is_empty() => return true,
             Ok(_) => {}
             Err(e) => {

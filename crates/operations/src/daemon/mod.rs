@@ -198,7 +198,12 @@ pub fn run_with(
         clock: clock.clone(),
         host: host.clone(),
     });
-    let sink = security_sink(&shared);
+    let sink = security_sink(&shared, &shared_config);
+    match shared.state.security_unacknowledged() {
+        Ok(n) => shared.metrics.set_security_unacknowledged(n),
+        Err(e) => tracing::warn!(error = %e, "cannot count the unacknowledged security events"),
+    }
+    check_alert_config(&shared, &config, None);
     let ctx = JobContext { config: config.clone(), state_dir: dir.clone(), host, clock, security: Some(sink) };
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let mut d = Daemon {
@@ -217,6 +222,7 @@ pub fn run_with(
         server,
         last_status: None,
         once: options.once,
+        unacknowledged: None,
     };
     tracing::info!(state_dir = %dir.display(), lock = %lock.path().display(), pid = std::process::id(),
         "coffer daemon starting");
@@ -229,17 +235,71 @@ pub fn run_with(
     Ok(())
 }
 
-/// Where the jobs' security events go: recorded first, then logged and alerted.
-fn security_sink(shared: &Arc<Shared>) -> crate::security::SecuritySink {
-    let shared = Arc::clone(shared);
+/// Where the jobs' security events go ([`security_event`]).
+fn security_sink(shared: &Arc<Shared>, config: &SharedConfig) -> crate::security::SecuritySink {
+    let (shared, config) = (Arc::clone(shared), Arc::clone(config));
     crate::security::SecuritySink(Arc::new(move |event: crate::security::SecurityEvent| {
-        if let Err(e) = crate::security::record::record(&shared.state, &event) {
-            tracing::error!(id = %event.id, error = %e, "cannot record the security event in the local state");
-        }
-        tracing::warn!(id = %event.id, security_kind = event.kind.as_str(), layer = %event.layer,
-            principal = event.principal.as_deref().unwrap_or("-"), "security event: {}", event.summary);
-        shared.alerter.raise(crate::security::record::alert(&event, &shared.host));
+        let config = config.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        security_event(&shared, &config, &event, None);
     }))
+}
+
+/// A security event: recorded first (the state's table and the ledger outbox, one
+/// transaction), then logged, counted, raised (to every target; with `previous`, through
+/// that alert configuration's targets too) and sent on to the ledgers. An event recorded
+/// before (same id) is not raised again.
+fn security_event(
+    shared: &Shared,
+    config: &Config,
+    event: &crate::security::SecurityEvent,
+    previous: Option<&crate::config::AlertsConfig>,
+) {
+    let ledgers = crate::security::record::ledgers(event, Some(config));
+    match crate::security::record::record_in(&shared.state, event, &shared.host, &ledgers) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(id = %event.id, "security event already recorded");
+            return;
+        }
+        // Not recorded: still logged and alerted (the alert is what must not be lost now).
+        Err(e) => tracing::error!(id = %event.id, error = %e, "cannot record the security event in the local state"),
+    }
+    tracing::warn!(id = %event.id, security_kind = event.kind.as_str(), layer = %event.layer,
+        repository = event.repository.as_deref().unwrap_or("-"),
+        principal = event.principal.as_deref().unwrap_or("-"), action = event.action.as_deref().unwrap_or("-"),
+        key = event.key.as_deref().unwrap_or("-"), "security event: {}", event.summary);
+    shared.metrics.security_event(event.kind.as_str());
+    if let Ok(n) = shared.state.security_unacknowledged() {
+        shared.metrics.set_security_unacknowledged(n);
+    }
+    let alert = crate::security::record::alert(event, &shared.host);
+    match previous {
+        Some(old) => shared.alerter.raise_also_via(alert, old),
+        None => shared.alerter.raise(alert),
+    }
+    for repo in &ledgers {
+        shared.flushers.nudge(repo);
+    }
+}
+
+/// Compares the alert configuration in force with the one kept in the state (at start) or
+/// with `previous` (on reload): a weaker one is an `alert-config-change` security event,
+/// delivered through the previous targets too. Then the new one is kept.
+fn check_alert_config(shared: &Shared, config: &Config, previous: Option<&crate::config::AlertsConfig>) {
+    use crate::alerts::fingerprint;
+    let check = match fingerprint::check(&shared.state, &config.alerts, previous, shared.clock.now()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot compare the alert configuration with the one kept in the state");
+            return;
+        }
+    };
+    if let Some(event) = &check.event {
+        security_event(shared, config, event, check.previous.as_ref());
+    }
+    if let Err(e) = fingerprint::keep(&shared.state, &check) {
+        tracing::error!(error = %e, "cannot keep the alert configuration's fingerprint");
+    }
 }
 
 fn time_zone(config: &Config) -> Result<TimeZone, DaemonError> {
@@ -300,6 +360,8 @@ struct Daemon {
     server: Option<MetricsServer>,
     last_status: Option<Instant>,
     once: bool,
+    /// Security events not acknowledged at the last housekeeping.
+    unacknowledged: Option<u64>,
 }
 
 /// Jobs of one source (or one repository's maintenance) run one at a time; archive checks
@@ -599,6 +661,23 @@ impl Daemon {
             for sup in self.supervisors.values() {
                 self.shared.metrics.set_job(&sup.spec, None, false);
             }
+            // Acknowledgements are made by another process (`coffer alert ack`): counted, and
+            // their ledger records (waiting in the outbox) sent on.
+            match self.shared.state.security_unacknowledged() {
+                Ok(n) => {
+                    self.shared.metrics.set_security_unacknowledged(n);
+                    if self.unacknowledged.is_some_and(|before| n < before) {
+                        let all = self.config.repositories.keys().map(String::as_str);
+                        let mut repos: std::collections::BTreeSet<&str> = all.collect();
+                        repos.extend(self.config.sources().map(|(_, r)| r));
+                        for r in repos {
+                            self.shared.flushers.nudge(r);
+                        }
+                    }
+                    self.unacknowledged = Some(n);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot count the unacknowledged security events"),
+            }
         }
     }
 
@@ -662,6 +741,7 @@ impl Daemon {
                     Ok(tz) => self.tz = tz,
                     Err(e) => tracing::error!(error = %e, "keeping the previous time zone"),
                 }
+                check_alert_config(&self.shared, &c, Some(&self.config.alerts));
                 let c = Arc::new(c);
                 *self.shared_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = c.clone();
                 self.ctx.config = c.clone();
