@@ -147,17 +147,17 @@ fn set_meta(conn: &Connection, row: &str, value: Option<Timestamp>) -> Result<()
     Ok(())
 }
 
-/// The vault's high-water mark: the `meta` row, or (in a vault written before the row was
-/// kept) the time of the newest entry. `None` only for an empty log.
+/// The vault's high-water mark: the later of the `meta` row and the newest entry's time (a
+/// vault written before the row was kept, or by an older binary that does not keep it,
+/// still has one). `None` only for an empty log.
 pub(crate) fn high_water(conn: &Connection) -> Result<Option<Timestamp>> {
-    if let Some(t) = meta_time(conn, HIGH_WATER_ROW)? {
-        return Ok(Some(t));
-    }
+    let row = meta_time(conn, HIGH_WATER_ROW)?;
     let head: Option<String> = conn
         .query_row("SELECT time FROM audit ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
         .optional()
         .map_err(|e| StoreError::io("cannot read the audit log head", e))?;
-    Ok(head.and_then(|t| t.parse().ok()))
+    let head = head.and_then(|t| t.parse::<Timestamp>().ok());
+    Ok(row.max(head))
 }
 
 /// Appends an entry. Must run inside a write transaction so that reading the chain's head
