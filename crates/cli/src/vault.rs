@@ -12,8 +12,8 @@
 //! is refused with a pointer to CloudTrail data events (`docs/s3-compatibility.md`).
 
 use crate::Global;
-use crate::error::IntegrityError;
 use crate::error::UsageError;
+use crate::error::{IntegrityError, SecurityError};
 use crate::open::{self, Family};
 use crate::output::{self, Align, Output};
 use crate::parse;
@@ -21,9 +21,10 @@ use crate::views::{self, RetentionView, VersionView};
 use anyhow::{Context as _, Result, anyhow};
 use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
+use coffer_store::vault::ClockStatus;
 use coffer_store::{
     CreateVault, DefaultRetention, LocalVault, LockConfig, PutOptions, Retention, RetentionMode, Role, StoreHandle,
-    StoreLocation, VaultOptions, VersionId,
+    StoreLocation, TimeFinding, VaultOptions, VersionId,
 };
 use jiff::Timestamp;
 use std::io::Read as _;
@@ -188,7 +189,8 @@ struct ConfigArgs {
 
 #[derive(Debug, Args)]
 struct AuditLogArgs {
-    /// Check the whole hash chain; exit 6 naming the problems if it is broken
+    /// Check the whole hash chain and the entries' time order; exit 6 naming the problems if
+    /// the chain is broken, 8 (security) if entries are dated before earlier ones (a moved clock)
     #[arg(long)]
     verify: bool,
     /// Entries fetched per store request (memory use is one page)
@@ -223,7 +225,37 @@ fn session(global: &Global, intent: Intent, default_role: Role) -> Result<Sessio
         Intent::Store => CreateVault::Default,
         Intent::Use => CreateVault::Never,
     };
-    Ok(open::store(global, Family::Vault, default_role, false, create)?.handle)
+    let handle = open::store(global, Family::Vault, default_role, false, create)?.handle;
+    if let StoreHandle::Local(h) = &handle {
+        warn_if_clock_behind(h.vault());
+    }
+    Ok(handle)
+}
+
+/// One warning line on stderr when the clock is behind the newest time the vault has
+/// recorded (`docs/local-vault.md`, "Time"): the library only reports it. A vault whose
+/// clock record cannot be read says nothing here; the command's own request will fail.
+fn warn_if_clock_behind(vault: &LocalVault) {
+    if let Ok(ClockStatus { now, high_water: Some(mark), behind: Some(by) }) = vault.clock_status() {
+        eprintln!(
+            "coffer: warning: the clock ({}) is behind the newest time this vault has recorded ({}) by {}: a clock \
+             was moved; locks may have been judged on a wrong time",
+            output::time(now),
+            output::time(mark),
+            coffer_store::vault::approx_duration(by)
+        );
+    }
+}
+
+/// One time finding as a line: `security: clock entry N (T) is dated before entry M (T'): …`.
+fn time_finding_line(f: &TimeFinding) -> String {
+    format!(
+        "security: clock entry {} ({}) is dated before entry {} ({}): the clock was moved",
+        f.seq,
+        output::time(f.time),
+        f.newest_seq,
+        output::time(f.newest_before)
+    )
 }
 
 /// What a command will do, which decides whether a missing default vault is created.
@@ -520,16 +552,33 @@ fn audit_log(global: &Global, a: &AuditLogArgs, out: &mut Output) -> Result<()> 
         let intact = check.problems.is_empty();
         if out.json() {
             out.doc(&views::AuditVerify::from(&check))?;
-        } else if intact {
-            out.line(format_args!("audit log intact: {} entries, head {}", check.entries, check.head))?;
+        } else {
+            if intact {
+                out.line(format_args!("audit log intact: {} entries, head {}", check.entries, check.head))?;
+            }
+            for f in &check.time_findings {
+                out.line(time_finding_line(f))?;
+            }
         }
-        if !intact {
-            return Err(IntegrityError(format!(
-                "audit log of {} is broken: {}",
-                handle.vault().root().display(),
-                check.problems.join("; ")
+        let root = handle.vault().root().display();
+        // Time findings are signs of tampering (exit 8) even on an intact chain; a broken
+        // chain beside them is said in the same line.
+        if let Some(first) = check.time_findings.first() {
+            return Err(SecurityError(format!(
+                "audit log of {root}: {} entr{} dated before an earlier one (a clock was moved){}; first: {}",
+                check.time_findings.len(),
+                if check.time_findings.len() == 1 { "y" } else { "ies" },
+                if intact {
+                    String::new()
+                } else {
+                    format!(", and the chain is broken: {}", check.problems.join("; "))
+                },
+                time_finding_line(first).trim_start_matches("security: clock ")
             ))
             .into());
+        }
+        if !intact {
+            return Err(IntegrityError(format!("audit log of {root} is broken: {}", check.problems.join("; "))).into());
         }
         return Ok(());
     }

@@ -649,11 +649,42 @@ pub struct AuditVerify<'a> {
     pub head: &'a str,
     /// Problems, oldest first.
     pub problems: &'a [String],
+    /// Entries dated before an earlier entry (a moved clock), oldest first, at most 100:
+    /// security findings, even when `intact`.
+    pub time_findings: Vec<TimeFindingView>,
+}
+
+/// One audit entry dated before an earlier one.
+#[derive(Serialize)]
+pub struct TimeFindingView {
+    /// The entry dated too early.
+    pub seq: u64,
+    /// Its time.
+    pub time: Timestamp,
+    /// The entry before it with the newest time.
+    pub newest_seq: u64,
+    /// That entry's time.
+    pub newest_time: Timestamp,
 }
 
 impl<'a> From<&'a AuditVerification> for AuditVerify<'a> {
     fn from(v: &'a AuditVerification) -> Self {
-        Self { intact: v.problems.is_empty(), entries: v.entries, head: &v.head, problems: &v.problems }
+        Self {
+            intact: v.problems.is_empty(),
+            entries: v.entries,
+            head: &v.head,
+            problems: &v.problems,
+            time_findings: v
+                .time_findings
+                .iter()
+                .map(|f| TimeFindingView {
+                    seq: f.seq,
+                    time: f.time,
+                    newest_seq: f.newest_seq,
+                    newest_time: f.newest_before,
+                })
+                .collect(),
+        }
     }
 }
 

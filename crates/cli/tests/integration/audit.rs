@@ -74,7 +74,7 @@ fn verify_passes_on_an_intact_log_and_names_a_modified_entry() {
     let text = sb.v(["audit-log", "--verify"]).ok().stdout_text();
     assert!(text.starts_with("audit log intact: 6 entries, head "), "{text}");
     let doc = sb.v(["audit-log", "--verify", "--json"]).ok().json();
-    assert_eq!(keys(&doc), ["entries", "head", "intact", "problems"]);
+    assert_eq!(keys(&doc), ["entries", "head", "intact", "problems", "time_findings"]);
     assert_eq!(doc["intact"], true);
     assert_eq!(doc["problems"], serde_json::json!([]));
 

@@ -7,9 +7,16 @@
 //! effect, so one exists exactly when the other does. SQLite triggers refuse `UPDATE` and
 //! `DELETE` on the table, so only deliberate tampering with the file can change it, and
 //! that breaks the chain.
+//!
+//! Time (`docs/local-vault.md`, "Time"): [`append`] also keeps the vault's **high-water
+//! mark** — the newest time any entry was written at, a `meta` row raised (never lowered) in
+//! the same transaction as the entry — and, when an entry is written on a clock behind that
+//! mark by more than [`CLOCK_TOLERANCE`], writes one `clock-behind` entry first, once per
+//! change of state. [`verify`] reports entries dated before an earlier one as
+//! [`TimeFinding`]s: a moved clock cannot be prevented on one host, but it cannot go unseen.
 
 use crate::error::{Result, StoreError};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +37,9 @@ pub struct AuditEntry {
     pub key: Option<String>,
     /// Version, if the request named or created one.
     pub version: Option<String>,
-    /// `allowed`, `denied` (refused by role, lock or validation) or `failed` (I/O, corruption).
+    /// `allowed`, `denied` (refused by role, lock or validation), `failed` (I/O,
+    /// corruption), or `detected` (a finding the vault records itself: action
+    /// `clock-behind`, naming the principal whose request ran on that clock).
     pub outcome: String,
     /// Why it was denied or failed (the error message); empty when allowed.
     pub reason: String,
@@ -97,9 +106,125 @@ pub(crate) struct NewEntry<'a> {
     pub reason: String,
 }
 
+/// How far a time may lie before the newest recorded one without counting as a moved
+/// clock: 5 seconds. Every entry's time is read while the vault's write lock is held, so on
+/// one host the log's times only go back when the clock itself steps back; NTP steps a
+/// clock by far less (it slews offsets under 128 ms), so 5 s separates a moved clock from
+/// ordinary corrections with room to spare.
+pub const CLOCK_TOLERANCE: SignedDuration = SignedDuration::from_secs(5);
+
+/// `meta` row: the highest time an audit entry was written at (RFC 3339).
+pub(crate) const HIGH_WATER_ROW: &str = "clock-high-water";
+/// `meta` row, present while requests run on a clock behind the high-water mark: the mark
+/// they were behind (RFC 3339). It makes the `clock-behind` entry once per change of state.
+pub(crate) const BEHIND_ROW: &str = "clock-behind";
+
+/// Whether `t` lies before `mark` by more than [`CLOCK_TOLERANCE`] (false on overflow:
+/// only a time near the end of the calendar could overflow, and it is behind nothing).
+pub(crate) fn is_behind(t: Timestamp, mark: Timestamp) -> bool {
+    t.checked_add(CLOCK_TOLERANCE).is_ok_and(|t| t < mark)
+}
+
+fn meta_time(conn: &Connection, row: &str) -> Result<Option<Timestamp>> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE name = ?1", [row], |r| r.get(0))
+        .optional()
+        .map_err(|e| StoreError::io("cannot read the vault's clock record", e))?;
+    // Hostile input: a value that does not parse is no record at all (whoever can write the
+    // database could as well delete the row); the audit log's own times still tell.
+    Ok(v.and_then(|v| v.parse().ok()))
+}
+
+fn set_meta(conn: &Connection, row: &str, value: Option<Timestamp>) -> Result<()> {
+    match value {
+        Some(t) => conn.execute(
+            "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            params![row, t.to_string()],
+        ),
+        None => conn.execute("DELETE FROM meta WHERE name = ?1", [row]),
+    }
+    .map_err(|e| StoreError::io("cannot write the vault's clock record", e))?;
+    Ok(())
+}
+
+/// The vault's high-water mark: the later of the `meta` row and the newest entry's time (a
+/// vault written before the row was kept, or by an older binary that does not keep it,
+/// still has one). `None` only for an empty log.
+pub(crate) fn high_water(conn: &Connection) -> Result<Option<Timestamp>> {
+    let row = meta_time(conn, HIGH_WATER_ROW)?;
+    let head: Option<String> = conn
+        .query_row("SELECT time FROM audit ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+        .optional()
+        .map_err(|e| StoreError::io("cannot read the audit log head", e))?;
+    let head = head.and_then(|t| t.parse::<Timestamp>().ok());
+    Ok(row.max(head))
+}
+
 /// Appends an entry. Must run inside a write transaction so that reading the chain's head
-/// and appending are one step for every process sharing the vault.
+/// and appending are one step for every process sharing the vault. Keeps the high-water
+/// mark in the same transaction, and writes a `clock-behind` entry first when this entry is
+/// the first of a run on a clock behind it.
 pub(crate) fn append(conn: &Connection, n: NewEntry<'_>) -> Result<()> {
+    let mark = high_water(conn)?;
+    match mark {
+        Some(mark) if is_behind(n.time, mark) => {
+            if meta_time(conn, BEHIND_ROW)?.is_none() {
+                let by = mark.duration_since(n.time);
+                insert(
+                    conn,
+                    NewEntry {
+                        time: n.time,
+                        principal: n.principal,
+                        role: n.role,
+                        action: "clock-behind",
+                        key: None,
+                        version: None,
+                        outcome: "detected",
+                        reason: format!(
+                            "the clock ({}) is behind the newest time this vault has recorded ({}) by {}: a clock was moved",
+                            n.time,
+                            mark,
+                            approx_duration(by)
+                        ),
+                    },
+                )?;
+                set_meta(conn, BEHIND_ROW, Some(mark))?;
+            }
+        }
+        _ => {
+            // Caught up (or never behind): the next run behind the mark is a new state.
+            if meta_time(conn, BEHIND_ROW)?.is_some() {
+                set_meta(conn, BEHIND_ROW, None)?;
+            }
+            if mark.is_none_or(|m| n.time > m) {
+                set_meta(conn, HIGH_WATER_ROW, Some(n.time))?;
+            }
+        }
+    }
+    insert(conn, n)
+}
+
+/// A duration for people, to the nearest second, in its two largest units: `40d`,
+/// `39d 23h`, `2h 5m`, `12s`.
+#[must_use]
+pub fn approx_duration(d: SignedDuration) -> String {
+    const UNITS: [(u64, char); 4] = [(86_400, 'd'), (3_600, 'h'), (60, 'm'), (1, 's')];
+    let secs = u64::try_from(d.as_millis().unsigned_abs().saturating_add(500) / 1000).unwrap_or(u64::MAX);
+    let sign = if d.is_negative() { "-" } else { "" };
+    let Some(i) = UNITS.iter().position(|(size, _)| secs >= *size) else { return "0s".to_owned() };
+    let (big, b) = UNITS[i];
+    let mut out = format!("{sign}{}{b}", secs / big);
+    if let Some(&(small, s)) = UNITS.get(i + 1) {
+        let n = (secs % big) / small;
+        if n > 0 {
+            out += &format!(" {n}{s}");
+        }
+    }
+    out
+}
+
+/// Writes one entry after the chain's head.
+fn insert(conn: &Connection, n: NewEntry<'_>) -> Result<()> {
     let head: Option<(i64, String)> = conn
         .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
@@ -223,8 +348,15 @@ pub struct TimeFinding {
     pub newest_seq: u64,
 }
 
+/// The most time findings one verification reports (the rest are counted in the entries
+/// walked, not kept: one moved clock is enough to act on).
+pub const MAX_TIME_FINDINGS: usize = 100;
+
 /// Walks the whole log in order (streaming; memory does not grow with its length) and
-/// checks sequence numbers, links and hashes.
+/// checks sequence numbers, links and hashes, and that time does not go back: an entry
+/// dated before the newest earlier one by more than [`CLOCK_TOLERANCE`] is a
+/// [`TimeFinding`]. A run of entries behind the same newest one is one finding (its first
+/// entry), unless one of them steps back again from the entry before it.
 pub(crate) fn verify(conn: &Connection) -> Result<AuditVerification> {
     let mut stmt =
         conn.prepare(&format!("{SELECT} ORDER BY seq")).map_err(|e| StoreError::io("cannot read the audit log", e))?;
@@ -238,9 +370,36 @@ pub(crate) fn verify(conn: &Connection) -> Result<AuditVerification> {
             out.problems.push(p);
         }
     };
+    // The newest time so far and its entry; the newest entry the current run behind it was
+    // reported against; the previous entry's time.
+    let mut newest: Option<(Timestamp, u64)> = None;
+    let mut reported_against: Option<u64> = None;
+    let mut previous: Option<Timestamp> = None;
     while let Some(r) = rows.next().map_err(|e| StoreError::io("cannot read the audit log", e))? {
         let (e, raw_time) = row_to_entry(r).map_err(|e| StoreError::io("cannot read the audit log", e))?;
         out.entries += 1;
+        // A time that does not parse is reported as a modified entry below; it says
+        // nothing about the clock.
+        if e.time.to_string() == raw_time {
+            if let Some((max, max_seq)) = newest {
+                let stepped_back = previous.is_some_and(|p| is_behind(e.time, p));
+                if is_behind(e.time, max) && (reported_against != Some(max_seq) || stepped_back) {
+                    if out.time_findings.len() < MAX_TIME_FINDINGS {
+                        out.time_findings.push(TimeFinding {
+                            seq: e.seq,
+                            time: e.time,
+                            newest_before: max,
+                            newest_seq: max_seq,
+                        });
+                    }
+                    reported_against = Some(max_seq);
+                }
+            }
+            if newest.is_none_or(|(max, _)| e.time > max) {
+                newest = Some((e.time, e.seq));
+            }
+            previous = Some(e.time);
+        }
         if e.seq != expected_seq {
             problem(&mut out, format!("entry {} follows entry {}: entries were removed", e.seq, expected_seq - 1));
         }

@@ -29,12 +29,13 @@ mod audit;
 mod db;
 mod files;
 
-pub use audit::{AuditEntry, AuditVerification, TimeFinding};
+pub use audit::{AuditEntry, AuditVerification, CLOCK_TOLERANCE, MAX_TIME_FINDINGS, TimeFinding, approx_duration};
 
 use crate::clock::Clock;
 use crate::error::{Result, StoreError};
 use crate::model::{
-    DefaultRetention, LockConfig, ObjectVersion, Page, PutOptions, Retention, VersionId, Versioning, validate_key,
+    DefaultRetention, LockConfig, ObjectVersion, Page, Protection, PutOptions, Retention, VersionId, Versioning,
+    validate_key,
 };
 use crate::role::{Action, Credentials, Principal, Role, Secret};
 use crate::store::{Object, ObjectStore, RangeRead};
@@ -231,13 +232,17 @@ impl LocalVault {
 
     /// The vault's clock against the highest time it has recorded (`docs/local-vault.md`,
     /// "Time"): a clock behind it was moved back, or an earlier request ran on a clock
-    /// moved forward.
+    /// moved forward. `behind` is set when the clock is behind the mark by more than
+    /// [`CLOCK_TOLERANCE`]. Reads only; the caller decides how to say it.
     ///
     /// # Errors
     /// `Io`.
     pub fn clock_status(&self) -> Result<ClockStatus> {
-        // Filled in by the clock work of issue 14 (the high-water mark in `meta`).
-        Ok(ClockStatus { now: self.inner.clock.now(), high_water: None, behind: None })
+        let conn = self.conn();
+        let now = self.inner.clock.now();
+        let high_water = audit::high_water(&conn)?;
+        let behind = high_water.filter(|&mark| audit::is_behind(now, mark)).map(|mark| mark.duration_since(now));
+        Ok(ClockStatus { now, high_water, behind })
     }
 
     /// Reads the access key created at init for `role` from `DIR/credentials/ROLE.toml`.
@@ -329,7 +334,8 @@ pub struct ClockStatus {
     pub now: Timestamp,
     /// The highest time any request was applied at (none: a vault from before it was kept).
     pub high_water: Option<Timestamp>,
-    /// How far `now` is behind `high_water`, past the tolerance; none when it is not.
+    /// How far `now` is behind `high_water` (the whole distance), when it is behind by more
+    /// than [`CLOCK_TOLERANCE`]; none when it is not.
     pub behind: Option<jiff::SignedDuration>,
 }
 
@@ -771,6 +777,96 @@ impl ObjectStore for VaultHandle {
             }
         })
     }
+
+    /// The default fields (lock configuration, versioning) and `principals`: the principals
+    /// table as canonical text ([`principals_text`]), so that a principal added or a
+    /// credential replaced by editing `meta.sqlite` directly — which bypasses the audit
+    /// log — shows as drift. Every role may read it, as every role may read the lock
+    /// configuration: it holds access key ids and a digest, never a secret or its hash.
+    fn protection(&self) -> Result<Protection> {
+        let mut p = Protection::default();
+        match self.lock_config() {
+            Ok(c) => {
+                p.fields.insert("object-lock".into(), if c.enabled { "enabled" } else { "disabled" }.into());
+                p.fields.insert(
+                    "default-retention".into(),
+                    c.default_retention.map_or_else(|| "none".to_owned(), |d| d.to_string()),
+                );
+            }
+            Err(e) => {
+                p.unreadable.insert("object-lock".into(), crate::error::display_chain(&e));
+            }
+        }
+        match self.versioning() {
+            Ok(v) => {
+                p.fields.insert("versioning".into(), v.to_string());
+            }
+            Err(e) => {
+                p.unreadable.insert("versioning".into(), crate::error::display_chain(&e));
+            }
+        }
+        match principals_text(&self.vault.conn()) {
+            Ok(t) => {
+                p.fields.insert("principals".into(), t);
+            }
+            Err(e) => {
+                p.unreadable.insert("principals".into(), crate::error::display_chain(&e));
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// The most principals [`principals_text`] reads: a table grown past it (by editing the
+/// file; the vault itself creates five) is reported unreadable, never read without bound.
+const MAX_PRINCIPALS: usize = 1000;
+
+/// The principals table as canonical text: compact JSON, sorted by access key,
+/// `{"principals":[{"access-key":…,"name":…,"role":…},…],"secret-hashes-blake3":HEX}`, the
+/// digest being BLAKE3 over each row's access key and secret hash (length-prefixed, in the
+/// same order). Any change of a name, role, key or secret changes the text; the text never
+/// holds a secret or a secret's hash.
+fn principals_text(conn: &Connection) -> Result<String> {
+    #[derive(Serialize)]
+    struct P {
+        #[serde(rename = "access-key")]
+        access_key: String,
+        name: String,
+        role: String,
+    }
+    #[derive(Serialize)]
+    struct Doc {
+        principals: Vec<P>,
+        #[serde(rename = "secret-hashes-blake3")]
+        digest: String,
+    }
+    let mut stmt = conn
+        .prepare("SELECT access_key, secret_hash, name, role FROM principals ORDER BY access_key LIMIT ?1")
+        .map_err(db_err("cannot read principals"))?;
+    let mut rows = stmt.query([MAX_PRINCIPALS as i64 + 1]).map_err(db_err("cannot read principals"))?;
+    let mut principals = Vec::new();
+    let mut digest = blake3::Hasher::new_derive_key("coffer vault principals digest v1");
+    while let Some(r) = rows.next().map_err(db_err("cannot read principals"))? {
+        if principals.len() == MAX_PRINCIPALS {
+            return Err(StoreError::io(
+                "cannot read principals",
+                format!("the principals table holds more than {MAX_PRINCIPALS} rows"),
+            ));
+        }
+        let access_key: String = r.get(0).map_err(db_err("cannot read principals"))?;
+        let secret_hash: String = r.get(1).map_err(db_err("cannot read principals"))?;
+        for part in [&access_key, &secret_hash] {
+            digest.update(&(part.len() as u64).to_le_bytes());
+            digest.update(part.as_bytes());
+        }
+        principals.push(P {
+            access_key,
+            name: r.get(2).map_err(db_err("cannot read principals"))?,
+            role: r.get(3).map_err(db_err("cannot read principals"))?,
+        });
+    }
+    let doc = Doc { principals, digest: digest.finalize().to_hex().to_string() };
+    Ok(serde_json::to_string(&doc).expect("principals serialise"))
 }
 
 /// Inserts a version (`data` = file, size, checksum) or a delete marker (`None`), with an id
@@ -1044,6 +1140,237 @@ mod tests {
         assert!(!old.exists(), "a temp file unwritten for a day is removed");
         assert!(fresh.exists(), "a temp file written just now may belong to a put in progress");
         assert!(other.exists(), "only temp files are removed");
+    }
+
+    // ---- time: the high-water mark, `clock-behind` entries, time findings ----
+
+    fn vault() -> (tempfile::TempDir, LocalVault) {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = LocalVault::init(dir.path().join("v"), &VaultOptions::default()).unwrap();
+        (dir, vault)
+    }
+
+    /// Appends an entry dated `at`, as a request of the writer would (own transaction).
+    fn entry_at(vault: &LocalVault, at: Timestamp) {
+        let conn = vault.conn();
+        let tx = rusqlite::Transaction::new_unchecked(&conn, TransactionBehavior::Immediate).unwrap();
+        audit::append(
+            &tx,
+            audit::NewEntry {
+                time: at,
+                principal: "writer",
+                role: "writer",
+                action: "put",
+                key: Some("k"),
+                version: None,
+                outcome: "allowed",
+                reason: String::new(),
+            },
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn mark(vault: &LocalVault) -> Option<Timestamp> {
+        audit::high_water(&vault.conn()).unwrap()
+    }
+
+    fn all_entries(vault: &LocalVault) -> Vec<AuditEntry> {
+        audit::read(&vault.conn(), 0, 100_000).unwrap()
+    }
+
+    fn clock_behind_entries(vault: &LocalVault) -> Vec<AuditEntry> {
+        all_entries(vault).into_iter().filter(|e| e.action == "clock-behind").collect()
+    }
+
+    fn secs(n: i64) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(n)
+    }
+
+    #[test]
+    fn the_high_water_mark_only_rises_and_clock_behind_is_written_once_per_run() {
+        let (_d, vault) = vault();
+        let t0 = mark(&vault).expect("init sets the mark");
+        assert_eq!(all_entries(&vault)[0].time, t0, "the mark is the init entry's time");
+
+        entry_at(&vault, t0 + secs(3600));
+        assert_eq!(mark(&vault), Some(t0 + secs(3600)), "a later entry raises the mark");
+
+        // Back to t0: behind the mark by an hour. One `clock-behind` entry, before the
+        // request's, naming the request's principal; the mark does not go down.
+        entry_at(&vault, t0);
+        entry_at(&vault, t0 + secs(60));
+        entry_at(&vault, t0 + secs(120));
+        assert_eq!(mark(&vault), Some(t0 + secs(3600)), "the mark never goes down");
+        let behind = clock_behind_entries(&vault);
+        assert_eq!(behind.len(), 1, "once per change of state, not per request: {behind:?}");
+        assert_eq!(
+            (behind[0].seq, behind[0].principal.as_str(), behind[0].outcome.as_str()),
+            (3, "writer", "detected")
+        );
+        assert!(behind[0].reason.contains("by 1h"), "{}", behind[0].reason);
+        assert_eq!(all_entries(&vault)[3].action, "put", "the request's own entry follows");
+        assert!(vault.clock_status().unwrap().high_water == Some(t0 + secs(3600)));
+
+        // Caught up: the state ends, the mark rises again; a new run behind it is a new state.
+        entry_at(&vault, t0 + secs(7200));
+        assert_eq!(mark(&vault), Some(t0 + secs(7200)));
+        entry_at(&vault, t0 + secs(7200) - secs(600));
+        assert_eq!(clock_behind_entries(&vault).len(), 2);
+        assert!(
+            vault
+                .login(&vault.read_credentials(Role::Auditor).unwrap())
+                .unwrap()
+                .verify_audit_log()
+                .unwrap()
+                .problems
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_tolerance_is_five_seconds_exactly() {
+        let (_d, vault) = vault();
+        let m = mark(&vault).unwrap() + secs(3600);
+        entry_at(&vault, m);
+        entry_at(&vault, m - CLOCK_TOLERANCE);
+        assert!(clock_behind_entries(&vault).is_empty(), "5 s behind is within the tolerance");
+        let auditor = vault.login(&vault.read_credentials(Role::Auditor).unwrap()).unwrap();
+        assert!(auditor.verify_audit_log().unwrap().time_findings.is_empty());
+        entry_at(&vault, m - CLOCK_TOLERANCE - jiff::SignedDuration::from_micros(1));
+        assert_eq!(clock_behind_entries(&vault).len(), 1, "a microsecond more is behind");
+        let found = auditor.verify_audit_log().unwrap().time_findings;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].newest_seq, found[0].newest_before), (2, m));
+        assert_eq!(found[0].seq, 4, "the `clock-behind` entry is the first one dated too early");
+    }
+
+    #[test]
+    fn verify_reports_each_step_back_once_and_at_most_one_hundred() {
+        let (_d, vault) = vault();
+        let t0 = mark(&vault).unwrap();
+        let auditor = vault.login(&vault.read_credentials(Role::Auditor).unwrap()).unwrap();
+        assert!(auditor.verify_audit_log().unwrap().time_findings.is_empty(), "a fresh vault has none");
+
+        // Forward 40 days (seq 2), then normal work (seq 3 clock-behind, 4, 5): one finding.
+        entry_at(&vault, t0 + secs(40 * 86_400));
+        for i in 0..2 {
+            entry_at(&vault, t0 + secs(10 + i));
+        }
+        let v = auditor.verify_audit_log().unwrap();
+        assert!(v.problems.is_empty(), "the chain is intact and the times still lie");
+        assert_eq!(v.time_findings.len(), 1, "{:?}", v.time_findings);
+        let f = &v.time_findings[0];
+        assert_eq!((f.seq, f.time, f.newest_seq, f.newest_before), (3, t0 + secs(10), 2, t0 + secs(40 * 86_400)));
+
+        // Another step back while still behind: a second finding against the same entry.
+        entry_at(&vault, t0);
+        let v = auditor.verify_audit_log().unwrap();
+        assert_eq!(v.time_findings.len(), 2);
+        assert_eq!((v.time_findings[1].seq, v.time_findings[1].newest_seq), (6, 2));
+
+        // 150 more steps back: findings stop at 100, the walk does not.
+        for i in 0..150 {
+            entry_at(&vault, t0 - secs(10 * (i + 1)));
+        }
+        let v = auditor.verify_audit_log().unwrap();
+        assert_eq!(v.time_findings.len(), MAX_TIME_FINDINGS);
+        assert_eq!(v.entries, 156);
+    }
+
+    #[test]
+    fn clock_status_says_how_far_behind_the_mark_the_clock_is() {
+        let (_d, vault) = vault();
+        let status = vault.clock_status().unwrap();
+        assert_eq!(status.behind, None, "a fresh vault's clock is not behind");
+        assert!(status.high_water.is_some_and(|m| m <= status.now));
+
+        let ahead = vault.clock().now() + secs(40 * 86_400);
+        entry_at(&vault, ahead);
+        let status = vault.clock_status().unwrap();
+        assert_eq!(status.high_water, Some(ahead));
+        let by = status.behind.expect("40 days behind");
+        assert!(by > secs(40 * 86_400 - 60) && by <= secs(40 * 86_400), "{by:?}");
+        assert_eq!(approx_duration(by), "40d");
+
+        // A mangled record is no record: the newest entry's time stands in for it.
+        vault.conn().execute("UPDATE meta SET value = 'yesterday' WHERE name = 'clock-high-water'", []).unwrap();
+        assert_eq!(vault.clock_status().unwrap().high_water, Some(ahead));
+        entry_at(&vault, ahead + secs(1));
+        assert_eq!(mark(&vault), Some(ahead + secs(1)), "the next entry writes a good one");
+    }
+
+    #[test]
+    fn approx_duration_rounds_to_two_units() {
+        let cases = [
+            (0, "0s"),
+            (12, "12s"),
+            (125, "2m 5s"),
+            (7500, "2h 5m"),
+            (86_400 * 40, "40d"),
+            (86_400 * 39 + 3600 * 23 + 59, "39d 23h"),
+        ];
+        for (s, text) in cases {
+            assert_eq!(approx_duration(secs(s)), text);
+        }
+        assert_eq!(approx_duration(secs(86_400 * 40) - jiff::SignedDuration::from_millis(7)), "40d");
+        assert_eq!(approx_duration(secs(-90)), "-1m 30s");
+    }
+
+    // ---- protection(): the principals field ----
+
+    fn principals_field(vault: &LocalVault, role: Role) -> String {
+        let h = vault.login(&vault.read_credentials(role).unwrap()).unwrap();
+        let p = h.protection().unwrap();
+        assert!(p.unreadable.is_empty(), "{:?}", p.unreadable);
+        assert_eq!(p.fields.get("object-lock").map(String::as_str), Some("enabled"));
+        p.fields["principals"].clone()
+    }
+
+    #[test]
+    fn protection_names_the_principals_and_changes_only_when_they_do() {
+        let (_d, vault) = vault();
+        let before = principals_field(&vault, Role::Auditor);
+        assert_eq!(before, principals_field(&vault, Role::Writer), "every role reads the same text");
+        for role in Role::ALL {
+            let creds = vault.read_credentials(role).unwrap();
+            assert!(before.contains(&format!("\"access-key\":\"{}\"", creds.access_key)), "{before}");
+            assert!(!before.contains(creds.secret_key.expose()), "never a secret");
+            assert!(!before.contains(&secret_hash(&creds.secret_key)), "never a secret's hash");
+        }
+
+        // Ordinary work changes nothing.
+        let writer = vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap();
+        writer.put("k", b"x", &PutOptions::default()).unwrap();
+        assert_eq!(principals_field(&vault, Role::Auditor), before);
+
+        // A secret replaced by editing the database directly (no audit entry).
+        let db = vault.root().join(DB_FILE);
+        let raw = Connection::open(&db).unwrap();
+        let pruner = vault.read_credentials(Role::Pruner).unwrap();
+        let changed = raw
+            .execute(
+                "UPDATE principals SET secret_hash = ?1 WHERE access_key = ?2",
+                params![secret_hash(&Secret::new("attacker".into())), pruner.access_key],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        let replaced = principals_field(&vault, Role::Auditor);
+        assert_ne!(replaced, before, "a replaced secret shows");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&replaced).unwrap()["principals"],
+            serde_json::from_str::<serde_json::Value>(&before).unwrap()["principals"],
+            "only the digest changed"
+        );
+
+        // A principal added the same way.
+        raw.execute(
+            "INSERT INTO principals (access_key, secret_hash, name, role) VALUES ('CKADEVIL', 'x', 'mallory', 'admin')",
+            [],
+        )
+        .unwrap();
+        let added = principals_field(&vault, Role::Auditor);
+        assert!(added.contains("\"access-key\":\"CKADEVIL\",\"name\":\"mallory\",\"role\":\"admin\""), "{added}");
     }
 
     #[test]
