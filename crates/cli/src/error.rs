@@ -183,6 +183,8 @@ fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
         e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_operations::open::OpenJobError>() {
         e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_operations::security::drift::DriftError>() {
+        e.class()
     } else {
         return None;
     };

@@ -53,6 +53,7 @@ mod s3_repo;
 mod s3_vault;
 mod security_alerts;
 mod security_clock;
+mod security_drift;
 mod vault_repo;
 
 use serde_json::Value;

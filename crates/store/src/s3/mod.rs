@@ -49,6 +49,7 @@
 //! | legal hold | `PutObjectLegalHold` |
 //! | lock configuration | `Get`/`PutObjectLockConfiguration` (default periods in whole days) |
 //! | versioning | `Get`/`PutBucketVersioning` |
+//! | protection | `GetObjectLockConfiguration`, `GetBucketVersioning`, `GetBucketPolicy`, `GetPublicAccessBlock`, `GetBucketOwnershipControls`, `GetBucketLifecycleConfiguration`, `GetBucketReplication` (`protection.rs`) |
 //!
 //! Listing tokens are the store's own (hex of the last key, `.` and the last version id),
 //! so a page continues after the key it ended at even if that key changed meanwhile, and a
@@ -86,6 +87,7 @@ mod list;
 mod location;
 mod lock;
 mod object_store;
+mod protection;
 mod read;
 mod write;
 

@@ -143,6 +143,13 @@ impl ObjectStore for S3Store {
         })
     }
 
+    /// Every protective field of the bucket, one request each (`protection.rs`): a setting
+    /// not configured is `none`, one that cannot be read is `unreadable`.
+    fn protection(&self) -> Result<crate::model::Protection> {
+        self.authorize(Action::GetLockConfig)?;
+        Ok(self.read_protection())
+    }
+
     fn put_versioning(&self, status: Versioning) -> Result<()> {
         self.authorize(Action::PutVersioning)?;
         if status == Versioning::Suspended {
