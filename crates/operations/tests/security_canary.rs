@@ -253,9 +253,11 @@ fn s3_config(f: &Fixture, server: &S3Server, roles: &[Role]) -> (Config, String)
 fn security_canary_localstack_holds_its_locks_but_checks_no_permissions() {
     let server = S3Server::start(ServerKind::LocalStack);
     let f = Fixture::new();
-    let (config, bucket) = s3_config(&f, &server, &Role::ALL);
+    // coffer.toml names no admin credentials: the daemon never holds them.
+    let (config, bucket) = s3_config(&f, &server, &[Role::Writer, Role::Reader, Role::Pruner, Role::Auditor]);
     let r = f.canary(&config);
-    assert_eq!(r.details["skipped_roles"], "none", "{r:#?}");
+    assert_eq!(r.details["skipped_roles"], "admin (no credentials file in coffer.toml)", "{r:#?}");
+    assert_eq!(r.details["probes"], "36", "{r:#?}");
     assert_eq!(r.details["default_retention_ok"], "true", "{}", r.details["default_retention"]);
     // Every lock held, for every role. LocalStack checks no IAM ("no-auth"), so what only
     // permissions forbid — lifting a legal hold, changing the lock configuration — went

@@ -45,8 +45,11 @@ pub(super) fn canary(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> Resu
         );
         return Err(Failure::new(SECURITY_CLASS, error).with(details));
     }
-    if let Some(p) = rep.probes.iter().find(|p| matches!(p.got, Got::Inconclusive(..))) {
-        let Got::Inconclusive(class, msg) = &p.got else { unreachable!("matched above") };
+    let undecided = rep.probes.iter().find_map(|p| match &p.got {
+        Got::Inconclusive(class, msg) => Some((p, class, msg)),
+        _ => None,
+    });
+    if let Some((p, class, msg)) = undecided {
         let error = format!("canary of {}: {} {} could not be decided: {msg}", rep.store, p.role, p.what);
         return Err(Failure::new(class.as_str(), error).with(details));
     }
