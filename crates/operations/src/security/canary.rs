@@ -238,7 +238,7 @@ pub enum CanaryError {
         what: String,
         /// Why.
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     /// The announcements could not be kept.
     #[error("canary: cannot announce the probes in the local state: {0}")]
@@ -451,7 +451,7 @@ pub fn run(
     let fail = |what: &str| {
         let store = shown.clone();
         let what = what.to_owned();
-        move |source| CanaryError::Store { store: store.clone(), what: what.clone(), source }
+        move |source| CanaryError::Store { store: store.clone(), what: what.clone(), source: Box::new(source) }
     };
     let mut notes = Vec::new();
 
