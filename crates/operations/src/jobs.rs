@@ -20,6 +20,7 @@ mod postgres;
 mod repository;
 mod watch;
 
+pub use canary::SECURITY_CLASS;
 pub use postgres::{ARCHIVE_CLASS, ARCHIVE_KEYS};
 pub use repository::read_data;
 

@@ -27,6 +27,7 @@ pub mod iam;
 pub mod lock;
 pub mod model;
 pub mod open;
+pub mod probe;
 pub mod role;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -42,6 +43,7 @@ pub use model::{
 pub use open::{
     CreateVault, CredentialsSource, OpenError, OpenedStore, StoreHandle, StoreLocation, StoreRequest, open_store,
 };
+pub use probe::ProbeRequest;
 pub use role::{Action, Credentials, Principal, Role, Secret, matrix_markdown};
 #[cfg(feature = "s3")]
 pub use s3::{S3Credentials, S3Location, S3Options, S3Store};

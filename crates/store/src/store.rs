@@ -246,6 +246,32 @@ pub trait ObjectStore: Send + Sync {
     /// `Forbidden`, `InvalidRequest`, `Io`.
     fn put_versioning(&self, status: Versioning) -> Result<()>;
 
+    /// Sends one of the immutability canary's probes ([`crate::probe`]) so that the store
+    /// itself decides: a store that checks requests on the client side before sending them
+    /// (S3) sends this one as it is. The default is the contract method itself, right for a
+    /// store whose methods are its enforcement (the local vault). An object probe outside
+    /// [`crate::probe::RESERVED_PREFIX`] is refused before anything is sent.
+    ///
+    /// # Errors
+    /// What the store answers (a refusal is the expected outcome); `InvalidRequest` for a
+    /// key outside the reserved prefix.
+    fn probe(&self, request: &crate::probe::ProbeRequest) -> Result<()> {
+        crate::probe::through_contract(self, request)
+    }
+
+    /// Puts `data` under `key` (under [`crate::probe::RESERVED_PREFIX`]) create-only and
+    /// asking for no retention at all, so that the store's own default retention is what
+    /// locks it (the canary's check of the default). The default is [`ObjectStore::put`]
+    /// with no retention; S3, which computes the default itself on normal puts, sends no
+    /// lock headers here.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::put`]; `InvalidRequest` for a key outside the reserved prefix.
+    fn probe_put_unlocked(&self, key: &str, data: &[u8]) -> Result<ObjectVersion> {
+        crate::probe::check_reserved_key(Some(key))?;
+        self.put(key, data, &PutOptions { create_only: true, ..PutOptions::default() })
+    }
+
     /// Reads the store's protective configuration (the drift watch's input). The default
     /// reads the lock configuration and versioning; S3 adds the bucket policy, public
     /// access block, ownership controls, lifecycle and replication rules, a local vault

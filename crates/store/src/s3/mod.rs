@@ -33,6 +33,10 @@
 //! - every get verifies size and SHA-256;
 //! - suspending versioning and disabling Object Lock are refused here.
 //!
+//! The one exception is [`ObjectStore::probe`] (module `probe`): the immutability canary's
+//! requests are sent as they are, so that the server's own enforcement is what they test;
+//! an object probe may only name a key under [`crate::probe::RESERVED_PREFIX`].
+//!
 //! # Mapping
 //!
 //! | contract | S3 |
@@ -88,6 +92,7 @@ mod location;
 mod lock;
 mod object_store;
 mod protection;
+mod probe;
 mod read;
 mod write;
 

@@ -162,4 +162,15 @@ impl ObjectStore for S3Store {
         .map_err(|e| self.fail(e, Action::PutVersioning, None, None, "cannot set the versioning status"))?;
         Ok(())
     }
+
+    fn probe(&self, request: &crate::probe::ProbeRequest) -> Result<()> {
+        // No role or lock check here: the server decides (see the module `probe`).
+        request.check_reserved()?;
+        self.run(self.probe_async(request))
+    }
+
+    fn probe_put_unlocked(&self, key: &str, data: &[u8]) -> Result<ObjectVersion> {
+        crate::probe::check_reserved_key(Some(key))?;
+        self.run(self.probe_put_unlocked_async(key, data))
+    }
 }
