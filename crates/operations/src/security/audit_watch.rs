@@ -305,7 +305,7 @@ pub fn follow(
     if c.seq > 0 {
         let at = handle.audit_log(c.seq - 1, 1)?;
         match at.first() {
-            Some(e) if e.seq == c.seq && e.hash == c.hash => {}
+            Some(e) if e.seq == c.seq && e.hash == c.hash && e.hash_matches() => {}
             Some(e) if e.seq == c.seq => {
                 chain_break(state, t, c.seq, &format!("entry {} was changed after it was read", c.seq), now, emit)?;
             }
@@ -457,4 +457,297 @@ pub fn full_check(
         chain_break(state, t, seq, p, now, emit)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_store::{
+        Clock, DefaultRetention, LocalVault, LockConfig, ObjectStore, PutOptions, Retention, RetentionMode, Role,
+        VaultOptions, Versioning,
+    };
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    struct World {
+        _dir: tempfile::TempDir,
+        vault: LocalVault,
+        clock: Clock,
+        state_dir: std::path::PathBuf,
+        state: State,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let clock = Clock::manual("2026-12-05T10:00:00Z".parse().unwrap());
+            let opts = VaultOptions {
+                default_retention: Some(DefaultRetention { mode: RetentionMode::Compliance, period: 30 * DAY }),
+                clock: clock.clone(),
+                writer_create_only: true,
+            };
+            let vault = LocalVault::init(dir.path().join("vault"), &opts).unwrap();
+            let state_dir = dir.path().join("state");
+            let state = State::open(&state_dir).unwrap();
+            Self { _dir: dir, vault, clock, state_dir, state }
+        }
+
+        fn as_role(&self, role: Role) -> VaultHandle {
+            self.vault.login(&self.vault.read_credentials(role).unwrap()).unwrap()
+        }
+
+        fn target(&self) -> Target<'static> {
+            Target { repository: "main", store: "/vault", clock_tolerance: Duration::from_secs(5) }
+        }
+
+        /// What the follower hands on now (a fresh auditor, as after a restart).
+        fn follow(&self) -> Vec<SecurityEvent> {
+            let mut out = Vec::new();
+            follow(
+                &self.as_role(Role::Auditor),
+                &self.target(),
+                &self.state,
+                self.clock.now(),
+                &mut |e| {
+                    out.push(e);
+                },
+                &|| false,
+            )
+            .unwrap();
+            out
+        }
+    }
+
+    fn kinds(events: &[SecurityEvent]) -> Vec<(SecurityKind, String, String)> {
+        events
+            .iter()
+            .map(|e| (e.kind, e.principal.clone().unwrap_or_default(), e.action.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn each_weakening_or_destructive_request_is_one_event_naming_who_did_what() {
+        let w = World::new();
+        let (writer, pruner, admin, reader) =
+            (w.as_role(Role::Writer), w.as_role(Role::Pruner), w.as_role(Role::Admin), w.as_role(Role::Reader));
+        // Normal work: a backup's put, its lock extended, a hold placed.
+        let v = writer.put("data/p1", b"pack", &PutOptions::default()).unwrap().version;
+        let later = w.clock.now() + jiff::SignedDuration::from_hours(24 * 40);
+        writer
+            .put_retention("data/p1", &v, Some(Retention { mode: RetentionMode::Compliance, until: later }), false)
+            .unwrap();
+        writer.put_legal_hold("data/p1", &v, true).unwrap();
+        assert_eq!(w.follow(), [], "normal work is no event");
+        // The attacks.
+        let _ = writer.put("data/p1", b"other", &PutOptions::default()).unwrap_err();
+        let _ = pruner.delete_version("data/p1", &v, false).unwrap_err();
+        let _ = writer.delete("data/p1").unwrap_err();
+        let _ = reader.put_legal_hold("data/p1", &v, false).unwrap_err();
+        admin.put_legal_hold("data/p1", &v, false).unwrap();
+        let soon = w.clock.now() + jiff::SignedDuration::from_hours(1);
+        let _ = admin
+            .put_retention("data/p1", &v, Some(Retention { mode: RetentionMode::Governance, until: soon }), true)
+            .unwrap_err();
+        admin.delete("data/p1").unwrap();
+        let _ = admin.put_lock_config(&LockConfig { enabled: true, default_retention: None });
+        let _ = admin.put_versioning(Versioning::Suspended).unwrap_err();
+        let _ = w.vault.login(&coffer_store::Credentials {
+            access_key: "CKWRONG".into(),
+            secret_key: coffer_store::Secret::new("x".into()),
+        });
+        let events = w.follow();
+        use SecurityKind as K;
+        let s = |x: &str| x.to_owned();
+        assert_eq!(
+            kinds(&events),
+            [
+                (K::DestructiveDenied, s("writer"), s("put")),
+                (K::DestructiveDenied, s("pruner"), s("delete-version")),
+                (K::DestructiveDenied, s("writer"), s("delete")),
+                (K::DestructiveDenied, s("reader"), s("legal-hold-off")),
+                (K::WeakeningAllowed, s("admin"), s("legal-hold-off")),
+                (K::DestructiveDenied, s("admin"), s("put-retention")),
+                (K::WeakeningAllowed, s("admin"), s("delete")),
+                (K::LockConfigChange, s("admin"), s("put-lock-config")),
+                (K::VersioningChange, s("admin"), s("put-versioning")),
+                (K::AuthenticationFailed, s("CKWRONG"), s("authenticate")),
+            ]
+        );
+        let put = &events[0];
+        assert_eq!(put.role.as_deref(), Some("writer"));
+        assert_eq!(put.key.as_deref(), Some("data/p1"));
+        assert_eq!(put.outcome.as_deref(), Some("denied"));
+        assert_eq!(put.details["why"], "overwrite refused (writer create-only)");
+        assert!(put.details["reason"].contains("already exists"), "{:?}", put.details);
+        assert_eq!(put.repository.as_deref(), Some("main"));
+        assert_eq!(put.time, Some(w.clock.now()));
+        assert_eq!(events[1].object_version.as_deref(), Some(v.0.as_str()));
+        assert!(events[1].summary.contains("pruner") && events[1].summary.contains("data/p1"), "{}", events[1].summary);
+        // Sequence numbers are the entries', in order.
+        let seqs: Vec<u64> = events.iter().map(|e| e.details["seq"].parse().unwrap()).collect();
+        assert!(seqs.windows(2).all(|p| p[0] < p[1]), "{seqs:?}");
+    }
+
+    #[test]
+    fn the_cursor_survives_a_restart_and_never_repeats_an_entry() {
+        let w = World::new();
+        let admin = w.as_role(Role::Admin);
+        let _ = admin.put_versioning(Versioning::Suspended);
+        assert_eq!(w.follow().len(), 1);
+        assert_eq!(w.follow(), []);
+        // A restart: the state opened again.
+        let again = State::open(&w.state_dir).unwrap();
+        let mut out = Vec::new();
+        follow(&w.as_role(Role::Auditor), &w.target(), &again, w.clock.now(), &mut |e| out.push(e), &|| false).unwrap();
+        assert_eq!(out, []);
+        let _ = admin.put_versioning(Versioning::Suspended);
+        let events = w.follow();
+        assert_eq!(events.len(), 1);
+        let c = load_cursor(&w.state, "/vault").unwrap();
+        assert_eq!(c.seq, events[0].details["seq"].parse::<u64>().unwrap());
+        // More than a batch of normal entries: read through, nothing raised.
+        let writer = w.as_role(Role::Writer);
+        for i in 0..(BATCH + 20) {
+            writer.put(&format!("data/{i}"), b"x", &PutOptions::default()).unwrap();
+        }
+        assert_eq!(w.follow(), []);
+        assert_eq!(load_cursor(&w.state, "/vault").unwrap().seq, c.seq + BATCH as u64 + 20);
+    }
+
+    #[test]
+    fn a_pruner_on_a_clock_moved_forward_is_one_clock_anomaly_naming_both_entries() {
+        let w = World::new();
+        let writer = w.as_role(Role::Writer);
+        let v = writer.put("data/p1", b"pack", &PutOptions::default()).unwrap().version;
+        let start = w.clock.now();
+        // The clock moved 40 days forward: the 30-day compliance lock "expired".
+        w.clock.advance(40 * DAY);
+        w.as_role(Role::Pruner).delete_version("data/p1", &v, false).unwrap();
+        let forward = w.clock.now();
+        assert_eq!(w.follow(), [], "an allowed prune is normal work on its own");
+        w.clock.set(start + jiff::SignedDuration::from_secs(60));
+        writer.put("data/p2", b"pack", &PutOptions::default()).unwrap();
+        writer.put("data/p3", b"pack", &PutOptions::default()).unwrap();
+        let events = w.follow();
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let e = &events[0];
+        assert_eq!(e.kind, SecurityKind::ClockAnomaly);
+        assert_eq!(e.details["newest_before"], forward.to_string());
+        let prune_seq: u64 = e.details["newest_seq"].parse().unwrap();
+        assert_eq!(prune_seq + 1, e.details["seq"].parse::<u64>().unwrap());
+        assert!(e.summary.contains(&format!("entry {prune_seq}")), "{}", e.summary);
+        // The host's clock is behind the newest entry: reported once.
+        let mut out = Vec::new();
+        clock_check(&w.target(), &w.state, w.clock.now(), &mut |e| out.push(e)).unwrap();
+        clock_check(&w.target(), &w.state, w.clock.now(), &mut |e| out.push(e)).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, SecurityKind::ClockAnomaly);
+        assert_eq!(out[0].details["newest_seq"], prune_seq.to_string());
+        // Within the tolerance, no anomaly.
+        let w = World::new();
+        let writer = w.as_role(Role::Writer);
+        writer.put("a", b"x", &PutOptions::default()).unwrap();
+        w.clock.set(w.clock.now() - jiff::SignedDuration::from_secs(3));
+        writer.put("b", b"x", &PutOptions::default()).unwrap();
+        assert_eq!(w.follow(), []);
+    }
+
+    #[test]
+    fn a_broken_chain_is_reported_once_by_whoever_sees_it_first() {
+        let w = World::new();
+        let writer = w.as_role(Role::Writer);
+        writer.put("data/a", b"x", &PutOptions::default()).unwrap();
+        assert_eq!(w.follow(), []);
+        writer.put("data/b", b"x", &PutOptions::default()).unwrap();
+        writer.put("data/c", b"x", &PutOptions::default()).unwrap();
+        // An attacker with the disk rewrites entry 3 (data/b: who made it) before it is read.
+        let db = rusqlite::Connection::open(w.vault.root().join("meta.sqlite")).unwrap();
+        db.execute_batch("DROP TRIGGER audit_append_only_update").unwrap();
+        db.execute("UPDATE audit SET principal = 'nobody' WHERE seq = 3", []).unwrap();
+        let events = w.follow();
+        assert_eq!(kinds(&events), [(SecurityKind::AuditChainBroken, String::new(), String::new())]);
+        assert_eq!(events[0].details["seq"], "3");
+        // The full check sees the same break: not reported again.
+        let mut out = Vec::new();
+        full_check(&w.as_role(Role::Auditor), &w.target(), &w.state, w.clock.now(), &mut |e| out.push(e)).unwrap();
+        assert_eq!(out, []);
+        // A rewrite behind the cursor shows only in the full check, once.
+        db.execute("UPDATE audit SET principal = 'nobody' WHERE seq = 2", []).unwrap();
+        assert_eq!(w.follow(), []);
+        full_check(&w.as_role(Role::Auditor), &w.target(), &w.state, w.clock.now(), &mut |e| out.push(e)).unwrap();
+        full_check(&w.as_role(Role::Auditor), &w.target(), &w.state, w.clock.now(), &mut |e| out.push(e)).unwrap();
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].details["seq"], "2");
+        // The entry the cursor stands on, changed: seen at the next poll.
+        db.execute("UPDATE audit SET reason = 'x' WHERE seq = 4", []).unwrap();
+        let events = w.follow();
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(events[0].details["seq"], "4");
+    }
+
+    #[test]
+    fn an_announced_canary_probe_is_passed_over_once_and_nothing_else_is() {
+        let w = World::new();
+        let key = format!("{}canary/1", super::super::RESERVED_PREFIX);
+        let v = w.as_role(Role::Writer).put(&key, b"canary", &PutOptions::default()).unwrap().version;
+        let now = w.clock.now();
+        let probe =
+            super::super::Probe { principal: "pruner".into(), action: "delete-version".into(), key: Some(key.clone()) };
+        super::super::expect_probes(&w.state, "/vault", &[probe], now, now + jiff::SignedDuration::from_secs(30))
+            .unwrap();
+        let pruner = w.as_role(Role::Pruner);
+        let _ = pruner.delete_version(&key, &v, false).unwrap_err();
+        assert_eq!(w.follow(), [], "the announced probe");
+        // The same refusal again: not announced, reported.
+        let _ = pruner.delete_version(&key, &v, false).unwrap_err();
+        let events = w.follow();
+        assert_eq!(kinds(&events), [(SecurityKind::DestructiveDenied, "pruner".into(), "delete-version".into())]);
+    }
+
+    fn entry(action: &str, outcome: &str, role: &str) -> AuditEntry {
+        AuditEntry {
+            seq: 1,
+            time: "2026-12-05T10:00:00Z".parse().unwrap(),
+            principal: role.into(),
+            role: role.into(),
+            action: action.into(),
+            key: None,
+            version: None,
+            outcome: outcome.into(),
+            reason: String::new(),
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn unknown_actions_are_reported_and_reads_are_not() {
+        use SecurityKind as K;
+        let k = |a: &str, o: &str, r: &str| classify(&entry(a, o, r)).map(|v| v.kind);
+        assert_eq!(k("rotate-credentials", "allowed", "admin"), Some(K::PrincipalChange));
+        assert_eq!(k("rotate-credentials", "denied", "writer"), Some(K::PrincipalChange));
+        assert_eq!(k("frobnicate", "allowed", "admin"), Some(K::WeakeningAllowed));
+        assert_eq!(k("frobnicate", "denied", "admin"), Some(K::DestructiveDenied));
+        assert_eq!(k("bypass-governance", "allowed", "admin"), Some(K::WeakeningAllowed));
+        assert_eq!(k("put-lock-config", "failed", "admin"), Some(K::LockConfigChange));
+        assert_eq!(k("delete-version", "allowed", "pruner"), None);
+        assert_eq!(k("delete-version", "allowed", "admin"), Some(K::WeakeningAllowed));
+        assert_eq!(k("delete-version", "failed", "pruner"), None);
+        assert_eq!(k("get", "denied", "pruner"), None);
+        assert_eq!(k("init", "allowed", "-"), None);
+    }
+
+    #[test]
+    fn hostile_strings_are_bounded_and_cannot_forge_lines() {
+        let mut e = entry("delete", "denied", "writer");
+        e.key = Some(format!("a\nSubject: fake\r\n{}", "k".repeat(10_000)));
+        e.reason = "r".repeat(100_000);
+        let t = Target { repository: "main", store: "/v", clock_tolerance: Duration::ZERO };
+        let ev = entry_event(SecurityKind::DestructiveDenied, "x", &e, &t, e.time);
+        let key = ev.key.unwrap();
+        assert!(!key.contains('\n') && !key.contains('\r'));
+        assert!(key.chars().count() <= FIELD_MAX + 1);
+        assert!(ev.details["reason"].chars().count() <= FIELD_MAX + 1);
+        assert!(!ev.summary.contains('\n'));
+    }
 }

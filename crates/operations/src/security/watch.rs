@@ -236,3 +236,61 @@ pub fn run(w: &WatchContext<'_>, cancel: &Cancel) {
     }
     tracing::info!(repository = w.repository, "security watch stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_store::{LocalVault, ObjectStore, VaultOptions, Versioning};
+    use std::sync::{Arc, Mutex};
+
+    fn wait(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn an_unreadable_store_is_one_event_and_the_watch_keeps_polling_until_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault_dir = dir.path().join("vault");
+        let text = format!(
+            "[repositories.main]\nlocation = {:?}\n\n[repositories.main.security]\npoll-interval = \"100ms\"\n",
+            vault_dir.display().to_string()
+        );
+        let config = Config::parse(&text, &dir.path().join("coffer.toml")).unwrap();
+        let state = State::open(&dir.path().join("state")).unwrap();
+        let events = Arc::new(Mutex::new(Vec::<SecurityEvent>::new()));
+        let e2 = events.clone();
+        let sink = SecuritySink(Arc::new(move |e| e2.lock().unwrap().push(e)));
+        let cancel = Cancel::new();
+        let (c2, s2) = (cancel.clone(), sink.clone());
+        let thread = std::thread::spawn(move || {
+            let clock = Clock::system();
+            let w = WatchContext { config: &config, repository: "main", state: &state, clock: &clock, sink: Some(&s2) };
+            run(&w, &c2);
+        });
+        wait("the unreadable event", || !events.lock().unwrap().is_empty());
+        // Several more polls fail: still one event.
+        std::thread::sleep(Duration::from_millis(500));
+        {
+            let ev = events.lock().unwrap();
+            assert_eq!(ev.len(), 1, "{ev:#?}");
+            assert_eq!(ev[0].kind, SecurityKind::Unreadable);
+            assert_eq!(ev[0].repository.as_deref(), Some("main"));
+            assert!(ev[0].summary.contains("cannot read"), "{}", ev[0].summary);
+        }
+        // The store comes (back): the watch reads it and sees what happens there.
+        let vault = LocalVault::init(&vault_dir, &VaultOptions::default()).unwrap();
+        let admin = vault.login(&vault.read_credentials(coffer_store::Role::Admin).unwrap()).unwrap();
+        let _ = admin.put_versioning(Versioning::Suspended);
+        wait("the versioning event", || events.lock().unwrap().len() == 2);
+        assert_eq!(events.lock().unwrap()[1].kind, SecurityKind::VersioningChange);
+        assert!(!thread.is_finished(), "the watch runs until cancelled");
+        cancel.cancel();
+        thread.join().unwrap();
+        let state = State::open(&dir.path().join("state")).unwrap();
+        assert_eq!(state.get(&failing_key("main", audit_watch::LAYER)).unwrap(), None, "recovered");
+    }
+}
