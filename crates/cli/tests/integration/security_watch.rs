@@ -2,7 +2,7 @@
 //! `poll-interval = "1s"`, a real webhook receiver and a real SMTP server; the attacks are
 //! made with the real CLI (`coffer --role R vault …`).
 
-use crate::repo_util::{PASSWORD, Repo};
+use crate::repo_util::{DAY, PASSWORD, Repo};
 use coffer_testkit::http::{Answer, Receiver};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -14,12 +14,19 @@ struct Daemon(Option<Child>, PathBuf);
 
 impl Daemon {
     fn start(repo: &Repo, config: &std::path::Path, n: usize) -> Self {
+        Self::start_at(repo, config, n, 0)
+    }
+
+    /// Started with its clock moved `offset` seconds (`COFFER_TEST_CLOCK_OFFSET`, as every
+    /// command of the test that runs at that time).
+    fn start_at(repo: &Repo, config: &std::path::Path, n: usize, offset: i64) -> Self {
         let log = repo.sb.path(&format!("daemon-{n}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_coffer"))
             .env_clear()
             .env("HOME", repo.sb.home())
             .env("COFFER_PASSWORD", PASSWORD)
             .env("COFFER_LOG", "debug")
+            .env("COFFER_TEST_CLOCK_OFFSET", offset.to_string())
             .arg("--config")
             .arg(config)
             .arg("daemon")
@@ -195,25 +202,39 @@ fn security_watch_attack_matrix_is_alerted_exactly_once_with_the_principal() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "moves the clock (COFFER_TEST_CLOCK_OFFSET): needs a debug build")]
 fn security_watch_a_day_of_normal_work_raises_no_alert() {
-    // Every process (the daemon too) runs at the same clock offset, so time moves forward
-    // together; the backups lock for 1 day (`--retain`-less backups use the repository's
-    // retention), and the prune runs one simulated day and a half later, after the locks
-    // expired: all of it normal work. The clock never runs backwards for the vault.
+    // Two days compressed: backups locked for one day, verified; then, two days later, more
+    // backups (reusing packs: their locks extended), the prune of the expired versions and
+    // a verify. Every process, the daemon included, runs at the same clock offset, so time
+    // only moves forward for the vault, as on a host whose days really pass: the clock check
+    // must stay silent, and so must everything else.
     let repo = Repo::init();
     let hook = Receiver::start(Answer::Status(200));
     let src = repo.sb.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a.txt"), b"day one\n").unwrap();
     let config = policy(&repo, &hook, None, "");
-    let d = Daemon::start(&repo, &config, 0);
+    let d = Daemon::start_at(&repo, &config, 0, 0);
     for i in 0..3 {
         std::fs::write(src.join(format!("f{i}")), format!("change {i}\n")).unwrap();
-        repo.backup(&[&src], &[]);
-        repo.verify_at(0, false);
+        repo.backup_at(0, &[&src], &["--retain", "1d"]);
     }
-    repo.c(["--role", "pruner", "prune"]).ok();
-    repo.c(["snapshots"]).ok();
+    repo.verify_at(0, false);
+    // A version locked for one day under a name the prune walks: the expired version the
+    // prune removes two days later (the backups' own data stays locked by the later ones).
+    let f = repo.sb.file("short.bin", b"short-lived\n");
+    repo.c(["--role", "writer", "vault", "put", "data/ff/short-lived"]).arg(&f).args(["--retain", "1d"]).ok();
+    std::thread::sleep(Duration::from_secs(3));
+    d.stop();
+    let later = 2 * DAY;
+    let d = Daemon::start_at(&repo, &config, 1, later);
+    std::fs::write(src.join("g"), b"day three\n").unwrap();
+    repo.backup_at(later, &[&src], &["--retain", "1d"]);
+    let pruned = repo.at(later, ["--role", "pruner", "prune", "--json"]).ok().json();
+    assert!(pruned["versions_removed"].as_u64().unwrap() >= 1, "the expired version was pruned: {pruned}");
+    repo.verify_at(later, false);
+    repo.at(later, ["snapshots"]).ok();
     std::thread::sleep(Duration::from_secs(4));
     assert!(d.log().contains("audit log read"), "the watch read the log");
     assert_eq!(security(&hook), vec![], "normal work raises no security alert");
