@@ -62,7 +62,8 @@ impl JobSpec {
     }
 }
 
-/// Every job of `config`, in a stable order (files, postgres, repositories; by name).
+/// Every job of `config`, in a stable order (files, postgres, repositories (verify, prune,
+/// watch, canary); by name).
 #[must_use]
 pub fn jobs(config: &Config) -> Vec<JobSpec> {
     let d = &config.daemon;
@@ -108,15 +109,51 @@ pub fn jobs(config: &Config) -> Vec<JobSpec> {
             retries: 0,
         });
     }
-    for (name, r) in &config.repositories {
+    for name in used_repositories(config) {
+        // A source may name a repository the file does not declare: only the embedded
+        // `default` resolves; validation reports the others.
+        let Some(r) = config.repository(&name) else { continue };
         if let Some(v) = &r.verify {
-            out.push(scheduled(name, JobKind::Verify, None, name, &v.when()));
+            out.push(scheduled(&name, JobKind::Verify, None, &name, &v.when()));
         }
         if let Some(p) = &r.prune {
-            out.push(scheduled(name, JobKind::Prune, None, name, &p.when()));
+            out.push(scheduled(&name, JobKind::Prune, None, &name, &p.when()));
+        }
+        // Security monitoring is on by default for every store the file uses: it must not
+        // depend on someone remembering to turn it on (`docs/security.md`).
+        if r.security.watch {
+            out.push(JobSpec {
+                id: job_id(&name, JobKind::Watch),
+                kind: JobKind::Watch,
+                source: None,
+                repository: name.clone(),
+                schedule: None,
+                random_delay: None,
+                timeout: Duration::MAX,
+                retries: u32::MAX,
+            });
+        }
+        if r.security.canary.enabled {
+            out.push(JobSpec {
+                id: job_id(&name, JobKind::Canary),
+                kind: JobKind::Canary,
+                source: None,
+                repository: name.clone(),
+                schedule: Some(r.security.canary.schedule.clone()),
+                random_delay: None,
+                timeout: r.security.canary.timeout,
+                retries: 0,
+            });
         }
     }
     out
+}
+
+/// The repositories `config` uses: those it declares and those its sources name (the
+/// embedded `default` among them), by name.
+#[must_use]
+pub fn used_repositories(config: &Config) -> std::collections::BTreeSet<String> {
+    config.repositories.keys().cloned().chain(config.sources().map(|(_, r)| r.to_owned())).collect()
 }
 
 /// What every job needs besides its spec.

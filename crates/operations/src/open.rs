@@ -8,7 +8,7 @@ use crate::config::{Config, RepositoryConfig, SecretRef};
 use coffer_repository::{KeySource, OpenRepoError, RepoRequest, Repository, open_repository as open_repo};
 use coffer_store::open::OpenError;
 use coffer_store::{
-    Clock, CreateVault, CredentialsSource, ObjectStore, Role, StoreLocation, StoreRequest,
+    Clock, CreateVault, CredentialsSource, ObjectStore, Role, StoreHandle, StoreLocation, StoreRequest,
     open_store as open_store_request,
 };
 use std::path::PathBuf;
@@ -122,6 +122,15 @@ fn key_source(name: &str, r: &RepositoryConfig) -> Result<KeySource, OpenJobErro
 /// # Errors
 /// [`OpenJobError`].
 pub fn open_store(config: &Config, name: &str, role: Role) -> Result<(Arc<dyn ObjectStore>, String), OpenJobError> {
+    open_store_handle(config, name, role).map(|(h, shown)| (h.into_shared(), shown))
+}
+
+/// As [`open_store`], keeping the kind of store: what needs a local vault's own requests
+/// (its audit log, for the security watch) asks for them through [`StoreHandle::Local`].
+///
+/// # Errors
+/// [`OpenJobError`].
+pub fn open_store_handle(config: &Config, name: &str, role: Role) -> Result<(StoreHandle, String), OpenJobError> {
     let r = config.repository(name).ok_or_else(|| OpenJobError::Unknown(name.to_owned()))?;
     let store_err = |source| OpenJobError::Store { repository: name.to_owned(), source: Box::new(source) };
     let location = r.location.as_deref().map(StoreLocation::parse).transpose().map_err(store_err)?;
@@ -140,7 +149,7 @@ pub fn open_store(config: &Config, name: &str, role: Role) -> Result<(Arc<dyn Ob
         create: CreateVault::Never,
     };
     let opened = open_store_request(&req).map_err(store_err)?;
-    Ok((opened.handle.into_shared(), shown))
+    Ok((opened.handle, shown))
 }
 
 /// Opens repository `name` of `config` as `role`, with that role's credentials file if the

@@ -54,6 +54,7 @@ mod s3_vault;
 mod security_alerts;
 mod security_clock;
 mod security_drift;
+mod security_watch;
 mod vault_repo;
 
 use serde_json::Value;

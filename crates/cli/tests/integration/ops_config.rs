@@ -72,16 +72,19 @@ fn keys_snake_case(v: &Value, names_here: bool, path: &str) {
 fn ops_config_check_lists_the_example_jobs_with_their_next_run() {
     let sb = Sandbox::new();
     let out = sb.coffer(["--config", EXAMPLE, "config", "check"]).ok().stdout_text();
-    assert!(out.starts_with(&format!("{EXAMPLE}: valid (5 jobs, schedules in UTC)")), "{out}");
-    for job in ["app-data/backup", "db/base-backup", "db/archive-check", "main/verify", "main/prune"] {
+    assert!(out.starts_with(&format!("{EXAMPLE}: valid (7 jobs, schedules in UTC)")), "{out}");
+    for job in ["app-data/backup", "db/base-backup", "db/archive-check", "main/verify", "main/prune", "main/canary"] {
         let line = out.lines().find(|l| l.starts_with(job)).unwrap_or_else(|| panic!("{job} not listed:\n{out}"));
         assert!(line.contains("+00:00[UTC]"), "next run in the configured zone: {line}");
     }
+    // The security watch of the repository the sources use: continuous, on by default.
+    let watch = out.lines().find(|l| l.starts_with("main/watch")).unwrap_or_else(|| panic!("no watch:\n{out}"));
+    assert!(watch.contains("continuous"), "{watch}");
     let doc = sb.coffer(["--config", EXAMPLE, "--json", "config", "check"]).ok().json();
     assert_eq!(doc["valid"], true);
     assert_eq!(doc["timezone"], "UTC");
     let jobs = doc["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 5);
+    assert_eq!(jobs.len(), 7);
     let backup = jobs.iter().find(|j| j["id"] == "app-data/backup").unwrap();
     assert_eq!(backup["schedule"], "daily 02:00");
     assert_eq!(backup["kind"], "backup");

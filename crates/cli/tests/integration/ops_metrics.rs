@@ -223,7 +223,8 @@ fn ops_metrics_log_lines_are_flat_json_with_the_documented_fields() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON object ({e}): {l}")))
         .collect();
-    assert_eq!(lines.len(), 2, "one event per job:\n{}", run.stderr);
+    // home/backup, main/verify, and the repository's security watch and canary.
+    assert_eq!(lines.len(), 4, "one event per job:\n{}", run.stderr);
     let documented = |k: &str| {
         coffer_operations::logs::FIELDS.contains(&k) || coffer_operations::logs::FORMATTER_FIELDS.contains(&k)
     };
@@ -239,6 +240,8 @@ fn ops_metrics_log_lines_are_flat_json_with_the_documented_fields() {
     assert_eq!(lines[0]["source"], "home");
     assert_eq!(lines[0]["repository"], "main");
     assert_eq!(lines[1]["job"], "main/verify");
+    assert_eq!(lines[2]["job"], "main/watch");
+    assert_eq!(lines[3]["job"], "main/canary");
 
     // The environment sets them too; the default level keeps a command quiet.
     let quiet = sb.coffer(["config", "check"]).arg("--config").arg(&config).env("COFFER_LOG_FORMAT", "json").ok();

@@ -185,7 +185,17 @@ fn heartbeat_jobs_exist() {
 
 #[test]
 fn at_least_one_job() {
+    // A repository alone is watched: its store's security watch and canary are jobs.
     let c = Config::parse("[repositories.main]\nlocation = \"/srv/vault\"\n", Path::new("c.toml")).unwrap();
+    c.require_jobs().unwrap();
+    let ids: Vec<String> = crate::jobs::jobs(&c).into_iter().map(|j| j.id).collect();
+    assert_eq!(ids, ["main/watch", "main/canary"]);
+    let c = Config::parse(
+        "[repositories.main]\nlocation = \"/srv/vault\"\n\n[repositories.main.security]\nwatch = false\n\n\
+         [repositories.main.security.canary]\nenabled = false\n",
+        Path::new("c.toml"),
+    )
+    .unwrap();
     let e = c.require_jobs().unwrap_err().to_string();
     assert!(e.starts_with("c.toml: no jobs"), "{e}");
 }

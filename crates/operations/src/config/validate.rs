@@ -41,7 +41,7 @@ impl Config {
         if crate::jobs::jobs(self).is_empty() {
             return Err(ConfigError::File {
                 path: self.path.clone().unwrap_or_default(),
-                message: "no jobs: declare at least one source ([files.NAME] or [postgres.NAME]) or a repository's verify or prune".into(),
+                message: "no jobs: declare at least one source ([files.NAME] or [postgres.NAME]), a repository's verify or prune, or leave its security watch on".into(),
             });
         }
         Ok(())

@@ -8,7 +8,7 @@
 //! - [`scheduler`] — pure decisions: which slots are due, run, late or missed.
 //! - [`runner`] — one run's attempts (retries on transient errors) and its aftermath
 //!   (recorded first, then logs, metrics, alerts, pings, ledger).
-//! - [`supervise`] — continuous jobs (WAL streaming), restarted with backoff.
+//! - [`supervise`] — continuous jobs (WAL streaming, the security watch), restarted with backoff.
 //! - [`flusher`] — the ledger flushers, one per repository, off the jobs' path.
 //! - [`lock`] — one daemon per configuration.
 //!

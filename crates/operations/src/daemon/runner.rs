@@ -239,7 +239,7 @@ impl Shared {
             // Raised once per pass by the loop (`missed`), not per record.
             Outcome::Missed => {}
             // A continuous job's supervisor alerts when it stays down, not at every restart.
-            Outcome::Failed | Outcome::TimedOut if spec.kind == JobKind::Stream => {}
+            Outcome::Failed | Outcome::TimedOut if matches!(spec.kind, JobKind::Stream | JobKind::Watch) => {}
             Outcome::Failed if spec.kind == JobKind::Verify && rec.error_class.as_deref() == Some("integrity") => {
                 for (k, v) in &rec.details {
                     details.entry(k.clone()).or_insert_with(|| v.clone());

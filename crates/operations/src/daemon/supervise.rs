@@ -1,13 +1,13 @@
-//! Continuous jobs (PostgreSQL WAL streaming): kept running by a supervisor thread that
+//! Continuous jobs (PostgreSQL WAL streaming, the security watch): kept running by a supervisor thread that
 //! restarts the job when it ends, with backoff, and alerts when it stays down.
 //!
 //! Invariants guarded here: a continuous job is restarted until the daemon stops, never in
 //! a tight loop (1 s doubling to 5 min, back to 1 s once it ran healthy for a while); while
-//! it is down past the threshold an `archive-lagging` problem is raised ("streaming is
-//! down"), and resolved once it is back. Every end of a run is recorded like any run.
+//! it is down past the threshold a problem is raised (`archive-lagging` "streaming is
+//! down"; `job-failed` "the security watch is down"), and resolved once it is back. Every end of a run is recorded like any run.
 
 use super::runner::{RunFn, Shared, stream_problem};
-use crate::event::{AlertKind, Outcome, Severity};
+use crate::event::{AlertKind, JobKind, Outcome, Severity};
 use crate::jobs::{JobContext, JobSpec};
 use coffer_repository::{Cancel, JobControl};
 use std::collections::BTreeMap;
@@ -22,6 +22,12 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// A run that lasted this long was healthy: the next restart starts from the first delay,
 /// and a raised "down" problem is resolved.
 pub const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
+/// The problem a security watch that stays down raises (resolved once it is back).
+#[must_use]
+pub fn watch_problem(repository: &str) -> String {
+    format!("watch:{repository}")
+}
 
 /// The delay before the next restart: doubled, capped, reset after a healthy run.
 #[must_use]
@@ -164,22 +170,38 @@ impl Sup {
         down.alerted = true;
         let mut details = BTreeMap::new();
         details.insert("down_seconds".into(), since.elapsed().as_secs().to_string());
+        let (kind, what) = self.what();
         self.shared.alerter.raise(self.shared.event(
-            AlertKind::ArchiveLagging,
+            kind,
             Severity::Error,
-            stream_problem(self.spec.owner()),
+            self.problem(),
             Some(&self.spec),
-            format!("WAL streaming of {} is down (restarting with backoff)", self.spec.owner()),
+            format!("{what} is down (restarting with backoff)"),
             details,
         ));
     }
 
+    /// The alert kind and the words of this job's "down" problem: WAL streaming lags the
+    /// archive; a security watch that stays down is a failed job (nothing watches the store).
+    fn what(&self) -> (AlertKind, String) {
+        match self.spec.kind {
+            JobKind::Watch => {
+                (AlertKind::JobFailed, format!("the security watch of repository {}", self.spec.repository))
+            }
+            _ => (AlertKind::ArchiveLagging, format!("WAL streaming of {}", self.spec.owner())),
+        }
+    }
+
+    fn problem(&self) -> String {
+        match self.spec.kind {
+            JobKind::Watch => watch_problem(&self.spec.repository),
+            _ => stream_problem(self.spec.owner()),
+        }
+    }
+
     fn healthy(&self, down: &mut Down) {
         if down.alerted {
-            self.shared.alerter.resolve(
-                &stream_problem(self.spec.owner()),
-                &format!("WAL streaming of {} is back", self.spec.owner()),
-            );
+            self.shared.alerter.resolve(&self.problem(), &format!("{} is back", self.what().1));
         }
         *down = Down { since: None, alerted: false };
     }

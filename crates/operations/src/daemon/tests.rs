@@ -6,10 +6,15 @@ use super::*;
 use crate::event::RunRecord;
 use std::sync::atomic::AtomicUsize;
 
+/// The security watch and canary of `main` off: these tests count the jobs they declare
+/// (`a_daemon_supervises_the_watch_and_once_does_not_start_it` has them on).
+const NO_SECURITY: &str =
+    "[repositories.main.security]\nwatch = false\n\n[repositories.main.security.canary]\nenabled = false\n\n";
+
 fn config(dir: &std::path::Path, body: &str) -> Config {
     let text = format!(
         "[daemon]\nstate-dir = {:?}\nretry-backoff = \"100ms\"\nshutdown-grace = \"10s\"\n\n\
-         [repositories.main]\nlocation = {:?}\n\n{body}",
+         [repositories.main]\nlocation = {:?}\n\n{NO_SECURITY}{body}",
         dir.join("state").display().to_string(),
         dir.join("no-vault").display().to_string(),
     );
@@ -119,7 +124,7 @@ fn one_job_per_source_and_the_overall_limit_hold() {
         "[daemon]\nstate-dir = {:?}\nmax-concurrent-jobs = 2\nshutdown-grace = \"10s\"\n\n\
          [repositories.main]\nlocation = \"/nonexistent\"\n\
          [repositories.main.verify]\nschedule = \"every 1s\"\n\
-         [repositories.main.prune]\nschedule = \"every 1s\"\n\n\
+         [repositories.main.prune]\nschedule = \"every 1s\"\n\n{NO_SECURITY}\
          [files.a]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\n\
          [files.b]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\n\
          [files.c]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"every 1s\"\n",
@@ -265,4 +270,41 @@ fn a_job_that_panics_is_a_failed_run_and_runs_again() {
     let r = state.last_run("a/backup", &[Outcome::Failed]).unwrap().unwrap();
     assert!(r.error.unwrap().contains("panicked"));
     assert!(r.scheduled.is_some());
+}
+
+#[test]
+fn a_daemon_supervises_the_watch_and_once_does_not_start_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Security on (the default) for the repository `main`.
+    let text = format!(
+        "[daemon]\nstate-dir = {:?}\nshutdown-grace = \"10s\"\n\n[repositories.main]\nlocation = \"/nonexistent\"\n\n\
+         [files.a]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"daily\"\n",
+        dir.path().join("state").display().to_string()
+    );
+    let c = Config::parse(&text, &dir.path().join("coffer.toml")).unwrap();
+    let kinds: Vec<(String, bool)> = crate::jobs::jobs(&c).into_iter().map(|j| (j.id, j.schedule.is_none())).collect();
+    assert_eq!(
+        kinds,
+        [("a/backup".to_owned(), false), ("main/watch".to_owned(), true), ("main/canary".to_owned(), false)]
+    );
+    let watched = Arc::new(AtomicUsize::new(0));
+    let w2 = watched.clone();
+    let job: RunFn = Arc::new(move |ctx: &JobContext, spec: &JobSpec, ctl: &JobControl| {
+        if spec.kind == JobKind::Watch {
+            w2.fetch_add(1, Ordering::SeqCst);
+            while !ctl.cancel.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return record(ctx, spec, Outcome::Cancelled, Some("cancelled"));
+        }
+        record(ctx, spec, Outcome::Success, None)
+    });
+    let (_tx, rx) = crossbeam_channel::unbounded();
+    run_with(c.clone(), &rx, Clock::system(), Options { once: true }, job.clone()).unwrap();
+    assert_eq!(watched.load(Ordering::SeqCst), 0, "--once starts no continuous job");
+    let w3 = watched.clone();
+    let state = run_until(c, job, move |_| w3.load(Ordering::SeqCst) == 1);
+    // Stopped by the shutdown: one run, recorded `cancelled`, never restarted in between.
+    assert_eq!(outcomes(&state, "main/watch"), [Outcome::Cancelled]);
+    assert_eq!(watched.load(Ordering::SeqCst), 1);
 }

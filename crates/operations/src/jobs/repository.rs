@@ -54,6 +54,7 @@ pub(super) fn verify(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> Resu
             ReadData::Subset(f) => format!("{}%", f * 100.0),
         },
     );
+    foreign_versions(ctx, &spec.repository, &rep.findings);
     if rep.problems.is_empty() && rep.findings.is_empty() {
         return Ok(Done { files: Some(rep.snapshots as u64), details, ..Done::default() });
     }
@@ -70,6 +71,88 @@ pub(super) fn verify(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> Resu
         spec.repository
     );
     Err(Failure::new(ErrorClass::Integrity.as_str(), error).with(details))
+}
+
+/// The state key that remembers a foreign version (or delete marker) was reported.
+#[must_use]
+pub fn foreign_key(repository: &str, key: &str, version: &str) -> String {
+    format!("foreign-reported:{repository}:{version}:{key}")
+}
+
+/// Each version or delete marker no Coffer writer made (a rogue writer: `docs/security.md`)
+/// becomes one `foreign-version` security event, once per object version (remembered in
+/// the state once a sink took it; `coffer run`, which has none, only logs it). The
+/// principal is named from a local vault's audit log, read as the auditor, when it can be.
+fn foreign_versions(ctx: &JobContext, repository: &str, findings: &[coffer_repository::Finding]) {
+    use crate::security::audit_watch::clean;
+    use coffer_repository::FindingKind as F;
+    let foreign: Vec<_> = findings
+        .iter()
+        .filter(|f| matches!(f.kind, F::ExtraVersion | F::ContentMismatch | F::DeleteMarker) && f.version.is_some())
+        .collect();
+    if foreign.is_empty() {
+        return;
+    }
+    let state = match crate::state::State::open(&ctx.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the state to report foreign versions");
+            return;
+        }
+    };
+    let (auditor, store) = match crate::open::open_store_handle(&ctx.config, repository, Role::Auditor) {
+        Ok((coffer_store::StoreHandle::Local(h), shown)) => (Some(h), Some(shown)),
+        Ok((_, shown)) => (None, Some(shown)),
+        Err(e) => {
+            tracing::debug!(error = %e, "no audit log to name who wrote the foreign versions");
+            (None, None)
+        }
+    };
+    for f in foreign {
+        let version = f.version.clone().unwrap_or_default();
+        let seen = foreign_key(repository, &f.key, &version);
+        if ctx.security.is_some() && state.get(&seen).ok().flatten().is_some() {
+            continue;
+        }
+        let by = auditor
+            .as_ref()
+            .and_then(|a| a.audit_entries_for(&f.key, &version.as_str().into()).ok())
+            .and_then(|es| es.into_iter().next());
+        let what = if f.kind == F::DeleteMarker { "a delete marker" } else { "a version" };
+        let who =
+            by.as_ref().map(|e| format!(" by {} (role {})", clean(&e.principal), clean(&e.role))).unwrap_or_default();
+        let mut ev = crate::security::SecurityEvent::new(
+            crate::security::SecurityKind::ForeignVersion,
+            "verify",
+            ctx.clock.now(),
+            format!(
+                "verify of repository {repository} found {what} no Coffer writer made: {} version {}{who}: {}",
+                clean(&f.key),
+                clean(&version),
+                clean(&f.message)
+            ),
+        );
+        ev.repository = Some(repository.to_owned());
+        ev.store.clone_from(&store);
+        ev.time = by.as_ref().map(|e| e.time).or(f.created);
+        ev.principal = by.as_ref().map(|e| clean(&e.principal));
+        ev.role = by.as_ref().map(|e| clean(&e.role));
+        ev.action = by.as_ref().map(|e| clean(&e.action));
+        ev.key = Some(clean(&f.key));
+        ev.object_version = Some(clean(&version));
+        ev.outcome = by.as_ref().map(|e| clean(&e.outcome));
+        ev.details.insert("finding".into(), f.kind.as_str().into());
+        ev.details.insert("message".into(), clean(&f.message));
+        if let Some(e) = &by {
+            ev.details.insert("seq".into(), e.seq.to_string());
+        }
+        crate::security::watch::deliver(ctx.security.as_ref(), ev);
+        if ctx.security.is_some() {
+            if let Err(e) = state.set(&seen, &ctx.clock.now().to_string()) {
+                tracing::error!(error = %e, "cannot remember a reported foreign version");
+            }
+        }
+    }
 }
 
 /// Removes the versions whose retention ended, as the pruner. What was removed is in the
