@@ -8,9 +8,7 @@
 #   DIR/moto/bin/moto_server           moto 5.2.5 (moto[s3] + flask, flask-cors)
 #   DIR/localstack/bin/python          localstack-core 2026.3.0 on CPython 3.13
 #                                      (4.4.0 on 3.11 when no 3.13 is installed)
-#   DIR/localstack-events/             moto-ext and friends (pip --target, --no-deps): what
-#                                      LocalStack's EventBridge needs besides the S3 pins; on
-#                                      PYTHONPATH only when a test starts SERVICES=s3,sqs,events
+#   DIR/localstack-events/bin/python   the same with SQS + EventBridge (moto-ext), 3.13 only
 #   DIR/*/.pins-sha256                 stamp: an environment whose pins are unchanged is kept
 #
 # Idempotent and quick when nothing changed. The tests find DIR the same way
@@ -62,25 +60,11 @@ start=$(date +%s)
 py_moto=$(find_python 11) || { echo "s3-venv: no Python >= 3.11 found" >&2; exit 1; }
 make_env moto "$py_moto" "$pins/moto-5.2.5-s3.requirements.txt"
 
-# make_extras NAME REQUIREMENTS: packages for the localstack environment kept in their own
-# directory, so that adding them never reinstalls (or disturbs a running) LocalStack.
-make_extras() {
-    local name=$1 req=$2 target="$dir/$1"
-    local want
-    want="$(sha256sum "$req" | cut -d' ' -f1) $("$dir/localstack/bin/python" -c 'import sys; print(sys.version.split()[0])')"
-    if [ -f "$target/.pins-sha256" ] && [ "$(cat "$target/.pins-sha256")" = "$want" ]; then
-        echo "s3-venv: $name up to date in $target"
-        return 0
-    fi
-    echo "s3-venv: installing $name into $target ($req)"
-    rm -rf "$target"
-    "$dir/localstack/bin/pip" install --quiet --disable-pip-version-check --no-input --no-deps --target "$target" -r "$req"
-    echo "$want" >"$target/.pins-sha256"
-}
-
 if py_ls=$(find_python 13); then
     make_env localstack "$py_ls" "$pins/localstack-2026.3.0-py313.requirements.txt"
-    make_extras localstack-events "$pins/localstack-2026.3.0-events.requirements.txt"
+    # The CloudTrail emulator's bus (SQS + EventBridge; crates/testkit/src/cloudtrail.rs):
+    # LocalStack's EventBridge needs moto-ext, which the S3-only set leaves out.
+    make_env localstack-events "$py_ls" "$pins/localstack-events-2026.3.0-py313.requirements.txt"
 else
     # LocalStack 2026.x needs Python >= 3.12; 4.4.0 runs on 3.11 (it lets compliance be
     # turned to governance: S3Store refuses that itself).

@@ -488,6 +488,14 @@ fn poller_for(state: &State, repository: &str, ct: &CloudTrailConfig) -> Result<
     Ok(p)
 }
 
+/// Drops the poller of `repository` (on `state`), as a restart would: the messages its last
+/// poll returned and had not yet deleted come back after their visibility timeout (and are
+/// passed over as seen). For tests of redelivery; the daemon never needs it.
+pub fn forget_poller(state: &State, repository: &str) {
+    let id = (state.path().display().to_string(), repository.to_owned());
+    POLLERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+}
+
 /// The region of a queue URL (`https://sqs.REGION.amazonaws.com/…`, LocalStack's
 /// `http://sqs.REGION.localhost…`).
 fn region_of_url(url: &str) -> Option<String> {
