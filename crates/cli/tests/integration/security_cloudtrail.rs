@@ -171,8 +171,9 @@ fn security_cloudtrail_the_rule_routes_the_watched_calls_and_poll_reports_each_o
     // The lock change by a stranger (cloudtrail + unknown-principal), the admin's
     // versioning change, the pruner's refused delete: four events, no more.
     let mut got = w.poll_until(4);
-    got.sort_by(|a, b| (a.action.clone(), a.kind).cmp(&(b.action.clone(), b.kind)));
-    let summary: Vec<(Option<&str>, SecurityKind, Option<&str>, Option<&str>)> =
+    got.sort_by_key(|e| (e.action.clone(), e.kind));
+    type Row<'a> = (Option<&'a str>, SecurityKind, Option<&'a str>, Option<&'a str>);
+    let summary: Vec<Row> =
         got.iter().map(|e| (e.action.as_deref(), e.kind, e.outcome.as_deref(), e.principal.as_deref())).collect();
     assert_eq!(
         summary,

@@ -459,7 +459,10 @@ type Shared = Arc<Mutex<Poller>>;
 
 /// The pollers of this process, by state directory, repository and queue settings: a
 /// poller lives across polls (its runtime, its connections, its pending deletes).
-static POLLERS: LazyLock<Mutex<HashMap<(String, String), (String, Shared)>>> = LazyLock::new(Default::default);
+static POLLERS: LazyLock<Mutex<HashMap<PollerId, (String, Shared)>>> = LazyLock::new(Default::default);
+
+/// A poller's identity: the state directory and the repository.
+type PollerId = (String, String);
 
 fn poller_for(state: &State, repository: &str, ct: &CloudTrailConfig) -> Result<Shared, String> {
     let creds = match &ct.credentials {
