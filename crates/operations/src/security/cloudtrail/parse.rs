@@ -17,7 +17,7 @@ pub const MAX_BODY: usize = 1 << 20;
 pub const MAX_RECORDS: usize = 1000;
 
 /// The longest field kept (an S3 key is at most 1024 bytes; ARNs are shorter than this).
-const MAX_FIELD: usize = 2048;
+pub const MAX_FIELD: usize = 2048;
 
 /// Who made a request, as CloudTrail's `userIdentity` says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
