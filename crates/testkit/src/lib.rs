@@ -11,6 +11,7 @@
 
 pub mod contract;
 pub mod crash;
+pub mod eventbridge;
 pub mod http;
 pub mod model;
 pub mod pg;

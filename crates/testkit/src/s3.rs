@@ -191,6 +191,8 @@ pub struct S3Server {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    /// Services besides S3 (LocalStack only).
+    services: &'static [&'static str],
 }
 
 impl S3Server {
@@ -201,9 +203,26 @@ impl S3Server {
     /// or fails to start or become ready.
     #[must_use]
     pub fn start(kind: ServerKind) -> Self {
+        Self::start_services(kind, &[])
+    }
+
+    /// Starts LocalStack serving SQS and EventBridge besides S3 (`SERVICES=s3,sqs,events`),
+    /// for the CloudTrail watch's tests: S3 behaves as with [`Self::start`]. Runs from the
+    /// `localstack-events` environment (the same LocalStack with moto-ext, which its
+    /// EventBridge needs; `.ci/s3-venv.sh`).
+    ///
+    /// # Panics
+    /// As [`Self::start`] (the message names the command that installs that environment).
+    #[must_use]
+    pub fn start_with_events() -> Self {
+        Self::start_services(ServerKind::LocalStack, &["sqs", "events"])
+    }
+
+    fn start_services(kind: ServerKind, extra: &'static [&'static str]) -> Self {
         let venv = venv_dir();
         let program = match kind {
             ServerKind::Moto => venv.join("moto/bin/moto_server"),
+            ServerKind::LocalStack if !extra.is_empty() => venv.join("localstack-events/bin/python"),
             ServerKind::LocalStack => venv.join("localstack/bin/python"),
         };
         assert!(
@@ -227,7 +246,7 @@ impl S3Server {
                 cmd.args(["-m", "localstack.runtime.main"])
                     .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
                     .env("LOCALSTACK_HOST", format!("127.0.0.1:{port}"))
-                    .env("SERVICES", "s3")
+                    .env("SERVICES", std::iter::once("s3").chain(extra.iter().copied()).collect::<Vec<_>>().join(","))
                     .env("EAGER_SERVICE_LOADING", "1")
                     .env("GATEWAY_SERVER", "hypercorn")
                     .env("DISABLE_EVENTS", "1")
@@ -249,7 +268,7 @@ impl S3Server {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let mut server = Self { kind, child, port, dir };
+        let mut server = Self { kind, child, port, dir, services: extra };
         server.wait_ready(Duration::from_secs(90));
         server
     }
@@ -262,13 +281,21 @@ impl S3Server {
                 status == 200 && (body.contains("\"s3\": \"running\"") || body.contains("\"s3\":\"running\""))
             }),
         };
+        let others_ready = |body: &str| {
+            self.services.iter().all(|s| {
+                body.contains(&format!("\"{s}\": \"running\"")) || body.contains(&format!("\"{s}\":\"running\""))
+            })
+        };
         while start.elapsed() < timeout {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("{} exited with {status} before it was ready; its log:\n{}", self.kind.name(), self.log());
             }
             if let Some((status, body)) = http_get(self.port, path) {
-                if ready(status, &body) {
+                if ready(status, &body) && others_ready(&body) {
                     return;
+                }
+                if let Some(s) = self.services.iter().find(|s| body.contains(&format!("\"{s}\": \"error\""))) {
+                    panic!("{} cannot serve {s}; its log:\n{}", self.kind.name(), self.log());
                 }
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -55,6 +55,7 @@ mod security_alerts;
 mod security_clock;
 mod security_drift;
 mod security_watch;
+mod security_cloudtrail;
 mod vault_repo;
 
 use serde_json::Value;
