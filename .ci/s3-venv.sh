@@ -8,6 +8,7 @@
 #   DIR/moto/bin/moto_server           moto 5.2.5 (moto[s3] + flask, flask-cors)
 #   DIR/localstack/bin/python          localstack-core 2026.3.0 on CPython 3.13
 #                                      (4.4.0 on 3.11 when no 3.13 is installed)
+#   DIR/localstack-events/bin/python   the same with SQS + EventBridge (moto-ext), 3.13 only
 #   DIR/*/.pins-sha256                 stamp: an environment whose pins are unchanged is kept
 #
 # Idempotent and quick when nothing changed. The tests find DIR the same way
@@ -61,6 +62,9 @@ make_env moto "$py_moto" "$pins/moto-5.2.5-s3.requirements.txt"
 
 if py_ls=$(find_python 13); then
     make_env localstack "$py_ls" "$pins/localstack-2026.3.0-py313.requirements.txt"
+    # The CloudTrail emulator's bus (SQS + EventBridge; crates/testkit/src/cloudtrail.rs):
+    # LocalStack's EventBridge needs moto-ext, which the S3-only set leaves out.
+    make_env localstack-events "$py_ls" "$pins/localstack-events-2026.3.0-py313.requirements.txt"
 else
     # LocalStack 2026.x needs Python >= 3.12; 4.4.0 runs on 3.11 (it lets compliance be
     # turned to governance: S3Store refuses that itself).

@@ -51,6 +51,7 @@ mod s3_init;
 mod s3_prune;
 mod s3_repo;
 mod s3_vault;
+mod security_s3matrix;
 mod vault_repo;
 
 use serde_json::Value;
