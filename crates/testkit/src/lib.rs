@@ -1,7 +1,7 @@
 //! Test support for Coffer (`publish = false`): the `ObjectStore` contract suite, written
 //! once and run against every implementation, a small in-memory model of the contract's
 //! semantics for property tests, and harnesses that start real components (the S3 test
-//! servers: [`s3`]; a PostgreSQL 15 server: [`pg`]; a TCP proxy to cut them off mid-request: [`proxy`]), and a directory
+//! servers: [`s3`]; a PostgreSQL 15 server: [`pg`]; a TCP proxy to cut them off mid-request: [`proxy`]; a CloudTrail emulator, S3 proxy + EventBridge/SQS bus: [`cloudtrail`]), and a directory
 //! tree described for comparison ([`tree`]).
 //!
 //! This crate enables `coffer-store/test-clock`, so a movable [`coffer_store::Clock`]
@@ -9,6 +9,7 @@
 //! It also enables `coffer-store/raw-client` (`S3Store::client()`, raw SDK requests that
 //! bypass the store's checks), for the same reason: only tests may go around the store.
 
+pub mod cloudtrail;
 pub mod contract;
 pub mod crash;
 pub mod eventbridge;

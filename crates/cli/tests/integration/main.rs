@@ -56,6 +56,7 @@ mod security_clock;
 mod security_drift;
 mod security_watch;
 mod security_cloudtrail;
+mod security_s3matrix;
 mod vault_repo;
 
 use serde_json::Value;
