@@ -73,8 +73,8 @@ fn security_clock_a_pruner_run_under_a_clock_moved_forward_is_flagged() {
     let rm_time = rm["time"].as_str().unwrap().to_owned();
     let rm_seq = rm["seq"].as_u64().unwrap();
     let today = entries[0]["time"].as_str().unwrap().to_owned();
-    let expected_day = (today.parse::<jiff::Timestamp>().unwrap() + jiff::SignedDuration::from_hours(40 * 24))
-        .to_string();
+    let expected_day =
+        (today.parse::<jiff::Timestamp>().unwrap() + jiff::SignedDuration::from_hours(40 * 24)).to_string();
     assert_eq!(day(&rm_time), day(&expected_day), "faketime moved the clock 40 days: {rm}");
 
     // … but the next ordinary run says so, once per command, and records it once.
