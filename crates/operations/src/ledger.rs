@@ -170,12 +170,12 @@ pub fn read_security(repo: &Repository) -> Result<(SecurityRecords, Vec<LedgerPr
         match e.record.kind.as_str() {
             SECURITY => match serde_json::from_value::<SecurityEvent>(e.record.body.clone()) {
                 Ok(r) if r.version > SecurityEvent::VERSION => problems.push(newer(SECURITY, r.version)),
-                Ok(r) => out.events.push((e.id.clone(), r)),
+                Ok(r) => out.events.push((e.id, r)),
                 Err(err) => problems.push(bad(SECURITY, err)),
             },
             SECURITY_ACK => match serde_json::from_value::<SecurityAck>(e.record.body.clone()) {
                 Ok(r) if r.version > SecurityAck::VERSION => problems.push(newer(SECURITY_ACK, r.version)),
-                Ok(r) => out.acks.push((e.id.clone(), r)),
+                Ok(r) => out.acks.push((e.id, r)),
                 Err(err) => problems.push(bad(SECURITY_ACK, err)),
             },
             _ => {}
