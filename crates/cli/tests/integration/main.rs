@@ -53,10 +53,10 @@ mod s3_repo;
 mod s3_vault;
 mod security_alerts;
 mod security_clock;
-mod security_drift;
-mod security_watch;
 mod security_cloudtrail;
+mod security_drift;
 mod security_s3matrix;
+mod security_watch;
 mod vault_repo;
 
 use serde_json::Value;

@@ -87,7 +87,7 @@ fn security_drift_baseline_show_on_a_local_vault() {
     let c = |args: &[&str]| sb.coffer(["--config"]).arg(&config).args(args);
     c(&["security", "baseline", "accept", "--repository", "main"]).ok();
     c(&["security", "baseline", "show", "--repository", "main"]).ok();
-    let vault = LocalVault::open(&sb.vault()).unwrap();
+    let vault = LocalVault::open(sb.vault()).unwrap();
     let admin = vault.login(&vault.read_credentials(Role::Admin).unwrap()).unwrap();
     let dr = coffer_store::DefaultRetention {
         mode: coffer_store::RetentionMode::Governance,

@@ -91,8 +91,8 @@ mod list;
 mod location;
 mod lock;
 mod object_store;
-mod protection;
 mod probe;
+mod protection;
 mod read;
 mod write;
 
