@@ -253,7 +253,7 @@ fn ops_metrics_log_lines_are_flat_json_with_the_documented_fields() {
         .env("COFFER_LOG_FORMAT", "human")
         .env("COFFER_LOG", "debug")
         .ok();
-    assert_eq!(env.stderr.lines().count(), 2, "{}", env.stderr);
+    assert_eq!(env.stderr.lines().count(), 4, "one line per job (backup, verify, watch, canary): {}", env.stderr);
     assert!(env.stderr.contains("DEBUG") && env.stderr.contains("job=home/backup"), "{}", env.stderr);
     // A level that is not one is a usage error.
     sb.coffer(["config", "check", "--log-level", "loud=="]).arg("--config").arg(&config).fails(2);

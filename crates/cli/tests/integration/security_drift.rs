@@ -73,9 +73,9 @@ fn security_drift_baseline_show_and_accept_on_moto() {
     assert_eq!(ev2["details"]["changed-fields"], "bucket-policy");
     c(&["security", "baseline", "show", "--repository", "main"]).ok();
     let st = State::open(&state).unwrap();
-    let recorded: Vec<String> = st.scan("security-event:").unwrap().into_iter().map(|(_, v)| v).collect();
+    let recorded = coffer_operations::security::record::list(&st, true, 100).unwrap();
     assert_eq!(recorded.len(), 2, "each accept is recorded: {recorded:?}");
-    assert!(recorded.iter().all(|r| r.contains("\"kind\":\"baseline-change\"")));
+    assert!(recorded.iter().all(|r| r.event.kind == coffer_operations::security::SecurityKind::BaselineChange));
     let keys = server.store(&bucket, "", Role::Reader).list_entries("coffer-security/baseline/", None, 10).unwrap();
     assert_eq!(keys.items.len(), 2, "two baseline objects");
 }

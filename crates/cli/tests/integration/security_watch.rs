@@ -99,7 +99,7 @@ fn security(hook: &Receiver) -> Vec<(String, String, String, Value)> {
     hook.requests()
         .iter()
         .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
-        .filter(|a| a["kind"] == "security")
+        .filter(|a| a["kind"] == "security" && a["details"]["layer"] == "audit-log")
         .map(|a| {
             let d = &a["details"];
             let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
@@ -198,7 +198,21 @@ fn security_watch_attack_matrix_is_alerted_exactly_once_with_the_principal() {
     std::thread::sleep(Duration::from_secs(4));
     let got = security(&hook);
     assert_eq!(got.len(), attacks.len(), "no alert repeated after a restart: {got:#?}");
+    // The drift watch (another layer, at the start of each watch run) sees the admin's new
+    // default retention once: a second, independent witness of the one allowed change.
+    let drift = || {
+        hook.requests()
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .filter(|a| a["kind"] == "security" && a["details"]["layer"] == "drift")
+            .collect::<Vec<_>>()
+    };
+    wait(30, "the drift alert", || !drift().is_empty());
     d.stop();
+    let drift = drift();
+    assert_eq!(drift.len(), 1, "{drift:#?}");
+    assert_eq!(drift[0]["details"]["field"], "default-retention");
+    assert_eq!(drift[0]["details"]["new"], "compliance 40d");
 }
 
 #[test]

@@ -301,7 +301,7 @@ fn security_keys_are_checked() {
     );
     bad(
         "[repositories.main]\nlocation = \"/v\"\n[repositories.main.security.cloudtrail]\nqueue-url = \"sqs\"\n",
-        "c.toml:4:13: not a URL",
+        "c.toml:4:13: queue-url must be the http(s) URL",
     );
     bad("[repositories.main]\nlocation = \"/v\"\n[repositories.main.security]\nwatchh = true\n", "watchh");
 }

@@ -329,7 +329,15 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
         k.positive(&at("drift-interval"), Some(sec.drift_interval), "drift-interval");
         k.positive(&["repositories", name, "security", "canary", "timeout"], Some(sec.canary.timeout), "timeout");
         if let Some(ct) = &sec.cloudtrail {
-            k.http_url(&["repositories", name, "security", "cloudtrail", "queue-url"], &ct.queue_url);
+            // Not parsed as a URL: LocalStack's queue URLs (`http://sqs.REGION.127.0.0.1:PORT/…`)
+            // have a host the URL parser takes for a malformed IPv4 address.
+            if !(ct.queue_url.starts_with("https://") || ct.queue_url.starts_with("http://")) {
+                k.at(
+                    &["repositories", name, "security", "cloudtrail", "queue-url"],
+                    Part::Value,
+                    "queue-url must be the http(s) URL of an SQS queue".to_owned(),
+                );
+            }
             if let Some(f) = &ct.credentials {
                 k.absolute(&["repositories", name, "security", "cloudtrail", "credentials"], f, "a credentials file");
             }

@@ -274,19 +274,26 @@ mod tests {
         wait("the unreadable event", || !events.lock().unwrap().is_empty());
         // Several more polls fail: still one event.
         std::thread::sleep(Duration::from_millis(500));
+        // Each layer that cannot read the store says so once (the audit log, the drift watch).
+        let of = |layer: &str| -> Vec<SecurityEvent> {
+            events.lock().unwrap().iter().filter(|e| e.layer == layer).cloned().collect()
+        };
         {
-            let ev = events.lock().unwrap();
+            let ev = of(audit_watch::LAYER);
             assert_eq!(ev.len(), 1, "{ev:#?}");
             assert_eq!(ev[0].kind, SecurityKind::Unreadable);
             assert_eq!(ev[0].repository.as_deref(), Some("main"));
             assert!(ev[0].summary.contains("cannot read"), "{}", ev[0].summary);
+            let drift = of("drift");
+            assert_eq!(drift.len(), 1, "{drift:#?}");
+            assert_eq!(drift[0].kind, SecurityKind::Unreadable);
         }
         // The store comes (back): the watch reads it and sees what happens there.
         let vault = LocalVault::init(&vault_dir, &VaultOptions::default()).unwrap();
         let admin = vault.login(&vault.read_credentials(coffer_store::Role::Admin).unwrap()).unwrap();
         let _ = admin.put_versioning(Versioning::Suspended);
-        wait("the versioning event", || events.lock().unwrap().len() == 2);
-        assert_eq!(events.lock().unwrap()[1].kind, SecurityKind::VersioningChange);
+        wait("the versioning event", || of(audit_watch::LAYER).len() == 2);
+        assert_eq!(of(audit_watch::LAYER)[1].kind, SecurityKind::VersioningChange);
         assert!(!thread.is_finished(), "the watch runs until cancelled");
         cancel.cancel();
         thread.join().unwrap();
