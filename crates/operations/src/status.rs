@@ -107,7 +107,12 @@ pub fn job_status(
         let known = handled.is_some() || last_real.is_some() || last_failure.is_some();
         let grace = SignedDuration::try_from(grace(spec, schedule)).unwrap_or(SignedDuration::MAX);
         if let (true, Some(s)) = (known, now.checked_sub(grace).ok().and_then(|t| slot_at_or_before(schedule, t, tz))) {
-            overdue = last_success.as_ref().is_none_or(|r| r.started < s);
+            // A slot at or before the handled pointer with nothing recorded since it was
+            // never this job's: the daemon first scheduled the job after it (its pointer
+            // starts at "now"), so it was neither run nor missed.
+            let recorded_since = [&last_real, &last_failure].iter().any(|r| r.as_ref().is_some_and(|r| r.started >= s));
+            let predates_job = handled.is_some_and(|h| h >= s) && !recorded_since;
+            overdue = !predates_job && last_success.as_ref().is_none_or(|r| r.started < s);
             overdue_since = overdue.then_some(s);
         }
     }
@@ -226,6 +231,23 @@ mod tests {
         assert_eq!(slot_at_or_before(&e, t("2030-01-05T10:20:00Z"), &utc), Some(t("2030-01-05T10:15:00Z")));
         let s = Schedule::parse("every 1s").unwrap();
         assert_eq!(slot_at_or_before(&s, t("2030-01-05T10:20:00.5Z"), &utc), Some(t("2030-01-05T10:20:00Z")));
+    }
+
+    #[test]
+    fn a_slot_before_the_job_was_first_scheduled_is_not_overdue() {
+        let (_d, state) = state();
+        let spec = spec("every 1h");
+        let now = t("2026-12-05T18:10:00Z");
+        // The daemon's first start at 18:10 keeps 18:10 as handled: 17:00 and 18:00 were
+        // never this job's slots.
+        state.set(&slot_key(&spec.id), &now.to_string()).unwrap();
+        let utc = jiff::tz::TimeZone::UTC;
+        let j = job_status(&spec, &state, now + SignedDuration::from_mins(5), &utc).unwrap();
+        assert!(!j.overdue, "{j:?}");
+        // Once the first real slot (19:00) is past its grace with no run, it is overdue.
+        let j = job_status(&spec, &state, now + SignedDuration::from_hours(3), &utc).unwrap();
+        assert!(j.overdue, "{j:?}");
+        assert_eq!(j.overdue_since, Some(t("2026-12-05T20:00:00Z")));
     }
 
     #[test]
