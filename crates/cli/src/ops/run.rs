@@ -125,6 +125,16 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<()> {
         )
         .into()),
         Outcome::Warning => Ok(()),
+        // The canary found a store that does not enforce immutability: a security finding.
+        _ if record.error_class.as_deref() == Some(coffer_operations::jobs::SECURITY_CLASS) => {
+            Err(crate::error::SecurityError(format!(
+                "job {} {}: {}",
+                record.job,
+                record.outcome,
+                record.error.as_deref().unwrap_or("")
+            ))
+            .into())
+        }
         _ => Err(JobFailed {
             class: record.error_class.as_deref().map_or(ErrorClass::Other, class_named),
             message: format!("job {} {}: {}", record.job, record.outcome, record.error.as_deref().unwrap_or("")),

@@ -52,6 +52,7 @@ mod s3_prune;
 mod s3_repo;
 mod s3_vault;
 mod security_alerts;
+mod security_canary;
 mod security_clock;
 mod security_cloudtrail;
 mod security_drift;
