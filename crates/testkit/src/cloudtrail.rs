@@ -53,8 +53,8 @@ pub const DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 /// destructive S3 call the issue lists. CloudTrail has no `DeleteObjectVersion` event: a
 /// version's deletion is a `DeleteObject` with `versionId` in `requestParameters`.
 ///
-/// TODO(trail14): once `coffer security aws-template --format json` lands on main, the
-/// matrix test takes the rule's pattern from it (see `security_s3matrix.rs`, `rule_pattern`).
+/// The matrix test routes with the generated pattern (`cloudtrail::event_pattern`); this
+/// list is the emulator's own default (`default_pattern`).
 pub const WATCHED_EVENTS: &[&str] = &[
     "PutObjectLockConfiguration",
     "PutBucketVersioning",

@@ -42,15 +42,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The EventBridge rule's event pattern.
-///
-/// SWITCH(trail14): until `coffer security aws-template --format json` is on main, this is
-/// the pattern written from the list of event names
-/// (`cloudtrail::default_pattern()`); once it is, take the rule's `EventPattern` from the
-/// generated template instead (`coffer security aws-template --format json`, the resource of
-/// type `AWS::Events::Rule`), so the test proves the pattern users deploy.
-fn rule_pattern(_sb: &Sandbox) -> Value {
-    cloudtrail::default_pattern()
+/// The EventBridge rule's event pattern: the one `coffer security aws-template` deploys,
+/// so the matrix proves the pattern users get routes every attack.
+fn rule_pattern(bucket: &str) -> Value {
+    coffer_operations::security::cloudtrail::event_pattern(bucket)
 }
 
 /// The weakening or destructive actions of the matrix.
@@ -234,7 +229,7 @@ impl World {
         let bus = EventBus::start();
         let queue = bus.create_queue("coffer-security");
         let sb = Sandbox::new();
-        bus.route("coffer-s3-weakening", &rule_pattern(&sb), &queue);
+        bus.route("coffer-s3-weakening", &rule_pattern(&bucket), &queue);
         let proxy = TrailProxy::start(&server.endpoint(), users, Arc::new(BusDelivery::to(&bus)));
         Self { kind, server, bus, queue, proxy, keys, t: Target { bucket, locked, until, held }, sb }
     }
