@@ -90,8 +90,15 @@ pub fn s3_actions(action: Action) -> &'static [(&'static str, Scope)] {
         Action::PutLockConfig => &[("s3:PutBucketObjectLockConfiguration", Bucket), ("s3:CreateBucket", Bucket)],
         Action::GetVersioning => &[("s3:GetBucketVersioning", Bucket)],
         Action::PutVersioning => &[("s3:PutBucketVersioning", Bucket)],
-        // The audit log is LocalVault's; on S3 it is CloudTrail's business.
-        Action::ReadAuditLog => &[],
+        // The audit log itself is LocalVault's (on S3, CloudTrail's); what the S3 auditor
+        // reads instead is the bucket's protective configuration, for the drift watch.
+        Action::ReadAuditLog => &[
+            ("s3:GetBucketPolicy", Bucket),
+            ("s3:GetBucketPublicAccessBlock", Bucket),
+            ("s3:GetBucketOwnershipControls", Bucket),
+            ("s3:GetLifecycleConfiguration", Bucket),
+            ("s3:GetReplicationConfiguration", Bucket),
+        ],
     }
 }
 
