@@ -267,3 +267,37 @@ pub struct Protection {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub unreadable: std::collections::BTreeMap<String, String>,
 }
+
+impl Protection {
+    /// Records `field` as read, or as unreadable with the error's one-line chain.
+    pub fn add(&mut self, field: &str, read: crate::Result<String>) {
+        match read {
+            Ok(v) => {
+                self.fields.insert(field.to_owned(), v);
+            }
+            Err(e) => {
+                let why = crate::error::display_chain(&e).split(['\n', '\r']).collect::<Vec<_>>().join(" ");
+                self.unreadable.insert(field.to_owned(), why);
+            }
+        }
+    }
+
+    /// Records the lock configuration's two fields, `object-lock` and `default-retention`
+    /// (both unreadable when it cannot be read).
+    pub fn add_lock_config(&mut self, read: crate::Result<LockConfig>) {
+        match read {
+            Ok(c) => {
+                self.add("object-lock", Ok(if c.enabled { "enabled" } else { "disabled" }.to_owned()));
+                self.add(
+                    "default-retention",
+                    Ok(c.default_retention.map_or_else(|| "none".to_owned(), |d| d.to_string())),
+                );
+            }
+            Err(e) => {
+                let why = crate::error::display_chain(&e).split(['\n', '\r']).collect::<Vec<_>>().join(" ");
+                self.unreadable.insert("object-lock".into(), why.clone());
+                self.unreadable.insert("default-retention".into(), why);
+            }
+        }
+    }
+}

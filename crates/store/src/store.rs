@@ -281,26 +281,8 @@ pub trait ObjectStore: Send + Sync {
     /// Only when nothing at all can be read (`Forbidden`, `Io`).
     fn protection(&self) -> Result<Protection> {
         let mut p = Protection::default();
-        match self.lock_config() {
-            Ok(c) => {
-                p.fields.insert("object-lock".into(), if c.enabled { "enabled" } else { "disabled" }.into());
-                p.fields.insert(
-                    "default-retention".into(),
-                    c.default_retention.map_or_else(|| "none".to_owned(), |d| d.to_string()),
-                );
-            }
-            Err(e) => {
-                p.unreadable.insert("object-lock".into(), crate::error::display_chain(&e));
-            }
-        }
-        match self.versioning() {
-            Ok(v) => {
-                p.fields.insert("versioning".into(), v.to_string());
-            }
-            Err(e) => {
-                p.unreadable.insert("versioning".into(), crate::error::display_chain(&e));
-            }
-        }
+        p.add_lock_config(self.lock_config());
+        p.add("versioning", self.versioning().map(|v| v.to_string()));
         Ok(p)
     }
 }

@@ -33,20 +33,7 @@ impl S3Store {
     /// lifecycle and replication rules. One request per field.
     pub(super) fn read_protection(&self) -> Protection {
         let mut p = Protection::default();
-        match self.run(self.lock_config_async()) {
-            Ok(c) => {
-                p.fields.insert("object-lock".into(), if c.enabled { "enabled" } else { "disabled" }.into());
-                p.fields.insert(
-                    "default-retention".into(),
-                    c.default_retention.map_or_else(|| "none".to_owned(), |d| d.to_string()),
-                );
-            }
-            Err(e) => {
-                let why = one_line(&crate::error::display_chain(&e));
-                p.unreadable.insert("object-lock".into(), why.clone());
-                p.unreadable.insert("default-retention".into(), why);
-            }
-        }
+        p.add_lock_config(self.run(self.lock_config_async()));
         let reads = [
             ("versioning", self.run(self.versioning_field())),
             ("bucket-policy", self.run(self.policy_field())),
