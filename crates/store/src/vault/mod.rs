@@ -779,7 +779,7 @@ impl ObjectStore for VaultHandle {
     }
 
     /// The default fields (lock configuration, versioning) and `principals`: the principals
-    /// table as canonical text ([`principals_text`]), so that a principal added or a
+    /// table as canonical text (`principals_text`), so that a principal added or a
     /// credential replaced by editing `meta.sqlite` directly — which bypasses the audit
     /// log — shows as drift. Every role may read it, as every role may read the lock
     /// configuration: it holds access key ids and a digest, never a secret or its hash.
