@@ -147,6 +147,11 @@ enum Command {
     Run(ops::run::RunArgs),
     /// The security watch: the AWS CloudTrail template, the drift baseline
     Security(ops::security::SecurityArgs),
+    /// Recovery drills: restore, check and time files, PostgreSQL and a full rebuild
+    Drill(ops::drill::DrillArgs),
+    /// A clause-by-clause report on the policy, with its evidence (exit 9 when a clause is
+    /// not met)
+    Audit(ops::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -204,6 +209,8 @@ fn main() -> ExitCode {
         Command::Status(args) => ops::status::run(g, &args),
         Command::Run(args) => ops::run::run(g, &args),
         Command::Security(args) => ops::security::run(g, &args),
+        Command::Drill(args) => ops::drill::run(g, &args),
+        Command::Audit(args) => ops::audit::run(g, &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

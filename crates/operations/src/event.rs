@@ -35,6 +35,10 @@ pub enum JobKind {
     /// A repository's immutability canary: tries what must be refused, with every role's
     /// credentials the daemon holds.
     Canary,
+    /// A source's restore drill (`docs/drills.md`).
+    Drill,
+    /// A repository's full-rebuild drill, from the repository alone.
+    Rebuild,
 }
 
 impl JobKind {
@@ -50,6 +54,8 @@ impl JobKind {
             Self::Prune => "prune",
             Self::Watch => "watch",
             Self::Canary => "canary",
+            Self::Drill => "drill",
+            Self::Rebuild => "rebuild",
         }
     }
 }

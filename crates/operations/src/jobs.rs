@@ -15,6 +15,7 @@
 //! `details` keys are documented in `docs/operations.md`, "Jobs".
 
 mod canary;
+mod drill;
 mod files;
 mod postgres;
 mod repository;
@@ -80,6 +81,9 @@ pub fn jobs(config: &Config) -> Vec<JobSpec> {
     let mut out = Vec::new();
     for (name, s) in &config.files {
         out.push(scheduled(name, JobKind::Backup, Some(name), &s.repository, &s.when()));
+        if let Some(d) = &s.drill {
+            out.push(scheduled(name, JobKind::Drill, Some(name), &s.repository, &d.when()));
+        }
     }
     for (name, s) in &config.postgres {
         out.push(scheduled(name, JobKind::BaseBackup, Some(name), &s.repository, &s.base_backup));
@@ -108,6 +112,9 @@ pub fn jobs(config: &Config) -> Vec<JobSpec> {
             timeout: s.check_interval.max(Duration::from_secs(30)),
             retries: 0,
         });
+        if let Some(d) = &s.drill {
+            out.push(scheduled(name, JobKind::Drill, Some(name), &s.repository, &d.when()));
+        }
     }
     for name in used_repositories(config) {
         // A source may name a repository the file does not declare: only the embedded
@@ -118,6 +125,9 @@ pub fn jobs(config: &Config) -> Vec<JobSpec> {
         }
         if let Some(p) = &r.prune {
             out.push(scheduled(&name, JobKind::Prune, None, &name, &p.when()));
+        }
+        if let Some(b) = &r.rebuild {
+            out.push(scheduled(&name, JobKind::Rebuild, None, &name, &b.when()));
         }
         // Security monitoring is on by default for every store the file uses: it must not
         // depend on someone remembering to turn it on (`docs/security.md`).
@@ -194,6 +204,8 @@ pub fn run_job(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> RunRecord 
         JobKind::ArchiveCheck => postgres::archive_check(ctx, spec, &ctl),
         JobKind::Watch => watch::watch(ctx, spec, &ctl),
         JobKind::Canary => canary::canary(ctx, spec, &ctl),
+        JobKind::Drill => drill::drill(ctx, spec, &ctl),
+        JobKind::Rebuild => drill::rebuild(ctx, spec, &ctl),
     };
     let mut record = RunRecord::new(&spec.id, spec.kind, spec.source.as_deref(), &spec.repository, &ctx.host, started);
     let (observed, first) = tally.warnings();

@@ -27,6 +27,25 @@ pub const SECURITY: &str = "security";
 /// The ledger record kind of a security event's acknowledgement (body: [`SecurityAck`]).
 pub const SECURITY_ACK: &str = "security-ack";
 
+/// The ledger record kind of a drill report (body: [`crate::drill::DrillReport`]).
+pub const DRILL: &str = "drill";
+/// The ledger record kind of the policy file as the daemon ran it (body:
+/// [`crate::drill::PolicyRecord`]): what a rebuild drill reads from the repository alone.
+pub const POLICY: &str = "policy";
+/// The ledger record kind of an audit report's digest (body: [`crate::audit::AuditRecord`]).
+pub const AUDIT: &str = "audit";
+
+/// The `&'static` name of an outbox kind other than run and security ones (an unknown kind
+/// is stored as `other`: the outbox only ever holds what this build wrote).
+fn other_kind(kind: &str) -> &'static str {
+    match kind {
+        DRILL => DRILL,
+        POLICY => POLICY,
+        AUDIT => AUDIT,
+        _ => "other",
+    }
+}
+
 /// Why the ledger could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -68,9 +87,15 @@ pub fn flush_outbox(state: &State, name: &str, repo: &Repository) -> Result<usiz
     let mut stored = 0;
     for (outbox_id, entry) in pending {
         let (kind, key, host, body) = match &entry {
-            OutboxEntry::Run(r) => (RUN, &r.run_id, &r.host, serde_json::to_value(r)),
-            OutboxEntry::Security { host, event } => (SECURITY, &event.id, host, serde_json::to_value(event)),
-            OutboxEntry::SecurityAck { host, ack } => (SECURITY_ACK, &ack.event_id, host, serde_json::to_value(ack)),
+            OutboxEntry::Run(r) => (RUN, r.run_id.clone(), &r.host, serde_json::to_value(r)),
+            OutboxEntry::Security { host, event } => (SECURITY, event.id.clone(), host, serde_json::to_value(event)),
+            OutboxEntry::SecurityAck { host, ack } => {
+                (SECURITY_ACK, ack.event_id.clone(), host, serde_json::to_value(ack))
+            }
+            OutboxEntry::Other { kind, host, body } => {
+                let key = body.get("id").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+                (other_kind(kind), key, host, Ok(body.clone()))
+            }
         };
         if present.contains(&(kind, key.clone())) {
             tracing::debug!(kind, id = %key, repository = name, "already in the ledger");
@@ -78,7 +103,7 @@ pub fn flush_outbox(state: &State, name: &str, repo: &Repository) -> Result<usiz
             let body = body.expect("a ledger record serialises");
             let id = repo.append_ledger_as(host, kind, &body)?;
             tracing::debug!(kind, id = %key, repository = name, ledger_record = %id, "appended to the ledger");
-            present.insert((kind, key.clone()));
+            present.insert((kind, key));
             stored += 1;
         }
         state.outbox_done(outbox_id)?;
@@ -98,6 +123,7 @@ fn present_ids(repo: &Repository) -> Result<HashSet<(&'static str, String)>, Led
                 RUN => (RUN, "run_id"),
                 SECURITY => (SECURITY, "id"),
                 SECURITY_ACK => (SECURITY_ACK, "event_id"),
+                DRILL | POLICY | AUDIT => (other_kind(&e.record.kind), "id"),
                 _ => return None,
             };
             e.record.body.get(field).and_then(serde_json::Value::as_str).map(|id| (kind, id.to_owned()))

@@ -6,8 +6,10 @@
 //! logs are `tracing` events (the CLI installs the subscriber), results are typed values.
 
 pub mod alerts;
+pub mod audit;
 pub mod config;
 pub mod daemon;
+pub mod drill;
 pub mod event;
 pub mod jobs;
 pub mod ledger;

@@ -168,6 +168,17 @@ pub enum OutboxEntry {
         /// The acknowledgement.
         ack: SecurityAck,
     },
+    /// Any other ledger record: a drill report (`drill`), the policy file (`policy`), an
+    /// audit report's digest (`audit`). Its body carries a unique `id` string, by which a
+    /// record already in the ledger is recognised and not appended twice.
+    Other {
+        /// The ledger kind.
+        kind: String,
+        /// The host that recorded it.
+        host: String,
+        /// The body (has a string field `id`).
+        body: serde_json::Value,
+    },
 }
 
 /// A security event as the state keeps it, with its acknowledgement.
@@ -351,11 +362,29 @@ impl State {
                     OUTBOX_SECURITY_ACK => {
                         OutboxEntry::SecurityAck { host, ack: serde_json::from_str(&json).map_err(rec)? }
                     }
-                    _ => OutboxEntry::Run(self.parse(&json)?),
+                    OUTBOX_RUN => OutboxEntry::Run(self.parse(&json)?),
+                    _ => OutboxEntry::Other { kind, host, body: serde_json::from_str(&json).map_err(rec)? },
                 };
                 Ok((id, entry))
             })
             .collect()
+    }
+
+    /// Queues a ledger record of another kind (`drill`, `policy`, `audit`: see
+    /// [`OutboxEntry::Other`]) for `repository`'s ledger; `body` must carry a string `id`.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn record_other(&self, repository: &str, kind: &str, host: &str, body: &serde_json::Value) -> Result<()> {
+        debug_assert!(body.get("id").and_then(serde_json::Value::as_str).is_some(), "a ledger body needs an id");
+        debug_assert!(![OUTBOX_RUN, OUTBOX_SECURITY, OUTBOX_SECURITY_ACK].contains(&kind));
+        self.conn()
+            .execute(
+                "INSERT INTO outbox (repository, record, kind, host) VALUES (?1, ?2, ?3, ?4)",
+                params![repository, body.to_string(), kind, host],
+            )
+            .map_err(self.db())?;
+        Ok(())
     }
 
     /// Removes an outbox entry once the repository holds it.

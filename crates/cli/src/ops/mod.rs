@@ -3,8 +3,14 @@
 //! renders; the work lives in the library.
 
 pub mod alert;
+pub mod audit;
 pub mod config;
 pub mod daemon;
+pub mod drill;
+pub mod drill_files;
+pub mod drill_history;
+pub mod drill_pg;
+pub mod drill_rebuild;
 pub mod ledger;
 pub mod packaging;
 pub mod run;

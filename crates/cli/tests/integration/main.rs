@@ -17,6 +17,10 @@
 mod audit;
 mod bad_input;
 mod default_vault;
+mod drill_files;
+mod drill_pg;
+mod drill_rebuild;
+mod drill_schedule;
 mod json_contract;
 mod locks;
 mod objects;
@@ -35,6 +39,7 @@ mod pg_rogue;
 mod pg_stream;
 mod pg_tls;
 mod pg_util;
+mod policy_audit;
 mod release_features;
 mod repo_cancel;
 mod repo_concurrency;

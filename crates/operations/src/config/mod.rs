@@ -211,6 +211,9 @@ pub struct RepositoryConfig {
     /// The security watch and canary of this repository's store (on by default).
     #[serde(default)]
     pub security: SecurityConfig,
+    /// The full-rebuild drill of this repository's sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<RebuildDrill>,
 }
 
 /// `[repositories.NAME.security]`: the watch over the repository's store and its canary
@@ -406,6 +409,102 @@ pub struct FilesSource {
     /// How long snapshots are kept (within the repository's ceiling).
     #[serde(default)]
     pub retention: KeepRules,
+    /// The source's restore drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<FilesDrill>,
+}
+}
+
+/// Which snapshot a scheduled files drill restores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotPick {
+    /// The newest.
+    #[default]
+    Latest,
+    /// One at random.
+    Random,
+}
+
+job_table! {
+/// `[files.NAME.drill]`: the source's restore drill (`docs/drills.md`).
+pub struct FilesDrill {
+    /// Which snapshot (`latest` or `random`).
+    #[serde(default)]
+    pub snapshot: SnapshotPick,
+    /// Restore and check only this many files, chosen at random (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<usize>,
+    /// A drill taking longer than this fails.
+    #[serde(default, with = "coffer_repository::options::opt_duration", skip_serializing_if = "Option::is_none")]
+    pub rto_target: Option<Duration>,
+    /// Scratch space (default: `drill/` under the state directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<PathBuf>,
+}
+}
+
+/// Where a scheduled PostgreSQL drill recovers to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PointPick {
+    /// A random time in the recovery window.
+    #[default]
+    Random,
+    /// The end of the archived WAL.
+    Latest,
+}
+
+/// `[[postgres.NAME.drill.check]]`: a query the restored server must answer as expected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SqlCheck {
+    /// The check's name (in reports: `sql:NAME`).
+    pub name: String,
+    /// The database (default `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// The query; its first row's columns, joined by `|`, are compared with `expect`.
+    pub query: String,
+    /// The expected result, as psql's unaligned output prints it (`t`, `42`, `a|b`).
+    pub expect: String,
+}
+
+job_table! {
+/// `[postgres.NAME.drill]`: the cluster's point-in-time restore drill.
+pub struct PostgresDrill {
+    /// Where to recover to (`random` or `latest`).
+    #[serde(default)]
+    pub point: PointPick,
+    /// A drill taking longer than this fails.
+    #[serde(default, with = "coffer_repository::options::opt_duration", skip_serializing_if = "Option::is_none")]
+    pub rto_target: Option<Duration>,
+    /// Scratch space (default: `drill/` under the state directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<PathBuf>,
+    /// The user the throwaway server runs as when the daemon runs as root (default
+    /// `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
+    /// The user's SQL checks.
+    #[serde(default)]
+    pub check: Vec<SqlCheck>,
+}
+}
+
+job_table! {
+/// `[repositories.NAME.rebuild]`: the full rebuild of every source stored in the repository,
+/// from the repository alone.
+pub struct RebuildDrill {
+    /// A rebuild taking longer than this fails.
+    #[serde(default, with = "coffer_repository::options::opt_duration", skip_serializing_if = "Option::is_none")]
+    pub rto_target: Option<Duration>,
+    /// Scratch root (default: `rebuild/` under the state directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<PathBuf>,
+    /// The user PostgreSQL servers run as when the daemon runs as root (default `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
 }
 }
 
@@ -453,6 +552,9 @@ pub struct PostgresSource {
     /// How long base backups are kept (within the repository's ceiling).
     #[serde(default)]
     pub retention: KeepRules,
+    /// The cluster's restore drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<PostgresDrill>,
 }
 
 fn default_repository() -> String {

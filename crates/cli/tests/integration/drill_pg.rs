@@ -1,0 +1,1 @@
+//! Tests of issue 15 (drill_pg): filled in by its part.

@@ -1,0 +1,1 @@
+//! Tests of issue 15 (drill_rebuild): filled in by its part.

@@ -1,0 +1,1 @@
+//! Tests of issue 15 (drill_schedule): filled in by its part.

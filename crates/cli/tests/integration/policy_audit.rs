@@ -1,0 +1,1 @@
+//! Tests of issue 15 (policy_audit): filled in by its part.
