@@ -47,6 +47,9 @@ pub const INCOMPLETE: u8 = 7;
 pub const SECURITY: u8 = 8;
 /// `coffer status` ran and something is failing or overdue.
 pub const UNHEALTHY: u8 = 9;
+/// A drill ran and did not pass, or `coffer audit` found a clause of the policy not met: the
+/// check worked and its answer is no.
+pub const NOT_PROVEN: u8 = 10;
 /// Stopped on request (SIGINT/SIGTERM, as a shell reports a process ended by SIGINT):
 /// nothing the command did was acknowledged.
 pub const CANCELLED: u8 = 130;
@@ -106,6 +109,19 @@ impl std::fmt::Display for Unhealthy {
 
 impl std::error::Error for Unhealthy {}
 
+/// A drill that did not pass or an audit with a clause not met (exit code [`NOT_PROVEN`]):
+/// a verdict, distinct from the drill or audit itself failing to run.
+#[derive(Debug)]
+pub struct NotProven(pub String);
+
+impl std::fmt::Display for NotProven {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotProven {}
+
 /// A command line that parses but asks for something inconsistent (exit code [`USAGE`]).
 #[derive(Debug)]
 pub struct UsageError(pub String);
@@ -138,6 +154,7 @@ enum Verdict {
     Incomplete,
     Security,
     Unhealthy,
+    NotProven,
     Class(ErrorClass),
 }
 
@@ -156,6 +173,9 @@ fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
     }
     if cause.is::<Unhealthy>() {
         return Some(Verdict::Unhealthy);
+    }
+    if cause.is::<NotProven>() {
+        return Some(Verdict::NotProven);
     }
     let class = if cause.is::<IntegrityError>() {
         ErrorClass::Integrity
@@ -185,6 +205,8 @@ fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
         e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_operations::security::drift::DriftError>() {
         e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_operations::drill::DrillError>() {
+        e.class()
     } else {
         return None;
     };
@@ -198,6 +220,7 @@ fn code(v: Verdict) -> u8 {
         Verdict::Incomplete => INCOMPLETE,
         Verdict::Security => SECURITY,
         Verdict::Unhealthy => UNHEALTHY,
+        Verdict::NotProven => NOT_PROVEN,
         Verdict::Class(c) => match c {
             ErrorClass::Integrity => INTEGRITY,
             ErrorClass::Refused => FORBIDDEN,
