@@ -213,7 +213,7 @@ pub fn drill(repo: &Repository, opts: &PgDrillOptions, ctl: &JobControl) -> Resu
         run_as,
         start_timeout: opts.start_timeout,
     };
-    tracing::info!(target = %label, scratch = %scratch.path.display(), "PostgreSQL drill: restoring");
+    tracing::debug!(target = %label, scratch = %scratch.path.display(), "PostgreSQL drill: restoring");
     let mut restored = match restore_to_scratch(repo, &req, ctl) {
         Ok(r) => r,
         Err(e) if is_cancel(&e) => return Err(DrillError::Cancelled),
