@@ -19,11 +19,18 @@ use jiff::Timestamp;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `coffer drill pg`.
+/// `coffer drill pg` (boxed: the drill subcommands' enum stays small).
+#[derive(Debug, Args)]
+pub struct DrillPgArgs {
+    #[command(flatten)]
+    args: Box<PgArgs>,
+}
+
+/// `coffer drill pg`'s flags.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("point").args(["time", "lsn", "name", "latest"])))]
 #[command(group(clap::ArgGroup::new("which").args(["cluster", "sysid"])))]
-pub struct DrillPgArgs {
+struct PgArgs {
     /// Recover to this time (RFC 3339) [default: a random time in the recovery window]
     #[arg(long, value_parser = crate::parse::time, value_name = "TIME")]
     time: Option<Timestamp>,
@@ -47,7 +54,7 @@ pub struct DrillPgArgs {
     /// [postgres.NAME.drill] settings (SQL checks, scratch, rto-target, run-as)
     #[arg(long, value_name = "NAME")]
     source: Option<String>,
-    /// A SQL check, NAME[@DATABASE]=QUERY=>EXPECT: the query's first row, columns joined by
+    /// A SQL check, `NAME[@DATABASE]=QUERY=>EXPECT`: the query's first row, columns joined by
     /// `|`, must equal EXPECT (e.g. 'orders=select count(*) > 0 from orders=>t'); repeatable,
     /// added to the source's
     #[arg(long = "check", value_name = "NAME=QUERY=>EXPECT", value_parser = parse_check)]
@@ -95,6 +102,7 @@ fn parse_check(s: &str) -> Result<SqlCheck, String> {
 /// Bad arguments, a repository that cannot be opened, a drill that could not run; and
 /// [`NotProven`] (exit 10) after printing the report of a drill that did not pass.
 pub fn run(global: &Global, args: &DrillPgArgs) -> Result<()> {
+    let args = &*args.args;
     // First: a signal from here on cancels the drill (its guards stop the server and
     // remove the scratch directory).
     let job = crate::progress::for_terminal(global.json);

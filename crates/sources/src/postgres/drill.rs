@@ -2,7 +2,7 @@
 //! daemon's `SOURCE/drill` job) runs against a throwaway server. A source knows how to
 //! restore and how to check a restore; the drill's report is `coffer_operations::drill`'s.
 //!
-//! [`restore_to_scratch`] restores the base backup with [`restore`] into `SCRATCH/data`,
+//! [`restore_to_scratch`] restores the base backup with [`restore`](super::restore()) into `SCRATCH/data`,
 //! fetches the WAL recovery needs into `SCRATCH/wal` *before* the server starts, and starts
 //! the server on a socket in `SCRATCH/data` (no TCP), authenticated by a `pg_hba` file of its
 //! own, waiting until recovery reached the target and the server was promoted. The checks
@@ -161,7 +161,7 @@ pub struct ScratchRestored {
 /// Restores into `opts.scratch` and starts the server there (see the module docs).
 ///
 /// # Errors
-/// Those of [`restore`] (`MissingWal` for a gap the plan sees); `Invalid` for a scratch
+/// Those of [`restore`](super::restore()) (`MissingWal` for a gap the plan sees); `Invalid` for a scratch
 /// directory the server's user cannot reach or whose socket path is too long; `Server` when
 /// the server does not start or recovery fails (the server is then stopped); cancellation.
 pub fn restore_to_scratch(repo: &Repository, opts: &ScratchRestore, ctl: &JobControl) -> Result<ScratchRestored> {
@@ -373,7 +373,7 @@ impl ScratchServer {
         ];
         let settings = StartSettings { timeout: self.timeout, run_as: self.run_as.as_ref(), users: &users, extra };
         let who = start_server(&self.data, &settings, ctl)?.unwrap_or_default();
-        let (mut c, _) = connect_socket(&self.data, &[who.clone()], "postgres")?;
+        let (mut c, _) = connect_socket(&self.data, std::slice::from_ref(&who), "postgres")?;
         self.user = c
             .query_one("select rolname::text from pg_roles where oid = 10", &[])
             .map(|r| r.get::<_, String>(0))
