@@ -316,7 +316,8 @@ pub fn drill(repo: &Repository, opts: &PgDrillOptions, ctl: &JobControl) -> Resu
     });
     report.rto_seconds = Some(rto);
     report.throughput = (rto > 0.0).then(|| bytes as f64 / rto);
-    report.data_age_seconds = data_time.map(|t| (started - t).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0));
+    // duration_since never fails (times from the WAL are untrusted: no arithmetic that panics).
+    report.data_age_seconds = data_time.map(|t| started.duration_since(t).as_secs_f64().max(0.0));
     drop(restored);
     if let Err(e) = scratch.remove() {
         report.check("cleanup", src, CheckOutcome::Failed, e);
@@ -461,6 +462,18 @@ mod tests {
         assert_eq!((g, label.as_str()), (Goal::Latest, "latest"));
         let early = window("2026-01-01T00:00:00Z", Some("2025-12-31T00:00:00Z"));
         assert_eq!(choose_target(&PgPoint::Random, &early).unwrap().0, Goal::Latest);
+        // A hostile window (times read back from the repository): the widest one draws a
+        // point inside without overflowing.
+        let wide = pg::RecoveryWindow {
+            from_time: Timestamp::MIN,
+            from_lsn: pg::Lsn(0),
+            to_segment: None,
+            to_time: Some(Timestamp::MAX),
+        };
+        for _ in 0..50 {
+            let Goal::Time(t) = choose_target(&PgPoint::Random, &wide).unwrap().0 else { panic!() };
+            assert!((Timestamp::MIN..=Timestamp::MAX).contains(&t));
+        }
         // A point equal to both ends.
         let one = window("2026-01-01T00:00:00Z", Some("2026-01-01T00:00:00Z"));
         assert_eq!(choose_target(&PgPoint::Random, &one).unwrap().0, Goal::Time(one.from_time));
