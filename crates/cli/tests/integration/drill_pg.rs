@@ -1,7 +1,7 @@
 //! `coffer drill pg` against a real PostgreSQL 15: a drill at a random point passes every
 //! built-in check and the policy's SQL check, as root with the server run as `postgres`,
-//! leaving no scratch space and no server; a wrong SQL expectation, a failing query and an
-//! RTO target of 1 ms fail it (exit 10) with the actual value quoted; a WAL segment missing
+//! leaving no scratch space and no server; an invalid index, a wrong SQL expectation, a
+//! failing query and an RTO target of 1 ms fail it (exit 10) with the actual value quoted; a WAL segment missing
 //! inside the window fails it naming the segment.
 
 use crate::Cmd;
@@ -126,9 +126,14 @@ expect = "t|x"
     assert!(!scratch.exists(), "scratch space removed");
     assert_eq!(processes_on(&scratch), Vec::<String>::new(), "no server left running");
 
-    // Ad hoc (the global repository flags), to the end of the archive, kept: a wrong
-    // expectation, a failing query and a 1 s RTO target fail it; the checks quote what
-    // they found, and the kept data directory belongs to postgres.
+    // An index left invalid by a failed CREATE INDEX CONCURRENTLY, archived.
+    pg.sql("create table u (a int); insert into u values (1), (1)");
+    assert!(pg.try_sql("create unique index concurrently u_a on u (a)").is_err());
+    pg.switch_and_archive();
+
+    // Ad hoc (the global repository flags), to the end of the archive, kept: the invalid
+    // index, a wrong expectation, a failing query and a 1 ms RTO target fail it; the checks
+    // quote what they found, and the kept data directory belongs to postgres.
     let scratch = sb.path("scratch-2");
     let run = as_root(&sb)
         .args(["drill", "pg", "--latest", "--keep", "--rto-target", "1ms", "--run-as", "postgres"])
@@ -143,9 +148,10 @@ expect = "t|x"
     let line = |name: &str| {
         text.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).unwrap_or_else(|| panic!("{name}: {text}"))
     };
-    for name in ["pg-wal", "pg-connect", "pg-target", "pg-amcheck", "pg-catalog"] {
+    for name in ["pg-wal", "pg-connect", "pg-target", "pg-amcheck"] {
         assert!(line(name).starts_with("passed "), "{text}");
     }
+    assert!(line("pg-catalog").starts_with("FAILED ") && line("pg-catalog").contains("index u_a is invalid"), "{text}");
     assert!(
         line("sql:count").starts_with("FAILED ") && line("sql:count").contains(&format!("got \"{rows}\"")),
         "{text}"
