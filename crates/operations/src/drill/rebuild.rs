@@ -333,3 +333,72 @@ fn short(s: &str) -> String {
 fn one_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(300).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = "[repositories.main]\nlocation = \"/srv/vault\"\n\n[files.home]\nrepository = \"main\"\npaths = [\"/home\"]\nschedule = \"daily\"\n\n[repositories.main.rebuild]\nschedule = \"monthly\"\n";
+
+    fn refused(extra: &str, line: usize, needle: &str) {
+        let e = Config::parse(&format!("{BASE}{extra}"), Path::new("c.toml")).expect_err("refused").to_string();
+        assert!(e.starts_with(&format!("c.toml:{line}:")), "line {line}: {e}");
+        assert!(e.contains(needle), "{needle:?} in {e}");
+    }
+
+    #[test]
+    fn drill_rebuild_config_rules() {
+        let c = Config::parse(
+            &format!("{BASE}rto-target = \"4h\"\nscratch = \"/var/tmp/rebuild\"\nrun-as = \"postgres\"\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let r = c.repositories["main"].rebuild.clone().unwrap();
+        assert_eq!(r.rto_target, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(r.scratch.as_deref(), Some(Path::new("/var/tmp/rebuild")));
+        refused("rto-target = \"0s\"\n", 11, "it must be positive");
+        refused("scratch = \"tmp/rebuild\"\n", 11, "the rebuild's scratch root must be an absolute path");
+        refused("run-as = \"\"\n", 11, "run-as must be a user name");
+        refused("scratchy = \"/x\"\n", 11, "unknown field");
+    }
+
+    #[test]
+    fn drill_rebuild_scratch_must_be_empty_and_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        assert!(prepare_scratch(&root).unwrap(), "created");
+        std::fs::create_dir_all(root.join("files/home")).unwrap();
+        std::fs::write(root.join("files/home/a"), b"x").unwrap();
+        let e = prepare_scratch(&root).unwrap_err();
+        assert!(matches!(e, DrillError::Invalid(ref m) if m.contains("is not empty")), "{e}");
+        clean_scratch(&root, false);
+        assert!(root.is_dir() && std::fs::read_dir(&root).unwrap().next().is_none(), "emptied, kept");
+        assert!(!prepare_scratch(&root).unwrap(), "existed");
+        clean_scratch(&root, true);
+        assert!(!root.exists());
+    }
+
+    /// A location that holds no repository: a one-line error naming it, before any scratch
+    /// work is left behind.
+    #[test]
+    fn drill_rebuild_no_repository_is_an_error_and_leaves_no_scratch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let vault = tmp.path().join("vault");
+        coffer_store::LocalVault::init(&vault, &coffer_store::VaultOptions::default()).unwrap();
+        let opts = RebuildOptions {
+            job: "manual".into(),
+            location: vault.display().to_string(),
+            credentials: None,
+            password: Zeroizing::new(b"pw".to_vec()),
+            host: "h".into(),
+            scratch: tmp.path().join("scratch"),
+            rto_target: None,
+            run_as: None,
+            keep: false,
+        };
+        let e = rebuild(&opts, &JobControl::default()).unwrap_err();
+        assert!(e.to_string().contains(&vault.display().to_string()), "{e}");
+        assert!(!opts.scratch.exists());
+    }
+}
