@@ -148,6 +148,63 @@ pub fn record_policy(state: &State, config: &Config, host: &str, now: Timestamp)
     Ok(queued)
 }
 
+/// Queues the policy's record for each of `repositories` now, changed or not (`coffer
+/// config store`: a host without a daemon, or a record wanted at once), and keeps it as the
+/// last recorded; returns the records queued.
+///
+/// # Errors
+/// [`PolicyStoreError`]: no text, a text over [`MAX_POLICY_BYTES`], the state.
+pub fn record_policy_now(
+    state: &State,
+    config: &Config,
+    host: &str,
+    now: Timestamp,
+    repositories: &[String],
+) -> Result<Vec<PolicyRecord>, PolicyStoreError> {
+    let text = config.text.as_deref().ok_or(PolicyStoreError::NoText)?;
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(PolicyStoreError::TooLarge { bytes: text.len() });
+    }
+    let mut out = Vec::new();
+    for name in repositories {
+        let record = PolicyRecord::new(name, text, now);
+        let body = serde_json::to_value(&record).expect("a policy record serialises");
+        state.record_other(name, POLICY, host, &body)?;
+        let last = Last { hash: record.hash.clone(), recorded: now };
+        state.set(&kv_key(name), &serde_json::to_string(&last).expect("serialises"))?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+/// Why the policy could not be queued by hand.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyStoreError {
+    /// The configuration was not read from a file.
+    #[error("the configuration was not read from a file: there is no policy text to store")]
+    NoText,
+    /// The file is too large to store.
+    #[error("the policy file is {bytes} bytes, over the {MAX_POLICY_BYTES} bytes a policy record may hold")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+    /// The local state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl PolicyStoreError {
+    /// The class of this error.
+    #[must_use]
+    pub fn class(&self) -> coffer_store::ErrorClass {
+        match self {
+            Self::NoText | Self::TooLarge { .. } => coffer_store::ErrorClass::Invalid,
+            Self::State(e) => e.class(),
+        }
+    }
+}
+
 /// Policy records with their ledger ids, in chain order.
 pub type Policies = Vec<(Id, PolicyRecord)>;
 
