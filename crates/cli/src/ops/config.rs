@@ -139,8 +139,13 @@ fn store(out: &mut Output, config: &coffer_operations::Config, args: &StoreArgs)
     let records = coffer_operations::drill::policy::record_policy_now(&state, config, &host, clock.now(), &names)?;
     let mut stored = Vec::new();
     for record in records {
-        let repo = coffer_operations::open::open_repository(config, &record.repository, coffer_store::Role::Writer, clock.clone())
-            .with_context(|| format!("the policy stays queued for repository {}", record.repository))?;
+        let repo = coffer_operations::open::open_repository(
+            config,
+            &record.repository,
+            coffer_store::Role::Writer,
+            clock.clone(),
+        )
+        .with_context(|| format!("the policy stays queued for repository {}", record.repository))?;
         let appended = coffer_operations::ledger::flush_outbox(&state, &record.repository, &repo)
             .with_context(|| format!("the policy stays queued for repository {}", record.repository))?;
         stored.push(Stored {

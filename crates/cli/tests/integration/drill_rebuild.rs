@@ -1,1 +1,195 @@
-//! Tests of issue 15 (drill_rebuild): filled in by its part.
+//! `coffer drill rebuild` (issue 15): the full rebuild from nothing but the repository's
+//! location, the reader's credentials and the password. Sources are backed up by
+//! `coffer run` from a coffer.toml, the policy stored with `coffer config store`; then the
+//! host's coffer.toml, state directory and password file are deleted and the rebuild runs in
+//! a fresh directory with a fresh, empty HOME and no other variable than those three.
+
+use crate::repo_util::{PASSWORD, Repo, flip_byte, largest_file, random_bytes};
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Two files sources (`alpha`: small files; `beta`: one large incompressible file, so its
+/// pack is the vault's largest file), backed up by `coffer run`, the policy stored. Returns
+/// the policy file.
+fn two_sources(repo: &Repo) -> PathBuf {
+    let a = repo.sb.path("alpha");
+    fs::create_dir_all(a.join("sub")).unwrap();
+    fs::write(a.join("a1.txt"), b"alpha one\n").unwrap();
+    fs::write(a.join("sub/a2.txt"), b"alpha two\n").unwrap();
+    let b = repo.sb.path("beta");
+    fs::create_dir_all(&b).unwrap();
+    fs::write(b.join("big.bin"), random_bytes(3 << 20, 15)).unwrap();
+    let pw = repo.sb.file("password", PASSWORD.as_bytes());
+    let text = format!(
+        "[daemon]\nstate-dir = {state:?}\ntimezone = \"UTC\"\n\n\
+         [repositories.main]\nlocation = {vault:?}\npassword = {{ file = {pw:?} }}\n\n\
+         [repositories.main.rebuild]\nschedule = \"monthly\"\nrto-target = \"1h\"\n\n\
+         [repositories.main.security]\nwatch = false\n\n[repositories.main.security.canary]\nenabled = false\n\n\
+         [files.alpha]\nrepository = \"main\"\npaths = [{a:?}]\nschedule = \"daily\"\n\n\
+         [files.beta]\nrepository = \"main\"\npaths = [{b:?}]\nschedule = \"daily\"\n",
+        state = repo.sb.path("state").display().to_string(),
+        vault = repo.vault().display().to_string(),
+        pw = pw.display().to_string(),
+        a = a.display().to_string(),
+        b = b.display().to_string(),
+    );
+    let config = repo.sb.file("coffer.toml", text.as_bytes());
+    for job in ["alpha/backup", "beta/backup"] {
+        repo.sb.coffer(["--config"]).arg(&config).args(["run", job]).ok();
+    }
+    let doc = repo.sb.coffer(["--config"]).arg(&config).args(["config", "store", "--json"]).ok().json();
+    assert_eq!(doc.as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(doc[0]["repository"], "main");
+    assert_eq!(doc[0]["hash"].as_str().unwrap(), blake3::hash(text.as_bytes()).to_hex().as_str());
+    config
+}
+
+/// Removes everything of the host but the vault (and the sources, to compare with).
+fn forget_the_host(repo: &Repo, config: &Path) {
+    fs::remove_file(config).unwrap();
+    fs::remove_file(repo.sb.path("password")).unwrap();
+    fs::remove_dir_all(repo.sb.path("state")).unwrap();
+}
+
+/// `coffer drill rebuild ARGS…` in `fresh` (cwd) with `fresh/home` as an empty HOME, and
+/// only the repository's location, the reader's credentials and the password.
+fn rebuild(repo: &Repo, fresh: &Path) -> crate::Cmd {
+    let home = fresh.join("home");
+    fs::create_dir_all(&home).unwrap();
+    repo.sb
+        .coffer(["drill", "rebuild"])
+        .env("HOME", &home)
+        .current_dir(fresh)
+        .env("COFFER_REPO", repo.vault())
+        .env("COFFER_CREDENTIALS", repo.vault().join("credentials/reader.toml"))
+        .env("COFFER_PASSWORD", PASSWORD)
+}
+
+fn checks<'a>(report: &'a Value, source: &str) -> Vec<&'a Value> {
+    report["checks"].as_array().unwrap().iter().filter(|c| c["source"] == source).collect()
+}
+
+/// Finds a file named `name` under `dir`.
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in fs::read_dir(dir).ok()? {
+        let p = e.ok()?.path();
+        if p.is_dir() {
+            if let Some(f) = find(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[test]
+fn drill_rebuild_from_the_repository_alone_passes_then_a_damaged_pack_fails() {
+    let repo = Repo::init();
+    let config = two_sources(&repo);
+    forget_the_host(&repo, &config);
+    let fresh = tempfile::tempdir().unwrap();
+    let scratch = fresh.path().join("scratch");
+
+    let run = rebuild(&repo, fresh.path()).arg("--json").arg("--keep").arg("--scratch").arg(&scratch).run();
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stderr));
+    assert_eq!(run.code, Some(0), "{}\n{report:#}", run.stderr);
+    assert_eq!(report["kind"], "rebuild");
+    assert_eq!(report["repository"], "main", "the name in the stored policy");
+    assert_eq!(report["passed"], true);
+    let restored = report["restored"].as_array().unwrap();
+    let mut sources: Vec<&str> = restored.iter().map(|r| r["source"].as_str().unwrap()).collect();
+    sources.sort_unstable();
+    assert_eq!(sources, ["alpha", "beta"]);
+    let total = report["rto_seconds"].as_f64().unwrap();
+    assert!(total > 0.0);
+    for r in restored {
+        assert_eq!(r["kind"], "files");
+        let back = r["rto_seconds"].as_f64().unwrap();
+        assert!(back > 0.0 && back <= total, "{back} within {total}");
+    }
+    assert_eq!(report["rto_target_seconds"].as_f64(), Some(3600.0), "the stored policy's target");
+    assert!(report["checks"].as_array().unwrap().iter().all(|c| c["outcome"] == "passed"), "{report:#}");
+    for s in ["alpha", "beta"] {
+        let c = checks(&report, s);
+        assert!(c.iter().any(|c| c["name"] == "content"), "{s}: {c:?}");
+    }
+    assert!(report["checks"].as_array().unwrap().iter().any(|c| c["name"] == "rto" && c["outcome"] == "passed"));
+    // What came back is what was backed up.
+    let a1 = find(&scratch.join("files/alpha"), "a1.txt").expect("alpha restored");
+    assert_eq!(fs::read(a1).unwrap(), b"alpha one\n");
+    let big = find(&scratch.join("files/beta"), "big.bin").expect("beta restored");
+    assert_eq!(fs::read(big).unwrap(), random_bytes(3 << 20, 15));
+    // Nothing was read from, or written to, the fresh HOME.
+    assert_eq!(fs::read_dir(fresh.path().join("home")).unwrap().count(), 0, "HOME stays empty");
+
+    // Human output: a line per source, the summary with the total RTO.
+    let out = rebuild(&repo, fresh.path()).arg("--scratch").arg(fresh.path().join("s2")).ok().stdout_text();
+    assert!(out.lines().any(|l| l.starts_with("alpha: restored snapshot ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("beta: restored snapshot ")), "{out}");
+    let last = out.lines().last().unwrap();
+    assert!(last.starts_with("rebuild of repository main passed: 2 sources back"), "{last}");
+    assert!(last.contains("everything back in ") && last.ends_with("(target 3600s)"), "{last}");
+    assert!(!fresh.path().join("s2").exists(), "scratch removed");
+
+    // beta's pack damaged: the rebuild runs on (alpha still comes back), fails naming beta.
+    let pack = largest_file(&repo.vault().join("data"));
+    flip_byte(&pack, (fs::metadata(&pack).unwrap().len() / 2) as usize);
+    let s3 = fresh.path().join("s3");
+    let file = fresh.path().join("report.json");
+    let err = rebuild(&repo, fresh.path()).arg("--scratch").arg(&s3).arg("--report").arg(&file).fails(10);
+    assert!(err.contains("rebuild of repository main did not pass: beta: "), "{err}");
+    let report: Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+    assert_eq!(report["passed"], false);
+    assert!(checks(&report, "alpha").iter().all(|c| c["outcome"] == "passed"), "{report:#}");
+    assert!(checks(&report, "beta").iter().any(|c| c["outcome"] == "failed"), "{report:#}");
+    assert!(!s3.exists(), "scratch removed after a failed rebuild too");
+}
+
+#[test]
+fn drill_rebuild_without_a_stored_policy_is_a_one_line_error() {
+    let repo = Repo::init();
+    let fresh = tempfile::tempdir().unwrap();
+    let err = rebuild(&repo, fresh.path()).arg("--scratch").arg(fresh.path().join("s")).fails(1);
+    assert!(err.contains("no policy is stored in the ledger of"), "{err}");
+    assert!(err.contains("coffer config store"), "{err}");
+    assert!(!fresh.path().join("s").exists());
+    // Without a location: a usage error, not the default vault under HOME.
+    let err = repo.sb.coffer(["drill", "rebuild"]).env("COFFER_PASSWORD", PASSWORD).fails(2);
+    assert!(err.contains("needs --repo LOCATION"), "{err}");
+    // A scratch root that is not empty is refused before anything is restored.
+    let busy = fresh.path().join("busy");
+    fs::create_dir_all(&busy).unwrap();
+    fs::write(busy.join("x"), b"mine").unwrap();
+    let err = rebuild(&repo, fresh.path()).arg("--scratch").arg(&busy).fails(1);
+    assert!(err.contains("is not empty"), "{err}");
+    assert_eq!(fs::read(busy.join("x")).unwrap(), b"mine");
+}
+
+/// A stored policy that declares no source for the repository: the rebuild ran and proved
+/// nothing (exit 10), which is not a pass.
+#[test]
+fn drill_rebuild_a_policy_with_no_source_proves_nothing() {
+    let repo = Repo::init();
+    let pw = repo.sb.file("password", PASSWORD.as_bytes());
+    let text = format!(
+        "[daemon]\nstate-dir = {:?}\n\n[repositories.main]\nlocation = {:?}\npassword = {{ file = {:?} }}\n\n\
+         [repositories.main.verify]\nschedule = \"daily\"\n",
+        repo.sb.path("state").display().to_string(),
+        repo.vault().display().to_string(),
+        pw.display().to_string(),
+    );
+    let config = repo.sb.file("coffer.toml", text.as_bytes());
+    let out = repo.sb.coffer(["--config"]).arg(&config).args(["config", "store"]).ok().stdout_text();
+    assert!(out.starts_with("policy stored in the ledger of repository main: hash "), "{out}");
+    forget_the_host(&repo, &config);
+    let fresh = tempfile::tempdir().unwrap();
+    let run = rebuild(&repo, fresh.path()).arg("--json").arg("--scratch").arg(fresh.path().join("s")).run();
+    assert_eq!(run.code, Some(10), "{}", run.stderr);
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["passed"], false);
+    assert!(report["error"].as_str().unwrap().contains("declares no source for repository main"), "{report:#}");
+    assert!(run.stderr.contains("proves nothing"), "{}", run.stderr);
+}

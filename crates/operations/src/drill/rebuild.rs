@@ -91,8 +91,9 @@ fn run(opts: &RebuildOptions, ctl: &JobControl, clock: &Clock) -> Result<DrillRe
         crate::ledger::LedgerError::Repo(e) => DrillError::Repo(e),
         other => DrillError::Invalid(other.to_string()),
     })?;
+    // Counted in the `policy` check; a command prints nothing but its result.
     for p in &problems {
-        tracing::warn!(object = %p.object, problem = ?p.kind, "{}", p.message);
+        tracing::debug!(object = %p.object, problem = ?p.kind, "{}", p.message);
     }
     let Some(record) = record else {
         return Err(DrillError::Invalid(format!(
@@ -156,7 +157,7 @@ fn run(opts: &RebuildOptions, ctl: &JobControl, clock: &Clock) -> Result<DrillRe
             keep: opts.keep,
         };
         let offset = start.elapsed();
-        tracing::info!(source = %source, scratch = %fo.scratch.display(), "rebuild: restoring files source");
+        tracing::debug!(source = %source, scratch = %fo.scratch.display(), "rebuild: restoring files source");
         let result = files::drill(&repo, &fo, ctl);
         merge.source(source, offset, result)?;
     }
@@ -182,7 +183,7 @@ fn run(opts: &RebuildOptions, ctl: &JobControl, clock: &Clock) -> Result<DrillRe
             keep: opts.keep,
         };
         let offset = start.elapsed();
-        tracing::info!(source = %source, scratch = %po.scratch.display(), "rebuild: restoring PostgreSQL source");
+        tracing::debug!(source = %source, scratch = %po.scratch.display(), "rebuild: restoring PostgreSQL source");
         let result = pg::drill(&repo, &po, ctl);
         merge.source(source, offset, result)?;
     }
@@ -220,7 +221,7 @@ impl Merge {
         match result {
             Err(DrillError::Cancelled) => return Err(DrillError::Cancelled),
             Err(e) => {
-                tracing::warn!(source, error = %e, "rebuild: the source's drill could not run");
+                tracing::debug!(source, error = %e, "rebuild: the source's drill could not run");
                 self.report.check("restore", Some(source), CheckOutcome::Failed, one_line(&e.to_string()));
             }
             Ok(r) => {
