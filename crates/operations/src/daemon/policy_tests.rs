@@ -83,12 +83,12 @@ fn drill_rebuild_the_daemon_records_the_policy_once_per_change() {
     let path = write_config(dir.path(), "home");
     let first = hash(&std::fs::read_to_string(&path).unwrap());
     with_daemon(&path, |_, state| {
-        assert_eq!(wait_for(state, 1), [first.clone()]);
+        assert_eq!(wait_for(state, 1), std::slice::from_ref(&first));
     });
     // Started again on the same file: nothing new (the state remembers the hash).
     with_daemon(&path, |_, state| {
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(queued(state), [first.clone()], "not recorded twice");
+        assert_eq!(queued(state), std::slice::from_ref(&first), "not recorded twice");
         let kept = state.get(&kv_key("main")).unwrap().unwrap();
         assert!(kept.contains(&first), "{kept}");
     });
