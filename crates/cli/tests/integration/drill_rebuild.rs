@@ -193,3 +193,74 @@ fn drill_rebuild_a_policy_with_no_source_proves_nothing() {
     assert!(report["error"].as_str().unwrap().contains("declares no source for repository main"), "{report:#}");
     assert!(run.stderr.contains("proves nothing"), "{}", run.stderr);
 }
+
+/// A files source and a PostgreSQL source (with a SQL check) in one stored policy: the
+/// rebuild as root, from the repository alone, brings both back and runs the SQL check on
+/// the restored server (run as `postgres`).
+#[test]
+fn drill_rebuild_files_and_postgres_from_the_repository_alone_as_root() {
+    use crate::pg_util::{PASSWORD as PG_PASSWORD, PgEnv as _, PgSandbox, require_postgres};
+    use std::os::unix::fs::PermissionsExt as _;
+    crate::repo_util::require_root("the PostgreSQL rebuild runs its throwaway server as postgres");
+    require_postgres();
+    let sb = PgSandbox::new();
+    let pg = sb.cluster("main");
+    pg.sql("create table t (id int primary key, v text); insert into t select g, md5(g::text) from generate_series(1, 500) g");
+    pg.env(sb.c(["pg", "backup", "--cluster", "db"])).ok();
+    pg.sql("insert into t select g, 'after' from generate_series(501, 520) g");
+    pg.switch_and_archive();
+    let docs = sb.path("docs");
+    fs::create_dir_all(&docs).unwrap();
+    fs::write(docs.join("d.txt"), b"documents\n").unwrap();
+    let pw = sb.sb.file("password", PG_PASSWORD.as_bytes());
+    let text = format!(
+        "[daemon]\nstate-dir = {state:?}\n\n\
+         [repositories.main]\nlocation = {vault:?}\npassword = {{ file = {pw:?} }}\n\n\
+         [repositories.main.security]\nwatch = false\n\n[repositories.main.security.canary]\nenabled = false\n\n\
+         [files.docs]\nrepository = \"main\"\npaths = [{docs:?}]\nschedule = \"daily\"\n\n\
+         [postgres.db]\nrepository = \"main\"\nbase-backup = {{ schedule = \"daily\" }}\n\n\
+         [postgres.db.drill]\nschedule = \"monthly\"\npoint = \"latest\"\n\n\
+         [[postgres.db.drill.check]]\nname = \"rows\"\nquery = \"select count(*), max(id) from t\"\nexpect = \"520|520\"\n",
+        state = sb.path("state").display().to_string(),
+        vault = sb.sb.vault().display().to_string(),
+        pw = pw.display().to_string(),
+        docs = docs.display().to_string(),
+    );
+    let config = sb.sb.file("coffer.toml", text.as_bytes());
+    sb.c(["--config"]).arg(&config).args(["run", "docs/backup"]).ok();
+    sb.c(["--config"]).arg(&config).args(["config", "store"]).ok();
+    fs::remove_file(&config).unwrap();
+    fs::remove_file(&pw).unwrap();
+    fs::remove_dir_all(sb.path("state")).unwrap();
+
+    let fresh = tempfile::tempdir().unwrap();
+    // The throwaway server (run as postgres) must reach its scratch directory.
+    fs::set_permissions(fresh.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let home = fresh.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let run = sb
+        .sb
+        .coffer(["drill", "rebuild", "--json", "--scratch"])
+        .arg(fresh.path().join("scratch"))
+        .env("HOME", &home)
+        .current_dir(fresh.path())
+        .env("COFFER_REPO", sb.sb.vault())
+        .env("COFFER_CREDENTIALS", sb.sb.vault().join("credentials/reader.toml"))
+        .env("COFFER_PASSWORD", PG_PASSWORD)
+        .run();
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stderr));
+    assert_eq!(run.code, Some(0), "{}\n{report:#}", run.stderr);
+    let mut kinds: Vec<(&str, &str)> = report["restored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["source"].as_str().unwrap(), r["kind"].as_str().unwrap()))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, [("db", "postgres"), ("docs", "files")]);
+    let sql = checks(&report, "db").into_iter().find(|c| c["name"] == "sql:rows").expect("the SQL check ran");
+    assert_eq!(sql["outcome"], "passed", "{sql}");
+    assert!(report["rto_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(fs::read_dir(&home).unwrap().count(), 0, "HOME stays empty");
+    assert!(!fresh.path().join("scratch").exists());
+}
