@@ -264,3 +264,64 @@ fn drill_rebuild_files_and_postgres_from_the_repository_alone_as_root() {
     assert_eq!(fs::read_dir(&home).unwrap().count(), 0, "HOME stays empty");
     assert!(!fresh.path().join("scratch").exists());
 }
+
+/// The same on an S3 server (moto, with its IAM keys per role): the rebuild presents only
+/// the reader's credentials file — no AWS variable, no `~/.aws`.
+#[test]
+fn drill_rebuild_on_moto_with_the_readers_credentials_only() {
+    use crate::s3_repo::S3Repo;
+    use coffer_store::Role;
+    use coffer_testkit::s3::{S3Server, ServerKind, test_credentials};
+    let server = S3Server::start(ServerKind::Moto);
+    let bucket = server.new_bucket("coffer-rebuild");
+    let r = S3Repo { sb: crate::Sandbox::new(), server: &server, url: server.url(&bucket, "host") };
+    r.c(["init"]).ok();
+    let creds = |role: Role| {
+        let c = test_credentials(ServerKind::Moto, role);
+        let text = format!("access-key = {:?}\nsecret-key = {:?}\n", c.access_key, c.secret_key.expose());
+        r.sb.file(&format!("{role}.toml"), text.as_bytes())
+    };
+    let (writer, reader) = (creds(Role::Writer), creds(Role::Reader));
+    let src = r.sb.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("s.bin"), random_bytes(200_000, 3)).unwrap();
+    let pw = r.sb.file("password", PASSWORD.as_bytes());
+    let text = format!(
+        "[daemon]\nstate-dir = {state:?}\n\n\
+         [repositories.main]\nlocation = {url:?}\npassword = {{ file = {pw:?} }}\n\n\
+         [repositories.main.credentials]\nwriter = {writer:?}\nreader = {reader:?}\n\n\
+         [repositories.main.security]\nwatch = false\n\n[repositories.main.security.canary]\nenabled = false\n\n\
+         [files.src]\nrepository = \"main\"\npaths = [{src:?}]\nschedule = \"daily\"\n",
+        state = r.sb.path("state").display().to_string(),
+        url = r.url,
+        pw = pw.display().to_string(),
+        writer = writer.display().to_string(),
+        reader = reader.display().to_string(),
+        src = src.display().to_string(),
+    );
+    let config = r.sb.file("coffer.toml", text.as_bytes());
+    r.sb.coffer(["--config"]).arg(&config).args(["run", "src/backup"]).ok();
+    r.sb.coffer(["--config"]).arg(&config).args(["config", "store"]).ok();
+    fs::remove_file(&config).unwrap();
+    fs::remove_file(&pw).unwrap();
+    fs::remove_dir_all(r.sb.path("state")).unwrap();
+
+    let fresh = tempfile::tempdir().unwrap();
+    let home = fresh.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let run =
+        r.sb.coffer(["drill", "rebuild", "--json", "--scratch"])
+            .arg(fresh.path().join("scratch"))
+            .env("HOME", &home)
+            .current_dir(fresh.path())
+            .env("COFFER_REPO", &r.url)
+            .env("COFFER_CREDENTIALS", &reader)
+            .env("COFFER_PASSWORD", PASSWORD)
+            .run();
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stderr));
+    assert_eq!(run.code, Some(0), "{}\n{report:#}", run.stderr);
+    assert_eq!(report["restored"].as_array().unwrap().len(), 1);
+    assert_eq!(report["restored"][0]["source"], "src");
+    assert!(checks(&report, "src").iter().any(|c| c["name"] == "content" && c["outcome"] == "passed"), "{report:#}");
+    assert_eq!(fs::read_dir(&home).unwrap().count(), 0, "HOME stays empty");
+}
