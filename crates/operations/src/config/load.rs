@@ -150,7 +150,6 @@ impl Config {
             }
         })?;
         config.path = Some(path.to_path_buf());
-        config.text = Some(text.to_owned());
         super::validate::validate(&config, &Doc { root: doc.get_ref() }, &places)?;
         Ok(config)
     }

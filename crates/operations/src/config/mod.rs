@@ -78,11 +78,6 @@ pub struct Config {
     /// The file this was read from (not a key).
     #[serde(skip)]
     pub path: Option<PathBuf>,
-    /// The file's text as read, before `COFFER_*` overrides (not a key): what the daemon
-    /// stores in the repository's ledger (`crate::drill::policy`) so a rebuild needs nothing
-    /// from the host. Secrets are only references in it.
-    #[serde(skip)]
-    pub text: Option<String>,
 }
 
 /// `[daemon]`.

@@ -2,7 +2,7 @@
 //! start, on reload, and not again while the text and its record's age stay the same.
 
 use super::*;
-use crate::drill::policy::{hash, kv_key};
+use crate::drill::policy::{hash, kv_key, policy_text};
 use crate::state::OutboxEntry;
 
 fn write_config(dir: &std::path::Path, source: &str) -> PathBuf {
@@ -81,7 +81,7 @@ fn wait_for(state: &State, n: usize) -> Vec<String> {
 fn drill_rebuild_the_daemon_records_the_policy_once_per_change() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), "home");
-    let first = hash(&std::fs::read_to_string(&path).unwrap());
+    let first = hash(&policy_text(&Config::load(&path).unwrap()).unwrap());
     with_daemon(&path, |_, state| {
         assert_eq!(wait_for(state, 1), std::slice::from_ref(&first));
     });
@@ -96,7 +96,7 @@ fn drill_rebuild_the_daemon_records_the_policy_once_per_change() {
     with_daemon(&path, |tx, state| {
         write_config(dir.path(), "etc");
         tx.send(Control::Reload).unwrap();
-        let second = hash(&std::fs::read_to_string(&path).unwrap());
+        let second = hash(&policy_text(&Config::load(&path).unwrap()).unwrap());
         assert_eq!(wait_for(state, 2), [first.clone(), second.clone()]);
         tx.send(Control::Reload).unwrap();
         std::thread::sleep(Duration::from_millis(500));

@@ -18,9 +18,11 @@
 //!   records are locked until the repository's retention ceiling and then pruned, so the
 //!   record is renewed every [`REFRESH`] (30 days, well within the 90-day ceiling) even
 //!   when the file does not change.
-//! - **No secret is stored**: the file holds secrets only as references
-//!   ([`crate::config::SecretRef`]), and the text is stored as read, before any `COFFER_*`
-//!   override (an override's value, which may be anything, is never stored).
+//! - **No secret is stored**: what is stored is the effective policy (after `COFFER_*`
+//!   overrides and with every default spelled out) as `coffer config show` prints it
+//!   ([`policy_text`], through [`crate::config::redacted`]): secrets are only references
+//!   ([`crate::config::SecretRef`]), webhook URLs lose their userinfo and query, heartbeat
+//!   URLs (a ping URL is a credential) keep only their origin.
 
 use super::PolicyRecord;
 use crate::config::Config;
@@ -101,6 +103,15 @@ impl PolicyRecord {
     }
 }
 
+/// The text stored for `config`: its effective values, redacted, as TOML (which parses
+/// back as a policy file).
+///
+/// # Errors
+/// The serializer's, one line (a configuration the schema describes always serializes).
+pub fn policy_text(config: &Config) -> Result<String, String> {
+    toml::to_string(&crate::config::redacted(config)).map_err(|e| e.to_string())
+}
+
 /// BLAKE3 of `text`, hex.
 #[must_use]
 pub fn hash(text: &str) -> String {
@@ -109,16 +120,19 @@ pub fn hash(text: &str) -> String {
 
 /// Queues the policy's record for every repository `config` uses whose last record (kept
 /// in `state`) has another hash or is older than [`REFRESH`] at `now`; returns the
-/// repositories queued (to flush). A configuration not read from a file (no text) records
-/// nothing.
+/// repositories queued (to flush).
 ///
 /// # Errors
 /// [`StateError`]; what was queued before the error stays queued.
 pub fn record_policy(state: &State, config: &Config, host: &str, now: Timestamp) -> Result<Vec<String>, StateError> {
-    let Some(text) = config.text.as_deref() else {
-        tracing::debug!("the configuration has no file text: no policy record");
-        return Ok(Vec::new());
+    let text = match policy_text(config) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render the policy to store it in the repository");
+            return Ok(Vec::new());
+        }
     };
+    let text = text.as_str();
     if text.len() > MAX_POLICY_BYTES {
         tracing::warn!(bytes = text.len(), "the policy file is too large to be stored in the repository");
         return Ok(Vec::new());
@@ -153,7 +167,8 @@ pub fn record_policy(state: &State, config: &Config, host: &str, now: Timestamp)
 /// last recorded; returns the records queued.
 ///
 /// # Errors
-/// [`PolicyStoreError`]: no text, a text over [`MAX_POLICY_BYTES`], the state.
+/// [`PolicyStoreError`]: a policy that does not render, a text over
+/// [`MAX_POLICY_BYTES`], the state.
 pub fn record_policy_now(
     state: &State,
     config: &Config,
@@ -161,7 +176,8 @@ pub fn record_policy_now(
     now: Timestamp,
     repositories: &[String],
 ) -> Result<Vec<PolicyRecord>, PolicyStoreError> {
-    let text = config.text.as_deref().ok_or(PolicyStoreError::NoText)?;
+    let text = policy_text(config).map_err(PolicyStoreError::Render)?;
+    let text = text.as_str();
     if text.len() > MAX_POLICY_BYTES {
         return Err(PolicyStoreError::TooLarge { bytes: text.len() });
     }
@@ -180,9 +196,9 @@ pub fn record_policy_now(
 /// Why the policy could not be queued by hand.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyStoreError {
-    /// The configuration was not read from a file.
-    #[error("the configuration was not read from a file: there is no policy text to store")]
-    NoText,
+    /// The policy does not render as TOML.
+    #[error("cannot render the policy: {0}")]
+    Render(String),
     /// The file is too large to store.
     #[error("the policy file is {bytes} bytes, over the {MAX_POLICY_BYTES} bytes a policy record may hold")]
     TooLarge {
@@ -199,7 +215,7 @@ impl PolicyStoreError {
     #[must_use]
     pub fn class(&self) -> coffer_store::ErrorClass {
         match self {
-            Self::NoText | Self::TooLarge { .. } => coffer_store::ErrorClass::Invalid,
+            Self::Render(_) | Self::TooLarge { .. } => coffer_store::ErrorClass::Invalid,
             Self::State(e) => e.class(),
         }
     }
@@ -307,14 +323,22 @@ mod tests {
         repo.append_ledger_as("h1", POLICY, &serde_json::to_value(r).unwrap()).unwrap();
     }
 
+    /// The stored text is the effective policy, redacted, and parses back to the same
+    /// sources; a heartbeat URL (a credential) and a webhook's query token are not in it.
     #[test]
-    fn drill_rebuild_the_parsed_text_is_kept_and_hashes() {
-        let c = config(POLICY_A);
-        assert_eq!(c.text.as_deref(), Some(POLICY_A));
-        let r = PolicyRecord::new("main", POLICY_A, "2030-01-01T00:00:00Z".parse().unwrap());
-        assert_eq!(r.hash, blake3_hex(POLICY_A));
+    fn drill_rebuild_the_stored_text_is_the_redacted_policy_and_hashes() {
+        let with_secrets = format!(
+            "{POLICY_A}\n[alerts.webhook.ops]\nurl = \"https://hooks.example.com/x?token=s3cr3t-token\"\n\n\
+             [alerts.heartbeat.hc]\nurl = \"https://hc-ping.example.com/ping-uuid-s3cr3t\"\n"
+        );
+        let text = policy_text(&config(&with_secrets)).unwrap();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        let r = PolicyRecord::new("main", &text, "2030-01-01T00:00:00Z".parse().unwrap());
+        assert_eq!(r.hash, blake3_hex(&text));
         assert_eq!(r.id.len(), 32);
-        assert!(r.config().unwrap().files.contains_key("home"));
+        let back = r.config().unwrap();
+        assert_eq!(back.files["home"].paths, [std::path::PathBuf::from("/home")]);
+        assert_eq!(policy_text(&back).unwrap(), text, "stable: the same policy, the same hash");
     }
 
     fn blake3_hex(s: &str) -> String {
@@ -396,16 +420,15 @@ mod tests {
         assert_eq!(record_policy(&state, &b, "h1", clock.now()).unwrap(), ["main"], "refreshed");
         assert!(record_policy(&state, &b, "h1", clock.now()).unwrap().is_empty());
         let two = config(&format!("{POLICY_A}\n[repositories.off]\nlocation = \"/srv/off\"\n"));
+        let two_text = policy_text(&two).unwrap();
         assert_eq!(record_policy(&state, &two, "h1", clock.now()).unwrap(), ["main", "off"]);
-        // No text (built in code): nothing.
-        assert!(record_policy(&state, &Config::default(), "h1", clock.now()).unwrap().is_empty());
         assert_eq!(state.outbox_entries("main", 100).unwrap().len(), 4);
         assert_eq!(crate::ledger::flush_outbox(&state, "main", &repo).unwrap(), 4);
         let (all, problems) = read_policies(&repo).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         let hashes: Vec<&str> = all.iter().map(|(_, r)| r.hash.as_str()).collect();
-        let (ha, hb) = (hash(POLICY_A), hash(POLICY_B));
-        assert_eq!(hashes, [ha.as_str(), hb.as_str(), hb.as_str(), hash(two.text.as_deref().unwrap()).as_str()]);
-        assert_eq!(stored_policy(&repo).unwrap().unwrap().toml, two.text.unwrap());
+        let (ha, hb) = (hash(&policy_text(&a).unwrap()), hash(&policy_text(&b).unwrap()));
+        assert_eq!(hashes, [ha.as_str(), hb.as_str(), hb.as_str(), hash(&two_text).as_str()]);
+        assert_eq!(stored_policy(&repo).unwrap().unwrap().toml, two_text);
     }
 }
