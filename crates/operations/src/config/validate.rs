@@ -323,6 +323,16 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
         if let Some(p) = &r.prune {
             k.positive(&["repositories", name, "prune", "timeout"], p.timeout, "timeout");
         }
+        if let Some(b) = &r.rebuild {
+            k.positive(&["repositories", name, "rebuild", "rto-target"], b.rto_target, "rto-target");
+            k.positive(&["repositories", name, "rebuild", "timeout"], b.timeout, "timeout");
+            if let Some(dir) = &b.scratch {
+                k.absolute(&["repositories", name, "rebuild", "scratch"], dir, "the rebuild's scratch root");
+            }
+            if b.run_as.as_deref().is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace)) {
+                k.at(&["repositories", name, "rebuild", "run-as"], Part::Value, "run-as must be a user name");
+            }
+        }
         let sec = &r.security;
         let at = |key: &'static str| ["repositories", name.as_str(), "security", key];
         k.positive(&at("poll-interval"), Some(sec.poll_interval), "poll-interval");
