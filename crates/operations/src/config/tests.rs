@@ -309,7 +309,8 @@ fn security_keys_are_checked() {
 #[test]
 fn files_drill_settings_are_checked_where_they_are_written() {
     let drill = |body: &str| format!("{BASE}\n[files.home.drill]\nschedule = \"weekly\"\n{body}");
-    let c = parse(&drill("snapshot = \"random\"\nsample = 20\nrto-target = \"15m\"\nscratch = \"/var/tmp/drill\"\n")).unwrap();
+    let c = parse(&drill("snapshot = \"random\"\nsample = 20\nrto-target = \"15m\"\nscratch = \"/var/tmp/drill\"\n"))
+        .unwrap();
     let d = c.files["home"].drill.as_ref().unwrap();
     assert_eq!((d.snapshot, d.sample, d.rto_target), (SnapshotPick::Random, Some(20), Some(Duration::from_secs(900))));
     assert_eq!(d.scratch.as_deref(), Some(Path::new("/var/tmp/drill")));

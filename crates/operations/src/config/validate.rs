@@ -380,7 +380,11 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
             // [files.NAME.drill] (`docs/drills.md`, "The files drill").
             let at = |key: &'static str| ["files", name.as_str(), "drill", key];
             if d.sample == Some(0) {
-                k.at(&at("sample"), Part::Value, "sample must be at least 1 (files to restore and check); leave it out to check every file");
+                k.at(
+                    &at("sample"),
+                    Part::Value,
+                    "sample must be at least 1 (files to restore and check); leave it out to check every file",
+                );
             }
             k.positive(&at("rto-target"), d.rto_target, "rto-target");
             if let Some(dir) = &d.scratch {
