@@ -148,7 +148,7 @@ struct Checker<'a> {
     ids: crate::owners::Owners,
     /// Hard-link groups of the snapshot ((device, inode) there): each name's path and inode
     /// on disk.
-    links: HashMap<(u64, u64), Vec<(PathBuf, (u64, u64))>>,
+    links: HashMap<DevIno, Vec<(PathBuf, DevIno)>>,
     blobs: HashSet<Id>,
     trees: HashSet<Id>,
     buf: Vec<u8>,
@@ -159,6 +159,9 @@ struct Checker<'a> {
 }
 
 type Pending = Vec<(Id, PathBuf, PathBuf, bool)>;
+
+/// A file's (device, inode).
+type DevIno = (u64, u64);
 
 impl Checker<'_> {
     /// Whether the entry at snapshot path `sp` was restored (and so is checked).
