@@ -423,3 +423,104 @@ impl Drop for Scratch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_repository::{Cancel, Event, InitOptions, KdfParams, NewSnapshot, Observer};
+    use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
+    use std::sync::Arc;
+
+    fn repo(tmp: &Path) -> Repository {
+        let vault = LocalVault::init(tmp.join("v"), &VaultOptions::default()).unwrap();
+        let w: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
+        Repository::init(w, "t", "", b"pw", &opts, Clock::system()).unwrap()
+    }
+
+    fn options(scratch: PathBuf) -> FilesDrillOptions {
+        FilesDrillOptions {
+            job: "manual".into(),
+            source: None,
+            repository: "t".into(),
+            host: "h".into(),
+            snapshot: Pick::Latest,
+            paths: Vec::new(),
+            sample: None,
+            scratch,
+            rto_target: None,
+            keep: false,
+        }
+    }
+
+    /// Cancels its job at the first piece of content written.
+    struct CancelOnWrite(Cancel);
+
+    impl Observer for CancelOnWrite {
+        fn event(&self, e: &Event<'_>) {
+            if matches!(e, Event::Advance(_)) {
+                self.0.cancel();
+            }
+        }
+    }
+
+    /// A PostgreSQL base backup is never drilled as files, a cancelled drill is an error
+    /// (no report) and leaves nothing in its scratch space, and a drill of the source's
+    /// paths only picks their snapshots.
+    #[test]
+    fn drill_files_picks_files_snapshots_and_cleans_up_when_cancelled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let scratch = tmp.path().join("scratch");
+        // Only a base-backup-like snapshot: nothing to drill.
+        let mut w = repo.writer(repo.clock().now() + jiff::SignedDuration::from_hours(48)).unwrap();
+        let tree =
+            w.add(coffer_repository::BlobKind::Tree, &coffer_repository::Tree { nodes: vec![] }.to_bytes()).unwrap();
+        let pg = w
+            .commit(NewSnapshot {
+                kind: "pg-base".into(),
+                time: repo.clock().now(),
+                host: "h".into(),
+                paths: vec!["pg:1".into()],
+                tags: vec![],
+                tree,
+                parent: None,
+                pg: None,
+            })
+            .unwrap();
+        let e = drill(&repo, &options(scratch.clone()), &JobControl::none()).unwrap_err().to_string();
+        assert!(e.starts_with("no live files snapshot in "), "{e}");
+        let by_id = FilesDrillOptions { snapshot: Pick::Id(pg.to_string()), ..options(scratch.clone()) };
+        let e = drill(&repo, &by_id, &JobControl::none()).unwrap_err().to_string();
+        assert!(e.contains("is a pg-base snapshot, not a files snapshot"), "{e}");
+
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        for i in 0..50 {
+            std::fs::write(src.join(format!("d/f{i}")), vec![i as u8 + 1; 100_000]).unwrap();
+        }
+        let backed = files::backup(
+            &repo,
+            &files::BackupOptions { paths: vec![src.clone()], host: "h".into(), ..Default::default() },
+            &JobControl::none(),
+        )
+        .unwrap();
+        let other = FilesDrillOptions { paths: vec!["/elsewhere".into()], ..options(scratch.clone()) };
+        let e = drill(&repo, &other, &JobControl::none()).unwrap_err().to_string();
+        assert!(e.starts_with("no live files snapshot of /elsewhere in "), "{e}");
+
+        let mine = FilesDrillOptions { paths: vec![src.display().to_string()], ..options(scratch.clone()) };
+        let report = drill(&repo, &mine, &JobControl::none()).unwrap();
+        assert!(report.passed, "{:?}", report.failures());
+        assert_eq!(report.restored[0].snapshot.as_deref(), Some(backed.snapshot.to_string().as_str()));
+        assert_eq!(report.restored[0].files, 50);
+        assert!(!scratch.exists());
+
+        let cancel = Cancel::new();
+        let ctl = JobControl { observer: Arc::new(CancelOnWrite(cancel.clone())), cancel };
+        let e = drill(&repo, &mine, &ctl).unwrap_err();
+        assert!(matches!(e, DrillError::Cancelled), "{e}");
+        assert!(!scratch.exists(), "a cancelled drill removes its partial restore");
+    }
+}
