@@ -39,11 +39,13 @@ use std::io::Read as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// At most this many problems of each kind are kept (the count goes on).
 pub const MAX_PROBLEMS: usize = 1000;
 
-/// Bytes read from a restored file at a time.
+/// Bytes read from a restored file at a time (per worker).
 const READ_PIECE: usize = 1 << 20;
 
 /// What [`check_restored`] found.
@@ -104,15 +106,13 @@ pub fn check_restored(
     ctl: &JobControl,
 ) -> Result<RestoreCheck> {
     let mut c = Checker {
-        repo,
-        index,
         reader: repo.reader(index),
         out: RestoreCheck::default(),
         ids: crate::owners::Owners::default(),
         links: HashMap::new(),
         blobs: HashSet::new(),
         trees: HashSet::new(),
-        buf: vec![0; READ_PIECE],
+        files: Vec::new(),
         holders: only.map(|o| o.iter().flat_map(|p| p.ancestors().skip(1).map(Path::to_path_buf)).collect()),
         only,
         ctl,
@@ -135,14 +135,19 @@ pub fn check_restored(
             }
         }
     }
+    let files = std::mem::take(&mut c.files);
+    for (bytes, problems) in check_files(repo, index, &files, ctl)? {
+        c.out.bytes += bytes;
+        for p in problems {
+            c.out.content(p);
+        }
+    }
     c.out.trees = c.trees.into_iter().collect();
     c.out.blobs = c.blobs.into_iter().collect();
     Ok(c.out)
 }
 
 struct Checker<'a> {
-    repo: &'a Repository,
-    index: &'a Index,
     reader: BlobReader<'a>,
     out: RestoreCheck,
     ids: crate::owners::Owners,
@@ -151,7 +156,8 @@ struct Checker<'a> {
     links: HashMap<DevIno, Vec<(PathBuf, DevIno)>>,
     blobs: HashSet<Id>,
     trees: HashSet<Id>,
-    buf: Vec<u8>,
+    /// Regular files to re-read once the walk (and every `lstat`) is done.
+    files: Vec<FileJob>,
     only: Option<&'a BTreeSet<PathBuf>>,
     /// With `only`: the directories holding the sampled files.
     holders: Option<HashSet<PathBuf>>,
@@ -267,7 +273,9 @@ impl Checker<'_> {
             if n.links > 1 {
                 self.links.entry((n.device, n.inode)).or_default().push((sp.to_path_buf(), (md.dev(), md.ino())));
             }
-            self.content(sp, dp, n)?;
+            self.out.files += 1;
+            self.blobs.extend(n.content.iter().copied());
+            self.files.push(FileJob { sp: sp.to_path_buf(), dp: dp.to_path_buf(), content: n.content.clone() });
         }
         Ok(())
     }
@@ -339,84 +347,118 @@ impl Checker<'_> {
             self.out.metadata(format!("{}: {w}", sp.display()));
         }
     }
-
-    /// Re-reads a restored regular file blob by blob and compares each piece's id.
-    fn content(&mut self, sp: &Path, dp: &Path, n: &Node) -> Result<()> {
-        self.out.files += 1;
-        let how = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME;
-        let opened = rustix::fs::open(dp, how, Mode::empty())
-            .or_else(|_| rustix::fs::open(dp, how - OFlags::NOATIME, Mode::empty()));
-        let mut f = match opened {
-            Ok(fd) => fs::File::from(fd),
-            Err(e) => {
-                self.out.content(format!("{}: cannot be read: {e}", sp.display()));
-                return Ok(());
-            }
-        };
-        let mut pos = 0u64;
-        for id in &n.content {
-            self.ctl.check()?;
-            self.blobs.insert(*id);
-            let Some(len) = self.index.get(id).map(|r| u64::from(r.entry.raw_length)) else {
-                self.out.content(format!(
-                    "{}: bytes from {pos} cannot be checked: blob {} is in no index",
-                    sp.display(),
-                    id.short()
-                ));
-                // Later offsets are unknown: the rest of the file cannot be placed.
-                for b in &n.content {
-                    self.blobs.insert(*b);
-                }
-                return Ok(());
-            };
-            let mut h = self.repo.key().blob_hasher();
-            let mut left = len;
-            while left > 0 {
-                let want = usize::try_from(left.min(READ_PIECE as u64)).unwrap_or(READ_PIECE);
-                let got = read_full(&mut f, &mut self.buf[..want])
-                    .map_err(io_err(format!("cannot read {}", dp.display())))?;
-                self.out.bytes += got as u64;
-                h.update(&self.buf[..got]);
-                left -= got as u64;
-                if got < want {
-                    break;
-                }
-            }
-            if left > 0 {
-                self.out.content(format!(
-                    "{}: ends at byte {}, the snapshot has {} bytes",
-                    sp.display(),
-                    pos + len - left,
-                    content_length(self.index, n)
-                ));
-                for b in &n.content {
-                    self.blobs.insert(*b);
-                }
-                return Ok(());
-            }
-            if coffer_repository::Id(*h.finalize().as_bytes()) != *id {
-                self.out.content(format!(
-                    "{}: bytes {pos}..{} differ from the snapshot (blob {})",
-                    sp.display(),
-                    pos + len,
-                    id.short()
-                ));
-            }
-            pos += len;
-        }
-        let mut one = [0u8; 1];
-        match f.read(&mut one) {
-            Ok(0) => {}
-            Ok(_) => self.out.content(format!("{}: longer than the snapshot's {pos} bytes", sp.display())),
-            Err(e) => self.out.content(format!("{}: cannot be read: {e}", sp.display())),
-        }
-        Ok(())
-    }
 }
 
-/// The file's length by its blobs (the index's lengths), for messages.
-fn content_length(index: &Index, n: &Node) -> u64 {
-    n.content.iter().filter_map(|id| index.get(id)).map(|r| u64::from(r.entry.raw_length)).sum()
+/// A regular file whose content is to be compared: snapshot path, path on disk, content ids.
+struct FileJob {
+    sp: PathBuf,
+    dp: PathBuf,
+    content: Vec<Id>,
+}
+
+/// What one file's content check found: bytes read, problems.
+type FileFound = (u64, Vec<String>);
+
+/// Compares the files' content on up to `workers` threads (the walk is done: only reads
+/// remain); problems in the files' order.
+fn check_files(repo: &Repository, index: &Index, jobs: &[FileJob], ctl: &JobControl) -> Result<Vec<FileFound>> {
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).clamp(1, 8);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<FileFound>>> = Mutex::new(vec![None; jobs.len()]);
+    let first_err: Mutex<Option<super::FilesError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(jobs.len()) {
+            s.spawn(|| {
+                let mut buf = vec![0u8; READ_PIECE];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { return };
+                    match check_file(repo, index, job, &mut buf, ctl) {
+                        Ok(found) => results.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(found),
+                        Err(e) => {
+                            first_err.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e);
+                            next.store(usize::MAX / 2, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_err.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(e);
+    }
+    Ok(results
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect())
+}
+
+/// Re-reads one restored regular file blob by blob and compares each piece's id.
+fn check_file(repo: &Repository, index: &Index, job: &FileJob, buf: &mut [u8], ctl: &JobControl) -> Result<FileFound> {
+    let (sp, dp) = (&job.sp, &job.dp);
+    let mut problems = Vec::new();
+    let mut bytes = 0u64;
+    let how = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME;
+    let opened = rustix::fs::open(dp, how, Mode::empty())
+        .or_else(|_| rustix::fs::open(dp, how - OFlags::NOATIME, Mode::empty()));
+    let mut f = match opened {
+        Ok(fd) => fs::File::from(fd),
+        Err(e) => return Ok((0, vec![format!("{}: cannot be read: {e}", sp.display())])),
+    };
+    let mut pos = 0u64;
+    for id in &job.content {
+        ctl.check()?;
+        let Some(len) = index.get(id).map(|r| u64::from(r.entry.raw_length)) else {
+            // Later offsets are unknown: the rest of the file cannot be placed.
+            problems.push(format!(
+                "{}: bytes from {pos} cannot be checked: blob {} is in no index",
+                sp.display(),
+                id.short()
+            ));
+            return Ok((bytes, problems));
+        };
+        let mut h = repo.key().blob_hasher();
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left.min(READ_PIECE as u64)).unwrap_or(READ_PIECE);
+            let got = read_full(&mut f, &mut buf[..want]).map_err(io_err(format!("cannot read {}", dp.display())))?;
+            bytes += got as u64;
+            h.update(&buf[..got]);
+            left -= got as u64;
+            if got < want {
+                break;
+            }
+        }
+        if left > 0 {
+            let length: u64 =
+                job.content.iter().filter_map(|id| index.get(id)).map(|r| u64::from(r.entry.raw_length)).sum();
+            problems.push(format!(
+                "{}: ends at byte {}, the snapshot has {length} bytes",
+                sp.display(),
+                pos + len - left
+            ));
+            return Ok((bytes, problems));
+        }
+        if coffer_repository::Id(*h.finalize().as_bytes()) != *id {
+            problems.push(format!(
+                "{}: bytes {pos}..{} differ from the snapshot (blob {})",
+                sp.display(),
+                pos + len,
+                id.short()
+            ));
+        }
+        pos += len;
+    }
+    let mut one = [0u8; 1];
+    match f.read(&mut one) {
+        Ok(0) => {}
+        Ok(_) => problems.push(format!("{}: longer than the snapshot's {pos} bytes", sp.display())),
+        Err(e) => problems.push(format!("{}: cannot be read: {e}", sp.display())),
+    }
+    Ok((bytes, problems))
 }
 
 /// Reads until `buf` is full or the file ends; returns how much was read.
