@@ -336,3 +336,19 @@ fn drill_pg_settings_are_validated() {
         "invalid check name",
     );
 }
+
+#[test]
+fn files_drill_settings_are_checked_where_they_are_written() {
+    let drill = |body: &str| format!("{BASE}\n[files.home.drill]\nschedule = \"weekly\"\n{body}");
+    let c = parse(&drill("snapshot = \"random\"\nsample = 20\nrto-target = \"15m\"\nscratch = \"/var/tmp/drill\"\n"))
+        .unwrap();
+    let d = c.files["home"].drill.as_ref().unwrap();
+    assert_eq!((d.snapshot, d.sample, d.rto_target), (SnapshotPick::Random, Some(20), Some(Duration::from_secs(900))));
+    assert_eq!(d.scratch.as_deref(), Some(Path::new("/var/tmp/drill")));
+    let line = BASE.lines().count() + 4;
+    refused(&drill("sample = 0\n"), line, 10, "sample must be at least 1");
+    refused(&drill("rto-target = \"0s\"\n"), line, 14, "must be positive");
+    refused(&drill("scratch = \"drill\"\n"), line, 11, "scratch must be an absolute path");
+    refused(&drill("snapshot = \"oldest\"\n"), line, 12, "oldest");
+    refused(&drill("samples = 3\n"), line, 1, "samples");
+}

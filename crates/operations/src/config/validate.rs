@@ -386,6 +386,22 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
         }
         k.positive(&["files", name, "timeout"], s.timeout, "timeout");
         k.retention(&["files", name, "retention"], &s.retention);
+        if let Some(d) = &s.drill {
+            // [files.NAME.drill] (`docs/drills.md`, "The files drill").
+            let at = |key: &'static str| ["files", name.as_str(), "drill", key];
+            if d.sample == Some(0) {
+                k.at(
+                    &at("sample"),
+                    Part::Value,
+                    "sample must be at least 1 (files to restore and check); leave it out to check every file",
+                );
+            }
+            k.positive(&at("rto-target"), d.rto_target, "rto-target");
+            if let Some(dir) = &d.scratch {
+                k.absolute(&at("scratch"), dir, "scratch");
+            }
+            k.positive(&at("timeout"), d.timeout, "timeout");
+        }
     }
 
     // [postgres.NAME]
