@@ -112,7 +112,12 @@ fn drill_line(d: &coffer_operations::status::DrillStatus, at: &dyn Fn(Option<Tim
     if let Some(n) = d.checks_failed.filter(|n| *n > 0) {
         facts.push(format!("{n} check(s) failed"));
     }
-    format!("last drill {}: {} (report {})", at(Some(d.finished)), facts.join(", "), d.report.get(..12).unwrap_or(&d.report))
+    format!(
+        "last drill {}: {} (report {})",
+        at(Some(d.finished)),
+        facts.join(", "),
+        d.report.get(..12).unwrap_or(&d.report)
+    )
 }
 
 fn render(out: &mut Output, rep: &StatusReport, tz: &TimeZone, now: Timestamp) -> Result<()> {
