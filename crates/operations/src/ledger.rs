@@ -218,7 +218,8 @@ pub type Drills = Vec<(Id, crate::drill::DrillReport)>;
 /// ([`LedgerProblemKind::BadBody`]) and reports of a newer format
 /// ([`LedgerProblemKind::NewerFormat`]). Records of other kinds are passed over. The bodies
 /// are hostile input: a report is only as true as the host that wrote it, which the ledger's
-/// authentication vouches for (the repository key), not its content.
+/// authentication vouches for (the repository key), not its content. A report whose `id`
+/// an earlier one has (appended twice by two flushes racing) is listed once, the first.
 ///
 /// # Errors
 /// Store errors other than damage.
@@ -227,8 +228,10 @@ pub fn read_drills(repo: &Repository) -> Result<(Drills, Vec<LedgerProblem>), Le
     let view = repo.ledger()?;
     let mut problems = view.problems;
     let mut drills = Vec::new();
+    let mut seen = HashSet::new();
     for e in view.entries.into_iter().filter(|e| e.record.kind == DRILL) {
         match serde_json::from_value::<DrillReport>(e.record.body) {
+            Ok(r) if !seen.insert(r.id.clone()) => {}
             Ok(r) if r.version > DrillReport::VERSION => problems.push(LedgerProblem {
                 kind: LedgerProblemKind::NewerFormat,
                 object: repo.ledger_key(&e.id),
@@ -432,6 +435,8 @@ mod tests {
         // The crashed flush: the first report appended, still in the outbox.
         repo.append_ledger_as("h1", DRILL, &serde_json::to_value(&good).unwrap()).unwrap();
         assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 2, "the second report and the run");
+        // Two flushes racing (a manual drill's and the daemon's): listed once.
+        repo.append_ledger_as("h1", DRILL, &serde_json::to_value(&bad).unwrap()).unwrap();
         // Hostile bodies: wrong types, a huge string, a newer format, a NaN-free but absurd
         // number, and nested junk.
         repo.append_ledger_as("h1", DRILL, &serde_json::json!({ "id": 7, "kind": [] })).unwrap();
