@@ -231,13 +231,16 @@ pub fn read_drills(repo: &Repository) -> Result<(Drills, Vec<LedgerProblem>), Le
     let mut seen = HashSet::new();
     for e in view.entries.into_iter().filter(|e| e.record.kind == DRILL) {
         match serde_json::from_value::<DrillReport>(e.record.body) {
-            Ok(r) if !seen.insert(r.id.clone()) => {}
             Ok(r) if r.version > DrillReport::VERSION => problems.push(LedgerProblem {
                 kind: LedgerProblemKind::NewerFormat,
                 object: repo.ledger_key(&e.id),
                 message: format!("drill report format {} is newer than this coffer reads; ignored", r.version),
             }),
-            Ok(r) => drills.push((e.id, r)),
+            Ok(r) => {
+                if seen.insert(r.id.clone()) {
+                    drills.push((e.id, r));
+                }
+            }
             Err(err) => problems.push(LedgerProblem {
                 kind: LedgerProblemKind::BadBody,
                 object: repo.ledger_key(&e.id),
