@@ -126,12 +126,12 @@ fn drill_schedule_history_lists_filters_and_survives_hostile_bodies() {
         let mut all = vec!["drill", "history", "--json", "--repository", "main"];
         all.extend_from_slice(args);
         let doc = with_config(&repo, &config, all).ok().json();
-        doc["drills"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect()
+        doc["drills"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
     };
-    assert_eq!(ids(&["--failed"]), [failing.id.clone()]);
-    assert_eq!(ids(&["--job", "manual"]), [manual.id.clone()]);
-    assert_eq!(ids(&["--since", &(t0 + h).to_string()]), [failing.id.clone(), manual.id.clone()]);
-    assert_eq!(ids(&["--limit", "1"]), [manual.id.clone()]);
+    assert_eq!(ids(&["--failed"]), [failing.id.as_str()]);
+    assert_eq!(ids(&["--job", "manual"]), [manual.id.as_str()]);
+    assert_eq!(ids(&["--since", &(t0 + h).to_string()]), [failing.id.as_str(), manual.id.as_str()]);
+    assert_eq!(ids(&["--limit", "1"]), [manual.id.as_str()]);
     assert!(ids(&["--job", "nope/drill"]).is_empty());
     // No such repository in the policy file: one line, as `coffer ledger` says it.
     let e = with_config(&repo, &config, ["drill", "history", "--repository", "nope"]).fails(1);
