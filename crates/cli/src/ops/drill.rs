@@ -114,3 +114,99 @@ pub fn record_report(global: &Global, repository_name: Option<&str>, report: &Dr
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+    use coffer_operations::drill::{CheckOutcome, DrillKind};
+    use coffer_repository::{InitOptions, KdfParams, Repository};
+    use coffer_store::{LocalVault, ObjectStore, VaultOptions};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// A vault with a repository (password `pw`), its password file.
+    fn vault(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let v = dir.join("vault");
+        let vault = LocalVault::init(&v, &VaultOptions::default()).unwrap();
+        let w: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
+        Repository::init(w, &v.display().to_string(), "", b"pw", &opts, Clock::system()).unwrap();
+        let pw = dir.join("password");
+        std::fs::write(&pw, "pw\n").unwrap();
+        (v, pw)
+    }
+
+    fn global(args: &[&str]) -> Global {
+        let mut all = vec!["coffer"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["drill", "history"]);
+        crate::Cli::try_parse_from(all).unwrap().global
+    }
+
+    fn report() -> DrillReport {
+        let now = Clock::system().now();
+        let mut r = DrillReport::new(DrillKind::Files, "manual", "main", "h1", now);
+        r.check("content", None, CheckOutcome::Passed, "1 file");
+        r.finish(now);
+        r
+    }
+
+    fn drills(g: &Global, name: Option<&str>) -> Vec<String> {
+        let repo = open_reader(g, name).unwrap();
+        ledger::read_drills(&repo).unwrap().0.into_iter().map(|(_, r)| r.id).collect()
+    }
+
+    #[test]
+    fn drill_jobs_a_manual_report_is_appended_as_the_writer_or_not_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (v, pw) = vault(tmp.path());
+        let (v, pw) = (v.to_str().unwrap(), pw.to_str().unwrap());
+        let g = global(&["--repo", v, "--password-file", pw]);
+        let r = report();
+        record_report(&g, None, &r).unwrap();
+        assert_eq!(drills(&g, None), [r.id.clone()]);
+        // Only the reader's credentials: refused, nothing recorded, and no error.
+        let reader = Path::new(v).join("credentials/reader.toml");
+        let g = global(&["--repo", v, "--password-file", pw, "--credentials", reader.to_str().unwrap()]);
+        record_report(&g, None, &report()).unwrap();
+        assert_eq!(drills(&g, None), [r.id.clone()]);
+    }
+
+    #[test]
+    fn drill_jobs_a_manual_report_goes_through_the_outbox_of_the_policy_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (v, pw) = vault(tmp.path());
+        let state = tmp.path().join("state");
+        let write = |writer: &Path| {
+            let text = format!(
+                "[daemon]\nstate-dir = {:?}\n\n[repositories.main]\nlocation = {:?}\npassword = {{ file = {:?} }}\n\
+                 [repositories.main.credentials]\nwriter = {:?}\n",
+                state.display().to_string(),
+                v.display().to_string(),
+                pw.display().to_string(),
+                writer.display().to_string()
+            );
+            let p = tmp.path().join("coffer.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        // The writer the policy file names is the reader's key: the report waits in the
+        // outbox for the daemon.
+        let config = write(&v.join("credentials/reader.toml"));
+        let g = global(&["--config", config.to_str().unwrap()]);
+        let r = report();
+        record_report(&g, Some("main"), &r).unwrap();
+        assert!(drills(&g, Some("main")).is_empty());
+        let st = State::open(&state).unwrap();
+        assert_eq!(st.outbox_entries("main", 10).unwrap().len(), 1);
+        // With the writer's key: the queued report and the new one reach the ledger, once.
+        let config = write(&v.join("credentials/writer.toml"));
+        let g = global(&["--config", config.to_str().unwrap()]);
+        let r2 = report();
+        record_report(&g, Some("main"), &r2).unwrap();
+        assert_eq!(drills(&g, Some("main")), [r.id.clone(), r2.id.clone()]);
+        assert!(st.outbox_entries("main", 10).unwrap().is_empty());
+    }
+}
