@@ -166,12 +166,12 @@ mod tests {
         let g = global(&["--repo", v, "--password-file", pw]);
         let r = report();
         record_report(&g, None, &r).unwrap();
-        assert_eq!(drills(&g, None), [r.id.clone()]);
+        assert_eq!(drills(&g, None), [r.id.as_str()]);
         // Only the reader's credentials: refused, nothing recorded, and no error.
         let reader = Path::new(v).join("credentials/reader.toml");
         let g = global(&["--repo", v, "--password-file", pw, "--credentials", reader.to_str().unwrap()]);
         record_report(&g, None, &report()).unwrap();
-        assert_eq!(drills(&g, None), [r.id.clone()]);
+        assert_eq!(drills(&g, None), [r.id.as_str()]);
     }
 
     #[test]
@@ -206,7 +206,7 @@ mod tests {
         let g = global(&["--config", config.to_str().unwrap()]);
         let r2 = report();
         record_report(&g, Some("main"), &r2).unwrap();
-        assert_eq!(drills(&g, Some("main")), [r.id.clone(), r2.id.clone()]);
+        assert_eq!(drills(&g, Some("main")), [r.id.as_str(), r2.id.as_str()]);
         assert!(st.outbox_entries("main", 10).unwrap().is_empty());
     }
 }
