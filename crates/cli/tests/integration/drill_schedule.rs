@@ -329,4 +329,12 @@ fn drill_schedule_daemon_drills_leave_evidence_alerts_metrics_and_status() {
     let run = ledger["runs"].as_array().unwrap().iter().find(|r| r["outcome"] == "success").expect("a run");
     assert!(drills.iter().any(|d| d["id"] == run["details"]["drill_report"]), "{run}");
     assert!(history["problems"].as_array().unwrap().is_empty(), "{history}");
+
+    // By hand: `coffer run` of the failing drill is a verdict, exit 10 (not proven), its
+    // record naming the failed check.
+    let run = with_config(&repo, &config, ["--json", "run", "slow/drill"]).run();
+    assert_eq!(run.code, Some(10), "{}", run.stderr);
+    let rec = run.json();
+    assert_eq!(rec["error_class"], "drill", "{rec}");
+    assert!(rec["details"]["failed_check_1"].as_str().unwrap().starts_with("rto:"), "{rec}");
 }
