@@ -276,10 +276,6 @@ fn drill_schedule_daemon_drills_leave_evidence_alerts_metrics_and_status() {
         sample(&scraped, &format!("coffer_drill_last_success_timestamp_seconds{}", label("home/drill", "home")))
             .is_some()
     );
-    assert!(
-        sample(&scraped, &format!("coffer_drill_data_age_seconds{}", label("home/drill", "home"))).is_some(),
-        "{scraped}"
-    );
     assert_eq!(
         sample(&scraped, &format!("coffer_drill_passed{}", label("slow/drill", "slow"))),
         Some(0.0),
