@@ -121,14 +121,14 @@ fn no_drill(spec: &JobSpec) -> Failure {
     Failure::new(ErrorClass::Invalid.as_str(), format!("job {}: coffer.toml declares no drill for it", spec.id))
 }
 
-/// The drill's scratch directory: `ROOT/OWNER`, ROOT being the policy file's `scratch` or
-/// `STATE_DIR/DEFAULT`. Under the default root, what an interrupted drill left is removed
-/// first (coffer made it); a root the policy file names is left to the drill, which refuses
-/// a directory that is not empty rather than removing what it did not make.
+/// The drill's scratch directory: the policy file's `scratch` as it is (as `coffer drill`
+/// uses it), else `STATE_DIR/DEFAULT/OWNER`. In the default place, what an interrupted drill
+/// left is removed first (coffer made it); a directory the policy file names is left to the
+/// drill, which refuses one that is not empty rather than removing what it did not make.
 fn scratch_dir(ctx: &JobContext, configured: Option<&Path>, default: &str, owner: &str) -> Result<PathBuf, Failure> {
     let io = |what: String, e: std::io::Error| Failure::new(ErrorClass::Io.as_str(), format!("{what}: {e}"));
     match configured {
-        Some(root) => Ok(root.join(owner)),
+        Some(dir) => Ok(dir.to_path_buf()),
         None => {
             let root = ctx.state_dir.join(default);
             let dir = root.join(owner);
