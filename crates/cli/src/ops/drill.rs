@@ -84,7 +84,6 @@ pub fn open_reader(global: &Global, repository: Option<&str>) -> Result<coffer_r
 /// # Errors
 /// The policy file cannot be loaded or the state cannot be written (with a repository of the
 /// policy file): the report would be lost silently otherwise.
-#[allow(dead_code, reason = "coffer drill files|pg|rebuild call it once they are built")]
 pub fn record_report(global: &Global, repository_name: Option<&str>, report: &DrillReport) -> Result<()> {
     let body = serde_json::to_value(report).context("cannot serialise the drill report")?;
     let Some(name) = repository_name else {
