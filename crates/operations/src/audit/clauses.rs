@@ -198,6 +198,38 @@ fn files_versioned(config: &Config, name: &str, ev: &Evidence) -> Clause {
         Ok(v) => j.not_met(format!("store object lock is {}", clean(v, 50))),
         Err(e) => j.unknown(e),
     }
+    match &ev.snapshots {
+        Ok(snaps) => {
+            let live: Vec<_> = snaps.iter().filter(|(_, s)| s.expires > ev.now && s.kind == "files").collect();
+            j.ev(format!("{} live files snapshot(s) in the repository", live.len()));
+            // The newest snapshot of each series (host and paths), as the snapshot says.
+            let mut series: std::collections::BTreeMap<
+                (&str, &[String]),
+                &(coffer_repository::Id, coffer_repository::Snapshot),
+            > = std::collections::BTreeMap::new();
+            for s in &live {
+                let e = series.entry((s.1.host.as_str(), s.1.paths.as_slice())).or_insert(s);
+                if s.1.time > e.1.time {
+                    *e = s;
+                }
+            }
+            for (id, s) in series.values().take(MAX_LISTED) {
+                j.ev(format!(
+                    "  latest of {}:{}: snapshot {} at {}, expires {}{}",
+                    clean(&s.host, 100),
+                    clean(&s.paths.join(","), 300),
+                    id.short(),
+                    t(s.time),
+                    t(s.expires),
+                    if s.tags.is_empty() { String::new() } else { format!(", tags {}", clean(&s.tags.join(","), 200)) }
+                ));
+            }
+        }
+        Err(e) => j.unknown(format!("the snapshots cannot be read: {e}")),
+    }
+    if !ev.damaged_snapshots.is_empty() {
+        j.not_met(format!("{} snapshot object(s) do not read (damaged or forged)", ev.damaged_snapshots.len()));
+    }
     if sources.is_empty() {
         j.ev(format!("no files source of coffer.toml uses repository {name}"));
         return j.done();
