@@ -323,3 +323,146 @@ pub fn prove_from(config: &crate::config::Config, name: &str, ev: &super::eviden
         versions,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_store::{Retention, RetentionMode, VersionId};
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn now() -> Timestamp {
+        at("2030-06-01T12:00:00Z")
+    }
+
+    fn snap(expires: &str) -> (Id, Snapshot) {
+        let id = Id(*blake3::hash(expires.as_bytes()).as_bytes());
+        (
+            id,
+            Snapshot {
+                kind: "files".into(),
+                time: now(),
+                expires: at(expires),
+                retain_until: at(expires),
+                host: "h".into(),
+                paths: vec!["/home".into()],
+                tags: vec![],
+                tree: Id([0; 32]),
+                parent: None,
+                previous: None,
+                summary: coffer_repository::Summary::default(),
+                program: String::new(),
+                pg: None,
+            },
+        )
+    }
+
+    fn obj(key: &str, until: Option<&str>, hold: bool) -> ObjectVersion {
+        ObjectVersion {
+            key: key.into(),
+            version: VersionId("v".into()),
+            created: now(),
+            is_latest: true,
+            delete_marker: false,
+            size: 1,
+            checksum: String::new(),
+            retention: until.map(|u| Retention { mode: RetentionMode::Compliance, until: at(u) }),
+            legal_hold: hold,
+        }
+    }
+
+    fn daily_0030() -> Option<PruneTiming> {
+        Some(PruneTiming {
+            schedule: Schedule::parse("daily 00:30").unwrap(),
+            random_delay: Duration::ZERO,
+            tz: TimeZone::UTC,
+        })
+    }
+
+    fn prove_with(snaps: &[(Id, Snapshot)], versions: &[ObjectVersion], prune: Option<PruneTiming>) -> CeilingProof {
+        prove(&CeilingInput {
+            now: now(),
+            ceiling: super::super::POLICY_CEILING,
+            max_retain: Some(Duration::from_secs(88 * 86_400)),
+            prune,
+            snapshots: snaps,
+            versions,
+        })
+    }
+
+    /// The arithmetic: gone by the first prune after the latest of the expiries and locks.
+    #[test]
+    fn audit_ceiling_is_the_first_prune_after_the_latest_lock_or_expiry() {
+        let snaps = [snap("2030-07-01T12:00:00Z"), snap("2030-05-01T00:00:00Z")];
+        let versions = [
+            obj("data/00/a", Some("2030-07-02T00:00:00Z"), false),
+            obj("index/b", Some("2030-06-20T00:00:00Z"), false),
+            // Metadata is not source data: its lock does not count.
+            obj("ledger/c", Some("2030-08-28T00:00:00Z"), false),
+            obj("config", Some("2030-08-28T00:00:00Z"), false),
+        ];
+        let p = prove_with(&snaps, &versions, daily_0030());
+        assert_eq!(p.snapshots, 1, "the expired snapshot is passed over");
+        assert_eq!((p.objects, p.metadata_objects), (2, 2));
+        assert_eq!(p.latest_expiry, Some(at("2030-07-01T12:00:00Z")));
+        assert_eq!(p.latest_lock, Some(at("2030-07-02T00:00:00Z")));
+        assert_eq!(p.gone_by, Some(at("2030-07-02T00:30:00Z")));
+        assert_eq!(p.bound, at("2030-08-30T12:00:00Z"));
+        assert!(p.holds);
+        assert_eq!(p.offenders_total, 0);
+    }
+
+    /// At the repository's ceiling (88 days, the lock to the midnight after expiry + 12 h),
+    /// a prune at 00:30 still makes it by 90 days; a lock two days later does not.
+    #[test]
+    fn audit_ceiling_at_88_days_holds_and_a_longer_lock_breaks_it() {
+        let snaps = [snap("2030-08-28T12:00:00Z")];
+        let ok = [obj("data/00/a", Some("2030-08-30T00:00:00Z"), false)];
+        let p = prove_with(&snaps, &ok, daily_0030());
+        assert_eq!(p.gone_by, Some(at("2030-08-30T00:30:00Z")));
+        assert!(p.holds, "{p:#?}");
+        let late = [
+            obj("data/00/a", Some("2030-08-30T00:00:00Z"), false),
+            obj("data/01/b", Some("2030-09-01T00:00:00Z"), false),
+        ];
+        let p = prove_with(&snaps, &late, daily_0030());
+        assert!(!p.holds);
+        assert_eq!(p.gone_by, Some(at("2030-09-01T00:30:00Z")));
+        assert_eq!(p.offenders_total, 1);
+        assert_eq!(p.offenders[0].kind, "object");
+        assert!(p.offenders[0].name.starts_with("data/01/b"));
+        assert_eq!(p.offenders[0].until, Some(at("2030-09-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn audit_ceiling_snapshot_expiring_too_late_and_legal_holds_are_offenders() {
+        let snaps = [snap("2030-09-15T00:00:00Z")];
+        let p = prove_with(&snaps, &[obj("data/00/a", None, true)], daily_0030());
+        assert!(!p.holds);
+        assert_eq!(p.gone_by, None, "a legal hold has no end");
+        let kinds: Vec<&str> = p.offenders.iter().map(|o| o.kind.as_str()).collect();
+        assert_eq!(kinds.len(), 2);
+        assert!(kinds.contains(&"snapshot") && kinds.contains(&"legal-hold"), "{kinds:?}");
+    }
+
+    #[test]
+    fn audit_ceiling_without_prune_is_not_proven() {
+        let p =
+            prove_with(&[snap("2030-06-10T00:00:00Z")], &[obj("data/00/a", Some("2030-06-11T00:00:00Z"), false)], None);
+        assert!(!p.holds);
+        assert_eq!(p.gone_by, None);
+        assert!(p.reasoning.iter().any(|l| l.contains("no prune job is scheduled")));
+    }
+
+    #[test]
+    fn audit_ceiling_random_delay_counts() {
+        let mut prune = daily_0030();
+        if let Some(p) = &mut prune {
+            p.random_delay = Duration::from_secs(3600);
+        }
+        let p = prove_with(&[], &[obj("data/00/a", Some("2030-06-11T00:00:00Z"), false)], prune);
+        assert_eq!(p.gone_by, Some(at("2030-06-11T01:30:00Z")));
+    }
+}

@@ -302,3 +302,43 @@ fn read_ledger(repo: &coffer_repository::Repository) -> Result<LedgerFacts, coff
         .collect();
     Ok(facts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_repository::{InitOptions, KdfParams, Repository};
+    use coffer_store::{Clock, LocalVault, ObjectStore, VaultOptions};
+    use std::sync::Arc;
+
+    /// Forged or broken bodies of every kind the audit reads are problems in the report,
+    /// never a crash; the records that parse are kept.
+    #[test]
+    fn audit_hostile_ledger_bodies_are_problems_not_crashes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let w: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
+        let repo = Repository::init(w, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        let ok = DrillReport::new(crate::drill::DrillKind::Files, "<script>x</script>", "main", "h", clock.now());
+        repo.append_ledger_as("h", crate::ledger::DRILL, &serde_json::to_value(&ok).unwrap()).unwrap();
+        repo.append_ledger_as("h", crate::ledger::DRILL, &serde_json::json!({"id": 7, "kind": "teleport"})).unwrap();
+        let mut newer = serde_json::to_value(&ok).unwrap();
+        newer["version"] = serde_json::json!(99);
+        repo.append_ledger_as("h", crate::ledger::DRILL, &newer).unwrap();
+        repo.append_ledger_as("h", crate::ledger::AUDIT, &serde_json::json!("x".repeat(100_000))).unwrap();
+        repo.append_ledger_as("h", crate::ledger::RUN, &serde_json::json!([1, 2, 3])).unwrap();
+        repo.append_ledger_as("h", crate::ledger::SECURITY, &serde_json::json!({"summary": null})).unwrap();
+        let facts = read_ledger(&repo).unwrap();
+        assert_eq!(facts.records, 6);
+        assert_eq!(facts.drills.len(), 1);
+        assert_eq!(facts.drills[0].job, "<script>x</script>", "kept as text; the renderers escape it");
+        assert_eq!(facts.problems.len(), 5, "{:#?}", facts.problems);
+        assert_eq!(facts.problems.iter().filter(|p| p.starts_with("bad-body")).count(), 4);
+        assert_eq!(facts.problems.iter().filter(|p| p.starts_with("newer-format")).count(), 1);
+        assert!(facts.problems.iter().all(|p| p.chars().count() < 700), "bounded");
+    }
+}
