@@ -69,7 +69,7 @@ fn field<'a>(ev: &'a Evidence, name: &str) -> Result<&'a str, String> {
 }
 
 /// The runs of the period for this repository.
-fn runs_in_period<'a>(ev: &'a Evidence) -> Option<Vec<&'a RunRecord>> {
+fn runs_in_period(ev: &Evidence) -> Option<Vec<&RunRecord>> {
     let l = ev.ledger.as_ref().ok()?;
     Some(l.runs.iter().filter(|r| r.repository == ev.name && r.started >= ev.since).collect())
 }
@@ -320,7 +320,7 @@ fn compliance_mode(ev: &Evidence) -> Clause {
         Err(e) => j.unknown(format!("the repository's configuration cannot be read: {e}")),
     }
     match field(ev, "default-retention") {
-        Ok(v) if v == "none" => j.ev("store default retention: none (every object gets an explicit lock)"),
+        Ok("none") => j.ev("store default retention: none (every object gets an explicit lock)"),
         Ok(v) if v.starts_with("compliance") => j.ev(format!("store default retention: {}", clean(v, 100))),
         Ok(v) => j.not_met(format!("the store's default retention is {}, not compliance", clean(v, 100))),
         Err(e) => j.unknown(e),
