@@ -407,6 +407,24 @@ fn separation_of_duties(config: &Config, name: &str, ev: &Evidence) -> Clause {
     } else {
         j.not_met(format!("roles that both create and delete: {}", both.join(", ")));
     }
+    // What the watch saw in the period: a weakening the store allowed is access control
+    // failing; requests by principals that are none of the roles are listed.
+    if let Ok(l) = &ev.ledger {
+        let in_period = |k: crate::security::SecurityKind| {
+            l.security.iter().filter(move |(e, _)| e.kind == k && e.detected >= ev.since).collect::<Vec<_>>()
+        };
+        let allowed = in_period(crate::security::SecurityKind::WeakeningAllowed);
+        if let Some((e, _)) = allowed.first() {
+            j.not_met(format!(
+                "{} weakening request(s) the store allowed in the period, first {}: {}",
+                allowed.len(),
+                t(e.detected),
+                clean(&e.summary, 300)
+            ));
+        }
+        let unknown = in_period(crate::security::SecurityKind::UnknownPrincipal);
+        j.ev(format!("{} request(s) by unknown principals in the period (security events)", unknown.len()));
+    }
     match &ev.s3 {
         Some((bucket, prefix)) => {
             let generated =

@@ -319,3 +319,25 @@ fn audit_status_worst_and_html_escaping() {
     let m = crate::audit::render::escape_md("a|b <i>*x*</i> [l](u)");
     assert_eq!(m, "a\\|b &lt;i&gt;\\*x\\*&lt;/i&gt; \\[l\\](u)");
 }
+
+#[test]
+fn audit_a_weakening_the_store_allowed_breaks_separation_of_duties_and_is_listed() {
+    let mut ev = evidence();
+    let e = crate::security::SecurityEvent::new(
+        crate::security::SecurityKind::WeakeningAllowed,
+        "canary",
+        now() - jiff::SignedDuration::from_hours(2),
+        "writer could shorten retention <b>coffer-security/canary/x</b>",
+    );
+    if let Ok(l) = &mut ev.ledger {
+        l.security.push((e, None));
+    }
+    let cs = verdicts(&config(POLICY), &ev);
+    only(&cs, "4.3-separation-of-duties", Status::NotMet, "1 weakening request(s) the store allowed");
+    let sec = get(&cs, "7-security-alerts");
+    assert!(
+        sec.evidence.iter().any(|l| l.contains("1 security event(s) in the period, 1 not acknowledged")),
+        "{sec:#?}"
+    );
+    assert!(sec.evidence.iter().any(|l| l.contains("weakening-allowed: writer could shorten retention")), "{sec:#?}");
+}
