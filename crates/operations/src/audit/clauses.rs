@@ -429,13 +429,20 @@ fn separation_of_duties(config: &Config, name: &str, ev: &Evidence) -> Clause {
         Some((bucket, prefix)) => {
             let generated =
                 coffer_store::iam::bucket_policy(&coffer_store::iam::PolicyTarget::new(bucket.clone(), prefix));
-            let want = serde_json::to_value(&generated).unwrap_or_default();
+            let want = normalized_policy(&serde_json::to_value(&generated).unwrap_or_default());
             match field(ev, "bucket-policy") {
                 Ok("none") => {
                     j.not_met("the bucket has no bucket policy: the generated one (`coffer iam`) is not in force")
                 }
                 Ok(v) => match serde_json::from_str::<serde_json::Value>(v) {
-                    Ok(have) if have == want => j.ev("bucket policy: identical to the generated one"),
+                    Ok(have) if normalized_policy(&have) == want => {
+                        j.ev("bucket policy: the generated one (AWS's spellings unified, principals' ARNs counted)");
+                        let mut arns: Vec<String> = Vec::new();
+                        collect_arns(&have, &mut arns);
+                        arns.sort();
+                        arns.dedup();
+                        j.ev(format!("principals exempted from its denies: {}", clean(&arns.join(", "), 600)));
+                    }
                     Ok(_) => j.not_met("the bucket policy differs from the generated one (`coffer iam` prints it)"),
                     Err(_) => j.not_met(format!("the bucket policy does not parse as JSON ({})", clean(v, 100))),
                 },
@@ -448,6 +455,60 @@ fn separation_of_duties(config: &Config, name: &str, ev: &Evidence) -> Clause {
         },
     }
     j.done()
+}
+
+/// A policy document in a form two equivalent spellings share: the roles' principal ARNs
+/// (a deployment's own, `coffer iam --principal-arn`) replaced by their count, one-element arrays as their
+/// element, `{"AWS": "*"}` as `"*"` (AWS may return either).
+fn normalized_policy(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            if m.len() == 1 && m.get("AWS") == Some(&Value::String("*".into())) {
+                return Value::String("*".into());
+            }
+            Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        // The ARNs' count stays: an extra principal exempted from a deny
+                        // is a difference (the ARNs themselves are listed as evidence).
+                        let v = if k == "aws:PrincipalArn" {
+                            Value::from(v.as_array().map_or(1, Vec::len))
+                        } else {
+                            normalized_policy(v)
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            )
+        }
+        Value::Array(a) if a.len() == 1 => normalized_policy(&a[0]),
+        Value::Array(a) => Value::Array(a.iter().map(normalized_policy).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Every `aws:PrincipalArn` value of a policy document.
+fn collect_arns(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                if k == "aws:PrincipalArn" {
+                    match v {
+                        serde_json::Value::String(s) => out.push(s.clone()),
+                        serde_json::Value::Array(a) => {
+                            out.extend(a.iter().filter_map(|x| x.as_str().map(str::to_owned)))
+                        }
+                        _ => {}
+                    }
+                } else {
+                    collect_arns(v, out);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_arns(x, out)),
+        _ => {}
+    }
 }
 
 /// The longest a source's keep rules keep a snapshot (none: the repository's default).

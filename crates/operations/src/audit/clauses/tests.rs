@@ -271,6 +271,23 @@ fn audit_s3_bucket_policy_is_compared_with_the_generated_one() {
     };
     set(&mut ev, &serde_json::to_string(&generated).unwrap());
     assert_eq!(get(&verdicts(&config(POLICY), &ev), "4.3-separation-of-duties").status, Status::Met);
+    // Another deployment's principal ARNs and AWS's spellings are the same policy.
+    let mut other = serde_json::to_value(&generated).unwrap();
+    for st in other["Statement"].as_array_mut().unwrap() {
+        if let Some(c) = st.pointer_mut("/Condition/ArnNotEquals/aws:PrincipalArn") {
+            *c = serde_json::json!(["arn:aws:iam::123456789012:role/backup-writer"]);
+        }
+        st["Principal"] = serde_json::json!({"AWS": "*"});
+    }
+    set(&mut ev, &other.to_string());
+    assert_eq!(get(&verdicts(&config(POLICY), &ev), "4.3-separation-of-duties").status, Status::Met);
+    // One more principal exempted from a deny is not the generated policy.
+    let mut extra = serde_json::to_value(&generated).unwrap();
+    if let Some(c) = extra["Statement"][0].pointer_mut("/Condition/ArnNotEquals/aws:PrincipalArn") {
+        c.as_array_mut().unwrap().push(serde_json::json!("arn:aws:iam::666:user/mallory"));
+    }
+    set(&mut ev, &extra.to_string());
+    only(&verdicts(&config(POLICY), &ev), "4.3-separation-of-duties", Status::NotMet, "differs from the generated");
     set(&mut ev, "none");
     only(&verdicts(&config(POLICY), &ev), "4.3-separation-of-duties", Status::NotMet, "no bucket policy");
     set(&mut ev, "{\"Version\":\"2012-10-17\",\"Statement\":[]}");
