@@ -358,3 +358,52 @@ fn audit_a_weakening_the_store_allowed_breaks_separation_of_duties_and_is_listed
     );
     assert!(sec.evidence.iter().any(|l| l.contains("weakening-allowed: writer could shorten retention")), "{sec:#?}");
 }
+
+fn cluster(window: bool, gaps: &[&str]) -> coffer_sources::postgres::ClusterInfo {
+    coffer_sources::postgres::ClusterInfo {
+        sysid: 7,
+        name: Some("db".into()),
+        base_backups: Vec::new(),
+        wal_segments: 12,
+        first_segment: Some("000000010000000000000001".into()),
+        last_segment: Some("00000001000000000000000C".into()),
+        history_files: Vec::new(),
+        gaps: gaps.iter().map(|g| (*g).to_owned()).collect(),
+        recovery_window: window.then(|| coffer_sources::postgres::RecoveryWindow {
+            from_time: now() - jiff::SignedDuration::from_hours(48),
+            from_lsn: coffer_sources::postgres::Lsn(0x100_0000),
+            to_segment: Some("00000001000000000000000C".into()),
+            to_time: Some(now() - jiff::SignedDuration::from_mins(5)),
+        }),
+        latest_restore: None,
+    }
+}
+
+#[test]
+fn audit_postgres_coverage_needs_a_window_and_no_gap() {
+    let text = format!(
+        "{POLICY}[postgres.db]\nrepository = \"main\"\n[postgres.db.base-backup]\nschedule = \"daily 02:00\"\n"
+    );
+    let c = config(&text);
+    let mut ev = evidence();
+    if let Ok(l) = &mut ev.ledger {
+        l.runs.push(run("db/base-backup", JobKind::BaseBackup, Outcome::Success, 3));
+    }
+    ev.postgres = Some(Ok(vec![cluster(true, &[])]));
+    let cs = verdicts(&c, &ev);
+    assert_eq!(get(&cs, "3-database-pitr").status, Status::Met, "{:#?}", get(&cs, "3-database-pitr"));
+    assert!(get(&cs, "3-database-pitr").evidence.iter().any(|l| l.contains("cluster 7 (db): recovery window from")));
+    ev.postgres = Some(Ok(vec![cluster(true, &["000000010000000000000005"])]));
+    only(
+        &verdicts(&c, &ev),
+        "3-database-pitr",
+        Status::NotMet,
+        "1 WAL segment(s) missing inside the archive, first 000000010000000000000005",
+    );
+    ev.postgres = Some(Ok(vec![cluster(false, &[])]));
+    only(&verdicts(&c, &ev), "3-database-pitr", Status::NotMet, "no recovery window");
+    ev.postgres = Some(Ok(Vec::new()));
+    only(&verdicts(&c, &ev), "3-database-pitr", Status::NotMet, "1 PostgreSQL source(s) but 0 cluster(s)");
+    ev.postgres = Some(Err("permission denied".into()));
+    only(&verdicts(&c, &ev), "3-database-pitr", Status::Unknown, "cannot be read: permission denied");
+}
