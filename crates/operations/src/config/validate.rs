@@ -419,6 +419,9 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
         k.positive(&["postgres", name, "archive-lag-alert"], Some(s.archive_lag_alert), "archive-lag-alert");
         k.positive(&["postgres", name, "base-backup", "timeout"], s.base_backup.timeout, "timeout");
         k.retention(&["postgres", name, "retention"], &s.retention);
+        if let Some(d) = &s.drill {
+            postgres_drill(&mut k, name, d);
+        }
     }
 
     // [alerts]: target names share one namespace (routes name targets by name alone).
@@ -546,6 +549,40 @@ fn email(k: &mut Checker<'_, '_, '_>, name: &str, e: &EmailTarget) {
         }
     }
     k.positive(&["alerts", "email", name, "timeout"], Some(e.timeout), "timeout");
+}
+
+/// `[postgres.NAME.drill]`: a positive RTO target, an absolute scratch directory, a
+/// run-as user, and SQL checks with unique names and a query.
+fn postgres_drill(k: &mut Checker<'_, '_, '_>, name: &str, d: &super::PostgresDrill) {
+    let at = |key: &'static str| ["postgres", name, "drill", key];
+    k.positive(&at("rto-target"), d.rto_target, "rto-target");
+    k.positive(&at("timeout"), d.timeout, "timeout");
+    if let Some(p) = &d.scratch {
+        k.absolute(&at("scratch"), p, "scratch");
+    }
+    if d.run_as.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        k.at(&at("run-as"), Part::Value, "run-as is empty: name the user the server runs as (default postgres)");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, c) in d.check.iter().enumerate() {
+        let i = i.to_string();
+        let path = |key: &'static str| ["postgres", name, "drill", "check", i.as_str(), key];
+        if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+            k.at(
+                &path("name"),
+                Part::Value,
+                format!("invalid check name {:?}: letters, digits, `-`, `_` and `.`", c.name),
+            );
+        } else if !seen.insert(c.name.as_str()) {
+            k.at(&path("name"), Part::Value, format!("check name {:?} is used twice in this drill", c.name));
+        }
+        if c.query.trim().is_empty() {
+            k.at(&path("query"), Part::Value, "query is empty");
+        }
+        if c.database.as_deref().is_some_and(str::is_empty) {
+            k.at(&path("database"), Part::Value, "database is empty (leave it out for postgres)");
+        }
+    }
 }
 
 #[cfg(test)]
