@@ -91,7 +91,7 @@ pub fn record_report(global: &Global, repository_name: Option<&str>, report: &Dr
             .and_then(|repo| Ok(repo.append_ledger_as(&report.host, ledger::DRILL, &body)?));
         match appended {
             Ok(id) => {
-                tracing::info!(drill_report = %report.id, ledger_record = %id, "drill report recorded in the ledger")
+                tracing::debug!(drill_report = %report.id, ledger_record = %id, "drill report recorded in the ledger")
             }
             Err(e) => eprintln!("coffer: warning: report not recorded: {e:#}"),
         }
@@ -105,7 +105,7 @@ pub fn record_report(global: &Global, repository_name: Option<&str>, report: &Dr
         .map_err(anyhow::Error::from)
         .and_then(|repo| Ok(ledger::flush_outbox(&state, name, &repo)?));
     match flushed {
-        Ok(n) => tracing::info!(drill_report = %report.id, appended = n, "drill report recorded in the ledger"),
+        Ok(n) => tracing::debug!(drill_report = %report.id, appended = n, "drill report recorded in the ledger"),
         Err(e) => eprintln!(
             "coffer: warning: report queued in {} for the daemon to record (the ledger cannot be written now: {e:#})",
             dir.display()

@@ -77,7 +77,7 @@ pub fn drill(repo: &Repository, opts: &FilesDrillOptions, ctl: &JobControl) -> R
     let mut report = DrillReport::new(DrillKind::Files, &opts.job, &opts.repository, &opts.host, started);
     report.rto_target_seconds = opts.rto_target.map(|d| d.as_secs_f64());
     let (id, snap) = pick(repo, opts)?;
-    tracing::info!(snapshot = %id.short(), scratch = %opts.scratch.display(), "files drill: restoring");
+    tracing::debug!(snapshot = %id.short(), scratch = %opts.scratch.display(), "files drill: restoring");
     let index = repo.load_index().map_err(cancelled)?;
     let sample = match opts.sample {
         Some(n) => Some(sample(repo, &index, &snap, n, ctl)?),
@@ -129,7 +129,7 @@ pub fn drill(repo: &Repository, opts: &FilesDrillOptions, ctl: &JobControl) -> R
     }
     scratch.remove()?;
     report.finish(repo.clock().now());
-    tracing::info!(
+    tracing::debug!(
         snapshot = %id.short(),
         passed = report.passed,
         rto_seconds = report.rto_seconds,
