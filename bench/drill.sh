@@ -33,7 +33,7 @@
 #          and catalog checks, stop and removal of the server). Both run as `postgres`.
 #   audit  N snapshots of a small changing tree made with `coffer backup` (as many processes
 #          as cores; the setup time is printed), a coffer.toml with that repository and a
-#          files source; then, alternating, `coffer audit --format json` and the references
+#          files source; then, alternating, `coffer audit --format json` (and html) and the references
 #          `coffer snapshots` and `coffer verify` (structure and locks) on the same
 #          repository; audit time per snapshot.
 # Every timed step starts from the same memory state: sync, page cache dropped, a primer read
@@ -403,6 +403,7 @@ EOF
                 ;;
             audit)
                 timed audit "audit" "$r" - "$COFFER" --config "$conf" audit --format json --out "$RESULTS/reports/audit-$r.json"
+                timed audit "audit html" "$r" - "$COFFER" --config "$conf" audit --format html --out "$RESULTS/reports/audit-$r.html"
                 ;;
             esac
         done

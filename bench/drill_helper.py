@@ -211,7 +211,8 @@ def main():
         print("| --- | --- | --- | --- | --- |")
         for step, label in (("snapshots", "`coffer snapshots --json` (reference)"),
                             ("verify", "`coffer verify` (reference: structure and locks)"),
-                            ("audit", "**`coffer audit --format json`**")):
+                            ("audit", "**`coffer audit --format json`**"),
+                            ("audit html", "`coffer audit --format html`")):
             rs = runs(audit, "audit", step)
             if not rs:
                 continue
