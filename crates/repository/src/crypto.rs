@@ -113,6 +113,14 @@ impl MasterKey {
         crate::Id(*blake3::keyed_hash(&self.id, plaintext).as_bytes())
     }
 
+    /// A hasher whose result is [`MasterKey::blob_id`] of what it was fed: for checking
+    /// content read in pieces (a restored file, re-read by a drill) without holding a whole
+    /// blob in memory.
+    #[must_use]
+    pub fn blob_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.id)
+    }
+
     /// A keyed BLAKE3 hasher for `purpose`, with a key derived from the id key (never the
     /// key itself): for caches outside the repository that must recognise their own files
     /// (only a holder of the repository key can make a matching hash). Different purposes

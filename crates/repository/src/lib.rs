@@ -47,7 +47,7 @@ pub use repo::{
 pub use retention::{KeepRules, Series};
 pub use snapshot::{ChainLink, NewSnapshot, PG_BASE_VERSION, PgBase, Snapshot, Summary};
 pub use tree::{Node, NodeKind, Tree, Xattr};
-pub use verify::{Finding, FindingKind, ReadData, VerifyReport, verify};
+pub use verify::{Finding, FindingKind, ReadData, SnapshotLocks, VerifyReport, snapshot_locks, verify};
 pub use wal::WalPut;
 
 /// The former names of [`verify`](mod@verify) and [`retention`], kept while code written

@@ -583,6 +583,102 @@ fn chain_findings(
     }
 }
 
+/// What [`snapshot_locks`] checked and found.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SnapshotLocks {
+    /// Objects whose lock was checked (the snapshot, packs, config, keys).
+    pub objects: usize,
+    /// Packs among them.
+    pub packs: usize,
+    /// Objects not locked long enough, or whose lock could not be read.
+    pub problems: Vec<Problem>,
+}
+
+/// Checks that every object a reader of snapshot `id` needs is locked (the version a reader
+/// uses, as `verify` decides it) at least until the snapshot expires: the snapshot object,
+/// the packs holding `blobs` (its trees and the content a restore read), and the config and
+/// key objects. A drill calls it for what it restored: the data it proved restorable must
+/// stay so for as long as the snapshot promises.
+///
+/// # Errors
+/// Store errors listing the keys; [`RepoError::Cancelled`](crate::RepoError::Cancelled) once
+/// `ctl` is cancelled. Each object's own failure is a problem, not an error.
+pub fn snapshot_locks(
+    repo: &Repository,
+    index: &crate::Index,
+    id: &Id,
+    snap: &crate::Snapshot,
+    blobs: &[Id],
+    ctl: &JobControl,
+) -> Result<SnapshotLocks> {
+    let now = repo.clock().now();
+    let until = snap.expires;
+    let mut out = SnapshotLocks::default();
+    let check = |out: &mut SnapshotLocks, key: String, lock: Result<Option<Timestamp>>| {
+        out.objects += 1;
+        match lock {
+            Ok(l) if l.filter(|l| *l > now).is_some_and(|l| l >= until) => {}
+            Ok(l) => out.problems.push(Problem {
+                object: key,
+                message: format!(
+                    "locked until {} but snapshot {} needs it until {until}",
+                    l.map_or_else(|| "never".to_owned(), |l| l.to_string()),
+                    id.short()
+                ),
+                affected: Vec::new(),
+            }),
+            Err(e) => out.problems.push(Problem {
+                object: key,
+                message: coffer_store::display_chain(&e),
+                affected: Vec::new(),
+            }),
+        }
+    };
+    let key = repo.snapshot_key(id);
+    check(&mut out, key.clone(), authentic_lock(repo, &key, id));
+    let mut packs: Vec<usize> = Vec::new();
+    let mut seen = HashSet::new();
+    for b in blobs {
+        match index.get(b) {
+            Some(r) => {
+                if seen.insert(r.pack) {
+                    packs.push(r.pack);
+                }
+            }
+            None => out.problems.push(Problem {
+                object: format!("blob {b}"),
+                message: "blob is in no index: its lock cannot be known".into(),
+                affected: Vec::new(),
+            }),
+        }
+    }
+    packs.sort_unstable();
+    for pos in packs {
+        ctl.check()?;
+        let p = index.pack(pos);
+        let key = repo.pack_key(&p.id);
+        out.packs += 1;
+        check(&mut out, key.clone(), authentic_lock(repo, &key, &p.id));
+    }
+    let config = format!("{}config", repo.prefix());
+    check(&mut out, config.clone(), first_lock(repo, &config));
+    let mut keys = Vec::new();
+    versions::for_each_name(repo.store(), &format!("{}keys/", repo.prefix()), repo.as_of(), |v| {
+        keys.push(v.key);
+        Ok(())
+    })?;
+    for key in keys {
+        ctl.check()?;
+        let lock = match key.rsplit('/').next().and_then(|h| h.parse::<Id>().ok()) {
+            Some(kid) => authentic_lock(repo, &key, &kid),
+            None => first_lock(repo, &key),
+        };
+        check(&mut out, key, lock);
+    }
+    Ok(out)
+}
+
 /// The lock end of the version of content-addressed `key` a reader uses: its only version,
 /// or, when there are several, the latest lock among those whose content matches.
 fn authentic_lock(repo: &Repository, key: &str, id: &Id) -> Result<Option<Timestamp>> {

@@ -134,3 +134,47 @@ fn a_mostly_dead_pack_is_repacked_not_extended() {
     let b0 = idx.get(&repo.key().blob_id(&blob(0))).unwrap();
     assert_ne!(repo.pack_key(&idx.pack(b0.pack).id), key, "blob 0 now lives in the new pack");
 }
+
+/// `snapshot_locks` (the files drill's `locks` check): a snapshot whose data sits in a pack
+/// locked for less than the snapshot's life — here one committed by a writer that referenced
+/// the first snapshot's blobs without `reuse` (which would have extended the pack) — names
+/// that pack; the objects of a snapshot written as the library writes it all hold.
+#[test]
+fn drill_files_snapshot_locks_name_a_pack_locked_shorter_than_the_snapshot() {
+    let (_t, repo, clock, _w) = setup();
+    let data_key = first(&repo);
+    let ctl = coffer_repository::JobControl::none();
+    let index = repo.load_index().unwrap();
+    let (first_id, first_snap) = repo.snapshots().unwrap().pop().unwrap();
+    let all_blobs = |snap: &coffer_repository::Snapshot| {
+        let mut out = vec![snap.tree];
+        let t = repo.reader(&index).tree(&snap.tree).unwrap();
+        out.extend(t.nodes.iter().flat_map(|n| n.content.iter().copied()));
+        out
+    };
+    let held = coffer_repository::snapshot_locks(&repo, &index, &first_id, &first_snap, &all_blobs(&first_snap), &ctl)
+        .unwrap();
+    assert!(held.problems.is_empty(), "{:?}", held.problems);
+    // The snapshot, two packs (data, tree), the config and one key.
+    assert_eq!((held.objects, held.packs), (5, 2), "{held:?}");
+
+    clock.advance(DAY);
+    let expires = repo.clock().now() + SignedDuration::from_hours(240);
+    let mut w = repo.writer(expires).unwrap();
+    let ids: Vec<_> = (0..3).map(|i| repo.key().blob_id(&blob(i))).collect();
+    let t = tree(&mut w, ids);
+    let sid = w.commit(snap(&repo, t)).unwrap();
+    let short = repo.read_snapshot(&sid).unwrap();
+    let index = repo.load_index().unwrap();
+    let mut read = vec![short.tree];
+    read.extend(repo.reader(&index).tree(&short.tree).unwrap().nodes[0].content.iter().copied());
+    let found = coffer_repository::snapshot_locks(&repo, &index, &sid, &short, &read, &ctl).unwrap();
+    assert_eq!(found.problems.len(), 1, "{:?}", found.problems);
+    let p = &found.problems[0];
+    assert_eq!(p.object, data_key);
+    assert!(
+        p.message.starts_with("locked until ") && p.message.contains(&format!("needs it until {}", short.expires)),
+        "{}",
+        p.message
+    );
+}

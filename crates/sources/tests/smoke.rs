@@ -26,7 +26,7 @@ fn round_trip() {
     let rep = restore(
         &repo,
         &r.info,
-        &RestoreOptions { target: t.clone(), include: vec![], read_ahead: 0 },
+        &RestoreOptions { target: t.clone(), include: vec![], read_ahead: 0, exact: None },
         &JobControl::none(),
     )
     .unwrap();

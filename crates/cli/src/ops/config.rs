@@ -27,6 +27,17 @@ enum ConfigCommand {
     /// Print the effective configuration (after COFFER_* overrides and defaults) with
     /// secrets redacted: TOML, or JSON with --json
     Show,
+    /// Store the policy file in the ledger of every repository it uses (or one), now: what
+    /// `coffer drill rebuild` reads back (the daemon does this by itself when it changes)
+    Store(StoreArgs),
+}
+
+/// `coffer config store`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Only this repository of the file (default: every repository it uses)
+    #[arg(long = "repository", value_name = "NAME")]
+    repository: Option<String>,
 }
 
 /// Runs `coffer config …`.
@@ -34,7 +45,8 @@ pub fn run(global: &Global, args: &ConfigArgs) -> Result<()> {
     let path = super::config_path(global);
     let config = super::load_config(global)?;
     let mut out = Output::new(global.json);
-    match args.command {
+    match &args.command {
+        ConfigCommand::Store(a) => return store(&mut out, &config, a).and_then(|()| out.finish()),
         ConfigCommand::Check => {
             config.require_jobs()?;
             check(&mut out, &path, &config)?;
@@ -91,4 +103,70 @@ fn check(out: &mut Output, path: &std::path::Path, config: &coffer_operations::C
         })
         .collect();
     out.table(&[("JOB", Align::Left, 0), ("SCHEDULE", Align::Left, 0), ("NEXT RUN", Align::Left, 0)], &rows, true)
+}
+
+/// One repository's stored policy, as `coffer config store --json` lists it.
+#[derive(serde::Serialize)]
+struct Stored {
+    repository: String,
+    id: String,
+    hash: String,
+    recorded: jiff::Timestamp,
+    /// Ledger records appended by this flush (the policy and whatever else waited).
+    appended: usize,
+}
+
+/// `coffer config store`: queues the policy for each repository and flushes the outbox to
+/// its ledger as the writer, as the daemon's flusher does.
+fn store(out: &mut Output, config: &coffer_operations::Config, args: &StoreArgs) -> Result<()> {
+    let used = coffer_operations::jobs::used_repositories(config);
+    let names: Vec<String> = match &args.repository {
+        Some(r) if used.contains(r) => vec![r.clone()],
+        Some(r) => {
+            return Err(crate::error::UsageError(format!(
+                "repository {r:?} is not used by {}; its repositories: {}",
+                config.path.as_deref().unwrap_or(std::path::Path::new("coffer.toml")).display(),
+                used.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ))
+            .into());
+        }
+        None => used.into_iter().collect(),
+    };
+    let state_dir = coffer_operations::state::state_dir(config.daemon.state_dir.as_deref())?;
+    let state = coffer_operations::State::open(&state_dir)?;
+    let host = config.daemon.host.clone().unwrap_or_else(crate::repo::host);
+    let clock = Clock::from_env();
+    let records = coffer_operations::drill::policy::record_policy_now(&state, config, &host, clock.now(), &names)?;
+    let mut stored = Vec::new();
+    for record in records {
+        let repo = coffer_operations::open::open_repository(
+            config,
+            &record.repository,
+            coffer_store::Role::Writer,
+            clock.clone(),
+        )
+        .with_context(|| format!("the policy stays queued for repository {}", record.repository))?;
+        let appended = coffer_operations::ledger::flush_outbox(&state, &record.repository, &repo)
+            .with_context(|| format!("the policy stays queued for repository {}", record.repository))?;
+        stored.push(Stored {
+            repository: record.repository,
+            id: record.id,
+            hash: record.hash,
+            recorded: record.recorded,
+            appended,
+        });
+    }
+    if out.json() {
+        return out.doc(&stored);
+    }
+    for s in &stored {
+        out.line(format_args!(
+            "policy stored in the ledger of repository {}: hash {}, record {} ({} ledger records appended)",
+            s.repository,
+            &s.hash[..16],
+            s.id,
+            s.appended
+        ))?;
+    }
+    Ok(())
 }

@@ -5,81 +5,17 @@
 //! Every daemon started here is held by a [`Daemon`] guard that SIGKILLs it on drop, so a
 //! failing assertion never leaves one running.
 
+use crate::daemon_util::Daemon;
 use crate::repo_util::{PASSWORD, Repo};
 use serde_json::Value;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `coffer daemon`, killed on drop.
-struct Daemon {
-    child: Option<Child>,
-    stderr: PathBuf,
-}
-
-impl Daemon {
-    fn start(t: &T) -> Self {
-        let n = std::fs::read_dir(t.dir()).map(|d| d.count()).unwrap_or(0);
-        let stderr = t.dir().join(format!("daemon-{n}.log"));
-        let err = std::fs::File::create(&stderr).expect("daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-            .env_clear()
-            .env("HOME", t.repo.sb.home())
-            .env("COFFER_PASSWORD", PASSWORD)
-            .env("COFFER_LOG", "debug")
-            .arg("--config")
-            .arg(t.config())
-            .arg("daemon")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("spawn coffer daemon");
-        let d = Self { child: Some(child), stderr };
-        // Signals sent before the handlers are installed would kill it outright.
-        wait_for(60, "the daemon to start", Some(&d), || d.log().contains("coffer daemon starting"));
-        d
-    }
-
-    fn pid(&self) -> rustix::process::Pid {
-        let id = self.child.as_ref().expect("running").id();
-        rustix::process::Pid::from_raw(i32::try_from(id).unwrap()).unwrap()
-    }
-
-    fn signal(&self, sig: rustix::process::Signal) {
-        rustix::process::kill_process(self.pid(), sig).expect("signal the daemon");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM and waits for a clean exit (0).
-    #[track_caller]
-    fn stop(mut self) -> String {
-        self.signal(rustix::process::Signal::TERM);
-        let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                let log = self.log();
-                assert_eq!(status.code(), Some(0), "daemon exit after SIGTERM; log:\n{log}");
-                return log;
-            }
-            assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM; log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// `coffer daemon` on the world's policy, its log in a new `daemon-N.log`.
+fn start(t: &T) -> Daemon {
+    let n = std::fs::read_dir(t.dir()).map(|d| d.count()).unwrap_or(0);
+    Daemon::start(&t.repo, &t.config(), t.dir().join(format!("daemon-{n}.log")), &[], "coffer daemon starting")
 }
 
 /// A test's world: a repository, a source tree, a policy file, a state directory and an
@@ -232,7 +168,7 @@ fn ops_daemon_runs_jobs_on_schedule_and_records_them() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let metrics: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     t.write_config(&format!("[metrics]\nlisten = \"{metrics}\"\n\n{}", t.home_source(&[&src])));
-    let d = Daemon::start(&t);
+    let d = start(&t);
     wait_for(90, "two successful runs", Some(&d), || t.runs_of("success").len() >= 2);
     // The metrics endpoint counts them.
     let text = scrape(metrics);
@@ -282,7 +218,7 @@ fn ops_daemon_second_daemon_on_the_same_configuration_is_refused() {
     let t = T::new();
     let src = t.src();
     t.write_config(&t.home_source(&[&src]));
-    let d = Daemon::start(&t);
+    let d = start(&t);
     let lock = t.state().join("daemon.lock");
     wait_for(60, "the lock file", Some(&d), || std::fs::read_to_string(&lock).is_ok_and(|s| !s.trim().is_empty()));
     let line = t.repo.sb.coffer(["--config"]).arg(t.config()).env("COFFER_PASSWORD", PASSWORD).arg("daemon").fails(1);
@@ -315,7 +251,7 @@ fn ops_daemon_failing_source_alerts_once_then_resolves() {
         smtp.port(),
         smtp_pw.display().to_string(),
     ));
-    let d = Daemon::start(&t);
+    let d = start(&t);
     wait_for(90, "three failed runs", Some(&d), || t.runs_of("failed").len() >= 3);
     let failed_alerts =
         |t: &T| t.alerts().into_iter().filter(|a| a["kind"] == "job-failed" && a["resolved"] == false).count();
@@ -367,13 +303,13 @@ fn ops_daemon_stopped_across_slots_reports_them_missed_and_catches_up_once() {
     let t = T::new();
     let src = t.src();
     t.write_config(&t.home_source(&[&src]));
-    let d = Daemon::start(&t);
+    let d = start(&t);
     wait_for(90, "a successful run", Some(&d), || !t.runs_of("success").is_empty());
     d.stop();
     let before = t.runs().len();
     // Down across at least two slots of `every 2s`.
     std::thread::sleep(Duration::from_secs(7));
-    let d = Daemon::start(&t);
+    let d = start(&t);
     wait_for(90, "the late run", Some(&d), || t.runs().iter().skip(before).any(|r| r["late"] == true));
     let log = d.stop();
     let after: Vec<Value> = t.runs().into_iter().skip(before).collect();
@@ -410,7 +346,7 @@ fn ops_daemon_sigterm_mid_backup_then_restart_loses_nothing() {
         "[files.home]\nrepository = \"main\"\npaths = [{:?}]\nschedule = \"every 2s\"\n",
         big.display().to_string()
     ));
-    let d = Daemon::start(&t);
+    let d = start(&t);
     let deadline = Instant::now() + Duration::from_secs(90);
     while !d.log().contains("job home/backup started") {
         assert!(Instant::now() < deadline, "the backup did not start: {}", d.log());
@@ -428,7 +364,7 @@ fn ops_daemon_sigterm_mid_backup_then_restart_loses_nothing() {
         eprintln!("note: the backup finished before SIGTERM reached it; log:\n{log}");
     }
     // Restart: the interrupted slot runs again and succeeds.
-    let d = Daemon::start(&t);
+    let d = start(&t);
     wait_for(240, "a successful run after the restart", Some(&d), || t.runs_of("success").len() > done_before);
     if done_before == 0 {
         // The slot the shutdown interrupted is the one that ran again (late).
@@ -448,7 +384,7 @@ fn ops_daemon_broken_config_on_sighup_keeps_the_old_jobs_and_alerts() {
     let t = T::new();
     let src = t.src();
     t.write_config(&t.home_source(&[&src]));
-    let d = Daemon::start(&t);
+    let d = start(&t);
     wait_for(90, "a successful run", Some(&d), || !t.runs_of("success").is_empty());
     let good = std::fs::read_to_string(t.config()).unwrap();
     std::fs::write(t.config(), format!("{good}\n[files.broken]\nschedule = 17\n")).unwrap();
@@ -496,7 +432,7 @@ fn ops_daemon_a_delivery_target_that_never_answers_does_not_delay_backups() {
         missing.display().to_string(),
         secret_file.display().to_string(),
     ));
-    let d = Daemon::start(&t);
+    let d = start(&t);
     wait_for(60, "the first failure", Some(&d), || !t.runs_of("failed").is_empty());
     let first = Instant::now();
     let n = t.runs_of("success").len();
@@ -548,7 +484,7 @@ fn ops_daemon_postgres_down_alerts_archiving_and_streaming() {
     let text =
         std::fs::read_to_string(t.config()).unwrap().replace("[daemon]\n", "[daemon]\nstream-down-alert = \"3s\"\n");
     std::fs::write(t.config(), text).unwrap();
-    let d = Daemon::start(&t);
+    let d = start(&t);
     wait_for(60, "an archive-lagging alert for the check", Some(&d), || {
         t.alerts().iter().any(|a| a["kind"] == "archive-lagging" && a["problem"] == "archive:db")
     });

@@ -4,72 +4,16 @@
 //! notice; `coffer alert list`, `coffer status` (exit 8, then 0) and `coffer ledger --kind
 //! security` (the event and the acknowledgement, flushed by the daemon) show it.
 
+use crate::daemon_util::Daemon;
 use crate::repo_util::{PASSWORD, Repo};
 use coffer_testkit::http::{Answer, Receiver};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// A running `coffer daemon`, killed on drop.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(repo: &Repo, config: &PathBuf, n: u32) -> Self {
-        let log = repo.sb.path(&format!("daemon-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-            .env_clear()
-            .env("HOME", repo.sb.home())
-            .env("COFFER_PASSWORD", PASSWORD)
-            .env("COFFER_LOG", "debug")
-            .arg("--config")
-            .arg(config)
-            .arg("daemon")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn coffer daemon");
-        let d = Self { child: Some(child), log };
-        wait_for(60, "the daemon to start", || d.text().contains("coffer daemon starting"), &d);
-        d
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the daemon did not stop:\n{}", self.text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-#[track_caller]
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool, d: &Daemon) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}; daemon log:\n{}", d.text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// `coffer daemon` on `config`, its log in `daemon-N.log`.
+fn start(repo: &Repo, config: &Path, n: u32) -> Daemon {
+    Daemon::start(repo, config, repo.sb.path(&format!("daemon-{n}.log")), &[], "coffer daemon starting")
 }
 
 fn events(r: &Receiver) -> Vec<Value> {
@@ -97,15 +41,15 @@ fn security_alerts_config_change_is_alerted_listed_acknowledged_and_in_the_ledge
     let c = |args: &[&str]| repo.sb.coffer(["--config"]).arg(&cfg).args(args).env("COFFER_PASSWORD", PASSWORD);
 
     // First start: the fingerprint is kept, nothing raised.
-    let d = Daemon::start(&repo, &cfg, 1);
+    let d = start(&repo, &cfg, 1);
     d.stop();
     assert!(events(&a).is_empty() && events(&b).is_empty());
     c(&["status"]).ok();
 
     // Target t1 removed: an alert-config-change, through the removed target too.
     write_config(&repo, &[&a]);
-    let d = Daemon::start(&repo, &cfg, 2);
-    wait_for(30, "the removed target to hear of its removal", || !events(&b).is_empty(), &d);
+    let d = start(&repo, &cfg, 2);
+    d.wait_for(30, "the removed target to hear of its removal", || !events(&b).is_empty());
     let got = events(&b);
     assert_eq!(got.len(), 1, "the removed target is told once: {got:?}");
     assert_eq!(got[0]["severity"], "security");
@@ -122,12 +66,12 @@ fn security_alerts_config_change_is_alerted_listed_acknowledged_and_in_the_ledge
     assert!(e.contains("1 security event(s) not acknowledged") && e.contains(&id), "{e}");
 
     // Repeated (every second) while not acknowledged.
-    wait_for(30, "a repeat", || events(&a).iter().filter(|e| e["resolved"] == false).count() >= 2, &d);
+    d.wait_for(30, "a repeat", || events(&a).iter().filter(|e| e["resolved"] == false).count() >= 2);
 
     // Acknowledged by another process, by a prefix of its id.
     let out = c(&["alert", "ack", &id[..8], "--by", "alice"]).ok().stdout_text();
     assert!(out.starts_with("acknowledged: ") && out.contains(&id), "{out}");
-    wait_for(30, "the acknowledged notice", || events(&a).iter().any(|e| e["resolved"] == true), &d);
+    d.wait_for(30, "the acknowledged notice", || events(&a).iter().any(|e| e["resolved"] == true));
     let notices: Vec<Value> = events(&a).into_iter().filter(|e| e["resolved"] == true).collect();
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0]["details"]["acked-by"], "alice");
@@ -142,16 +86,11 @@ fn security_alerts_config_change_is_alerted_listed_acknowledged_and_in_the_ledge
 
     // The ledger holds the event and its acknowledgement (flushed by the daemon).
     let ledger = || c(&["ledger", "--repository", "main", "--kind", "security", "--json"]).ok().json();
-    wait_for(
-        90,
-        "the event and its acknowledgement in the ledger",
-        || {
-            let l = ledger();
-            l["security"].as_array().is_some_and(|v| v.len() == 1)
-                && l["security_acks"].as_array().is_some_and(|v| v.len() == 1)
-        },
-        &d,
-    );
+    d.wait_for(90, "the event and its acknowledgement in the ledger", || {
+        let l = ledger();
+        l["security"].as_array().is_some_and(|v| v.len() == 1)
+            && l["security_acks"].as_array().is_some_and(|v| v.len() == 1)
+    });
     let l = ledger();
     assert_eq!(l["security"][0]["id"], id.as_str(), "{l}");
     assert!(l["security"][0]["record"].as_str().is_some_and(|r| !r.is_empty()), "{l}");
@@ -163,7 +102,7 @@ fn security_alerts_config_change_is_alerted_listed_acknowledged_and_in_the_ledge
 
     // A restart with the same configuration: nothing new.
     let before = (events(&a).len(), events(&b).len());
-    let d = Daemon::start(&repo, &cfg, 3);
+    let d = start(&repo, &cfg, 3);
     std::thread::sleep(Duration::from_secs(2));
     d.stop();
     assert_eq!((events(&a).len(), events(&b).len()), before);

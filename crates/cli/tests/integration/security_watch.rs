@@ -2,67 +2,23 @@
 //! `poll-interval = "1s"`, a real webhook receiver and a real SMTP server; the attacks are
 //! made with the real CLI (`coffer --role R vault …`).
 
-use crate::repo_util::{DAY, PASSWORD, Repo};
+use crate::daemon_util::Daemon;
+use crate::repo_util::{DAY, Repo};
 use coffer_testkit::http::{Answer, Receiver};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A running daemon, killed on drop.
-struct Daemon(Option<Child>, PathBuf);
-
-impl Daemon {
-    fn start(repo: &Repo, config: &std::path::Path, n: usize) -> Self {
-        Self::start_at(repo, config, n, 0)
-    }
-
-    /// Started with its clock moved `offset` seconds (`COFFER_TEST_CLOCK_OFFSET`, as every
-    /// command of the test that runs at that time).
-    fn start_at(repo: &Repo, config: &std::path::Path, n: usize, offset: i64) -> Self {
-        let log = repo.sb.path(&format!("daemon-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-            .env_clear()
-            .env("HOME", repo.sb.home())
-            .env("COFFER_PASSWORD", PASSWORD)
-            .env("COFFER_LOG", "debug")
-            .env("COFFER_TEST_CLOCK_OFFSET", offset.to_string())
-            .arg("--config")
-            .arg(config)
-            .arg("daemon")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn coffer daemon");
-        let d = Self(Some(child), log);
-        wait(60, "the daemon to start", || d.log().contains("security watch started"));
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-
-    fn stop(mut self) {
-        let mut c = self.0.take().unwrap();
-        let pid = rustix::process::Pid::from_raw(i32::try_from(c.id()).unwrap()).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while c.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the daemon did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// `coffer daemon` on `config`, its log in `daemon-N.log`.
+fn start(repo: &Repo, config: &Path, n: usize) -> Daemon {
+    start_at(repo, config, n, 0)
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// Started with its clock moved `offset` seconds (`COFFER_TEST_CLOCK_OFFSET`, as every
+/// command of the test that runs at that time).
+fn start_at(repo: &Repo, config: &Path, n: usize, offset: i64) -> Daemon {
+    let log = repo.sb.path(&format!("daemon-{n}.log"));
+    Daemon::start(repo, config, log, &[("COFFER_TEST_CLOCK_OFFSET", offset.to_string())], "security watch started")
 }
 
 #[track_caller]
@@ -126,7 +82,7 @@ fn security_watch_attack_matrix_is_alerted_exactly_once_with_the_principal() {
             .stdout_text())
     };
     let (vk, vg) = (put("attack/k", "compliance"), put("attack/g", "governance"));
-    let d = Daemon::start(&repo, &config, 0);
+    let d = start(&repo, &config, 0);
     // Let it read the history (init, backups' puts: nothing to raise).
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(security(&hook).len(), 0, "normal history raises nothing: {:?}", security(&hook));
@@ -194,7 +150,7 @@ fn security_watch_attack_matrix_is_alerted_exactly_once_with_the_principal() {
     assert!(mails.iter().any(|m| m.contains("pruner")), "the principal is in the e-mail");
     d.stop();
     // A restart re-reads nothing.
-    let d = Daemon::start(&repo, &config, 1);
+    let d = start(&repo, &config, 1);
     std::thread::sleep(Duration::from_secs(4));
     let got = security(&hook);
     assert_eq!(got.len(), attacks.len(), "no alert repeated after a restart: {got:#?}");
@@ -229,7 +185,7 @@ fn security_watch_a_day_of_normal_work_raises_no_alert() {
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a.txt"), b"day one\n").unwrap();
     let config = policy(&repo, &hook, None, "");
-    let d = Daemon::start_at(&repo, &config, 0, 0);
+    let d = start_at(&repo, &config, 0, 0);
     for i in 0..3 {
         std::fs::write(src.join(format!("f{i}")), format!("change {i}\n")).unwrap();
         repo.backup_at(0, &[&src], &["--retain", "1d"]);
@@ -242,7 +198,7 @@ fn security_watch_a_day_of_normal_work_raises_no_alert() {
     std::thread::sleep(Duration::from_secs(3));
     d.stop();
     let later = 2 * DAY;
-    let d = Daemon::start_at(&repo, &config, 1, later);
+    let d = start_at(&repo, &config, 1, later);
     std::fs::write(src.join("g"), b"day three\n").unwrap();
     repo.backup_at(later, &[&src], &["--retain", "1d"]);
     let pruned = repo.at(later, ["--role", "pruner", "prune", "--json"]).ok().json();

@@ -305,3 +305,50 @@ fn security_keys_are_checked() {
     );
     bad("[repositories.main]\nlocation = \"/v\"\n[repositories.main.security]\nwatchh = true\n", "watchh");
 }
+
+#[test]
+fn drill_pg_settings_are_validated() {
+    let pg = "[postgres.db]\nrepository = \"main\"\n[postgres.db.base-backup]\nschedule = \"daily\"\n[postgres.db.drill]\nschedule = \"weekly\"\n";
+    let ok = format!(
+        "{BASE}{pg}rto-target = \"15m\"\nscratch = \"/var/tmp/drill\"\nrun-as = \"postgres\"\n\
+         [[postgres.db.drill.check]]\nname = \"orders\"\nquery = \"select count(*) > 0 from orders\"\nexpect = \"t\"\ndatabase = \"app\"\n"
+    );
+    let c = parse(&ok).unwrap();
+    let d = c.postgres["db"].drill.as_ref().unwrap();
+    assert_eq!((d.check.len(), d.rto_target), (1, Some(Duration::from_secs(900))));
+    // Lines: BASE has 13, the source's drill table starts at 19.
+    let line = BASE.lines().count() + 7;
+    refused(&format!("{BASE}{pg}scratch = \"drill\"\n"), line, 11, "scratch must be an absolute path");
+    refused(&format!("{BASE}{pg}run-as = \"\"\n"), line, 10, "run-as is empty");
+    refused(&format!("{BASE}{pg}rto-target = \"0s\"\n"), line, 14, "");
+    let check = "[[postgres.db.drill.check]]\nname = \"a\"\nquery = \"select 1\"\nexpect = \"1\"\n";
+    refused(&format!("{BASE}{pg}{check}{check}"), line + 5, 8, "check name \"a\" is used twice");
+    refused(
+        &format!("{BASE}{pg}[[postgres.db.drill.check]]\nname = \"a\"\nquery = \" \"\nexpect = \"1\"\n"),
+        line + 2,
+        9,
+        "query is empty",
+    );
+    refused(
+        &format!("{BASE}{pg}[[postgres.db.drill.check]]\nname = \"a b\"\nquery = \"select 1\"\nexpect = \"1\"\n"),
+        line + 1,
+        8,
+        "invalid check name",
+    );
+}
+
+#[test]
+fn files_drill_settings_are_checked_where_they_are_written() {
+    let drill = |body: &str| format!("{BASE}\n[files.home.drill]\nschedule = \"weekly\"\n{body}");
+    let c = parse(&drill("snapshot = \"random\"\nsample = 20\nrto-target = \"15m\"\nscratch = \"/var/tmp/drill\"\n"))
+        .unwrap();
+    let d = c.files["home"].drill.as_ref().unwrap();
+    assert_eq!((d.snapshot, d.sample, d.rto_target), (SnapshotPick::Random, Some(20), Some(Duration::from_secs(900))));
+    assert_eq!(d.scratch.as_deref(), Some(Path::new("/var/tmp/drill")));
+    let line = BASE.lines().count() + 4;
+    refused(&drill("sample = 0\n"), line, 10, "sample must be at least 1");
+    refused(&drill("rto-target = \"0s\"\n"), line, 14, "must be positive");
+    refused(&drill("scratch = \"drill\"\n"), line, 11, "scratch must be an absolute path");
+    refused(&drill("snapshot = \"oldest\"\n"), line, 12, "oldest");
+    refused(&drill("samples = 3\n"), line, 1, "samples");
+}

@@ -323,6 +323,16 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
         if let Some(p) = &r.prune {
             k.positive(&["repositories", name, "prune", "timeout"], p.timeout, "timeout");
         }
+        if let Some(b) = &r.rebuild {
+            k.positive(&["repositories", name, "rebuild", "rto-target"], b.rto_target, "rto-target");
+            k.positive(&["repositories", name, "rebuild", "timeout"], b.timeout, "timeout");
+            if let Some(dir) = &b.scratch {
+                k.absolute(&["repositories", name, "rebuild", "scratch"], dir, "the rebuild's scratch root");
+            }
+            if b.run_as.as_deref().is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace)) {
+                k.at(&["repositories", name, "rebuild", "run-as"], Part::Value, "run-as must be a user name");
+            }
+        }
         let sec = &r.security;
         let at = |key: &'static str| ["repositories", name.as_str(), "security", key];
         k.positive(&at("poll-interval"), Some(sec.poll_interval), "poll-interval");
@@ -376,6 +386,22 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
         }
         k.positive(&["files", name, "timeout"], s.timeout, "timeout");
         k.retention(&["files", name, "retention"], &s.retention);
+        if let Some(d) = &s.drill {
+            // [files.NAME.drill] (`docs/drills.md`, "The files drill").
+            let at = |key: &'static str| ["files", name.as_str(), "drill", key];
+            if d.sample == Some(0) {
+                k.at(
+                    &at("sample"),
+                    Part::Value,
+                    "sample must be at least 1 (files to restore and check); leave it out to check every file",
+                );
+            }
+            k.positive(&at("rto-target"), d.rto_target, "rto-target");
+            if let Some(dir) = &d.scratch {
+                k.absolute(&at("scratch"), dir, "scratch");
+            }
+            k.positive(&at("timeout"), d.timeout, "timeout");
+        }
     }
 
     // [postgres.NAME]
@@ -419,6 +445,9 @@ pub(super) fn validate(c: &Config, doc: &Doc<'_, '_>, places: &Places<'_>) -> Re
         k.positive(&["postgres", name, "archive-lag-alert"], Some(s.archive_lag_alert), "archive-lag-alert");
         k.positive(&["postgres", name, "base-backup", "timeout"], s.base_backup.timeout, "timeout");
         k.retention(&["postgres", name, "retention"], &s.retention);
+        if let Some(d) = &s.drill {
+            postgres_drill(&mut k, name, d);
+        }
     }
 
     // [alerts]: target names share one namespace (routes name targets by name alone).
@@ -546,6 +575,40 @@ fn email(k: &mut Checker<'_, '_, '_>, name: &str, e: &EmailTarget) {
         }
     }
     k.positive(&["alerts", "email", name, "timeout"], Some(e.timeout), "timeout");
+}
+
+/// `[postgres.NAME.drill]`: a positive RTO target, an absolute scratch directory, a
+/// run-as user, and SQL checks with unique names and a query.
+fn postgres_drill(k: &mut Checker<'_, '_, '_>, name: &str, d: &super::PostgresDrill) {
+    let at = |key: &'static str| ["postgres", name, "drill", key];
+    k.positive(&at("rto-target"), d.rto_target, "rto-target");
+    k.positive(&at("timeout"), d.timeout, "timeout");
+    if let Some(p) = &d.scratch {
+        k.absolute(&at("scratch"), p, "scratch");
+    }
+    if d.run_as.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        k.at(&at("run-as"), Part::Value, "run-as is empty: name the user the server runs as (default postgres)");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, c) in d.check.iter().enumerate() {
+        let i = i.to_string();
+        let path = |key: &'static str| ["postgres", name, "drill", "check", i.as_str(), key];
+        if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+            k.at(
+                &path("name"),
+                Part::Value,
+                format!("invalid check name {:?}: letters, digits, `-`, `_` and `.`", c.name),
+            );
+        } else if !seen.insert(c.name.as_str()) {
+            k.at(&path("name"), Part::Value, format!("check name {:?} is used twice in this drill", c.name));
+        }
+        if c.query.trim().is_empty() {
+            k.at(&path("query"), Part::Value, "query is empty");
+        }
+        if c.database.as_deref().is_some_and(str::is_empty) {
+            k.at(&path("database"), Part::Value, "database is empty (leave it out for postgres)");
+        }
+    }
 }
 
 #[cfg(test)]

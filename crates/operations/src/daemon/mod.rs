@@ -12,6 +12,9 @@
 //! - [`flusher`] — the ledger flushers, one per repository, off the jobs' path.
 //! - [`lock`] — one daemon per configuration.
 //!
+//! The policy file is queued for every repository's ledger at start, on reload and at
+//! housekeeping when it changed or its last record is old ([`crate::drill::policy`]).
+//!
 //! This module is the loop: it sleeps until the earliest next slot, a job's end, a timeout
 //! or a control message ([`Control`]: the CLI turns SIGHUP and SIGTERM into them; nothing
 //! here handles signals). The last slot handled per job is kept in the state under
@@ -20,6 +23,8 @@
 
 pub mod flusher;
 pub mod lock;
+#[cfg(test)]
+mod policy_tests;
 pub mod runner;
 pub mod scheduler;
 pub mod supervise;
@@ -204,6 +209,7 @@ pub fn run_with(
         Err(e) => tracing::warn!(error = %e, "cannot count the unacknowledged security events"),
     }
     check_alert_config(&shared, &config, None);
+    store_policy(&shared, &config);
     let ctx = JobContext { config: config.clone(), state_dir: dir.clone(), host, clock, security: Some(sink) };
     let (done_tx, done_rx) = crossbeam_channel::unbounded();
     let mut d = Daemon {
@@ -299,6 +305,20 @@ fn check_alert_config(shared: &Shared, config: &Config, previous: Option<&crate:
     }
     if let Err(e) = fingerprint::keep(&shared.state, &check) {
         tracing::error!(error = %e, "cannot keep the alert configuration's fingerprint");
+    }
+}
+
+/// Queues the policy file for the ledger of every repository it uses when it changed (or
+/// the last record is getting old: [`crate::drill::policy::REFRESH`]), and nudges their
+/// flushers: what a rebuild reads back from the repository alone.
+fn store_policy(shared: &Shared, config: &Config) {
+    match crate::drill::policy::record_policy(&shared.state, config, &shared.host, shared.clock.now()) {
+        Ok(queued) => {
+            for repository in &queued {
+                shared.flushers.nudge(repository);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot queue the policy file for the repositories' ledgers"),
     }
 }
 
@@ -661,6 +681,9 @@ impl Daemon {
             for sup in self.supervisors.values() {
                 self.shared.metrics.set_job(&sup.spec, None, false);
             }
+            // The stored policy is renewed before its record can expire (a kv read per
+            // repository when nothing is due).
+            store_policy(&self.shared, &self.config);
             // Acknowledgements are made by another process (`coffer alert ack`): counted, and
             // their ledger records (waiting in the outbox) sent on.
             match self.shared.state.security_unacknowledged() {
@@ -742,6 +765,7 @@ impl Daemon {
                     Err(e) => tracing::error!(error = %e, "keeping the previous time zone"),
                 }
                 check_alert_config(&self.shared, &c, Some(&self.config.alerts));
+                store_policy(&self.shared, &c);
                 let c = Arc::new(c);
                 *self.shared_config.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = c.clone();
                 self.ctx.config = c.clone();

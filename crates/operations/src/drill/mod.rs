@@ -24,6 +24,7 @@
 
 pub mod files;
 pub mod pg;
+pub mod policy;
 pub mod rebuild;
 
 use jiff::Timestamp;

@@ -36,6 +36,7 @@ pub use template::{
 use super::{RESERVED_PREFIX, SecurityEvent, SecurityKind, take_expected};
 use crate::config::{CloudTrailConfig, Config, RepositoryConfig};
 use crate::state::State;
+use coffer_store::s3::runtime::{OwnedRuntime, block_on_from_anywhere, shared_config};
 use coffer_store::{Action, Clock, Role, S3Location};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -435,26 +436,6 @@ struct Poller {
     pending: Vec<String>,
 }
 
-/// The poller's runtime; dropped without waiting when dropped inside another runtime
-/// (where waiting for its workers panics).
-struct OwnedRuntime(Option<tokio::runtime::Runtime>);
-
-impl OwnedRuntime {
-    fn get(&self) -> &tokio::runtime::Runtime {
-        self.0.as_ref().expect("the runtime is there until the poller is dropped")
-    }
-}
-
-impl Drop for OwnedRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                rt.shutdown_background();
-            }
-        }
-    }
-}
-
 type Shared = Arc<Mutex<Poller>>;
 
 /// The pollers of this process, by state directory, repository and queue settings: a
@@ -512,35 +493,15 @@ fn region_of_url(url: &str) -> Option<String> {
 
 impl Poller {
     fn connect(ct: &CloudTrailConfig, creds: Option<&coffer_store::Credentials>) -> Result<Self, String> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("coffer-sqs")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the queue client's runtime: {e}"))?;
+        let rt =
+            OwnedRuntime::new(1, "coffer-sqs").map_err(|e| format!("cannot start the queue client's runtime: {e}"))?;
         let region = ct
             .region
             .clone()
             .or_else(|| region_of_url(&ct.queue_url))
             .or_else(|| ct.endpoint.as_ref().map(|_| "us-east-1".to_owned()));
-        let client = block_on_from_anywhere(&rt, async {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-            if let Some(r) = region {
-                loader = loader.region(aws_config::Region::new(r));
-            }
-            if let Some(e) = &ct.endpoint {
-                loader = loader.endpoint_url(e);
-            }
-            if let Some(c) = creds {
-                loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                    &c.access_key,
-                    c.secret_key.expose(),
-                    None,
-                    None,
-                    "coffer",
-                ));
-            }
-            let shared = loader.load().await;
+        let client = block_on_from_anywhere(rt.get(), async {
+            let shared = shared_config(region, ct.endpoint.as_deref(), creds).await;
             let conf = aws_sdk_sqs::config::Builder::from(&shared)
                 .retry_config(
                     aws_smithy_types::retry::RetryConfig::standard()
@@ -559,7 +520,7 @@ impl Poller {
                 .build();
             aws_sdk_sqs::Client::from_conf(conf)
         });
-        Ok(Self { rt: OwnedRuntime(Some(rt)), client, queue_url: ct.queue_url.clone(), pending: Vec::new() })
+        Ok(Self { rt, client, queue_url: ct.queue_url.clone(), pending: Vec::new() })
     }
 
     fn receive(&self) -> Result<Vec<Received>, String> {
@@ -631,25 +592,6 @@ where
         other => DisplayErrorContext(other).to_string(),
     };
     parse::bounded(&text)
-}
-
-/// Runs `f` on `rt`, from inside another runtime too (on a helper thread), as S3Store does.
-fn block_on_from_anywhere<F>(rt: &tokio::runtime::Runtime, f: F) -> F::Output
-where
-    F: std::future::Future + Send,
-    F::Output: Send,
-{
-    if tokio::runtime::Handle::try_current().is_err() {
-        return rt.block_on(f);
-    }
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("coffer-sqs-call".into())
-            .spawn_scoped(s, || rt.block_on(f))
-            .expect("cannot start a thread for an SQS request")
-            .join()
-    })
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ pub(crate) fn node(
     n
 }
 
-fn read_xattrs(path: &Path, warnings: &mut Vec<String>) -> Vec<Xattr> {
+pub(crate) fn read_xattrs(path: &Path, warnings: &mut Vec<String>) -> Vec<Xattr> {
     let mut list = vec![0u8; 4096];
     let len = loop {
         match rustix::fs::llistxattr(path, &mut list[..]) {

@@ -5,9 +5,12 @@
 //! - [`restore()`] reproduces regular files, directories, symlinks, hard links, fifos,
 //!   device nodes, permissions, owners (by name, then id), nanosecond times, extended
 //!   attributes, sparse regions and non-UTF-8 names.
+//! - [`check_restored()`] compares a restore with its snapshot, byte by byte and field by
+//!   field (the files drill).
 //! - [`walk`] visits a snapshot's tree (for `ls`, `diff`, `dump`, verification).
 
 mod backup;
+mod check;
 mod meta;
 mod read_ahead;
 mod restore;
@@ -16,6 +19,7 @@ pub mod walk;
 mod writeback;
 
 pub use backup::{BackupOptions, BackupReport, backup};
+pub use check::{MAX_PROBLEMS, RestoreCheck, check_restored};
 pub use restore::{REMOTE_READ_AHEAD, RestoreOptions, RestoreReport, read_ahead_for, restore};
 
 /// Errors of the files source.

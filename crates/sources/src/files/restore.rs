@@ -78,6 +78,12 @@ pub struct RestoreOptions {
     #[serde(default)]
     #[cfg_attr(feature = "clap", arg(long, value_name = "GLOB"))]
     pub include: Vec<String>,
+    /// Restore only these regular files (absolute snapshot paths, compared exactly: no glob,
+    /// any name bytes), with the directories that hold them; `include` is then ignored. For
+    /// a drill's random sample of files.
+    #[serde(skip)]
+    #[cfg_attr(feature = "clap", arg(skip))]
+    pub exact: Option<std::collections::BTreeSet<PathBuf>>,
     /// Bytes of packs fetched ahead of the workers, on top of the packs they use: worth it
     /// for a remote store, whose latency per request then overlaps with writing
     /// ([`REMOTE_READ_AHEAD`]); 0 for a local one, where it only costs memory and blobs are
@@ -305,6 +311,7 @@ struct Walk<'a> {
     /// The directories from the target down to the one being restored.
     levels: Vec<Level>,
     include: Option<GlobSet>,
+    exact: Option<&'a std::collections::BTreeSet<PathBuf>>,
     meta: &'a Meta,
     report: RestoreReport,
     links: HashMap<(u64, u64), PathBuf>,
@@ -387,6 +394,7 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, ctl: &
         reader: &reader,
         levels: vec![Level { path: target.clone(), fd: Some(Rc::new(confined.dir(target)?)) }],
         include,
+        exact: opts.exact.as_ref(),
         meta: &meta,
         report: RestoreReport::default(),
         links: HashMap::new(),
@@ -581,7 +589,11 @@ impl Walk<'_> {
             }
             let name = os(n.name_bytes());
             let sp = at.join(name);
-            let matched = inside_match || self.include.as_ref().is_none_or(|g| g.is_match(&sp));
+            let matched = match self.exact {
+                // Exact files only: a directory is created when something in it is restored.
+                Some(files) => n.kind != NodeKind::Dir && files.contains(&sp),
+                None => inside_match || self.include.as_ref().is_none_or(|g| g.is_match(&sp)),
+            };
             let dst = here.join(name);
             if n.kind == NodeKind::Dir {
                 let pos = self.dirs.len();

@@ -163,7 +163,7 @@ pub fn connect(conninfo: Option<&str>) -> Result<Client> {
     })
 }
 
-fn server(what: &str, e: &postgres::Error) -> PgError {
+pub(crate) fn server(what: &str, e: &postgres::Error) -> PgError {
     // The server's own message (e.g. "password authentication failed for user …") where
     // there is one; the client's otherwise. Neither carries the password.
     match e.as_db_error() {
@@ -221,6 +221,26 @@ pub fn in_recovery_at_socket(dir: &Path) -> Result<bool> {
         .query_one("select pg_is_in_recovery()", &[])
         .map_err(|e| server("cannot ask the restored server whether it is in recovery", &e))?;
     Ok(row.get(0))
+}
+
+/// Connects to database `db` of the server listening on a socket in `dir` (a server Coffer
+/// started, whose authentication Coffer chose), as the first of `users` the server knows;
+/// returns the client and the role. No password and no TLS: a socket carries none, and the
+/// environment's settings are for other servers.
+///
+/// # Errors
+/// `Server` quoting the last failure when none connects (or `users` is empty).
+pub fn connect_socket(dir: &Path, users: &[String], db: &str) -> Result<(Client, String)> {
+    let mut last = PgError::Server("no role to connect to the restored server as".into());
+    for u in users {
+        let mut c = Config::new();
+        c.host_path(dir).dbname(db).user(u).application_name("coffer").connect_timeout(Duration::from_secs(10));
+        match c.connect(NoTls) {
+            Ok(client) => return Ok((client, u.clone())),
+            Err(e) => last = server(&format!("cannot connect to database {db:?} of the restored server as {u:?}"), &e),
+        }
+    }
+    Err(last)
 }
 
 /// `pg_stat_archiver`: the last WAL file the server archived and the last it failed to,

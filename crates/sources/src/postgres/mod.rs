@@ -23,6 +23,8 @@
 //! - [`info`]: clusters, base backups, archived WAL, gaps and recovery windows.
 //! - [`stream()`]: `pg_receivewal` into a spool whose WAL is stored as `wal_push` stores it.
 //! - [`export_key`]: the repository's unwrapped key for the per-WAL-file commands.
+//! - [`drill`]: a restore into scratch space, started on a private socket and checked
+//!   (`coffer drill pg`).
 //!
 //! The pure parts — [`Lsn`], segment names (`coffer_repository::wal::Segment`),
 //! [`RestorePlan`] and the restore-point scan — have unit tests; the rest is tested through
@@ -35,6 +37,7 @@
 mod backup;
 mod catalog;
 pub mod client;
+pub mod drill;
 mod info;
 mod key;
 mod lsn;

@@ -431,7 +431,7 @@ fn conf_quote(s: &str) -> String {
 }
 
 /// Quotes for `sh -c`.
-fn sh_quote(s: &str) -> String {
+pub(super) fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
@@ -440,15 +440,41 @@ fn sh_quote(s: &str) -> String {
 /// stops instead (e.g. "recovery ended before configured recovery target was reached"
 /// after a missing segment) is an error quoting the end of its log.
 fn start_and_wait(dir: &Path, timeout: Duration, ctl: &JobControl) -> Result<()> {
+    start_server(dir, &StartSettings { timeout, ..StartSettings::default() }, ctl).map(|_| ())
+}
+
+/// How [`start_server`] starts and reaches a restored server.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StartSettings<'a> {
+    /// How long recovery may take.
+    pub timeout: Duration,
+    /// Run `pg_ctl` (and so the server) as this user (`setpriv`); `None`: as this process.
+    pub run_as: Option<&'a super::drill::RunAs>,
+    /// The roles to try, in order, when asking the server whether it is still in recovery;
+    /// empty: the environment's (`PGUSER`, else the operating-system user).
+    pub users: &'a [String],
+    /// More server settings (`-c NAME=VALUE`, shell-quoted), after the socket ones.
+    pub extra: Vec<String>,
+}
+
+/// Starts the server on `dir` (socket in `dir`, no TCP) as `s` says and waits until it has
+/// left recovery; returns the role that reached it (none: the environment's).
+pub(crate) fn start_server(dir: &Path, s: &StartSettings<'_>, ctl: &JobControl) -> Result<Option<String>> {
     let log = dir.join("coffer-restore.log");
-    let opts = format!("-c listen_addresses='' -c unix_socket_directories='{}'", dir.display());
-    let out = Command::new(pg_program("pg_ctl"))
-        .args(["start", "-w", "-t", "600", "-D"])
-        .arg(dir)
+    let mut opts =
+        format!("-c listen_addresses='' -c unix_socket_directories={}", sh_quote(&dir.display().to_string()));
+    for e in &s.extra {
+        opts += &format!(" -c {e}");
+    }
+    let pg_ctl = |args: &[&std::ffi::OsStr]| -> Command {
+        let mut c = super::drill::command_as(s.run_as, &pg_program("pg_ctl"));
+        c.args(args).stdin(Stdio::null());
+        c
+    };
+    let out = pg_ctl(&["start".as_ref(), "-w".as_ref(), "-t".as_ref(), "600".as_ref(), "-D".as_ref(), dir.as_os_str()])
         .arg("-l")
         .arg(&log)
         .args(["-o", &opts])
-        .stdin(Stdio::null())
         .output()
         .map_err(io_err("cannot run pg_ctl"))?;
     let tail = || {
@@ -466,22 +492,26 @@ fn start_and_wait(dir: &Path, timeout: Duration, ctl: &JobControl) -> Result<()>
     // Promotion is watched in postmaster.pid, whose status line turns "ready" when the
     // server accepts connections after recovery (it reads "standby" while a hot standby
     // replays): a file read every 20 ms; a query then confirms.
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = std::time::Instant::now() + s.timeout;
     let mut last_check = std::time::Instant::now();
     loop {
         ctl.check()?;
-        if postmaster_status(dir).is_some_and(|s| s == "ready")
-            && super::client::in_recovery_at_socket(dir).is_ok_and(|in_recovery| !in_recovery)
-        {
-            return Ok(());
+        if postmaster_status(dir).is_some_and(|s| s == "ready") {
+            if s.users.is_empty() {
+                if super::client::in_recovery_at_socket(dir).is_ok_and(|in_recovery| !in_recovery) {
+                    return Ok(None);
+                }
+            } else if let Ok((mut client, user)) = super::client::connect_socket(dir, s.users, "postgres") {
+                if client.query_one("select pg_is_in_recovery()", &[]).is_ok_and(|r| !r.get::<_, bool>(0)) {
+                    return Ok(Some(user));
+                }
+            }
         }
         // Whether the server still runs: once a second, or at once when its lock file is
         // gone (a server that stops after a failed recovery removes it).
         if last_check.elapsed() >= Duration::from_secs(1) || postmaster_status(dir).is_none() {
             last_check = std::time::Instant::now();
-            let alive = Command::new(pg_program("pg_ctl"))
-                .args(["status", "-D"])
-                .arg(dir)
+            let alive = pg_ctl(&["status".as_ref(), "-D".as_ref(), dir.as_os_str()])
                 .stdout(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
@@ -492,7 +522,7 @@ fn start_and_wait(dir: &Path, timeout: Duration, ctl: &JobControl) -> Result<()>
         if std::time::Instant::now() >= deadline {
             return Err(PgError::Server(format!(
                 "recovery did not finish within {} (server log: {})",
-                coffer_repository::options::format_duration(timeout),
+                coffer_repository::options::format_duration(s.timeout),
                 log.display()
             )));
         }
@@ -502,7 +532,7 @@ fn start_and_wait(dir: &Path, timeout: Duration, ctl: &JobControl) -> Result<()>
 
 /// The postmaster's status in `DIR/postmaster.pid` (its 8th line: "starting", "standby",
 /// "ready" or "stopping"); `None` without the file.
-fn postmaster_status(dir: &Path) -> Option<String> {
+pub(super) fn postmaster_status(dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
     Some(text.lines().nth(7).unwrap_or_default().trim().to_owned())
 }

@@ -27,48 +27,6 @@ pub(super) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// Longest time for one operation, all attempts and pauses included.
 pub(super) const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// The store's own runtime; see [`S3Store`]'s "Inside an async runtime".
-#[derive(Debug)]
-pub(super) struct OwnedRuntime(Option<tokio::runtime::Runtime>);
-
-impl OwnedRuntime {
-    pub(super) fn get(&self) -> &tokio::runtime::Runtime {
-        self.0.as_ref().expect("the runtime is there until the store is dropped")
-    }
-}
-
-impl Drop for OwnedRuntime {
-    fn drop(&mut self) {
-        // Dropping a runtime waits for its workers, which panics inside an async context.
-        if let Some(rt) = self.0.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                rt.shutdown_background();
-            }
-        }
-    }
-}
-
-/// Runs `f` to completion on `rt`. Outside any runtime, directly; inside one (where
-/// `Runtime::block_on` panics: "Cannot start a runtime from within a runtime"), on a helper
-/// thread, which this thread waits for. A panic in `f` is passed on.
-pub(super) fn block_on_from_anywhere<F>(rt: &tokio::runtime::Runtime, f: F) -> F::Output
-where
-    F: std::future::Future + Send,
-    F::Output: Send,
-{
-    if tokio::runtime::Handle::try_current().is_err() {
-        return rt.block_on(f);
-    }
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("coffer-s3-call".into())
-            .spawn_scoped(s, || rt.block_on(f))
-            .expect("cannot start a thread for an S3 request")
-            .join()
-    })
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
 impl S3Store {
     /// Opens the store (no request is made until the first call).
     ///
@@ -82,31 +40,16 @@ impl S3Store {
                 mp.part_size, mp.threshold
             )));
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("coffer-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::io("cannot start the s3 client runtime", e))?;
+        let rt =
+            OwnedRuntime::new(2, "coffer-s3").map_err(|e| StoreError::io("cannot start the s3 client runtime", e))?;
         let loc = &opts.location;
-        let client = block_on_from_anywhere(&rt, async {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-            if let Some(r) = loc.region.clone().or_else(|| loc.endpoint.as_ref().map(|_| "us-east-1".to_owned())) {
-                loader = loader.region(aws_config::Region::new(r));
-            }
-            if let Some(e) = &loc.endpoint {
-                loader = loader.endpoint_url(e);
-            }
-            if let S3Credentials::Static(c) = &opts.credentials {
-                loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    &c.access_key,
-                    c.secret_key.expose(),
-                    None,
-                    None,
-                    "coffer",
-                ));
-            }
-            let shared = loader.load().await;
+        let client = block_on_from_anywhere(rt.get(), async {
+            let region = loc.region.clone().or_else(|| loc.endpoint.as_ref().map(|_| "us-east-1".to_owned()));
+            let creds = match &opts.credentials {
+                S3Credentials::Static(c) => Some(c),
+                S3Credentials::Chain => None,
+            };
+            let shared = runtime::shared_config(region, loc.endpoint.as_deref(), creds).await;
             let conf = aws_sdk_s3::config::Builder::from(&shared)
                 .force_path_style(loc.path_style)
                 .retry_config(
@@ -134,7 +77,7 @@ impl S3Store {
         };
         Ok(Self {
             inner: Arc::new(Inner {
-                rt: OwnedRuntime(Some(rt)),
+                rt,
                 client,
                 location: opts.location.clone(),
                 principal: opts.principal.clone(),

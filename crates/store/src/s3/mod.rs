@@ -94,10 +94,10 @@ mod object_store;
 mod probe;
 mod protection;
 mod read;
+pub mod runtime;
 mod write;
 
 pub use bucket::{BucketInit, check_policy};
-use client::OwnedRuntime;
 use config::{MAX_PARTS, PART_CONCURRENCY};
 pub use config::{MIN_PART_SIZE, Multipart, S3Credentials, S3Options};
 use error::Failure;
@@ -107,6 +107,7 @@ use lock::{
     check_future, days_of, lock_mode, retention_mode, retention_of, round_up, show_retention, to_datetime, to_timestamp,
 };
 use read::{head_raw, meta_from_head};
+use runtime::{OwnedRuntime, block_on_from_anywhere};
 
 use crate::clock::Clock;
 use crate::error::{BoxError, Result, StoreError};
