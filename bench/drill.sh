@@ -11,7 +11,7 @@
 #   --snapshots N      snapshots in the audit's repository [default: 1000, the issue's]
 #   --rounds N         rounds per part, even (plain and drill alternate who goes first)
 #                      [default: 2]
-#   --only PART        one part: files, pg or audit
+#   --only PARTS       these parts only: files, pg, audit, or a list (files,pg)
 #   --keep             keep the scratch directory (data, repositories, clusters) at the end
 #   --dir DIR          scratch directory [default: target/bench-drill]; it must be new,
 #                      empty, or one this script made: everything in it is deleted first
@@ -63,10 +63,13 @@ while (($#)); do
     --snapshots) NSNAP=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --only)
-        case ${2:-} in
-        files | pg | audit) ONLY=$2 ;;
-        *) echo "drill.sh: --only takes files, pg or audit, not '${2:-}'" >&2; exit 2 ;;
-        esac
+        for p in ${2//,/ }; do
+            case $p in
+            files | pg | audit) ;;
+            *) echo "drill.sh: --only takes files, pg or audit (or a list: files,pg), not '${2:-}'" >&2; exit 2 ;;
+            esac
+        done
+        ONLY=,$2,
         shift
         ;;
     --keep) KEEP=1 ;;
@@ -97,7 +100,7 @@ PGBIN=/usr/lib/postgresql/15/bin
 PW=bench-password-not-secret
 REAL_HOME=$HOME
 say() { printf '== %s\n' "$*" >&2; }
-want() { [[ -z $ONLY || $ONLY == "$1" ]]; }
+want() { [[ -z $ONLY || $ONLY == *",$1,"* ]]; }
 
 ((EUID == 0)) || { echo "drill.sh: run it as root (it drops caches and runs PostgreSQL as postgres)" >&2; exit 2; }
 need_install=()
