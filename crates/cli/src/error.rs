@@ -207,6 +207,8 @@ fn verdict(cause: &(dyn std::error::Error + 'static)) -> Option<Verdict> {
         e.class()
     } else if let Some(e) = cause.downcast_ref::<coffer_operations::drill::DrillError>() {
         e.class()
+    } else if let Some(e) = cause.downcast_ref::<coffer_operations::audit::AuditError>() {
+        e.class()
     } else {
         return None;
     };

@@ -149,8 +149,8 @@ enum Command {
     Security(ops::security::SecurityArgs),
     /// Recovery drills: restore, check and time files, PostgreSQL and a full rebuild
     Drill(ops::drill::DrillArgs),
-    /// A clause-by-clause report on the policy, with its evidence (exit 9 when a clause is
-    /// not met)
+    /// A clause-by-clause report on the policy, with its evidence (exit 10 when a clause is
+    /// not met or unknown)
     Audit(ops::audit::AuditArgs),
 }
 

@@ -278,6 +278,10 @@ pub enum AlertKind {
     Test,
     /// A security event (`details.security-kind` says which: `docs/security.md`).
     Security,
+    /// A recovery drill ran and did not pass: a check failed or the recovery took longer
+    /// than its target (`details.failed_check_N` name them). A drill that could not run at
+    /// all is a `job-failed`.
+    DrillFailed,
 }
 
 impl AlertKind {
@@ -294,6 +298,7 @@ impl AlertKind {
             Self::DeliveryFailing => "delivery-failing",
             Self::Test => "test",
             Self::Security => "security",
+            Self::DrillFailed => "drill-failed",
         }
     }
 }

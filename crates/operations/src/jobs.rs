@@ -22,6 +22,7 @@ mod repository;
 mod watch;
 
 pub use canary::SECURITY_CLASS;
+pub use drill::{DRILL_CLASS, failure_line as drill_failure_line, report_details as drill_details};
 pub use postgres::{ARCHIVE_CLASS, ARCHIVE_KEYS};
 pub use repository::read_data;
 

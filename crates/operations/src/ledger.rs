@@ -210,6 +210,47 @@ pub fn read_security(repo: &Repository) -> Result<(SecurityRecords, Vec<LedgerPr
     Ok((out, problems))
 }
 
+/// Drill reports with their ledger ids, in chain order.
+pub type Drills = Vec<(Id, crate::drill::DrillReport)>;
+
+/// Every drill report of `repo`'s ledger (kind [`DRILL`]), in chain order, with its ledger
+/// id, and every problem: the chain's, bodies that do not parse as a report
+/// ([`LedgerProblemKind::BadBody`]) and reports of a newer format
+/// ([`LedgerProblemKind::NewerFormat`]). Records of other kinds are passed over. The bodies
+/// are hostile input: a report is only as true as the host that wrote it, which the ledger's
+/// authentication vouches for (the repository key), not its content. A report whose `id`
+/// an earlier one has (appended twice by two flushes racing) is listed once, the first.
+///
+/// # Errors
+/// Store errors other than damage.
+pub fn read_drills(repo: &Repository) -> Result<(Drills, Vec<LedgerProblem>), LedgerError> {
+    use crate::drill::DrillReport;
+    let view = repo.ledger()?;
+    let mut problems = view.problems;
+    let mut drills = Vec::new();
+    let mut seen = HashSet::new();
+    for e in view.entries.into_iter().filter(|e| e.record.kind == DRILL) {
+        match serde_json::from_value::<DrillReport>(e.record.body) {
+            Ok(r) if r.version > DrillReport::VERSION => problems.push(LedgerProblem {
+                kind: LedgerProblemKind::NewerFormat,
+                object: repo.ledger_key(&e.id),
+                message: format!("drill report format {} is newer than this coffer reads; ignored", r.version),
+            }),
+            Ok(r) => {
+                if seen.insert(r.id.clone()) {
+                    drills.push((e.id, r));
+                }
+            }
+            Err(err) => problems.push(LedgerProblem {
+                kind: LedgerProblemKind::BadBody,
+                object: repo.ledger_key(&e.id),
+                message: format!("an authentic record of kind drill whose body is not a drill report: {err}"),
+            }),
+        }
+    }
+    Ok((drills, problems))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,5 +412,63 @@ mod tests {
             problems.iter().map(|p| p.kind).collect::<Vec<_>>(),
             [LedgerProblemKind::BadBody, LedgerProblemKind::NewerFormat, LedgerProblemKind::BadBody]
         );
+    }
+
+    fn drill_report(clock: &Clock, passed: bool) -> crate::drill::DrillReport {
+        use crate::drill::{CheckOutcome, DrillKind, DrillReport};
+        let mut r = DrillReport::new(DrillKind::Files, "home/drill", "main", "h1", clock.now());
+        let outcome = if passed { CheckOutcome::Passed } else { CheckOutcome::Failed };
+        r.check("content", Some("home"), outcome, "12 files");
+        r.rto_seconds = Some(1.5);
+        r.finish(clock.now());
+        r
+    }
+
+    /// Drill reports queued in the outbox reach the ledger once; `read_drills` reads them
+    /// back, and hostile or newer bodies are problems, never a crash; other kinds pass over.
+    #[test]
+    fn drill_jobs_read_drills_reads_reports_and_hostile_bodies_are_problems() {
+        let (_tmp, clock, repo, state) = setup();
+        let good = drill_report(&clock, true);
+        let bad = drill_report(&clock, false);
+        for r in [&good, &bad] {
+            state.record_other("main", DRILL, "h1", &serde_json::to_value(r).unwrap()).unwrap();
+        }
+        state.record_run(&run(0, &clock)).unwrap();
+        // The crashed flush: the first report appended, still in the outbox.
+        repo.append_ledger_as("h1", DRILL, &serde_json::to_value(&good).unwrap()).unwrap();
+        assert_eq!(flush_outbox(&state, "main", &repo).unwrap(), 2, "the second report and the run");
+        // Two flushes racing (a manual drill's and the daemon's): listed once.
+        repo.append_ledger_as("h1", DRILL, &serde_json::to_value(&bad).unwrap()).unwrap();
+        // Hostile bodies: wrong types, a huge string, a newer format, a NaN-free but absurd
+        // number, and nested junk.
+        repo.append_ledger_as("h1", DRILL, &serde_json::json!({ "id": 7, "kind": [] })).unwrap();
+        repo.append_ledger_as("h1", DRILL, &serde_json::json!("x".repeat(10_000))).unwrap();
+        let mut newer = serde_json::to_value(&good).unwrap();
+        newer["version"] = serde_json::json!(99);
+        newer["id"] = serde_json::json!("newer");
+        repo.append_ledger_as("h1", DRILL, &newer).unwrap();
+        let mut absurd = serde_json::to_value(&good).unwrap();
+        absurd["id"] = serde_json::json!("absurd");
+        absurd["rto_seconds"] = serde_json::json!(-1e308);
+        absurd["checks"] = serde_json::json!([{ "name": "x", "outcome": "maybe", "detail": "" }]);
+        repo.append_ledger_as("h1", DRILL, &absurd).unwrap();
+        let (drills, problems) = read_drills(&repo).unwrap();
+        assert_eq!(drills.iter().map(|(_, r)| r.id.as_str()).collect::<Vec<_>>(), [good.id.as_str(), bad.id.as_str()]);
+        assert_eq!(drills[0].1, good);
+        assert!(!drills[1].1.passed);
+        assert_eq!(
+            problems.iter().map(|p| p.kind).collect::<Vec<_>>(),
+            [
+                LedgerProblemKind::BadBody,
+                LedgerProblemKind::BadBody,
+                LedgerProblemKind::NewerFormat,
+                LedgerProblemKind::BadBody
+            ]
+        );
+        assert!(problems[0].message.contains("kind drill"), "{}", problems[0].message);
+        let (runs, problems) = read_runs(&repo).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 }

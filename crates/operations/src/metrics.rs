@@ -23,7 +23,7 @@
 //! (outcome, security kind); no snapshot id, run id, error text or URL ever becomes a label. Jobs that leave
 //! the policy file on reload leave the exposition too ([`Metrics::retain_jobs`]).
 
-use crate::event::{Outcome, RunRecord};
+use crate::event::{JobKind, Outcome, RunRecord};
 use crate::jobs::JobSpec;
 use jiff::Timestamp;
 use prometheus::core::Collector;
@@ -72,6 +72,11 @@ pub struct Metrics {
     security_events: IntCounterVec,
     security_unacknowledged: prometheus::IntGauge,
     start_time: prometheus::Gauge,
+    drill_last_success: GaugeVec,
+    drill_rto: GaugeVec,
+    drill_rto_target: GaugeVec,
+    drill_data_age: GaugeVec,
+    drill_passed: IntGaugeVec,
     /// The label sets of the jobs seen, by job id: what [`Metrics::retain_jobs`] removes.
     jobs: Mutex<BTreeMap<String, JobKey>>,
 }
@@ -241,6 +246,36 @@ impl Metrics {
             ),
             security_unacknowledged,
             start_time,
+            drill_last_success: gauge_vec(
+                &r,
+                "coffer_drill_last_success_timestamp_seconds",
+                "When the drill job's last passing drill ended.",
+                &JOB_LABELS,
+            ),
+            drill_rto: gauge_vec(
+                &r,
+                "coffer_drill_rto_seconds",
+                "The recovery time the drill job's last drill measured (start to everything back).",
+                &JOB_LABELS,
+            ),
+            drill_rto_target: gauge_vec(
+                &r,
+                "coffer_drill_rto_target_seconds",
+                "The recovery time target of the drill job's last drill.",
+                &JOB_LABELS,
+            ),
+            drill_data_age: gauge_vec(
+                &r,
+                "coffer_drill_data_age_seconds",
+                "How old the data the drill job's last drill restored was, at the drill's start.",
+                &JOB_LABELS,
+            ),
+            drill_passed: int_gauge_vec(
+                &r,
+                "coffer_drill_passed",
+                "1 if the drill job's last drill passed, 0 if it did not pass or could not run.",
+                &JOB_LABELS,
+            ),
             registry: r,
             jobs: Mutex::new(BTreeMap::new()),
         }
@@ -272,10 +307,15 @@ impl Metrics {
             &self.last_bytes_added,
             &self.expected_interval,
             &self.next_run,
+            &self.drill_last_success,
+            &self.drill_rto,
+            &self.drill_rto_target,
+            &self.drill_data_age,
         ] {
             let _ = v.remove_label_values(&labels);
         }
         let _ = self.last_status.remove_label_values(&labels);
+        let _ = self.drill_passed.remove_label_values(&labels);
         let _ = self.overdue.remove_label_values(&labels);
         for outcome in OUTCOMES {
             let _ = self.runs_total.remove_label_values(&with_outcome(key, outcome.as_str()));
@@ -318,6 +358,36 @@ impl Metrics {
         if ok {
             self.last_success.with_label_values(&labels).set(seconds(r.finished));
             self.last_bytes_added.with_label_values(&labels).set(float(r.bytes_added.unwrap_or(0)));
+        }
+        if matches!(r.kind, JobKind::Drill | JobKind::Rebuild) {
+            self.set_drill(r, &labels, ok);
+        }
+    }
+
+    /// A drill job's gauges, from its record's details (`crate::jobs::drill_details`). A
+    /// drill that could not run (no report) sets `passed` to 0 and keeps the last measured
+    /// numbers; one that ran sets those it measured and removes those it did not (a target
+    /// taken out of the policy file leaves the exposition).
+    fn set_drill(&self, r: &RunRecord, labels: &[&str; 4], ok: bool) {
+        self.drill_passed.with_label_values(labels).set(i64::from(ok));
+        if ok {
+            self.drill_last_success.with_label_values(labels).set(seconds(r.finished));
+        }
+        if !r.details.contains_key("drill_report") {
+            return;
+        }
+        for (gauge, key) in [
+            (&self.drill_rto, "rto_seconds"),
+            (&self.drill_rto_target, "rto_target_seconds"),
+            (&self.drill_data_age, "data_age_seconds"),
+        ] {
+            // Details are strings a job wrote; one that does not parse is unknown.
+            match r.details.get(key).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite()) {
+                Some(v) => gauge.with_label_values(labels).set(v),
+                None => {
+                    let _ = gauge.remove_label_values(labels);
+                }
+            }
         }
     }
 

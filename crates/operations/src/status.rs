@@ -42,6 +42,50 @@ pub struct JobStatus {
     /// The scheduled instant the job is overdue for (set when `overdue`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overdue_since: Option<Timestamp>,
+    /// A drill or rebuild job's last drill (none for other jobs, and before the first drill
+    /// that ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillStatus>,
+}
+
+/// How many of a drill job's newest runs `status` looks through for its last drill.
+const DRILL_LOOKBACK: usize = 50;
+
+/// A drill job's last drill, from its run record's details (`docs/drills.md`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DrillStatus {
+    /// The drill report's id (`coffer drill history` lists it).
+    pub report: String,
+    /// When the drill ended.
+    pub finished: Timestamp,
+    /// Whether it passed.
+    pub passed: bool,
+    /// Its recovery time, seconds.
+    pub rto_seconds: Option<f64>,
+    /// The recovery time target, seconds.
+    pub rto_target_seconds: Option<f64>,
+    /// How old the restored data was at the drill's start, seconds.
+    pub data_age_seconds: Option<f64>,
+    /// Checks that did not pass.
+    pub checks_failed: Option<u64>,
+}
+
+impl DrillStatus {
+    /// The drill `record` reports, if it ran one (its details name a report).
+    #[must_use]
+    pub fn of(record: &RunRecord) -> Option<Self> {
+        // Details are strings a job wrote; one that does not parse is unknown.
+        let num = |k: &str| record.details.get(k).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite());
+        Some(Self {
+            report: record.details.get("drill_report")?.clone(),
+            finished: record.finished,
+            passed: record.details.get("drill_passed").is_some_and(|v| v == "true"),
+            rto_seconds: num("rto_seconds"),
+            rto_target_seconds: num("rto_target_seconds"),
+            data_age_seconds: num("data_age_seconds"),
+            checks_failed: record.details.get("checks_failed").and_then(|v| v.trim().parse().ok()),
+        })
+    }
 }
 
 /// How long after a scheduled instant its run may still be going: the random delay plus
@@ -116,7 +160,14 @@ pub fn job_status(
             overdue_since = overdue.then_some(s);
         }
     }
-    Ok(JobStatus { job: spec.id.clone(), last_success, last_failure, next_run, overdue, failing, overdue_since })
+    // The last drill that ran, among the newest runs: a later run that could not drill at
+    // all (or a missed slot) has no report.
+    let drill = if matches!(spec.kind, JobKind::Drill | JobKind::Rebuild) {
+        state.runs(Some(&spec.id), DRILL_LOOKBACK)?.iter().find_map(DrillStatus::of)
+    } else {
+        None
+    };
+    Ok(JobStatus { job: spec.id.clone(), last_success, last_failure, next_run, overdue, failing, overdue_since, drill })
 }
 
 /// One PostgreSQL source's archiving, from its newest archive check.
@@ -289,5 +340,49 @@ mod tests {
         st.record_run(&run(Outcome::Warning, "2030-01-06T05:00:00Z")).unwrap();
         let j = job_status(&sp, &st, t("2030-01-06T06:00:00Z"), &utc).unwrap();
         assert!(!j.failing && !j.overdue, "{j:?}");
+    }
+
+    #[test]
+    fn drill_jobs_status_shows_the_last_drill_and_a_failed_one_is_failing() {
+        let (_tmp, st) = state();
+        let sp = JobSpec { id: "home/drill".into(), kind: JobKind::Drill, ..spec("weekly") };
+        let utc = TimeZone::UTC;
+        let drill = |outcome: Outcome, started: &str, details: &[(&str, &str)]| RunRecord {
+            outcome,
+            details: details.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            ..RunRecord::new("home/drill", JobKind::Drill, Some("home"), "main", "h", t(started))
+        };
+        st.record_run(&drill(
+            Outcome::Success,
+            "2030-01-05T02:00:00Z",
+            &[("drill_report", "r1"), ("drill_passed", "true"), ("rto_seconds", "2.5"), ("data_age_seconds", "60")],
+        ))
+        .unwrap();
+        let j = job_status(&sp, &st, t("2030-01-05T03:00:00Z"), &utc).unwrap();
+        let d = j.drill.as_ref().expect("a drill");
+        assert_eq!(
+            (d.report.as_str(), d.passed, d.rto_seconds, d.data_age_seconds),
+            ("r1", true, Some(2.5), Some(60.0))
+        );
+        assert!(!j.failing);
+        st.record_run(&drill(
+            Outcome::Failed,
+            "2030-01-05T04:00:00Z",
+            &[("drill_report", "r2"), ("drill_passed", "false"), ("rto_seconds", "9"), ("rto_target_seconds", "1")],
+        ))
+        .unwrap();
+        let j = job_status(&sp, &st, t("2030-01-05T05:00:00Z"), &utc).unwrap();
+        assert!(j.failing);
+        let d = j.drill.as_ref().unwrap();
+        assert_eq!(
+            (d.report.as_str(), d.passed, d.rto_seconds, d.rto_target_seconds),
+            ("r2", false, Some(9.0), Some(1.0))
+        );
+        // A run that could not drill at all: the last drill shown is still r2.
+        st.record_run(&drill(Outcome::Failed, "2030-01-05T06:00:00Z", &[])).unwrap();
+        let j = job_status(&sp, &st, t("2030-01-05T07:00:00Z"), &utc).unwrap();
+        assert_eq!(j.drill.as_ref().map(|d| d.report.as_str()), Some("r2"), "the last drill that ran");
+        // A backup job has no drill.
+        assert!(job_status(&spec("daily 02:00"), &st, t("2030-01-05T07:00:00Z"), &utc).unwrap().drill.is_none());
     }
 }

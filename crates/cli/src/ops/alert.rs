@@ -202,6 +202,18 @@ pub fn run(global: &Global, args: &AlertArgs) -> Result<()> {
                 }
                 Err(e) => return Err(e).with_context(|| format!("alert target {target}: not delivered")),
             };
+            // Evidence for `coffer audit` (§7): when each target last received a test. Best
+            // effort: the delivery happened whether or not the state can say so.
+            let recorded = coffer_operations::state::state_dir(config.daemon.state_dir.as_deref())
+                .map_err(anyhow::Error::from)
+                .and_then(|dir| Ok(State::open(&dir)?))
+                .and_then(|s| {
+                    let key = format!("{}{}", coffer_operations::audit::evidence::ALERT_TEST_KEY, done.target);
+                    Ok(s.set(&key, &now.to_string())?)
+                });
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "the test delivery could not be recorded in the local state");
+            }
             let mut out = Output::new(global.json);
             if out.json() {
                 out.doc(&AlertTestView {

@@ -149,6 +149,7 @@ pub fn run(global: &Global, args: &DrillFilesArgs) -> Result<()> {
     })?;
     job.finish();
     print(global, &report, &opts)?;
+    super::drill::record_report(global, args.source.is_some().then_some(opts.repository.as_str()), &report)?;
     if !report.passed {
         let first = report.failures().into_iter().next().or_else(|| report.error.clone()).unwrap_or_default();
         return Err(NotProven(format!("the files drill did not pass: {first}")).into());

@@ -192,6 +192,7 @@ pub fn run(global: &Global, args: &DrillPgArgs) -> Result<()> {
         render(&mut out, &report, &opts)?;
     }
     out.finish()?;
+    super::drill::record_report(global, args.source.is_some().then_some(opts.repository.as_str()), &report)?;
     if report.passed {
         return Ok(());
     }

@@ -271,7 +271,7 @@ fn verify(global: &Global, repo: &Repository) -> Result<()> {
 }
 
 /// `ledger KIND OBJECT: message`, one line.
-fn problem_line(p: &LedgerProblem) -> String {
+pub(crate) fn problem_line(p: &LedgerProblem) -> String {
     format!("ledger {} {}: {}", p.kind.as_str(), clean(&p.object), clean(&p.message))
 }
 

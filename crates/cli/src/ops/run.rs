@@ -135,6 +135,16 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<()> {
             ))
             .into())
         }
+        // A drill that ran and did not pass: a verdict (exit 10), not a failure to run.
+        _ if record.error_class.as_deref() == Some(coffer_operations::jobs::DRILL_CLASS) => {
+            Err(crate::error::NotProven(format!(
+                "job {} {}: {}",
+                record.job,
+                record.outcome,
+                record.error.as_deref().unwrap_or("")
+            ))
+            .into())
+        }
         _ => Err(JobFailed {
             class: record.error_class.as_deref().map_or(ErrorClass::Other, class_named),
             message: format!("job {} {}: {}", record.job, record.outcome, record.error.as_deref().unwrap_or("")),

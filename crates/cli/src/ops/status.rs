@@ -97,6 +97,29 @@ pub fn run(global: &Global, _args: &StatusArgs) -> Result<()> {
     Err(Unhealthy(format!("{} job(s) unhealthy: {}", bad.len(), bad.join("; "))).into())
 }
 
+/// `last drill 2030-01-05 02:00 UTC: passed, RTO 2.5s (target 60s), data age 1h 0m` (the
+/// numbers the job's record holds).
+fn drill_line(d: &coffer_operations::status::DrillStatus, at: &dyn Fn(Option<Timestamp>) -> String) -> String {
+    let secs = |s: f64| format!("{s:.1}s");
+    let mut facts = vec![if d.passed { "passed".to_owned() } else { "DID NOT PASS".to_owned() }];
+    if let Some(r) = d.rto_seconds {
+        let target = d.rto_target_seconds.map_or_else(String::new, |t| format!(" (target {})", secs(t)));
+        facts.push(format!("RTO {}{target}", secs(r)));
+    }
+    if let Some(a) = d.data_age_seconds {
+        facts.push(format!("data age {}", secs(a)));
+    }
+    if let Some(n) = d.checks_failed.filter(|n| *n > 0) {
+        facts.push(format!("{n} check(s) failed"));
+    }
+    format!(
+        "last drill {}: {} (report {})",
+        at(Some(d.finished)),
+        facts.join(", "),
+        d.report.get(..12).unwrap_or(&d.report)
+    )
+}
+
 fn render(out: &mut Output, rep: &StatusReport, tz: &TimeZone, now: Timestamp) -> Result<()> {
     let at = |t: Option<Timestamp>| {
         t.map_or_else(|| "-".to_owned(), |t| t.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string())
@@ -123,6 +146,9 @@ fn render(out: &mut Output, rep: &StatusReport, tz: &TimeZone, now: Timestamp) -
             },
             state
         ))?;
+        if let Some(d) = &j.drill {
+            out.line(format!("  {}", drill_line(d, &at)))?;
+        }
         if let Some(since) = j.overdue_since {
             out.line(format!("  overdue: no successful run since the slot of {}", at(Some(since))))?;
         }

@@ -72,8 +72,18 @@ fn keys_snake_case(v: &Value, names_here: bool, path: &str) {
 fn ops_config_check_lists_the_example_jobs_with_their_next_run() {
     let sb = Sandbox::new();
     let out = sb.coffer(["--config", EXAMPLE, "config", "check"]).ok().stdout_text();
-    assert!(out.starts_with(&format!("{EXAMPLE}: valid (7 jobs, schedules in UTC)")), "{out}");
-    for job in ["app-data/backup", "db/base-backup", "db/archive-check", "main/verify", "main/prune", "main/canary"] {
+    assert!(out.starts_with(&format!("{EXAMPLE}: valid (10 jobs, schedules in UTC)")), "{out}");
+    for job in [
+        "app-data/backup",
+        "app-data/drill",
+        "db/base-backup",
+        "db/archive-check",
+        "db/drill",
+        "main/verify",
+        "main/prune",
+        "main/rebuild",
+        "main/canary",
+    ] {
         let line = out.lines().find(|l| l.starts_with(job)).unwrap_or_else(|| panic!("{job} not listed:\n{out}"));
         assert!(line.contains("+00:00[UTC]"), "next run in the configured zone: {line}");
     }
@@ -84,7 +94,7 @@ fn ops_config_check_lists_the_example_jobs_with_their_next_run() {
     assert_eq!(doc["valid"], true);
     assert_eq!(doc["timezone"], "UTC");
     let jobs = doc["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 7);
+    assert_eq!(jobs.len(), 10);
     let backup = jobs.iter().find(|j| j["id"] == "app-data/backup").unwrap();
     assert_eq!(backup["schedule"], "daily 02:00");
     assert_eq!(backup["kind"], "backup");

@@ -216,6 +216,9 @@ impl Shared {
                 JobKind::ArchiveCheck => {
                     self.alerter.resolve(&archive_problem(spec.owner()), &format!("{id}: archiving is healthy"));
                 }
+                JobKind::Drill | JobKind::Rebuild => {
+                    self.alerter.resolve(&drill_problem(id), &format!("{id}: the drill passed"));
+                }
                 _ => {}
             }
             return;
@@ -268,7 +271,30 @@ impl Shared {
                     details,
                 ));
             }
+            // A drill that ran and did not pass: its own kind, so routes can send the
+            // evidence that a restore does not work where it belongs; the failed checks are
+            // in the details (`failed_check_N`).
+            Outcome::Failed if rec.error_class.as_deref() == Some(crate::jobs::DRILL_CLASS) => {
+                // It ran: a failure to run it earlier is over.
+                self.alerter.resolve(&failed_problem(id), &format!("job {id} ran"));
+                for (k, v) in &rec.details {
+                    details.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                self.alerter.raise(self.event(
+                    AlertKind::DrillFailed,
+                    Severity::Error,
+                    drill_problem(id),
+                    Some(spec),
+                    format!("{} {id}: {error}", if spec.kind == JobKind::Rebuild { "rebuild" } else { "drill" }),
+                    details,
+                ));
+            }
             Outcome::Failed | Outcome::TimedOut => {
+                if matches!(spec.kind, JobKind::Drill | JobKind::Rebuild) {
+                    for (k, v) in &rec.details {
+                        details.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
                 self.alerter.raise(self.event(
                     AlertKind::JobFailed,
                     Severity::Error,
@@ -328,6 +354,12 @@ pub fn failed_problem(job: &str) -> String {
 #[must_use]
 pub fn missed_problem(job: &str) -> String {
     format!("job-missed:{job}")
+}
+
+/// The problem key of a drill that did not pass.
+#[must_use]
+pub fn drill_problem(job: &str) -> String {
+    format!("drill-failed:{job}")
 }
 
 /// The problem key of a repository's verify findings.

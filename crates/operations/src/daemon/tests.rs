@@ -308,3 +308,59 @@ fn a_daemon_supervises_the_watch_and_once_does_not_start_it() {
     assert_eq!(outcomes(&state, "main/watch"), [Outcome::Cancelled]);
     assert_eq!(watched.load(Ordering::SeqCst), 1);
 }
+
+/// A drill that ran and did not pass (class `drill`) is not retried and raises
+/// `drill-failed` naming its failed checks; one that could not run raises `job-failed`.
+#[test]
+fn drill_jobs_a_failed_drill_is_not_retried_and_alerts_drill_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let c = config(
+        dir.path(),
+        &format!(
+            "[files.home]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"daily 02:00\"\n\n\
+             [files.home.drill]\nschedule = \"every 1s\"\nretries = 2\n\n\
+             [files.db]\nrepository = \"main\"\npaths = [\"/\"]\nschedule = \"daily 02:00\"\n\n\
+             [files.db.drill]\nschedule = \"every 1s\"\nretries = 2\n\n\
+             [alerts.command.inbox]\ncommand = [\"/bin/sh\", \"-c\", \"cat > \\\"$0/$(date +%s%N)-$$.json\\\"\", {:?}]\n",
+            inbox.display().to_string()
+        ),
+    );
+    let job: RunFn = Arc::new(move |ctx: &JobContext, spec: &JobSpec, _ctl: &JobControl| {
+        if spec.id == "home/drill" {
+            let mut r = record(ctx, spec, Outcome::Failed, Some(crate::jobs::DRILL_CLASS));
+            r.error = Some("drill did not pass: rto: recovered in 9.0s, target 1s".into());
+            r.details.insert("failed_check_1".into(), "rto: recovered in 9.0s, target 1s".into());
+            r.details.insert("drill_report".into(), "0123456789abcdef".into());
+            return r;
+        }
+        record(ctx, spec, Outcome::Failed, Some("not-found"))
+    });
+    let state = run_until(c, job, |s| {
+        s.last_run("home/drill", &[Outcome::Failed]).unwrap().is_some()
+            && s.last_run("db/drill", &[Outcome::Failed]).unwrap().is_some()
+    });
+    let failed = state.last_run("home/drill", &[Outcome::Failed]).unwrap().unwrap();
+    assert_eq!(failed.attempts, 1, "a drill that did not pass is not retried");
+    let alerts = || -> Vec<serde_json::Value> {
+        std::fs::read_dir(&inbox)
+            .unwrap()
+            .filter_map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).ok()?).ok())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let has = |kind: &str, job: &str| alerts().iter().any(|a| a["kind"] == kind && a["job"] == job);
+    while !(has("drill-failed", "home/drill") && has("job-failed", "db/drill")) {
+        assert!(Instant::now() < deadline, "no drill-failed and job-failed alerts: {:#?}", alerts());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a = alerts().into_iter().find(|a| a["kind"] == "drill-failed").unwrap();
+    assert_eq!(a["problem"], "drill-failed:home/drill");
+    assert_eq!(a["severity"], "error");
+    assert_eq!(a["details"]["failed_check_1"], "rto: recovered in 9.0s, target 1s");
+    assert_eq!(a["details"]["drill_report"], "0123456789abcdef");
+    assert!(a["summary"].as_str().unwrap().starts_with("drill home/drill: drill did not pass: rto:"), "{a}");
+    assert!(!has("job-failed", "home/drill"), "{:#?}", alerts());
+    assert!(!has("drill-failed", "db/drill"), "{:#?}", alerts());
+}

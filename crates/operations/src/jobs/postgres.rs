@@ -38,7 +38,7 @@ fn pg_failure(e: &PgError) -> Failure {
 
 /// The cluster name base backups record: the source's name when PostgreSQL's rules for it
 /// allow (non-empty, no spaces), so `pg info --cluster SOURCE` and the archive check find it.
-fn cluster_name(source: &str) -> Option<String> {
+pub(super) fn cluster_name(source: &str) -> Option<String> {
     (!source.is_empty() && !source.contains(char::is_whitespace)).then(|| source.to_owned())
 }
 

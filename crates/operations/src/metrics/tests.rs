@@ -163,3 +163,64 @@ fn the_listener_serves_metrics_and_refuses_the_rest() {
     });
     assert!(gone, "still listening 2 s after shutdown");
 }
+
+const DRILL: &str = r#"{coffer_job="home/drill",kind="drill",repository="main",source="home"}"#;
+
+fn drill_run(outcome: Outcome, finished: i64, details: &[(&str, &str)]) -> RunRecord {
+    RunRecord {
+        finished: Timestamp::from_second(finished).unwrap(),
+        outcome,
+        details: details.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        ..RunRecord::new(
+            "home/drill",
+            JobKind::Drill,
+            Some("home"),
+            "main",
+            "h",
+            Timestamp::from_second(finished - 5).unwrap(),
+        )
+    }
+}
+
+#[test]
+fn drill_jobs_metrics_follow_the_last_drill() {
+    let m = Metrics::new();
+    let passing = [
+        ("drill_report", "r1"),
+        ("rto_seconds", "2.500"),
+        ("rto_target_seconds", "60.000"),
+        ("data_age_seconds", "3600.000"),
+    ];
+    m.observe_run(&drill_run(Outcome::Success, 1_000, &passing));
+    let t = m.render();
+    assert_eq!(value(&t, &format!("coffer_drill_passed{DRILL}")), 1.0);
+    assert_eq!(value(&t, &format!("coffer_drill_last_success_timestamp_seconds{DRILL}")), 1000.0);
+    assert_eq!(value(&t, &format!("coffer_drill_rto_seconds{DRILL}")), 2.5);
+    assert_eq!(value(&t, &format!("coffer_drill_rto_target_seconds{DRILL}")), 60.0);
+    assert_eq!(value(&t, &format!("coffer_drill_data_age_seconds{DRILL}")), 3600.0);
+    // Over its target, no data age measured, and a hostile value: failed, the new RTO, the
+    // unknown ones removed, the last success kept.
+    let failing = [
+        ("drill_report", "r2"),
+        ("rto_seconds", "90.000"),
+        ("rto_target_seconds", "1.000"),
+        ("data_age_seconds", "NaN"),
+    ];
+    m.observe_run(&drill_run(Outcome::Failed, 2_000, &failing));
+    let t = m.render();
+    assert_eq!(value(&t, &format!("coffer_drill_passed{DRILL}")), 0.0);
+    assert_eq!(value(&t, &format!("coffer_drill_last_success_timestamp_seconds{DRILL}")), 1000.0);
+    assert_eq!(value(&t, &format!("coffer_drill_rto_seconds{DRILL}")), 90.0);
+    assert_eq!(value(&t, &format!("coffer_drill_rto_target_seconds{DRILL}")), 1.0);
+    assert!(!t.contains("coffer_drill_data_age_seconds{"), "{t}");
+    // A drill that could not run: not passed, the last measured RTO kept.
+    m.observe_run(&drill_run(Outcome::Failed, 3_000, &[]));
+    let t = m.render();
+    assert_eq!(value(&t, &format!("coffer_drill_passed{DRILL}")), 0.0);
+    assert_eq!(value(&t, &format!("coffer_drill_rto_seconds{DRILL}")), 90.0);
+    // A backup job has no drill series; a job leaving the policy takes its series along.
+    m.observe_run(&run("home/backup", Outcome::Success, 1_000));
+    assert!(!m.render().contains(r#"coffer_drill_passed{coffer_job="home/backup""#));
+    m.retain_jobs(&[spec("home/backup", JobKind::Backup, Some("home"))]);
+    assert!(!m.render().contains("coffer_drill_"), "{}", m.render());
+}
