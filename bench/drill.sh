@@ -208,6 +208,7 @@ coffer_rev() {
     echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "machine:   $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, scratch on $(df -P "$SCRATCH" | awk 'NR==2{print $1}')"
     echo "coffer:    $("$COFFER" --version 2>/dev/null || echo coffer) ($([[ $COFFER_BIN == "$ROOT/target/release/coffer" ]] && echo "working tree at $(coffer_rev)" || echo "$COFFER_BIN"))"
+    echo "commit:    $(coffer_rev) (the checkout when the run started)"
     echo "rounds:    $ROUNDS per part, alternating which side goes first"
     echo "caches:    $CACHE_NOTE"
     echo "load avg:  at start $(cut -d' ' -f1-3 /proc/loadavg)"

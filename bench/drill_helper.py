@@ -166,7 +166,8 @@ def main():
     m = meta(results)
     loads = [v.split()[2] if len(v.split()) > 2 else v for v in m.get("load avg", [])]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"## bench/drill.sh ({now}, commit {commit()}, load {' → '.join(loads)})")
+    rev = m.get("commit", [commit()])[0].split(" (")[0]
+    print(f"## bench/drill.sh ({now}, commit {rev}, load {' → '.join(loads)})")
     print()
     for k in ("coffer", "caches", "rounds", "files", "pg", "audit"):
         for v in m.get(k, []):
