@@ -144,22 +144,92 @@ pub fn read_runs(repo: &Repository) -> Result<(Runs, Vec<LedgerProblem>), Ledger
     let view = repo.ledger()?;
     let mut problems = view.problems;
     let mut runs = Vec::new();
-    for e in view.entries.into_iter().filter(|e| e.record.kind == RUN) {
-        match serde_json::from_value::<RunRecord>(e.record.body) {
-            Ok(r) if r.version > RunRecord::VERSION => problems.push(LedgerProblem {
-                kind: LedgerProblemKind::NewerFormat,
-                object: repo.ledger_key(&e.id),
-                message: format!("run record format {} is newer than this coffer reads; ignored", r.version),
-            }),
-            Ok(r) => runs.push((e.id, r)),
-            Err(err) => problems.push(LedgerProblem {
-                kind: LedgerProblemKind::BadBody,
-                object: repo.ledger_key(&e.id),
-                message: format!("an authentic record of kind run whose body is not a run record: {err}"),
-            }),
+    for e in view.entries.iter().filter(|e| e.record.kind == RUN) {
+        match parse_body(repo, e) {
+            Ok(Body::Run(r)) => runs.push((e.id, r)),
+            Ok(_) => {}
+            Err(p) => problems.push(p),
         }
     }
     Ok((runs, problems))
+}
+
+/// An authentic ledger record's body, parsed by its kind.
+#[derive(Clone, Debug)]
+pub enum Body {
+    /// Kind [`RUN`].
+    Run(RunRecord),
+    /// Kind [`SECURITY`].
+    Security(SecurityEvent),
+    /// Kind [`SECURITY_ACK`].
+    SecurityAck(SecurityAck),
+    /// Kind [`DRILL`].
+    Drill(Box<crate::drill::DrillReport>),
+    /// Kind [`POLICY`].
+    Policy(Box<crate::drill::PolicyRecord>),
+    /// Kind [`AUDIT`].
+    Audit(crate::audit::AuditRecord),
+    /// A kind this build does not know: passed over.
+    Other,
+}
+
+/// Parses the body of `e` by its kind: the one place every reader of the ledger turns a
+/// body into a record. Bodies are hostile input (a host holding the key can write any): one
+/// that does not parse is a [`LedgerProblemKind::BadBody`] problem, one of a newer format a
+/// [`LedgerProblemKind::NewerFormat`] problem, never a crash.
+///
+/// # Errors
+/// The problem, naming the record's storage key.
+pub fn parse_body(repo: &Repository, e: &coffer_repository::LedgerEntry) -> Result<Body, LedgerProblem> {
+    fn typed<T: serde::de::DeserializeOwned>(
+        repo: &Repository,
+        e: &coffer_repository::LedgerEntry,
+        what: &str,
+        current: u32,
+        version: impl Fn(&T) -> u32,
+    ) -> Result<T, LedgerProblem> {
+        match serde_json::from_value::<T>(e.record.body.clone()) {
+            Ok(r) if version(&r) > current => Err(LedgerProblem {
+                kind: LedgerProblemKind::NewerFormat,
+                object: repo.ledger_key(&e.id),
+                message: format!("{what} format {} is newer than this coffer reads; ignored", version(&r)),
+            }),
+            Ok(r) => Ok(r),
+            Err(err) => Err(LedgerProblem {
+                kind: LedgerProblemKind::BadBody,
+                object: repo.ledger_key(&e.id),
+                message: format!("an authentic record of kind {} whose body is not a {what}: {err}", e.record.kind),
+            }),
+        }
+    }
+    use crate::drill::{DrillReport, PolicyRecord};
+    Ok(match e.record.kind.as_str() {
+        RUN => Body::Run(typed(repo, e, "run record", RunRecord::VERSION, |r: &RunRecord| r.version)?),
+        SECURITY => {
+            Body::Security(typed(repo, e, "security event", SecurityEvent::VERSION, |r: &SecurityEvent| r.version)?)
+        }
+        SECURITY_ACK => {
+            Body::SecurityAck(typed(repo, e, "security acknowledgement", SecurityAck::VERSION, |r: &SecurityAck| {
+                r.version
+            })?)
+        }
+        DRILL => {
+            Body::Drill(Box::new(typed(repo, e, "drill report", DrillReport::VERSION, |r: &DrillReport| r.version)?))
+        }
+        POLICY => {
+            Body::Policy(Box::new(typed(repo, e, "policy record", PolicyRecord::VERSION, |r: &PolicyRecord| {
+                r.version
+            })?))
+        }
+        AUDIT => Body::Audit(typed(
+            repo,
+            e,
+            "audit record",
+            crate::audit::AuditRecord::VERSION,
+            |r: &crate::audit::AuditRecord| r.version,
+        )?),
+        _ => Body::Other,
+    })
 }
 
 /// The security records of a ledger: events and acknowledgements, in chain order.
@@ -181,30 +251,12 @@ pub fn read_security(repo: &Repository) -> Result<(SecurityRecords, Vec<LedgerPr
     let view = repo.ledger()?;
     let mut problems = view.problems;
     let mut out = SecurityRecords::default();
-    for e in view.entries {
-        let object = || repo.ledger_key(&e.id);
-        let newer = |kind: &str, v: u32| LedgerProblem {
-            kind: LedgerProblemKind::NewerFormat,
-            object: object(),
-            message: format!("{kind} record format {v} is newer than this coffer reads; ignored"),
-        };
-        let bad = |kind: &str, err: serde_json::Error| LedgerProblem {
-            kind: LedgerProblemKind::BadBody,
-            object: object(),
-            message: format!("an authentic record of kind {kind} whose body does not parse: {err}"),
-        };
-        match e.record.kind.as_str() {
-            SECURITY => match serde_json::from_value::<SecurityEvent>(e.record.body.clone()) {
-                Ok(r) if r.version > SecurityEvent::VERSION => problems.push(newer(SECURITY, r.version)),
-                Ok(r) => out.events.push((e.id, r)),
-                Err(err) => problems.push(bad(SECURITY, err)),
-            },
-            SECURITY_ACK => match serde_json::from_value::<SecurityAck>(e.record.body.clone()) {
-                Ok(r) if r.version > SecurityAck::VERSION => problems.push(newer(SECURITY_ACK, r.version)),
-                Ok(r) => out.acks.push((e.id, r)),
-                Err(err) => problems.push(bad(SECURITY_ACK, err)),
-            },
-            _ => {}
+    for e in view.entries.iter().filter(|e| [SECURITY, SECURITY_ACK].contains(&e.record.kind.as_str())) {
+        match parse_body(repo, e) {
+            Ok(Body::Security(r)) => out.events.push((e.id, r)),
+            Ok(Body::SecurityAck(r)) => out.acks.push((e.id, r)),
+            Ok(_) => {}
+            Err(p) => problems.push(p),
         }
     }
     Ok((out, problems))
@@ -224,28 +276,19 @@ pub type Drills = Vec<(Id, crate::drill::DrillReport)>;
 /// # Errors
 /// Store errors other than damage.
 pub fn read_drills(repo: &Repository) -> Result<(Drills, Vec<LedgerProblem>), LedgerError> {
-    use crate::drill::DrillReport;
     let view = repo.ledger()?;
     let mut problems = view.problems;
     let mut drills = Vec::new();
     let mut seen = HashSet::new();
-    for e in view.entries.into_iter().filter(|e| e.record.kind == DRILL) {
-        match serde_json::from_value::<DrillReport>(e.record.body) {
-            Ok(r) if r.version > DrillReport::VERSION => problems.push(LedgerProblem {
-                kind: LedgerProblemKind::NewerFormat,
-                object: repo.ledger_key(&e.id),
-                message: format!("drill report format {} is newer than this coffer reads; ignored", r.version),
-            }),
-            Ok(r) => {
+    for e in view.entries.iter().filter(|e| e.record.kind == DRILL) {
+        match parse_body(repo, e) {
+            Ok(Body::Drill(r)) => {
                 if seen.insert(r.id.clone()) {
-                    drills.push((e.id, r));
+                    drills.push((e.id, *r));
                 }
             }
-            Err(err) => problems.push(LedgerProblem {
-                kind: LedgerProblemKind::BadBody,
-                object: repo.ledger_key(&e.id),
-                message: format!("an authentic record of kind drill whose body is not a drill report: {err}"),
-            }),
+            Ok(_) => {}
+            Err(p) => problems.push(p),
         }
     }
     Ok((drills, problems))
@@ -255,8 +298,7 @@ pub fn read_drills(repo: &Repository) -> Result<(Drills, Vec<LedgerProblem>), Le
 mod tests {
     use super::*;
     use crate::event::{JobKind, Outcome};
-    use coffer_repository::{InitOptions, KdfParams};
-    use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
+    use coffer_store::{Clock, ObjectStore};
     use std::sync::Arc;
 
     fn run(n: u32, clock: &Clock) -> RunRecord {
@@ -288,13 +330,7 @@ mod tests {
     fn setup_with_store() -> (tempfile::TempDir, Clock, Repository, State, Arc<dyn ObjectStore>) {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
-        let vault =
-            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
-                .unwrap();
-        let w: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
-        let opts =
-            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
-        let repo = Repository::init(w.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
+        let (repo, w) = crate::test_util::vault_repo(tmp.path(), &clock);
         let state = State::open(&tmp.path().join("state")).unwrap();
         (tmp, clock, repo, state, w)
     }

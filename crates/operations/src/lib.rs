@@ -20,6 +20,8 @@ pub mod schedule;
 pub mod security;
 pub mod state;
 pub mod status;
+#[cfg(test)]
+mod test_util;
 
 pub use config::{Config, ConfigError};
 pub use event::{AlertEvent, AlertKind, JobKind, Outcome, RunRecord, Severity};

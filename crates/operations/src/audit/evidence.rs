@@ -240,6 +240,7 @@ fn all_versions(repo: &coffer_repository::Repository) -> Read<Vec<ObjectVersion>
 
 /// Reads the ledger once and parses every body it knows, defensively.
 fn read_ledger(repo: &coffer_repository::Repository) -> Result<LedgerFacts, coffer_repository::RepoError> {
+    use crate::ledger::Body;
     let view = repo.ledger()?;
     let mut facts = LedgerFacts { records: view.entries.len(), ..LedgerFacts::default() };
     for p in &view.problems {
@@ -252,45 +253,22 @@ fn read_ledger(repo: &coffer_repository::Repository) -> Result<LedgerFacts, coff
     }
     let mut acks: BTreeMap<String, SecurityAck> = BTreeMap::new();
     let mut events = Vec::new();
-    for e in view.entries {
-        let key = repo.ledger_key(&e.id);
-        let bad = |kind: &str, err: &dyn std::fmt::Display| {
-            format!(
-                "bad-body {key}: a record of kind {kind} whose body does not parse: {}",
-                super::clean(&err.to_string(), 200)
-            )
-        };
-        let newer = |kind: &str, v: u32| {
-            format!("newer-format {key}: {kind} record format {v} is newer than this coffer reads")
-        };
-        let body = e.record.body;
-        match e.record.kind.as_str() {
-            crate::ledger::RUN => match serde_json::from_value::<RunRecord>(body) {
-                Ok(r) if r.version > RunRecord::VERSION => facts.problems.push(newer("run", r.version)),
-                Ok(r) => facts.runs.push(r),
-                Err(err) => facts.problems.push(bad("run", &err)),
-            },
-            crate::ledger::DRILL => match serde_json::from_value::<DrillReport>(body) {
-                Ok(r) if r.version > DrillReport::VERSION => facts.problems.push(newer("drill", r.version)),
-                Ok(r) => facts.drills.push(r),
-                Err(err) => facts.problems.push(bad("drill", &err)),
-            },
-            crate::ledger::SECURITY => match serde_json::from_value::<SecurityEvent>(body) {
-                Ok(r) if r.version > SecurityEvent::VERSION => facts.problems.push(newer("security", r.version)),
-                Ok(r) => events.push(r),
-                Err(err) => facts.problems.push(bad("security", &err)),
-            },
-            crate::ledger::SECURITY_ACK => match serde_json::from_value::<SecurityAck>(body) {
-                Ok(r) => {
-                    acks.insert(r.event_id.clone(), r);
-                }
-                Err(err) => facts.problems.push(bad("security-ack", &err)),
-            },
-            crate::ledger::AUDIT => match serde_json::from_value::<super::AuditRecord>(body) {
-                Ok(r) => facts.audits.push(r),
-                Err(err) => facts.problems.push(bad("audit", &err)),
-            },
-            _ => {}
+    for e in &view.entries {
+        match crate::ledger::parse_body(repo, e) {
+            Ok(Body::Run(r)) => facts.runs.push(r),
+            Ok(Body::Drill(r)) => facts.drills.push(*r),
+            Ok(Body::Security(r)) => events.push(r),
+            Ok(Body::SecurityAck(r)) => {
+                acks.insert(r.event_id.clone(), r);
+            }
+            Ok(Body::Audit(r)) => facts.audits.push(r),
+            Ok(Body::Policy(_) | Body::Other) => {}
+            Err(p) => facts.problems.push(format!(
+                "{} {}: {}",
+                p.kind.as_str(),
+                super::clean(&p.object, 200),
+                super::clean(&p.message, 300)
+            )),
         }
     }
     facts.security = events
@@ -306,9 +284,7 @@ fn read_ledger(repo: &coffer_repository::Repository) -> Result<LedgerFacts, coff
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffer_repository::{InitOptions, KdfParams, Repository};
-    use coffer_store::{Clock, LocalVault, ObjectStore, VaultOptions};
-    use std::sync::Arc;
+    use coffer_store::Clock;
 
     /// Forged or broken bodies of every kind the audit reads are problems in the report,
     /// never a crash; the records that parse are kept.
@@ -316,13 +292,7 @@ mod tests {
     fn audit_hostile_ledger_bodies_are_problems_not_crashes() {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
-        let vault =
-            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
-                .unwrap();
-        let w: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
-        let opts =
-            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
-        let repo = Repository::init(w, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        let (repo, _) = crate::test_util::vault_repo(tmp.path(), &clock);
         let ok = DrillReport::new(crate::drill::DrillKind::Files, "<script>x</script>", "main", "h", clock.now());
         repo.append_ledger_as("h", crate::ledger::DRILL, &serde_json::to_value(&ok).unwrap()).unwrap();
         repo.append_ledger_as("h", crate::ledger::DRILL, &serde_json::json!({"id": 7, "kind": "teleport"})).unwrap();

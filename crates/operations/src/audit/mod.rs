@@ -52,6 +52,11 @@ pub struct AuditRecord {
     pub unknown: u32,
 }
 
+impl AuditRecord {
+    /// The format version this build writes.
+    pub const VERSION: u32 = 1;
+}
+
 /// The JSON report's format version.
 pub const REPORT_VERSION: u32 = 1;
 

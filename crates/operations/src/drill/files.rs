@@ -427,16 +427,12 @@ impl Drop for Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffer_repository::{Cancel, Event, InitOptions, KdfParams, NewSnapshot, Observer};
-    use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
+    use coffer_repository::{Cancel, Event, NewSnapshot, Observer};
+    use coffer_store::Clock;
     use std::sync::Arc;
 
     fn repo(tmp: &Path) -> Repository {
-        let vault = LocalVault::init(tmp.join("v"), &VaultOptions::default()).unwrap();
-        let w: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
-        let opts =
-            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
-        Repository::init(w, "t", "", b"pw", &opts, Clock::system()).unwrap()
+        crate::test_util::vault_repo(tmp, &Clock::system()).0
     }
 
     fn options(scratch: PathBuf) -> FilesDrillOptions {

@@ -234,27 +234,18 @@ pub fn read_policies(repo: &Repository) -> Result<(Policies, Vec<LedgerProblem>)
     let view = repo.ledger()?;
     let mut problems = view.problems;
     let mut out = Vec::new();
-    for e in view.entries.into_iter().filter(|e| e.record.kind == POLICY) {
-        let object = repo.ledger_key(&e.id);
-        match serde_json::from_value::<PolicyRecord>(e.record.body) {
-            Ok(r) if r.version > PolicyRecord::VERSION => problems.push(LedgerProblem {
-                kind: LedgerProblemKind::NewerFormat,
-                object,
-                message: format!("policy record format {} is newer than this coffer reads; ignored", r.version),
-            }),
-            Ok(r) => match r.config() {
-                Ok(_) => out.push((e.id, r)),
+    for e in view.entries.iter().filter(|e| e.record.kind == POLICY) {
+        match crate::ledger::parse_body(repo, e) {
+            Ok(crate::ledger::Body::Policy(r)) => match r.config() {
+                Ok(_) => out.push((e.id, *r)),
                 Err(why) => problems.push(LedgerProblem {
                     kind: LedgerProblemKind::BadBody,
-                    object,
+                    object: repo.ledger_key(&e.id),
                     message: format!("an authentic policy record that does not hold: {}", clip(&why)),
                 }),
             },
-            Err(err) => problems.push(LedgerProblem {
-                kind: LedgerProblemKind::BadBody,
-                object,
-                message: format!("an authentic record of kind policy whose body is not a policy record: {err}"),
-            }),
+            Ok(_) => {}
+            Err(p) => problems.push(p),
         }
     }
     Ok((out, problems))
@@ -294,9 +285,7 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffer_repository::{InitOptions, KdfParams};
-    use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
-    use std::sync::Arc;
+    use coffer_store::Clock;
 
     const POLICY_A: &str = "[repositories.main]\nlocation = \"/srv/vault\"\n\n[files.home]\nrepository = \"main\"\npaths = [\"/home\"]\nschedule = \"daily\"\n";
     const POLICY_B: &str = "[repositories.main]\nlocation = \"/srv/vault\"\n\n[files.etc]\nrepository = \"main\"\npaths = [\"/etc\"]\nschedule = \"daily\"\n";
@@ -304,13 +293,7 @@ mod tests {
     fn setup() -> (tempfile::TempDir, Clock, Repository, State) {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
-        let vault =
-            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
-                .unwrap();
-        let w: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
-        let opts =
-            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
-        let repo = Repository::init(w, "t", "", b"pw", &opts, clock.clone()).unwrap();
+        let (repo, _) = crate::test_util::vault_repo(tmp.path(), &clock);
         let state = State::open(&tmp.path().join("state")).unwrap();
         (tmp, clock, repo, state)
     }

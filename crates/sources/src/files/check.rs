@@ -40,7 +40,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::Read as _;
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -261,7 +261,7 @@ impl Checker<'_> {
                 return Ok(());
             }
         };
-        let kind = kind_of(&md);
+        let kind = super::meta::kind_of(&md);
         if kind != n.kind {
             let msg = format!("{}: restored as a {}, the snapshot has a {}", sp.display(), name(kind), name(n.kind));
             if n.kind == NodeKind::File {
@@ -476,25 +476,6 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(got)
-}
-
-fn kind_of(md: &fs::Metadata) -> NodeKind {
-    let ft = md.file_type();
-    if ft.is_file() {
-        NodeKind::File
-    } else if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_char_device() {
-        NodeKind::CharDev
-    } else if ft.is_block_device() {
-        NodeKind::BlockDev
-    } else {
-        NodeKind::Socket
-    }
 }
 
 fn name(k: NodeKind) -> &'static str {

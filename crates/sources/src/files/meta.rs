@@ -44,22 +44,7 @@ pub(crate) fn node(
     names: &mut Names,
     warnings: &mut Vec<String>,
 ) -> Node {
-    let ft = md.file_type();
-    let kind = if ft.is_file() {
-        NodeKind::File
-    } else if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_char_device() {
-        NodeKind::CharDev
-    } else if ft.is_block_device() {
-        NodeKind::BlockDev
-    } else {
-        NodeKind::Socket
-    };
+    let kind = kind_of(md);
     let mut n = Node {
         name: String::new(),
         name_raw: None,
@@ -136,4 +121,24 @@ pub(crate) fn read_xattrs(path: &Path, warnings: &mut Vec<String>) -> Vec<Xattr>
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// The tree's kind of an entry with metadata `md` (from `lstat`: a symlink is a symlink).
+pub(crate) fn kind_of(md: &std::fs::Metadata) -> NodeKind {
+    let ft = md.file_type();
+    if ft.is_file() {
+        NodeKind::File
+    } else if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::CharDev
+    } else if ft.is_block_device() {
+        NodeKind::BlockDev
+    } else {
+        NodeKind::Socket
+    }
 }
