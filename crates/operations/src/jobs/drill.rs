@@ -111,7 +111,9 @@ pub(super) fn rebuild(ctx: &JobContext, spec: &JobSpec, ctl: &JobControl) -> Res
         host: ctx.host.clone(),
         scratch,
         rto_target: b.rto_target,
-        run_as: Some(b.run_as.clone().unwrap_or_else(|| "postgres".to_owned())),
+        // None: the stored policy's `[…rebuild] run-as`, then each source's, then `postgres` (as
+        // root), as `coffer drill rebuild` decides.
+        run_as: b.run_as.clone(),
         keep: false,
     };
     conclude(ctx, spec, crate::drill::rebuild::rebuild(&opts, ctl))
