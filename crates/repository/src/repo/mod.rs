@@ -18,6 +18,7 @@
 //!   and if it has already been pruned its blobs are uploaded again.
 //! - The snapshot is written last, after every object it references is durable.
 
+use crate::cache::{CacheChoice, Kind as CacheKind, MetaCache};
 use crate::crypto::{KdfParams, KeyFile, MasterKey};
 use crate::error::{RepoError, Result};
 use crate::id::Id;
@@ -90,6 +91,8 @@ pub struct Repository {
     ledger_cache: std::sync::Mutex<HashMap<Id, (LedgerRecord, Timestamp)>>,
     /// Serializes this process's ledger appends, so one process never forks its own chain.
     ledger_append: std::sync::Mutex<()>,
+    /// The local cache of metadata objects' bytes, if any ([`Repository::with_cache`]).
+    meta_cache: Option<Arc<MetaCache>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -163,6 +166,25 @@ impl Repository {
     /// markers hide nothing, and with a point in time only names created by then exist.
     pub(crate) fn for_each_name(&self, prefix: &str, mut f: impl FnMut(String) -> Result<()>) -> Result<()> {
         versions::for_each_name(self.store.as_ref(), prefix, self.as_of, |v| f(v.key))
+    }
+
+    /// Uses the local metadata cache `choice` names for this store (see [`crate::cache`]):
+    /// snapshot, index and ledger objects listed by the store are then read from the cache
+    /// when a verified copy is there, and what this handle reads or writes is kept there.
+    /// A cache that cannot be created means no cache, never an error.
+    #[must_use]
+    pub fn with_cache(mut self, choice: &CacheChoice) -> Self {
+        self.meta_cache = choice
+            .root(self.store.capabilities().remote)
+            .and_then(|root| MetaCache::open(root, &self.config.id))
+            .map(Arc::new);
+        self
+    }
+
+    /// Whether this handle uses a local metadata cache.
+    #[must_use]
+    pub fn has_cache(&self) -> bool {
+        self.meta_cache.is_some()
     }
 
     /// Refuses to write through a handle that sees the past.
