@@ -15,6 +15,7 @@
 #![allow(clippy::disallowed_macros, reason = "test code reports seeds and timings on stderr")]
 
 mod audit;
+mod cache;
 mod bad_input;
 mod daemon_util;
 mod default_vault;
