@@ -138,6 +138,9 @@ pub struct VerifyReport {
 /// [`RepoError::Cancelled`](crate::RepoError::Cancelled) once `ctl` is cancelled.
 pub fn verify(repo: &Repository, read: ReadData, ctl: &JobControl) -> Result<VerifyReport> {
     ctl.emit(&Event::Phase { name: "check" });
+    // Reading data means checking the store's bytes: metadata objects too, not the local
+    // cache's copies (docs/cache.md).
+    let _store_bytes = (!matches!(read, ReadData::None)).then(|| repo.bypass_cache_reads());
     let one = Event::Advance(Progress::new(1, 0));
     let now = repo.clock().now();
     let mut rep = VerifyReport::default();

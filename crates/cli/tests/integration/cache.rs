@@ -17,24 +17,22 @@ fn gets(log: &str, bucket: &str, prefix: &str, ns: &str) -> usize {
     log.lines().filter(|l| l.contains(&path)).count()
 }
 
-/// Listings of `ns/` in `log` (the prefix is URL-encoded in the query).
+/// Listings of `ns/` in `log` (`GET /BUCKET/?versions&…&prefix=PREFIX/NS/`).
 fn listings(log: &str, prefix: &str, ns: &str) -> usize {
-    let q = format!("prefix={}%2F{ns}%2F", prefix.replace('/', "%2F"));
+    let q = format!("prefix={prefix}/{ns}/ ");
     log.lines().filter(|l| l.contains("\"GET /") && l.contains(&q)).count()
 }
 
 /// The repository's directory in cache root `root` (`v1/REPO-ID`): the only one.
 fn repo_dir(root: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> =
-        std::fs::read_dir(root.join("v1")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("v1")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(dirs.len(), 1, "one repository in the cache: {dirs:?}");
     dirs.pop().unwrap()
 }
 
 /// The entries of `ns` in the cache, sorted.
 fn entries(root: &Path, ns: &str) -> Vec<PathBuf> {
-    let mut e: Vec<PathBuf> =
-        std::fs::read_dir(repo_dir(root).join(ns)).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut e: Vec<PathBuf> = std::fs::read_dir(repo_dir(root).join(ns)).unwrap().map(|e| e.unwrap().path()).collect();
     e.sort();
     e
 }
@@ -82,6 +80,10 @@ fn cache_a_warm_cache_reads_no_snapshot_or_index_object_on_moto() {
     assert_eq!((s, i), (0, 0), "restore:\n{log}");
     let (s, i, _, _, log) = count(r.c(["verify", "--json"]), "verify");
     assert_eq!((s, i), (0, 0), "verify:\n{log}");
+    // Reading data checks the store's bytes, metadata objects included.
+    let (s, i, _, _, _) = count(r.c(["verify", "--json", "--read-data"]), "verify --read-data");
+    assert_eq!(s, 4, "verify --read-data reads every snapshot object from the store");
+    assert!(i > 0, "and every index object");
 
     // --no-cache reads every snapshot from the store.
     let (s, i, _, out, _) = count(r.c(["--no-cache", "snapshots", "--json"]), "snapshots --no-cache");
@@ -178,21 +180,20 @@ fn cache_an_entry_the_store_does_not_list_is_not_shown_and_is_removed() {
     let status = std::process::Command::new("cp").arg("-a").arg(c.r.vault()).arg(&copy).status().unwrap();
     assert!(status.success());
     std::fs::write(src.join("f.txt"), "elsewhere").unwrap();
-    let planted = c
-        .r
-        .sb
-        .coffer(["--repo"])
-        .arg(&copy)
-        .args(["--cache-dir"])
-        .arg(&c.root)
-        .env("COFFER_PASSWORD", PASSWORD)
-        .args(["backup", "--json"])
-        .arg(&src)
-        .ok()
-        .json()["snapshot"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let planted =
+        c.r.sb
+            .coffer(["--repo"])
+            .arg(&copy)
+            .args(["--cache-dir"])
+            .arg(&c.root)
+            .env("COFFER_PASSWORD", PASSWORD)
+            .args(["backup", "--json"])
+            .arg(&src)
+            .ok()
+            .json()["snapshot"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     assert_eq!(entries(&c.root, "snapshots").len(), 2, "the planted snapshot is in the cache");
 
     let shown = c.snapshots(&[]);

@@ -15,8 +15,8 @@
 #![allow(clippy::disallowed_macros, reason = "test code reports seeds and timings on stderr")]
 
 mod audit;
-mod cache;
 mod bad_input;
+mod cache;
 mod daemon_util;
 mod default_vault;
 mod drill_files;

@@ -204,7 +204,7 @@ impl Repository {
             }
             // The local cache serves the bytes of a record with one version (every honest
             // one): its store time is then that version's, as a store read would find.
-            let cached = match (v.objects.as_slice(), &self.meta_cache) {
+            let cached = match (v.objects.as_slice(), self.cache_for_reads()) {
                 ([only], Some(c)) => c.get(CacheKind::Ledger, &id).map(|b| (b, only.version.clone())),
                 _ => None,
             };

@@ -93,6 +93,9 @@ pub struct Repository {
     ledger_append: std::sync::Mutex<()>,
     /// The local cache of metadata objects' bytes, if any ([`Repository::with_cache`]).
     meta_cache: Option<Arc<MetaCache>>,
+    /// Reads skip the cache while set (`verify` reading data checks the store's own bytes
+    /// of every metadata object: [`Repository::bypass_cache_reads`]).
+    cache_bypass: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Repository {
@@ -181,6 +184,21 @@ impl Repository {
         self
     }
 
+    /// Until the guard is dropped, metadata objects are read from the store, not from the
+    /// local cache (what is read still refreshes the cache): for `verify --read-data`,
+    /// whose point is to read the store's bytes — a snapshot object rotten in the store
+    /// must not pass because a good copy sits on this host.
+    #[must_use]
+    pub fn bypass_cache_reads(&self) -> CacheBypass<'_> {
+        self.cache_bypass.store(true, std::sync::atomic::Ordering::Relaxed);
+        CacheBypass(self)
+    }
+
+    /// The cache to read from, unless bypassed.
+    pub(crate) fn cache_for_reads(&self) -> Option<&MetaCache> {
+        if self.cache_bypass.load(std::sync::atomic::Ordering::Relaxed) { None } else { self.meta_cache.as_deref() }
+    }
+
     /// Whether this handle uses a local metadata cache.
     #[must_use]
     pub fn has_cache(&self) -> bool {
@@ -196,6 +214,15 @@ impl Repository {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// Reads skip the local cache while this lives ([`Repository::bypass_cache_reads`]).
+pub struct CacheBypass<'a>(&'a Repository);
+
+impl Drop for CacheBypass<'_> {
+    fn drop(&mut self) {
+        self.0.cache_bypass.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -48,7 +48,7 @@ impl Repository {
     /// way; only names a store listing returned may be asked for, so the cache decides no
     /// object's existence.
     pub(super) fn get_meta(&self, kind: CacheKind, key: &str, id: &Id) -> Result<Vec<u8>> {
-        if let Some(bytes) = self.meta_cache.as_ref().and_then(|c| c.get(kind, id)) {
+        if let Some(bytes) = self.cache_for_reads().and_then(|c| c.get(kind, id)) {
             return Ok(bytes);
         }
         let bytes = self.get_hashed(key, id)?;

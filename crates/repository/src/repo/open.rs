@@ -207,6 +207,7 @@ impl Repository {
             ledger_cache: std::sync::Mutex::default(),
             ledger_append: std::sync::Mutex::default(),
             meta_cache: None,
+            cache_bypass: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
