@@ -216,7 +216,7 @@ fn cache_as_of_with_a_warm_cache_hides_later_snapshots() {
     let src = tree(&c.r.sb, "one");
     let first = c.backup(&src);
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let t = jiff::Timestamp::now();
+    let t = coffer_store::Clock::system().now();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     std::fs::write(src.join("f.txt"), "two").unwrap();
     c.backup(&src);
