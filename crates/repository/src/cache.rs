@@ -15,7 +15,7 @@
 //!   listing (with `--as-of` and the version rules of [`crate::versions`]) just returned,
 //!   so an entry for a name the store does not list is never read: the cache can neither
 //!   add nor hide history. Entries of names a complete listing no longer has are removed
-//!   ([`MetaCache::retain`]), so the cache is bounded by the repository.
+//!   (`MetaCache::retain`), so the cache is bounded by the repository.
 //! - **Never fatal, always disposable.** Every failure to read or write it is logged at
 //!   debug and ignored; deleting it at any time costs only requests. Writes are atomic
 //!   (a temporary file, then a rename), so a reader sees a whole entry or none (a torn

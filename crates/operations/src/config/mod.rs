@@ -151,6 +151,11 @@ fn default_max_concurrent() -> usize {
 fn yes() -> bool {
     true
 }
+/// Leaves a default-true switch out of a printed configuration (it was not written either).
+#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_true(b: &bool) -> bool {
+    *b
+}
 fn default_timeout() -> Duration {
     Duration::from_secs(6 * 3600)
 }
@@ -216,7 +221,7 @@ pub struct RepositoryConfig {
     pub rebuild: Option<RebuildDrill>,
     /// Keep a local cache of the repository's metadata objects (on by default; used for
     /// remote stores only unless `cache-dir` is set: `docs/cache.md`).
-    #[serde(default = "yes")]
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub cache: bool,
     /// Where the metadata cache lives (default: `$XDG_CACHE_HOME/coffer`, else
     /// `$HOME/.cache/coffer`); naming it uses the cache for a local vault too.
