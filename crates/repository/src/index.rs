@@ -215,3 +215,71 @@ impl Index {
         self.blobs.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::BlobKind;
+
+    fn entry(n: u8, offset: u32) -> PackEntry {
+        PackEntry { kind: BlobKind::Data, id: Id([n; 32]), offset, length: 100, raw_length: 60 }
+    }
+
+    fn pack(n: u8, until: &str, blobs: Vec<PackEntry>) -> IndexPack {
+        IndexPack { id: Id([n; 32]), size: 1000, retain_until: until.parse().unwrap(), blobs }
+    }
+
+    /// Each blob is found in the pack locked longest, with that pack's entry; restating a
+    /// pack with a later lock moves its blobs there; a restatement adds the entries no
+    /// earlier statement made (none can hide another's) and duplicates none.
+    #[test]
+    fn blobs_are_found_once_in_the_pack_locked_longest() {
+        let mut index = Index::default();
+        index.add_pack(&pack(200, "2030-01-01T00:00:00Z", vec![entry(1, 0), entry(2, 100)]));
+        index.add_pack_owned(pack(201, "2030-02-01T00:00:00Z", vec![entry(2, 500), entry(3, 600)]));
+        assert_eq!(index.blob_count(), 3);
+        let at = |index: &Index, n: u8| index.get(&Id([n; 32])).map(|r| (index.pack(r.pack).id.0[0], r.entry.offset));
+        assert_eq!([at(&index, 1), at(&index, 2), at(&index, 3)], [Some((200, 0)), Some((201, 500)), Some((201, 600))]);
+        assert_eq!(at(&index, 4), None);
+        assert_eq!(index.slot(&Id([2; 32])), Some((1, 0)));
+
+        // Pack 200 restated, locked longer, with one more entry: blob 2 moves back to it.
+        index.add_pack(&pack(200, "2030-03-01T00:00:00Z", vec![entry(1, 0), entry(2, 100), entry(4, 200)]));
+        assert_eq!([at(&index, 2), at(&index, 4)], [Some((200, 100)), Some((200, 200))]);
+        assert_eq!(index.pack(0).blobs.len(), 3, "the new entry added once");
+        index.add_pack(&pack(200, "2030-01-01T00:00:00Z", vec![entry(1, 0)]));
+        assert_eq!(index.pack(0).blobs.len(), 3, "a shorter statement removes nothing");
+        assert_eq!(index.pack(0).retain_until, "2030-03-01T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(index.blob_count(), 4);
+        assert_eq!(index.packs().len(), 2);
+    }
+
+    /// Many blobs: every one is found at its own entry (the table grows and rehashes).
+    #[test]
+    fn a_large_index_finds_every_blob() {
+        let mut index = Index::default();
+        for p in 0..50u32 {
+            let blobs = (0..1000u32)
+                .map(|i| {
+                    let mut id = [0u8; 32];
+                    id[..4].copy_from_slice(&p.to_le_bytes());
+                    id[4..8].copy_from_slice(&i.to_le_bytes());
+                    PackEntry { kind: BlobKind::Data, id: Id(id), offset: i, length: 1, raw_length: 1 }
+                })
+                .collect();
+            let mut pid = [0xffu8; 32];
+            pid[..4].copy_from_slice(&p.to_le_bytes());
+            index.add_pack_owned(IndexPack { id: Id(pid), size: 1, retain_until: Timestamp::UNIX_EPOCH, blobs });
+        }
+        assert_eq!(index.blob_count(), 50_000);
+        for p in 0..50u32 {
+            for i in (0..1000u32).step_by(7) {
+                let mut id = [0u8; 32];
+                id[..4].copy_from_slice(&p.to_le_bytes());
+                id[4..8].copy_from_slice(&i.to_le_bytes());
+                let r = index.get(&Id(id)).unwrap();
+                assert_eq!((r.pack, r.entry.offset), (p as usize, i));
+            }
+        }
+    }
+}

@@ -339,10 +339,13 @@ struct Walk<'a> {
     written: Progress,
 }
 
-/// A batch of regular files is filled once the walk has listed this many ([`Walk::flush`])…
-const BATCH_FILES: usize = 16_384;
-/// …or their content is this many blobs.
-const BATCH_BLOBS: usize = 1 << 18;
+/// A batch of regular files is filled once the walk has listed this many ([`Walk::flush`]):
+/// about 16 MiB of file list (a file's path and entry are about 1 KiB), and several runs of
+/// [`GROUP_FILES`] for the workers to share. (Tiny in the unit tests, so that their trees
+/// span many batches.)
+const BATCH_FILES: usize = if cfg!(test) { 7 } else { 16_384 };
+/// …or their content is this many blobs (8 MiB of ids).
+const BATCH_BLOBS: usize = if cfg!(test) { 8 } else { 1 << 18 };
 
 /// While the walk lists files, a growing total is reported each time this many more are listed.
 const TOTAL_EVERY: u64 = 1000;
@@ -962,6 +965,130 @@ mod options_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_repository::{Cancel, InitOptions, KdfParams};
+    use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
+    use std::os::unix::fs::MetadataExt as _;
+
+    fn repo(dir: &Path) -> Repository {
+        let vault = LocalVault::init(dir.join("v"), &VaultOptions::default()).unwrap();
+        let w: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
+        Repository::init(w, "t", "", b"pw", &opts, Clock::system()).unwrap()
+    }
+    use std::sync::Arc;
+
+    /// A tree of many batches ([`BATCH_FILES`] is 7 here): nested directories, hard links
+    /// whose names are in other directories and other batches than their first, a file of
+    /// more blobs than a batch holds, directory times set after their last batch.
+    fn tree(src: &Path) -> usize {
+        let mut files = 0;
+        for d in 0..5 {
+            let dir = src.join(format!("d{d}/inner{d}"));
+            fs::create_dir_all(&dir).unwrap();
+            for f in 0..(3 + 4 * d) {
+                fs::write(dir.join(format!("f{f}")), format!("dir {d} file {f}").repeat(f + 1)).unwrap();
+                files += 1;
+            }
+            fs::write(src.join(format!("d{d}/top")), format!("top {d}")).unwrap();
+            files += 1;
+        }
+        // Hard links across directories: first name in d0, others in d3 and d4.
+        fs::hard_link(src.join("d0/inner0/f1"), src.join("d3/link-a")).unwrap();
+        fs::hard_link(src.join("d0/inner0/f1"), src.join("d4/inner4/link-b")).unwrap();
+        files += 2;
+        // More blobs than a batch holds (chunks of 512 KiB to 8 MiB, about 1 MiB).
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let big: Vec<u8> = (0..12 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[3]
+            })
+            .collect();
+        fs::write(src.join("d2/big"), &big).unwrap();
+        files += 1;
+        for d in 0..5 {
+            for dir in [src.join(format!("d{d}")), src.join(format!("d{d}/inner{d}"))] {
+                let t = fs::FileTimes::new()
+                    .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + d));
+                fs::File::open(&dir).unwrap().set_times(t).unwrap();
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn a_restore_of_many_batches_is_exact_across_directories_and_hard_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let src = tmp.path().join("src");
+        let files = tree(&src);
+        let opts = super::super::BackupOptions { paths: vec![src.clone()], host: "h".into(), ..Default::default() };
+        let snap = super::super::backup(&repo, &opts, &JobControl::none()).unwrap().info;
+        let out = tmp.path().join("out");
+        let rep =
+            restore(&repo, &snap, &RestoreOptions { target: out.clone(), ..Default::default() }, &JobControl::none())
+                .unwrap();
+        assert!(rep.damaged.is_empty() && rep.refused.is_empty(), "{rep:?}");
+        assert_eq!(rep.files as usize, files - 2, "every file once, the further names linked");
+        let root = super::super::walk::under(&out, &src);
+        let mut compared = 0;
+        for e in walk_all(&src) {
+            let rel = e.strip_prefix(&src).unwrap();
+            let (a, b) = (fs::symlink_metadata(&e).unwrap(), fs::symlink_metadata(root.join(rel)).unwrap());
+            if a.is_file() {
+                assert_eq!(fs::read(&e).unwrap(), fs::read(root.join(rel)).unwrap(), "{}", rel.display());
+                assert_eq!(a.nlink(), b.nlink(), "{}", rel.display());
+            }
+            assert_eq!((a.mtime(), a.mode()), (b.mtime(), b.mode()), "{}", rel.display());
+            compared += 1;
+        }
+        assert!(compared > files, "{compared}");
+        let ino = |p: &str| fs::metadata(root.join(p)).unwrap().ino();
+        assert_eq!(ino("d0/inner0/f1"), ino("d3/link-a"));
+        assert_eq!(ino("d0/inner0/f1"), ino("d4/inner4/link-b"));
+    }
+
+    /// Cancelled after its first batch, a restore stops: the files of later batches are not
+    /// written, and it says it was cancelled.
+    #[test]
+    fn a_restore_cancelled_after_a_batch_stops_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let src = tmp.path().join("src");
+        let files = tree(&src);
+        let opts = super::super::BackupOptions { paths: vec![src.clone()], host: "h".into(), ..Default::default() };
+        let snap = super::super::backup(&repo, &opts, &JobControl::none()).unwrap().info;
+        let cancel = Cancel::new();
+        let trigger = cancel.clone();
+        let ctl = JobControl {
+            observer: Arc::new(move |e: &Event<'_>| {
+                if matches!(e, Event::Advance(p) if p.items > 0) {
+                    trigger.cancel();
+                }
+            }),
+            cancel,
+        };
+        let out = tmp.path().join("out");
+        let err =
+            restore(&repo, &snap, &RestoreOptions { target: out.clone(), ..Default::default() }, &ctl).unwrap_err();
+        assert!(matches!(err, FilesError::Repo(coffer_repository::RepoError::Cancelled)), "{err:?}");
+        let written = walk_all(&out).iter().filter(|p| p.is_file()).count();
+        assert!(written <= BATCH_FILES, "{written} of {files} files written: one batch at most");
+    }
+
+    fn walk_all(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            out.push(e.path());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk_all(&e.path()));
+            }
+        }
+        out
+    }
 
     /// Both ways of reopening a directory (`openat2`, and the component-wise fallback for
     /// kernels without it) reach directories below the target and refuse any path through a
