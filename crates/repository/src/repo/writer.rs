@@ -253,8 +253,11 @@ impl BlobWriter<'_> {
         self.settle_deferred()?;
         let Some(pipeline) = self.pipeline.take() else { return Ok(()) };
         let stored = pipeline.finish()?;
-        for p in &stored.packs {
-            self.index.add_pack(p);
+        // Every pending blob is in `stored` now: the set (one id per new blob) goes before
+        // the index grows by the same blobs, not beside it at the backup's peak.
+        self.pending = HashSet::new();
+        for p in stored.packs {
+            self.index.add_pack_owned(p);
         }
         self.summary.bytes_stored += stored.bytes;
         let mut packs = stored.unindexed;
