@@ -13,6 +13,7 @@
 
 pub mod chunker;
 pub mod crypto;
+pub mod dict;
 pub mod error;
 pub mod id;
 pub mod index;

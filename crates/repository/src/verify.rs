@@ -379,7 +379,7 @@ pub fn verify(repo: &Repository, read: ReadData, ctl: &JobControl) -> Result<Ver
         }
         for e in &p.blobs {
             let sealed = bytes.get(e.offset as usize..(e.offset + e.length) as usize).unwrap_or_default();
-            if let Err(err) = pack::open_blob(repo.key(), e, sealed, &key) {
+            if let Err(err) = pack::open_blob_with(repo.key(), repo, e, sealed, &key) {
                 bad_blobs.insert(e.id, key.clone());
                 problem(&mut rep, format!("blob {} in {key}", e.id), coffer_store::display_chain(&err));
             }

@@ -9,6 +9,7 @@
 //! index/ID               enveloped IndexFile
 //! snapshots/ID           enveloped Snapshot
 //! ledger/ID              enveloped LedgerRecord (the job ledger; ID = BLAKE3 of the bytes)
+//! dicts/ID               enveloped compression dictionary (ID = BLAKE3 of the bytes)
 //! ```
 //!
 //! Invariants guarded here (see `docs/design.md`, "Read and write ordering"):
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod config;
+mod dicts;
 mod indexes;
 mod ledger;
 mod locks;
@@ -90,6 +92,8 @@ pub struct Repository {
     ledger_cache: std::sync::Mutex<HashMap<Id, (LedgerRecord, Timestamp)>>,
     /// Serializes this process's ledger appends, so one process never forks its own chain.
     ledger_append: std::sync::Mutex<()>,
+    /// The compression dictionaries (`dicts/`), listed on first need.
+    dicts: dicts::Loaded,
 }
 
 impl std::fmt::Debug for Repository {

@@ -206,6 +206,7 @@ impl Repository {
             stored: std::sync::Mutex::default(),
             ledger_cache: std::sync::Mutex::default(),
             ledger_append: std::sync::Mutex::default(),
+            dicts: std::sync::Mutex::default(),
         }
     }
 
