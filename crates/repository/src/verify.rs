@@ -429,7 +429,8 @@ fn security_findings(repo: &Repository, rep: &mut VerifyReport, ctl: &JobControl
             return Ok(());
         }
         let name = &v.key[prefix.len()..];
-        let hashed = ["keys/", "index/", "snapshots/", "data/", "ledger/"].iter().any(|ns| name.starts_with(ns));
+        let hashed =
+            ["keys/", "index/", "snapshots/", "data/", "ledger/", "dicts/"].iter().any(|ns| name.starts_with(ns));
         if hashed {
             let Some(id) = name.rsplit('/').next().and_then(|h| h.parse::<Id>().ok()) else { return Ok(()) };
             for o in &v.objects {
