@@ -65,6 +65,7 @@ mod security_cloudtrail;
 mod security_drift;
 mod security_s3matrix;
 mod security_watch;
+mod size_dict;
 mod vault_repo;
 
 use serde_json::Value;
