@@ -1,0 +1,455 @@
+#!/usr/bin/env bash
+# Coffer against restic at scale (issue 16): many files, and a long history on S3; prints a table.
+#
+#   bench/scale.sh [--quick] [--only files|history] [--files N,…] [--snapshots N]
+#                  [--restic-snapshots N] [--loopfs-from N] [--keep] [--dir DIR]
+#                  [--coffer-bin PATH] [--data DIR]
+#
+#   --quick              a sanity run: --files 20000 --snapshots 200 --restic-snapshots 50
+#   --only PART          run one part (files or history) instead of both
+#   --files N,…          the many-files trees, by number of files [default: 500000,5000000]
+#   --snapshots N        Coffer's history length [default: 2000]
+#   --restic-snapshots N restic's history length [default: 300: restic takes ~1 s per backup
+#                        here, 2 000 of them would take most of an hour]
+#   --loopfs-from N      trees of N files or more are generated small (--avg-bytes 250) on a
+#                        loop-mounted ext4 made for small files [default: 1000000]
+#   --keep               keep the scratch directory at the end
+#   --dir DIR            scratch directory [default: target/bench-scale]. It must be new, empty,
+#                        or one this script made: everything in it is deleted first.
+#   --coffer-bin PATH    benchmark this coffer binary instead of building the working tree
+#   --data DIR           use the existing tree DIR (read-only, e.g. /work/scale-data/mail500k)
+#                        for the tree of as many files as it holds (without --files: the only
+#                        tree) instead of generating it
+#
+# Files part: per tree, `bench/scale_gen.py DST N` (a deterministic Maildir spool, ~2 100
+# bytes a message: 500 000 files = 1.05 GB). 5 000 000 such files would cost 20 GB per copy
+# on this disk (a 4 KiB block each), so trees of --loopfs-from files or more are generated
+# with --avg-bytes 250 (short headers) on a sparse ext4 image mounted by loop, made with
+# inline_data, 512-byte inodes and 1 KiB blocks: a message of up to ~380 bytes lives in its
+# inode (5 000 000 files ≈ 3 GB per copy); the restores go to the same file system, which is
+# unmounted and deleted at the end. Steps per tree, Coffer on a local vault and restic on a
+# local repository: init, backup, `ls` of the whole snapshot, restore (checked against the
+# source outside the timing; each restore deleted before the next, with the 65 s ext4 settle
+# that bench/files.sh explains), verify / `check`, verify --read-data / `check --read-data`.
+# Each step gets a dropped page cache and the primer (bench/caches.sh) when the kernel allows.
+# Printed: seconds, peak RSS (`/usr/bin/time -f %M`), repository size (`du -sb`), ratios
+# coffer/restic, peak RSS per file and per blob (blob counts from `coffer stats --json` and
+# `restic stats --mode raw-data --json`).
+#
+# History part: moto on loopback, behind a byte-counting proxy (bench/scale_helper.py). A
+# tree of 5 small files, one changed before each backup; --snapshots backups for Coffer
+# (Object Lock bucket, writer keys) and --restic-snapshots for restic (its own bucket). Every
+# backup's time, requests and bytes go to history.tsv; at #2 and #N (and at #10, #100,
+# #1000 on the way), `backup` (that backup itself), `snapshots`, `restore latest` and
+# `verify` (structure) / `check` are recorded with requests by kind. Both tools keep their
+# local caches (in the scratch directory) across the history, as on a real host.
+#
+# Results: target/bench-results/scale-<time>/ (meta.txt, results.tsv, facts.tsv,
+# history.tsv, requests.txt, logs/, report.txt). How to read them: bench/README.md.
+# Needs root (loop mount, page cache drop), restic, the moto venv (.ci/s3-venv.sh).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=scale.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+
+QUICK=0
+KEEP=0
+SCRATCH=$ROOT/target/bench-scale
+COFFER_BIN=
+DATA=
+PARTS=(files history)
+FILES_LIST=
+SNAPSHOTS=
+RESTIC_SNAPSHOTS=
+LOOPFS_FROM=1000000
+
+while (($#)); do
+    case $1 in
+    --quick) QUICK=1 ;;
+    --only)
+        case ${2:-} in
+        files | history) PARTS=("$2") ;;
+        *) die "--only takes files or history, not '${2:-}'" ;;
+        esac
+        shift
+        ;;
+    --files) FILES_LIST=$2; shift ;;
+    --snapshots) SNAPSHOTS=$2; shift ;;
+    --restic-snapshots) RESTIC_SNAPSHOTS=$2; shift ;;
+    --loopfs-from) LOOPFS_FROM=$2; shift ;;
+    --keep) KEEP=1 ;;
+    --dir) SCRATCH=$2; shift ;;
+    --coffer-bin) COFFER_BIN=$2; shift ;;
+    --data) DATA=$(realpath "$2"); shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift
+done
+
+SUFFIX=
+((QUICK)) && SUFFIX=-quick
+if [[ -z $FILES_LIST ]]; then
+    if [[ -n $DATA ]]; then FILES_LIST=data; elif ((QUICK)); then FILES_LIST=20000; else FILES_LIST=500000,5000000; fi
+fi
+[[ -n $SNAPSHOTS ]] || { ((QUICK)) && SNAPSHOTS=200 || SNAPSHOTS=2000; }
+[[ -n $RESTIC_SNAPSHOTS ]] || { ((QUICK)) && RESTIC_SNAPSHOTS=50 || RESTIC_SNAPSHOTS=300; }
+for n in "$SNAPSHOTS" "$RESTIC_SNAPSHOTS" "$LOOPFS_FROM"; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || die "snapshot counts and --loopfs-from must be positive numbers, not '$n'"
+done
+((SNAPSHOTS >= 2 && RESTIC_SNAPSHOTS >= 2)) || die "a history needs at least 2 snapshots"
+[[ -z $DATA || -d $DATA ]] || die "--data $DATA is not a directory"
+
+PW=bench-password-not-secret
+helper() { python3 "$ROOT/bench/scale_helper.py" "$@"; }
+
+command -v restic >/dev/null || die "restic is not installed (apt-get install restic)"
+[[ -x /usr/bin/time ]] || die "/usr/bin/time is not installed (apt-get install time)"
+
+SCRATCH=$(prepare_scratch "$SCRATCH")
+RESULTS=$ROOT/target/bench-results/scale-$(date -u +%Y%m%dT%H%M%SZ)$SUFFIX
+mkdir -p "$RESULTS/logs"
+
+PROXY_PID=
+MOUNTS=()
+cleanup() {
+    stop_group "$PROXY_PID"
+    stop_group "$MOTO_PID"
+    local m
+    for m in "${MOUNTS[@]}"; do
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done
+    if ((KEEP)); then say "kept scratch data in $SCRATCH"; else rm -rf "$SCRATCH"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+COFFER_SRC=$(build_coffer "$COFFER_BIN")
+if [[ $COFFER_SRC == "$ROOT/target/release/coffer" ]]; then BUILT="working tree at $(coffer_rev)"; else BUILT="$COFFER_SRC"; fi
+# A private copy: a rebuild of the working tree during the run does not change what is measured.
+cp "$COFFER_SRC" "$SCRATCH/bin/coffer"
+COFFER=$SCRATCH/bin/coffer
+
+# Every tool's client-side cache goes to the scratch directory (not counted as repository).
+export RESTIC_PASSWORD=$PW RESTIC_CACHE_DIR=$SCRATCH/cache/restic COFFER_PASSWORD=$PW
+export XDG_CACHE_HOME=$SCRATCH/cache/xdg COFFER_CACHE_DIR=$SCRATCH/cache/coffer AWS_EC2_METADATA_DISABLED=true
+unset RESTIC_REPOSITORY COFFER_REPO COFFER_PASSWORD_FILE COFFER_ROLE COFFER_CREDENTIALS RESTIC_COMPRESSION
+
+# shellcheck source=bench/caches.sh
+source "$ROOT/bench/caches.sh"
+caches_init "$SCRATCH/primer" 1024
+if ((CAN_DROP)); then
+    CACHE_NOTE="files part: page cache dropped and a 1 GiB primer read before every step; history part: warm (tiny tree)"
+else
+    CACHE_NOTE="page cache NOT dropped (not writable here): source read warm"
+fi
+
+{
+    echo "Coffer vs restic at scale — bench/scale.sh${SUFFIX/-/ --}"
+    echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "machine:   $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -r), scratch on $(df -P "$SCRATCH" | awk 'NR==2{print $1}')"
+    echo "coffer:    $("$COFFER" --version 2>/dev/null || echo coffer) ($BUILT), defaults"
+    echo "restic:    $(restic version | head -1); repository v2, --compression auto"
+    echo "caches:    $CACHE_NOTE"
+    echo "load avg:  at start $(cut -d' ' -f1-3 /proc/loadavg) (others' builds share the 2 cores: times are noisy; RSS, bytes and requests are not)"
+} >"$RESULTS/meta.txt"
+cat "$RESULTS/meta.txt" >&2
+
+printf 'part\tset\tstep\ttool\tseconds\tuser_s\tsys_s\trss_kib\trequests\tdown_bytes\tup_bytes\trepo_bytes\tload1\tothers_cpu_pct\tstatus\n' >"$RESULTS/results.tsv"
+: >"$RESULTS/facts.tsv"
+fact() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS/facts.tsv"; } # PART SET TOOL KEY VALUE
+
+# run_step PART SET STEP TOOL REPO_DIR CMD...: runs CMD under /usr/bin/time and records a row
+# (REPO_DIR "-": no size). With a server running (SERVER_LOG set), the requests and bytes of
+# the step are counted. Sets STEP_RC and STEP_SECS.
+SERVER_LOG=
+run_step() {
+    local part=$1 set=$2 step=$3 tool=$4 repo=$5
+    shift 5
+    local log="$RESULTS/logs/$part.$set.${step//[ #]/-}.$tool.log" tf="$RESULTS/time.out"
+    local load1 j0 j1 t0 t1 rc=0 rss user sys repo_bytes=- from=0 pfrom=0 reqs=- detail down=- up=-
+    [[ $part == files ]] && drop_caches
+    if [[ -n $SERVER_LOG ]]; then
+        from=$(($(log_lines "$SERVER_LOG") + 1))
+        pfrom=$(($(log_lines "$PROXY_LOG") + 1))
+    fi
+    load1=$(cut -d' ' -f1 /proc/loadavg)
+    j0=$(busy_jiffies)
+    t0=$(date +%s%N)
+    /usr/bin/time -f '%M %U %S' -o "$tf" "$@" >"$log" 2>&1 || rc=$?
+    [[ $part == files ]] && sync
+    t1=$(date +%s%N)
+    j1=$(busy_jiffies)
+    read -r rss user sys < <(tail -n1 "$tf")
+    if [[ -n $SERVER_LOG ]]; then
+        sleep 0.2 # the proxy logs a connection when it has closed it
+        read -r reqs detail < <(count_requests "$SERVER_LOG" "$from" "$(log_lines "$SERVER_LOG")")
+        read -r up down < <(helper bytes "$PROXY_LOG" "$pfrom")
+        printf '%s/%s/%s: %s\n' "$part" "$tool" "$step" "$detail" >>"$RESULTS/requests.txt"
+    fi
+    [[ $repo != - && -e $repo ]] && repo_bytes=$(du -sb "$repo" | cut -f1)
+    local status=ok
+    STEP_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+    ((rc == 0)) || status="FAILED (exit $rc, see logs/$(basename "$log"))"
+    STEP_RC=$rc
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$part" "$set" "$step" "$tool" "$STEP_SECS" \
+        "$user" "$sys" "$rss" "$reqs" "$down" "$up" "$repo_bytes" "$load1" \
+        "$(others_cpu_pct "$j0" "$j1" "$user" "$sys" "$STEP_SECS")" "$status" >>"$RESULTS/results.tsv"
+    printf '   %-8s %-10s %-17s %-7s %8ss  rss %7s KiB  %s%s\n' "$part" "$set" "$step" "$tool" "$STEP_SECS" "$rss" \
+        "$([[ $reqs != - ]] && echo "$reqs requests, $down bytes read  ")" "$status" >&2
+    return 0
+}
+
+# mark_status PART SET STEP TOOL TEXT: append TEXT to the status of a recorded row
+mark_status() {
+    python3 - "$RESULTS/results.tsv" "$@" <<'EOF'
+import sys
+path, part, dset, step, tool, text = sys.argv[1:]
+out = []
+for l in open(path).read().splitlines():
+    f = l.split("\t")
+    if f[:4] == [part, dset, step, tool]:
+        f[-1] = text if f[-1] == "ok" else f[-1] + "; " + text
+    out.append("\t".join(f))
+open(path, "w").write("\n".join(out) + "\n")
+EOF
+}
+
+# ------------------------------------------------------------------ files part
+# make_loopfs N DIR: a sparse ext4 image for N small files (+ a restore of them), mounted on DIR
+make_loopfs() {
+    local n=$1 dir=$2 img=$SCRATCH/loopfs-$1.img inodes
+    # the tree, one restore, directories, and slack
+    inodes=$((n * 2 + n / 500 + 100000))
+    truncate -s $((inodes * 512 + n * 2 * 700 + (2 << 30))) "$img"
+    mkfs.ext4 -q -F -O inline_data,^has_journal -I 512 -b 1024 -N "$inodes" -m 0 "$img" ||
+        die "mkfs.ext4 of $img failed"
+    mkdir -p "$dir"
+    # noinit_itable: the kernel would otherwise zero the whole inode table in the background
+    # (GBs written into the sparse image); the inodes in use are written anyway.
+    mount -o loop,noatime,noinit_itable "$img" "$dir" || die "cannot loop-mount $img (needs root and loop devices)"
+    MOUNTS+=("$dir")
+}
+
+files_set() { # N
+    local n=$1 set src desc files bytes fsdir=$SCRATCH tool t0
+    if [[ $n == data ]]; then
+        src=$DATA
+        read -r files bytes < <(helper size "$src")
+        n=$files
+        desc="--data $DATA"
+    elif [[ -n $DATA ]] && read -r files bytes < <(helper size "$DATA") && ((files == n)); then
+        src=$DATA
+        desc="--data $DATA"
+    elif ((n >= LOOPFS_FROM)); then
+        fsdir=$SCRATCH/fs-$n
+        make_loopfs "$n" "$fsdir"
+        src=$fsdir/mail$n
+        say "generating $n small files in $src (loop-mounted ext4, inline_data)"
+        t0=$(date +%s)
+        python3 "$ROOT/bench/scale_gen.py" "$src" "$n" --avg-bytes 250 >"$RESULTS/logs/gen-$n.log"
+        desc="scale_gen.py $n --avg-bytes 250 (short headers), generated in $(($(date +%s) - t0)) s on a loop-mounted ext4 (inline_data, 512-byte inodes, 1 KiB blocks, no journal); restores on the same file system"
+    else
+        src=$SCRATCH/data/mail$n
+        say "generating $n files in $src"
+        t0=$(date +%s)
+        python3 "$ROOT/bench/scale_gen.py" "$src" "$n" >"$RESULTS/logs/gen-$n.log"
+        desc="scale_gen.py $n (default sizes), generated in $(($(date +%s) - t0)) s"
+    fi
+    read -r files bytes < <(helper size "$src")
+    set=${n}files
+    desc="$files files, $bytes bytes; $desc"
+    fact files "$set" - files "$files"
+    fact files "$set" - bytes "$bytes"
+    fact files "$set" - desc "$desc"
+    echo "files:     $set: $desc" >>"$RESULTS/meta.txt"
+    say "files part: $set: $desc"
+
+    local repos=$SCRATCH/repo-$set
+    mkdir -p "$repos"
+    local c_repo=$repos/coffer r_repo=$repos/restic
+    run_step files "$set" init coffer "$c_repo" "$COFFER" init --repo "$c_repo"
+    run_step files "$set" init restic "$r_repo" restic -r "$r_repo" init --repository-version 2
+
+    run_step files "$set" backup coffer "$c_repo" "$COFFER" backup --repo "$c_repo" "$src"
+    run_step files "$set" backup restic "$r_repo" restic -r "$r_repo" --compression auto backup "$src"
+    fact files "$set" coffer repo_bytes "$(du -sb "$c_repo" | cut -f1)"
+    fact files "$set" restic repo_bytes "$(du -sb "$r_repo" | cut -f1)"
+    "$COFFER" stats --repo "$c_repo" --json >"$RESULTS/logs/files.$set.stats.coffer.json" 2>&1 || true
+    restic -r "$r_repo" stats --mode raw-data --json >"$RESULTS/logs/files.$set.stats.restic.json" 2>&1 || true
+    fact files "$set" coffer blobs "$(helper json "$RESULTS/logs/files.$set.stats.coffer.json" blobs)"
+    fact files "$set" coffer packs "$(helper json "$RESULTS/logs/files.$set.stats.coffer.json" packs)"
+    fact files "$set" restic blobs "$(helper json "$RESULTS/logs/files.$set.stats.restic.json" total_blob_count)"
+
+    # ls: the listing goes to the log; only its line count is kept (it is as long as the tree)
+    local log
+    for tool in coffer restic; do
+        case $tool in
+        coffer) run_step files "$set" ls coffer - "$COFFER" ls --repo "$c_repo" latest ;;
+        restic) run_step files "$set" ls restic - restic -r "$r_repo" ls latest ;;
+        esac
+        log=$RESULTS/logs/files.$set.ls.$tool.log
+        fact files "$set" "$tool" ls_lines "$(wc -l <"$log")"
+        ((STEP_RC == 0)) && : >"$log"
+    done
+
+    local dst
+    for tool in coffer restic; do
+        dst=$fsdir/restore-$tool
+        mkdir -p "$dst"
+        settle
+        case $tool in
+        coffer) run_step files "$set" restore coffer - "$COFFER" restore --repo "$c_repo" latest --target "$dst" ;;
+        restic) run_step files "$set" restore restic - restic -r "$r_repo" restore latest --target "$dst" ;;
+        esac
+        # both restore absolute paths below the target
+        local rfiles rbytes
+        read -r rfiles rbytes < <(helper size "$dst$src" 2>/dev/null || echo "0 0")
+        if ((rfiles != files || rbytes != bytes)); then
+            mark_status files "$set" restore "$tool" "RESTORED $rfiles files, $rbytes bytes"
+            say "$tool: restored $rfiles files, $rbytes bytes; the source has $files, $bytes"
+        elif ((files <= 1000000)) && ! diff -rq --no-dereference "$src" "$dst$src" >"$RESULTS/logs/files.$set.restore-diff.$tool.log" 2>&1; then
+            mark_status files "$set" restore "$tool" "RESTORED DATA DIFFERS (logs/files.$set.restore-diff.$tool.log)"
+            say "$tool: restored data differs from the source"
+        fi
+        rm -rf "$dst"
+        mark_deleted
+    done
+
+    run_step files "$set" verify coffer "$c_repo" "$COFFER" verify --repo "$c_repo"
+    run_step files "$set" verify restic "$r_repo" restic -r "$r_repo" check
+    run_step files "$set" "verify read-data" coffer "$c_repo" "$COFFER" verify --repo "$c_repo" --read-data
+    run_step files "$set" "verify read-data" restic "$r_repo" restic -r "$r_repo" check --read-data
+
+    fact files "$set" coffer cache_bytes "$(du -sb "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR" 2>/dev/null | awk '{s+=$1} END{print s+0}')"
+    fact files "$set" restic cache_bytes "$(du -sb "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1)"
+    rm -rf "$repos" "$RESTIC_CACHE_DIR" "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR"
+    if [[ $fsdir != "$SCRATCH" ]]; then
+        umount "$fsdir" && rm -f "$SCRATCH/loopfs-$n.img"
+    elif [[ $src != "$DATA" ]]; then
+        rm -rf "$src"
+    fi
+    mark_deleted
+}
+
+# ------------------------------------------------------------------ history part
+history_part() {
+    SERVER_LOG=$RESULTS/logs/server.log
+    PROXY_LOG=$RESULTS/logs/proxy.log
+    moto_start "$SCRATCH/server" "$SERVER_LOG"
+    PROXY_PORT=$(free_port)
+    : >"$PROXY_LOG"
+    setsid python3 "$ROOT/bench/scale_helper.py" proxy "$PROXY_PORT" "$MOTO_PORT" "$PROXY_LOG" >"$RESULTS/logs/proxy.err" 2>&1 &
+    PROXY_PID=$!
+    local endpoint=http://127.0.0.1:$PROXY_PORT i
+    for i in $(seq 100); do
+        curl -fsS "$endpoint/moto-api/" >/dev/null 2>&1 && break
+        ((i < 100)) || die "the proxy does not answer; see $RESULTS/logs/proxy.err"
+        sleep 0.1
+    done
+    echo "history:   moto $("$MOTO_VENV/moto/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null) on 127.0.0.1:$MOTO_PORT behind a byte-counting proxy on :$PROXY_PORT; coffer $SNAPSHOTS snapshots (Object Lock bucket, writer/reader keys), restic $RESTIC_SNAPSHOTS (plain bucket; fewer: restic takes ~1 s per backup)" >>"$RESULTS/meta.txt"
+    moto_lock_bucket "$endpoint" coffer-bench "$RESULTS/logs/bucket.log"
+
+    local c_repo="s3://coffer-bench/hist?endpoint=$endpoint&region=us-east-1"
+    local writer=(env AWS_ACCESS_KEY_ID=coffer-writer AWS_SECRET_ACCESS_KEY=secret-of-writer "$COFFER")
+    local reader=(env AWS_ACCESS_KEY_ID=coffer-reader AWS_SECRET_ACCESS_KEY=secret-of-reader "$COFFER")
+    local restic=(env AWS_ACCESS_KEY_ID=restic AWS_SECRET_ACCESS_KEY=restic-secret restic -r "s3:$endpoint/restic-hist")
+    local tree=$SCRATCH/hist/tree
+    printf 'tool\tbackup\tseconds\trequests\tup_bytes\tdown_bytes\n' >"$RESULTS/history.tsv"
+
+    local tool n
+    for tool in coffer restic; do
+        if [[ $tool == coffer ]]; then n=$SNAPSHOTS; else n=$RESTIC_SNAPSHOTS; fi
+        rm -rf "$SCRATCH/hist"
+        case $tool in
+        coffer) run_step history - "init #0" coffer - "${writer[@]}" init --repo "$c_repo" ;;
+        restic) run_step history - "init #0" restic - "${restic[@]}" init --repository-version 2 ;;
+        esac
+        ((STEP_RC == 0)) || die "$tool init failed; see $RESULTS/logs"
+        fact history - "$tool" snapshots "$n"
+        say "history: $n backups with $tool"
+        local k t0 t1 from pfrom up down checkpoint failures=0
+        for ((k = 1; k <= n; k++)); do
+            helper hist-change "$tree" "$k"
+            checkpoint=0
+            case $k in 2 | 10 | 100 | 1000 | "$n") checkpoint=1 ;; esac
+            from=$(($(log_lines "$SERVER_LOG") + 1))
+            pfrom=$(($(log_lines "$PROXY_LOG") + 1))
+            if ((checkpoint)); then
+                case $tool in
+                coffer) run_step history - "backup #$k" coffer - "${writer[@]}" backup --repo "$c_repo" "$tree" ;;
+                restic) run_step history - "backup #$k" restic - "${restic[@]}" backup "$tree" ;;
+                esac
+                t1=$STEP_SECS
+            else
+                STEP_RC=0
+                t0=$(date +%s%N)
+                case $tool in
+                coffer) "${writer[@]}" backup --repo "$c_repo" "$tree" >"$RESULTS/logs/history.backup.$tool.last.log" 2>&1 || STEP_RC=$? ;;
+                restic) "${restic[@]}" backup "$tree" >"$RESULTS/logs/history.backup.$tool.last.log" 2>&1 || STEP_RC=$? ;;
+                esac
+                t1=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+            fi
+            if ((STEP_RC != 0)); then
+                failures=$((failures + 1))
+                cp "$RESULTS/logs/history.backup.$tool.last.log" "$RESULTS/logs/history.backup.$tool.failed-$k.log" 2>/dev/null || true
+                ((failures < 5)) || die "$tool: 5 backups of the history failed; see $RESULTS/logs"
+            fi
+            STEP_RC=0
+            # Without the 0.2 s wait of run_step a connection closed late counts for the next
+            # backup: each number is off by at most that, their sum is exact.
+            read -r up down < <(helper bytes "$PROXY_LOG" "$pfrom")
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$k" "$t1" "$(($(log_lines "$SERVER_LOG") - from + 1))" "$up" "$down" >>"$RESULTS/history.tsv"
+            if ((k % 100 == 0)); then say "$tool: backup #$k took ${t1}s, $(($(log_lines "$SERVER_LOG") - from + 1)) requests"; fi
+            if ((checkpoint)); then
+                local dst=$SCRATCH/hist/restore-$k
+                case $tool in
+                coffer)
+                    run_step history - "snapshots #$k" coffer - "${reader[@]}" snapshots --repo "$c_repo"
+                    run_step history - "restore #$k" coffer - "${reader[@]}" restore --repo "$c_repo" latest --target "$dst"
+                    run_step history - "verify #$k" coffer - "${reader[@]}" verify --repo "$c_repo"
+                    ;;
+                restic)
+                    run_step history - "snapshots #$k" restic - "${restic[@]}" snapshots
+                    run_step history - "restore #$k" restic - "${restic[@]}" restore latest --target "$dst"
+                    run_step history - "verify #$k" restic - "${restic[@]}" check
+                    ;;
+                esac
+                diff -rq "$tree" "$dst$tree" >/dev/null 2>&1 || mark_status history - "restore #$k" "$tool" "RESTORED DATA DIFFERS"
+                rm -rf "$dst"
+            fi
+        done
+        fact history - "$tool" failures "$failures"
+    done
+    fact history - coffer cache_bytes "$(du -sb "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR" 2>/dev/null | awk '{s+=$1} END{print s+0}')"
+    fact history - restic cache_bytes "$(du -sb "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1)"
+    echo "history:   client caches at the end: coffer $(du -sh "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR" 2>/dev/null | awk '{printf "%s %s ", $1, $2}')restic $(du -sh "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1)" >>"$RESULTS/meta.txt"
+    stop_group "$PROXY_PID"
+    PROXY_PID=
+    stop_group "$MOTO_PID"
+    MOTO_PID=
+    SERVER_LOG=
+    rm -rf "$RESTIC_CACHE_DIR" "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR"
+}
+
+for part in "${PARTS[@]}"; do
+    case $part in
+    files)
+        IFS=, read -r -a sets <<<"$FILES_LIST"
+        for n in "${sets[@]}"; do
+            [[ $n == data || $n =~ ^[1-9][0-9]*$ ]] || die "--files takes numbers, not '$n'"
+            files_set "$n"
+        done
+        ;;
+    history) history_part ;;
+    esac
+done
+
+echo "load avg:  at end $(cut -d' ' -f1-3 /proc/loadavg)" >>"$RESULTS/meta.txt"
+rm -f "$RESULTS/time.out"
+echo >&2
+helper report "$RESULTS" | tee "$RESULTS/report.txt"
+echo
+echo "raw numbers, logs and this report: $RESULTS"
