@@ -136,17 +136,28 @@ log_lines() { wc -l <"$1"; }
 
 # count_requests LOG FROM TO: the server's requests in log lines FROM..TO, counted by kind:
 # prints "<total>\t<N kind, M kind, …>" (most first). LocalStack: by operation; moto
-# (werkzeug): by method and sub-resource (GET?list-type, PUT?retention, …).
+# (werkzeug): by method and sub-resource (PUT?retention, HEAD?versionId, …), where a bucket
+# listing (a prefix that is empty or ends in "/") is "LIST" or "LIST?versions" and a
+# ListObjectVersions of one key (a prefix naming an object) is "GET?versions-of-key".
 count_requests() {
     sed -n "$2,$3p" "$1" | python3 -c '
-import collections, re, sys
+import collections, re, sys, urllib.parse
 c = collections.Counter()
 for line in sys.stdin:
     m = re.search(r"AWS s3\.(\w+) =>", line)  # LocalStack
     if not m:  # moto (werkzeug): "METHOD /bucket/key?sub=... HTTP/1.1" STATUS
         m = re.search(r"\"(?:\x1b\[[0-9;]*m)*(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP/[0-9.]+", line)
         if m and not m.group(2).startswith("/moto-api"):
-            q = m.group(2).partition("?")[2]
+            path, _, q = m.group(2).partition("?")
+            params = urllib.parse.parse_qs(q, keep_blank_values=True)
+            if m.group(1) == "GET" and path.rstrip("/").count("/") == 1 and (
+                    "versions" in params or "list-type" in params or "delimiter" in params or "prefix" in params):
+                prefix = params.get("prefix", [""])[0]
+                if prefix == "" or prefix.endswith("/"):
+                    c["LIST?versions" if "versions" in params else "LIST"] += 1
+                else:
+                    c["GET?versions-of-key" if "versions" in params else "LIST-of-key"] += 1
+                continue
             sub = q.split("&")[0].split("=")[0] if q else ""
             c[m.group(1) + ("?" + sub if sub and sub not in ("x-id",) else "")] += 1
         continue

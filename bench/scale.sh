@@ -259,6 +259,7 @@ files_set() { # N
         desc="scale_gen.py $n (default sizes), generated in $(($(date +%s) - t0)) s"
     fi
     read -r files bytes < <(helper size "$src")
+    [[ $files =~ ^[0-9]+$ && $bytes =~ ^[0-9]+$ ]] || die "cannot count the files of $src"
     set=${n}files
     desc="$files files, $bytes bytes; $desc"
     fact files "$set" - files "$files"

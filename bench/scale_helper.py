@@ -288,13 +288,12 @@ def report(res):
 
 
 def list_count(detail):
-    """Requests that are listings in a "N kind, M kind" detail (moto: GET?list-type,
-    GET?versions, GET?delimiter…; LocalStack: List*)."""
+    """Requests that are bucket listings in a "N kind, M kind" detail (moto: LIST,
+    LIST?versions, as bench/lib.sh names them; LocalStack: List*)."""
     n = 0
     for part in detail.split(", "):
         cnt, _, kind = part.partition(" ")
-        if kind.startswith("GET?list") or kind.startswith("GET?versions") or kind.startswith("GET?prefix") \
-                or kind.startswith("GET?delimiter") or kind.startswith("List") or kind == "GET?max-keys":
+        if kind.startswith("LIST?") or kind == "LIST" or kind.startswith("List"):
             try:
                 n += int(cnt)
             except ValueError:
