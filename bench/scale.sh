@@ -2,7 +2,7 @@
 # Coffer against restic at scale (issue 16): many files, and a long history on S3; prints a table.
 #
 #   bench/scale.sh [--quick] [--only files|history] [--files N,…] [--snapshots N]
-#                  [--restic-snapshots N] [--loopfs-from N] [--keep] [--dir DIR]
+#                  [--restic-snapshots N] [--loopfs-from N] [--no-drop] [--keep] [--dir DIR]
 #                  [--coffer-bin PATH] [--data DIR]
 #
 #   --quick              a sanity run: --files 20000 --snapshots 200 --restic-snapshots 50
@@ -13,6 +13,8 @@
 #                        here, 2 000 of them would take most of an hour]
 #   --loopfs-from N      trees of N files or more are generated small (--avg-bytes 250) on a
 #                        loop-mounted ext4 made for small files [default: 1000000]
+#   --no-drop            do not drop the page cache before the steps (it slows whatever else
+#                        the machine runs, e.g. another benchmark)
 #   --keep               keep the scratch directory at the end
 #   --dir DIR            scratch directory [default: target/bench-scale]. It must be new, empty,
 #                        or one this script made: everything in it is deleted first.
@@ -55,6 +57,7 @@ BENCH=scale.sh
 source "$ROOT/bench/lib.sh"
 
 QUICK=0
+NO_DROP=0
 KEEP=0
 SCRATCH=$ROOT/target/bench-scale
 COFFER_BIN=
@@ -79,6 +82,7 @@ while (($#)); do
     --snapshots) SNAPSHOTS=$2; shift ;;
     --restic-snapshots) RESTIC_SNAPSHOTS=$2; shift ;;
     --loopfs-from) LOOPFS_FROM=$2; shift ;;
+    --no-drop) NO_DROP=1 ;;
     --keep) KEEP=1 ;;
     --dir) SCRATCH=$2; shift ;;
     --coffer-bin) COFFER_BIN=$2; shift ;;
@@ -139,8 +143,10 @@ unset RESTIC_REPOSITORY COFFER_REPO COFFER_PASSWORD_FILE COFFER_ROLE COFFER_CRED
 
 # shellcheck source=bench/caches.sh
 source "$ROOT/bench/caches.sh"
-caches_init "$SCRATCH/primer" 1024
-if ((CAN_DROP)); then
+if ((NO_DROP)); then CAN_DROP=0; else caches_init "$SCRATCH/primer" 1024; fi
+if ((NO_DROP)); then
+    CACHE_NOTE="page cache NOT dropped (--no-drop): source read warm"
+elif ((CAN_DROP)); then
     CACHE_NOTE="files part: page cache dropped and a 1 GiB primer read before every step; history part: warm (tiny tree)"
 else
     CACHE_NOTE="page cache NOT dropped (not writable here): source read warm"
