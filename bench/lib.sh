@@ -2,10 +2,9 @@
 # Shared shell code of the benchmarks (sourced; sourced by bench/scale.sh). Set BENCH
 # (the script's name, for messages) and ROOT (the checkout) before sourcing.
 #
-# What is here: messages, the scratch directory's safety check, the coffer build and the
-# private copy of the binary, the machine's busy time (others' CPU share of a step), the
-# ext4 "recently deleted inodes" settle, and the moto S3 server with per-step request
-# counting from its log. bench/caches.sh (page cache drop and primer) stays separate.
+# What is here: messages, the scratch directory's safety check, the coffer build, the
+# machine's busy time (others' CPU share of a step), and the moto S3 server with per-step
+# request counting from its log. bench/caches.sh (page cache drop and primer) stays separate.
 
 say() { printf '== %s\n' "$*" >&2; }
 die() {
@@ -62,23 +61,6 @@ HZ=$(getconf CLK_TCK)
 others_cpu_pct() { # J0 J1 USER SYS SECS
     awk -v j="$(($2 - $1))" -v hz="$HZ" -v u="$3" -v s="$4" -v w="$5" \
         'BEGIN{ if (w <= 0) { print 0; exit } o=(j/hz-u-s)/w*100; if(o<0)o=0; printf "%.0f", o}'
-}
-
-# ext4 without a journal (this machine's) skips inodes freed in the last 60 s when it
-# allocates new ones, reading each one it skips: a restore of many files right after many
-# were deleted spends seconds in those scans (`recently_deleted` in a profile). Call
-# mark_deleted after deleting many files and settle before creating many.
-DELETED_AT=0
-mark_deleted() {
-    sync
-    DELETED_AT=$(date +%s)
-}
-settle() {
-    local wait=$((DELETED_AT + 65 - $(date +%s)))
-    if ((wait > 0)); then
-        say "waiting ${wait}s: inodes deleted at $(date -d "@$DELETED_AT" +%T) are still 'recent' to ext4"
-        sleep "$wait"
-    fi
 }
 
 # ------------------------------------------------------------------ moto

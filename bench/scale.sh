@@ -24,15 +24,17 @@
 #                        tree) instead of generating it
 #
 # Files part: per tree, `bench/scale_gen.py DST N` (a deterministic Maildir spool, ~2 100
-# bytes a message: 500 000 files = 1.05 GB). 5 000 000 such files would cost 20 GB per copy
-# on this disk (a 4 KiB block each), so trees of --loopfs-from files or more are generated
-# with --avg-bytes 250 (short headers) on a sparse ext4 image mounted by loop, made with
-# inline_data, 512-byte inodes and 1 KiB blocks: a message of up to ~380 bytes lives in its
-# inode (5 000 000 files ≈ 3 GB per copy); the restores go to the same file system, which is
-# unmounted and deleted at the end. Steps per tree, Coffer on a local vault and restic on a
-# local repository: init, backup, `ls` of the whole snapshot, restore (checked against the
-# source outside the timing; each restore deleted before the next, with the 65 s ext4 settle
-# that bench/files.sh explains), verify / `check`, verify --read-data / `check --read-data`.
+# bytes a message: 500 000 files = 1.05 GB) on a loop-mounted ext4 image of its own. 5 000 000
+# such files would cost 20 GB per copy on this disk (a 4 KiB block each), so trees of
+# --loopfs-from files or more are generated with --avg-bytes 250 (short headers) on an image
+# made with inline_data, 512-byte inodes and 1 KiB blocks: a message of up to ~380 bytes
+# lives in its inode (5 000 000 files ≈ 3 GB per copy). Every restore goes to a new image of
+# the same kind, unmounted and deleted after its check (an `rm -rf` of 500 000 files on this
+# machine's discard-mounted disk takes many minutes, and ext4 without a journal makes file
+# creation after mass deletion slow). Steps per tree, Coffer on a local vault and restic on
+# a local repository (both on the root file system): init, backup, `ls` of the whole
+# snapshot, restore (checked against the source outside the timing: count and bytes, and
+# diff -r up to 1 000 000 files), verify / `check`, verify --read-data / `check --read-data`.
 # Each step gets a dropped page cache and the primer (bench/caches.sh) when the kernel allows.
 # Printed: seconds, peak RSS (`/usr/bin/time -f %M`), repository size (`du -sb`), ratios
 # coffer/restic, peak RSS per file and per blob (blob counts from `coffer stats --json` and
@@ -224,23 +226,41 @@ EOF
 }
 
 # ------------------------------------------------------------------ files part
-# make_loopfs N DIR: a sparse ext4 image for N small files (+ a restore of them), mounted on DIR
+# make_loopfs KIND FILES BYTES DIR: a new sparse ext4 image (SCRATCH/DIR's name.img) for a
+# tree of FILES files and BYTES bytes, mounted on DIR. KIND "small": inline_data, 512-byte
+# inodes, 1 KiB blocks (a file of up to ~380 bytes lives in its inode); "plain": the usual
+# 4 KiB blocks. No journal (as this machine's root file system), no discard.
 make_loopfs() {
-    local n=$1 dir=$2 img=$SCRATCH/loopfs-$1.img inodes
-    # the tree, one restore, directories, and slack
-    inodes=$((n * 2 + n / 500 + 100000))
-    truncate -s $((inodes * 512 + n * 2 * 700 + (2 << 30))) "$img"
-    mkfs.ext4 -q -F -O inline_data,^has_journal -I 512 -b 1024 -N "$inodes" -m 0 "$img" ||
-        die "mkfs.ext4 of $img failed"
+    local kind=$1 files=$2 bytes=$3 dir=$4 img inodes
+    img=$SCRATCH/$(basename "$dir").img
+    inodes=$((files + files / 500 + 10000))
+    case $kind in
+    small)
+        truncate -s $((inodes * 512 + files * 1024 + (1 << 30))) "$img"
+        mkfs.ext4 -q -F -O inline_data,^has_journal -I 512 -b 1024 -N "$inodes" -m 0 "$img" ||
+            die "mkfs.ext4 of $img failed"
+        ;;
+    plain)
+        truncate -s $((bytes + files * 4096 + inodes * 256 + (1 << 30))) "$img"
+        mkfs.ext4 -q -F -O ^has_journal -N "$inodes" -m 0 "$img" || die "mkfs.ext4 of $img failed"
+        ;;
+    esac
     mkdir -p "$dir"
     # noinit_itable: the kernel would otherwise zero the whole inode table in the background
     # (GBs written into the sparse image); the inodes in use are written anyway.
     mount -o loop,noatime,noinit_itable "$img" "$dir" || die "cannot loop-mount $img (needs root and loop devices)"
     MOUNTS+=("$dir")
 }
+# drop_loopfs DIR: unmount DIR and delete its image: 500 000 files gone in a second, where an
+# `rm -rf` on this machine's root file system (mounted with discard) takes many minutes.
+drop_loopfs() {
+    umount "$1" || die "cannot unmount $1"
+    rm -f "$SCRATCH/$(basename "$1").img"
+    rmdir "$1"
+}
 
 files_set() { # N
-    local n=$1 set src desc files bytes fsdir=$SCRATCH tool t0
+    local n=$1 set src desc files bytes kind=plain tool t0
     if [[ $n == data ]]; then
         src=$DATA
         read -r files bytes < <(helper size "$src")
@@ -250,19 +270,20 @@ files_set() { # N
         src=$DATA
         desc="--data $DATA"
     elif ((n >= LOOPFS_FROM)); then
-        fsdir=$SCRATCH/fs-$n
-        make_loopfs "$n" "$fsdir"
-        src=$fsdir/mail$n
+        kind=small
+        make_loopfs small "$n" 0 "$SCRATCH/tree-$n"
+        src=$SCRATCH/tree-$n/mail$n
         say "generating $n small files in $src (loop-mounted ext4, inline_data)"
         t0=$(date +%s)
         python3 "$ROOT/bench/scale_gen.py" "$src" "$n" --avg-bytes 250 >"$RESULTS/logs/gen-$n.log"
-        desc="scale_gen.py $n --avg-bytes 250 (short headers), generated in $(($(date +%s) - t0)) s on a loop-mounted ext4 (inline_data, 512-byte inodes, 1 KiB blocks, no journal); restores on the same file system"
+        desc="scale_gen.py $n --avg-bytes 250 (short headers), generated in $(($(date +%s) - t0)) s on a loop-mounted ext4 made for small files (inline_data, 512-byte inodes, 1 KiB blocks); each restore on a new one"
     else
-        src=$SCRATCH/data/mail$n
+        make_loopfs plain "$n" $((n * 2100 * 2)) "$SCRATCH/tree-$n"
+        src=$SCRATCH/tree-$n/mail$n
         say "generating $n files in $src"
         t0=$(date +%s)
         python3 "$ROOT/bench/scale_gen.py" "$src" "$n" >"$RESULTS/logs/gen-$n.log"
-        desc="scale_gen.py $n (default sizes), generated in $(($(date +%s) - t0)) s"
+        desc="scale_gen.py $n (default sizes), generated in $(($(date +%s) - t0)) s on a loop-mounted ext4"
     fi
     read -r files bytes < <(helper size "$src")
     [[ $files =~ ^[0-9]+$ && $bytes =~ ^[0-9]+$ ]] || die "cannot count the files of $src"
@@ -302,27 +323,29 @@ files_set() { # N
         ((STEP_RC == 0)) && : >"$log"
     done
 
-    local dst
+    # Each restore goes to a new loop-mounted ext4 (of the tree's kind), unmounted and
+    # deleted after the check: no restore meets another's deleted inodes (ext4 without a
+    # journal scans recently freed inodes when it allocates, see bench/files.sh), and no
+    # 500 000-file `rm -rf` on the discard-mounted root file system.
+    local dst rfiles rbytes
     for tool in coffer restic; do
-        dst=$fsdir/restore-$tool
-        mkdir -p "$dst"
-        settle
+        dst=$SCRATCH/restore-$tool
+        make_loopfs "$kind" "$files" "$bytes" "$dst"
+        mkdir "$dst/r" # not its root: lost+found is there
         case $tool in
-        coffer) run_step files "$set" restore coffer - "$COFFER" restore --repo "$c_repo" latest --target "$dst" ;;
-        restic) run_step files "$set" restore restic - restic -r "$r_repo" restore latest --target "$dst" ;;
+        coffer) run_step files "$set" restore coffer - "$COFFER" restore --repo "$c_repo" latest --target "$dst/r" ;;
+        restic) run_step files "$set" restore restic - restic -r "$r_repo" restore latest --target "$dst/r" ;;
         esac
         # both restore absolute paths below the target
-        local rfiles rbytes
-        read -r rfiles rbytes < <(helper size "$dst$src" 2>/dev/null || echo "0 0")
+        read -r rfiles rbytes < <(helper size "$dst/r$src" 2>/dev/null || echo "0 0")
         if ((rfiles != files || rbytes != bytes)); then
             mark_status files "$set" restore "$tool" "RESTORED $rfiles files, $rbytes bytes"
             say "$tool: restored $rfiles files, $rbytes bytes; the source has $files, $bytes"
-        elif ((files <= 1000000)) && ! diff -rq --no-dereference "$src" "$dst$src" >"$RESULTS/logs/files.$set.restore-diff.$tool.log" 2>&1; then
+        elif ((files <= 1000000)) && ! diff -rq --no-dereference "$src" "$dst/r$src" >"$RESULTS/logs/files.$set.restore-diff.$tool.log" 2>&1; then
             mark_status files "$set" restore "$tool" "RESTORED DATA DIFFERS (logs/files.$set.restore-diff.$tool.log)"
             say "$tool: restored data differs from the source"
         fi
-        rm -rf "$dst"
-        mark_deleted
+        drop_loopfs "$dst"
     done
 
     run_step files "$set" verify coffer "$c_repo" "$COFFER" verify --repo "$c_repo"
@@ -333,12 +356,7 @@ files_set() { # N
     fact files "$set" coffer cache_bytes "$(du -sb "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR" 2>/dev/null | awk '{s+=$1} END{print s+0}')"
     fact files "$set" restic cache_bytes "$(du -sb "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1)"
     rm -rf "$repos" "$RESTIC_CACHE_DIR" "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR"
-    if [[ $fsdir != "$SCRATCH" ]]; then
-        umount "$fsdir" && rm -f "$SCRATCH/loopfs-$n.img"
-    elif [[ $src != "$DATA" ]]; then
-        rm -rf "$src"
-    fi
-    mark_deleted
+    [[ $src == "$DATA" ]] || drop_loopfs "$SCRATCH/tree-$n"
 }
 
 # ------------------------------------------------------------------ history part
