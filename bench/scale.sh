@@ -285,7 +285,8 @@ files_set() { # N
         python3 "$ROOT/bench/scale_gen.py" "$src" "$n" >"$RESULTS/logs/gen-$n.log"
         desc="scale_gen.py $n (default sizes), generated in $(($(date +%s) - t0)) s on a loop-mounted ext4"
     fi
-    read -r files bytes < <(helper size "$src")
+    # (an existing tree is counted above already)
+    [[ $src == "$DATA" ]] || read -r files bytes < <(helper size "$src")
     [[ $files =~ ^[0-9]+$ && $bytes =~ ^[0-9]+$ ]] || die "cannot count the files of $src"
     set=${n}files
     desc="$files files, $bytes bytes; $desc"
@@ -450,7 +451,7 @@ history_part() {
     done
     fact history - coffer cache_bytes "$(du -sb "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR" 2>/dev/null | awk '{s+=$1} END{print s+0}')"
     fact history - restic cache_bytes "$(du -sb "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1)"
-    echo "history:   client caches at the end: coffer $(du -sh "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR" 2>/dev/null | awk '{printf "%s %s ", $1, $2}')restic $(du -sh "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1)" >>"$RESULTS/meta.txt"
+    echo "history:   client caches at the end: coffer $(du -scb "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR" 2>/dev/null | tail -1 | cut -f1) bytes, restic $(du -sb "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1) bytes" >>"$RESULTS/meta.txt"
     stop_group "$PROXY_PID"
     PROXY_PID=
     stop_group "$MOTO_PID"
