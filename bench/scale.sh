@@ -361,6 +361,22 @@ files_set() { # N
 }
 
 # ------------------------------------------------------------------ history part
+# hist_change DIR K: the history tree is 5 files; backup K rewrites file K % 5 with text
+# naming K, so each backup stores one new small blob, new trees and a snapshot.
+hist_change() {
+    local dir=$1 k=$2 i
+    mkdir -p "$dir"
+    for i in 0 1 2 3 4; do
+        [[ -e $dir/note$i.txt ]] || lines "note $i: history benchmark line" $((40 * (i + 1))) >"$dir/note$i.txt"
+    done
+    lines "note $((k % 5)): changed before backup $k" $((40 * (k % 5 + 1))) >"$dir/note$((k % 5)).txt"
+}
+lines() { # TEXT N: TEXT on N lines (not `yes | head`: its SIGPIPE fails the pipeline)
+    local out="" j
+    for ((j = 0; j < $2; j++)); do out+=$1$'\n'; done
+    printf '%s' "$out"
+}
+
 history_part() {
     SERVER_LOG=$RESULTS/logs/server.log
     PROXY_LOG=$RESULTS/logs/proxy.log
@@ -398,7 +414,7 @@ history_part() {
         say "history: $n backups with $tool"
         local k t0 t1 from pfrom up down checkpoint failures=0
         for ((k = 1; k <= n; k++)); do
-            helper hist-change "$tree" "$k"
+            hist_change "$tree" "$k"
             checkpoint=0
             case $k in 2 | 10 | 100 | 1000 | "$n") checkpoint=1 ;; esac
             from=$(($(log_lines "$SERVER_LOG") + 1))
@@ -426,7 +442,7 @@ history_part() {
             STEP_RC=0
             # Without the 0.2 s wait of run_step a connection closed late counts for the next
             # backup: each number is off by at most that, their sum is exact.
-            read -r up down < <(helper bytes "$PROXY_LOG" "$pfrom")
+            read -r up down < <(awk -v s="$pfrom" 'NR >= s {u += $1; d += $2} END {print u + 0, d + 0}' "$PROXY_LOG")
             printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$k" "$t1" "$(($(log_lines "$SERVER_LOG") - from + 1))" "$up" "$down" >>"$RESULTS/history.tsv"
             if ((k % 100 == 0)); then say "$tool: backup #$k took ${t1}s, $(($(log_lines "$SERVER_LOG") - from + 1)) requests"; fi
             if ((checkpoint)); then

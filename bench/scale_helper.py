@@ -6,7 +6,6 @@
                                                  append "<up> <down>" bytes per closed
                                                  connection to LOG
     scale_helper.py bytes LOG FROM               "<up> <down>": sums of LOG's lines FROM..end
-    scale_helper.py hist-change DIR K            change one file of the history tree (K-th backup)
     scale_helper.py json FILE KEY[.KEY…]         a value from a JSON document (last line of FILE
                                                  that parses), "-" when absent
     scale_helper.py report RESULTS_DIR           the tables and the issue's targets
@@ -93,19 +92,6 @@ def sum_bytes(log, start):
                 up += int(a)
                 down += int(b)
     return up, down
-
-
-def hist_change(d, k):
-    """The history tree: 5 files; backup K rewrites file K % 5 with text naming K, so each
-    backup stores one new small blob, a new tree and a snapshot."""
-    os.makedirs(d, exist_ok=True)
-    for i in range(5):
-        p = os.path.join(d, f"note{i}.txt")
-        if not os.path.exists(p):
-            with open(p, "w") as f:
-                f.write(f"note {i}\n" + "history benchmark line\n" * (40 * (i + 1)))
-    with open(os.path.join(d, f"note{k % 5}.txt"), "w") as f:
-        f.write(f"note {k % 5}, backup {k}\n" + f"changed before backup {k}\n" * (40 * (k % 5 + 1)))
 
 
 def json_get(path, keys):
@@ -313,8 +299,6 @@ def main():
         proxy(int(args[0]), int(args[1]), args[2])
     elif cmd == "bytes":
         print(*sum_bytes(args[0], int(args[1])))
-    elif cmd == "hist-change":
-        hist_change(args[0], int(args[1]))
     elif cmd == "json":
         print(json_get(args[0], args[1]))
     elif cmd == "report":
