@@ -92,6 +92,15 @@ struct Global {
     #[command(flatten)]
     repo: repo::RepoOpts,
 
+    /// Keep the local cache of repository metadata here (default: $XDG_CACHE_HOME/coffer,
+    /// else ~/.cache/coffer; used for S3 repositories, and for any repository when named)
+    #[arg(long, global = true, env = "COFFER_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Read every metadata object from the repository, not from the local cache
+    #[arg(long, global = true)]
+    no_cache: bool,
+
     /// The command being run, as typed (`prune`, `pg restore`), for messages.
     #[arg(skip)]
     command: String,

@@ -11,6 +11,7 @@
 //! - [`BlobWriter`] — dedup, packing and reference-aware lock extension during a backup.
 //! - [`BlobReader`] — authenticated reads.
 
+pub mod cache;
 pub mod chunker;
 pub mod crypto;
 pub mod error;
@@ -31,6 +32,7 @@ pub mod verify;
 pub mod versions;
 pub mod wal;
 
+pub use cache::CacheChoice;
 pub use crypto::{KdfParams, MasterKey};
 pub use error::{RepoError, Result};
 pub use id::Id;

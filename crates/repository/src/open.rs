@@ -10,6 +10,7 @@
 //! **Read-only past.** A repository seen as of a past time is a view for reading: a job that
 //! writes is refused with it ([`check_as_of`]), before any request.
 
+use crate::cache::CacheChoice;
 use crate::crypto::MasterKey;
 use crate::error::RepoError;
 use crate::repo::{InitOptions, Repository};
@@ -57,13 +58,22 @@ pub struct RepoRequest {
     pub init_if_missing: Option<InitOptions>,
     /// The clock of lock decisions.
     pub clock: Clock,
+    /// The local metadata cache to use ([`crate::cache`]); none by default.
+    pub cache: CacheChoice,
 }
 
 impl RepoRequest {
     /// A request opening the repository as it is now with `key`.
     #[must_use]
     pub fn new(key: KeySource) -> Self {
-        Self { key, as_of: None, writes: false, init_if_missing: None, clock: Clock::from_env() }
+        Self {
+            key,
+            as_of: None,
+            writes: false,
+            init_if_missing: None,
+            clock: Clock::from_env(),
+            cache: CacheChoice::Off,
+        }
     }
 }
 
@@ -232,7 +242,7 @@ pub fn open_repository(
                         },
                     }
                 })?;
-            return Ok(OpenedRepository { repo, created: false });
+            return Ok(OpenedRepository { repo: repo.with_cache(&req.cache), created: false });
         }
         KeySource::Password(p) => p.clone(),
         KeySource::PasswordFile(path) => read_password_file(path)?,
@@ -241,9 +251,9 @@ pub fn open_repository(
         Err(RepoError::NoRepository { .. }) if req.init_if_missing.is_some() => {
             let opts = req.init_if_missing.clone().unwrap_or_default();
             let repo = Repository::init(store, location, "", &password, &opts, clock)?;
-            Ok(OpenedRepository { repo, created: true })
+            Ok(OpenedRepository { repo: repo.with_cache(&req.cache), created: true })
         }
-        other => Ok(OpenedRepository { repo: other?, created: false }),
+        other => Ok(OpenedRepository { repo: other?.with_cache(&req.cache), created: false }),
     }
 }
 

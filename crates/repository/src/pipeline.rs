@@ -64,6 +64,9 @@ pub(crate) struct Target {
     pub until: Timestamp,
     pub pack_size: usize,
     pub checkpoint_packs: usize,
+    /// The local metadata cache, which keeps the index objects written (the next backup of
+    /// this host then reads none of them back).
+    pub cache: Option<Arc<crate::cache::MetaCache>>,
 }
 
 impl Target {
@@ -85,7 +88,12 @@ impl Target {
             return Ok(());
         }
         let bytes = pack::seal_object(&self.key, ObjectKind::Index, &IndexFile { packs });
-        self.put(&format!("{}index/{}", self.prefix, Id::hash(&bytes)), &bytes)
+        let id = Id::hash(&bytes);
+        self.put(&format!("{}index/{id}", self.prefix), &bytes)?;
+        if let Some(c) = &self.cache {
+            c.put(crate::cache::Kind::Index, &id, &bytes);
+        }
+        Ok(())
     }
 }
 

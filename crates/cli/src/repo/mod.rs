@@ -32,7 +32,8 @@ use crate::open::{self, Family};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use coffer_repository::{
-    InitOptions, KeySource, OpenRepoError, OpenedRepository, RepoError, RepoRequest, Repository, open_repository,
+    CacheChoice, InitOptions, KeySource, OpenRepoError, OpenedRepository, RepoError, RepoRequest, Repository,
+    open_repository,
 };
 use coffer_store::{Clock, CreateVault, ObjectStore, Role, StoreLocation};
 use std::io::IsTerminal as _;
@@ -154,8 +155,26 @@ fn open_with(global: &Global, r: &RepoOpts, role: Role, key: Option<KeySource>) 
         Some(k) => k,
         None => key_source(r, false)?,
     };
-    let req = RepoRequest { as_of: r.as_of, writes: role == Role::Writer, ..RepoRequest::new(key) };
+    let req = RepoRequest {
+        as_of: r.as_of,
+        writes: role == Role::Writer,
+        cache: cache_choice(global),
+        ..RepoRequest::new(key)
+    };
     opened(is_default, open_repository(store, &location, &req)).map(|o| o.repo)
+}
+
+/// The metadata cache of `--cache-dir`/`--no-cache` (`docs/cache.md`): none with
+/// `--no-cache`; a directory named with `--cache-dir` (or `COFFER_CACHE_DIR`) for any
+/// repository; else the default directory, for remote repositories only.
+pub fn cache_choice(global: &Global) -> CacheChoice {
+    if global.no_cache {
+        return CacheChoice::Off;
+    }
+    match global.cache_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => CacheChoice::Always(d.clone()),
+        None => coffer_repository::cache::default_root().map_or(CacheChoice::Off, CacheChoice::Remote),
+    }
 }
 
 /// A repository named with `--repo` that is not there: say how to create it *there* (plain
@@ -211,6 +230,7 @@ pub fn open_or_init_default(global: &Global, r: &RepoOpts) -> Result<Repository>
     let (store, location, is_default) = store_as(global, Role::Writer, CreateVault::Default)?;
     let req = RepoRequest {
         writes: true,
+        cache: cache_choice(global),
         init_if_missing: is_default.then(|| InitOptions { host: host(), ..InitOptions::default() }),
         ..RepoRequest::new(key_source(r, false)?)
     };

@@ -16,6 +16,7 @@
 
 mod audit;
 mod bad_input;
+mod cache;
 mod daemon_util;
 mod default_vault;
 mod drill_files;

@@ -151,6 +151,11 @@ fn default_max_concurrent() -> usize {
 fn yes() -> bool {
     true
 }
+/// Leaves a default-true switch out of a printed configuration (it was not written either).
+#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_true(b: &bool) -> bool {
+    *b
+}
 fn default_timeout() -> Duration {
     Duration::from_secs(6 * 3600)
 }
@@ -184,7 +189,7 @@ pub struct SecretRef {
 }
 
 /// `[repositories.NAME]`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RepositoryConfig {
     /// A local vault directory or `s3://BUCKET/PREFIX?endpoint=URL&region=R`; none: the
@@ -214,6 +219,45 @@ pub struct RepositoryConfig {
     /// The full-rebuild drill of this repository's sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuild: Option<RebuildDrill>,
+    /// Keep a local cache of the repository's metadata objects (on by default; used for
+    /// remote stores only unless `cache-dir` is set: `docs/cache.md`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub cache: bool,
+    /// Where the metadata cache lives (default: `$XDG_CACHE_HOME/coffer`, else
+    /// `$HOME/.cache/coffer`); naming it uses the cache for a local vault too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RepositoryConfig {
+    /// What an empty `[repositories.NAME]` table says.
+    fn default() -> Self {
+        Self {
+            location: None,
+            password: None,
+            key_file: None,
+            credentials: BTreeMap::new(),
+            verify: None,
+            prune: None,
+            security: SecurityConfig::default(),
+            rebuild: None,
+            cache: true,
+            cache_dir: None,
+        }
+    }
+}
+
+impl RepositoryConfig {
+    /// The metadata cache its jobs use (see the fields `cache` and `cache-dir`).
+    #[must_use]
+    pub fn cache_choice(&self) -> coffer_repository::CacheChoice {
+        use coffer_repository::CacheChoice;
+        match (&self.cache_dir, self.cache) {
+            (_, false) => CacheChoice::Off,
+            (Some(d), true) => CacheChoice::Always(d.clone()),
+            (None, true) => coffer_repository::cache::default_root().map_or(CacheChoice::Off, CacheChoice::Remote),
+        }
+    }
 }
 
 /// `[repositories.NAME.security]`: the watch over the repository's store and its canary

@@ -13,10 +13,12 @@ impl Repository {
     /// Store errors, `Corrupt`.
     pub fn load_index(&self) -> Result<Index> {
         let mut index = Index::default();
+        let mut listed = HashSet::new();
         self.for_each_name(&format!("{}index/", self.prefix), |k| {
             let id: Id =
                 k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
-            let bytes = match self.get_hashed(&k, &id) {
+            listed.insert(id);
+            let bytes = match self.get_meta(CacheKind::Index, &k, &id) {
                 Ok(b) => b,
                 // Pruned between listing and reading: its lock had ended, so what it stated
                 // may be gone too, which writers and readers already allow for.
@@ -40,6 +42,7 @@ impl Repository {
             }
             Ok(())
         })?;
+        self.cache_retain(CacheKind::Index, |id| listed.contains(id));
         Ok(index)
     }
 
@@ -49,7 +52,9 @@ impl Repository {
     /// uploaded again. Returns them, to be stated in this backup's index.
     ///
     /// Costs one key listing of `data/` (no lock state); packs are read only when unindexed.
-    /// A pack that cannot be read or decoded is left alone (`verify` reports it).
+    /// A pack that cannot be read or decoded is left alone (`verify` reports it). A writer
+    /// with a local cache calls it only when this host may have left such packs (see
+    /// [`Repository::writer`] and `docs/cache.md`).
     ///
     /// # Errors
     /// Store errors listing `data/`.

@@ -172,6 +172,7 @@ impl Repository {
         // Evidence for the audit of the whole period a snapshot can cover: the ceiling.
         let until = self.lock_until(now + to_signed(self.config.retention.max_retain));
         self.put(&self.ledger_key(&id), &bytes, until)?;
+        self.cache_put(CacheKind::Ledger, &id, &bytes);
         Ok(id)
     }
 
@@ -201,7 +202,19 @@ impl Repository {
                 entries.push(LedgerEntry { id, stored, record });
                 return Ok(());
             }
-            let Some((bytes, version)) = hashed_version(self.store.as_ref(), &v, &id, None)? else {
+            // The local cache serves the bytes of a record with one version (every honest
+            // one): its store time is then that version's, as a store read would find.
+            let cached = match (v.objects.as_slice(), self.cache_for_reads()) {
+                ([only], Some(c)) => c.get(CacheKind::Ledger, &id).map(|b| (b, only.version.clone())),
+                _ => None,
+            };
+            let found = match cached {
+                Some(found) => Some(found),
+                None => hashed_version(self.store.as_ref(), &v, &id, None)?.inspect(|(b, _)| {
+                    self.cache_put(CacheKind::Ledger, &id, b);
+                }),
+            };
+            let Some((bytes, version)) = found else {
                 problems.push(problem(
                     LedgerProblemKind::Unauthentic,
                     &k,
@@ -238,6 +251,7 @@ impl Repository {
         // The listing is complete: forget records it no longer has (pruned, or later than
         // `as_of`), so the cache stays bounded by the ledger.
         cache().retain(|id, _| listed.contains(id));
+        self.cache_retain(CacheKind::Ledger, |id| listed.contains(id));
         let now = self.as_of.unwrap_or_else(|| self.clock.now());
         let ceiling = to_signed(self.config.retention.max_retain);
         let expired = |t: Timestamp| self.lock_until(t + ceiling) <= now;

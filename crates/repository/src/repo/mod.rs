@@ -18,6 +18,7 @@
 //!   and if it has already been pruned its blobs are uploaded again.
 //! - The snapshot is written last, after every object it references is durable.
 
+use crate::cache::{CacheChoice, Kind as CacheKind, MetaCache};
 use crate::crypto::{KdfParams, KeyFile, MasterKey};
 use crate::error::{RepoError, Result};
 use crate::id::Id;
@@ -90,6 +91,11 @@ pub struct Repository {
     ledger_cache: std::sync::Mutex<HashMap<Id, (LedgerRecord, Timestamp)>>,
     /// Serializes this process's ledger appends, so one process never forks its own chain.
     ledger_append: std::sync::Mutex<()>,
+    /// The local cache of metadata objects' bytes, if any ([`Repository::with_cache`]).
+    meta_cache: Option<Arc<MetaCache>>,
+    /// Reads skip the cache while set (`verify` reading data checks the store's own bytes
+    /// of every metadata object: [`Repository::bypass_cache_reads`]).
+    cache_bypass: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Repository {
@@ -165,6 +171,40 @@ impl Repository {
         versions::for_each_name(self.store.as_ref(), prefix, self.as_of, |v| f(v.key))
     }
 
+    /// Uses the local metadata cache `choice` names for this store (see [`crate::cache`]):
+    /// snapshot, index and ledger objects listed by the store are then read from the cache
+    /// when a verified copy is there, and what this handle reads or writes is kept there.
+    /// A cache that cannot be created means no cache, never an error.
+    #[must_use]
+    pub fn with_cache(mut self, choice: &CacheChoice) -> Self {
+        self.meta_cache = choice
+            .root(self.store.capabilities().remote)
+            .and_then(|root| MetaCache::open(root, &self.config.id))
+            .map(Arc::new);
+        self
+    }
+
+    /// Until the guard is dropped, metadata objects are read from the store, not from the
+    /// local cache (what is read still refreshes the cache): for `verify --read-data`,
+    /// whose point is to read the store's bytes — a snapshot object rotten in the store
+    /// must not pass because a good copy sits on this host.
+    #[must_use]
+    pub fn bypass_cache_reads(&self) -> CacheBypass<'_> {
+        self.cache_bypass.store(true, std::sync::atomic::Ordering::Relaxed);
+        CacheBypass(self)
+    }
+
+    /// The cache to read from, unless bypassed.
+    pub(crate) fn cache_for_reads(&self) -> Option<&MetaCache> {
+        if self.cache_bypass.load(std::sync::atomic::Ordering::Relaxed) { None } else { self.meta_cache.as_deref() }
+    }
+
+    /// Whether this handle uses a local metadata cache.
+    #[must_use]
+    pub fn has_cache(&self) -> bool {
+        self.meta_cache.is_some()
+    }
+
     /// Refuses to write through a handle that sees the past.
     pub(crate) fn writable(&self) -> Result<()> {
         match self.as_of {
@@ -174,6 +214,15 @@ impl Repository {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// Reads skip the local cache while this lives ([`Repository::bypass_cache_reads`]).
+pub struct CacheBypass<'a>(&'a Repository);
+
+impl Drop for CacheBypass<'_> {
+    fn drop(&mut self) {
+        self.0.cache_bypass.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -42,6 +42,35 @@ impl Repository {
         Err(first_err.1)
     }
 
+    /// [`Repository::get_hashed`] for a metadata object the store has just listed: served
+    /// from the local cache when a copy there hashes to `id` (see [`crate::cache`]), else
+    /// read from the store and kept in the cache. The caller authenticates the bytes either
+    /// way; only names a store listing returned may be asked for, so the cache decides no
+    /// object's existence.
+    pub(super) fn get_meta(&self, kind: CacheKind, key: &str, id: &Id) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.cache_for_reads().and_then(|c| c.get(kind, id)) {
+            return Ok(bytes);
+        }
+        let bytes = self.get_hashed(key, id)?;
+        self.cache_put(kind, id, &bytes);
+        Ok(bytes)
+    }
+
+    /// Keeps the bytes of a metadata object this handle read or wrote in the local cache.
+    pub(super) fn cache_put(&self, kind: CacheKind, id: &Id, bytes: &[u8]) {
+        if let Some(c) = &self.meta_cache {
+            c.put(kind, id, bytes);
+        }
+    }
+
+    /// After a complete listing of `kind` (as the store is now, not as of a past time: then
+    /// later names exist too), drops the cache entries of names it did not return.
+    pub(super) fn cache_retain(&self, kind: CacheKind, listed: impl Fn(&Id) -> bool) {
+        if let (Some(c), None) = (&self.meta_cache, self.as_of) {
+            c.retain(kind, listed);
+        }
+    }
+
     /// The authentic version of a tampered content-addressed name, once found.
     pub(super) fn pin(&self, key: &str) -> Option<VersionId> {
         self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned()

@@ -206,6 +206,8 @@ impl Repository {
             stored: std::sync::Mutex::default(),
             ledger_cache: std::sync::Mutex::default(),
             ledger_append: std::sync::Mutex::default(),
+            meta_cache: None,
+            cache_bypass: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

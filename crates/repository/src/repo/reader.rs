@@ -379,10 +379,18 @@ fn keep<T>(list: &mut VecDeque<(Id, T)>, capacity: usize, id: Id, value: T) {
     list.push_back((id, value));
 }
 
-/// The last few packs read, whole.
+/// The last few packs read, whole; or, from a store with cheap ranged reads (a local
+/// vault), the last few packs opened, read a blob's range at a time.
+///
+/// Memory: `ls`, `diff`, `verify` and a backup's reading of its parent's trees held four
+/// whole 16 MiB packs (64 MiB, a third of `ls`'s peak on 500 000 files) to read tree blobs
+/// of a few KiB; from a local vault they now hold open files. A range that does not
+/// authenticate is read again from the whole pack, verified against its name, as
+/// [`SharedReader`] does, so damage is still found and named per pack.
 #[derive(Default)]
 pub(super) struct PackCache {
     packs: VecDeque<(Id, Arc<Vec<u8>>)>,
+    opened: VecDeque<(Id, Arc<dyn RangeRead>)>,
 }
 
 const PACK_CACHE: usize = 4;
@@ -391,11 +399,41 @@ impl PackCache {
     pub(super) fn read(&mut self, repo: &Repository, index: &Index, id: &Id) -> Result<Vec<u8>> {
         let r = index.get(id).ok_or_else(|| index.missing(id))?;
         let pack_id = index.pack(r.pack).id;
+        if repo.store.capabilities().cheap_ranged_reads {
+            if let Ok(plain) = self.read_range(repo, &pack_id, &r.entry) {
+                return Ok(plain);
+            }
+            // The opened version may be a rogue writer's: the whole pack decides.
+            self.opened.retain(|(p, _)| *p != pack_id);
+        }
         let bytes = self.pack(repo, &pack_id)?;
         let (start, end) = (r.entry.offset as usize, r.entry.offset as usize + r.entry.length as usize);
         let key = repo.pack_key(&pack_id);
         let sealed = bytes.get(start..end).ok_or_else(|| RepoError::corrupt(key.clone(), "blob out of range"))?;
         pack::open_blob(&repo.key, &r.entry, sealed, &key)
+    }
+
+    /// One blob read by its range from pack `pack_id`, opened or kept open.
+    fn read_range(&mut self, repo: &Repository, pack_id: &Id, entry: &pack::PackEntry) -> Result<Vec<u8>> {
+        let key = repo.pack_name(pack_id);
+        let cannot_read = |source| RepoError::Store { context: format!("cannot read {key}"), source };
+        let pack = match self.opened.iter().position(|(p, _)| p == pack_id) {
+            Some(pos) => {
+                let hit = self.opened.remove(pos).expect("position is valid");
+                let pack = hit.1.clone();
+                self.opened.push_back(hit);
+                pack
+            }
+            None => {
+                let k = key.to_string();
+                let pack: Arc<dyn RangeRead> =
+                    Arc::from(repo.store.open_ranged(&k, repo.pin(&k).as_ref()).map_err(cannot_read)?);
+                keep(&mut self.opened, PACK_CACHE, *pack_id, pack.clone());
+                pack
+            }
+        };
+        let sealed = pack.read_at(u64::from(entry.offset), entry.length as usize).map_err(cannot_read)?;
+        pack::open_blob_owned(&repo.key, entry, sealed, key)
     }
 
     fn pack(&mut self, repo: &Repository, id: &Id) -> Result<Arc<Vec<u8>>> {

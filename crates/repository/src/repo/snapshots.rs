@@ -53,6 +53,7 @@ impl Repository {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|id, _| listed.contains_key(id));
+        self.cache_retain(CacheKind::Snapshot, |id| listed.contains_key(id));
         *self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = listed;
         out.sort_by_key(|(id, s)| (s.time, *id));
         Ok((out, damaged))
@@ -86,7 +87,7 @@ impl Repository {
             return Ok(s.clone());
         }
         let key = self.snapshot_key(id);
-        let bytes = self.get_hashed(&key, id)?;
+        let bytes = self.get_meta(CacheKind::Snapshot, &key, id)?;
         let snap: Snapshot = pack::open_object(&self.key, ObjectKind::Snapshot, &bytes, &key)?;
         cache().insert(*id, snap.clone());
         Ok(snap)

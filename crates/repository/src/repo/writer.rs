@@ -44,10 +44,30 @@ impl Repository {
             until,
             pack_size: self.config.pack_size as usize,
             checkpoint_packs: INDEX_CHECKPOINT_PACKS,
+            cache: self.meta_cache.clone(),
         };
         let mut index = self.load_index()?;
-        let recovered = self.recover_unindexed(&mut index)?;
+        // Looking for packs an interrupted backup left unindexed costs a listing of all of
+        // `data/`. With a cache it is paid only when this host cannot rule such a backup out:
+        // one of its backups started and did not commit (its marker is still there), the
+        // start cannot be recorded, or the host had no cache of this repository. Packs of
+        // another host's interrupted backup are then left to expire (docs/cache.md).
+        let mut markers = Vec::new();
+        let recover = match &self.meta_cache {
+            None => true,
+            Some(c) => {
+                markers = c.unfinished_writes();
+                let seen = !markers.is_empty();
+                match c.begin_write() {
+                    Some(own) => markers.push(own),
+                    None => markers.clear(),
+                }
+                seen || markers.is_empty() || c.fresh()
+            }
+        };
+        let recovered = if recover { self.recover_unindexed(&mut index)? } else { Vec::new() };
         Ok(BlobWriter {
+            markers,
             repo: self,
             index,
             recovered,
@@ -86,6 +106,9 @@ pub struct BlobWriter<'r> {
     deferred: HashMap<usize, HashSet<Id>>,
     summary: Summary,
     cache: PackCache,
+    /// Markers in the local cache to remove at commit: this backup's own, and those of
+    /// interrupted backups whose packs it recovered (see [`Repository::writer`]).
+    markers: Vec<std::path::PathBuf>,
 }
 
 impl BlobWriter<'_> {
@@ -230,8 +253,11 @@ impl BlobWriter<'_> {
         self.settle_deferred()?;
         let Some(pipeline) = self.pipeline.take() else { return Ok(()) };
         let stored = pipeline.finish()?;
-        for p in &stored.packs {
-            self.index.add_pack(p);
+        // Every pending blob is in `stored` now: the set (one id per new blob) goes before
+        // the index grows by the same blobs, not beside it at the backup's peak.
+        self.pending = HashSet::new();
+        for p in stored.packs {
+            self.index.add_pack_owned(p);
         }
         self.summary.bytes_stored += stored.bytes;
         let mut packs = stored.unindexed;
@@ -326,6 +352,10 @@ impl BlobWriter<'_> {
         let bytes = pack::seal_object(&self.repo.key, ObjectKind::Snapshot, &snap);
         let id = Id::hash(&bytes);
         self.repo.put(&self.repo.snapshot_key(&id), &bytes, self.until)?;
+        self.repo.cache_put(CacheKind::Snapshot, &id, &bytes);
+        if let Some(c) = &self.repo.meta_cache {
+            c.end_writes(&self.markers);
+        }
         Ok(id)
     }
 }

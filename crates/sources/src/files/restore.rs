@@ -7,8 +7,9 @@
 //! (owners, device nodes, privileged xattrs) is a warning and the rest is restored. An
 //! owner a new file already has is not set again (only when that is certain: [`created_owner`]).
 //!
-//! The walk creates directories, symlinks and special files and lists regular files;
-//! workers (two per core from a local store, one from a remote one) then create each file,
+//! The walk creates directories, symlinks and special files and lists regular files; every
+//! [`BATCH_FILES`] files listed (and at the end) it stops while workers (two per core from a
+//! local store, one from a remote one) create each file listed,
 //! write its content and set its metadata through the open descriptor (no path lookups),
 //! reading blob ranges from packs kept open (local) or sharing a cache of whole packs
 //! fetched ahead in the order the list needs them (remote). A large file is cut into
@@ -16,7 +17,10 @@
 //! worker finishing a file's last piece sets its length and metadata, so metadata still
 //! comes after all content. Workers take runs of pieces of one directory's files, so they
 //! rarely create files in the same directory at once (its lock). Further names of
-//! hard-linked files are linked once every file exists; a link changes no time but ctime.
+//! hard-linked files are linked once the batch holding their first name is written; a link
+//! changes no time but ctime. A directory gets its metadata once the walk has left it and
+//! the batch holding its last files is written. So a restore holds one batch of files and
+//! the directories the walk is in, not the snapshot's list of files (memory: `docs/memory.md`).
 //! What is written goes to disk while the restore runs and is on disk when it reports
 //! success ([`super::writeback`]).
 //!
@@ -41,7 +45,7 @@
 //!
 //! Progress and cancellation: a `"restore"` phase whose total (regular files and their
 //! bytes, from the snapshot's trees) grows while the walk lists the files and is complete
-//! before any content is written; `Advance` as pieces are written and files finished. The
+//! once the walk ends (before any content is written when the snapshot fits one batch); `Advance` as pieces are written and files finished. The
 //! [`JobControl`]'s token is checked at each entry of the walk, each piece and each blob. **A
 //! cancelled restore leaves what it already wrote** under the target (files possibly
 //! partial, directories without their final metadata) and returns
@@ -324,7 +328,24 @@ struct Walk<'a> {
     ctl: &'a JobControl,
     /// Regular files listed so far and their bytes (the phase's total).
     total: Progress,
+    /// Content blobs of the files in `files`.
+    batch_blobs: usize,
+    /// What [`Walk::flush`] needs to fill a batch of files.
+    confined: &'a Confined,
+    writeback: &'a Writeback,
+    workers: usize,
+    read_ahead: u64,
+    /// Files and bytes written by the batches filled so far.
+    written: Progress,
 }
+
+/// A batch of regular files is filled once the walk has listed this many ([`Walk::flush`]):
+/// about 16 MiB of file list (a file's path and entry are about 1 KiB), and several runs of
+/// [`GROUP_FILES`] for the workers to share. (Tiny in the unit tests, so that their trees
+/// span many batches.)
+const BATCH_FILES: usize = if cfg!(test) { 7 } else { 16_384 };
+/// …or their content is this many blobs (8 MiB of ids).
+const BATCH_BLOBS: usize = if cfg!(test) { 8 } else { 1 << 18 };
 
 /// While the walk lists files, a growing total is reported each time this many more are listed.
 const TOTAL_EVERY: u64 = 1000;
@@ -386,10 +407,13 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, ctl: &
         warned_owner: AtomicBool::new(false),
         warnings: Mutex::new(Vec::new()),
     };
-    // First the walk (directories, symlinks, special files; regular files listed), then
-    // the content on every core. Streaming files from the walk to the workers was measured
-    // slower (1.4 GB tree: 6.9 s against 3.4–4.7 s): the walk's directory operations and the
-    // workers' file creations contend for the same directory locks.
+    // The walk (directories, symlinks, special files; regular files listed), and every
+    // [`BATCH_FILES`] files the content of the files listed on every core. Streaming files
+    // from the walk to the workers was measured slower (1.4 GB tree: 6.9 s against
+    // 3.4–4.7 s): the walk's directory operations and the workers' file creations contend
+    // for the same directory locks. Batches keep them apart and what a restore holds
+    // bounded: a list of every file of 500 000 was most of a 607 MiB peak.
+    let writeback = Writeback::new(target)?;
     let mut w = Walk {
         reader: &reader,
         levels: vec![Level { path: target.clone(), fd: Some(Rc::new(confined.dir(target)?)) }],
@@ -403,51 +427,32 @@ pub fn restore(repo: &Repository, snap: &Snapshot, opts: &RestoreOptions, ctl: &
         dirs: Vec::new(),
         ctl,
         total: Progress::default(),
+        batch_blobs: 0,
+        confined: &confined,
+        writeback: &writeback,
+        workers,
+        read_ahead: opts.read_ahead,
+        written: Progress::default(),
     };
     ctl.emit(&Event::Phase { name: "restore" });
-    w.restore_dir(&snap.tree, Path::new("/"), false)?;
-    ctl.emit(&Event::Total { total: w.total, complete: true });
-    let Walk { files: list, hard_links, dirs, mut report, .. } = w;
-    let (jobs, pieces) = plan_pieces(&reader, list);
-    let groups = directory_groups(&jobs, &pieces);
-    let writeback = Writeback::new(target)?;
-    let fill = Fill {
-        reader: &reader,
-        meta: &meta,
-        jobs: &jobs,
-        pieces: &pieces,
-        groups: &groups,
-        writeback: &writeback,
-        confined: &confined,
-        ctl,
-        next: AtomicUsize::new(0),
-        bytes: AtomicU64::new(0),
-        files: AtomicU64::new(0),
-        first_err: Mutex::new(None),
-    };
-    // The pieces in order name the packs the workers will need: for a remote store they
-    // are fetched ahead, a few at once, so its latency overlaps with writing.
-    let plan = pieces.iter().flat_map(|p| jobs[p.file].node.content[p.blobs.clone()].iter().copied());
-    reader.with_read_ahead(plan, opts.read_ahead, || fill.run(workers));
-    let Fill { bytes, files, first_err, .. } = fill;
-    if let Some(e) = first_err.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
-        return Err(e);
+    /// Stops the write-back thread however the walk ends, so the scope can join it.
+    struct Stop<'w>(&'w Writeback);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.stop();
+        }
     }
-    ctl.check()?;
-    for (first, dst) in &hard_links {
-        let from = confined.dir(first.parent().unwrap_or(target))?;
-        let to = confined.dir(dst.parent().unwrap_or(target))?;
-        rustix::fs::linkat(&from, name_of(first), &to, name_of(dst), rustix::fs::AtFlags::empty())
-            .map_err(|e| FilesError::Io { context: format!("cannot restore {}", dst.display()), source: e.into() })?;
-        report.others += 1;
-    }
-    // Directories last, deepest first.
-    for (dst, n) in dirs.iter().rev() {
-        meta.apply_fd(&fs::File::from(confined.dir(dst)?), dst, n)?;
-    }
+    std::thread::scope(|s| {
+        s.spawn(|| writeback.run());
+        let _stop = Stop(&writeback);
+        w.restore_dir(&snap.tree, Path::new("/"), false)?;
+        ctl.emit(&Event::Total { total: w.total, complete: true });
+        w.flush()
+    })?;
+    let Walk { mut report, written, .. } = w;
     writeback.finish()?;
-    report.files = files.into_inner();
-    report.bytes = bytes.into_inner();
+    report.files = written.items;
+    report.bytes = written.bytes;
     report.warnings = meta.warnings.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut damaged = meta.damaged.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     damaged.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
@@ -474,14 +479,11 @@ struct Fill<'a> {
 }
 
 impl Fill<'_> {
-    /// Runs `workers` workers and the write-back thread until every piece is written or a
-    /// worker failed. A worker's panic is the restore's, after the others stopped.
+    /// Runs `workers` workers until every piece is written or a worker failed. A worker's panic is the restore's, after the others stopped.
     fn run(&self, workers: usize) {
         std::thread::scope(|s| {
-            s.spawn(|| self.writeback.run());
             let workers: Vec<_> = (0..workers.min(self.groups.len().max(1))).map(|_| s.spawn(|| self.work())).collect();
             let panicked = workers.into_iter().map(std::thread::ScopedJoinHandle::join).find_map(Result::err);
-            self.writeback.stop();
             if let Some(panic) = panicked {
                 std::panic::resume_unwind(panic);
             }
@@ -625,6 +627,62 @@ impl Walk<'_> {
         Ok(any)
     }
 
+    /// Fills the files listed so far (their content, then their metadata, on every core),
+    /// links the further names of hard-linked files listed so far (their first names exist
+    /// now), and sets the metadata of the directories the walk has left, deepest first:
+    /// nothing more is created in them. What the walk holds is then the directories it is
+    /// in, whatever the number of files.
+    fn flush(&mut self) -> Result<()> {
+        let list = std::mem::take(&mut self.files);
+        self.batch_blobs = 0;
+        if !list.is_empty() {
+            let (jobs, pieces) = plan_pieces(self.reader, list);
+            let groups = directory_groups(&jobs, &pieces);
+            let fill = Fill {
+                reader: self.reader,
+                meta: self.meta,
+                jobs: &jobs,
+                pieces: &pieces,
+                groups: &groups,
+                writeback: self.writeback,
+                confined: self.confined,
+                ctl: self.ctl,
+                next: AtomicUsize::new(0),
+                bytes: AtomicU64::new(0),
+                files: AtomicU64::new(0),
+                first_err: Mutex::new(None),
+            };
+            // The pieces in order name the packs the workers will need: for a remote store
+            // they are fetched ahead, a few at once, so its latency overlaps with writing.
+            let plan = pieces.iter().flat_map(|p| jobs[p.file].node.content[p.blobs.clone()].iter().copied());
+            self.reader.with_read_ahead(plan, self.read_ahead, || fill.run(self.workers));
+            let Fill { bytes, files, first_err, .. } = fill;
+            if let Some(e) = first_err.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+                return Err(e);
+            }
+            self.written.items += files.into_inner();
+            self.written.bytes += bytes.into_inner();
+        }
+        self.ctl.check()?;
+        let target = &self.confined.target;
+        for (first, dst) in std::mem::take(&mut self.hard_links) {
+            let from = self.confined.dir(first.parent().unwrap_or(target))?;
+            let to = self.confined.dir(dst.parent().unwrap_or(target))?;
+            rustix::fs::linkat(&from, name_of(&first), &to, name_of(&dst), rustix::fs::AtFlags::empty()).map_err(
+                |e| FilesError::Io { context: format!("cannot restore {}", dst.display()), source: e.into() },
+            )?;
+            self.report.others += 1;
+        }
+        // `dirs` is in creation order (parents first); the walk is in those still open.
+        let (open, left): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.dirs).into_iter().partition(|(dst, _)| self.levels.iter().any(|l| l.path == *dst));
+        for (dst, n) in left.iter().rev() {
+            self.meta.apply_fd(&fs::File::from(self.confined.dir(dst)?), dst, n)?;
+        }
+        self.dirs = open;
+        Ok(())
+    }
+
     /// Restores the non-directory `n` as `dst`, an entry of directory `dir`.
     fn restore_leaf(&mut self, dir: BorrowedFd<'_>, dst: &Path, n: &Node) -> Result<()> {
         let name = name_of(dst);
@@ -642,11 +700,15 @@ impl Walk<'_> {
         match n.kind {
             NodeKind::File => {
                 self.files.push((dst.to_path_buf(), n.clone()));
+                self.batch_blobs += n.content.len();
                 self.total.items += 1;
                 self.total.bytes += n.size;
                 if self.total.items % TOTAL_EVERY == 0 {
                     self.ctl.check()?;
                     self.ctl.emit(&Event::Total { total: self.total, complete: false });
+                }
+                if self.files.len() >= BATCH_FILES || self.batch_blobs >= BATCH_BLOBS {
+                    self.flush()?;
                 }
                 return Ok(());
             }
@@ -903,6 +965,130 @@ mod options_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_repository::{Cancel, InitOptions, KdfParams};
+    use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
+    use std::os::unix::fs::MetadataExt as _;
+
+    fn repo(dir: &Path) -> Repository {
+        let vault = LocalVault::init(dir.join("v"), &VaultOptions::default()).unwrap();
+        let w: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
+        Repository::init(w, "t", "", b"pw", &opts, Clock::system()).unwrap()
+    }
+    use std::sync::Arc;
+
+    /// A tree of many batches ([`BATCH_FILES`] is 7 here): nested directories, hard links
+    /// whose names are in other directories and other batches than their first, a file of
+    /// more blobs than a batch holds, directory times set after their last batch.
+    fn tree(src: &Path) -> usize {
+        let mut files = 0;
+        for d in 0..5 {
+            let dir = src.join(format!("d{d}/inner{d}"));
+            fs::create_dir_all(&dir).unwrap();
+            for f in 0..(3 + 4 * d) {
+                fs::write(dir.join(format!("f{f}")), format!("dir {d} file {f}").repeat(f + 1)).unwrap();
+                files += 1;
+            }
+            fs::write(src.join(format!("d{d}/top")), format!("top {d}")).unwrap();
+            files += 1;
+        }
+        // Hard links across directories: first name in d0, others in d3 and d4.
+        fs::hard_link(src.join("d0/inner0/f1"), src.join("d3/link-a")).unwrap();
+        fs::hard_link(src.join("d0/inner0/f1"), src.join("d4/inner4/link-b")).unwrap();
+        files += 2;
+        // More blobs than a batch holds (chunks of 512 KiB to 8 MiB, about 1 MiB).
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let big: Vec<u8> = (0..12 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[3]
+            })
+            .collect();
+        fs::write(src.join("d2/big"), &big).unwrap();
+        files += 1;
+        for d in 0..5 {
+            for dir in [src.join(format!("d{d}")), src.join(format!("d{d}/inner{d}"))] {
+                let t = fs::FileTimes::new()
+                    .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + d));
+                fs::File::open(&dir).unwrap().set_times(t).unwrap();
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn a_restore_of_many_batches_is_exact_across_directories_and_hard_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let src = tmp.path().join("src");
+        let files = tree(&src);
+        let opts = super::super::BackupOptions { paths: vec![src.clone()], host: "h".into(), ..Default::default() };
+        let snap = super::super::backup(&repo, &opts, &JobControl::none()).unwrap().info;
+        let out = tmp.path().join("out");
+        let rep =
+            restore(&repo, &snap, &RestoreOptions { target: out.clone(), ..Default::default() }, &JobControl::none())
+                .unwrap();
+        assert!(rep.damaged.is_empty() && rep.refused.is_empty(), "{rep:?}");
+        assert_eq!(rep.files as usize, files - 2, "every file once, the further names linked");
+        let root = super::super::walk::under(&out, &src);
+        let mut compared = 0;
+        for e in walk_all(&src) {
+            let rel = e.strip_prefix(&src).unwrap();
+            let (a, b) = (fs::symlink_metadata(&e).unwrap(), fs::symlink_metadata(root.join(rel)).unwrap());
+            if a.is_file() {
+                assert_eq!(fs::read(&e).unwrap(), fs::read(root.join(rel)).unwrap(), "{}", rel.display());
+                assert_eq!(a.nlink(), b.nlink(), "{}", rel.display());
+            }
+            assert_eq!((a.mtime(), a.mode()), (b.mtime(), b.mode()), "{}", rel.display());
+            compared += 1;
+        }
+        assert!(compared > files, "{compared}");
+        let ino = |p: &str| fs::metadata(root.join(p)).unwrap().ino();
+        assert_eq!(ino("d0/inner0/f1"), ino("d3/link-a"));
+        assert_eq!(ino("d0/inner0/f1"), ino("d4/inner4/link-b"));
+    }
+
+    /// Cancelled after its first batch, a restore stops: the files of later batches are not
+    /// written, and it says it was cancelled.
+    #[test]
+    fn a_restore_cancelled_after_a_batch_stops_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let src = tmp.path().join("src");
+        let files = tree(&src);
+        let opts = super::super::BackupOptions { paths: vec![src.clone()], host: "h".into(), ..Default::default() };
+        let snap = super::super::backup(&repo, &opts, &JobControl::none()).unwrap().info;
+        let cancel = Cancel::new();
+        let trigger = cancel.clone();
+        let ctl = JobControl {
+            observer: Arc::new(move |e: &Event<'_>| {
+                if matches!(e, Event::Advance(p) if p.items > 0) {
+                    trigger.cancel();
+                }
+            }),
+            cancel,
+        };
+        let out = tmp.path().join("out");
+        let err =
+            restore(&repo, &snap, &RestoreOptions { target: out.clone(), ..Default::default() }, &ctl).unwrap_err();
+        assert!(matches!(err, FilesError::Repo(coffer_repository::RepoError::Cancelled)), "{err:?}");
+        let written = walk_all(&out).iter().filter(|p| p.is_file()).count();
+        assert!(written <= BATCH_FILES, "{written} of {files} files written: one batch at most");
+    }
+
+    fn walk_all(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            out.push(e.path());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk_all(&e.path()));
+            }
+        }
+        out
+    }
 
     /// Both ways of reopening a directory (`openat2`, and the component-wise fallback for
     /// kernels without it) reach directories below the target and refuse any path through a

@@ -1,0 +1,394 @@
+//! The local metadata cache: bytes of content-addressed metadata objects (`snapshots/`,
+//! `index/`, `ledger/`) kept on the backup host, so that a backup, `snapshots`, `restore`
+//! or `verify` reads each such object from the store once per host, not once per run. On S3
+//! every snapshot and index object was a `GetObject` on every backup: two requests per
+//! snapshot of history (`docs/cache.md`).
+//!
+//! Invariants guarded here (the cache sits on a host the attacker may control):
+//!
+//! - **Bytes only, verified on every use.** An entry is served only if the BLAKE3 of its
+//!   bytes is the id in its name — the check a store read makes — and the caller then
+//!   authenticates it as it would the store's bytes. A bad entry (garbage, truncated,
+//!   another object's bytes, larger than [`MAX_ENTRY`]) is removed and reads go to the
+//!   store; a cache can never make a read fail.
+//! - **Existence and order come from the store.** Callers ask only for names a store
+//!   listing (with `--as-of` and the version rules of [`crate::versions`]) just returned,
+//!   so an entry for a name the store does not list is never read: the cache can neither
+//!   add nor hide history. Entries of names a complete listing no longer has are removed
+//!   (`MetaCache::retain`), so the cache is bounded by the repository.
+//! - **Never fatal, always disposable.** Every failure to read or write it is logged at
+//!   debug and ignored; deleting it at any time costs only requests. Writes are atomic
+//!   (a temporary file, then a rename), so a reader sees a whole entry or none (a torn
+//!   entry would fail the hash anyway).
+//!
+//! Layout (version 1), under the cache root (`--cache-dir`, else
+//! `$XDG_CACHE_HOME/coffer`, else `$HOME/.cache/coffer`), every directory mode 0700:
+//!
+//! ```text
+//! CACHEDIR.TAG                     marks the tree as a cache for backup tools
+//! v1/REPO-ID/snapshots/ID          bytes of snapshots/ID (REPO-ID: the config's id)
+//! v1/REPO-ID/index/ID              bytes of index/ID
+//! v1/REPO-ID/ledger/ID             bytes of ledger/ID
+//! v1/REPO-ID/writing/RANDOM        a backup of this host started and has not committed
+//! ```
+//!
+//! The `writing/` markers decide whether a backup looks for packs an interrupted backup
+//! left unindexed (a listing of `data/`, see [`crate::Repository::recover_unindexed`]).
+
+use crate::id::Id;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The layout version: the name of the directory under the cache root. A layout change
+/// takes a new name, so binaries of different layouts never read each other's entries.
+pub const LAYOUT: &str = "v1";
+
+/// The largest entry served (a snapshot, index or ledger object is kilobytes to a few
+/// megabytes). A larger file is someone else's and is removed, never read into memory.
+pub const MAX_ENTRY: u64 = 256 << 20;
+
+const TAG: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by coffer (docs/cache.md).\n\
+# For information about cache directory tags, see https://bford.info/cachedir/\n";
+
+/// Which cache a repository handle uses ([`crate::RepoRequest::cache`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CacheChoice {
+    /// No cache: every object is read from the store (the library's default, and what
+    /// `--no-cache` asks for).
+    #[default]
+    Off,
+    /// The cache under this root, for a remote store only ([`coffer_store::Capabilities`]):
+    /// a local vault is already a local disk. The front ends' default.
+    Remote(PathBuf),
+    /// The cache under this root, whatever the store (a cache directory the user named).
+    Always(PathBuf),
+}
+
+impl CacheChoice {
+    /// The cache root a choice names for a store that is `remote` or not, if any.
+    #[must_use]
+    pub fn root(&self, remote: bool) -> Option<&Path> {
+        match self {
+            Self::Off => None,
+            Self::Remote(p) if remote => Some(p),
+            Self::Remote(_) => None,
+            Self::Always(p) => Some(p),
+        }
+    }
+}
+
+/// The default cache root: `$XDG_CACHE_HOME/coffer`, else `$HOME/.cache/coffer`; `None`
+/// when neither is set (then there is no cache).
+#[must_use]
+pub fn default_root() -> Option<PathBuf> {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    set("XDG_CACHE_HOME")
+        .filter(|p| p.is_absolute())
+        .map(|p| p.join("coffer"))
+        .or_else(|| set("HOME").map(|h| h.join(".cache").join("coffer")))
+}
+
+/// What kind of object an entry holds: its subdirectory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Snapshot,
+    Index,
+    Ledger,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Self::Snapshot => "snapshots",
+            Self::Index => "index",
+            Self::Ledger => "ledger",
+        }
+    }
+}
+
+/// One repository's directory in the cache (see the module docs).
+#[derive(Debug)]
+pub(crate) struct MetaCache {
+    dir: PathBuf,
+    /// Whether this handle created the repository's directory: a host that had no cache
+    /// of it cannot tell whether an earlier backup of it was interrupted. Cleared when a
+    /// backup through this handle commits.
+    fresh: std::sync::atomic::AtomicBool,
+}
+
+impl MetaCache {
+    /// Opens (creating it if needed) the cache of repository `repo` under `root`. `None`
+    /// when the directories cannot be created: then there is no cache (logged at debug).
+    pub(crate) fn open(root: &Path, repo: &Id) -> Option<Self> {
+        let dir = root.join(LAYOUT).join(repo.to_string());
+        let fresh = !dir.is_dir();
+        let made = (|| -> std::io::Result<()> {
+            mkdir_0700(root)?;
+            let tag = root.join("CACHEDIR.TAG");
+            if !tag.exists() {
+                write_atomic(root, &tag, TAG)?;
+            }
+            mkdir_0700(&dir)?;
+            for sub in ["snapshots", "index", "ledger", "writing"] {
+                mkdir_0700(&dir.join(sub))?;
+            }
+            Ok(())
+        })();
+        match made {
+            Ok(()) => Some(Self { dir, fresh: fresh.into() }),
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "metadata cache unavailable; reading from the store");
+                None
+            }
+        }
+    }
+
+    /// The repository's directory.
+    #[cfg(test)]
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether this handle created the repository's cache directory.
+    pub(crate) fn fresh(&self) -> bool {
+        self.fresh.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn path(&self, kind: Kind, id: &Id) -> PathBuf {
+        self.dir.join(kind.dir()).join(id.to_string())
+    }
+
+    /// The bytes of object `id` of `kind`, if cached and they hash to `id`. A bad entry is
+    /// removed.
+    pub(crate) fn get(&self, kind: Kind, id: &Id) -> Option<Vec<u8>> {
+        use std::io::Read as _;
+        let path = self.path(kind, id);
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::debug!(path = %path.display(), error = %e, "cannot read a metadata cache entry");
+                }
+                return None;
+            }
+        };
+        let len = f.metadata().map(|m| if m.is_file() { m.len() } else { u64::MAX }).unwrap_or(u64::MAX);
+        let mut bytes = Vec::new();
+        let read = if len > MAX_ENTRY {
+            Err(std::io::Error::other(format!("{len} bytes, more than an entry may hold")))
+        } else {
+            // `take` bounds the read even if the file grows after the length was taken.
+            f.take(MAX_ENTRY + 1).read_to_end(&mut bytes).map(|_| ())
+        };
+        match read {
+            Ok(()) if bytes.len() as u64 <= MAX_ENTRY && Id::hash(&bytes) == *id => Some(bytes),
+            Ok(()) => {
+                tracing::debug!(path = %path.display(), "metadata cache entry does not match its name; removed");
+                self.remove(&path);
+                None
+            }
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "bad metadata cache entry; removed");
+                self.remove(&path);
+                None
+            }
+        }
+    }
+
+    /// Keeps `bytes` as object `id` of `kind` (bytes read from or written to the store,
+    /// whose hash is `id`). Failures are logged and ignored.
+    pub(crate) fn put(&self, kind: Kind, id: &Id, bytes: &[u8]) {
+        let path = self.path(kind, id);
+        if let Err(e) = write_atomic(&self.dir.join(kind.dir()), &path, bytes) {
+            tracing::debug!(path = %path.display(), error = %e, "cannot write a metadata cache entry");
+        }
+    }
+
+    /// Removes the entries of `kind` that `keep` refuses (names a complete store listing no
+    /// longer has), and anything else in its directory that is not an entry.
+    pub(crate) fn retain(&self, kind: Kind, keep: impl Fn(&Id) -> bool) {
+        let dir = self.dir.join(kind.dir());
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let wanted = name.to_str().and_then(|n| n.parse::<Id>().ok()).is_some_and(|id| keep(&id));
+            if !wanted {
+                self.remove(&e.path());
+            }
+        }
+    }
+
+    fn remove(&self, path: &Path) {
+        let gone = std::fs::remove_file(path).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            // A directory where an entry belongs.
+            _ if path.is_dir() => std::fs::remove_dir_all(path),
+            _ => Err(e),
+        });
+        if let Err(e) = gone {
+            tracing::debug!(path = %path.display(), error = %e, "cannot remove a metadata cache entry");
+        }
+    }
+
+    /// The markers of backups of this host that started and did not commit (interrupted,
+    /// or running now).
+    pub(crate) fn unfinished_writes(&self) -> Vec<PathBuf> {
+        match std::fs::read_dir(self.dir.join("writing")) {
+            Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Records that a backup starts: the marker to remove when it commits. `None` if it
+    /// cannot be recorded (then nobody may rely on the markers).
+    pub(crate) fn begin_write(&self) -> Option<PathBuf> {
+        let dir = self.dir.join("writing");
+        let path = dir.join(hex::encode(crate::crypto::random::<16>()));
+        match write_atomic(&dir, &path, std::process::id().to_string().as_bytes()) {
+            Ok(()) => Some(path),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot record a backup start in the cache");
+                None
+            }
+        }
+    }
+
+    /// Removes markers (of a backup that committed, and of those whose packs it recovered).
+    pub(crate) fn end_writes(&self, markers: &[PathBuf]) {
+        for m in markers {
+            self.remove(m);
+        }
+        self.fresh.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700; an existing directory is left as is.
+fn mkdir_0700(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Writes `bytes` to `path` through a temporary file in `dir` and a rename: readers see the
+/// whole file or none. Not synced: a torn entry after a crash fails its hash and is dropped.
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".tmp-{}", hex::encode(crate::crypto::random::<8>())));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(root: &Path) -> MetaCache {
+        MetaCache::open(root, &Id([7; 32])).unwrap()
+    }
+
+    #[test]
+    fn an_entry_is_served_only_if_it_hashes_to_its_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path());
+        assert!(c.fresh());
+        assert!(!cache(tmp.path()).fresh(), "the second open finds the directory");
+        let bytes = b"a snapshot object".to_vec();
+        let id = Id::hash(&bytes);
+        assert_eq!(c.get(Kind::Snapshot, &id), None);
+        c.put(Kind::Snapshot, &id, &bytes);
+        assert_eq!(c.get(Kind::Snapshot, &id), Some(bytes.clone()));
+        assert_eq!(c.get(Kind::Index, &id), None, "kinds are apart");
+
+        let path = c.path(Kind::Snapshot, &id);
+        // A flipped byte, a truncation, another object's bytes: not served, and removed.
+        for bad in [b"A snapshot object".to_vec(), bytes[..5].to_vec(), b"another object".to_vec(), Vec::new()] {
+            std::fs::write(&path, &bad).unwrap();
+            assert_eq!(c.get(Kind::Snapshot, &id), None);
+            assert!(!path.exists(), "a bad entry is removed");
+        }
+        // A directory in an entry's place.
+        std::fs::create_dir(&path).unwrap();
+        assert_eq!(c.get(Kind::Snapshot, &id), None);
+        assert!(!path.exists());
+        c.put(Kind::Snapshot, &id, &bytes);
+        assert_eq!(c.get(Kind::Snapshot, &id), Some(bytes));
+    }
+
+    #[test]
+    fn an_oversized_entry_is_removed_unread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path());
+        let id = Id([1; 32]);
+        let path = c.path(Kind::Index, &id);
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(MAX_ENTRY + 1).unwrap();
+        assert_eq!(c.get(Kind::Index, &id), None);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn retain_removes_unlisted_entries_and_strays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path());
+        let ids: Vec<Id> = (0..3u8).map(|i| Id::hash(&[i])).collect();
+        for (i, id) in ids.iter().enumerate() {
+            c.put(Kind::Index, id, &[u8::try_from(i).unwrap()]);
+        }
+        std::fs::write(c.dir().join("index").join("not-an-id"), b"x").unwrap();
+        c.retain(Kind::Index, |id| *id != ids[1]);
+        let mut left: Vec<String> = std::fs::read_dir(c.dir().join("index"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want = vec![ids[0].to_string(), ids[2].to_string()];
+        want.sort();
+        assert_eq!(left, want);
+    }
+
+    #[test]
+    fn directories_are_private_and_tagged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("cache");
+        let c = cache(&root);
+        assert!(root.join("CACHEDIR.TAG").is_file());
+        #[cfg(unix)]
+        for d in [root.clone(), root.join(LAYOUT), c.dir().to_path_buf(), c.dir().join("snapshots")] {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700, "{}", d.display());
+        }
+    }
+
+    #[test]
+    fn an_unusable_root_means_no_cache_and_markers_track_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(MetaCache::open(&file, &Id([0; 32])).is_none(), "a file where the root belongs");
+        let c = cache(tmp.path());
+        assert!(c.unfinished_writes().is_empty());
+        let m = c.begin_write().unwrap();
+        assert_eq!(c.unfinished_writes(), vec![m.clone()]);
+        c.end_writes(&[m]);
+        assert!(c.unfinished_writes().is_empty());
+    }
+
+    #[test]
+    fn choices_and_the_default_root() {
+        let p = PathBuf::from("/c");
+        assert_eq!(CacheChoice::Off.root(true), None);
+        assert_eq!(CacheChoice::Remote(p.clone()).root(false), None);
+        assert_eq!(CacheChoice::Remote(p.clone()).root(true), Some(p.as_path()));
+        assert_eq!(CacheChoice::Always(p.clone()).root(false), Some(p.as_path()));
+    }
+}
