@@ -145,7 +145,8 @@ unset RESTIC_REPOSITORY COFFER_REPO COFFER_PASSWORD_FILE COFFER_ROLE COFFER_CRED
 
 # shellcheck source=bench/caches.sh
 source "$ROOT/bench/caches.sh"
-if ((NO_DROP)); then CAN_DROP=0; else caches_init "$SCRATCH/primer" 1024; fi
+# (the history part does not drop caches: no primer for it alone)
+if ((NO_DROP)) || [[ ${PARTS[*]} == history ]]; then CAN_DROP=0; else caches_init "$SCRATCH/primer" 1024; fi
 if ((NO_DROP)); then
     CACHE_NOTE="page cache NOT dropped (--no-drop): source read warm"
 elif ((CAN_DROP)); then
