@@ -230,8 +230,13 @@ def report(res):
         print("requests and bytes: exact, they do not depend on the machine's load)")
         for tool in ("coffer", "restic"):
             n = ns.get(tool)
-            if not n:
+            if not n or n < 3:  # nothing to compare #2 with
                 continue
+            if (tool, "backup", n) not in t:  # an interrupted run: its last checkpoint
+                n = max([at for (tl, st, at) in t if tl == tool and st == "backup"] or [0])
+                if n < 3:
+                    continue
+                print(f"  ({tool}: the run stopped before #{ns[tool]}; ratios at #{n})")
             for step in ("backup", "snapshots", "restore", "verify"):
                 a, b = t.get((tool, step, 2)), t.get((tool, step, n))
                 if not a or not b:
