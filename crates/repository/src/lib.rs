@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod chunker;
 pub mod crypto;
+pub mod dict;
 pub mod error;
 pub mod id;
 pub mod index;

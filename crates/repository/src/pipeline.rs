@@ -67,6 +67,9 @@ pub(crate) struct Target {
     /// The local metadata cache, which keeps the index objects written (the next backup of
     /// this host then reads none of them back).
     pub cache: Option<Arc<crate::cache::MetaCache>>,
+    /// The dictionary small data blobs are compressed with, once there is one (set at the
+    /// start, or by the writer when it has trained one mid-backup).
+    pub dict: Arc<std::sync::OnceLock<&'static crate::dict::Dictionary>>,
 }
 
 impl Target {
@@ -151,8 +154,8 @@ impl Pipeline {
         let (pack_tx, pack_rx) = bounded::<Finished>(0);
         let mut threads = Vec::new();
         for _ in 0..cores {
-            let (rx, tx, key) = (job_rx.clone(), sealed_tx.clone(), target.key.clone());
-            threads.push(spawn("coffer-seal", move || seal_loop(&rx, &tx, &key)));
+            let (rx, tx, key, dict) = (job_rx.clone(), sealed_tx.clone(), target.key.clone(), target.dict.clone());
+            threads.push(spawn("coffer-seal", move || seal_loop(&rx, &tx, &key, &dict)));
         }
         drop(sealed_tx);
         let key = target.key.clone();
@@ -241,14 +244,20 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     std::thread::Builder::new().name(name.into()).spawn(f).expect("cannot start a pipeline thread")
 }
 
-fn seal_loop(rx: &Receiver<Vec<Job>>, tx: &Sender<Vec<Sealed>>, key: &MasterKey) {
+fn seal_loop(
+    rx: &Receiver<Vec<Job>>,
+    tx: &Sender<Vec<Sealed>>,
+    key: &MasterKey,
+    dict: &std::sync::OnceLock<&'static crate::dict::Dictionary>,
+) {
     for jobs in rx {
+        let dict = dict.get().copied();
         let sealed = jobs
             .into_iter()
             .map(|j| Sealed {
                 kind: j.kind,
                 id: j.id,
-                sealed: pack::seal_blob(key, j.kind, &j.id, &j.data),
+                sealed: pack::seal_blob_with(key, j.kind, &j.id, &j.data, dict),
                 raw_len: j.data.len(),
             })
             .collect();

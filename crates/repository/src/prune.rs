@@ -47,8 +47,9 @@ pub struct PruneReport {
 
 /// Every namespace of a repository. `ledger/` is pruned like the rest: a ledger record is
 /// locked until the retention ceiling past its append (`docs/ledger.md`), so its lock ending
-/// is what makes it old enough to go.
-const NAMESPACES: [&str; 7] = ["config", "keys/", "data/", "index/", "snapshots/", "pg/", "ledger/"];
+/// is what makes it old enough to go. `dicts/` too: every backup extends a dictionary's lock,
+/// so it expires only after the last backup that could need it.
+const NAMESPACES: [&str; 8] = ["config", "keys/", "data/", "index/", "snapshots/", "pg/", "ledger/", "dicts/"];
 
 /// Removes expired versions under `prefix`. `store` must act as the pruner.
 ///

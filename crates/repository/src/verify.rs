@@ -386,7 +386,7 @@ pub fn verify(repo: &Repository, read: ReadData, ctl: &JobControl) -> Result<Ver
         }
         for e in &p.blobs {
             let sealed = bytes.get(e.offset as usize..(e.offset + e.length) as usize).unwrap_or_default();
-            if let Err(err) = pack::open_blob(repo.key(), e, sealed, &key) {
+            if let Err(err) = pack::open_blob_with(repo.key(), repo, e, sealed, &key) {
                 bad_blobs.insert(e.id, key.clone());
                 problem(&mut rep, format!("blob {} in {key}", e.id), coffer_store::display_chain(&err));
             }
@@ -436,7 +436,8 @@ fn security_findings(repo: &Repository, rep: &mut VerifyReport, ctl: &JobControl
             return Ok(());
         }
         let name = &v.key[prefix.len()..];
-        let hashed = ["keys/", "index/", "snapshots/", "data/", "ledger/"].iter().any(|ns| name.starts_with(ns));
+        let hashed =
+            ["keys/", "index/", "snapshots/", "data/", "ledger/", "dicts/"].iter().any(|ns| name.starts_with(ns));
         if hashed {
             let Some(id) = name.rsplit('/').next().and_then(|h| h.parse::<Id>().ok()) else { return Ok(()) };
             for o in &v.objects {

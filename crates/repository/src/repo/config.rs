@@ -98,6 +98,14 @@ pub struct Config {
     pub pack_size: u32,
     /// Retention policy.
     pub retention: RetentionPolicy,
+    /// Small data blobs are compressed with a per-repository dictionary (`dicts/`, trained
+    /// from the first backup with enough small blobs). Chosen at `init` and never changed
+    /// (the config is written once). Off by default: a dictionary holds fragments of the
+    /// files it was trained on and is kept locked for as long as backups use it, so those
+    /// fragments can outlive the 90-day ceiling after the files are deleted
+    /// (docs/design.md, "Dictionary"). Absent in configs written before issue 16: off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dictionary: bool,
 }
 
 /// Options for `init`: the same struct for the command line (clap, feature `clap`: the
@@ -117,6 +125,11 @@ pub struct InitOptions {
     /// Host name recorded with the first key.
     #[cfg_attr(feature = "clap", arg(skip))]
     pub host: String,
+    /// Compress small files with a per-repository zstd dictionary (much smaller repositories
+    /// of many small files; but the dictionary keeps fragments of the files it was trained on
+    /// for as long as the repository is used, past the retention ceiling: docs/design.md).
+    #[cfg_attr(feature = "clap", arg(long = "small-file-dictionary"))]
+    pub dictionary: bool,
 }
 
 /// [`InitOptions`] as a policy file writes them.
@@ -131,6 +144,8 @@ struct InitOptionsDoc {
     max_retain: Duration,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     host: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    small_file_dictionary: bool,
 }
 
 fn default_mode() -> RetentionMode {
@@ -166,6 +181,7 @@ impl TryFrom<InitOptionsDoc> for InitOptions {
             },
             kdf: KdfParams::default(),
             host: d.host,
+            dictionary: d.small_file_dictionary,
         })
     }
 }
@@ -177,6 +193,7 @@ impl From<InitOptions> for InitOptionsDoc {
             default_retain: o.retention.default_retain,
             max_retain: o.retention.max_retain,
             host: o.host,
+            small_file_dictionary: o.dictionary,
         }
     }
 }

@@ -91,18 +91,25 @@ impl Repository {
         Ok(Some((current, extended)))
     }
 
-    /// Extends the locks of the config and every key file (all their versions) to at least
-    /// `until`, so the repository stays readable as long as what it holds.
+    /// Extends the locks of the config, every key file and every compression dictionary
+    /// (all their versions) to at least `until`, so the repository stays readable as long as
+    /// what it holds: a blob compressed with a dictionary is no older than the dictionary,
+    /// and every backup that writes or reuses one comes through here.
     ///
     /// # Errors
     /// Store errors.
     pub(crate) fn extend_meta_to(&self, until: Timestamp) -> Result<()> {
         let mut keys = vec![format!("{}config", self.prefix)];
         // Without a point in time (writers have none): key files hidden by markers count too.
-        self.for_each_name(&format!("{}keys/", self.prefix), |k| {
-            keys.push(k);
-            Ok(())
-        })?;
+        // Dictionaries only where `init` chose them: in any other repository an object under
+        // `dicts/` is nobody's (a rogue writer's), and extending it would keep it forever.
+        let dirs: &[&str] = if self.config.dictionary { &["keys/", "dicts/"] } else { &["keys/"] };
+        for dir in dirs {
+            self.for_each_name(&format!("{}{dir}", self.prefix), |k| {
+                keys.push(k);
+                Ok(())
+            })?;
+        }
         for key in keys {
             self.extend_versions(&key, until)?;
         }

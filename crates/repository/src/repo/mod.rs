@@ -9,6 +9,7 @@
 //! index/ID               enveloped IndexFile
 //! snapshots/ID           enveloped Snapshot
 //! ledger/ID              enveloped LedgerRecord (the job ledger; ID = BLAKE3 of the bytes)
+//! dicts/ID               enveloped compression dictionary (ID = BLAKE3 of the bytes)
 //! ```
 //!
 //! Invariants guarded here (see `docs/design.md`, "Read and write ordering"):
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod config;
+mod dicts;
 mod indexes;
 mod ledger;
 mod locks;
@@ -96,6 +98,8 @@ pub struct Repository {
     /// Reads skip the cache while set (`verify` reading data checks the store's own bytes
     /// of every metadata object: [`Repository::bypass_cache_reads`]).
     cache_bypass: std::sync::atomic::AtomicBool,
+    /// The compression dictionaries (`dicts/`), listed on first need.
+    dicts: dicts::Loaded,
 }
 
 impl std::fmt::Debug for Repository {

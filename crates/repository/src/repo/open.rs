@@ -57,6 +57,7 @@ impl Repository {
             chunker: ChunkerParams::default(),
             pack_size: 16 * 1024 * 1024,
             retention: p,
+            dictionary: opts.dictionary,
         };
         let repo = Self::assemble(store, location, prefix, MasterKey::generate(), config, clock, None);
         // Config and keys live as long as the longest snapshot; every backup extends them.
@@ -208,6 +209,7 @@ impl Repository {
             ledger_append: std::sync::Mutex::default(),
             meta_cache: None,
             cache_bypass: std::sync::atomic::AtomicBool::new(false),
+            dicts: std::sync::Mutex::default(),
         }
     }
 

@@ -283,7 +283,7 @@ impl<'a> SharedReader<'a> {
         let (start, end) = (r.entry.offset as usize, r.entry.offset as usize + r.entry.length as usize);
         let key = self.repo.pack_name(&pack_id);
         let sealed = bytes.get(start..end).ok_or_else(|| RepoError::corrupt(key.to_string(), "blob out of range"))?;
-        pack::open_blob(&self.repo.key, &r.entry, sealed, key)
+        pack::open_blob_with(&self.repo.key, self.repo, &r.entry, sealed, key)
     }
 
     /// The plaintext length of a blob, if the index knows it.
@@ -325,7 +325,7 @@ impl<'a> SharedReader<'a> {
             }
         };
         let sealed = pack.read_at(u64::from(entry.offset), entry.length as usize).map_err(cannot_read)?;
-        pack::open_blob_owned(&self.repo.key, entry, sealed, key)
+        pack::open_blob_owned_with(&self.repo.key, self.repo, entry, sealed, key)
     }
 
     fn pack(&self, id: &Id) -> Result<Arc<Vec<u8>>> {
@@ -410,7 +410,7 @@ impl PackCache {
         let (start, end) = (r.entry.offset as usize, r.entry.offset as usize + r.entry.length as usize);
         let key = repo.pack_key(&pack_id);
         let sealed = bytes.get(start..end).ok_or_else(|| RepoError::corrupt(key.clone(), "blob out of range"))?;
-        pack::open_blob(&repo.key, &r.entry, sealed, &key)
+        pack::open_blob_with(&repo.key, repo, &r.entry, sealed, &key)
     }
 
     /// One blob read by its range from pack `pack_id`, opened or kept open.

@@ -45,6 +45,22 @@ impl Repository {
             pack_size: self.config.pack_size as usize,
             checkpoint_packs: INDEX_CHECKPOINT_PACKS,
             cache: self.meta_cache.clone(),
+            dict: Arc::default(),
+        };
+        // The repository's dictionary, or a trainer that makes one from this backup's small
+        // blobs (crate::dict).
+        // Only where `init` chose it (Config::dictionary): a dictionary found in `dicts/` of
+        // a repository that did not is someone else's object and is not used for writing.
+        let trainer = if !self.config.dictionary {
+            None
+        } else {
+            match self.writer_dictionary() {
+                Some(d) => {
+                    let _ = target.dict.set(d);
+                    None
+                }
+                None => Some(Box::default()),
+            }
         };
         let mut index = self.load_index()?;
         // Looking for packs an interrupted backup left unindexed costs a listing of all of
@@ -81,6 +97,7 @@ impl Repository {
             deferred: HashMap::new(),
             summary: Summary::default(),
             cache: PackCache::default(),
+            trainer,
         })
     }
 }
@@ -109,6 +126,9 @@ pub struct BlobWriter<'r> {
     /// Markers in the local cache to remove at commit: this backup's own, and those of
     /// interrupted backups whose packs it recovered (see [`Repository::writer`]).
     markers: Vec<std::path::PathBuf>,
+    /// Samples small data blobs until the repository has a dictionary (`None`: it has one,
+    /// or this writer trained it).
+    trainer: Option<Box<crate::dict::Trainer>>,
 }
 
 impl BlobWriter<'_> {
@@ -144,11 +164,34 @@ impl BlobWriter<'_> {
         if self.pending.contains(&id) || self.ensure_locked(&id)? {
             return Ok(id);
         }
+        if kind == BlobKind::Data {
+            self.sample(data)?;
+        }
         self.pipeline().submit(kind, id, data.to_vec())?;
         self.pending.insert(id);
         self.summary.blobs_added += 1;
         self.summary.bytes_added += data.len() as u64;
         Ok(id)
+    }
+
+    /// Offers a data blob to the dictionary trainer; once it has enough samples, trains the
+    /// dictionary, stores it (locked like this backup's packs) and hands it to the sealers:
+    /// every later small blob is compressed with it. Blobs sealed before stay as they are.
+    fn sample(&mut self, data: &[u8]) -> Result<()> {
+        let Some(t) = self.trainer.as_mut() else { return Ok(()) };
+        if t.offer(data) {
+            self.train()?;
+        }
+        Ok(())
+    }
+
+    fn train(&mut self) -> Result<()> {
+        let Some(mut t) = self.trainer.take() else { return Ok(()) };
+        if let Some(bytes) = t.train() {
+            let d = self.repo.store_dictionary(&bytes, self.until)?;
+            let _ = self.target.dict.set(d);
+        }
+        Ok(())
     }
 
     /// Reads a tree stored before this backup (the parent snapshot's).
@@ -231,7 +274,7 @@ impl BlobWriter<'_> {
                 continue;
             }
             let sealed = bytes.get(e.offset as usize..(e.offset + e.length) as usize).unwrap_or_default();
-            let plain = pack::open_blob(&self.repo.key, e, sealed, &key)?;
+            let plain = pack::open_blob_with(&self.repo.key, self.repo, e, sealed, &key)?;
             self.pipeline().submit(e.kind, e.id, plain)?;
             self.pending.insert(e.id);
             self.summary.blobs_repacked += 1;
@@ -251,6 +294,11 @@ impl BlobWriter<'_> {
     /// Store errors.
     pub fn finish(&mut self) -> Result<()> {
         self.settle_deferred()?;
+        // A backup with fewer small blobs than the trainer waits for, but enough to learn
+        // from, trains at its end: the next backup starts with the dictionary.
+        if self.trainer.as_ref().is_some_and(|t| t.enough()) {
+            self.train()?;
+        }
         let Some(pipeline) = self.pipeline.take() else { return Ok(()) };
         let stored = pipeline.finish()?;
         // Every pending blob is in `stored` now: the set (one id per new blob) goes before
