@@ -3,7 +3,7 @@
 #
 #   bench/scale.sh [--quick] [--only files|history] [--files N,…] [--snapshots N]
 #                  [--restic-snapshots N] [--loopfs-from N] [--no-drop] [--keep] [--dir DIR]
-#                  [--coffer-bin PATH] [--data DIR]
+#                  [--coffer-bin PATH] [--data DIR] [--coffer-init-args ARGS]
 #
 #   --quick              a sanity run: --files 20000 --snapshots 200 --restic-snapshots 50
 #   --only PART          run one part (files or history) instead of both
@@ -22,6 +22,8 @@
 #   --data DIR           use the existing tree DIR (read-only, e.g. /work/scale-data/mail500k)
 #                        for the tree of as many files as it holds (without --files: the only
 #                        tree) instead of generating it
+#   --coffer-init-args ARGS  files part: also run Coffer on a repository made with
+#                        `coffer init ARGS` (e.g. --small-file-dictionary), as tool "coffer+init"
 #
 # Files part: per tree, `bench/scale_gen.py DST N` (a deterministic Maildir spool, ~2 100
 # bytes a message: 500 000 files = 1.05 GB) on a loop-mounted ext4 image of its own. 5 000 000
@@ -69,6 +71,7 @@ FILES_LIST=
 SNAPSHOTS=
 RESTIC_SNAPSHOTS=
 LOOPFS_FROM=1000000
+COFFER_INIT_ARGS=
 
 while (($#)); do
     case $1 in
@@ -89,6 +92,7 @@ while (($#)); do
     --dir) SCRATCH=$2; shift ;;
     --coffer-bin) COFFER_BIN=$2; shift ;;
     --data) DATA=$(realpath "$2"); shift ;;
+    --coffer-init-args) COFFER_INIT_ARGS=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
@@ -161,6 +165,7 @@ fi
     echo "machine:   $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -r), scratch on $(df -P "$SCRATCH" | awk 'NR==2{print $1}')"
     echo "coffer:    $("$COFFER" --version 2>/dev/null || echo coffer) ($BUILT), defaults"
     echo "restic:    $(restic version | head -1); repository v2, --compression auto"
+    [[ -z $COFFER_INIT_ARGS ]] || echo "coffer+init: the same coffer on a repository made with \`coffer init $COFFER_INIT_ARGS\`"
     echo "caches:    $CACHE_NOTE"
     echo "load avg:  at start $(cut -d' ' -f1-3 /proc/loadavg) (others' builds share the 2 cores: times are noisy; RSS, bytes and requests are not)"
 } >"$RESULTS/meta.txt"
@@ -303,28 +308,42 @@ files_set() { # N
     echo "files:     $set: $desc" >>"$RESULTS/meta.txt"
     say "files part: $set: $desc"
 
-    local repos=$SCRATCH/repo-$set
+    local repos=$SCRATCH/repo-$set tools=(coffer restic) log dst rfiles rbytes
+    local init_args=()
+    [[ -z $COFFER_INIT_ARGS ]] || tools=(coffer coffer+init restic)
+    read -r -a init_args <<<"$COFFER_INIT_ARGS"
     mkdir -p "$repos"
-    local c_repo=$repos/coffer r_repo=$repos/restic
-    run_step files "$set" init coffer "$c_repo" "$COFFER" init --repo "$c_repo"
-    run_step files "$set" init restic "$r_repo" restic -r "$r_repo" init --repository-version 2
-
-    run_step files "$set" backup coffer "$c_repo" "$COFFER" backup --repo "$c_repo" "$src"
-    run_step files "$set" backup restic "$r_repo" restic -r "$r_repo" --compression auto backup "$src"
-    fact files "$set" coffer repo_bytes "$(du -sb "$c_repo" | cut -f1)"
-    fact files "$set" restic repo_bytes "$(du -sb "$r_repo" | cut -f1)"
-    "$COFFER" stats --repo "$c_repo" --json >"$RESULTS/logs/files.$set.stats.coffer.json" 2>&1 || true
-    restic -r "$r_repo" stats --mode raw-data --json >"$RESULTS/logs/files.$set.stats.restic.json" 2>&1 || true
-    fact files "$set" coffer blobs "$(helper json "$RESULTS/logs/files.$set.stats.coffer.json" blobs)"
-    fact files "$set" coffer packs "$(helper json "$RESULTS/logs/files.$set.stats.coffer.json" packs)"
-    fact files "$set" restic blobs "$(helper json "$RESULTS/logs/files.$set.stats.restic.json" total_blob_count)"
+    for tool in "${tools[@]}"; do
+        case $tool in
+        coffer) run_step files "$set" init coffer "$repos/$tool" "$COFFER" init --repo "$repos/$tool" ;;
+        coffer+init) run_step files "$set" init "$tool" "$repos/$tool" "$COFFER" init "${init_args[@]}" --repo "$repos/$tool" ;;
+        restic) run_step files "$set" init restic "$repos/$tool" restic -r "$repos/$tool" init --repository-version 2 ;;
+        esac
+    done
+    for tool in "${tools[@]}"; do
+        case $tool in
+        coffer*) run_step files "$set" backup "$tool" "$repos/$tool" "$COFFER" backup --repo "$repos/$tool" "$src" ;;
+        restic) run_step files "$set" backup restic "$repos/$tool" restic -r "$repos/$tool" --compression auto backup "$src" ;;
+        esac
+        fact files "$set" "$tool" repo_bytes "$(du -sb "$repos/$tool" | cut -f1)"
+        case $tool in
+        coffer*)
+            "$COFFER" stats --repo "$repos/$tool" --json >"$RESULTS/logs/files.$set.stats.$tool.json" 2>&1 || true
+            fact files "$set" "$tool" blobs "$(helper json "$RESULTS/logs/files.$set.stats.$tool.json" blobs)"
+            fact files "$set" "$tool" packs "$(helper json "$RESULTS/logs/files.$set.stats.$tool.json" packs)"
+            ;;
+        restic)
+            restic -r "$repos/$tool" stats --mode raw-data --json >"$RESULTS/logs/files.$set.stats.restic.json" 2>&1 || true
+            fact files "$set" restic blobs "$(helper json "$RESULTS/logs/files.$set.stats.restic.json" total_blob_count)"
+            ;;
+        esac
+    done
 
     # ls: the listing goes to the log; only its line count is kept (it is as long as the tree)
-    local log
-    for tool in coffer restic; do
+    for tool in "${tools[@]}"; do
         case $tool in
-        coffer) run_step files "$set" ls coffer - "$COFFER" ls --repo "$c_repo" latest ;;
-        restic) run_step files "$set" ls restic - restic -r "$r_repo" ls latest ;;
+        coffer*) run_step files "$set" ls "$tool" - "$COFFER" ls --repo "$repos/$tool" latest ;;
+        restic) run_step files "$set" ls restic - restic -r "$repos/$tool" ls latest ;;
         esac
         log=$RESULTS/logs/files.$set.ls.$tool.log
         fact files "$set" "$tool" ls_lines "$(wc -l <"$log")"
@@ -335,14 +354,13 @@ files_set() { # N
     # deleted after the check: no restore meets another's deleted inodes (ext4 without a
     # journal scans recently freed inodes when it allocates, see bench/files.sh), and no
     # 500 000-file `rm -rf` on the discard-mounted root file system.
-    local dst rfiles rbytes
-    for tool in coffer restic; do
+    for tool in "${tools[@]}"; do
         dst=$SCRATCH/restore-$tool
         make_loopfs "$kind" "$files" "$bytes" "$dst"
         mkdir "$dst/r" # not its root: lost+found is there
         case $tool in
-        coffer) run_step files "$set" restore coffer - "$COFFER" restore --repo "$c_repo" latest --target "$dst/r" ;;
-        restic) run_step files "$set" restore restic - restic -r "$r_repo" restore latest --target "$dst/r" ;;
+        coffer*) run_step files "$set" restore "$tool" - "$COFFER" restore --repo "$repos/$tool" latest --target "$dst/r" ;;
+        restic) run_step files "$set" restore restic - restic -r "$repos/$tool" restore latest --target "$dst/r" ;;
         esac
         # both restore absolute paths below the target
         read -r rfiles rbytes < <(helper size "$dst/r$src" 2>/dev/null || echo "0 0")
@@ -356,10 +374,18 @@ files_set() { # N
         drop_loopfs "$dst"
     done
 
-    run_step files "$set" verify coffer "$c_repo" "$COFFER" verify --repo "$c_repo"
-    run_step files "$set" verify restic "$r_repo" restic -r "$r_repo" check
-    run_step files "$set" "verify read-data" coffer "$c_repo" "$COFFER" verify --repo "$c_repo" --read-data
-    run_step files "$set" "verify read-data" restic "$r_repo" restic -r "$r_repo" check --read-data
+    for tool in "${tools[@]}"; do
+        case $tool in
+        coffer*) run_step files "$set" verify "$tool" "$repos/$tool" "$COFFER" verify --repo "$repos/$tool" ;;
+        restic) run_step files "$set" verify restic "$repos/$tool" restic -r "$repos/$tool" check ;;
+        esac
+    done
+    for tool in "${tools[@]}"; do
+        case $tool in
+        coffer*) run_step files "$set" "verify read-data" "$tool" "$repos/$tool" "$COFFER" verify --repo "$repos/$tool" --read-data ;;
+        restic) run_step files "$set" "verify read-data" restic "$repos/$tool" restic -r "$repos/$tool" check --read-data ;;
+        esac
+    done
 
     fact files "$set" coffer cache_bytes "$(du -sb "$XDG_CACHE_HOME" "$COFFER_CACHE_DIR" 2>/dev/null | awk '{s+=$1} END{print s+0}')"
     fact files "$set" restic cache_bytes "$(du -sb "$RESTIC_CACHE_DIR" 2>/dev/null | cut -f1)"

@@ -157,43 +157,48 @@ def report(res):
         data_bytes = num(facts.get(("files", dset, "-", "bytes")))
         print()
         print(f"== files: {dset}: {facts.get(('files', dset, '-', 'desc'), '')}")
-        print(f"{'step':<19} {'coffer s':>9} {'restic s':>9} {'c/r s':>6} {'coffer MiB':>11} {'restic MiB':>11} {'c/r RSS':>8} "
-              f"{'B/file c':>9} {'B/file r':>9} {'B/blob c':>9} {'B/blob r':>9} {'+B/file c':>10} {'+B/file r':>10} {'load':>5} {'others%':>8}  status")
-        base = {tool: num(t[("init", tool)]["rss_kib"]) if ("init", tool) in t else None for tool in ("coffer", "restic")}
-        for step in ["init", "backup", "ls", "restore", "verify", "verify read-data"]:
-            c, r = t.get((step, "coffer")), t.get((step, "restic"))
-            if not c and not r:
-                continue
-            cs, rs = num(c and c["seconds"]), num(r and r["seconds"])
-            cm, rm = num(c and c["rss_kib"]), num(r and r["rss_kib"])
-            cb = num(facts.get(("files", dset, "coffer", "blobs")))
-            rb = num(facts.get(("files", dset, "restic", "blobs")))
+        ctools = [c for c in ("coffer", "coffer+init") if any(k[1] == c for k in t)]
+        for ctool in ctools:
+            if ctool != "coffer":
+                print()
+                print(f"-- {ctool} (a repository made with extra `coffer init` arguments, see above) against restic")
+            print(f"{'step':<19} {'coffer s':>9} {'restic s':>9} {'c/r s':>6} {'coffer MiB':>11} {'restic MiB':>11} {'c/r RSS':>8} "
+                  f"{'B/file c':>9} {'B/file r':>9} {'B/blob c':>9} {'B/blob r':>9} {'+B/file c':>10} {'+B/file r':>10} {'load':>5} {'others%':>8}  status")
+            base = {tool: num(t[("init", tool)]["rss_kib"]) if ("init", tool) in t else None for tool in ("coffer", "coffer+init", "restic")}
+            for step in ["init", "backup", "ls", "restore", "verify", "verify read-data"]:
+                c, r = t.get((step, ctool)), t.get((step, "restic"))
+                if not c and not r:
+                    continue
+                cs, rs = num(c and c["seconds"]), num(r and r["seconds"])
+                cm, rm = num(c and c["rss_kib"]), num(r and r["rss_kib"])
+                cb = num(facts.get(("files", dset, ctool, "blobs")))
+                rb = num(facts.get(("files", dset, "restic", "blobs")))
 
-            def per(kib, n):
-                return f"{kib * 1024 / n:.0f}" if kib is not None and n else "-"
+                def per(kib, n):
+                    return f"{kib * 1024 / n:.0f}" if kib is not None and n else "-"
 
-            def above(kib, tool):  # above what the tool's `init` peaked at (its fixed cost)
-                return f"{max(0.0, (kib - base[tool]) * 1024 / files):.0f}" if kib is not None and base[tool] and files and step != "init" else "-"
+                def above(kib, tool):  # above what the tool's `init` peaked at (its fixed cost)
+                    return f"{max(0.0, (kib - base[tool]) * 1024 / files):.0f}" if kib is not None and base[tool] and files and step != "init" else "-"
 
-            status = "; ".join(f"{x['tool']}: {x['status']}" for x in (c, r) if x and x["status"] != "ok") or "ok"
-            load = c["load1"] if c else r["load1"]
-            others = "/".join(x["others_cpu_pct"] for x in (c, r) if x)
-            print(f"{step:<19} {cs if cs is not None else '-':>9} {rs if rs is not None else '-':>9} {fmt_ratio(cs, rs):>6} "
-                  f"{mib(cm):>11} {mib(rm):>11} {fmt_ratio(cm, rm):>8} {per(cm, files):>9} {per(rm, files):>9} "
-                  f"{per(cm, cb):>9} {per(rm, rb):>9} {above(cm, 'coffer'):>10} {above(rm, 'restic'):>10} {load:>5} {others:>8}  {status}")
-            if step in ("backup", "ls", "restore", "verify") and cm and rm:
-                ok = cm / rm <= 0.75
-                verdicts.append(f"files {dset}: {step} peak RSS coffer/restic {cm / rm:.3f} (target <= 0.75): {'met' if ok else 'NOT MET'}")
-        cr = num(facts.get(("files", dset, "coffer", "repo_bytes")))
-        rr = num(facts.get(("files", dset, "restic", "repo_bytes")))
-        print(f"repository: coffer {cr and cr / 1e6:.1f} MB, restic {rr and rr / 1e6:.1f} MB, coffer/restic {fmt_ratio(cr, rr)}"
-              f" (data {data_bytes and data_bytes / 1e6:.1f} MB; coffer/data {fmt_ratio(cr, data_bytes)}, restic/data {fmt_ratio(rr, data_bytes)})"
-              if cr and rr else "repository: -")
-        print(f"blobs:      coffer {facts.get(('files', dset, 'coffer', 'blobs'), '-')} in {facts.get(('files', dset, 'coffer', 'packs'), '-')} packs, "
-              f"restic {facts.get(('files', dset, 'restic', 'blobs'), '-')}; files {facts.get(('files', dset, '-', 'files'), '-')}; "
-              f"ls lines coffer {facts.get(('files', dset, 'coffer', 'ls_lines'), '-')}, restic {facts.get(('files', dset, 'restic', 'ls_lines'), '-')}")
-        if cr and rr:
-            verdicts.append(f"files {dset}: repository coffer/restic {cr / rr:.3f} (target <= 0.85): {'met' if cr / rr <= 0.85 else 'NOT MET'}")
+                status = "; ".join(f"{x['tool']}: {x['status']}" for x in (c, r) if x and x["status"] != "ok") or "ok"
+                load = c["load1"] if c else r["load1"]
+                others = "/".join(x["others_cpu_pct"] for x in (c, r) if x)
+                print(f"{step:<19} {cs if cs is not None else '-':>9} {rs if rs is not None else '-':>9} {fmt_ratio(cs, rs):>6} "
+                      f"{mib(cm):>11} {mib(rm):>11} {fmt_ratio(cm, rm):>8} {per(cm, files):>9} {per(rm, files):>9} "
+                      f"{per(cm, cb):>9} {per(rm, rb):>9} {above(cm, ctool):>10} {above(rm, 'restic'):>10} {load:>5} {others:>8}  {status}")
+                if step in ("backup", "ls", "restore", "verify") and cm and rm:
+                    ok = cm / rm <= 0.75
+                    verdicts.append(f"files {dset}: {step} peak RSS {ctool}/restic {cm / rm:.3f} (target <= 0.75): {'met' if ok else 'NOT MET'}")
+            cr = num(facts.get(("files", dset, ctool, "repo_bytes")))
+            rr = num(facts.get(("files", dset, "restic", "repo_bytes")))
+            print(f"repository: {ctool} {cr and cr / 1e6:.1f} MB, restic {rr and rr / 1e6:.1f} MB, coffer/restic {fmt_ratio(cr, rr)}"
+                  f" (data {data_bytes and data_bytes / 1e6:.1f} MB; coffer/data {fmt_ratio(cr, data_bytes)}, restic/data {fmt_ratio(rr, data_bytes)})"
+                  if cr and rr else "repository: -")
+            print(f"blobs:      {ctool} {facts.get(('files', dset, ctool, 'blobs'), '-')} in {facts.get(('files', dset, ctool, 'packs'), '-')} packs, "
+                  f"restic {facts.get(('files', dset, 'restic', 'blobs'), '-')}; files {facts.get(('files', dset, '-', 'files'), '-')}; "
+                  f"ls lines coffer {facts.get(('files', dset, ctool, 'ls_lines'), '-')}, restic {facts.get(('files', dset, 'restic', 'ls_lines'), '-')}")
+            if cr and rr:
+                verdicts.append(f"files {dset}: repository {ctool}/restic {cr / rr:.3f} (target <= 0.85): {'met' if cr / rr <= 0.85 else 'NOT MET'}")
 
     # ---------------------------------------------------------- history part
     hist = [r for r in rows if r["part"] == "history"]
