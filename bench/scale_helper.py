@@ -191,12 +191,12 @@ def report(res):
                     verdicts.append(f"files {dset}: {step} peak RSS {ctool}/restic {cm / rm:.3f} (target <= 0.75): {'met' if ok else 'NOT MET'}")
             cr = num(facts.get(("files", dset, ctool, "repo_bytes")))
             rr = num(facts.get(("files", dset, "restic", "repo_bytes")))
-            print(f"repository: {ctool} {cr and cr / 1e6:.1f} MB, restic {rr and rr / 1e6:.1f} MB, coffer/restic {fmt_ratio(cr, rr)}"
+            print(f"repository: {ctool} {cr and cr / 1e6:.1f} MB, restic {rr and rr / 1e6:.1f} MB, {ctool}/restic {fmt_ratio(cr, rr)}"
                   f" (data {data_bytes and data_bytes / 1e6:.1f} MB; coffer/data {fmt_ratio(cr, data_bytes)}, restic/data {fmt_ratio(rr, data_bytes)})"
                   if cr and rr else "repository: -")
             print(f"blobs:      {ctool} {facts.get(('files', dset, ctool, 'blobs'), '-')} in {facts.get(('files', dset, ctool, 'packs'), '-')} packs, "
                   f"restic {facts.get(('files', dset, 'restic', 'blobs'), '-')}; files {facts.get(('files', dset, '-', 'files'), '-')}; "
-                  f"ls lines coffer {facts.get(('files', dset, ctool, 'ls_lines'), '-')}, restic {facts.get(('files', dset, 'restic', 'ls_lines'), '-')}")
+                  f"ls lines {ctool} {facts.get(('files', dset, ctool, 'ls_lines'), '-')}, restic {facts.get(('files', dset, 'restic', 'ls_lines'), '-')}")
             if cr and rr:
                 verdicts.append(f"files {dset}: repository {ctool}/restic {cr / rr:.3f} (target <= 0.85): {'met' if cr / rr <= 0.85 else 'NOT MET'}")
 
