@@ -5,7 +5,10 @@
 
 DST/uNNNNN/cur/<n>.<host>:2,S — NFILES messages, --per-dir (default 1000) per directory,
 sizes log-normal around --avg-bytes (default 2100: 500 000 files make ~1.05 GB, the size
-issue 16 measured). Each message is RFC 5322-shaped text: Received/From/To/Subject/Date/
+issue 16 measured). Below 1000 bytes (e.g. --avg-bytes 250 for 5 000 000 files, which fit
+in their inodes on a file system made with inline_data) a message keeps only the
+From/To/Subject/Date/Message-ID headers (~200 bytes); trees of 1000 bytes or more are the
+same as before that option existed. Each message is RFC 5322-shaped text: Received/From/To/Subject/Date/
 Message-ID headers drawn from fixed vocabularies, then a body of words with a Zipf-like
 frequency, so messages share structure (headers, common words) but no two are equal —
 what a real spool looks like to a compressor, and the case where compressing each small
@@ -50,7 +53,9 @@ def main():
     people = [f"{rng.choice(words)}.{rng.choice(words)}" for _ in range(3000)]
     domains = [f"{rng.choice(words)}.{rng.choice(['com', 'org', 'net', 'de', 'fr', 'io'])}" for _ in range(300)]
     hosts = [f"mx{rng.randint(1, 40)}.{rng.choice(domains)}" for _ in range(200)]
-    mean_body = max(a.avg_bytes - 880, 100)  # headers are ~880 bytes
+    short = a.avg_bytes < 1000
+    # full headers are ~880 bytes, short ones ~200
+    mean_body = max(a.avg_bytes - 200, 20) if short else max(a.avg_bytes - 880, 100)
 
     total = 0
     for n in range(a.nfiles):
@@ -61,22 +66,28 @@ def main():
         sender, rcpt = rng.choice(people), rng.choice(people)
         sdom, rdom = rng.choice(domains), rng.choice(domains)
         subject = " ".join(rng.choices(words, cum_weights=cum, k=rng.randint(3, 9)))
-        hdr = (
-            f"Return-Path: <{sender}@{sdom}>\n"
-            f"Received: from {rng.choice(hosts)} ({rng.choice(hosts)} [10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}])\n"
-            f"\tby {rng.choice(hosts)} (Postfix) with ESMTPS id {rng.getrandbits(40):010X}\n"
-            f"\tfor <{rcpt}@{rdom}>; {t}\n"
-            f"Received: from localhost (localhost [127.0.0.1])\n\tby {rng.choice(hosts)} (Postfix) with ESMTP id {rng.getrandbits(40):010X}\n"
-            f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d={sdom}; s=mail; h=from:to:subject:date;\n"
-            f"\tb={rng.getrandbits(256):064x}\n"
-            f"From: {sender.replace('.', ' ').title()} <{sender}@{sdom}>\n"
-            f"To: {rcpt.replace('.', ' ').title()} <{rcpt}@{rdom}>\n"
-            f"Subject: {subject}\n"
-            f"Date: {t}\n"
-            f"Message-ID: <{rng.getrandbits(64):016x}.{n}@{sdom}>\n"
-            "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
-        )
-        body_len = max(40, int(rng.lognormvariate(0, 0.6) * mean_body * 0.68))
+        if short:
+            hdr = (
+                f"From: <{sender}@{sdom}>\nTo: <{rcpt}@{rdom}>\nSubject: {subject}\nDate: {t}\n"
+                f"Message-ID: <{rng.getrandbits(64):016x}.{n}@{sdom}>\n\n"
+            )
+        else:
+            hdr = (
+                f"Return-Path: <{sender}@{sdom}>\n"
+                f"Received: from {rng.choice(hosts)} ({rng.choice(hosts)} [10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}])\n"
+                f"\tby {rng.choice(hosts)} (Postfix) with ESMTPS id {rng.getrandbits(40):010X}\n"
+                f"\tfor <{rcpt}@{rdom}>; {t}\n"
+                f"Received: from localhost (localhost [127.0.0.1])\n\tby {rng.choice(hosts)} (Postfix) with ESMTP id {rng.getrandbits(40):010X}\n"
+                f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d={sdom}; s=mail; h=from:to:subject:date;\n"
+                f"\tb={rng.getrandbits(256):064x}\n"
+                f"From: {sender.replace('.', ' ').title()} <{sender}@{sdom}>\n"
+                f"To: {rcpt.replace('.', ' ').title()} <{rcpt}@{rdom}>\n"
+                f"Subject: {subject}\n"
+                f"Date: {t}\n"
+                f"Message-ID: <{rng.getrandbits(64):016x}.{n}@{sdom}>\n"
+                "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+            )
+        body_len = max(10 if short else 40, int(rng.lognormvariate(0, 0.6) * mean_body * 0.68))
         nwords = body_len // 6 + 1
         body_words = rng.choices(words, cum_weights=cum, k=nwords)
         lines, line = [], []
