@@ -45,12 +45,9 @@ fn backup(repo: &Repository, clock: &Clock, range: std::ops::Range<u32>) -> Vec<
     ids
 }
 
-fn dict_versions(store: &dyn ObjectStore) -> Vec<coffer_store::ObjectVersion> {
-    store.list_versions("dicts/", None, 100).unwrap().items
-}
-
-#[test]
-fn size_dictionary_is_trained_stored_used_extended_and_checked() {
+/// A writer's repository in a fresh local vault on a manual clock, with the dictionary chosen
+/// at `init` or not. The temporary directory must outlive the rest.
+fn fixture(dictionary: bool) -> (tempfile::TempDir, Clock, Arc<dyn ObjectStore>, Repository) {
     let tmp = tempfile::tempdir().unwrap();
     let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
     let vault =
@@ -58,10 +55,20 @@ fn size_dictionary_is_trained_stored_used_extended_and_checked() {
     let store: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
     let opts = InitOptions {
         kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
-        dictionary: true,
+        dictionary,
         ..Default::default()
     };
     let repo = Repository::init(store.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
+    (tmp, clock, store, repo)
+}
+
+fn dict_versions(store: &dyn ObjectStore) -> Vec<coffer_store::ObjectVersion> {
+    store.list_versions("dicts/", None, 100).unwrap().items
+}
+
+#[test]
+fn size_dictionary_is_trained_stored_used_extended_and_checked() {
+    let (_tmp, clock, store, repo) = fixture(true);
 
     // Too few small blobs: no dictionary.
     backup(&repo, &clock, 0..100);
@@ -96,17 +103,7 @@ fn size_dictionary_is_trained_stored_used_extended_and_checked() {
 
 #[test]
 fn size_garbage_on_a_dictionary_name_changes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
-    let vault =
-        LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() }).unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
-    let opts = InitOptions {
-        kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
-        dictionary: true,
-        ..Default::default()
-    };
-    let repo = Repository::init(store.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
+    let (_tmp, clock, store, repo) = fixture(true);
     let ids = backup(&repo, &clock, 0..4500);
     let key = dict_versions(store.as_ref())[0].key.clone();
     // A rogue writer puts garbage on top of the dictionary's name: readers find the
@@ -122,13 +119,7 @@ fn size_garbage_on_a_dictionary_name_changes_nothing() {
 /// gets, and does not write with one a rogue writer planted under `dicts/`.
 #[test]
 fn size_no_dictionary_unless_init_chose_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
-    let vault =
-        LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() }).unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
-    let opts = InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
-    let repo = Repository::init(store.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
+    let (_tmp, clock, store, repo) = fixture(false);
     assert!(!repo.config().dictionary);
     let ids = backup(&repo, &clock, 0..6000);
     assert!(dict_versions(store.as_ref()).is_empty(), "a dictionary was trained without the init option");
