@@ -52,6 +52,7 @@ pub use ledger::{LedgerEntry, LedgerProblem, LedgerProblemKind, LedgerRecord, Le
 pub(crate) use objects::get_listed;
 pub use objects::is_not_found;
 use objects::{hashed_version, is_damage, is_damaged, is_gone};
+use locks::MetaListing;
 use reader::PackCache;
 pub use reader::{BlobReader, READ_AHEAD_THREADS, SharedReader};
 pub use snapshots::{Damaged, Snapshots};
@@ -100,6 +101,8 @@ pub struct Repository {
     cache_bypass: std::sync::atomic::AtomicBool,
     /// The compression dictionaries (`dicts/`), listed on first need.
     dicts: dicts::Loaded,
+    /// The config's and key files' versions as `open` listed them (see [`MetaListing`]).
+    meta_listed: std::sync::Mutex<Option<MetaListing>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -171,6 +174,11 @@ impl Repository {
 
     /// Calls `f` with every name under `prefix` this handle sees (see [`versions`]): delete
     /// markers hide nothing, and with a point in time only names created by then exist.
+    /// The config's and key files' versions `open` listed, if it did (see [`MetaListing`]).
+    fn meta_listed(&self) -> Option<MetaListing> {
+        self.meta_listed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     pub(crate) fn for_each_name(&self, prefix: &str, mut f: impl FnMut(String) -> Result<()>) -> Result<()> {
         versions::for_each_name(self.store.as_ref(), prefix, self.as_of, |v| f(v.key))
     }
