@@ -263,6 +263,105 @@ impl MetaCache {
     }
 }
 
+/// The name of the lock-observation file in a repository's cache directory.
+const LOCKS: &str = "locks";
+
+/// The most observations the lock file holds (a pack each: ~120 bytes a line, so ≤ 64 MiB).
+pub(crate) const MAX_LOCK_OBSERVATIONS: usize = 500_000;
+
+/// What a structural `verify` observed of packs' locks: `(key, version) → until` (Unix
+/// seconds), **compliance-mode locks only**. See [`MetaCache::lock_observations`].
+pub(crate) type LockObservations = std::collections::HashMap<(String, String), i64>;
+
+impl MetaCache {
+    /// The lock observations kept by the last structural `verify` of this host, if the file
+    /// is whole and its MAC (`mac`: a hasher keyed from the repository key,
+    /// [`crate::crypto::MasterKey::keyed_hasher`]) matches. A bad file — garbage, truncated,
+    /// another repository's, edited — is removed and nothing is served: every lock is then
+    /// read from the store. Never an error.
+    ///
+    /// Format (text, version 1): a first line `coffer lock observations v1`, then one line
+    /// per observation `KEY VERSION UNTIL` (UNTIL in Unix seconds), then `mac HEX`: the
+    /// keyed BLAKE3 of every byte before that line.
+    pub(crate) fn lock_observations(&self, mac: blake3::Hasher) -> LockObservations {
+        use std::io::Read as _;
+        let path = self.dir.join(LOCKS);
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&path).and_then(|f| {
+            let len = f.metadata()?.len();
+            if len > MAX_ENTRY {
+                return Err(std::io::Error::other(format!("{len} bytes, more than an entry may hold")));
+            }
+            f.take(MAX_ENTRY + 1).read_to_end(&mut bytes).map(|_| ())
+        });
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LockObservations::new(),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "bad lock observations; removed");
+                self.remove(&path);
+                return LockObservations::new();
+            }
+        }
+        match parse_locks(&bytes, mac) {
+            Some(obs) => obs,
+            None => {
+                tracing::debug!(path = %path.display(), "lock observations do not authenticate; removed");
+                self.remove(&path);
+                LockObservations::new()
+            }
+        }
+    }
+
+    /// Replaces the lock observations with `obs` (at most [`MAX_LOCK_OBSERVATIONS`]; names
+    /// or versions holding whitespace are left out). Failures are logged and ignored.
+    pub(crate) fn keep_lock_observations(&self, mut mac: blake3::Hasher, obs: &LockObservations) {
+        let mut text = String::from(LOCKS_HEADER);
+        let clean = |s: &str| !s.is_empty() && !s.chars().any(char::is_whitespace);
+        for ((key, version), until) in obs.iter().take(MAX_LOCK_OBSERVATIONS) {
+            if clean(key) && clean(version) {
+                text.push_str(&format!("{key} {version} {until}\n"));
+            }
+        }
+        mac.update(text.as_bytes());
+        text.push_str(&format!("mac {}\n", mac.finalize().to_hex()));
+        let path = self.dir.join(LOCKS);
+        if let Err(e) = write_atomic(&self.dir, &path, text.as_bytes()) {
+            tracing::debug!(path = %path.display(), error = %e, "cannot write lock observations");
+        }
+    }
+}
+
+const LOCKS_HEADER: &str = "coffer lock observations v1\n";
+
+/// Parses and authenticates a lock-observation file; `None` when anything is wrong.
+fn parse_locks(bytes: &[u8], mut mac: blake3::Hasher) -> Option<LockObservations> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let body_end = text.strip_suffix('\n')?.rfind('\n')? + 1;
+    let (body, last) = text.split_at(body_end);
+    let tag = last.strip_prefix("mac ")?.strip_suffix('\n')?;
+    mac.update(body.as_bytes());
+    let want = blake3::Hash::from_hex(tag).ok()?;
+    // `blake3::Hash` compares in constant time.
+    if mac.finalize() != want {
+        return None;
+    }
+    let mut lines = body.lines();
+    if lines.next()? != LOCKS_HEADER.trim_end() {
+        return None;
+    }
+    let mut out = LockObservations::new();
+    for line in lines {
+        let mut f = line.split(' ');
+        let (key, version, until) = (f.next()?, f.next()?, f.next()?);
+        if f.next().is_some() || out.len() >= MAX_LOCK_OBSERVATIONS {
+            return None;
+        }
+        out.insert((key.to_owned(), version.to_owned()), until.parse().ok()?);
+    }
+    Some(out)
+}
+
 /// Creates `dir` (and missing parents) with mode 0700; an existing directory is left as is.
 fn mkdir_0700(dir: &Path) -> std::io::Result<()> {
     let mut b = std::fs::DirBuilder::new();

@@ -61,19 +61,19 @@ impl Repository {
     pub(crate) fn extend_versions(&self, key: &str, until: Timestamp) -> Result<Option<(Timestamp, u64)>> {
         self.writable()?;
         let versions = self.object_versions(key)?;
-        self.extend_these(key, versions, until)
+        self.extend_these(key, versions.into_iter().map(|v| (v.version, v.retention)).collect(), until)
     }
 
     /// [`Repository::extend_versions`] for versions of `key` a listing of this process
-    /// already returned ([`MetaListing`]): each is read (`HeadObject`) for its lock state,
-    /// without listing `key` again. One gone since (pruned) is skipped.
+    /// already returned ([`MetaListing`]): each one's lock is read
+    /// ([`ObjectStore::version_retention`], one `HeadObject` on S3) without listing `key`
+    /// again. One gone since (pruned) is skipped.
     fn extend_listed(&self, key: &str, listed: &[VersionId], until: Timestamp) -> Result<Option<(Timestamp, u64)>> {
         self.writable()?;
         let mut versions = Vec::with_capacity(listed.len());
         for v in listed {
-            match self.store.head(key, Some(v)) {
-                Ok(o) if !o.delete_marker => versions.push(o),
-                Ok(_) => {}
+            match self.store.version_retention(key, v) {
+                Ok(r) => versions.push((v.clone(), r)),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(RepoError::store(format!("cannot read the locks of {key}"))(e)),
             }
@@ -84,7 +84,7 @@ impl Repository {
     fn extend_these(
         &self,
         key: &str,
-        versions: Vec<coffer_store::ObjectVersion>,
+        versions: Vec<(VersionId, Option<Retention>)>,
         until: Timestamp,
     ) -> Result<Option<(Timestamp, u64)>> {
         if versions.is_empty() {
@@ -92,15 +92,15 @@ impl Repository {
         }
         let mut current = Timestamp::MAX;
         let (mut extended, mut alive) = (0, 0);
-        for v in versions {
-            let had = v.retention.map_or(Timestamp::MIN, |r| r.until);
+        for (version, retention) in versions {
+            let had = retention.map_or(Timestamp::MIN, |r| r.until);
             if had >= until {
                 alive += 1;
                 current = current.min(had);
                 continue;
             }
             let want = Retention { mode: self.config.retention.mode, until };
-            match self.store.put_retention(key, &v.version, Some(want), false) {
+            match self.store.put_retention(key, &version, Some(want), false) {
                 Ok(()) => {
                     extended += 1;
                     alive += 1;

@@ -211,6 +211,11 @@ impl Repository {
         if self.cache_bypass.load(std::sync::atomic::Ordering::Relaxed) { None } else { self.meta_cache.as_deref() }
     }
 
+    /// The local metadata cache, even while reads bypass it (to keep what was read).
+    pub(crate) fn meta_cache_handle(&self) -> Option<&MetaCache> {
+        self.meta_cache.as_deref()
+    }
+
     /// Whether this handle uses a local metadata cache.
     #[must_use]
     pub fn has_cache(&self) -> bool {
