@@ -423,6 +423,53 @@ mod tests {
         assert_eq!(c.get(Kind::Snapshot, &id), Some(bytes));
     }
 
+    fn mac(k: u8) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&[k; 32])
+    }
+
+    #[test]
+    fn history_lock_observations_are_served_only_when_they_authenticate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path());
+        assert!(c.lock_observations(mac(1)).is_empty(), "no file: nothing");
+        let mut obs = LockObservations::new();
+        obs.insert(("r/data/ab/abcd".into(), "v-1".into()), 2_000_000_000);
+        obs.insert(("r/data/cd/cdef".into(), "v 2".into()), 2_000_000_000); // whitespace: left out
+        c.keep_lock_observations(mac(1), &obs);
+        let back = c.lock_observations(mac(1));
+        assert_eq!(back.len(), 1);
+        assert_eq!(back.get(&("r/data/ab/abcd".to_owned(), "v-1".to_owned())), Some(&2_000_000_000));
+
+        let path = c.dir.join(LOCKS);
+        let good = std::fs::read_to_string(&path).unwrap();
+        // Another key's file (another repository, or a forger without the key).
+        assert!(c.lock_observations(mac(2)).is_empty());
+        assert!(!path.exists(), "a file that does not authenticate is removed");
+        // An edited lock end, a truncation, garbage, an empty file, an extra line: refused.
+        let edited = good.replace("2000000000", "2000000001");
+        let extra = good.replacen("v1\n", "v1\nr/data/ef/ef01 v-3 2000000000\n", 1);
+        for bad in [edited, good[..good.len() - 10].to_owned(), "garbage".to_owned(), String::new(), extra] {
+            std::fs::write(&path, &bad).unwrap();
+            assert!(c.lock_observations(mac(1)).is_empty(), "served: {bad:?}");
+            assert!(!path.exists());
+        }
+        // A well-authenticated file with a malformed line is refused too (never a panic).
+        for body in ["r/data/ab/abcd v-1\n", "r/data/ab/abcd v-1 soon\n", "a b 1 2\n", "coffer lock observations v2\n"]
+        {
+            let mut text = if body.starts_with("coffer") { body.to_owned() } else { format!("{LOCKS_HEADER}{body}") };
+            let mut h = mac(1);
+            h.update(text.as_bytes());
+            text.push_str(&format!("mac {}\n", h.finalize().to_hex()));
+            std::fs::write(&path, &text).unwrap();
+            assert!(c.lock_observations(mac(1)).is_empty(), "served: {text:?}");
+        }
+        // A directory in the file's place.
+        std::fs::create_dir(&path).unwrap();
+        assert!(c.lock_observations(mac(1)).is_empty());
+        c.keep_lock_observations(mac(1), &obs);
+        assert_eq!(c.lock_observations(mac(1)).len(), 1, "repaired by the next write");
+    }
+
     #[test]
     fn an_oversized_entry_is_removed_unread() {
         let tmp = tempfile::tempdir().unwrap();

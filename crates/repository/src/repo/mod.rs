@@ -49,10 +49,10 @@ mod writer;
 
 pub use config::{ChunkerParams, Config, InitOptions, RetentionPolicy};
 pub use ledger::{LedgerEntry, LedgerProblem, LedgerProblemKind, LedgerRecord, LedgerView};
+use locks::MetaListing;
 pub(crate) use objects::get_listed;
 pub use objects::is_not_found;
 use objects::{hashed_version, is_damage, is_damaged, is_gone};
-use locks::MetaListing;
 use reader::PackCache;
 pub use reader::{BlobReader, READ_AHEAD_THREADS, SharedReader};
 pub use snapshots::{Damaged, Snapshots};
