@@ -29,8 +29,15 @@
 //! v1/REPO-ID/snapshots/ID          bytes of snapshots/ID (REPO-ID: the config's id)
 //! v1/REPO-ID/index/ID              bytes of index/ID
 //! v1/REPO-ID/ledger/ID             bytes of ledger/ID
+//! v1/REPO-ID/trees/ID              bytes of the tree pack data/XX/ID
 //! v1/REPO-ID/writing/RANDOM        a backup of this host started and has not committed
+//! v1/REPO-ID/locks                 compliance-lock observations of the last `verify`
 //! ```
+//!
+//! The `locks` file is the one entry that is not content-addressed: it is authenticated as
+//! a whole with a key derived from the repository key, and holds only compliance-mode lock
+//! ends (which the store never lets anyone shorten), each used only for a version the
+//! store's listing returns (see `docs/cache.md`, "Lock observations").
 //!
 //! The `writing/` markers decide whether a backup looks for packs an interrupted backup
 //! left unindexed (a listing of `data/`, see [`crate::Repository::recover_unindexed`]).
@@ -95,6 +102,9 @@ pub(crate) enum Kind {
     Snapshot,
     Index,
     Ledger,
+    /// A pack of tree blobs (`data/`): trees never share a pack with file data, and every
+    /// `verify`, `ls` and backup (its parent's trees) reads them.
+    TreePack,
 }
 
 impl Kind {
@@ -103,6 +113,7 @@ impl Kind {
             Self::Snapshot => "snapshots",
             Self::Index => "index",
             Self::Ledger => "ledger",
+            Self::TreePack => "trees",
         }
     }
 }
@@ -130,7 +141,7 @@ impl MetaCache {
                 write_atomic(root, &tag, TAG)?;
             }
             mkdir_0700(&dir)?;
-            for sub in ["snapshots", "index", "ledger", "writing"] {
+            for sub in ["snapshots", "index", "ledger", "trees", "writing"] {
                 mkdir_0700(&dir.join(sub))?;
             }
             Ok(())

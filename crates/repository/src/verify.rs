@@ -759,10 +759,17 @@ impl<'a> LockCheck<'a> {
     /// Lists `data/` once: every pack key's object versions.
     fn list_packs(&mut self) -> Result<()> {
         let repo = self.repo;
+        let mut ids = HashSet::new();
         versions::for_each_name(repo.store(), &format!("{}data/", repo.prefix()), None, |v| {
+            if let Some(id) = v.key.rsplit('/').next().and_then(|h| h.parse::<Id>().ok()) {
+                ids.insert(id);
+            }
             self.listed.insert(v.key, v.objects.into_iter().map(|o| o.version).collect());
             Ok(())
-        })
+        })?;
+        // The listing is complete: cached tree packs it no longer has were pruned.
+        repo.retain_tree_packs(|id| ids.contains(id));
+        Ok(())
     }
 
     /// As [`authentic_lock`], from the listing (and, for a single version, an observation

@@ -1,8 +1,9 @@
 //! A long history on S3 (issue 16, part history), on moto (one log line per request):
 //! a backup lists only what it must (the config's and key files' versions once, at open),
 //! and a structural `verify` lists `data/` once for the packs' locks and, on a second run,
-//! reuses the compliance-mode lock observations it kept (no per-pack request), while a
-//! tampered observation file is refused and rewritten, and a governance-mode pack is read
+//! reuses the compliance-mode lock observations it kept (no per-pack request) and the tree
+//! packs it cached (no GET), while a tampered observation file or tree pack is refused and
+//! repaired, and a governance-mode pack is read
 //! from the store every time (`docs/cache.md`, "Lock observations").
 
 use crate::s3_repo::S3Repo;
@@ -73,6 +74,7 @@ fn history_a_second_verify_makes_no_per_pack_lock_request() {
     let r = history(&server, &bucket, 4);
     let data_heads = |log: &str| count(log, &["\"HEAD ", &format!("/{PREFIX}/data/")]);
     let data_key_listings = |log: &str| count(log, &["?versions", &format!("prefix={PREFIX}/data/"), "/data/"]);
+    let data_gets = |log: &str| count(log, &["\"GET ", &format!("/{PREFIX}/data/")]);
     let pack_lists = |log: &str| count(log, &["?versions", &format!("prefix={PREFIX}/data/ ")]);
 
     let (log, out) = logged(&server, r.c(["verify", "--json"]));
@@ -88,6 +90,21 @@ fn history_a_second_verify_makes_no_per_pack_lock_request() {
     let (log, out) = logged(&server, r.c(["verify", "--json"]));
     let second: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(data_heads(&log), 0, "the second verify reuses the compliance observations:\n{log}");
+    assert_eq!(data_gets(&log), 0, "and reads no tree pack (cached):\n{log}");
+    let trees = locks_file(&r.sb.home()).with_file_name("trees");
+    let mut cached: Vec<PathBuf> = std::fs::read_dir(&trees).unwrap().map(|e| e.unwrap().path()).collect();
+    cached.sort();
+    assert!(cached.len() >= 4, "a tree pack per snapshot: {cached:?}");
+    // A tampered tree pack is not used: read from the store again, and repaired.
+    let mut bytes = std::fs::read(&cached[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&cached[0], &bytes).unwrap();
+    let (log, out) = logged(&server, r.c(["verify", "--json"]));
+    assert_eq!(data_gets(&log), 1, "the tampered tree pack, from the store:\n{log}");
+    let third: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(third["problems"], serde_json::json!([]), "{third}");
+    assert_ne!(std::fs::read(&cached[0]).unwrap(), bytes, "repaired");
     assert_eq!(second["packs_locked"], first["packs_locked"]);
     assert_eq!(second["problems"], serde_json::json!([]), "{second}");
 

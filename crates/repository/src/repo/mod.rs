@@ -211,6 +211,12 @@ impl Repository {
         if self.cache_bypass.load(std::sync::atomic::Ordering::Relaxed) { None } else { self.meta_cache.as_deref() }
     }
 
+    /// After a complete listing of `data/` (as the store is now), drops the cached tree
+    /// packs whose names it did not return (pruned).
+    pub(crate) fn retain_tree_packs(&self, listed: impl Fn(&Id) -> bool) {
+        self.cache_retain(CacheKind::TreePack, listed);
+    }
+
     /// The local metadata cache, even while reads bypass it (to keep what was read).
     pub(crate) fn meta_cache_handle(&self) -> Option<&MetaCache> {
         self.meta_cache.as_deref()
