@@ -136,7 +136,7 @@ fn history_a_governance_pack_is_checked_every_time() {
     let admin = server.store(&bucket, PREFIX, Role::Admin);
     let page = admin.list_versions("data/", None, 1000).unwrap();
     let pack = page.items.iter().find(|v| !v.delete_marker).expect("a pack").clone();
-    let soon = jiff::Timestamp::now().as_second() + 2;
+    let soon = coffer_store::Clock::system().now().as_second() + 2;
     let retention = aws_sdk_s3::types::ObjectLockRetention::builder()
         .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Governance)
         .retain_until_date(aws_smithy_types::DateTime::from_secs(soon))
@@ -150,7 +150,7 @@ fn history_a_governance_pack_is_checked_every_time() {
         .retention(retention)
         .bypass_governance_retention(true);
     admin.block_on(req.send()).unwrap();
-    while jiff::Timestamp::now().as_second() <= soon + 1 {
+    while coffer_store::Clock::system().now().as_second() <= soon + 1 {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let heads_of =
