@@ -29,8 +29,15 @@
 //! v1/REPO-ID/snapshots/ID          bytes of snapshots/ID (REPO-ID: the config's id)
 //! v1/REPO-ID/index/ID              bytes of index/ID
 //! v1/REPO-ID/ledger/ID             bytes of ledger/ID
+//! v1/REPO-ID/trees/ID              bytes of the tree pack data/XX/ID
 //! v1/REPO-ID/writing/RANDOM        a backup of this host started and has not committed
+//! v1/REPO-ID/locks                 compliance-lock observations of the last `verify`
 //! ```
+//!
+//! The `locks` file is the one entry that is not content-addressed: it is authenticated as
+//! a whole with a key derived from the repository key, and holds only compliance-mode lock
+//! ends (which the store never lets anyone shorten), each used only for a version the
+//! store's listing returns (see `docs/cache.md`, "Lock observations").
 //!
 //! The `writing/` markers decide whether a backup looks for packs an interrupted backup
 //! left unindexed (a listing of `data/`, see [`crate::Repository::recover_unindexed`]).
@@ -95,6 +102,9 @@ pub(crate) enum Kind {
     Snapshot,
     Index,
     Ledger,
+    /// A pack of tree blobs (`data/`): trees never share a pack with file data, and every
+    /// `verify`, `ls` and backup (its parent's trees) reads them.
+    TreePack,
 }
 
 impl Kind {
@@ -103,6 +113,7 @@ impl Kind {
             Self::Snapshot => "snapshots",
             Self::Index => "index",
             Self::Ledger => "ledger",
+            Self::TreePack => "trees",
         }
     }
 }
@@ -130,7 +141,7 @@ impl MetaCache {
                 write_atomic(root, &tag, TAG)?;
             }
             mkdir_0700(&dir)?;
-            for sub in ["snapshots", "index", "ledger", "writing"] {
+            for sub in ["snapshots", "index", "ledger", "trees", "writing"] {
                 mkdir_0700(&dir.join(sub))?;
             }
             Ok(())
@@ -263,6 +274,105 @@ impl MetaCache {
     }
 }
 
+/// The name of the lock-observation file in a repository's cache directory.
+const LOCKS: &str = "locks";
+
+/// The most observations the lock file holds (a pack each: ~120 bytes a line, so ≤ 64 MiB).
+pub(crate) const MAX_LOCK_OBSERVATIONS: usize = 500_000;
+
+/// What a structural `verify` observed of packs' locks: `(key, version) → until` (Unix
+/// seconds), **compliance-mode locks only**. See [`MetaCache::lock_observations`].
+pub(crate) type LockObservations = std::collections::HashMap<(String, String), i64>;
+
+impl MetaCache {
+    /// The lock observations kept by the last structural `verify` of this host, if the file
+    /// is whole and its MAC (`mac`: a hasher keyed from the repository key,
+    /// [`crate::crypto::MasterKey::keyed_hasher`]) matches. A bad file — garbage, truncated,
+    /// another repository's, edited — is removed and nothing is served: every lock is then
+    /// read from the store. Never an error.
+    ///
+    /// Format (text, version 1): a first line `coffer lock observations v1`, then one line
+    /// per observation `KEY VERSION UNTIL` (UNTIL in Unix seconds), then `mac HEX`: the
+    /// keyed BLAKE3 of every byte before that line.
+    pub(crate) fn lock_observations(&self, mac: blake3::Hasher) -> LockObservations {
+        use std::io::Read as _;
+        let path = self.dir.join(LOCKS);
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&path).and_then(|f| {
+            let len = f.metadata()?.len();
+            if len > MAX_ENTRY {
+                return Err(std::io::Error::other(format!("{len} bytes, more than an entry may hold")));
+            }
+            f.take(MAX_ENTRY + 1).read_to_end(&mut bytes).map(|_| ())
+        });
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LockObservations::new(),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "bad lock observations; removed");
+                self.remove(&path);
+                return LockObservations::new();
+            }
+        }
+        match parse_locks(&bytes, mac) {
+            Some(obs) => obs,
+            None => {
+                tracing::debug!(path = %path.display(), "lock observations do not authenticate; removed");
+                self.remove(&path);
+                LockObservations::new()
+            }
+        }
+    }
+
+    /// Replaces the lock observations with `obs` (at most [`MAX_LOCK_OBSERVATIONS`]; names
+    /// or versions holding whitespace are left out). Failures are logged and ignored.
+    pub(crate) fn keep_lock_observations(&self, mut mac: blake3::Hasher, obs: &LockObservations) {
+        let mut text = String::from(LOCKS_HEADER);
+        let clean = |s: &str| !s.is_empty() && !s.chars().any(char::is_whitespace);
+        for ((key, version), until) in obs.iter().take(MAX_LOCK_OBSERVATIONS) {
+            if clean(key) && clean(version) {
+                text.push_str(&format!("{key} {version} {until}\n"));
+            }
+        }
+        mac.update(text.as_bytes());
+        text.push_str(&format!("mac {}\n", mac.finalize().to_hex()));
+        let path = self.dir.join(LOCKS);
+        if let Err(e) = write_atomic(&self.dir, &path, text.as_bytes()) {
+            tracing::debug!(path = %path.display(), error = %e, "cannot write lock observations");
+        }
+    }
+}
+
+const LOCKS_HEADER: &str = "coffer lock observations v1\n";
+
+/// Parses and authenticates a lock-observation file; `None` when anything is wrong.
+fn parse_locks(bytes: &[u8], mut mac: blake3::Hasher) -> Option<LockObservations> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let body_end = text.strip_suffix('\n')?.rfind('\n')? + 1;
+    let (body, last) = text.split_at(body_end);
+    let tag = last.strip_prefix("mac ")?.strip_suffix('\n')?;
+    mac.update(body.as_bytes());
+    let want = blake3::Hash::from_hex(tag).ok()?;
+    // `blake3::Hash` compares in constant time.
+    if mac.finalize() != want {
+        return None;
+    }
+    let mut lines = body.lines();
+    if lines.next()? != LOCKS_HEADER.trim_end() {
+        return None;
+    }
+    let mut out = LockObservations::new();
+    for line in lines {
+        let mut f = line.split(' ');
+        let (key, version, until) = (f.next()?, f.next()?, f.next()?);
+        if f.next().is_some() || out.len() >= MAX_LOCK_OBSERVATIONS {
+            return None;
+        }
+        out.insert((key.to_owned(), version.to_owned()), until.parse().ok()?);
+    }
+    Some(out)
+}
+
 /// Creates `dir` (and missing parents) with mode 0700; an existing directory is left as is.
 fn mkdir_0700(dir: &Path) -> std::io::Result<()> {
     let mut b = std::fs::DirBuilder::new();
@@ -322,6 +432,53 @@ mod tests {
         assert!(!path.exists());
         c.put(Kind::Snapshot, &id, &bytes);
         assert_eq!(c.get(Kind::Snapshot, &id), Some(bytes));
+    }
+
+    fn mac(k: u8) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&[k; 32])
+    }
+
+    #[test]
+    fn history_lock_observations_are_served_only_when_they_authenticate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path());
+        assert!(c.lock_observations(mac(1)).is_empty(), "no file: nothing");
+        let mut obs = LockObservations::new();
+        obs.insert(("r/data/ab/abcd".into(), "v-1".into()), 2_000_000_000);
+        obs.insert(("r/data/cd/cdef".into(), "v 2".into()), 2_000_000_000); // whitespace: left out
+        c.keep_lock_observations(mac(1), &obs);
+        let back = c.lock_observations(mac(1));
+        assert_eq!(back.len(), 1);
+        assert_eq!(back.get(&("r/data/ab/abcd".to_owned(), "v-1".to_owned())), Some(&2_000_000_000));
+
+        let path = c.dir.join(LOCKS);
+        let good = std::fs::read_to_string(&path).unwrap();
+        // Another key's file (another repository, or a forger without the key).
+        assert!(c.lock_observations(mac(2)).is_empty());
+        assert!(!path.exists(), "a file that does not authenticate is removed");
+        // An edited lock end, a truncation, garbage, an empty file, an extra line: refused.
+        let edited = good.replace("2000000000", "2000000001");
+        let extra = good.replacen("v1\n", "v1\nr/data/ef/ef01 v-3 2000000000\n", 1);
+        for bad in [edited, good[..good.len() - 10].to_owned(), "garbage".to_owned(), String::new(), extra] {
+            std::fs::write(&path, &bad).unwrap();
+            assert!(c.lock_observations(mac(1)).is_empty(), "served: {bad:?}");
+            assert!(!path.exists());
+        }
+        // A well-authenticated file with a malformed line is refused too (never a panic).
+        for body in ["r/data/ab/abcd v-1\n", "r/data/ab/abcd v-1 soon\n", "a b 1 2\n", "coffer lock observations v2\n"]
+        {
+            let mut text = if body.starts_with("coffer") { body.to_owned() } else { format!("{LOCKS_HEADER}{body}") };
+            let mut h = mac(1);
+            h.update(text.as_bytes());
+            text.push_str(&format!("mac {}\n", h.finalize().to_hex()));
+            std::fs::write(&path, &text).unwrap();
+            assert!(c.lock_observations(mac(1)).is_empty(), "served: {text:?}");
+        }
+        // A directory in the file's place.
+        std::fs::create_dir(&path).unwrap();
+        assert!(c.lock_observations(mac(1)).is_empty());
+        c.keep_lock_observations(mac(1), &obs);
+        assert_eq!(c.lock_observations(mac(1)).len(), 1, "repaired by the next write");
     }
 
     #[test]

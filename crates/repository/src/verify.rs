@@ -289,14 +289,22 @@ pub fn verify(repo: &Repository, read: ReadData, ctl: &JobControl) -> Result<Ver
         problem(&mut rep, format!("blob {b}"), "data blob is in no index".into());
     }
 
-    // Lock coverage.
+    // Lock coverage. Every pack's object versions come from one listing of `data/` (a page
+    // per 1 000 versions), not a listing per pack: on S3 that was a request per pack (and
+    // on moto a scan of the whole bucket each). Each version's lock is then read, or, for
+    // a structural verify with a cache, taken from a compliance-mode observation of an
+    // earlier verify of this host (see `LockCheck` and docs/cache.md).
+    let mut locks = LockCheck::new(repo, now);
+    if !need_until.is_empty() {
+        locks.list_packs()?;
+    }
     for (&pos, &(until, sid)) in &need_until {
         ctl.check()?;
         ctl.emit(&one);
         let p = index.pack(pos);
         let key = repo.pack_key(&p.id);
         rep.packs_locked += 1;
-        match authentic_lock(repo, &key, &p.id) {
+        match locks.pack_lock(&key, &p.id, until) {
             Ok(locked) => {
                 let locked = locked.filter(|l| *l > now);
                 if locked.is_none_or(|l| l < until) {
@@ -318,6 +326,7 @@ pub fn verify(repo: &Repository, read: ReadData, ctl: &JobControl) -> Result<Ver
             ),
         }
     }
+    locks.keep();
     let max_live = live.iter().map(|(_, s)| s.expires).max();
     if let Some(until) = max_live {
         let mut meta = vec![(format!("{}config", repo.prefix()), None)];
@@ -709,6 +718,98 @@ fn authentic_lock(repo: &Repository, key: &str, id: &Id) -> Result<Option<Timest
         }
     }
     Ok(best.flatten())
+}
+
+/// The lock checks of a `verify`: every pack's versions from one listing, and the
+/// compliance-mode lock observations of earlier structural verifies of this host.
+///
+/// Why an observation may stand in for a `HeadObject`: a compliance-mode lock cannot be
+/// shortened or removed by anyone, root account included, and a locked version cannot be
+/// deleted, so "version V of P is locked in compliance mode until T" stays true until T.
+/// It is used only for a version the store's listing returns now (the listing decides what
+/// exists), only while T is in the future and covers what the snapshot needs, and only
+/// when the file authenticates with a key derived from the repository key (so neither
+/// another repository's file nor a user of this host without the key can forge one).
+/// Governance-mode locks (shortened with a bypass) are never kept: they are read every
+/// time. Whoever holds the repository key on this host could forge an observation, but
+/// could equally run another binary: the independent check is a verify from another host,
+/// or `--no-cache` / `--read-data`, which read every lock from the store.
+struct LockCheck<'a> {
+    repo: &'a Repository,
+    now: Timestamp,
+    /// Each pack key's object versions, as listed (no point in time: every version).
+    listed: HashMap<String, Vec<coffer_store::VersionId>>,
+    /// Observations read from the cache (none when reads bypass it).
+    cached: crate::cache::LockObservations,
+    /// Observations to keep: compliance locks seen or reused by this verify.
+    seen: crate::cache::LockObservations,
+}
+
+impl<'a> LockCheck<'a> {
+    const PURPOSE: &'static str = "verify lock observations v1";
+
+    fn new(repo: &'a Repository, now: Timestamp) -> Self {
+        let cached = repo
+            .cache_for_reads()
+            .map(|c| c.lock_observations(repo.key().keyed_hasher(Self::PURPOSE)))
+            .unwrap_or_default();
+        Self { repo, now, listed: HashMap::new(), cached, seen: crate::cache::LockObservations::new() }
+    }
+
+    /// Lists `data/` once: every pack key's object versions.
+    fn list_packs(&mut self) -> Result<()> {
+        let repo = self.repo;
+        let mut ids = HashSet::new();
+        versions::for_each_name(repo.store(), &format!("{}data/", repo.prefix()), None, |v| {
+            if let Some(id) = v.key.rsplit('/').next().and_then(|h| h.parse::<Id>().ok()) {
+                ids.insert(id);
+            }
+            self.listed.insert(v.key, v.objects.into_iter().map(|o| o.version).collect());
+            Ok(())
+        })?;
+        // The listing is complete: cached tree packs it no longer has were pruned.
+        repo.retain_tree_packs(|id| ids.contains(id));
+        Ok(())
+    }
+
+    /// As [`authentic_lock`], from the listing (and, for a single version, an observation
+    /// covering `need`).
+    fn pack_lock(&mut self, key: &str, id: &Id, need: Timestamp) -> Result<Option<Timestamp>> {
+        let versions = self.listed.get(key).map(Vec::as_slice).unwrap_or_default();
+        match versions {
+            [] => Err(crate::RepoError::store(format!("cannot read {key}"))(coffer_store::StoreError::NotFound {
+                key: key.to_owned(),
+                version: None,
+            })),
+            [only] => {
+                let k = (key.to_owned(), only.0.clone());
+                if let Some(t) = self.cached.get(&k).and_then(|s| Timestamp::from_second(*s).ok()) {
+                    if t > self.now && t >= need {
+                        self.seen.insert(k, t.as_second());
+                        return Ok(Some(t));
+                    }
+                }
+                let r = self
+                    .repo
+                    .store()
+                    .version_retention(key, only)
+                    .map_err(crate::RepoError::store(format!("cannot read the locks of {key}")))?;
+                if let Some(r) = r.filter(|r| r.mode == coffer_store::RetentionMode::Compliance && r.until > self.now) {
+                    self.seen.insert(k, r.until.as_second());
+                }
+                Ok(r.map(|r| r.until))
+            }
+            // Several versions (a rogue writer's on top): the authentic one decides.
+            _ => authentic_lock(self.repo, key, id),
+        }
+    }
+
+    /// Keeps this verify's observations for the next one (when there is a cache).
+    fn keep(&self) {
+        if let Some(c) = self.repo.meta_cache_handle() {
+            c.keep_lock_observations(self.repo.key().keyed_hasher(Self::PURPOSE), &self.seen);
+        }
+    }
 }
 
 /// The lock end of the first version of `key` (a name written once, not content-addressed).

@@ -192,6 +192,17 @@ pub trait ObjectStore: Send + Sync {
         Ok(Page { items: page.items.into_iter().map(ListEntry::from).collect(), next: page.next })
     }
 
+    /// The lock of object version `version` of `key`, which a version listing just returned
+    /// as an object (not a delete marker): for callers that already listed the key. On S3
+    /// one `HeadObject`, where [`ObjectStore::head`] with a version first lists the key to
+    /// tell a delete marker (which cannot be HEADed there).
+    ///
+    /// # Errors
+    /// As `head` (`NotFound` when the version is gone).
+    fn version_retention(&self, key: &str, version: &VersionId) -> Result<Option<Retention>> {
+        Ok(self.head(key, Some(version))?.retention)
+    }
+
     /// Adds a delete marker to `key`; removes nothing. Returns the marker.
     ///
     /// # Errors

@@ -61,20 +61,46 @@ impl Repository {
     pub(crate) fn extend_versions(&self, key: &str, until: Timestamp) -> Result<Option<(Timestamp, u64)>> {
         self.writable()?;
         let versions = self.object_versions(key)?;
+        self.extend_these(key, versions.into_iter().map(|v| (v.version, v.retention)).collect(), until)
+    }
+
+    /// [`Repository::extend_versions`] for versions of `key` a listing of this process
+    /// already returned ([`MetaListing`]): each one's lock is read
+    /// ([`ObjectStore::version_retention`], one `HeadObject` on S3) without listing `key`
+    /// again. One gone since (pruned) is skipped.
+    fn extend_listed(&self, key: &str, listed: &[VersionId], until: Timestamp) -> Result<Option<(Timestamp, u64)>> {
+        self.writable()?;
+        let mut versions = Vec::with_capacity(listed.len());
+        for v in listed {
+            match self.store.version_retention(key, v) {
+                Ok(r) => versions.push((v.clone(), r)),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(RepoError::store(format!("cannot read the locks of {key}"))(e)),
+            }
+        }
+        self.extend_these(key, versions, until)
+    }
+
+    fn extend_these(
+        &self,
+        key: &str,
+        versions: Vec<(VersionId, Option<Retention>)>,
+        until: Timestamp,
+    ) -> Result<Option<(Timestamp, u64)>> {
         if versions.is_empty() {
             return Ok(None);
         }
         let mut current = Timestamp::MAX;
         let (mut extended, mut alive) = (0, 0);
-        for v in versions {
-            let had = v.retention.map_or(Timestamp::MIN, |r| r.until);
+        for (version, retention) in versions {
+            let had = retention.map_or(Timestamp::MIN, |r| r.until);
             if had >= until {
                 alive += 1;
                 current = current.min(had);
                 continue;
             }
             let want = Retention { mode: self.config.retention.mode, until };
-            match self.store.put_retention(key, &v.version, Some(want), false) {
+            match self.store.put_retention(key, &version, Some(want), false) {
                 Ok(()) => {
                     extended += 1;
                     alive += 1;
@@ -99,11 +125,33 @@ impl Repository {
     /// # Errors
     /// Store errors.
     pub(crate) fn extend_meta_to(&self, until: Timestamp) -> Result<()> {
-        let mut keys = vec![format!("{}config", self.prefix)];
+        let mut keys = Vec::new();
+        // The config's and key files' versions as `open` listed them, when it did so
+        // recently: on S3 that saves three `ListObjectVersions` per backup (the config, the
+        // key files, each key file's versions), whose cost grows with the bucket on some
+        // servers (moto scans every version of the bucket per listing). A version added
+        // since (a key file added while this backup ran) is extended by the next backup; it
+        // carries its own lock until then. Otherwise, list them now.
+        let fresh = self.meta_listed().filter(|m| m.at.elapsed() < MetaListing::FRESH);
+        match fresh {
+            Some(m) => {
+                self.extend_listed(&format!("{}config", self.prefix), &m.config, until)?;
+                for (key, listed) in &m.keys {
+                    self.extend_listed(key, listed, until)?;
+                }
+            }
+            None => {
+                keys.push(format!("{}config", self.prefix));
+                self.for_each_name(&format!("{}keys/", self.prefix), |k| {
+                    keys.push(k);
+                    Ok(())
+                })?;
+            }
+        }
         // Without a point in time (writers have none): key files hidden by markers count too.
         // Dictionaries only where `init` chose them: in any other repository an object under
         // `dicts/` is nobody's (a rogue writer's), and extending it would keep it forever.
-        let dirs: &[&str] = if self.config.dictionary { &["keys/", "dicts/"] } else { &["keys/"] };
+        let dirs: &[&str] = if self.config.dictionary { &["dicts/"] } else { &[] };
         for dir in dirs {
             self.for_each_name(&format!("{}{dir}", self.prefix), |k| {
                 keys.push(k);
@@ -115,4 +163,24 @@ impl Repository {
         }
         Ok(())
     }
+}
+
+/// The versions of the config and of every key file, as `open` listed them (as the store is
+/// now: never for a handle opened as of a past time). Only a writer extending their locks
+/// uses it ([`Repository::extend_meta_to`]), and only while [`MetaListing::FRESH`]: reads
+/// always list.
+#[derive(Clone, Debug)]
+pub(super) struct MetaListing {
+    /// When the listing was made.
+    pub(super) at: std::time::Instant,
+    /// The config's object versions.
+    pub(super) config: Vec<VersionId>,
+    /// Every key file (its storage key) with its object versions.
+    pub(super) keys: Vec<(String, Vec<VersionId>)>,
+}
+
+impl MetaListing {
+    /// How long a listing is reused: a backup's index checkpoints within this time extend
+    /// what `open` listed; a long backup, or a long-lived handle, lists again.
+    pub(super) const FRESH: std::time::Duration = std::time::Duration::from_secs(600);
 }

@@ -49,6 +49,7 @@ mod writer;
 
 pub use config::{ChunkerParams, Config, InitOptions, RetentionPolicy};
 pub use ledger::{LedgerEntry, LedgerProblem, LedgerProblemKind, LedgerRecord, LedgerView};
+use locks::MetaListing;
 pub(crate) use objects::get_listed;
 pub use objects::is_not_found;
 use objects::{hashed_version, is_damage, is_damaged, is_gone};
@@ -100,6 +101,8 @@ pub struct Repository {
     cache_bypass: std::sync::atomic::AtomicBool,
     /// The compression dictionaries (`dicts/`), listed on first need.
     dicts: dicts::Loaded,
+    /// The config's and key files' versions as `open` listed them (see [`MetaListing`]).
+    meta_listed: std::sync::Mutex<Option<MetaListing>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -171,6 +174,11 @@ impl Repository {
 
     /// Calls `f` with every name under `prefix` this handle sees (see [`versions`]): delete
     /// markers hide nothing, and with a point in time only names created by then exist.
+    /// The config's and key files' versions `open` listed, if it did (see [`MetaListing`]).
+    fn meta_listed(&self) -> Option<MetaListing> {
+        self.meta_listed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     pub(crate) fn for_each_name(&self, prefix: &str, mut f: impl FnMut(String) -> Result<()>) -> Result<()> {
         versions::for_each_name(self.store.as_ref(), prefix, self.as_of, |v| f(v.key))
     }
@@ -201,6 +209,17 @@ impl Repository {
     /// The cache to read from, unless bypassed.
     pub(crate) fn cache_for_reads(&self) -> Option<&MetaCache> {
         if self.cache_bypass.load(std::sync::atomic::Ordering::Relaxed) { None } else { self.meta_cache.as_deref() }
+    }
+
+    /// After a complete listing of `data/` (as the store is now), drops the cached tree
+    /// packs whose names it did not return (pruned).
+    pub(crate) fn retain_tree_packs(&self, listed: impl Fn(&Id) -> bool) {
+        self.cache_retain(CacheKind::TreePack, listed);
+    }
+
+    /// The local metadata cache, even while reads bypass it (to keep what was read).
+    pub(crate) fn meta_cache_handle(&self) -> Option<&MetaCache> {
+        self.meta_cache.as_deref()
     }
 
     /// Whether this handle uses a local metadata cache.

@@ -12,6 +12,16 @@ use super::*;
 /// written once, at `init`: its **first** version (at or before `as_of`) is the one, so a
 /// later version put by a rogue writer, garbage or well-sealed, changes nothing.
 fn read_config(store: &dyn ObjectStore, location: &str, prefix: &str, as_of: Option<Timestamp>) -> Result<Vec<u8>> {
+    Ok(read_config_listed(store, location, prefix, as_of)?.0)
+}
+
+/// As [`read_config`], also returning the config's object versions the listing found.
+fn read_config_listed(
+    store: &dyn ObjectStore,
+    location: &str,
+    prefix: &str,
+    as_of: Option<Timestamp>,
+) -> Result<(Vec<u8>, Vec<VersionId>)> {
     let key = format!("{prefix}config");
     let versions = versions::versions_of(store, &key, as_of)?;
     let Some(first) = versions.objects.first() else {
@@ -21,7 +31,7 @@ fn read_config(store: &dyn ObjectStore, location: &str, prefix: &str, as_of: Opt
         .map_err(RepoError::store(format!("cannot read {location}/config (version {})", first.version)))?
         .data;
     pack::envelope_version(&bytes, &format!("{location}/config"))?;
-    Ok(bytes)
+    Ok((bytes, versions.objects.iter().map(|o| o.version.clone()).collect()))
 }
 
 impl Repository {
@@ -100,11 +110,13 @@ impl Repository {
         clock: Clock,
         as_of: Option<Timestamp>,
     ) -> Result<Self> {
-        let config_bytes = read_config(store.as_ref(), location, prefix, as_of)?;
+        let (config_bytes, config_versions) = read_config_listed(store.as_ref(), location, prefix, as_of)?;
         let config_name = format!("{location}/config");
         let (mut files, mut unreadable, mut opened_other) = (0usize, Vec::new(), None);
         let mut found = None;
+        let mut listed_keys = Vec::new();
         versions::for_each_name(store.as_ref(), &format!("{prefix}keys/"), as_of, |v| {
+            listed_keys.push((v.key.clone(), v.objects.iter().map(|o| o.version.clone()).collect()));
             if found.is_some() {
                 return Ok(());
             }
@@ -126,7 +138,12 @@ impl Repository {
             Ok(())
         })?;
         if let Some((key, config)) = found {
-            return Ok(Self::assemble(store, location, prefix, key, config, clock, as_of));
+            let repo = Self::assemble(store, location, prefix, key, config, clock, as_of);
+            if as_of.is_none() {
+                let listing = MetaListing { at: std::time::Instant::now(), config: config_versions, keys: listed_keys };
+                *repo.meta_listed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listing);
+            }
+            return Ok(repo);
         }
         if let Some(k) = opened_other {
             return Err(RepoError::corrupt(
@@ -210,6 +227,7 @@ impl Repository {
             meta_cache: None,
             cache_bypass: std::sync::atomic::AtomicBool::new(false),
             dicts: std::sync::Mutex::default(),
+            meta_listed: std::sync::Mutex::default(),
         }
     }
 

@@ -406,7 +406,7 @@ impl PackCache {
             // The opened version may be a rogue writer's: the whole pack decides.
             self.opened.retain(|(p, _)| *p != pack_id);
         }
-        let bytes = self.pack(repo, &pack_id)?;
+        let bytes = self.pack(repo, &pack_id, r.entry.kind)?;
         let (start, end) = (r.entry.offset as usize, r.entry.offset as usize + r.entry.length as usize);
         let key = repo.pack_key(&pack_id);
         let sealed = bytes.get(start..end).ok_or_else(|| RepoError::corrupt(key.clone(), "blob out of range"))?;
@@ -436,14 +436,21 @@ impl PackCache {
         pack::open_blob_owned(&repo.key, entry, sealed, key)
     }
 
-    fn pack(&mut self, repo: &Repository, id: &Id) -> Result<Arc<Vec<u8>>> {
+    fn pack(&mut self, repo: &Repository, id: &Id, kind: BlobKind) -> Result<Arc<Vec<u8>>> {
         if let Some(pos) = self.packs.iter().position(|(p, _)| p == id) {
             let hit = self.packs.remove(pos).expect("position is valid");
             let data = hit.1.clone();
             self.packs.push_back(hit);
             return Ok(data);
         }
-        let data = Arc::new(repo.get_hashed(&repo.pack_key(id), id)?);
+        // A pack of trees (never shared with file data) goes through the local cache: like
+        // the metadata objects, it is served only if it hashes to its name, then every blob
+        // in it is authenticated as the store's bytes would be (docs/cache.md).
+        let key = repo.pack_key(id);
+        let data = Arc::new(match kind {
+            BlobKind::Tree => repo.get_meta(CacheKind::TreePack, &key, id)?,
+            BlobKind::Data => repo.get_hashed(&key, id)?,
+        });
         if self.packs.len() >= PACK_CACHE {
             self.packs.pop_front();
         }

@@ -98,6 +98,12 @@ impl ObjectStore for S3Store {
         self.run(self.put_retention_async(key, version, retention, bypass_governance))
     }
 
+    /// One `HeadObject` by version: the caller's listing said it is an object.
+    fn version_retention(&self, key: &str, version: &VersionId) -> Result<Option<Retention>> {
+        self.authorize(Action::Head)?;
+        Ok(self.run(self.head_meta(key, Some(version), false))?.retention)
+    }
+
     fn put_legal_hold(&self, key: &str, version: &VersionId, on: bool) -> Result<()> {
         self.authorize(if on { Action::LegalHoldOn } else { Action::LegalHoldOff })?;
         self.run(self.put_legal_hold_async(key, version, on))
