@@ -87,6 +87,28 @@ moto_start() {
     done
 }
 
+# localstack_start DIR LOG: starts LocalStack (S3 only, its own process group) on a free port
+# with its state in DIR, logging one line per request to LOG; sets MOTO_PID and MOTO_PORT
+# (the names of "the S3 server" here) and waits until S3 is running.
+localstack_start() {
+    local dir=$1 log=$2 i body
+    [[ -x $MOTO_VENV/localstack/bin/python ]] || die "LocalStack is not installed in $MOTO_VENV (run .ci/s3-venv.sh)"
+    MOTO_PORT=$(free_port)
+    mkdir -p "$dir"
+    (cd "$dir" && GATEWAY_LISTEN=127.0.0.1:$MOTO_PORT LOCALSTACK_HOST=127.0.0.1:$MOTO_PORT SERVICES=s3 \
+        EAGER_SERVICE_LOADING=1 GATEWAY_SERVER=hypercorn DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
+        DNS_ADDRESS=0 LOCALSTACK_VOLUME_DIR=$dir/volume TMPDIR=$dir \
+        exec setsid "$MOTO_VENV/localstack/bin/python" -m localstack.runtime.main) >"$log" 2>&1 &
+    MOTO_PID=$!
+    for i in $(seq 900); do
+        body=$(curl -fsS "http://127.0.0.1:$MOTO_PORT/_localstack/health" 2>/dev/null || true)
+        [[ $body == *'"s3": "running"'* || $body == *'"s3":"running"'* ]] && return 0
+        kill -0 "$MOTO_PID" 2>/dev/null || die "LocalStack exited; see $log"
+        ((i < 900)) || die "LocalStack not ready after 90 s; see $log"
+        sleep 0.1
+    done
+}
+
 # stop_group PID: stops the process group PID leads (started with setsid), TERM then KILL.
 stop_group() {
     local pid=$1

@@ -3,7 +3,7 @@
 #
 #   bench/scale.sh [--quick] [--only files|history] [--files N,…] [--snapshots N]
 #                  [--restic-snapshots N] [--loopfs-from N] [--no-drop] [--keep] [--dir DIR]
-#                  [--coffer-bin PATH] [--data DIR] [--coffer-init-args ARGS]
+#                  [--coffer-bin PATH] [--data DIR] [--coffer-init-args ARGS] [--server moto|localstack]
 #
 #   --quick              a sanity run: --files 20000 --snapshots 200 --restic-snapshots 50
 #   --only PART          run one part (files or history) instead of both
@@ -24,6 +24,9 @@
 #                        tree) instead of generating it
 #   --coffer-init-args ARGS  files part: also run Coffer on a repository made with
 #                        `coffer init ARGS` (e.g. --small-file-dictionary), as tool "coffer+init"
+#   --server S           history part: the S3 server, moto or localstack [default: moto]. moto
+#                        copies the whole bucket on every version listing (its time and memory
+#                        grow with the history: ~22 GB at 760 snapshots); LocalStack does not
 #
 # Files part: per tree, `bench/scale_gen.py DST N` (a deterministic Maildir spool, ~2 100
 # bytes a message: 500 000 files = 1.05 GB) on a loop-mounted ext4 image of its own. 5 000 000
@@ -72,6 +75,7 @@ SNAPSHOTS=
 RESTIC_SNAPSHOTS=
 LOOPFS_FROM=1000000
 COFFER_INIT_ARGS=
+SERVER=moto
 
 while (($#)); do
     case $1 in
@@ -93,6 +97,13 @@ while (($#)); do
     --coffer-bin) COFFER_BIN=$2; shift ;;
     --data) DATA=$(realpath "$2"); shift ;;
     --coffer-init-args) COFFER_INIT_ARGS=$2; shift ;;
+    --server)
+        case ${2:-} in
+        moto | localstack) SERVER=$2 ;;
+        *) die "--server takes moto or localstack, not '${2:-}'" ;;
+        esac
+        shift
+        ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
@@ -413,18 +424,26 @@ lines() { # TEXT N: TEXT on N lines (not `yes | head`: its SIGPIPE fails the pip
 history_part() {
     SERVER_LOG=$RESULTS/logs/server.log
     PROXY_LOG=$RESULTS/logs/proxy.log
-    moto_start "$SCRATCH/server" "$SERVER_LOG"
+    case $SERVER in
+    moto) moto_start "$SCRATCH/server" "$SERVER_LOG" ;;
+    localstack) localstack_start "$SCRATCH/server" "$SERVER_LOG" ;;
+    esac
     PROXY_PORT=$(free_port)
     : >"$PROXY_LOG"
     setsid python3 "$ROOT/bench/scale_helper.py" proxy "$PROXY_PORT" "$MOTO_PORT" "$PROXY_LOG" >"$RESULTS/logs/proxy.err" 2>&1 &
     PROXY_PID=$!
     local endpoint=http://127.0.0.1:$PROXY_PORT i
     for i in $(seq 100); do
-        curl -fsS "$endpoint/moto-api/" >/dev/null 2>&1 && break
+        curl -sS -o /dev/null "$endpoint/" 2>/dev/null && break
         ((i < 100)) || die "the proxy does not answer; see $RESULTS/logs/proxy.err"
         sleep 0.1
     done
-    echo "history:   moto $("$MOTO_VENV/moto/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null) on 127.0.0.1:$MOTO_PORT behind a byte-counting proxy on :$PROXY_PORT; coffer $SNAPSHOTS snapshots (Object Lock bucket, writer/reader keys), restic $RESTIC_SNAPSHOTS (plain bucket; fewer: restic takes ~1 s per backup)" >>"$RESULTS/meta.txt"
+    local version
+    case $SERVER in
+    moto) version="moto $("$MOTO_VENV/moto/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null)" ;;
+    localstack) version="LocalStack $("$MOTO_VENV/localstack/bin/python" -c 'import importlib.metadata as m; print(m.version("localstack-core"))' 2>/dev/null)" ;;
+    esac
+    echo "history:   $version on 127.0.0.1:$MOTO_PORT behind a byte-counting proxy on :$PROXY_PORT; coffer $SNAPSHOTS snapshots (Object Lock bucket, writer/reader keys), restic $RESTIC_SNAPSHOTS (plain bucket; fewer: restic takes ~1 s per backup)" >>"$RESULTS/meta.txt"
     moto_lock_bucket "$endpoint" coffer-bench "$RESULTS/logs/bucket.log"
 
     local c_repo="s3://coffer-bench/hist?endpoint=$endpoint&region=us-east-1"
