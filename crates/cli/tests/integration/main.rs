@@ -23,6 +23,7 @@ mod drill_files;
 mod drill_pg;
 mod drill_rebuild;
 mod drill_schedule;
+mod frames;
 mod json_contract;
 mod locks;
 mod objects;
