@@ -39,7 +39,7 @@ fn frames_pack_header_v3_bytes_are_pinned() {
     assert_eq!(&bytes[bytes.len() - 5..], b"CFRP\x03");
     assert_eq!(pack::read_pack_header(&k, &bytes, "p").unwrap(), entries);
     // The index (JSON) names the offset in the group `group_offset`, absent when alone.
-    let json = serde_json::to_value(&entries).unwrap();
+    let json = serde_json::to_value(entries).unwrap();
     assert_eq!(json[2]["group_offset"], 7);
     assert!(json[0].get("group_offset").is_none());
 }
