@@ -865,6 +865,78 @@ pub enum ObjectKind {
     Dictionary = 6,
 }
 
+impl ObjectKind {
+    /// The most an object of this kind may decompress to. Envelope contents are hostile
+    /// (a rogue writer holds the key), and an index or snapshot object is read by every
+    /// backup: one that inflated without bound would stop every backup until its lock
+    /// ended, where a damaged object is meant to be recorded and passed by. Each bound is
+    /// far above what Coffer writes: index objects are split at [`MAX_INDEX_OBJECT_BLOBS`]
+    /// blobs (about 15 MiB of JSON); a WAL file is at most PostgreSQL's largest segment.
+    #[must_use]
+    pub const fn max_content(self) -> usize {
+        match self {
+            Self::Config => 1 << 20,
+            Self::Index => 256 << 20,
+            Self::Snapshot | Self::Ledger => 64 << 20,
+            Self::PgWal => 1 << 30,
+            Self::Dictionary => crate::dict::MAX_DICT,
+        }
+    }
+}
+
+/// An index object states at most this many blobs (whole packs: a pack with more is
+/// stated alone), so it stays far below [`ObjectKind::Index`]'s bound and one backup that
+/// extends thousands of packs does not write one object of hundreds of megabytes.
+pub const MAX_INDEX_OBJECT_BLOBS: usize = 100_000;
+
+/// Decompresses an envelope's payload into at most `max` bytes, refusing more without
+/// allocating past `max`. The frame declares its size (every frame Coffer writes does):
+/// one allocation of exactly that and a decompression context reused per thread, which a
+/// backup reading thousands of small index and snapshot objects would otherwise build
+/// for each. A frame without a declared size is read by a bounded stream.
+fn decompress_bounded(compressed: &[u8], max: usize, context: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let bad = |e: &dyn Display| RepoError::corrupt(context, format!("bad compression: {e}"));
+    let too_large = || RepoError::corrupt(context, format!("content larger than {max} bytes"));
+    match zstd::zstd_safe::get_frame_content_size(compressed) {
+        Ok(Some(n)) if n > max as u64 => Err(too_large()),
+        Ok(Some(n)) => {
+            thread_local! {
+                static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            // `n` bounds the output: the frame may not grow past what it declares, and
+            // frames appended after it must fit in the same capacity.
+            let capacity = usize::try_from(n).map_err(|_| too_large())?;
+            DECOMPRESSOR
+                .with(|d| {
+                    let mut d = d.borrow_mut();
+                    if d.is_none() {
+                        *d = zstd::bulk::Decompressor::new().ok();
+                    }
+                    match d.as_mut() {
+                        Some(d) => d.decompress(compressed, capacity),
+                        None => zstd::bulk::decompress(compressed, capacity),
+                    }
+                })
+                .map_err(|e| bad(&e))
+        }
+        Ok(None) => {
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(compressed)
+                .map_err(|e| bad(&e))?
+                .take(max as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| bad(&e))?;
+            if out.len() > max {
+                return Err(too_large());
+            }
+            Ok(out)
+        }
+        Err(e) => Err(bad(&format!("{e:?}"))),
+    }
+}
+
 /// Seals `value` as an enveloped object.
 #[must_use]
 pub fn seal_object<T: Serialize>(key: &MasterKey, kind: ObjectKind, value: &T) -> Vec<u8> {
@@ -902,12 +974,13 @@ pub fn seal_bytes(key: &MasterKey, kind: ObjectKind, name: &str, data: &[u8]) ->
 }
 
 /// Opens an object written by [`seal_bytes`] under `name`; `context` names it in errors.
+/// Its content may not exceed [`ObjectKind::max_content`].
 ///
 /// # Errors
-/// `Corrupt`/`NewerFormat` naming `context`.
+/// `Corrupt`/`NewerFormat` naming `context`; `Corrupt` when the content is larger than
+/// the kind's bound.
 pub fn open_bytes(key: &MasterKey, kind: ObjectKind, name: &str, bytes: &[u8], context: &str) -> Result<Vec<u8>> {
-    let compressed = open_sealed_bytes(key, kind, name, bytes, context)?;
-    zstd::stream::decode_all(&compressed[..]).map_err(|e| RepoError::corrupt(context, format!("bad compression: {e}")))
+    open_bytes_bounded(key, kind, name, bytes, context, kind.max_content())
 }
 
 /// [`open_bytes`] of an object that may not decompress to more than `max` bytes (a
@@ -923,19 +996,8 @@ pub fn open_bytes_bounded(
     context: &str,
     max: usize,
 ) -> Result<Vec<u8>> {
-    use std::io::Read;
     let compressed = open_sealed_bytes(key, kind, name, bytes, context)?;
-    let bad = |e: std::io::Error| RepoError::corrupt(context, format!("bad compression: {e}"));
-    let mut out = Vec::new();
-    zstd::stream::read::Decoder::new(&compressed[..])
-        .map_err(bad)?
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(bad)?;
-    if out.len() > max {
-        return Err(RepoError::corrupt(context, format!("content larger than {max} bytes")));
-    }
-    Ok(out)
+    decompress_bounded(&compressed, max.min(kind.max_content()), context)
 }
 
 fn open_sealed_bytes(key: &MasterKey, kind: ObjectKind, name: &str, bytes: &[u8], context: &str) -> Result<Vec<u8>> {
@@ -962,10 +1024,43 @@ pub fn envelope_version(bytes: &[u8], name: &str) -> Result<u8> {
     Ok(bytes[3])
 }
 
-/// Opens an enveloped object of `kind`.
+/// Seals an already-compressed payload as an object of `kind`: how a rogue writer holding
+/// the key makes an envelope Coffer would never write (tests of the decoder's bounds).
+#[cfg(test)]
+pub(crate) fn seal_compressed(key: &MasterKey, kind: ObjectKind, compressed: &[u8]) -> Vec<u8> {
+    let mut out = ENVELOPE_MAGIC.to_vec();
+    out.push(FORMAT_VERSION);
+    out.push(kind as u8);
+    out.extend_from_slice(&key.seal(&envelope_aad(kind), compressed));
+    out
+}
+
+/// A zstd frame of `len` zero bytes, written in pieces so it never sits in memory whole;
+/// it declares its size when `declared`.
+#[cfg(test)]
+pub(crate) fn zeros_frame(len: u64, declared: bool) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    e.include_contentsize(declared).unwrap();
+    if declared {
+        e.set_pledged_src_size(Some(len)).unwrap();
+    }
+    let piece = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(piece.len() as u64);
+        e.write_all(&piece[..usize::try_from(n).unwrap()]).unwrap();
+        left -= n;
+    }
+    e.finish().unwrap()
+}
+
+/// Opens an enveloped object of `kind`, whose content may not exceed
+/// [`ObjectKind::max_content`].
 ///
 /// # Errors
-/// `Corrupt`/`NewerFormat` naming `name`.
+/// `Corrupt`/`NewerFormat` naming `name`; `Corrupt` when the content is larger than the
+/// kind's bound.
 pub fn open_object<T: for<'de> Deserialize<'de>>(
     key: &MasterKey,
     kind: ObjectKind,
@@ -977,8 +1072,7 @@ pub fn open_object<T: for<'de> Deserialize<'de>>(
         return Err(RepoError::corrupt(name, format!("object kind {} where {:?} was expected", bytes[4], kind)));
     }
     let compressed = key.open(&envelope_aad(kind), &bytes[5..], name)?;
-    let json = zstd::stream::decode_all(&compressed[..])
-        .map_err(|e| RepoError::corrupt(name, format!("bad compression: {e}")))?;
+    let json = decompress_bounded(&compressed, kind.max_content(), name)?;
     serde_json::from_slice(&json).map_err(|e| RepoError::corrupt(name, format!("bad content: {e}")))
 }
 
@@ -1383,6 +1477,46 @@ mod tests {
             fooled[start..start + PROBE_SAMPLE].copy_from_slice(&random[start..start + PROBE_SAMPLE]);
         }
         assert_eq!(flag_of(&k, &fooled), 0);
+    }
+
+    /// An envelope's content is bounded by its kind, whether its frame declares its size or
+    /// not, and a frame followed by more frames cannot grow past what the first declared.
+    #[test]
+    fn envelope_bombs_are_refused_by_kind() {
+        let k = MasterKey::generate();
+        let max = ObjectKind::Config.max_content() as u64;
+        for declared in [true, false] {
+            let bomb = seal_compressed(&k, ObjectKind::Config, &zeros_frame(max + 1, declared));
+            let err = open_object::<serde_json::Value>(&k, ObjectKind::Config, &bomb, "config").unwrap_err();
+            assert!(err.to_string().contains("config") && err.to_string().contains("larger than 1048576"), "{err}");
+            assert!(matches!(err, RepoError::Corrupt { .. }), "{err:?}");
+            let err = open_bytes(&k, ObjectKind::Config, "", &bomb, "cfg").unwrap_err();
+            assert!(err.to_string().contains("larger than"), "{err}");
+        }
+        // Exactly at the bound it opens (a JSON string of `max` bytes, declared or not).
+        let mut json = vec![b'a'; usize::try_from(max).unwrap()];
+        json[0] = b'"';
+        *json.last_mut().unwrap() = b'"';
+        for level in [1, 3] {
+            let sealed = seal_compressed(&k, ObjectKind::Config, &zstd::bulk::compress(&json, level).unwrap());
+            let v: serde_json::Value = open_object(&k, ObjectKind::Config, &sealed, "config").unwrap();
+            assert_eq!(v.as_str().unwrap().len(), json.len() - 2);
+        }
+        let mut stream = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        stream.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut stream, &json).unwrap();
+        let sealed = seal_compressed(&k, ObjectKind::Config, &stream.finish().unwrap());
+        assert!(open_object::<serde_json::Value>(&k, ObjectKind::Config, &sealed, "config").is_ok());
+        // A small declared frame with a second frame appended: refused, not grown.
+        let mut two = zstd::bulk::compress(b"{}", 1).unwrap();
+        two.extend_from_slice(&zeros_frame(1000, true));
+        let sealed = seal_compressed(&k, ObjectKind::Config, &two);
+        let err = open_object::<serde_json::Value>(&k, ObjectKind::Config, &sealed, "config").unwrap_err();
+        assert!(err.to_string().contains("bad compression"), "{err}");
+        // Garbage that is no frame at all.
+        let sealed = seal_compressed(&k, ObjectKind::Config, b"not zstd");
+        let err = open_object::<serde_json::Value>(&k, ObjectKind::Config, &sealed, "config").unwrap_err();
+        assert!(err.to_string().contains("bad compression"), "{err}");
     }
 
     #[test]

@@ -96,17 +96,36 @@ impl Target {
 
     /// Writes an index object stating `packs`.
     pub(crate) fn write_index(&self, packs: Vec<IndexPack>) -> Result<()> {
-        if packs.is_empty() {
-            return Ok(());
-        }
-        let bytes = pack::seal_object(&self.key, ObjectKind::Index, &IndexFile { packs });
-        let id = Id::hash(&bytes);
-        self.put(&format!("{}index/{id}", self.prefix), &bytes)?;
-        if let Some(c) = &self.cache {
-            c.put(crate::cache::Kind::Index, &id, &bytes);
+        for packs in split_index(packs) {
+            let bytes = pack::seal_object(&self.key, ObjectKind::Index, &IndexFile { packs });
+            let id = Id::hash(&bytes);
+            self.put(&format!("{}index/{id}", self.prefix), &bytes)?;
+            if let Some(c) = &self.cache {
+                c.put(crate::cache::Kind::Index, &id, &bytes);
+            }
         }
         Ok(())
     }
+}
+
+/// Cuts `packs` into the contents of index objects of at most
+/// [`pack::MAX_INDEX_OBJECT_BLOBS`] blobs each, whole packs only (a pack holding more is an
+/// object alone), in order. Nothing for no packs.
+fn split_index(packs: Vec<IndexPack>) -> Vec<Vec<IndexPack>> {
+    let mut objects: Vec<Vec<IndexPack>> = Vec::new();
+    let mut blobs = 0;
+    for p in packs {
+        let n = p.blobs.len();
+        match objects.last_mut() {
+            Some(last) if blobs + n <= pack::MAX_INDEX_OBJECT_BLOBS => last.push(p),
+            _ => {
+                objects.push(vec![p]);
+                blobs = 0;
+            }
+        }
+        blobs += n;
+    }
+    objects
 }
 
 #[derive(Default)]
@@ -366,5 +385,43 @@ fn upload_loop(rx: &Receiver<Finished>, t: &Target, shared: &Shared) {
         if let Err(e) = t.write_index(batch) {
             shared.fail(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::PackEntry;
+
+    fn packs(blobs: &[usize]) -> Vec<IndexPack> {
+        blobs
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| IndexPack {
+                id: Id([u8::try_from(i).unwrap(); 32]),
+                size: 1,
+                retain_until: Timestamp::UNIX_EPOCH,
+                blobs: vec![
+                    PackEntry { kind: BlobKind::Data, id: Id([0; 32]), offset: 0, length: 1, raw_length: 1 };
+                    n
+                ],
+            })
+            .collect()
+    }
+
+    /// Index objects hold whole packs, in order, at most MAX_INDEX_OBJECT_BLOBS blobs each
+    /// unless one pack alone holds more.
+    #[test]
+    fn index_objects_are_split_by_blobs() {
+        let m = pack::MAX_INDEX_OBJECT_BLOBS;
+        let shape = |input: &[usize]| -> Vec<Vec<usize>> {
+            split_index(packs(input)).iter().map(|o| o.iter().map(|p| p.blobs.len()).collect()).collect()
+        };
+        assert!(shape(&[]).is_empty());
+        assert_eq!(shape(&[3, 4]), vec![vec![3, 4]]);
+        assert_eq!(shape(&[m - 1, 1, 1]), vec![vec![m - 1, 1], vec![1]]);
+        assert_eq!(shape(&[10, m + 5, 2]), vec![vec![10], vec![m + 5], vec![2]]);
+        let ids: Vec<u8> = split_index(packs(&[m / 2, m / 2, m / 2])).iter().flatten().map(|p| p.id.0[0]).collect();
+        assert_eq!(ids, [0, 1, 2], "order kept");
     }
 }

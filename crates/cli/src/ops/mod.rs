@@ -43,6 +43,22 @@ pub fn config_path(global: &Global) -> PathBuf {
 }
 
 /// Loads the policy file the command names.
+/// `--no-cache` and `--cache-dir` (or `COFFER_CACHE_DIR`) override every repository's
+/// `cache`/`cache-dir` keys for this run.
 pub fn load_config(global: &Global) -> Result<Config> {
-    Ok(Config::load(&config_path(global))?)
+    let mut config = Config::load(&config_path(global))?;
+    config.cache_override = cache_override(global);
+    Ok(config)
+}
+
+/// What the command line says of the cache, if anything.
+fn cache_override(global: &Global) -> Option<coffer_repository::CacheChoice> {
+    if global.no_cache {
+        return Some(coffer_repository::CacheChoice::Off);
+    }
+    global
+        .cache_dir
+        .as_ref()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(|d| coffer_repository::CacheChoice::Always(d.clone()))
 }

@@ -249,3 +249,44 @@ fn cache_unusable_cache_dir_or_no_cache_still_works() {
     c.r.c(["snapshots", "--json"]).ok();
     assert!(!c.r.sb.home().join(".cache/coffer").exists(), "no default cache for a local vault");
 }
+
+/// `--cache-dir` and `--no-cache` reach jobs of the policy file too (`coffer run`), over
+/// the repository's own `cache-dir` key.
+#[test]
+fn cache_flags_override_the_policy_file_keys() {
+    let repo = Repo::init();
+    let src = repo.sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+    let key_dir = repo.sb.path("key-cache");
+    let text = format!(
+        "[daemon]\nstate-dir = {:?}\n[repositories.main]\nlocation = {:?}\ncache-dir = {:?}\n\
+         [files.home]\nrepository = \"main\"\nschedule = \"hourly\"\npaths = [{:?}]\n",
+        repo.sb.path("state").display().to_string(),
+        repo.vault().display().to_string(),
+        key_dir.display().to_string(),
+        src.display().to_string(),
+    );
+    let config = repo.sb.file("coffer.toml", text.as_bytes());
+    let run = |flags: &[&str]| {
+        repo.sb
+            .coffer(flags)
+            .args(["run", "home/backup", "--config"])
+            .arg(&config)
+            .env("COFFER_PASSWORD", PASSWORD)
+            .ok()
+    };
+    // The key alone: its directory caches the snapshot (a local vault is cached when named).
+    run(&[]);
+    assert_eq!(entries(&key_dir, "snapshots").len(), 1);
+    // --cache-dir wins over the key.
+    let flag_dir = repo.sb.path("flag-cache");
+    run(&["--cache-dir", flag_dir.to_str().unwrap()]);
+    assert_eq!(entries(&flag_dir, "snapshots").len(), 2, "both snapshots, read through the flag's cache");
+    assert_eq!(entries(&key_dir, "snapshots").len(), 1, "the key's cache untouched");
+    // --no-cache: neither directory learns of the third snapshot.
+    run(&["--no-cache"]);
+    assert_eq!(entries(&key_dir, "snapshots").len(), 1);
+    assert_eq!(entries(&flag_dir, "snapshots").len(), 2);
+    assert_eq!(repo.c(["snapshots", "--json"]).ok().json().as_array().unwrap().len(), 3);
+}

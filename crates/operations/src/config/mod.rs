@@ -78,6 +78,11 @@ pub struct Config {
     /// The file this was read from (not a key).
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// The metadata cache every repository uses whatever its `cache`/`cache-dir` keys say:
+    /// the command line's `--no-cache` (Off) or `--cache-dir DIR` (Always). Not a key, and
+    /// not part of the policy's hash: a flag of one run does not change the policy.
+    #[serde(skip)]
+    pub cache_override: Option<coffer_repository::CacheChoice>,
 }
 
 /// `[daemon]`.
@@ -811,10 +816,19 @@ impl Config {
     /// The repository `name`: declared, or the embedded default for `default`.
     #[must_use]
     pub fn repository(&self, name: &str) -> Option<RepositoryConfig> {
-        match self.repositories.get(name) {
-            Some(r) => Some(r.clone()),
-            None if name == DEFAULT_REPOSITORY => Some(RepositoryConfig::default()),
-            None => None,
+        let mut r = match self.repositories.get(name) {
+            Some(r) => r.clone(),
+            None if name == DEFAULT_REPOSITORY => RepositoryConfig::default(),
+            None => return None,
+        };
+        match &self.cache_override {
+            Some(coffer_repository::CacheChoice::Off) => r.cache = false,
+            Some(coffer_repository::CacheChoice::Always(dir)) => {
+                r.cache = true;
+                r.cache_dir = Some(dir.clone());
+            }
+            Some(coffer_repository::CacheChoice::Remote(_)) | None => {}
         }
+        Some(r)
     }
 }

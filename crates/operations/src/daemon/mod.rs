@@ -759,7 +759,9 @@ impl Daemon {
                     details,
                 ));
             }
-            Ok(c) => {
+            Ok(mut c) => {
+                // The command line's cache flags hold for the daemon's whole run.
+                c.cache_override.clone_from(&self.config.cache_override);
                 match time_zone(&c) {
                     Ok(tz) => self.tz = tz,
                     Err(e) => tracing::error!(error = %e, "keeping the previous time zone"),

@@ -521,4 +521,27 @@ mod tests {
         assert_eq!(tree_packs, 1, "the small trees share one pack");
         assert!(data_packs >= 6, "{data_packs} data packs");
     }
+
+    /// A rogue writer's index object that inflates past the index bound (300 MiB of zeros
+    /// in a few kilobytes) is recorded as damaged, read no further, and backups go on.
+    #[test]
+    fn an_index_bomb_is_recorded_and_backups_go_on() {
+        let (_tmp, clock, repo) = fixture();
+        let expires = clock.now() + SignedDuration::from_hours(24);
+        commit(&repo, expires, "before");
+        let frame = pack::zeros_frame(300 << 20, true);
+        assert!(frame.len() < 64 << 10, "{}", frame.len());
+        let bomb = pack::seal_compressed(repo.key(), ObjectKind::Index, &frame);
+        let name = format!("index/{}", Id::hash(&bomb));
+        repo.store().put(&name, &bomb, &coffer_store::PutOptions::default()).unwrap();
+        let index = repo.load_index().unwrap();
+        let damaged = index.damaged();
+        assert_eq!(damaged.len(), 1, "{damaged:?}");
+        assert_eq!(damaged[0].0, name);
+        assert!(damaged[0].1.contains("larger than 268435456"), "{}", damaged[0].1);
+        // The blobs stated before are still found, and a backup commits.
+        assert!(!index.packs().is_empty());
+        commit(&repo, expires, "after");
+        assert_eq!(repo.all_snapshots().unwrap().len(), 2);
+    }
 }
