@@ -216,6 +216,14 @@ pub fn seal_blob_with(
     buf
 }
 
+/// The largest data blob a reader accepts (the decompression's capacity is the index's
+/// raw length, hostile): 8 times the chunker's largest chunk (8 MiB), so larger chunks stay
+/// possible without a format change.
+pub const DATA_BLOB_MAX: usize = 64 << 20;
+/// The largest tree blob a reader accepts: a tree is one directory's JSON, about 200 bytes
+/// an entry, so this is a directory of about five million entries.
+pub const TREE_BLOB_MAX: usize = 1 << 30;
+
 /// The most plaintext a group may hold: a reader's bound (allocation, decompression bomb),
 /// above what writers make ([`GROUP_TARGET`] plus one blob of [`GROUP_BLOB_MAX`]).
 pub const GROUP_MAX: usize = 1 << 20;
@@ -513,19 +521,42 @@ pub fn open_blob_owned_with(
             sealed.truncate(len);
             sealed
         }
-        1 => DECOMPRESSOR
-            .with(|d| {
-                let payload = &sealed[payload];
-                let mut d = d.borrow_mut();
-                if d.is_none() {
-                    *d = zstd::bulk::Decompressor::new().ok();
+        1 => {
+            // Bounded before anything is allocated: the raw length comes from the index
+            // (hostile), and is the decompression's capacity; a frame declaring another
+            // size than the entry's is refused (every frame Coffer writes declares it).
+            let max = match entry.kind {
+                BlobKind::Data => DATA_BLOB_MAX,
+                BlobKind::Tree => TREE_BLOB_MAX,
+            };
+            if entry.raw_length as usize > max {
+                return Err(RepoError::corrupt(
+                    what(),
+                    format!("claims {} bytes, more than any blob of its kind ({max})", entry.raw_length),
+                ));
+            }
+            if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(&sealed[payload.clone()]) {
+                if n != u64::from(entry.raw_length) {
+                    return Err(RepoError::corrupt(
+                        what(),
+                        format!("its frame holds {n} bytes, its entry says {}", entry.raw_length),
+                    ));
                 }
-                match d.as_mut() {
-                    Some(d) => d.decompress(payload, entry.raw_length as usize),
-                    None => zstd::bulk::decompress(payload, entry.raw_length as usize),
-                }
-            })
-            .map_err(|e| RepoError::corrupt(what(), format!("bad compression: {e}")))?,
+            }
+            DECOMPRESSOR
+                .with(|d| {
+                    let payload = &sealed[payload];
+                    let mut d = d.borrow_mut();
+                    if d.is_none() {
+                        *d = zstd::bulk::Decompressor::new().ok();
+                    }
+                    match d.as_mut() {
+                        Some(d) => d.decompress(payload, entry.raw_length as usize),
+                        None => zstd::bulk::decompress(payload, entry.raw_length as usize),
+                    }
+                })
+                .map_err(|e| RepoError::corrupt(what(), format!("bad compression: {e}")))?
+        }
         2 => {
             // Bounded before anything is allocated: the index's raw length is hostile too.
             if entry.raw_length as usize > DICT_BLOB_MAX {
@@ -1300,6 +1331,30 @@ mod tests {
         assert!(serde_json::from_str::<PackEntry>(&json).unwrap_err().to_string().contains("out of range"));
         let ok = json.replace(&format!(":{GROUP_MAX}}}"), ":7}");
         assert_eq!(serde_json::from_str::<PackEntry>(&ok).unwrap().group.get(), Some(7));
+    }
+
+    /// A blob sealed alone whose index entry claims an enormous raw length is refused
+    /// before the decompression allocates it; one claiming another size than its frame too.
+    #[test]
+    fn frames_blob_raw_length_is_bounded() {
+        let k = MasterKey::generate();
+        let d = mails(1).remove(0);
+        let id = k.blob_id(&d);
+        let sealed = seal_blob(&k, BlobKind::Data, &id, &d);
+        let e = |raw_length, kind| PackEntry {
+            kind,
+            id,
+            offset: 0,
+            length: sealed.len() as u32,
+            raw_length,
+            group: InGroup::NONE,
+        };
+        assert_eq!(open_blob(&k, &e(d.len() as u32, BlobKind::Data), &sealed, "p").unwrap(), d);
+        let err = open_blob(&k, &e(u32::MAX, BlobKind::Data), &sealed, "data/ef/p").unwrap_err();
+        assert!(err.to_string().contains("more than any blob") && err.to_string().contains("data/ef/p"), "{err}");
+        let err = open_blob(&k, &e(d.len() as u32 + 1, BlobKind::Data), &sealed, "p").unwrap_err();
+        assert!(err.to_string().contains("its frame holds"), "{err}");
+        assert_eq!(std::mem::size_of::<PackEntry>(), 48, "the index holds one per blob");
     }
 
     #[test]

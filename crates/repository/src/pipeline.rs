@@ -402,7 +402,14 @@ mod tests {
                 size: 1,
                 retain_until: Timestamp::UNIX_EPOCH,
                 blobs: vec![
-                    PackEntry { kind: BlobKind::Data, id: Id([0; 32]), offset: 0, length: 1, raw_length: 1 };
+                    PackEntry {
+                        kind: BlobKind::Data,
+                        id: Id([0; 32]),
+                        offset: 0,
+                        length: 1,
+                        raw_length: 1,
+                        group: pack::InGroup::NONE
+                    };
                     n
                 ],
             })
