@@ -11,7 +11,14 @@
 //!   the sealed list of [`PackEntry`]s, so a pack describes itself and indexes can be rebuilt
 //!   from packs alone. Version 1: JSON (associated data `"coffer pack header"`); version 2
 //!   (written since issue 16): a compact binary list ([`encode_header`]), associated data
-//!   `"coffer pack header" ‖ 2`. Both are read; a newer version is refused (`NewerFormat`).
+//!   `"coffer pack header" ‖ 2`; version 3: the same with group records, for packs holding
+//!   a group. All are read; a newer version is refused (`NewerFormat`).
+//! - **Group** (pack version 3, issue 16): small blobs of one kind compressed together in
+//!   one zstd frame and sealed as one unit ([`seal_group`]); each keeps its id and is found
+//!   by its group's range and its offset inside the group ([`InGroup`]). Readers bound the
+//!   declared size ([`GROUP_MAX`]), refuse bombs and out-of-range offsets, check every
+//!   blob against its id, and open each group once per thread while reading a pack's blobs
+//!   in order ([`cached_grouped`]). Ceiling-safe: a group lives and expires with its pack.
 //! - **Envelope** (config, index, snapshot objects): `"CFR" ‖ version ‖ kind ‖ sealed JSON`,
 //!   associated data `"coffer object" ‖ version ‖ kind`. The version byte is readable
 //!   without the key, so a newer repository is refused with a clear error before any
