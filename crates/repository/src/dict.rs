@@ -255,6 +255,7 @@ mod tests {
             offset: 0,
             length: u32::try_from(sealed.len()).unwrap(),
             raw_length: u32::try_from(d.len()).unwrap(),
+            group: crate::pack::InGroup::NONE,
         }
     }
 

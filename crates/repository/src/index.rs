@@ -222,7 +222,14 @@ mod tests {
     use crate::pack::BlobKind;
 
     fn entry(n: u8, offset: u32) -> PackEntry {
-        PackEntry { kind: BlobKind::Data, id: Id([n; 32]), offset, length: 100, raw_length: 60 }
+        PackEntry {
+            kind: BlobKind::Data,
+            id: Id([n; 32]),
+            offset,
+            length: 100,
+            raw_length: 60,
+            group: crate::pack::InGroup::NONE,
+        }
     }
 
     fn pack(n: u8, until: &str, blobs: Vec<PackEntry>) -> IndexPack {
@@ -264,7 +271,14 @@ mod tests {
                     let mut id = [0u8; 32];
                     id[..4].copy_from_slice(&p.to_le_bytes());
                     id[4..8].copy_from_slice(&i.to_le_bytes());
-                    PackEntry { kind: BlobKind::Data, id: Id(id), offset: i, length: 1, raw_length: 1 }
+                    PackEntry {
+                        kind: BlobKind::Data,
+                        id: Id(id),
+                        offset: i,
+                        length: 1,
+                        raw_length: 1,
+                        group: crate::pack::InGroup::NONE,
+                    }
                 })
                 .collect();
             let mut pid = [0xffu8; 32];

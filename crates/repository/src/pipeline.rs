@@ -35,15 +35,24 @@ struct Job {
     data: Vec<u8>,
 }
 
-struct Sealed {
-    kind: BlobKind,
-    id: Id,
-    sealed: Vec<u8>,
-    raw_len: usize,
+enum Sealed {
+    /// A blob sealed alone.
+    One { kind: BlobKind, id: Id, sealed: Vec<u8>, raw_len: usize },
+    /// Small blobs compressed and sealed together ([`pack::seal_group`]).
+    Group { kind: BlobKind, sealed: Vec<u8>, members: Vec<(Id, u32)> },
 }
 
-/// A batch is sent on once it holds this many blobs…
-const BATCH_BLOBS: usize = 64;
+impl Sealed {
+    fn kind(&self) -> BlobKind {
+        match self {
+            Self::One { kind, .. } | Self::Group { kind, .. } => *kind,
+        }
+    }
+}
+
+/// A batch is sent on once it holds this many blobs… (enough small files to fill a group:
+/// groups are made within one batch, by the sealer that has it)
+const BATCH_BLOBS: usize = 256;
 /// …or this many bytes (so a chunk of 1 MiB or more goes on at once, alone or nearly).
 const BATCH_BYTES: usize = 1 << 20;
 
@@ -271,19 +280,62 @@ fn seal_loop(
 ) {
     for jobs in rx {
         let dict = dict.get().copied();
-        let sealed = jobs
-            .into_iter()
-            .map(|j| Sealed {
-                kind: j.kind,
-                id: j.id,
-                sealed: pack::seal_blob_with(key, j.kind, &j.id, &j.data, dict),
-                raw_len: j.data.len(),
-            })
-            .collect();
-        if tx.send(sealed).is_err() {
+        if tx.send(seal_batch(jobs, key, dict)).is_err() {
             return;
         }
     }
+}
+
+/// Seals one batch: small blobs (up to [`pack::GROUP_BLOB_MAX`]) in groups of about
+/// [`pack::GROUP_TARGET`] bytes per kind, when a group compresses; the rest alone. Data
+/// blobs of a repository with a dictionary are compressed alone with it (as before
+/// groups): the dictionary already removes what they share.
+fn seal_batch(jobs: Vec<Job>, key: &MasterKey, dict: Option<&'static crate::dict::Dictionary>) -> Vec<Sealed> {
+    let mut out = Vec::with_capacity(jobs.len());
+    // Per kind (data, tree): the small blobs waiting for a group.
+    let mut open: [Vec<Job>; 2] = [Vec::new(), Vec::new()];
+    let mut open_bytes = [0usize; 2];
+    let alone = |j: Job, out: &mut Vec<Sealed>| {
+        out.push(Sealed::One {
+            kind: j.kind,
+            id: j.id,
+            sealed: pack::seal_blob_with(key, j.kind, &j.id, &j.data, dict),
+            raw_len: j.data.len(),
+        });
+    };
+    let close = |group: Vec<Job>, out: &mut Vec<Sealed>| {
+        if group.len() > 1 {
+            let blobs: Vec<&[u8]> = group.iter().map(|j| j.data.as_slice()).collect();
+            if let Some(sealed) = pack::seal_group(key, group[0].kind, &blobs) {
+                let members =
+                    group.iter().map(|j| (j.id, u32::try_from(j.data.len()).expect("a small blob"))).collect();
+                out.push(Sealed::Group { kind: group[0].kind, sealed, members });
+                return;
+            }
+        }
+        for j in group {
+            alone(j, out);
+        }
+    };
+    for j in jobs {
+        let groupable =
+            !j.data.is_empty() && j.data.len() <= pack::GROUP_BLOB_MAX && (j.kind == BlobKind::Tree || dict.is_none());
+        if !groupable {
+            alone(j, &mut out);
+            continue;
+        }
+        let k = usize::from(j.kind == BlobKind::Tree);
+        open_bytes[k] += j.data.len();
+        open[k].push(j);
+        if open_bytes[k] >= pack::GROUP_TARGET {
+            open_bytes[k] = 0;
+            close(std::mem::take(&mut open[k]), &mut out);
+        }
+    }
+    for group in open {
+        close(group, &mut out);
+    }
+    out
 }
 
 /// A finished pack: bytes, id, entries.
@@ -296,8 +348,11 @@ type Finished = (Vec<u8>, Id, Vec<pack::PackEntry>);
 fn pack_loop(rx: &Receiver<Vec<Sealed>>, tx: &Sender<Finished>, key: &MasterKey, size: usize) {
     let mut packs = [PackBuilder::default(), PackBuilder::default()];
     for s in rx.iter().flatten() {
-        let pack = &mut packs[usize::from(s.kind == BlobKind::Tree)];
-        pack.add(s.kind, s.id, &s.sealed, s.raw_len);
+        let pack = &mut packs[usize::from(s.kind() == BlobKind::Tree)];
+        match s {
+            Sealed::One { kind, id, sealed, raw_len } => pack.add(kind, id, &sealed, raw_len),
+            Sealed::Group { kind, sealed, members } => pack.add_group(kind, &sealed, &members),
+        }
         if pack.len() >= size && tx.send(std::mem::take(pack).finish(key)).is_err() {
             return;
         }
@@ -347,7 +402,14 @@ mod tests {
                 size: 1,
                 retain_until: Timestamp::UNIX_EPOCH,
                 blobs: vec![
-                    PackEntry { kind: BlobKind::Data, id: Id([0; 32]), offset: 0, length: 1, raw_length: 1 };
+                    PackEntry {
+                        kind: BlobKind::Data,
+                        id: Id([0; 32]),
+                        offset: 0,
+                        length: 1,
+                        raw_length: 1,
+                        group: pack::InGroup::NONE
+                    };
                     n
                 ],
             })

@@ -60,7 +60,14 @@ fn keys_of(value: impl serde::Serialize) -> BTreeSet<String> {
 }
 
 fn entry() -> PackEntry {
-    PackEntry { kind: BlobKind::Data, id: Id([7; 32]), offset: 0, length: 60, raw_length: 20 }
+    PackEntry {
+        kind: BlobKind::Data,
+        id: Id([7; 32]),
+        offset: 0,
+        length: 60,
+        raw_length: 20,
+        group: coffer_repository::pack::InGroup::NONE,
+    }
 }
 
 #[test]
@@ -90,10 +97,12 @@ fn index_file_field_names_are_the_documented_ones() {
             id: Id([1; 32]),
             size: 80,
             retain_until: jiff::Timestamp::UNIX_EPOCH,
-            blobs: vec![entry()],
+            // A blob alone and a grouped one (pack version 3: `group_offset`).
+            blobs: vec![entry(), PackEntry { group: coffer_repository::pack::InGroup::at(5).unwrap(), ..entry() }],
         }],
     };
     let written = keys_of(&index);
+    assert!(written.contains("group_offset"), "{written:?}");
     assert!(written.contains("retain_until"), "the bytes on disk say retain_until: {written:?}");
     assert_eq!(documented_keys(&section("Index file")), written, "docs/design.md, Index file");
 }

@@ -24,6 +24,7 @@ mod drill_pg;
 mod drill_rebuild;
 mod drill_schedule;
 mod history;
+mod frames;
 mod json_contract;
 mod locks;
 mod objects;

@@ -1,6 +1,6 @@
 //! `coffer init --small-file-dictionary` end to end on the local vault: the repository that
-//! opted in stores a dictionary under `dicts/` and is much smaller on many small, similar
-//! files; the default repository has none; both restore byte for byte.
+//! opted in stores a dictionary under `dicts/`; the default repository has none (and, with
+//! small blobs compressed in groups, is the smaller one); both restore byte for byte.
 
 use crate::Sandbox;
 use crate::repo_util::PASSWORD;
@@ -81,6 +81,9 @@ fn size_small_file_dictionary_is_an_init_choice_and_restores_exactly() {
     }
     let (plain, dict) = (sizes[0], sizes[1]);
     // Only the second backup's 1 500 changed files use the dictionary (the first trains it at
-    // its end): 0.84x measured.
-    assert!(dict * 10 < plain * 9, "the dictionary repository is not 10 % smaller: {dict} vs {plain} bytes");
+    // its end). Before groups (pack version 3) that made the dictionary repository 0.84x
+    // the default one; now the default compresses small files in groups, which does better
+    // here than a dictionary applied blob by blob (measured: 732 305 against 879 806 bytes),
+    // and the dictionary repository's first backup is grouped like the default's.
+    assert!(plain < dict, "groups (default) are not smaller than the dictionary here: {plain} vs {dict} bytes");
 }

@@ -324,6 +324,10 @@ impl<'a> SharedReader<'a> {
                 pack
             }
         };
+        // The next blob of the group this thread opened last: not read again.
+        if let Some(r) = pack::cached_grouped(&self.repo.key, entry, key) {
+            return r;
+        }
         let sealed = pack.read_at(u64::from(entry.offset), entry.length as usize).map_err(cannot_read)?;
         pack::open_blob_owned_with(&self.repo.key, self.repo, entry, sealed, key)
     }
@@ -432,6 +436,9 @@ impl PackCache {
                 pack
             }
         };
+        if let Some(r) = pack::cached_grouped(&repo.key, entry, key) {
+            return r;
+        }
         let sealed = pack.read_at(u64::from(entry.offset), entry.length as usize).map_err(cannot_read)?;
         pack::open_blob_owned(&repo.key, entry, sealed, key)
     }

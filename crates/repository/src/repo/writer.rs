@@ -252,7 +252,7 @@ impl BlobWriter<'_> {
                 continue;
             }
             let p = self.index.pack(pos).clone();
-            let needed: u64 = p.blobs.iter().filter(|e| ids.contains(&e.id)).map(|e| u64::from(e.length)).sum();
+            let needed: u64 = p.blobs.iter().filter(|e| ids.contains(&e.id)).map(|e| u64::from(e.stored_len())).sum();
             let extend = needed * 100 >= p.size * REPACK_BELOW_PERCENT || !self.repack(&p, &ids)?;
             if extend && !self.extend_pack(pos)? {
                 return Err(RepoError::corrupt(
