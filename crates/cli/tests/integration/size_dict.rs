@@ -3,29 +3,8 @@
 //! small blobs compressed in groups, is the smaller one); both restore byte for byte.
 
 use crate::Sandbox;
-use crate::repo_util::PASSWORD;
+use crate::repo_util::{PASSWORD, spool};
 use std::path::Path;
-
-/// 3 000 mail-like messages sharing headers and words, each different.
-fn spool(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for i in 0..3000u32 {
-        let x = i.wrapping_mul(2_654_435_761);
-        let body = format!(
-            "Return-Path: <user{}@example.org>\nReceived: from mx{}.example.net (Postfix) with ESMTPS id {x:08X}\n\
-             MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nSubject: report {} of {}\n\n\
-             the quarterly numbers for region {} are attached and the meeting moved to {} o'clock.\n\
-             please find the minutes of the last review below and send corrections before friday.\n",
-            x % 977,
-            x % 40,
-            x % 13,
-            x % 7,
-            x % 31,
-            x % 24
-        );
-        std::fs::write(dir.join(format!("m{i:05}")), body).unwrap();
-    }
-}
 
 fn dir_size(p: &Path) -> u64 {
     let mut n = 0;
@@ -41,7 +20,7 @@ fn dir_size(p: &Path) -> u64 {
 fn size_small_file_dictionary_is_an_init_choice_and_restores_exactly() {
     let sb = Sandbox::new();
     let src = sb.path("spool");
-    spool(&src);
+    spool(&src, 3000);
     let mut sizes = Vec::new();
     for (name, extra) in [("plain", None), ("dict", Some("--small-file-dictionary"))] {
         let vault = sb.path(name);
@@ -77,7 +56,7 @@ fn size_small_file_dictionary_is_an_init_choice_and_restores_exactly() {
         c(&["verify", "--read-data"]).ok();
         sizes.push(dir_size(&vault.join("data")));
         // Undo the change for the next repository's run.
-        spool(&src);
+        spool(&src, 3000);
     }
     let (plain, dict) = (sizes[0], sizes[1]);
     // Only the second backup's 1 500 changed files use the dictionary (the first trains it at
