@@ -22,6 +22,9 @@
 #   --data DIR           use the existing tree DIR (read-only, e.g. /work/scale-data/mail500k)
 #                        for the tree of as many files as it holds (without --files: the only
 #                        tree) instead of generating it
+#   --steps LIST         files part: the steps after init and backup, of ls,restore,verify,
+#                        read-data [default: all four] (e.g. --steps verify,read-data to finish
+#                        a run that was stopped after its restores)
 #   --coffer-init-args ARGS  files part: also run Coffer on a repository made with
 #                        `coffer init ARGS` (e.g. --small-file-dictionary), as tool "coffer+init"
 #   --server S           history part: the S3 server, moto or localstack [default: moto]. moto
@@ -76,6 +79,7 @@ RESTIC_SNAPSHOTS=
 LOOPFS_FROM=1000000
 COFFER_INIT_ARGS=
 SERVER=moto
+STEPS=ls,restore,verify,read-data
 
 while (($#)); do
     case $1 in
@@ -97,6 +101,7 @@ while (($#)); do
     --coffer-bin) COFFER_BIN=$2; shift ;;
     --data) DATA=$(realpath "$2"); shift ;;
     --coffer-init-args) COFFER_INIT_ARGS=$2; shift ;;
+    --steps) STEPS=$2; shift ;;
     --server)
         case ${2:-} in
         moto | localstack) SERVER=$2 ;;
@@ -122,6 +127,12 @@ for n in "$SNAPSHOTS" "$RESTIC_SNAPSHOTS" "$LOOPFS_FROM"; do
 done
 ((SNAPSHOTS >= 2 && RESTIC_SNAPSHOTS >= 2)) || die "a history needs at least 2 snapshots"
 [[ -z $DATA || -d $DATA ]] || die "--data $DATA is not a directory"
+IFS=, read -ra _steps <<<"$STEPS"
+for _s in "${_steps[@]}"; do
+    [[ $_s =~ ^(ls|restore|verify|read-data)$ ]] || die "--steps takes ls, restore, verify, read-data, not '$_s'"
+done
+# want_step NAME: whether --steps asked for NAME
+want_step() { [[ ,$STEPS, == *",$1,"* ]]; }
 
 PW=bench-password-not-secret
 helper() { python3 "$ROOT/bench/scale_helper.py" "$@"; }
@@ -351,7 +362,7 @@ files_set() { # N
     done
 
     # ls: the listing goes to the log; only its line count is kept (it is as long as the tree)
-    for tool in "${tools[@]}"; do
+    want_step ls && for tool in "${tools[@]}"; do
         case $tool in
         coffer*) run_step files "$set" ls "$tool" - "$COFFER" ls --repo "$repos/$tool" latest ;;
         restic) run_step files "$set" ls restic - restic -r "$repos/$tool" ls latest ;;
@@ -365,7 +376,7 @@ files_set() { # N
     # deleted after the check: no restore meets another's deleted inodes (ext4 without a
     # journal scans recently freed inodes when it allocates, see bench/files.sh), and no
     # 500 000-file `rm -rf` on the discard-mounted root file system.
-    for tool in "${tools[@]}"; do
+    want_step restore && for tool in "${tools[@]}"; do
         dst=$SCRATCH/restore-$tool
         make_loopfs "$kind" "$files" "$bytes" "$dst"
         mkdir "$dst/r" # not its root: lost+found is there
@@ -385,13 +396,13 @@ files_set() { # N
         drop_loopfs "$dst"
     done
 
-    for tool in "${tools[@]}"; do
+    want_step verify && for tool in "${tools[@]}"; do
         case $tool in
         coffer*) run_step files "$set" verify "$tool" "$repos/$tool" "$COFFER" verify --repo "$repos/$tool" ;;
         restic) run_step files "$set" verify restic "$repos/$tool" restic -r "$repos/$tool" check ;;
         esac
     done
-    for tool in "${tools[@]}"; do
+    want_step read-data && for tool in "${tools[@]}"; do
         case $tool in
         coffer*) run_step files "$set" "verify read-data" "$tool" "$repos/$tool" "$COFFER" verify --repo "$repos/$tool" --read-data ;;
         restic) run_step files "$set" "verify read-data" restic "$repos/$tool" restic -r "$repos/$tool" check --read-data ;;
