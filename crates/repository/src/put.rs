@@ -148,6 +148,17 @@ mod tests {
         assert!(err.to_string().contains("taken by other content"), "{err}");
         assert_eq!(versions(store, "data/ab/pack"), std::slice::from_ref(&v1), "nothing added");
         assert_eq!(store.get("data/ab/pack", None).unwrap().data, b"pack bytes");
+
+        // The lock reported is the store's: the new version's as read back, an existing
+        // version's when it already covered the put, none when the put just extended it.
+        let (v, reported) = put_once_reported(store, "data/cd/pack", b"other pack", gov(now, 24)).unwrap();
+        let stored = store.head("data/cd/pack", Some(&v)).unwrap().retention;
+        assert!(stored.is_some_and(|r| r.until >= gov(now, 24).until), "{stored:?}");
+        assert_eq!(reported, stored);
+        let again = put_once_reported(store, "data/cd/pack", b"other pack", gov(now, 2)).unwrap();
+        assert_eq!(again, (v.clone(), stored), "covered: the existing version's lock, as read");
+        let longer = put_once_reported(store, "data/cd/pack", b"other pack", gov(now, 96)).unwrap();
+        assert_eq!(longer, (v, None), "extended now: asked for, not read");
     }
 
     #[test]
