@@ -37,7 +37,9 @@
 //! The `locks` file is the one entry that is not content-addressed: it is authenticated as
 //! a whole with a key derived from the repository key, and holds only compliance-mode lock
 //! ends (which the store never lets anyone shorten), each used only for a version the
-//! store's listing returns (see `docs/cache.md`, "Lock observations").
+//! store's listing returns (see `docs/cache.md`, "Lock observations"). Structural verifies
+//! write it, and so do backups, with the locks the store reported for the packs they stored
+//! (`MetaCache::add_lock_observations`); they also keep the tree packs they store.
 //!
 //! The `writing/` markers decide whether a backup looks for packs an interrupted backup
 //! left unindexed (a listing of `data/`, see [`crate::Repository::recover_unindexed`]).
@@ -280,12 +282,12 @@ const LOCKS: &str = "locks";
 /// The most observations the lock file holds (a pack each: ~120 bytes a line, so ≤ 64 MiB).
 pub(crate) const MAX_LOCK_OBSERVATIONS: usize = 500_000;
 
-/// What a structural `verify` observed of packs' locks: `(key, version) → until` (Unix
-/// seconds), **compliance-mode locks only**. See [`MetaCache::lock_observations`].
+/// What a structural `verify` or a backup observed of packs' locks (as the store reported
+/// them): `(key, version) → until` (Unix seconds), **compliance-mode locks only**. See [`MetaCache::lock_observations`].
 pub(crate) type LockObservations = std::collections::HashMap<(String, String), i64>;
 
 impl MetaCache {
-    /// The lock observations kept by the last structural `verify` of this host, if the file
+    /// The lock observations kept by structural verifies and backups of this host, if the file
     /// is whole and its MAC (`mac`: a hasher keyed from the repository key,
     /// [`crate::crypto::MasterKey::keyed_hasher`]) matches. A bad file — garbage, truncated,
     /// another repository's, edited — is removed and nothing is served: every lock is then

@@ -13,7 +13,7 @@
 //! each pack's compliance-mode lock end as the store reported it and keep the tree packs
 //! they write ([`crate::cache`], `docs/cache.md`, "Lock observations"). So the first verify
 //! after many backups makes one listing of `data/` and no request per pack. An observation
-//! is used only under [`LockCheck`]'s rules, whoever recorded it.
+//! is used only under `LockCheck`'s rules, whoever recorded it.
 //!
 //! Progress: a `"check"` phase (names, snapshots, trees and pack locks, one `Advance` item
 //! each; no total: they are found as they are walked), then with read-data a `"read"` phase
