@@ -31,13 +31,15 @@
 //! v1/REPO-ID/ledger/ID             bytes of ledger/ID
 //! v1/REPO-ID/trees/ID              bytes of the tree pack data/XX/ID
 //! v1/REPO-ID/writing/RANDOM        a backup of this host started and has not committed
-//! v1/REPO-ID/locks                 compliance-lock observations of the last `verify`
+//! v1/REPO-ID/locks                 compliance-lock observations of `verify` and backups
 //! ```
 //!
 //! The `locks` file is the one entry that is not content-addressed: it is authenticated as
 //! a whole with a key derived from the repository key, and holds only compliance-mode lock
 //! ends (which the store never lets anyone shorten), each used only for a version the
-//! store's listing returns (see `docs/cache.md`, "Lock observations").
+//! store's listing returns (see `docs/cache.md`, "Lock observations"). Structural verifies
+//! write it, and so do backups, with the locks the store reported for the packs they stored
+//! (`MetaCache::add_lock_observations`); they also keep the tree packs they store.
 //!
 //! The `writing/` markers decide whether a backup looks for packs an interrupted backup
 //! left unindexed (a listing of `data/`, see [`crate::Repository::recover_unindexed`]).
@@ -280,12 +282,12 @@ const LOCKS: &str = "locks";
 /// The most observations the lock file holds (a pack each: ~120 bytes a line, so ≤ 64 MiB).
 pub(crate) const MAX_LOCK_OBSERVATIONS: usize = 500_000;
 
-/// What a structural `verify` observed of packs' locks: `(key, version) → until` (Unix
-/// seconds), **compliance-mode locks only**. See [`MetaCache::lock_observations`].
+/// What a structural `verify` or a backup observed of packs' locks (as the store reported
+/// them): `(key, version) → until` (Unix seconds), **compliance-mode locks only**. See [`MetaCache::lock_observations`].
 pub(crate) type LockObservations = std::collections::HashMap<(String, String), i64>;
 
 impl MetaCache {
-    /// The lock observations kept by the last structural `verify` of this host, if the file
+    /// The lock observations kept by structural verifies and backups of this host, if the file
     /// is whole and its MAC (`mac`: a hasher keyed from the repository key,
     /// [`crate::crypto::MasterKey::keyed_hasher`]) matches. A bad file — garbage, truncated,
     /// another repository's, edited — is removed and nothing is served: every lock is then
@@ -344,6 +346,35 @@ impl MetaCache {
 }
 
 const LOCKS_HEADER: &str = "coffer lock observations v1\n";
+
+/// The purpose the `locks` file's MAC key is derived under
+/// ([`crate::crypto::MasterKey::keyed_hasher`]): the same for a `verify` and a backup, which
+/// both write the file.
+pub(crate) const LOCK_MAC_PURPOSE: &str = "verify lock observations v1";
+
+impl MetaCache {
+    /// Adds what a backup observed of the packs it stored (`new`: compliance-mode lock ends
+    /// the store reported) to the observations kept, dropping those ended by `now` (Unix
+    /// seconds). Read, merged and written whole: between two processes writing at once the
+    /// last one wins, and the other's observations are lost, which costs only requests (the
+    /// next `verify` reads those locks from the store). A kept file that does not
+    /// authenticate is dropped and replaced. Failures are logged and ignored.
+    pub(crate) fn add_lock_observations(&self, mac: &blake3::Hasher, new: LockObservations, now: i64) {
+        if new.is_empty() {
+            return;
+        }
+        let mut obs = self.lock_observations(mac.clone());
+        obs.retain(|_, until| *until > now);
+        for (k, until) in new {
+            if until > now && (obs.len() < MAX_LOCK_OBSERVATIONS || obs.contains_key(&k)) {
+                let slot = obs.entry(k).or_insert(until);
+                // A compliance lock only grows: the later of two true observations holds.
+                *slot = (*slot).max(until);
+            }
+        }
+        self.keep_lock_observations(mac.clone(), &obs);
+    }
+}
 
 /// Parses and authenticates a lock-observation file; `None` when anything is wrong.
 fn parse_locks(bytes: &[u8], mut mac: blake3::Hasher) -> Option<LockObservations> {
@@ -479,6 +510,38 @@ mod tests {
         assert!(c.lock_observations(mac(1)).is_empty());
         c.keep_lock_observations(mac(1), &obs);
         assert_eq!(c.lock_observations(mac(1)).len(), 1, "repaired by the next write");
+    }
+
+    /// What a backup adds is merged with what is kept: ended observations are dropped, the
+    /// later end of two stands, a file that does not authenticate is replaced, and the file
+    /// never grows past its bound.
+    #[test]
+    fn observe_a_backup_merges_its_observations_into_the_kept_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cache(tmp.path());
+        let k = |n: &str| (format!("r/data/ab/{n}"), "v".to_owned());
+        let obs = |items: &[(&str, i64)]| items.iter().map(|(n, u)| (k(n), *u)).collect::<LockObservations>();
+        c.keep_lock_observations(mac(1), &obs(&[("kept", 500), ("ended", 90), ("grows", 300)]));
+        c.add_lock_observations(&mac(1), obs(&[("new", 400), ("grows", 600), ("past", 50)]), 100);
+        assert_eq!(c.lock_observations(mac(1)), obs(&[("kept", 500), ("grows", 600), ("new", 400)]));
+        // Nothing new: the file is not touched (not even rewritten).
+        c.add_lock_observations(&mac(1), LockObservations::new(), 1_000);
+        assert_eq!(c.lock_observations(mac(1)).len(), 3);
+        // Another key's file (forged, or another repository's) is dropped, not merged.
+        c.add_lock_observations(&mac(2), obs(&[("other", 400)]), 100);
+        assert_eq!(c.lock_observations(mac(2)), obs(&[("other", 400)]));
+        assert!(c.lock_observations(mac(1)).is_empty());
+        // Bounded: a full file takes no new name (it still takes a later end of a kept one).
+        let full: LockObservations =
+            (0..MAX_LOCK_OBSERVATIONS).map(|i| ((format!("r/data/{i}"), "v".to_owned()), 500)).collect();
+        c.keep_lock_observations(mac(1), &full);
+        let mut more = obs(&[("one-too-many", 500)]);
+        more.insert(("r/data/0".to_owned(), "v".to_owned()), 900);
+        c.add_lock_observations(&mac(1), more, 100);
+        let back = c.lock_observations(mac(1));
+        assert_eq!(back.len(), MAX_LOCK_OBSERVATIONS);
+        assert_eq!(back.get(&("r/data/0".to_owned(), "v".to_owned())), Some(&900));
+        assert!(!back.contains_key(&k("one-too-many")));
     }
 
     #[test]

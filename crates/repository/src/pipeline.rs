@@ -85,8 +85,13 @@ impl Target {
     /// Create-only: a pack or index with these bytes already stored (by a concurrent
     /// backup, or a retried request) is success ([`crate::put::put_once`]).
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
-        crate::put::put_once(self.store.as_ref(), key, bytes, Retention { mode: self.mode, until: self.until })?;
-        Ok(())
+        self.put_reported(key, bytes).map(|_| ())
+    }
+
+    /// [`Target::put`], with the version stored and the lock the store reported for it
+    /// ([`crate::put::put_once_reported`]).
+    fn put_reported(&self, key: &str, bytes: &[u8]) -> Result<(coffer_store::VersionId, Option<Retention>)> {
+        crate::put::put_once_reported(self.store.as_ref(), key, bytes, Retention { mode: self.mode, until: self.until })
     }
 
     pub(crate) fn pack_key(&self, id: &Id) -> String {
@@ -136,6 +141,8 @@ struct Shared {
     all: Mutex<Vec<IndexPack>>,
     error: Mutex<Option<RepoError>>,
     bytes_stored: AtomicU64,
+    /// Compliance-mode locks the store reported for the packs stored.
+    locks: Mutex<crate::cache::LockObservations>,
 }
 
 impl Shared {
@@ -168,6 +175,9 @@ pub(crate) struct Stored {
     pub unindexed: Vec<IndexPack>,
     /// Bytes of packs stored.
     pub bytes: u64,
+    /// `(key, version) → until` (Unix seconds) of the packs stored whose lock the store
+    /// reported as compliance mode ([`Target::observe_locks`]); the caller drops ended ones.
+    pub locks: crate::cache::LockObservations,
 }
 
 impl Pipeline {
@@ -251,6 +261,7 @@ impl Pipeline {
             packs: take(&self.shared.all),
             unindexed: take(&self.shared.unindexed),
             bytes: self.shared.bytes_stored.load(Ordering::Relaxed),
+            locks: std::mem::take(&mut *self.shared.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)),
         })
     }
 }
@@ -369,11 +380,16 @@ fn upload_loop(rx: &Receiver<Finished>, t: &Target, shared: &Shared) {
         if shared.failed() {
             continue; // drain so the packer never blocks
         }
-        if let Err(e) = t.put(&t.pack_key(&id), &bytes) {
-            shared.fail(e);
-            continue;
-        }
+        let key = t.pack_key(&id);
+        let reported = match t.put_reported(&key, &bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                shared.fail(e);
+                continue;
+            }
+        };
         shared.bytes_stored.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        observe(t, shared, &key, reported, &id, &bytes, &entries);
         let p = IndexPack { id, size: bytes.len() as u64, retain_until: t.until, blobs: entries };
         shared.all.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(p.clone());
         // Checkpoint: an interrupted backup leaves at most a few packs unindexed.
@@ -385,6 +401,38 @@ fn upload_loop(rx: &Receiver<Finished>, t: &Target, shared: &Shared) {
         if let Err(e) = t.write_index(batch) {
             shared.fail(e);
         }
+    }
+}
+
+/// Records, for the local cache, what the first `verify` after this backup would otherwise
+/// fetch of a pack just stored (docs/cache.md, "Lock observations"):
+///
+/// - a pack of trees: its bytes, exactly as stored (no request: they are in hand);
+/// - its lock, **as the store reported it** for the exact version stored: the put reads the
+///   version back anyway (on S3 a `HeadObject` after every `PutObject`, which checks size,
+///   checksum and lock), so this costs no request. Kept only for compliance mode (the one
+///   mode nobody can shorten); what the put asked for is never recorded, so a store that
+///   ignores lock headers is still caught by `verify`. No report in hand (an existing
+///   version whose lock this put extended) means no observation: verify reads that lock.
+fn observe(
+    t: &Target,
+    shared: &Shared,
+    key: &str,
+    (version, reported): (coffer_store::VersionId, Option<Retention>),
+    id: &Id,
+    bytes: &[u8],
+    entries: &[pack::PackEntry],
+) {
+    let Some(cache) = &t.cache else { return };
+    if !entries.is_empty() && entries.iter().all(|e| e.kind == BlobKind::Tree) {
+        cache.put(crate::cache::Kind::TreePack, id, bytes);
+    }
+    if let Some(r) = reported.filter(|r| r.mode == RetentionMode::Compliance) {
+        shared
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((key.to_owned(), version.0), r.until.as_second());
     }
 }
 

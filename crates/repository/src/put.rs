@@ -28,13 +28,31 @@ const VERSIONS_SEARCHED: usize = 100;
 /// # Errors
 /// A store error naming `key`; `Exists` in the chain when the name holds other bytes.
 pub fn put_once(store: &dyn ObjectStore, key: &str, bytes: &[u8], retention: Retention) -> Result<VersionId> {
+    Ok(put_once_reported(store, key, bytes, retention)?.0)
+}
+
+/// [`put_once`], with the lock **the store reported** for the version: what the put's
+/// reply states ([`ObjectStore::put`] returns the version as read back: on S3 a
+/// `HeadObject` it makes anyway), or for an existing version whose lock already covered the
+/// put, what its `HeadObject` said. `None` when no report is in hand (the existing
+/// version's lock was just extended: the store was asked, not read). Never what the put
+/// asked for: callers keep it as an observation of the store (`docs/cache.md`).
+///
+/// # Errors
+/// As [`put_once`].
+pub fn put_once_reported(
+    store: &dyn ObjectStore,
+    key: &str,
+    bytes: &[u8],
+    retention: Retention,
+) -> Result<(VersionId, Option<Retention>)> {
     let opts = PutOptions { retention: Some(retention), legal_hold: false, create_only: true };
     match store.put(key, bytes, &opts) {
-        Ok(v) => Ok(v.version),
+        Ok(v) => Ok((v.version, v.retention)),
         Err(e) if e.kind() == ErrorKind::Exists => match same_bytes(store, key, bytes)? {
             Some(version) => {
-                extend_to(store, key, &version, retention)?;
-                Ok(version)
+                let reported = extend_to(store, key, &version, retention)?;
+                Ok((version, reported))
             }
             None => Err(RepoError::store(format!("cannot store {key}: the name is taken by other content"))(e)),
         },
@@ -60,15 +78,16 @@ fn same_bytes(store: &dyn ObjectStore, key: &str, bytes: &[u8]) -> Result<Option
 }
 
 /// Extends the lock of an existing version so that it covers `want`: never shortens it,
-/// and keeps compliance (which cannot become governance).
-fn extend_to(store: &dyn ObjectStore, key: &str, version: &VersionId, want: Retention) -> Result<()> {
+/// and keeps compliance (which cannot become governance). The lock the store reported when
+/// it already covered `want`; `None` when it was extended now.
+fn extend_to(store: &dyn ObjectStore, key: &str, version: &VersionId, want: Retention) -> Result<Option<Retention>> {
     let head = store.head(key, Some(version)).map_err(RepoError::store(format!("cannot read the lock of {key}")))?;
     let current = head.retention;
     let covered = current.is_some_and(|r| {
         r.until >= want.until && (r.mode == RetentionMode::Compliance || want.mode == RetentionMode::Governance)
     });
     if covered {
-        return Ok(());
+        return Ok(current);
     }
     let mode = match current {
         Some(r) if r.mode == RetentionMode::Compliance => RetentionMode::Compliance,
@@ -77,7 +96,8 @@ fn extend_to(store: &dyn ObjectStore, key: &str, version: &VersionId, want: Rete
     let until = current.map_or(want.until, |r| r.until.max(want.until));
     store
         .put_retention(key, version, Some(Retention { mode, until }), false)
-        .map_err(RepoError::store(format!("cannot extend the lock of {key}")))
+        .map_err(RepoError::store(format!("cannot extend the lock of {key}")))?;
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -128,6 +148,17 @@ mod tests {
         assert!(err.to_string().contains("taken by other content"), "{err}");
         assert_eq!(versions(store, "data/ab/pack"), std::slice::from_ref(&v1), "nothing added");
         assert_eq!(store.get("data/ab/pack", None).unwrap().data, b"pack bytes");
+
+        // The lock reported is the store's: the new version's as read back, an existing
+        // version's when it already covered the put, none when the put just extended it.
+        let (v, reported) = put_once_reported(store, "data/cd/pack", b"other pack", gov(now, 24)).unwrap();
+        let stored = store.head("data/cd/pack", Some(&v)).unwrap().retention;
+        assert!(stored.is_some_and(|r| r.until >= gov(now, 24).until), "{stored:?}");
+        assert_eq!(reported, stored);
+        let again = put_once_reported(store, "data/cd/pack", b"other pack", gov(now, 2)).unwrap();
+        assert_eq!(again, (v.clone(), stored), "covered: the existing version's lock, as read");
+        let longer = put_once_reported(store, "data/cd/pack", b"other pack", gov(now, 96)).unwrap();
+        assert_eq!(longer, (v, None), "extended now: asked for, not read");
     }
 
     #[test]

@@ -8,6 +8,13 @@
 //! chosen packs authenticates. A problem names the object and, for data, the snapshots and
 //! files affected.
 //!
+//! Requests: a structural verify with a cache reads no pack's lock and no tree pack that
+//! this host already observed: its own earlier runs, and the backups of this host, record
+//! each pack's compliance-mode lock end as the store reported it and keep the tree packs
+//! they write ([`crate::cache`], `docs/cache.md`, "Lock observations"). So the first verify
+//! after many backups makes one listing of `data/` and no request per pack. An observation
+//! is used only under `LockCheck`'s rules, whoever recorded it.
+//!
 //! Progress: a `"check"` phase (names, snapshots, trees and pack locks, one `Advance` item
 //! each; no total: they are found as they are walked), then with read-data a `"read"` phase
 //! whose total (packs, bytes) is known before the first byte is read. Cancellation is checked
@@ -746,7 +753,7 @@ struct LockCheck<'a> {
 }
 
 impl<'a> LockCheck<'a> {
-    const PURPOSE: &'static str = "verify lock observations v1";
+    const PURPOSE: &'static str = crate::cache::LOCK_MAC_PURPOSE;
 
     fn new(repo: &'a Repository, now: Timestamp) -> Self {
         let cached = repo

@@ -128,7 +128,9 @@ pub trait ObjectStore: Send + Sync {
     /// answer unless it changes the cost of requests.
     fn capabilities(&self) -> Capabilities;
 
-    /// Stores `data` as a new version of `key`.
+    /// Stores `data` as a new version of `key`. The version returned is as the store
+    /// reports it once stored (S3: read back with a `HeadObject`), its lock included — never
+    /// just what `opts` asked for: callers keep that lock as an observation of the store.
     ///
     /// # Errors
     /// `Forbidden`, `InvalidRequest` (bad key, retention in the past), `Io`.

@@ -28,6 +28,7 @@ mod history;
 mod json_contract;
 mod locks;
 mod objects;
+mod observe;
 mod ops_alert;
 mod ops_config;
 mod ops_daemon;

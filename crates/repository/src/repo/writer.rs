@@ -308,6 +308,10 @@ impl BlobWriter<'_> {
             self.index.add_pack_owned(p);
         }
         self.summary.bytes_stored += stored.bytes;
+        if let Some(c) = &self.repo.meta_cache {
+            let mac = self.repo.key.keyed_hasher(crate::cache::LOCK_MAC_PURPOSE);
+            c.add_lock_observations(&mac, stored.locks, self.repo.clock.now().as_second());
+        }
         let mut packs = stored.unindexed;
         self.summary.packs_recovered += self.recovered.len() as u64;
         packs.append(&mut self.recovered);
