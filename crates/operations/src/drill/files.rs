@@ -524,11 +524,8 @@ mod tests {
 
         // The drill's report counts the files it sampled.
         let scratch = tmp.path().join("scratch");
-        let opts = FilesDrillOptions {
-            sample: Some(3),
-            paths: vec![three.display().to_string()],
-            ..options(scratch.clone())
-        };
+        let opts =
+            FilesDrillOptions { sample: Some(3), paths: vec![three.display().to_string()], ..options(scratch.clone()) };
         let report = drill(&repo, &opts, &ctl).unwrap();
         assert!(report.passed, "{:?}", report.failures());
         assert_eq!(report.restored[0].files, 3);
