@@ -7,12 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a test waits for what a working daemon (or another background thread) does
-/// within seconds. Only one that never gets there (never starts a job, never restarts one,
-/// never queues a record) reaches it, so it can be long: on a loaded 2-core machine with a
-/// slow disk, a daemon's start alone (the state database and its fsyncs) has taken longer
-/// than 30 s. A test that waits with it measures nothing about speed.
-pub(crate) const WAIT: Duration = Duration::from_secs(180);
+/// How long a test waits for a background thread ([`coffer_testkit::WAIT`]): on a loaded
+/// 2-core machine with a slow disk, a daemon's start alone (the state database and its
+/// fsyncs) has taken longer than 30 s.
+pub(crate) const WAIT: Duration = coffer_testkit::WAIT;
 
 /// A repository (password `pw`, a cheap key derivation) on a new local vault in `dir/v` whose
 /// clock is `clock`, opened as the writer; and the writer's store.

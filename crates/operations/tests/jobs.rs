@@ -9,14 +9,11 @@ use coffer_operations::jobs::{JobContext, JobSpec, jobs, run_job};
 use coffer_repository::InitOptions;
 use coffer_repository::{Cancel, Event, JobControl, Repository};
 use coffer_store::{Clock, LocalVault, Role, VaultOptions};
+use coffer_testkit::WAIT;
 use coffer_testkit::pg::{PgSandbox, require_postgres};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// How long a test waits for what a working server or job does within seconds (a safety net:
-/// a loaded 2-core machine can take tens of seconds; nothing here measures speed).
-const WAIT: std::time::Duration = std::time::Duration::from_secs(180);
 
 const PASSWORD: &str = "job test password";
 
