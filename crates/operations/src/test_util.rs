@@ -1,9 +1,16 @@
-//! What the library's unit tests share: a repository on a fresh local vault.
+//! What the library's unit tests share: a repository on a fresh local vault, and how long
+//! a test waits for a background thread.
 
 use coffer_repository::{InitOptions, KdfParams, Repository};
 use coffer_store::{Clock, LocalVault, ObjectStore, Role, VaultOptions};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a test waits for a background thread ([`coffer_testkit::WAIT`]): on a loaded
+/// 2-core machine with a slow disk, a daemon's start alone (the state database and its
+/// fsyncs) has taken longer than 30 s.
+pub(crate) const WAIT: Duration = coffer_testkit::WAIT;
 
 /// A repository (password `pw`, a cheap key derivation) on a new local vault in `dir/v` whose
 /// clock is `clock`, opened as the writer; and the writer's store.

@@ -9,6 +9,7 @@ use coffer_operations::jobs::{JobContext, JobSpec, jobs, run_job};
 use coffer_repository::InitOptions;
 use coffer_repository::{Cancel, Event, JobControl, Repository};
 use coffer_store::{Clock, LocalVault, Role, VaultOptions};
+use coffer_testkit::WAIT;
 use coffer_testkit::pg::{PgSandbox, require_postgres};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -335,7 +336,7 @@ fn the_archive_check_fails_when_archiving_fails_and_when_the_server_is_down_as_r
     let sb = PgSandbox::new().with_archive_command("false");
     let mut server = sb.cluster("main");
     server.sql("create table t (n int); select pg_switch_wal()");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + WAIT;
     while server.sql("select coalesce(last_failed_wal, '') from pg_stat_archiver").is_empty() {
         assert!(std::time::Instant::now() < deadline, "the archiver never failed: {}", server.log());
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -383,7 +384,7 @@ fn the_stream_job_stores_wal_until_cancelled_as_root() {
     let ctl = JobControl { observer: Arc::new(observer), cancel: cancel.clone() };
     let r = std::thread::scope(|s| {
         let job = s.spawn(|| f.run(&config, "db/stream", &ctl));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + WAIT;
         while !streaming.load(Ordering::Relaxed) {
             assert!(std::time::Instant::now() < deadline && !job.is_finished(), "the stream never started");
             std::thread::sleep(std::time::Duration::from_millis(100));

@@ -207,26 +207,11 @@ impl Trainer {
 mod tests {
     use super::*;
     use crate::pack::{BlobKind, PackEntry, open_blob, open_blob_with, seal_blob, seal_blob_with};
+    use coffer_testkit::mail;
 
-    /// Mail-like small blobs: shared headers, varied words.
+    /// Mail-like small blobs: shared headers, varied words (series `seed`).
     fn mails(n: usize, seed: u32) -> Vec<Vec<u8>> {
-        (0..n as u32)
-            .map(|i| {
-                let x = i.wrapping_mul(2_654_435_761).wrapping_add(seed);
-                format!(
-                    "Return-Path: <user{}@example.org>\nReceived: from mx{}.example.net (Postfix) with ESMTPS id {x:08X}\n\
-                     MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nSubject: report {} of {}\n\n\
-                     the quarterly numbers for region {} are attached and the meeting moved to {}\n",
-                    x % 977,
-                    x % 40,
-                    x % 13,
-                    x % 7,
-                    x % 31,
-                    x % 24
-                )
-                .into_bytes()
-            })
-            .collect()
+        (0..n as u32).map(|i| mail::message(i, seed, mail::Ending::Bare)).collect()
     }
 
     fn trained(key: &MasterKey) -> &'static Dictionary {

@@ -11,19 +11,7 @@ use jiff::SignedDuration;
 use std::sync::Arc;
 
 fn mail(i: u32) -> Vec<u8> {
-    let x = i.wrapping_mul(2_654_435_761);
-    format!(
-        "Return-Path: <user{}@example.org>\nReceived: from mx{}.example.net (Postfix) with ESMTPS id {x:08X}\n\
-         MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nSubject: report {} of {}\n\n\
-         the quarterly numbers for region {} are attached and the meeting moved to {} o'clock\n",
-        x % 977,
-        x % 40,
-        x % 13,
-        x % 7,
-        x % 31,
-        x % 24
-    )
-    .into_bytes()
+    coffer_testkit::mail::message(i, 0, coffer_testkit::mail::Ending::OClock)
 }
 
 fn backup(repo: &Repository, clock: &Clock, range: std::ops::Range<u32>) -> Vec<coffer_repository::Id> {

@@ -89,7 +89,7 @@ fn a_cancelled_base_backup_commits_no_snapshot_as_root() {
     assert_eq!(err.class(), coffer_store::ErrorClass::Cancelled);
     assert!(repo.snapshots().unwrap().is_empty());
     // pg_basebackup was stopped: the server has no backup in progress.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + coffer_testkit::WAIT;
     while pg_server.sql("select count(*) from pg_stat_activity where backend_type = 'walsender'") != "0" {
         assert!(std::time::Instant::now() < deadline, "pg_basebackup still connected");
         std::thread::sleep(std::time::Duration::from_millis(200));

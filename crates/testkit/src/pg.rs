@@ -345,7 +345,7 @@ impl Cluster {
             .spawn()
             .expect("start postgres");
         let mut c = Self { data, sock, port, home: sb.home.clone(), child };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + crate::WAIT;
         loop {
             if let Ok(Some(st)) = c.child.try_wait() {
                 panic!("postgres exited ({st}): {}", c.log());
@@ -392,7 +392,7 @@ impl Cluster {
     #[track_caller]
     pub fn switch_and_archive(&self) {
         let seg = self.sql("select pg_walfile_name(pg_switch_wal())");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + crate::WAIT;
         loop {
             let last = self.sql("select coalesce(last_archived_wal, '') from pg_stat_archiver");
             if last.as_str() >= seg.as_str() {
@@ -406,7 +406,7 @@ impl Cluster {
     /// Waits until recovery has ended (the server was promoted).
     #[track_caller]
     pub fn wait_promoted(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + crate::WAIT;
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
                 panic!("restored postgres exited ({st}): {}", self.log());

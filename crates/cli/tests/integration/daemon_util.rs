@@ -54,10 +54,12 @@ impl Daemon {
         rustix::process::kill_process(self.pid(), sig).expect("signal the daemon");
     }
 
-    /// Waits up to `secs` for `cond`, failing with `what` and the daemon's log.
+    /// Waits up to `secs` (or [`coffer_testkit::WAIT`] if longer: a loaded machine stretches
+    /// every step, and the deadline only catches a daemon that never gets there) for `cond`,
+    /// failing with `what` and the daemon's log.
     #[track_caller]
     pub fn wait_for(&self, secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
+        let deadline = Instant::now() + Duration::from_secs(secs).max(coffer_testkit::WAIT);
         while !cond() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}; daemon log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(100));
@@ -69,7 +71,7 @@ impl Daemon {
     pub fn stop(mut self) -> String {
         self.signal(rustix::process::Signal::TERM);
         let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + coffer_testkit::WAIT;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 let log = self.log();

@@ -4,7 +4,8 @@
 //! for byte, and `verify --read-data` checks every grouped blob against its id.
 
 use crate::Sandbox;
-use crate::repo_util::{PASSWORD, spool};
+use crate::repo_util::PASSWORD;
+use coffer_testkit::mail::spool;
 use std::path::Path;
 
 /// Every file under `p`: (bytes, whether it is a pack with groups: trailer "CFRP" ‖ 3).

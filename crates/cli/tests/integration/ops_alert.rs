@@ -3,7 +3,6 @@
 
 use crate::Sandbox;
 use coffer_testkit::http::{Answer, Receiver, refused_url};
-use std::time::Duration;
 
 /// A policy file: one files source (a file needs a job) and `alerts`.
 fn policy(sb: &Sandbox, alerts: &str) -> std::path::PathBuf {
@@ -22,7 +21,7 @@ fn ops_alert_test_delivers_to_a_webhook_signed() {
     );
     let out = sb.coffer(["--config"]).arg(&cfg).args(["alert", "test", "hook"]).ok().stdout_text();
     assert_eq!(out, "alert target hook (webhook): delivered a test alert\n");
-    let got = r.wait_for(1, Duration::from_secs(10));
+    let got = r.wait_for(1, coffer_testkit::WAIT);
     assert_eq!(got.len(), 1);
     let e: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(e["kind"], "test");
@@ -35,7 +34,7 @@ fn ops_alert_test_delivers_to_a_webhook_signed() {
     assert_eq!(doc["delivered"], true);
     assert_eq!(doc["kind"], "webhook");
     assert_eq!(doc["target"], "hook");
-    assert_eq!(r.wait_for(2, Duration::from_secs(10)).len(), 2);
+    assert_eq!(r.wait_for(2, coffer_testkit::WAIT).len(), 2);
     assert_eq!(doc["id"], serde_json::from_slice::<serde_json::Value>(&r.requests()[1].body).unwrap()["id"]);
 }
 
@@ -82,5 +81,5 @@ fn ops_alert_test_runs_a_command_and_pings_a_heartbeat() {
     assert_eq!(e["kind"], "test");
     let text = sb.coffer(["--config"]).arg(&cfg).args(["alert", "test", "hc"]).ok().stdout_text();
     assert!(text.contains("heartbeat") && text.contains("success ping"), "{text}");
-    assert_eq!(r.wait_for(1, Duration::from_secs(10))[0].path, "/ping/abc");
+    assert_eq!(r.wait_for(1, coffer_testkit::WAIT)[0].path, "/ping/abc");
 }

@@ -334,7 +334,7 @@ fn wal_fetch_prefetches_the_next_segments_and_verifies_them_like_fetched_ones() 
     // it should and nothing is being written.
     let wait_spooled = |want: &[u64]| {
         let want: Vec<String> = want.iter().map(|s| name(*s)).collect();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + coffer_testkit::WAIT;
         loop {
             // (Not there yet: the worker has not started.)
             let writing = std::fs::read_dir(&spool)
@@ -465,7 +465,7 @@ fn pg_wal_fetch_prefetches_segments_of_the_clusters_own_size() {
         assert_eq!((doc["from"].as_str(), doc["prefetching"].as_bool()), (Some("repository"), Some(true)), "{doc}");
         // The detached worker spools the next two segments by their real names.
         let spool = sb.path("restore/coffer-prefetch/7000003");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + coffer_testkit::WAIT;
         loop {
             let mut have: Vec<String> = std::fs::read_dir(&spool)
                 .map(|d| {
@@ -537,7 +537,7 @@ fn pg_one_mib_wal_segments_archive_back_up_prefetch_and_recover_to_a_time_as_roo
     assert_eq!(doc["prefetching"], true, "{doc}");
     let next = ["000000010000000100000000", "000000010000000100000001"];
     let spool = fetch_dir.join(format!("coffer-prefetch/{sysid}"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + coffer_testkit::WAIT;
     loop {
         let mut have: Vec<String> = std::fs::read_dir(&spool)
             .map(|d| {

@@ -40,7 +40,7 @@ impl Drop for Stream {
 
 #[track_caller]
 fn wait_for(pg: &Cluster, sql: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + coffer_testkit::WAIT;
     loop {
         if pg.sql(sql) == want {
             return;

@@ -34,11 +34,12 @@ fn staging(vault: &Path) -> HashSet<std::ffi::OsString> {
     }
 }
 
-/// Polls until `ready()` (or the child ended, or a minute passed), then sends SIGTERM.
-/// Returns whether the signal was sent to a running child.
+/// Polls until `ready()` (or the child ended, or [`coffer_testkit::WAIT`] passed: a loaded
+/// machine can take minutes to store a few packs), then sends SIGTERM. Returns whether the
+/// signal was sent to a running child.
 fn sigterm_when(child: &mut Child, mut ready: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
+    while start.elapsed() < coffer_testkit::WAIT {
         if child.try_wait().unwrap().is_some() {
             return false;
         }

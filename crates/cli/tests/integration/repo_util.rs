@@ -649,29 +649,3 @@ pub fn subset(m: &Manifest, keep: &[&[u8]]) -> Manifest {
         })
         .collect()
 }
-
-/// Writes `n` mail-like messages (`m00000`, …) sharing headers and words, each different,
-/// into `dir`, and returns their bytes: small similar files for the size tests.
-pub fn spool(dir: &Path, n: u32) -> Vec<Vec<u8>> {
-    std::fs::create_dir_all(dir).unwrap();
-    (0..n)
-        .map(|i| {
-            let x = i.wrapping_mul(2_654_435_761);
-            let body = format!(
-                "Return-Path: <user{}@example.org>\nReceived: from mx{}.example.net (Postfix) with ESMTPS id {x:08X}\n\
-                 MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nSubject: report {} of {}\n\n\
-                 the quarterly numbers for region {} are attached and the meeting moved to {} o'clock.\n\
-                 please find the minutes of the last review below and send corrections before friday.\n",
-                x % 977,
-                x % 40,
-                x % 13,
-                x % 7,
-                x % 31,
-                x % 24
-            )
-            .into_bytes();
-            std::fs::write(dir.join(format!("m{i:05}")), &body).unwrap();
-            body
-        })
-        .collect()
-}

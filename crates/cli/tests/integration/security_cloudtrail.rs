@@ -69,7 +69,7 @@ credentials = "{reader}"
 
     /// Polls until `n` events came (or fails after 60 s), then returns them.
     fn poll_until(&self, n: usize) -> Vec<SecurityEvent> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + coffer_testkit::WAIT;
         let mut got = Vec::new();
         while got.len() < n {
             assert!(Instant::now() < deadline, "timed out waiting for {n} events; got {got:#?}");
@@ -233,7 +233,7 @@ fn security_cloudtrail_a_redelivered_message_never_alerts_twice() {
     assert_eq!(visible + in_flight, 1, "not deleted before the events were returned");
     cloudtrail::forget_poller(&w.state, "offsite");
     std::thread::sleep(Duration::from_secs(2));
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + coffer_testkit::WAIT;
     loop {
         assert!(w.poll().is_empty(), "a redelivered message alerted again");
         let depth = eventbridge::queue_depth(&server, &queue);

@@ -3,7 +3,8 @@
 //! small blobs compressed in groups, is the smaller one); both restore byte for byte.
 
 use crate::Sandbox;
-use crate::repo_util::{PASSWORD, spool};
+use crate::repo_util::PASSWORD;
+use coffer_testkit::mail::spool;
 use std::path::Path;
 
 fn dir_size(p: &Path) -> u64 {

@@ -3,7 +3,7 @@
 use super::*;
 use coffer_testkit::http::{Answer, Receiver, Request, refused_url};
 
-const WAIT: Duration = Duration::from_secs(20);
+use crate::test_util::WAIT;
 
 fn config(toml_text: &str) -> AlertsConfig {
     toml::from_str(toml_text).unwrap_or_else(|e| panic!("config: {e}\n{toml_text}"))

@@ -52,7 +52,7 @@ fn with_daemon(path: &std::path::Path, between: impl FnOnce(&Sender<Control>, &S
         )
     });
     let d = std::thread::spawn(move || run_with(config, &rx, Clock::system(), Options::default(), job));
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + crate::test_util::WAIT;
     let state = loop {
         if let Ok(s) = State::open(&dir) {
             break s;
@@ -66,7 +66,7 @@ fn with_daemon(path: &std::path::Path, between: impl FnOnce(&Sender<Control>, &S
 }
 
 fn wait_for(state: &State, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + crate::test_util::WAIT;
     loop {
         let q = queued(state);
         if q.len() >= n {

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::event::RunRecord;
+use crate::test_util::WAIT;
 use std::sync::atomic::AtomicUsize;
 
 /// The security watch and canary of `main` off: these tests count the jobs they declare
@@ -30,20 +31,34 @@ fn record(ctx: &JobContext, spec: &JobSpec, outcome: Outcome, class: Option<&str
     }
 }
 
-/// Runs the daemon in a thread until `until` holds on its state (or 30 s), then stops it.
+/// Runs the daemon in a thread until `until` holds on its state (or [`WAIT`]), then stops
+/// it. A daemon that stops by itself fails the test at once, with its error.
 fn run_until(config: Config, job: RunFn, until: impl Fn(&State) -> bool) -> Arc<State> {
     let dir = config.daemon.state_dir.clone().unwrap();
     let (tx, rx) = crossbeam_channel::unbounded();
     let d = std::thread::spawn(move || run_with(config, &rx, Clock::system(), Options::default(), job));
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + WAIT;
+    let stopped = |d: std::thread::JoinHandle<Result<(), DaemonError>>| -> ! {
+        match d.join() {
+            Ok(r) => panic!("the daemon stopped by itself: {r:?}"),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    };
     let state = loop {
         if let Ok(s) = State::open(&dir) {
             break Arc::new(s);
         }
+        if d.is_finished() {
+            stopped(d);
+        }
+        assert!(Instant::now() < deadline, "the daemon's state never opened in {WAIT:?}");
         std::thread::sleep(Duration::from_millis(50));
     };
     while !until(&state) {
-        assert!(Instant::now() < deadline, "condition not reached: {:#?}", state.runs(None, 50).unwrap());
+        if d.is_finished() {
+            stopped(d);
+        }
+        assert!(Instant::now() < deadline, "condition not reached in {WAIT:?}: {:#?}", state.runs(None, 50).unwrap());
         std::thread::sleep(Duration::from_millis(50));
     }
     tx.send(Control::Shutdown).unwrap();
@@ -111,7 +126,9 @@ fn a_job_past_its_timeout_is_cancelled_and_recorded_as_timed_out() {
     let r = state.last_run("slow/backup", &[Outcome::TimedOut]).unwrap().unwrap();
     assert!(r.error.unwrap().contains("timeout"));
     let took = r.finished.duration_since(r.started).as_secs_f64();
-    assert!((0.9..10.0).contains(&took), "{took}");
+    // Not before its timeout; the upper bound only tells the timeout from a run that ended
+    // some other way much later (a loaded machine delays the cancellation by seconds).
+    assert!((0.9..60.0).contains(&took), "{took}");
     // Slots that came due while it ran were missed, not run beside it.
     let o = outcomes(&state, "slow/backup");
     assert!(o.contains(&Outcome::Missed), "{o:?}");
@@ -198,7 +215,7 @@ fn the_lock_holds_while_the_daemon_runs() {
     let (tx, rx) = crossbeam_channel::unbounded();
     let d = std::thread::spawn(move || run(c, &rx, Clock::system()));
     let lock = dir.path().join("state/daemon.lock");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + WAIT;
     while !std::fs::read_to_string(&lock).is_ok_and(|s| !s.is_empty()) {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
@@ -231,10 +248,12 @@ fn a_continuous_job_is_restarted_with_backoff_not_in_a_loop() {
     let st = starts.clone();
     let state = run_until(c, job, move |_| st.lock().unwrap().len() >= 3);
     let starts = starts.lock().unwrap().clone();
-    // 1 s, then 2 s between restarts.
+    // At least 1 s, then at least 2 s between restarts: never a loop, and the delay grew.
+    // Only lower bounds: a loaded machine adds any delay to either gap, so comparing the
+    // two gaps would fail on a scheduling hiccup (the doubling itself is
+    // `supervise::tests`'s to pin).
     let gaps: Vec<f64> = starts.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
     assert!(gaps[0] >= 0.9 && gaps[1] >= 1.9, "{gaps:?}");
-    assert!(gaps[1] > gaps[0]);
     // Every end is recorded.
     let ended = outcomes(&state, "db/stream");
     assert!(ended.len() >= 2 && ended.iter().all(|o| matches!(o, Outcome::Failed | Outcome::Cancelled)), "{ended:?}");
@@ -349,7 +368,7 @@ fn drill_jobs_a_failed_drill_is_not_retried_and_alerts_drill_failed() {
             .filter_map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).ok()?).ok())
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + WAIT;
     let has = |kind: &str, job: &str| alerts().iter().any(|a| a["kind"] == kind && a["job"] == job);
     while !(has("drill-failed", "home/drill") && has("job-failed", "db/drill")) {
         assert!(Instant::now() < deadline, "no drill-failed and job-failed alerts: {:#?}", alerts());

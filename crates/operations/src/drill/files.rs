@@ -19,7 +19,7 @@ use super::{CheckOutcome, DrillError, DrillKind, DrillReport, Restored};
 use coffer_repository::{Id, JobControl, RepoError, Repository, Snapshot};
 use coffer_sources::files::{self, FilesError, RestoreOptions};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -283,8 +283,15 @@ fn is_files(s: &Snapshot) -> bool {
     s.kind == "files" && s.pg.is_none()
 }
 
-/// `n` regular files of the snapshot chosen at random (all of them if it has fewer), as
-/// absolute snapshot paths. Entries a restore refuses are never chosen.
+/// `n` distinct regular files of the snapshot chosen at random (all of them if it has
+/// fewer), as absolute snapshot paths. Entries a restore refuses are never chosen.
+///
+/// Distinct by `(device, inode)`: the names of one hard-linked file are one file (one
+/// content, one inode on disk), so a sample of N files restores and checks N files, as its
+/// report says, and each file is as likely to be drawn as any other however many names it
+/// has. Its first name in the walk stands for it. The test is the restore's own (`links >
+/// 1` and the same `(device, inode)`): names a restore would link are one file here, names
+/// it would restore apart (a forged `links` of 1) are apart here too.
 fn sample(
     repo: &Repository,
     index: &coffer_repository::Index,
@@ -294,9 +301,14 @@ fn sample(
 ) -> Result<BTreeSet<PathBuf>, DrillError> {
     let mut reader = repo.reader(index);
     let mut all: Vec<PathBuf> = Vec::new();
+    // Hard-linked files already listed (by their first name); at most one entry per listed path.
+    let mut linked: HashSet<(u64, u64)> = HashSet::new();
     let walked = files::walk::walk_checked(&mut reader, &snap.tree, &mut |p, node, refused| {
         if refused.is_none() && node.kind == coffer_repository::NodeKind::File {
             ctl.check()?;
+            if node.links > 1 && !linked.insert((node.device, node.inode)) {
+                return Ok(());
+            }
             all.push(p.to_path_buf());
         }
         Ok(())
@@ -459,6 +471,65 @@ mod tests {
                 self.0.cancel();
             }
         }
+    }
+
+    /// A sample is of distinct files: the names of one hard-linked file count once, so a
+    /// sample of N restores and checks N files. Deterministic whatever the draws: one file
+    /// under three names samples to one path; three files under 3, 2 and 1 names sample to
+    /// one name of each (a sample of names would take two names of one file in 70% of draws).
+    #[test]
+    fn drill_files_sample_takes_each_hard_linked_file_once() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let ctl = JobControl::none();
+        let backup = |src: &Path| {
+            let opts = files::BackupOptions { paths: vec![src.to_path_buf()], host: "h".into(), ..Default::default() };
+            let id = files::backup(&repo, &opts, &ctl).unwrap().snapshot;
+            repo.find_snapshot(&id.to_string()).unwrap().1
+        };
+        let inode = |p: &PathBuf| std::fs::metadata(p).unwrap().ino();
+
+        let one = tmp.path().join("one");
+        std::fs::create_dir_all(one.join("d")).unwrap();
+        std::fs::write(one.join("a"), b"the only file").unwrap();
+        std::fs::hard_link(one.join("a"), one.join("b")).unwrap();
+        std::fs::hard_link(one.join("a"), one.join("d/c")).unwrap();
+        let snap = backup(&one);
+        let index = repo.load_index().unwrap();
+        for n in [1, 2, 3] {
+            let s = sample(&repo, &index, &snap, n, &ctl).unwrap();
+            assert_eq!(s.len(), 1, "a sample of {n}: {s:?}");
+        }
+
+        let three = tmp.path().join("three");
+        std::fs::create_dir_all(three.join("d/e")).unwrap();
+        std::fs::write(three.join("a1"), b"a").unwrap();
+        std::fs::hard_link(three.join("a1"), three.join("d/a2")).unwrap();
+        std::fs::hard_link(three.join("a1"), three.join("d/e/a3")).unwrap();
+        std::fs::write(three.join("d/b1"), b"b").unwrap();
+        std::fs::hard_link(three.join("d/b1"), three.join("d/e/b2")).unwrap();
+        std::fs::write(three.join("d/e/c"), b"c").unwrap();
+        let snap = backup(&three);
+        let index = repo.load_index().unwrap();
+        let files: BTreeSet<u64> = ["a1", "d/b1", "d/e/c"].iter().map(|p| inode(&three.join(p))).collect();
+        for _ in 0..20 {
+            for n in [2, 3, 4] {
+                let s = sample(&repo, &index, &snap, n, &ctl).unwrap();
+                let drawn: BTreeSet<u64> = s.iter().map(inode).collect();
+                assert_eq!((s.len(), drawn.len()), (n.min(3), n.min(3)), "a sample of {n}: {s:?}");
+                assert!(drawn.is_subset(&files), "{s:?}");
+            }
+        }
+
+        // The drill's report counts the files it sampled.
+        let scratch = tmp.path().join("scratch");
+        let opts =
+            FilesDrillOptions { sample: Some(3), paths: vec![three.display().to_string()], ..options(scratch.clone()) };
+        let report = drill(&repo, &opts, &ctl).unwrap();
+        assert!(report.passed, "{:?}", report.failures());
+        assert_eq!(report.restored[0].files, 3);
+        assert!(!scratch.exists());
     }
 
     /// A PostgreSQL base backup is never drilled as files, a cancelled drill is an error

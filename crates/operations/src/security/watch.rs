@@ -244,7 +244,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     fn wait(what: &str, cond: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + crate::test_util::WAIT;
         while !cond() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(20));

@@ -33,8 +33,9 @@ const WRITER: &str = env!("CARGO_BIN_EXE_crash-writer");
 /// Trials per vault, and vaults; each vault is checked in full after its last trial.
 const TRIALS_PER_VAULT: usize = 40;
 const VAULTS: usize = 3;
-/// How long a writer may take to produce the acknowledgements a trial waits for.
-const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a writer may take to produce the acknowledgements a trial waits for (a safety
+/// net: a loaded machine can take far longer than the writer alone).
+const ACK_TIMEOUT: Duration = coffer_testkit::WAIT;
 
 /// A running `crash-writer` and the threads collecting its output.
 struct Writer {
