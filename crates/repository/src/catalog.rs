@@ -89,8 +89,11 @@ impl Kind {
 #[derive(Debug)]
 pub(crate) struct Catalog {
     kind: Kind,
-    /// Entries from the files: id → plaintext.
-    entries: HashMap<Id, Vec<u8>>,
+    /// The files' authenticated bytes, kept whole: entries point into them (no copy, so
+    /// the catalog costs its files' size in memory and no more).
+    files: Vec<Vec<u8>>,
+    /// Entries from the files: id → (file, start, end) of its plaintext.
+    entries: HashMap<Id, (usize, usize, usize)>,
     /// Entries this run added (not in the files yet).
     added: Vec<(Id, Vec<u8>)>,
     /// The delta files read (merged away at the next base rewrite).
@@ -106,6 +109,7 @@ impl Catalog {
     pub(crate) fn empty(kind: Kind) -> Self {
         Self {
             kind,
+            files: Vec::new(),
             entries: HashMap::new(),
             added: Vec::new(),
             deltas: Vec::new(),
@@ -123,10 +127,11 @@ impl Catalog {
         let base = dir.join(format!("{}.base", kind.name()));
         let mut budget = MAX_FILE;
         match read_file(cache, &base, kind, mac, budget) {
-            Some(Ok((entries, len))) => {
+            Some(Ok((bytes, entries))) => {
+                let len = bytes.len() as u64;
                 budget -= len;
                 cat.base_bytes = len;
-                cat.entries = entries;
+                cat.add_file(bytes, entries);
             }
             Some(Err(())) => cat.bad = true,
             None => {}
@@ -151,10 +156,11 @@ impl Catalog {
         }
         for d in deltas {
             match read_file(cache, &d, kind, mac, budget) {
-                Some(Ok((entries, len))) => {
+                Some(Ok((bytes, entries))) => {
+                    let len = bytes.len() as u64;
                     budget -= len;
                     cat.delta_bytes += len;
-                    cat.entries.extend(entries);
+                    cat.add_file(bytes, entries);
                     cat.deltas.push(d);
                 }
                 Some(Err(())) => cat.bad = true,
@@ -165,9 +171,15 @@ impl Catalog {
         cat
     }
 
+    fn add_file(&mut self, bytes: Vec<u8>, entries: Vec<(Id, usize, usize)>) {
+        let f = self.files.len();
+        self.entries.extend(entries.into_iter().map(|(id, a, b)| (id, (f, a, b))));
+        self.files.push(bytes);
+    }
+
     /// The plaintext of object `id`, which a store listing has just returned.
     pub(crate) fn get(&self, id: &Id) -> Option<&[u8]> {
-        self.entries.get(id).map(Vec::as_slice)
+        self.entries.get(id).and_then(|&(f, a, b)| self.files.get(f)?.get(a..b))
     }
 
     /// Adds object `id`, read from the store or the per-object cache (hash checked) and
@@ -182,7 +194,7 @@ impl Catalog {
     /// `listed` says whether an id was returned: a delta file with the new entries, or a
     /// new base of every listed entry when the deltas would grow past their bound, an
     /// entry is no longer listed, or a file was bad. Failures are logged and ignored.
-    pub(crate) fn keep(mut self, cache: &MetaCache, mac: &blake3::Hasher, listed: impl Fn(&Id) -> bool) {
+    pub(crate) fn keep(self, cache: &MetaCache, mac: &blake3::Hasher, listed: impl Fn(&Id) -> bool) {
         let dir = cache.dir().join(DIR);
         let base = dir.join(format!("{}.base", self.kind.name()));
         let stale = self.entries.keys().any(|id| !listed(id));
@@ -210,9 +222,13 @@ impl Catalog {
             return;
         }
         if merge {
-            let mut all: Vec<(Id, Vec<u8>)> =
-                self.entries.drain().filter(|(id, _)| listed(id)).chain(self.added.drain(..)).collect();
-            all.retain(|(id, _)| listed(id));
+            let mut all: Vec<(Id, &[u8])> = self
+                .entries
+                .keys()
+                .filter_map(|id| Some((*id, self.get(id)?)))
+                .chain(self.added.iter().map(|(id, p)| (*id, p.as_slice())))
+                .filter(|(id, _)| listed(id))
+                .collect();
             all.sort_by_key(|(id, _)| *id);
             all.dedup_by_key(|(id, _)| *id);
             let bytes = encode(self.kind, mac, &all);
@@ -227,7 +243,8 @@ impl Catalog {
             tracing::debug!(kind = self.kind.name(), entries = all.len(), "catalog base rewritten");
         } else {
             let path = dir.join(format!("{}.d-{}", self.kind.name(), hex::encode(crate::crypto::random::<8>())));
-            let bytes = encode(self.kind, mac, &self.added);
+            let added: Vec<(Id, &[u8])> = self.added.iter().map(|(id, p)| (*id, p.as_slice())).collect();
+            let bytes = encode(self.kind, mac, &added);
             if let Err(e) = crate::cache::write_atomic(&dir, &path, &bytes) {
                 tracing::debug!(error = %e, "cannot write a catalog delta");
             }
@@ -236,7 +253,7 @@ impl Catalog {
 }
 
 /// Encodes entries as a catalog file of `kind`.
-fn encode(kind: Kind, mac: &blake3::Hasher, entries: &[(Id, Vec<u8>)]) -> Vec<u8> {
+fn encode(kind: Kind, mac: &blake3::Hasher, entries: &[(Id, &[u8])]) -> Vec<u8> {
     let len: usize = entries.iter().map(|(_, p)| 36 + p.len()).sum();
     let mut out = Vec::with_capacity(HEAD + len + MAC);
     out.extend_from_slice(MAGIC);
@@ -253,7 +270,8 @@ fn encode(kind: Kind, mac: &blake3::Hasher, entries: &[(Id, Vec<u8>)]) -> Vec<u8
     out
 }
 
-type Entries = HashMap<Id, Vec<u8>>;
+/// A file's entries: id, start and end of its plaintext in the file's bytes.
+type Entries = Vec<(Id, usize, usize)>;
 
 /// Reads and authenticates one file: `None` if absent, `Some(Err)` if bad (then removed).
 fn read_file(
@@ -262,7 +280,7 @@ fn read_file(
     kind: Kind,
     mac: &blake3::Hasher,
     budget: u64,
-) -> Option<Result<(Entries, u64), ()>> {
+) -> Option<Result<(Vec<u8>, Entries), ()>> {
     use std::io::Read as _;
     let f = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -278,7 +296,7 @@ fn read_file(
     // Refuse before allocating; `take` bounds the read even if the file grows meanwhile.
     let ok = len <= budget && f.take(budget + 1).read_to_end(&mut bytes).is_ok() && bytes.len() as u64 <= budget;
     match ok.then(|| decode(kind, mac, &bytes)).flatten() {
-        Some(entries) => Some(Ok((entries, bytes.len() as u64))),
+        Some(entries) => Some(Ok((bytes, entries))),
         None => {
             tracing::debug!(path = %path.display(), "catalog file does not authenticate or is too large; removed");
             cache.remove_path(path);
@@ -303,29 +321,26 @@ fn decode(kind: Kind, mac: &blake3::Hasher, bytes: &[u8]) -> Option<Entries> {
         return None;
     }
     let count = u32::from_le_bytes(body[17..21].try_into().ok()?) as usize;
-    let mut rest = &body[HEAD..];
+    let mut at = HEAD;
     // Each entry takes at least 36 bytes: a count claiming more is refused before any
     // allocation sized by it.
-    if count > rest.len() / 36 {
+    if count > (body.len() - HEAD) / 36 {
         return None;
     }
-    let mut out = HashMap::with_capacity(count);
+    let mut out = Vec::with_capacity(count);
+    let mut seen = std::collections::HashSet::with_capacity(count);
     for _ in 0..count {
-        if rest.len() < 36 {
+        let head = body.get(at..at.checked_add(36)?)?;
+        let id = Id(head[..32].try_into().ok()?);
+        let n = u32::from_le_bytes(head[32..36].try_into().ok()?) as usize;
+        let (start, end) = (at + 36, at.checked_add(36)?.checked_add(n)?);
+        if end > body.len() || !seen.insert(id) {
             return None;
         }
-        let id = Id(rest[..32].try_into().ok()?);
-        let n = u32::from_le_bytes(rest[32..36].try_into().ok()?) as usize;
-        rest = &rest[36..];
-        if n > rest.len() {
-            return None;
-        }
-        if out.insert(id, rest[..n].to_vec()).is_some() {
-            return None;
-        }
-        rest = &rest[n..];
+        out.push((id, start, end));
+        at = end;
     }
-    rest.is_empty().then_some(out)
+    (at == body.len()).then_some(out)
 }
 
 #[cfg(test)]
@@ -404,7 +419,8 @@ mod tests {
         edited[HEAD + 40] ^= 1;
         let mut extended = good.clone();
         extended.push(0);
-        for bad in [edited, good[..good.len() - 1].to_vec(), good[..10].to_vec(), b"garbage".to_vec(), Vec::new(), extended]
+        for bad in
+            [edited, good[..good.len() - 1].to_vec(), good[..10].to_vec(), b"garbage".to_vec(), Vec::new(), extended]
         {
             std::fs::write(&path, &bad).unwrap();
             let cat = Catalog::load(&c, Kind::Index, &m);

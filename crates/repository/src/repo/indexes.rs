@@ -20,9 +20,9 @@ impl Repository {
                 k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
             listed.insert(id);
             // A listed id the catalog holds: its authenticated plaintext, no object opened.
-            if let Some(file) = catalog.as_ref().and_then(|(c, _)| c.get(&id)).and_then(|p| {
-                pack::parse_object::<IndexFile>(p, &k).ok()
-            }) {
+            if let Some(file) =
+                catalog.as_ref().and_then(|(c, _)| c.get(&id)).and_then(|p| pack::parse_object::<IndexFile>(p, &k).ok())
+            {
                 for p in &file.packs {
                     index.add_pack(p);
                 }

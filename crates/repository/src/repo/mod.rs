@@ -37,6 +37,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(test)]
+mod catalog_tests;
 mod config;
 mod dicts;
 mod indexes;
