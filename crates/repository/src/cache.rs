@@ -32,6 +32,8 @@
 //! v1/REPO-ID/trees/ID              bytes of the tree pack data/XX/ID
 //! v1/REPO-ID/writing/RANDOM        a backup of this host started and has not committed
 //! v1/REPO-ID/locks                 compliance-lock observations of the last `verify`
+//! v1/REPO-ID/catalog/KIND.base     decoded index / snapshot objects ([`crate::catalog`])
+//! v1/REPO-ID/catalog/KIND.d-RANDOM a catalog delta: one run's new entries
 //! ```
 //!
 //! The `locks` file is the one entry that is not content-addressed: it is authenticated as
