@@ -32,6 +32,8 @@
 //! v1/REPO-ID/trees/ID              bytes of the tree pack data/XX/ID
 //! v1/REPO-ID/writing/RANDOM        a backup of this host started and has not committed
 //! v1/REPO-ID/locks                 compliance-lock observations of `verify` and backups
+//! v1/REPO-ID/catalog/KIND.base     decoded index / snapshot objects ([`crate::catalog`])
+//! v1/REPO-ID/catalog/KIND.d-RANDOM a catalog delta: one run's new entries
 //! ```
 //!
 //! The `locks` file is the one entry that is not content-addressed: it is authenticated as
@@ -128,6 +130,8 @@ pub(crate) struct MetaCache {
     /// of it cannot tell whether an earlier backup of it was interrupted. Cleared when a
     /// backup through this handle commits.
     fresh: std::sync::atomic::AtomicBool,
+    /// Per-object entry reads ([`MetaCache::entry_reads`]).
+    entry_reads: std::sync::atomic::AtomicU64,
 }
 
 impl MetaCache {
@@ -149,7 +153,7 @@ impl MetaCache {
             Ok(())
         })();
         match made {
-            Ok(()) => Some(Self { dir, fresh: fresh.into() }),
+            Ok(()) => Some(Self { dir, fresh: fresh.into(), entry_reads: 0.into() }),
             Err(e) => {
                 tracing::debug!(dir = %dir.display(), error = %e, "metadata cache unavailable; reading from the store");
                 None
@@ -158,7 +162,6 @@ impl MetaCache {
     }
 
     /// The repository's directory.
-    #[cfg(test)]
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
@@ -176,6 +179,7 @@ impl MetaCache {
     /// removed.
     pub(crate) fn get(&self, kind: Kind, id: &Id) -> Option<Vec<u8>> {
         use std::io::Read as _;
+        self.entry_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = self.path(kind, id);
         let f = match std::fs::File::open(&path) {
             Ok(f) => f,
@@ -230,6 +234,17 @@ impl MetaCache {
                 self.remove(&e.path());
             }
         }
+    }
+
+    /// Removes a file (or a directory in its place) of this cache; failures are logged.
+    pub(crate) fn remove_path(&self, path: &Path) {
+        self.remove(path);
+    }
+
+    /// How many per-object entries this handle has read (served or not): for tests that
+    /// check a run opens no old object.
+    pub(crate) fn entry_reads(&self) -> u64 {
+        self.entry_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn remove(&self, path: &Path) {
@@ -405,7 +420,7 @@ fn parse_locks(bytes: &[u8], mut mac: blake3::Hasher) -> Option<LockObservations
 }
 
 /// Creates `dir` (and missing parents) with mode 0700; an existing directory is left as is.
-fn mkdir_0700(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn mkdir_0700(dir: &Path) -> std::io::Result<()> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
@@ -415,7 +430,7 @@ fn mkdir_0700(dir: &Path) -> std::io::Result<()> {
 
 /// Writes `bytes` to `path` through a temporary file in `dir` and a rename: readers see the
 /// whole file or none. Not synced: a torn entry after a crash fails its hash and is dropped.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".tmp-{}", hex::encode(crate::crypto::random::<8>())));
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;

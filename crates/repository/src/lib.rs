@@ -12,6 +12,7 @@
 //! - [`BlobReader`] — authenticated reads.
 
 pub mod cache;
+pub mod catalog;
 pub mod chunker;
 pub mod crypto;
 pub mod dict;

@@ -1105,13 +1105,30 @@ pub fn open_object<T: for<'de> Deserialize<'de>>(
     bytes: &[u8],
     name: &str,
 ) -> Result<T> {
+    let json = open_object_plain(key, kind, bytes, name)?;
+    parse_object(&json, name)
+}
+
+/// The plaintext (JSON) of an enveloped object: [`open_object`] without the decoding, for
+/// the catalog ([`crate::catalog`]), which keeps what an object decodes to.
+///
+/// # Errors
+/// As [`open_object`].
+pub(crate) fn open_object_plain(key: &MasterKey, kind: ObjectKind, bytes: &[u8], name: &str) -> Result<Vec<u8>> {
     envelope_version(bytes, name)?;
     if bytes[4] != kind as u8 {
         return Err(RepoError::corrupt(name, format!("object kind {} where {:?} was expected", bytes[4], kind)));
     }
     let compressed = key.open(&envelope_aad(kind), &bytes[5..], name)?;
-    let json = decompress_bounded(&compressed, kind.max_content(), name)?;
-    serde_json::from_slice(&json).map_err(|e| RepoError::corrupt(name, format!("bad content: {e}")))
+    decompress_bounded(&compressed, kind.max_content(), name)
+}
+
+/// Decodes an object's plaintext ([`open_object_plain`]).
+///
+/// # Errors
+/// `Corrupt` naming `name`.
+pub(crate) fn parse_object<T: for<'de> Deserialize<'de>>(json: &[u8], name: &str) -> Result<T> {
+    serde_json::from_slice(json).map_err(|e| RepoError::corrupt(name, format!("bad content: {e}")))
 }
 
 #[cfg(test)]

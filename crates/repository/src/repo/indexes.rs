@@ -14,10 +14,20 @@ impl Repository {
     pub fn load_index(&self) -> Result<Index> {
         let mut index = Index::default();
         let mut listed = HashSet::new();
+        let mut catalog = self.catalog_load(CatalogKind::Index);
         self.for_each_name(&format!("{}index/", self.prefix), |k| {
             let id: Id =
                 k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
             listed.insert(id);
+            // A listed id the catalog holds: its authenticated plaintext, no object opened.
+            if let Some(file) =
+                catalog.as_ref().and_then(|(c, _)| c.get(&id)).and_then(|p| pack::parse_object::<IndexFile>(p, &k).ok())
+            {
+                for p in &file.packs {
+                    index.add_pack(p);
+                }
+                return Ok(());
+            }
             let bytes = match self.get_meta(CacheKind::Index, &k, &id) {
                 Ok(b) => b,
                 // Pruned between listing and reading: its lock had ended, so what it stated
@@ -31,10 +41,15 @@ impl Repository {
                 }
                 Err(e) => return Err(e),
             };
-            match pack::open_object::<IndexFile>(&self.key, ObjectKind::Index, &bytes, &k) {
-                Ok(file) => {
+            let opened = pack::open_object_plain(&self.key, ObjectKind::Index, &bytes, &k)
+                .and_then(|plain| pack::parse_object::<IndexFile>(&plain, &k).map(|f| (f, plain)));
+            match opened {
+                Ok((file, plain)) => {
                     for p in &file.packs {
                         index.add_pack(p);
+                    }
+                    if let Some((c, _)) = catalog.as_mut() {
+                        c.add(id, plain);
                     }
                 }
                 Err(e) if is_damage(&e) => index.add_damaged(k, coffer_store::display_chain(&e)),
@@ -43,6 +58,7 @@ impl Repository {
             Ok(())
         })?;
         self.cache_retain(CacheKind::Index, |id| listed.contains(id));
+        self.catalog_keep(catalog, |id| listed.contains(id));
         Ok(index)
     }
 

@@ -20,6 +20,7 @@
 //! - The snapshot is written last, after every object it references is durable.
 
 use crate::cache::{CacheChoice, Kind as CacheKind, MetaCache};
+use crate::catalog::{Catalog, Kind as CatalogKind};
 use crate::crypto::{KdfParams, KeyFile, MasterKey};
 use crate::error::{RepoError, Result};
 use crate::id::Id;
@@ -36,6 +37,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(test)]
+mod catalog_tests;
 mod config;
 mod dicts;
 mod indexes;

@@ -71,6 +71,29 @@ impl Repository {
         }
     }
 
+    /// The catalog of `kind` ([`crate::catalog`]) with its MAC key, when this handle reads
+    /// through a local cache (not `--no-cache`, not while reads bypass the cache).
+    pub(super) fn catalog_load(&self, kind: CatalogKind) -> Option<(Catalog, blake3::Hasher)> {
+        let cache = self.cache_for_reads()?;
+        let mac = self.key.keyed_hasher(crate::catalog::PURPOSE);
+        Some((Catalog::load(cache, kind, &mac), mac))
+    }
+
+    /// Writes what a catalog gained, after a complete listing for which `listed` tells the
+    /// ids returned; not for a handle seeing the past (later names exist too).
+    pub(super) fn catalog_keep(&self, catalog: Option<(Catalog, blake3::Hasher)>, listed: impl Fn(&Id) -> bool) {
+        if let (Some((cat, mac)), Some(cache), None) = (catalog, &self.meta_cache, self.as_of) {
+            cat.keep(cache, &mac, listed);
+        }
+    }
+
+    /// How many per-object metadata cache entries this handle has read (0 without a cache):
+    /// for tests that check a run opens no old object (see [`crate::catalog`]).
+    #[must_use]
+    pub fn cache_entry_reads(&self) -> u64 {
+        self.meta_cache.as_ref().map_or(0, |c| c.entry_reads())
+    }
+
     /// The authentic version of a tampered content-addressed name, once found.
     pub(super) fn pin(&self, key: &str) -> Option<VersionId> {
         self.pins.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned()

@@ -28,6 +28,7 @@ impl Repository {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
         let mut listed: HashMap<Id, Timestamp> = HashMap::new();
+        let mut catalog = self.catalog_load(CatalogKind::Snapshot);
         versions::for_each_name(self.store.as_ref(), &format!("{}snapshots/", self.prefix), self.as_of, |v| {
             let k = v.key;
             let id: Id = match k.rsplit('/').next().unwrap_or("").parse() {
@@ -40,7 +41,7 @@ impl Repository {
             if let Some(first) = v.objects.first() {
                 listed.insert(id, first.created);
             }
-            match self.read_snapshot(&id) {
+            match self.read_snapshot_cataloged(&id, catalog.as_mut().map(|(c, _)| c)) {
                 Ok(s) => out.push((id, s)),
                 Err(e) if is_gone(&e) => {}
                 Err(e) if is_damaged(&e) => damaged.push((k, e)),
@@ -54,6 +55,7 @@ impl Repository {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|id, _| listed.contains_key(id));
         self.cache_retain(CacheKind::Snapshot, |id| listed.contains_key(id));
+        self.catalog_keep(catalog, |id| listed.contains_key(id));
         *self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = listed;
         out.sort_by_key(|(id, s)| (s.time, *id));
         Ok((out, damaged))
@@ -89,6 +91,27 @@ impl Repository {
         let key = self.snapshot_key(id);
         let bytes = self.get_meta(CacheKind::Snapshot, &key, id)?;
         let snap: Snapshot = pack::open_object(&self.key, ObjectKind::Snapshot, &bytes, &key)?;
+        cache().insert(*id, snap.clone());
+        Ok(snap)
+    }
+
+    /// [`Repository::read_snapshot`] for an id a listing just returned, through the catalog:
+    /// served from it when it holds the id, else read as usual and added to it.
+    fn read_snapshot_cataloged(&self, id: &Id, catalog: Option<&mut Catalog>) -> Result<Snapshot> {
+        let Some(catalog) = catalog else { return self.read_snapshot(id) };
+        let cache = || self.snapshot_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = cache().get(id) {
+            return Ok(s.clone());
+        }
+        let key = self.snapshot_key(id);
+        if let Some(snap) = catalog.get(id).and_then(|p| pack::parse_object::<Snapshot>(p, &key).ok()) {
+            cache().insert(*id, snap.clone());
+            return Ok(snap);
+        }
+        let bytes = self.get_meta(CacheKind::Snapshot, &key, id)?;
+        let plain = pack::open_object_plain(&self.key, ObjectKind::Snapshot, &bytes, &key)?;
+        let snap: Snapshot = pack::parse_object(&plain, &key)?;
+        catalog.add(*id, plain);
         cache().insert(*id, snap.clone());
         Ok(snap)
     }

@@ -23,6 +23,22 @@ impl Repository {
     /// # Errors
     /// `Invalid` when `expires` is past the repository's ceiling; store errors.
     pub fn writer(&self, expires: Timestamp) -> Result<BlobWriter<'_>> {
+        self.writer_listing(expires, false)
+    }
+
+    /// [`Repository::writer`] for a source that asks for [`BlobWriter::history`] at once (a
+    /// files backup, for its parent): the two listings a backup needs, `index/` and
+    /// `snapshots/`, are independent, so they run at the same time and the server's time
+    /// for one overlaps the other's (and the client's decoding). The history is then as
+    /// listed now, which is when that source would have listed it anyway.
+    ///
+    /// # Errors
+    /// As [`Repository::writer`], and store errors listing or reading snapshots.
+    pub fn writer_with_history(&self, expires: Timestamp) -> Result<BlobWriter<'_>> {
+        self.writer_listing(expires, true)
+    }
+
+    fn writer_listing(&self, expires: Timestamp, with_history: bool) -> Result<BlobWriter<'_>> {
         self.writable()?;
         let now = self.clock.now();
         let ceiling = now + to_signed(self.config.retention.max_retain);
@@ -62,7 +78,18 @@ impl Repository {
                 None => Some(Box::default()),
             }
         };
-        let mut index = self.load_index()?;
+        let (index, history) = if with_history {
+            std::thread::scope(|s| {
+                let snapshots = s.spawn(|| self.all_snapshots());
+                let index = self.load_index();
+                let history = snapshots.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (index, Some(history))
+            })
+        } else {
+            (self.load_index(), None)
+        };
+        let mut index = index?;
+        let history = history.transpose()?;
         // Looking for packs an interrupted backup left unindexed costs a listing of all of
         // `data/`. With a cache it is paid only when this host cannot rule such a backup out:
         // one of its backups started and did not commit (its marker is still there), the
@@ -88,7 +115,7 @@ impl Repository {
             index,
             recovered,
             expires,
-            history: None,
+            history,
             until: self.lock_until(expires),
             target: target.clone(),
             pipeline: Some(Pipeline::start(target)),

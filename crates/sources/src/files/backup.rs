@@ -154,7 +154,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, ctl: &JobControl) -> Resu
         }
         None => opts.retention.expiry(now, &[], policy)?,
     };
-    let mut w = repo.writer(expires)?;
+    let mut w = repo.writer_with_history(expires)?;
     // The writer's one listing serves both: the parent is the newest live snapshot of these
     // paths; the chain link, which the writer writes, the newest of all.
     let (parent, parent_tree) = match opts.parent {

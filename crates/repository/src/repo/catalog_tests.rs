@@ -1,0 +1,209 @@
+//! The catalog ([`crate::catalog`]) through a repository on a real local vault: a run opens
+//! no old object, a bad catalog changes nothing, an unlisted entry is never used, `--as-of`
+//! still decides by the store's listing.
+
+use super::*;
+use crate::catalog::{Catalog, Kind as CatKind, PURPOSE};
+use crate::snapshot::NewSnapshot;
+use coffer_store::{LocalVault, Role, VaultOptions};
+
+struct Fx {
+    tmp: tempfile::TempDir,
+    clock: Clock,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Fx {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
+        let vault =
+            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
+                .unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+        Repository::init(store.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
+        Self { tmp, clock, store }
+    }
+
+    fn cache_root(&self) -> std::path::PathBuf {
+        self.tmp.path().join("cache")
+    }
+
+    /// A new handle (a new run), through the cache or not.
+    fn open(&self, cache: bool) -> Repository {
+        let r = Repository::open(self.store.clone(), "t", "", b"pw", self.clock.clone()).unwrap();
+        if cache { r.with_cache(&CacheChoice::Always(self.cache_root())) } else { r }
+    }
+
+    /// One backup: a new data blob (so a new pack and index object) and a snapshot.
+    fn backup(&self, tag: &str) -> Id {
+        self.clock.advance(std::time::Duration::from_secs(60));
+        let repo = self.open(true);
+        let expires = self.clock.now() + SignedDuration::from_hours(24);
+        let mut w = repo.writer_with_history(expires).unwrap();
+        w.add(BlobKind::Data, tag.as_bytes()).unwrap();
+        let tree = w.add(BlobKind::Tree, &Tree { nodes: vec![] }.to_bytes()).unwrap();
+        let new = NewSnapshot {
+            kind: "test".into(),
+            time: repo.clock.now(),
+            host: "h".into(),
+            paths: vec!["/p".into()],
+            tags: vec![tag.into()],
+            tree,
+            parent: None,
+            pg: None,
+        };
+        w.commit(new).unwrap()
+    }
+
+    fn catalog_dir(&self, repo: &Repository) -> std::path::PathBuf {
+        self.cache_root().join(crate::cache::LAYOUT).join(repo.config().id.to_string()).join("catalog")
+    }
+}
+
+/// What a run sees: snapshot ids and tags, and the index's packs.
+fn view(repo: &Repository) -> (Vec<(Id, Vec<String>)>, Vec<Id>, usize) {
+    let snaps = repo.all_snapshots().unwrap().into_iter().map(|(id, s)| (id, s.tags)).collect();
+    let index = repo.load_index().unwrap();
+    let mut packs: Vec<Id> = index.packs().iter().map(|p| p.id).collect();
+    packs.sort();
+    (snaps, packs, index.damaged().len())
+}
+
+#[test]
+fn catalog_a_run_after_many_opens_no_old_object_and_sees_the_same() {
+    let fx = Fx::new();
+    for i in 0..12 {
+        fx.backup(&format!("b{i}"));
+    }
+    let truth = view(&fx.open(false));
+    assert_eq!(truth.0.len(), 12);
+    assert!(truth.1.len() >= 12, "a pack per backup: {}", truth.1.len());
+
+    // The backups kept the catalog: a new run opens only what the last backup wrote (its
+    // snapshot and index object, not in the catalog yet), the run after it nothing.
+    let repo = fx.open(true);
+    assert_eq!(view(&repo), truth);
+    assert_eq!(repo.cache_entry_reads(), 2, "only the last backup's objects opened");
+    let repo = fx.open(true);
+    assert_eq!(view(&repo), truth);
+    assert_eq!(repo.cache_entry_reads(), 0, "no old object opened");
+
+    // One more backup: the next run opens only what that backup wrote (at most its
+    // snapshot and index object), never the history.
+    fx.backup("b12");
+    let repo = fx.open(true);
+    let after = view(&repo);
+    assert_eq!(after.0.len(), 13);
+    assert_eq!(repo.cache_entry_reads(), 2, "opened only the new backup's snapshot and index object");
+    assert_eq!(after, view(&fx.open(false)));
+    let repo = fx.open(true);
+    view(&repo);
+    assert_eq!(repo.cache_entry_reads(), 0);
+}
+
+#[test]
+fn catalog_bad_or_foreign_files_are_ignored_removed_and_change_nothing() {
+    let fx = Fx::new();
+    for i in 0..5 {
+        fx.backup(&format!("b{i}"));
+    }
+    let truth = view(&fx.open(false));
+    let repo = fx.open(true);
+    assert_eq!(view(&repo), truth);
+    let dir = fx.catalog_dir(&repo);
+    let base = dir.join("snapshots.base");
+    let good = std::fs::read(&base).unwrap();
+    let mut edited = good.clone();
+    let mid = edited.len() / 2;
+    edited[mid] ^= 1;
+    // Another repository's catalog, under this repository's name.
+    let other = Fx::new();
+    for i in 0..2 {
+        other.backup(&format!("o{i}"));
+    }
+    let orepo = other.open(true);
+    view(&orepo);
+    let foreign = std::fs::read(other.catalog_dir(&orepo).join("snapshots.base")).unwrap();
+    for bad in [edited, good[..good.len() - 7].to_vec(), b"garbage".to_vec(), foreign] {
+        std::fs::write(&base, &bad).unwrap();
+        let repo = fx.open(true);
+        assert_eq!(view(&repo), truth, "results identical");
+        assert_eq!(repo.cache_entry_reads(), 5, "the snapshots were opened one by one again");
+        let now = std::fs::read(&base).unwrap();
+        assert_ne!(now, bad, "the bad file was replaced");
+        let repo = fx.open(true);
+        assert_eq!(view(&repo), truth);
+        assert_eq!(repo.cache_entry_reads(), 0, "and the rewritten one serves again");
+    }
+}
+
+#[test]
+fn catalog_an_unlisted_entry_is_never_used_and_is_dropped() {
+    let fx = Fx::new();
+    for i in 0..3 {
+        fx.backup(&format!("b{i}"));
+    }
+    let repo = fx.open(true);
+    let truth = view(&repo);
+    let cache = repo.meta_cache_handle().unwrap();
+    let mac = repo.key().keyed_hasher(PURPOSE);
+    // An authenticated entry for an index object the store does not list (as if pruned),
+    // stating a pack no listed index states.
+    let ghost_pack = Id([0xab; 32]);
+    let file = crate::index::IndexFile {
+        packs: vec![crate::index::IndexPack {
+            id: ghost_pack,
+            size: 100,
+            retain_until: fx.clock.now(),
+            blobs: Vec::new(),
+        }],
+    };
+    let ghost = Id([0xcd; 32]);
+    let mut cat = Catalog::load(cache, CatKind::Index, &mac);
+    cat.add(ghost, serde_json::to_vec(&file).unwrap());
+    cat.keep(cache, &mac, |_| true);
+    assert!(Catalog::load(cache, CatKind::Index, &mac).get(&ghost).is_some(), "planted");
+
+    let repo = fx.open(true);
+    let index = repo.load_index().unwrap();
+    assert!(index.pack_by_id(&ghost_pack).is_none(), "never used: its blobs are not deduplicated against");
+    assert_eq!(view(&repo), truth);
+    assert!(Catalog::load(cache, CatKind::Index, &mac).get(&ghost).is_none(), "dropped at the write");
+}
+
+#[test]
+fn catalog_as_of_decides_by_the_listing_and_no_cache_bypasses() {
+    let fx = Fx::new();
+    fx.backup("b0");
+    fx.backup("b1");
+    let then = fx.clock.now();
+    fx.backup("b2");
+    let repo = fx.open(true);
+    view(&repo);
+    let dir = fx.catalog_dir(&repo);
+    let before: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    // The catalog holds b2; a handle as of `then` does not see it.
+    let past = Repository::open_as_of(fx.store.clone(), "t", "", b"pw", fx.clock.clone(), Some(then))
+        .unwrap()
+        .with_cache(&CacheChoice::Always(fx.cache_root()));
+    let tags: Vec<String> = past.all_snapshots().unwrap().into_iter().flat_map(|(_, s)| s.tags).collect();
+    assert_eq!(tags, vec!["b0", "b1"]);
+    assert_eq!(past.cache_entry_reads(), 0, "served from the catalog");
+    let after: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after, "a handle seeing the past writes no catalog");
+
+    // Without a cache (`--no-cache`) the catalog is not read: a garbage base changes nothing.
+    std::fs::write(dir.join("snapshots.base"), b"garbage").unwrap();
+    let plain = fx.open(false);
+    assert_eq!(plain.all_snapshots().unwrap().len(), 3);
+    assert_eq!(std::fs::read(dir.join("snapshots.base")).unwrap(), b"garbage", "not even looked at");
+    // Reads bypassing the cache (`verify --read-data`) do not use it either.
+    let repo = fx.open(true);
+    let _bypass = repo.bypass_cache_reads();
+    assert_eq!(repo.all_snapshots().unwrap().len(), 3);
+    assert_eq!(std::fs::read(dir.join("snapshots.base")).unwrap(), b"garbage");
+}
