@@ -36,7 +36,9 @@
 //! v1/REPO-ID/catalog/KIND.d-RANDOM a catalog delta: one run's new entries
 //! ```
 //!
-//! The `locks` file is the one entry that is not content-addressed: it is authenticated as
+//! The `locks` file and the catalog ([`crate::catalog`]) are the entries that are not
+//! content-addressed. The catalog is authenticated as a whole, served only for ids a
+//! listing just returned, and never used by `verify`. The `locks` file is authenticated as
 //! a whole with a key derived from the repository key, and holds only compliance-mode lock
 //! ends (which the store never lets anyone shorten), each used only for a version the
 //! store's listing returns (see `docs/cache.md`, "Lock observations"). Structural verifies

@@ -21,6 +21,11 @@
 //!   returned ([`Catalog::get`]); an entry for an id the listing did not return is never
 //!   used, and is dropped at the next write ([`Catalog::keep`] then rewrites the base).
 //!   `--as-of` still decides by the store listing; a handle seeing the past never writes.
+//! - **Never the check.** The MAC key derives from the repository key, which the backup
+//!   host holds: a host the attacker controls can forge what a listed id decodes to in its
+//!   own catalog. So `verify` never uses it ([`crate::Repository::without_catalog`]): it
+//!   opens the objects (from the store, or per-object entries checked against their
+//!   content-addressed names), and a forged catalog neither fails nor fools it.
 //! - **Only what opened.** An entry is added only after its object was read (hash checked
 //!   against its name) and opened (authenticated, decoded): a damaged object stays damaged.
 //! - **Bounded, amortized.** Files are one *base* plus up to [`MAX_DELTAS`] *delta* files,

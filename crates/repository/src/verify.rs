@@ -148,6 +148,9 @@ pub fn verify(repo: &Repository, read: ReadData, ctl: &JobControl) -> Result<Ver
     // Reading data means checking the store's bytes: metadata objects too, not the local
     // cache's copies (docs/cache.md).
     let _store_bytes = (!matches!(read, ReadData::None)).then(|| repo.bypass_cache_reads());
+    // The check rests on the objects (or copies checked against their names), never on the
+    // catalog's derived content, which this host could forge with the key.
+    let _objects = repo.without_catalog();
     let one = Event::Advance(Progress::new(1, 0));
     let now = repo.clock().now();
     let mut rep = VerifyReport::default();

@@ -207,3 +207,50 @@ fn catalog_as_of_decides_by_the_listing_and_no_cache_bypasses() {
     assert_eq!(repo.all_snapshots().unwrap().len(), 3);
     assert_eq!(std::fs::read(dir.join("snapshots.base")).unwrap(), b"garbage");
 }
+
+#[test]
+fn catalog_verify_checks_the_objects_not_a_forged_catalog() {
+    let fx = Fx::new();
+    fx.backup("b0");
+    fx.backup("b1");
+    let repo = fx.open(false);
+    let ctl = crate::JobControl::none();
+    let truth = crate::verify(&repo, crate::ReadData::None, &ctl).unwrap();
+    assert!(truth.problems.is_empty(), "{:?}", truth.problems);
+    // The backup host holds the key: it can write an authenticated catalog that says each
+    // listed index object states its packs without their blobs (so every snapshot's data
+    // would look missing), and a pack that exists nowhere.
+    let cache_repo = fx.open(true);
+    let cache = cache_repo.meta_cache_handle().unwrap();
+    let mac = cache_repo.key().keyed_hasher(PURPOSE);
+    let ghost =
+        crate::index::IndexPack { id: Id([0xab; 32]), size: 100, retain_until: fx.clock.now(), blobs: Vec::new() };
+    std::fs::remove_dir_all(fx.catalog_dir(&cache_repo)).unwrap();
+    let mut cat = Catalog::load(cache, CatKind::Index, &mac);
+    let mut forged = 0;
+    repo.for_each_name("index/", |k| {
+        let id: Id = k.rsplit('/').next().unwrap().parse().unwrap();
+        let bytes = repo.get_meta(CacheKind::Index, &k, &id)?;
+        let mut file: IndexFile = pack::open_object(repo.key(), ObjectKind::Index, &bytes, &k)?;
+        for p in &mut file.packs {
+            p.blobs.clear();
+        }
+        file.packs.push(ghost.clone());
+        cat.add(id, serde_json::to_vec(&file).unwrap());
+        forged += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert!(forged >= 2);
+    cat.keep(cache, &mac, |_| true);
+    let fooled = fx.open(true);
+    let seen = fooled.load_index().unwrap();
+    assert!(seen.pack_by_id(&ghost.id).is_some() && seen.blob_count() == 0, "this host's own view uses the catalog");
+
+    // `verify` opens the objects themselves: the forgery neither fails nor fools it.
+    let repo = fx.open(true);
+    let report = crate::verify(&repo, crate::ReadData::None, &ctl).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.snapshots, report.trees, report.blobs), (truth.snapshots, truth.trees, truth.blobs));
+    assert!(repo.cache_entry_reads() >= 2, "the index objects were opened (from their checked entries)");
+}

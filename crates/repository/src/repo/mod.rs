@@ -102,6 +102,9 @@ pub struct Repository {
     /// Reads skip the cache while set (`verify` reading data checks the store's own bytes
     /// of every metadata object: [`Repository::bypass_cache_reads`]).
     cache_bypass: std::sync::atomic::AtomicBool,
+    /// The catalog is not used while set (`verify` checks the objects themselves, never a
+    /// derived copy of their content: [`Repository::without_catalog`]).
+    catalog_off: std::sync::atomic::AtomicBool,
     /// The compression dictionaries (`dicts/`), listed on first need.
     dicts: dicts::Loaded,
     /// The config's and key files' versions as `open` listed them (see [`MetaListing`]).
@@ -209,6 +212,23 @@ impl Repository {
         CacheBypass(self)
     }
 
+    /// Until the guard is dropped, index and snapshot objects are opened one by one
+    /// (through the per-object cache, whose entries are checked against their names), not
+    /// served from the catalog ([`crate::catalog`]): for `verify`, the check that must not
+    /// rest on anything this host could have written with the key — the catalog is
+    /// authenticated with a key the backup host holds, the per-object entries by their
+    /// content address. It costs local reads, no store request.
+    #[must_use]
+    pub fn without_catalog(&self) -> CatalogOff<'_> {
+        self.catalog_off.store(true, std::sync::atomic::Ordering::Relaxed);
+        CatalogOff(self)
+    }
+
+    /// Whether the catalog may be used now.
+    pub(crate) fn catalog_on(&self) -> bool {
+        !self.catalog_off.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The cache to read from, unless bypassed.
     pub(crate) fn cache_for_reads(&self) -> Option<&MetaCache> {
         if self.cache_bypass.load(std::sync::atomic::Ordering::Relaxed) { None } else { self.meta_cache.as_deref() }
@@ -249,6 +269,15 @@ pub struct CacheBypass<'a>(&'a Repository);
 impl Drop for CacheBypass<'_> {
     fn drop(&mut self) {
         self.0.cache_bypass.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The catalog is not used while this lives ([`Repository::without_catalog`]).
+pub struct CatalogOff<'a>(&'a Repository);
+
+impl Drop for CatalogOff<'_> {
+    fn drop(&mut self) {
+        self.0.catalog_off.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -72,8 +72,12 @@ impl Repository {
     }
 
     /// The catalog of `kind` ([`crate::catalog`]) with its MAC key, when this handle reads
-    /// through a local cache (not `--no-cache`, not while reads bypass the cache).
+    /// through a local cache (not `--no-cache`, not while reads bypass the cache, not during
+    /// `verify`: [`Repository::without_catalog`]).
     pub(super) fn catalog_load(&self, kind: CatalogKind) -> Option<(Catalog, blake3::Hasher)> {
+        if !self.catalog_on() {
+            return None;
+        }
         let cache = self.cache_for_reads()?;
         let mac = self.key.keyed_hasher(crate::catalog::PURPOSE);
         Some((Catalog::load(cache, kind, &mac), mac))

@@ -226,6 +226,7 @@ impl Repository {
             ledger_append: std::sync::Mutex::default(),
             meta_cache: None,
             cache_bypass: std::sync::atomic::AtomicBool::new(false),
+            catalog_off: std::sync::atomic::AtomicBool::new(false),
             dicts: std::sync::Mutex::default(),
             meta_listed: std::sync::Mutex::default(),
         }
