@@ -64,8 +64,11 @@ impl Fx {
     }
 }
 
-/// What a run sees: snapshot ids and tags, and the index's packs.
-fn view(repo: &Repository) -> (Vec<(Id, Vec<String>)>, Vec<Id>, usize) {
+/// What a run sees: snapshot ids and tags, the index's packs, its damaged objects.
+type View = (Vec<(Id, Vec<String>)>, Vec<Id>, usize);
+
+/// What a run sees ([`View`]).
+fn view(repo: &Repository) -> View {
     let snaps = repo.all_snapshots().unwrap().into_iter().map(|(id, s)| (id, s.tags)).collect();
     let index = repo.load_index().unwrap();
     let mut packs: Vec<Id> = index.packs().iter().map(|p| p.id).collect();
