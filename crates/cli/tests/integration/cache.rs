@@ -153,6 +153,12 @@ fn cache_tampered_entries_are_not_used_and_are_repaired() {
     std::fs::write(&snaps[1], &good[0]).unwrap();
     let len = std::fs::metadata(&index[0]).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&index[0]).unwrap().set_len(len / 2).unwrap();
+    // Without the catalog (the decoded objects: `cache_a_tampered_catalog_…` below and
+    // the repository crate's `catalog_*` tests),
+    // the objects are opened through these per-object entries.
+    let catalog = snaps[0].parent().unwrap().parent().unwrap().join("catalog");
+    assert!(catalog.is_dir(), "the runs kept a catalog");
+    std::fs::remove_dir_all(&catalog).unwrap();
 
     let run = c.c(["snapshots", "--json"]).ok();
     assert_eq!(run.json(), want);
@@ -167,6 +173,36 @@ fn cache_tampered_entries_are_not_used_and_are_repaired() {
     let restored = crate::repo_util::restored(&target, &src).join("f.txt");
     assert_eq!(std::fs::read(restored).unwrap(), b"two");
     assert_eq!(std::fs::metadata(&index[0]).unwrap().len(), len);
+}
+
+#[test]
+fn cache_a_tampered_catalog_is_no_error_changes_nothing_and_is_rewritten() {
+    let c = Cached::new();
+    let src = tree(&c.r.sb, "one");
+    c.backup(&src);
+    std::fs::write(src.join("f.txt"), "two").unwrap();
+    c.backup(&src);
+    let want = c.r.c(["snapshots", "--json"]).ok().json();
+    assert_eq!(c.snapshots(&[]), want);
+    let base = repo_dir(&c.root).join("catalog/snapshots.base");
+    assert!(std::fs::read(&base).unwrap().starts_with(b"coffer-catalog-1"), "the documented magic");
+    // A bad file makes the next run write one base of every listed entry (no delta files):
+    // from then on, each repair writes exactly these bytes again.
+    flip_byte(&base, 20);
+    assert_eq!(c.snapshots(&[]), want);
+    let good = std::fs::read(&base).unwrap();
+    let files = std::fs::read_dir(base.parent().unwrap())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("snapshots."))
+        .count();
+    assert_eq!(files, 1, "one base, no delta");
+    for at in [0, 17, 30, good.len() / 2, good.len() - 1] {
+        flip_byte(&base, at);
+        let run = c.c(["snapshots", "--json"]).ok();
+        assert_eq!(run.json(), want, "byte {at} flipped");
+        assert_eq!(run.stderr, "", "a bad catalog is no error and prints nothing");
+        assert_eq!(std::fs::read(&base).unwrap(), good, "rewritten from the objects (byte {at})");
+    }
 }
 
 #[test]
