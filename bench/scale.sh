@@ -218,11 +218,11 @@ run_step() {
     [[ $part == files ]] && sync
     t1=$(date +%s%N)
     j1=$(busy_jiffies)
-    read -r rss user sys < <(tail -n1 "$tf")
+    read -r rss user sys <<<"$(tail -n1 "$tf")"
     if [[ -n $SERVER_LOG ]]; then
         sleep 0.2 # the proxy logs a connection when it has closed it
-        read -r reqs detail < <(count_requests "$SERVER_LOG" "$from" "$(log_lines "$SERVER_LOG")")
-        read -r up down < <(helper bytes "$PROXY_LOG" "$pfrom")
+        read -r reqs detail <<<"$(count_requests "$SERVER_LOG" "$from" "$(log_lines "$SERVER_LOG")")"
+        read -r up down <<<"$(helper bytes "$PROXY_LOG" "$pfrom")"
         printf '%s/%s/%s: %s\n' "$part" "$tool" "$step" "$detail" >>"$RESULTS/requests.txt"
     fi
     [[ $repo != - && -e $repo ]] && repo_bytes=$(du -sb "$repo" | cut -f1)
@@ -230,6 +230,7 @@ run_step() {
     STEP_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
     ((rc == 0)) || status="FAILED (exit $rc, see logs/$(basename "$log"))"
     STEP_RC=$rc
+    STEP_CPU=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u + s}')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$part" "$set" "$step" "$tool" "$STEP_SECS" \
         "$user" "$sys" "$rss" "$reqs" "$down" "$up" "$repo_bytes" "$load1" \
         "$(others_cpu_pct "$j0" "$j1" "$user" "$sys" "$STEP_SECS")" "$status" >>"$RESULTS/results.tsv"
@@ -291,10 +292,10 @@ files_set() { # N
     local n=$1 set src desc files bytes kind=plain tool t0
     if [[ $n == data ]]; then
         src=$DATA
-        read -r files bytes < <(helper size "$src")
+        read -r files bytes <<<"$(helper size "$src")"
         n=$files
         desc="--data $DATA"
-    elif [[ -n $DATA ]] && read -r files bytes < <(helper size "$DATA") && ((files == n)); then
+    elif [[ -n $DATA ]] && read -r files bytes <<<"$(helper size "$DATA")" && ((files == n)); then
         src=$DATA
         desc="--data $DATA"
     elif ((n >= LOOPFS_FROM)); then
@@ -314,7 +315,7 @@ files_set() { # N
         desc="scale_gen.py $n (default sizes), generated in $(($(date +%s) - t0)) s on a loop-mounted ext4"
     fi
     # (an existing tree is counted above already)
-    [[ $src == "$DATA" ]] || read -r files bytes < <(helper size "$src")
+    [[ $src == "$DATA" ]] || read -r files bytes <<<"$(helper size "$src")"
     [[ $files =~ ^[0-9]+$ && $bytes =~ ^[0-9]+$ ]] || die "cannot count the files of $src"
     # an existing tree of small files (e.g. one generated earlier with --avg-bytes 250) is
     # restored onto file systems made for small files, as a generated one
@@ -385,7 +386,7 @@ files_set() { # N
         restic) run_step files "$set" restore restic - restic -r "$repos/$tool" restore latest --target "$dst/r" ;;
         esac
         # both restore absolute paths below the target
-        read -r rfiles rbytes < <(helper size "$dst/r$src" 2>/dev/null || echo "0 0")
+        read -r rfiles rbytes <<<"$(helper size "$dst/r$src" 2>/dev/null || echo "0 0")"
         if ((rfiles != files || rbytes != bytes)); then
             mark_status files "$set" restore "$tool" "RESTORED $rfiles files, $rbytes bytes"
             say "$tool: restored $rfiles files, $rbytes bytes; the source has $files, $bytes"
@@ -462,7 +463,7 @@ history_part() {
     local reader=(env AWS_ACCESS_KEY_ID=coffer-reader AWS_SECRET_ACCESS_KEY=secret-of-reader "$COFFER")
     local restic=(env AWS_ACCESS_KEY_ID=restic AWS_SECRET_ACCESS_KEY=restic-secret restic -r "s3:$endpoint/restic-hist")
     local tree=$SCRATCH/hist/tree
-    printf 'tool\tbackup\tseconds\trequests\tup_bytes\tdown_bytes\n' >"$RESULTS/history.tsv"
+    printf 'tool\tbackup\tseconds\trequests\tup_bytes\tdown_bytes\tcpu_s\n' >"$RESULTS/history.tsv"
 
     local tool n
     for tool in coffer restic; do
@@ -475,7 +476,7 @@ history_part() {
         ((STEP_RC == 0)) || die "$tool init failed; see $RESULTS/logs"
         fact history - "$tool" snapshots "$n"
         say "history: $n backups with $tool"
-        local k t0 t1 from pfrom up down checkpoint failures=0
+        local k t0 t1 cpu from pfrom up down checkpoint failures=0
         for ((k = 1; k <= n; k++)); do
             hist_change "$tree" "$k"
             checkpoint=0
@@ -488,14 +489,17 @@ history_part() {
                 restic) run_step history - "backup #$k" restic - "${restic[@]}" backup "$tree" ;;
                 esac
                 t1=$STEP_SECS
+                cpu=$STEP_CPU
             else
                 STEP_RC=0
                 t0=$(date +%s%N)
                 case $tool in
-                coffer) "${writer[@]}" backup --repo "$c_repo" "$tree" >"$RESULTS/logs/history.backup.$tool.last.log" 2>&1 || STEP_RC=$? ;;
-                restic) "${restic[@]}" backup "$tree" >"$RESULTS/logs/history.backup.$tool.last.log" 2>&1 || STEP_RC=$? ;;
+                coffer) /usr/bin/time -f '%U %S' -o "$SCRATCH/hist.time" "${writer[@]}" backup --repo "$c_repo" "$tree" >"$RESULTS/logs/history.backup.$tool.last.log" 2>&1 || STEP_RC=$? ;;
+                restic) /usr/bin/time -f '%U %S' -o "$SCRATCH/hist.time" "${restic[@]}" backup "$tree" >"$RESULTS/logs/history.backup.$tool.last.log" 2>&1 || STEP_RC=$? ;;
                 esac
                 t1=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.3f", (b-a)/1e9}')
+                # The process's own CPU (user + sys): what the machine's load moves least.
+                cpu=$(tail -n1 "$SCRATCH/hist.time" | awk '{printf "%.2f", $1 + $2}')
             fi
             if ((STEP_RC != 0)); then
                 failures=$((failures + 1))
@@ -505,8 +509,8 @@ history_part() {
             STEP_RC=0
             # Without the 0.2 s wait of run_step a connection closed late counts for the next
             # backup: each number is off by at most that, their sum is exact.
-            read -r up down < <(awk -v s="$pfrom" 'NR >= s {u += $1; d += $2} END {print u + 0, d + 0}' "$PROXY_LOG")
-            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$k" "$t1" "$(($(log_lines "$SERVER_LOG") - from + 1))" "$up" "$down" >>"$RESULTS/history.tsv"
+            read -r up down <<<"$(awk -v s="$pfrom" 'NR >= s {u += $1; d += $2} END {print u + 0, d + 0}' "$PROXY_LOG")"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$k" "$t1" "$(($(log_lines "$SERVER_LOG") - from + 1))" "$up" "$down" "$cpu" >>"$RESULTS/history.tsv"
             if ((k % 100 == 0)); then say "$tool: backup #$k took ${t1}s, $(($(log_lines "$SERVER_LOG") - from + 1)) requests"; fi
             if ((checkpoint)); then
                 local dst=$SCRATCH/hist/restore-$k

@@ -228,8 +228,9 @@ def report(res):
         series = {}
         if os.path.exists(f"{res}/history.tsv"):
             for l in open(f"{res}/history.tsv").read().splitlines()[1:]:
-                tool, k, secs, reqs, up, down = l.split("\t")
-                series.setdefault(tool, {})[int(k)] = (float(secs), int(reqs), int(down))
+                tool, k, secs, reqs, up, down, *cpu = l.split("\t")
+                # cpu_s (the backup process's user + sys) is in runs from 2026-12-06 on
+                series.setdefault(tool, {})[int(k)] = (float(secs), int(reqs), int(down), float(cpu[0]) if cpu and cpu[0] else None)
         print()
         print("ratios #N/#2 (time: also the median of backups #2-#6 against #N-4..#N, which the verdict uses;")
         print("requests and bytes: exact, they do not depend on the machine's load)")
@@ -257,6 +258,10 @@ def report(res):
                         tm = statistics.median(hi) / statistics.median(lo)
                         line += f"  median-of-5 time {tm:.2f} ({statistics.median(lo):.3f}s -> {statistics.median(hi):.3f}s)"
                         ts = tm
+                    clo = [s[k][3] for k in range(2, 7) if k in s and s[k][3] is not None]
+                    chi = [s[k][3] for k in range(n - 4, n + 1) if k in s and s[k][3] is not None]
+                    if clo and chi:
+                        line += f"  median-of-5 CPU {statistics.median(chi) / max(statistics.median(clo), 1e-9):.2f} ({statistics.median(clo):.2f}s -> {statistics.median(chi):.2f}s)"
                 print(line)
                 if tool == "coffer":
                     if step == "backup":
