@@ -83,27 +83,40 @@ impl aws_sdk_s3::config::Intercept for BodyTap {
 
 /// The position of each `(key, version id)` among the `<Version>` and `<DeleteMarker>`
 /// elements of a `ListObjectVersions` reply.
+///
+/// Linear in the reply: the next `<Version>` and the next `<DeleteMarker>` are each searched
+/// for only once they have been passed. (Searching both from every element made a page of
+/// 1 000 versions with no delete marker scan ~250 MB: a third of a backup's CPU at 1 000
+/// snapshots.)
 pub(super) fn xml_order(body: &[u8]) -> std::collections::HashMap<(String, String), usize> {
+    const VERSION: &str = "<Version>";
+    const MARKER: &str = "<DeleteMarker>";
     let text = String::from_utf8_lossy(body);
+    let text: &str = &text;
     let mut out = std::collections::HashMap::new();
-    let mut rest: &str = &text;
+    let find = |tag: &str, from: usize| text.get(from..).and_then(|t| t.find(tag)).map(|i| from + i);
+    let (mut next_v, mut next_m) = (find(VERSION, 0), find(MARKER, 0));
     let mut n = 0;
     loop {
-        let v = rest.find("<Version>");
-        let m = rest.find("<DeleteMarker>");
-        let (start, close) = match (v, m) {
+        let (start, close) = match (next_v, next_m) {
             (Some(a), Some(b)) if a < b => (a, "</Version>"),
             (Some(a), None) => (a, "</Version>"),
             (_, Some(b)) => (b, "</DeleteMarker>"),
             (None, None) => break,
         };
-        let Some(len) = rest[start..].find(close) else { break };
-        let elem = &rest[start..start + len];
+        let Some(len) = text[start..].find(close) else { break };
+        let elem = &text[start..start + len];
         if let (Some(k), Some(id)) = (xml_text(elem, "Key"), xml_text(elem, "VersionId")) {
             out.insert((k, id), n);
             n += 1;
         }
-        rest = &rest[start + len + close.len()..];
+        let end = start + len + close.len();
+        if next_v.is_some_and(|p| p < end) {
+            next_v = find(VERSION, end);
+        }
+        if next_m.is_some_and(|p| p < end) {
+            next_m = find(MARKER, end);
+        }
     }
     out
 }
@@ -218,7 +231,8 @@ impl S3Store {
                 .cmp(b.full_key.as_bytes())
                 .then(b.is_latest.cmp(&a.is_latest))
                 .then(b.created.cmp(&a.created))
-                .then(pos(a).cmp(&pos(b)))
+                // Only on a tie: the lookup clones the key.
+                .then_with(|| pos(a).cmp(&pos(b)))
         });
         let next = if out.is_truncated().unwrap_or(false) {
             match (out.next_key_marker(), entries.last()) {
@@ -392,5 +406,31 @@ mod tests {
         let o = super::xml_order(body);
         let at = |k: &str, v: &str| o[&(k.to_owned(), v.to_owned())];
         assert_eq!((at("a&b", "3"), at("a&b", "2"), at("a&b", "1"), at("é", "9")), (0, 1, 2, 3));
+    }
+
+    /// Runs of one kind then the other, both first, elements holding the other's tag name in
+    /// text, and a last element with no end: every element found once, in order.
+    #[test]
+    fn xml_order_runs_of_each_kind_in_order() {
+        let v = |k: &str, id: &str| format!("<Version><Key>{k}</Key><VersionId>{id}</VersionId></Version>");
+        let m = |k: &str, id: &str| format!("<DeleteMarker><Key>{k}</Key><VersionId>{id}</VersionId></DeleteMarker>");
+        let mut body = String::from("<ListVersionsResult>");
+        let mut want = Vec::new();
+        for i in 0..50 {
+            let (k, id) = (format!("k{i}"), format!("v{i}"));
+            body += &if i < 20 || (35..40).contains(&i) { v(&k, &id) } else { m(&k, &id) };
+            want.push((k, id));
+        }
+        body += &v("&lt;Version&gt;", "x");
+        want.push(("<Version>".into(), "x".into()));
+        body += "<DeleteMarker><Key>cut</Key>";
+        let o = super::xml_order(body.as_bytes());
+        assert_eq!(o.len(), want.len());
+        for (n, w) in want.iter().enumerate() {
+            assert_eq!(o[w], n, "{w:?}");
+        }
+        let first_marker = format!("<ListVersionsResult>{}{}", m("a", "1"), v("b", "2"));
+        let o = super::xml_order(first_marker.as_bytes());
+        assert_eq!((o[&("a".into(), "1".into())], o[&("b".into(), "2".into())]), (0, 1));
     }
 }
