@@ -12,14 +12,14 @@
 //! Invariants guarded here (the cache sits on a host the attacker may control):
 //!
 //! - **Authenticated as a whole.** Each file ends with a keyed BLAKE3 (key derived from the
-//!   repository key, purpose [`PURPOSE`], the kind inside the hashed bytes). A file that
+//!   repository key, purpose `PURPOSE` ("catalog v1"), the kind inside the hashed bytes). A file that
 //!   does not authenticate (garbage, truncated, edited, another repository's, another
 //!   kind's, a newer layout) is removed and ignored: never an error, never a panic. Sizes
 //!   are checked before allocating ([`MAX_FILE`], and every length inside the file against
 //!   the bytes left).
 //! - **Existence comes from the store.** Callers look up only ids a store listing just
-//!   returned ([`Catalog::get`]); an entry for an id the listing did not return is never
-//!   used, and is dropped at the next write ([`Catalog::keep`] then rewrites the base).
+//!   returned (`Catalog::get`); an entry for an id the listing did not return is never
+//!   used, and is dropped at the next write (`Catalog::keep` then rewrites the base).
 //!   `--as-of` still decides by the store listing; a handle seeing the past never writes.
 //! - **Never the check.** The MAC key derives from the repository key, which the backup
 //!   host holds: a host the attacker controls can forge what a listed id decodes to in its
