@@ -101,6 +101,12 @@ pub(crate) struct Catalog {
     entries: HashMap<Id, (usize, usize, usize)>,
     /// Entries this run added (not in the files yet).
     added: Vec<(Id, Vec<u8>)>,
+    /// Bytes `added` takes in a file (36 + plaintext each).
+    added_bytes: u64,
+    /// Adding went past [`MAX_FILE`]: nothing more is held, and no catalog is kept. (So a
+    /// repository whose index would not fit — millions of files — costs no memory for it:
+    /// the objects are decoded and dropped one by one, as without a catalog.)
+    over: bool,
     /// The delta files read (merged away at the next base rewrite).
     deltas: Vec<PathBuf>,
     base_bytes: u64,
@@ -117,6 +123,8 @@ impl Catalog {
             files: Vec::new(),
             entries: HashMap::new(),
             added: Vec::new(),
+            added_bytes: 0,
+            over: false,
             deltas: Vec::new(),
             base_bytes: 0,
             delta_bytes: 0,
@@ -190,9 +198,18 @@ impl Catalog {
     /// Adds object `id`, read from the store or the per-object cache (hash checked) and
     /// opened (authenticated, decoded): `plaintext` is what it decodes to.
     pub(crate) fn add(&mut self, id: Id, plaintext: Vec<u8>) {
-        if !self.entries.contains_key(&id) {
-            self.added.push((id, plaintext));
+        if self.over || self.entries.contains_key(&id) {
+            return;
         }
+        let n = 36 + plaintext.len() as u64;
+        if self.base_bytes + self.delta_bytes + self.added_bytes + n > MAX_FILE {
+            self.over = true;
+            self.added = Vec::new();
+            self.added_bytes = 0;
+            return;
+        }
+        self.added_bytes += n;
+        self.added.push((id, plaintext));
     }
 
     /// Writes what this run added, after a complete listing (as the store is now) for which
@@ -203,8 +220,8 @@ impl Catalog {
         let dir = cache.dir().join(DIR);
         let base = dir.join(format!("{}.base", self.kind.name()));
         let stale = self.entries.keys().any(|id| !listed(id));
-        let added_bytes: u64 = self.added.iter().map(|(_, p)| 36 + p.len() as u64).sum();
-        if !stale && !self.bad && self.added.is_empty() {
+        let added_bytes = self.added_bytes;
+        if !stale && !self.bad && !self.over && self.added.is_empty() {
             return;
         }
         if let Err(e) = crate::cache::mkdir_0700(&dir) {
@@ -217,7 +234,7 @@ impl Catalog {
             || self.base_bytes == 0
             || self.deltas.len() >= MAX_DELTAS
             || (self.delta_bytes + added_bytes) * 4 > self.base_bytes;
-        if total > MAX_FILE {
+        if self.over || total > MAX_FILE {
             // Over its bound: keep none (reads go to the per-object cache).
             cache.remove_path(&base);
             for d in &self.deltas {
@@ -482,7 +499,12 @@ mod tests {
         cat.keep(&c, &m, |_| true);
         assert_eq!(files(&c), vec!["index.base"]);
         let mut cat = Catalog::load(&c, Kind::Index, &m);
+        cat.add(Id::hash(b"next"), b"fits".to_vec());
+        assert_eq!(cat.added.len(), 1);
         cat.add(Id::hash(b"big"), vec![0; usize::try_from(MAX_FILE).unwrap()]);
+        assert!(cat.over && cat.added.is_empty(), "past the bound nothing is held in memory");
+        cat.add(Id::hash(b"after"), b"small again".to_vec());
+        assert!(cat.added.is_empty(), "nor after it");
         cat.keep(&c, &m, |_| true);
         assert!(files(&c).is_empty(), "none kept: {:?}", files(&c));
     }
