@@ -238,18 +238,14 @@ impl MetaCache {
         }
     }
 
-    /// Removes a file (or a directory in its place) of this cache; failures are logged.
-    pub(crate) fn remove_path(&self, path: &Path) {
-        self.remove(path);
-    }
-
     /// How many per-object entries this handle has read (served or not): for tests that
     /// check a run opens no old object.
     pub(crate) fn entry_reads(&self) -> u64 {
         self.entry_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn remove(&self, path: &Path) {
+    /// Removes a file (or a directory in its place) of this cache; failures are logged.
+    pub(crate) fn remove(&self, path: &Path) {
         let gone = std::fs::remove_file(path).or_else(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Ok(()),
             // A directory where an entry belongs.

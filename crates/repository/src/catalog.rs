@@ -162,7 +162,7 @@ impl Catalog {
         if deltas.len() > MAX_DELTAS * 2 {
             // Far more than a writer leaves: someone else's; start over.
             for d in &deltas {
-                cache.remove_path(d);
+                cache.remove(d);
             }
             cat.bad = true;
             return cat;
@@ -236,9 +236,9 @@ impl Catalog {
             || (self.delta_bytes + added_bytes) * 4 > self.base_bytes;
         if self.over || total > MAX_FILE {
             // Over its bound: keep none (reads go to the per-object cache).
-            cache.remove_path(&base);
+            cache.remove(&base);
             for d in &self.deltas {
-                cache.remove_path(d);
+                cache.remove(d);
             }
             tracing::debug!(kind = self.kind.name(), bytes = total, "catalog over its bound; none kept");
             return;
@@ -260,7 +260,7 @@ impl Catalog {
             }
             // Only the deltas this run read: one another run wrote meanwhile stays.
             for d in &self.deltas {
-                cache.remove_path(d);
+                cache.remove(d);
             }
             tracing::debug!(kind = self.kind.name(), entries = all.len(), "catalog base rewritten");
         } else {
@@ -309,7 +309,7 @@ fn read_file(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
             tracing::debug!(path = %path.display(), error = %e, "cannot read a catalog file; removed");
-            cache.remove_path(path);
+            cache.remove(path);
             return Some(Err(()));
         }
     };
@@ -321,7 +321,7 @@ fn read_file(
         Some(entries) => Some(Ok((bytes, entries))),
         None => {
             tracing::debug!(path = %path.display(), "catalog file does not authenticate or is too large; removed");
-            cache.remove_path(path);
+            cache.remove(path);
             Some(Err(()))
         }
     }

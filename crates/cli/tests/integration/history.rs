@@ -47,6 +47,31 @@ pub(crate) fn history<'a>(server: &'a S3Server, bucket: &str, backups: usize) ->
     r
 }
 
+/// Turns the lock of one pack (the first `data/` version listed) into a governance lock
+/// ending `secs` from now, as the admin with the governance bypass: real S3 refuses this
+/// for a compliance lock, moto allows it, which stands for any lock shorter than it should
+/// be. Returns the pack's version and the lock's new end (Unix seconds).
+pub(crate) fn shorten_a_pack_lock(server: &S3Server, bucket: &str, secs: i64) -> (coffer_store::ObjectVersion, i64) {
+    let admin = server.store(bucket, PREFIX, Role::Admin);
+    let page = admin.list_versions("data/", None, 1000).unwrap();
+    let pack = page.items.iter().find(|v| !v.delete_marker).expect("a pack").clone();
+    let until = coffer_store::Clock::system().now().as_second() + secs;
+    let retention = aws_sdk_s3::types::ObjectLockRetention::builder()
+        .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Governance)
+        .retain_until_date(aws_smithy_types::DateTime::from_secs(until))
+        .build();
+    let req = admin
+        .client()
+        .put_object_retention()
+        .bucket(bucket)
+        .key(admin.location().full_key(&pack.key))
+        .version_id(&pack.version.0)
+        .retention(retention)
+        .bypass_governance_retention(true);
+    admin.block_on(req.send()).unwrap();
+    (pack, until)
+}
+
 #[test]
 fn history_a_backup_lists_the_config_and_key_files_once() {
     let server = S3Server::start(ServerKind::Moto);
@@ -136,23 +161,7 @@ fn history_a_governance_pack_is_checked_every_time() {
     let bucket = server.new_bucket("coffer-history");
     let r = history(&server, &bucket, 2);
     // One pack's lock turned into a short governance lock (moto lets the admin do it).
-    let admin = server.store(&bucket, PREFIX, Role::Admin);
-    let page = admin.list_versions("data/", None, 1000).unwrap();
-    let pack = page.items.iter().find(|v| !v.delete_marker).expect("a pack").clone();
-    let soon = coffer_store::Clock::system().now().as_second() + 2;
-    let retention = aws_sdk_s3::types::ObjectLockRetention::builder()
-        .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Governance)
-        .retain_until_date(aws_smithy_types::DateTime::from_secs(soon))
-        .build();
-    let req = admin
-        .client()
-        .put_object_retention()
-        .bucket(&bucket)
-        .key(admin.location().full_key(&pack.key))
-        .version_id(&pack.version.0)
-        .retention(retention)
-        .bypass_governance_retention(true);
-    admin.block_on(req.send()).unwrap();
+    let (pack, soon) = shorten_a_pack_lock(&server, &bucket, 2);
     while coffer_store::Clock::system().now().as_second() <= soon + 1 {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }

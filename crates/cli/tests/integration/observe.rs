@@ -8,10 +8,9 @@
 //! file and backups with `--no-cache` leave verify reading every lock from the store
 //! (`docs/cache.md`, "Lock observations").
 
-use crate::history::{PREFIX, count, history, locks_file, logged};
+use crate::history::{PREFIX, count, history, locks_file, logged, shorten_a_pack_lock};
 use crate::s3_repo::S3Repo;
 use crate::{Cmd, Sandbox};
-use coffer_store::{ObjectStore as _, Role};
 use coffer_testkit::s3::{S3Server, ServerKind};
 
 /// `HeadObject`s of packs in `log`.
@@ -124,25 +123,8 @@ fn observe_a_forged_locks_file_does_not_hide_a_short_lock() {
     let server = S3Server::start(ServerKind::Moto);
     let bucket = server.new_bucket("coffer-observe");
     let r = history(&server, &bucket, 2);
-    // One pack's lock made short: real S3 refuses this for a compliance lock, moto lets
-    // the admin do it (with the governance bypass), which stands for any short lock.
-    let admin = server.store(&bucket, PREFIX, Role::Admin);
-    let page = admin.list_versions("data/", None, 1000).unwrap();
-    let pack = page.items.iter().find(|v| !v.delete_marker).expect("a pack").clone();
-    let soon = coffer_store::Clock::system().now().as_second() + 86_400;
-    let retention = aws_sdk_s3::types::ObjectLockRetention::builder()
-        .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Governance)
-        .retain_until_date(aws_smithy_types::DateTime::from_secs(soon))
-        .build();
-    let req = admin
-        .client()
-        .put_object_retention()
-        .bucket(&bucket)
-        .key(admin.location().full_key(&pack.key))
-        .version_id(&pack.version.0)
-        .retention(retention)
-        .bypass_governance_retention(true);
-    admin.block_on(req.send()).unwrap();
+    // One pack's lock made short (a day).
+    let (pack, _) = shorten_a_pack_lock(&server, &bucket, 86_400);
 
     // The backups' file, every line pushed out a year, its MAC made with another key.
     let file = locks_file(&r.sb.home());

@@ -4,8 +4,6 @@
 
 use super::*;
 use crate::catalog::{Catalog, Kind as CatKind, PURPOSE};
-use crate::snapshot::NewSnapshot;
-use coffer_store::{LocalVault, Role, VaultOptions};
 
 struct Fx {
     tmp: tempfile::TempDir,
@@ -15,17 +13,8 @@ struct Fx {
 
 impl Fx {
     fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
-        let vault =
-            LocalVault::init(tmp.path().join("v"), &VaultOptions { clock: clock.clone(), ..Default::default() })
-                .unwrap();
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(vault.login(&vault.read_credentials(Role::Writer).unwrap()).unwrap());
-        let opts =
-            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
-        Repository::init(store.clone(), "t", "", b"pw", &opts, clock.clone()).unwrap();
-        Self { tmp, clock, store }
+        let (tmp, clock, repo) = super::writer::tests::fixture();
+        Self { tmp, clock, store: repo.store.clone() }
     }
 
     fn cache_root(&self) -> std::path::PathBuf {
@@ -46,17 +35,7 @@ impl Fx {
         let mut w = repo.writer_with_history(expires).unwrap();
         w.add(BlobKind::Data, tag.as_bytes()).unwrap();
         let tree = w.add(BlobKind::Tree, &Tree { nodes: vec![] }.to_bytes()).unwrap();
-        let new = NewSnapshot {
-            kind: "test".into(),
-            time: repo.clock.now(),
-            host: "h".into(),
-            paths: vec!["/p".into()],
-            tags: vec![tag.into()],
-            tree,
-            parent: None,
-            pg: None,
-        };
-        w.commit(new).unwrap()
+        w.commit(super::writer::tests::test_snapshot(&repo, tree, tag)).unwrap()
     }
 
     fn catalog_dir(&self, repo: &Repository) -> std::path::PathBuf {

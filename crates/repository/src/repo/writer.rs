@@ -440,13 +440,13 @@ impl BlobWriter<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::reader::tests::blob;
     use super::*;
     use coffer_store::{LocalVault, Role, VaultOptions};
 
     /// A repository in a fresh local vault, as the writer, on a manual clock.
-    fn fixture() -> (tempfile::TempDir, Clock, Repository) {
+    pub(in crate::repo) fn fixture() -> (tempfile::TempDir, Clock, Repository) {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Clock::manual("2030-01-01T00:00:00Z".parse().unwrap());
         let vault =
@@ -460,11 +460,9 @@ mod tests {
         (tmp, clock, repo)
     }
 
-    /// Commits `tag` through the builder, the only way a source has.
-    fn commit(repo: &Repository, expires: Timestamp, tag: &str) -> Id {
-        let mut w = repo.writer(expires).unwrap();
-        let tree = w.add(BlobKind::Tree, &Tree { nodes: vec![] }.to_bytes()).unwrap();
-        let new = NewSnapshot {
+    /// A snapshot of `tree` tagged `tag`, taken now by host `h` of path `/p`.
+    pub(in crate::repo) fn test_snapshot(repo: &Repository, tree: Id, tag: &str) -> NewSnapshot {
+        NewSnapshot {
             kind: "test".into(),
             time: repo.clock.now(),
             host: "h".into(),
@@ -473,8 +471,14 @@ mod tests {
             tree,
             parent: None,
             pg: None,
-        };
-        w.commit(new).unwrap()
+        }
+    }
+
+    /// Commits `tag` through the builder, the only way a source has.
+    fn commit(repo: &Repository, expires: Timestamp, tag: &str) -> Id {
+        let mut w = repo.writer(expires).unwrap();
+        let tree = w.add(BlobKind::Tree, &Tree { nodes: vec![] }.to_bytes()).unwrap();
+        w.commit(test_snapshot(repo, tree, tag)).unwrap()
     }
 
     /// The builder links each snapshot to the newest one before it, and no call of the
