@@ -516,6 +516,9 @@ history_part() {
                 local dst=$SCRATCH/hist/restore-$k
                 case $tool in
                 coffer)
+                    # The backup a host makes once its last listing is older than
+                    # --relist-after (a day by default): it lists index/ and snapshots/.
+                    run_step history - "relist #$k" coffer - "${writer[@]}" backup --relist-after 0s --repo "$c_repo" "$tree"
                     run_step history - "snapshots #$k" coffer - "${reader[@]}" snapshots --repo "$c_repo"
                     run_step history - "restore #$k" coffer - "${reader[@]}" restore --repo "$c_repo" latest --target "$dst"
                     run_step history - "verify #$k" coffer - "${reader[@]}" verify --repo "$c_repo"

@@ -101,6 +101,11 @@ struct Global {
     #[arg(long, global = true)]
     no_cache: bool,
 
+    /// Backups may take this host's last listing of the history (kept in the cache) for a
+    /// complete one for this long, instead of listing again (0s: list on every backup)
+    #[arg(long, global = true, env = "COFFER_RELIST_AFTER", value_name = "DURATION", value_parser = coffer_repository::options::parse_duration_or_zero, default_value = "1d")]
+    relist_after: std::time::Duration,
+
     /// The command being run, as typed (`prune`, `pg restore`), for messages.
     #[arg(skip)]
     command: String,

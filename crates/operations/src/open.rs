@@ -162,7 +162,13 @@ pub fn open_repository(config: &Config, name: &str, role: Role, clock: Clock) ->
     let r = config.repository(name).ok_or_else(|| OpenJobError::Unknown(name.to_owned()))?;
     let (store, shown) = open_store(config, name, role)?;
     let key = key_source(name, &r)?;
-    let req = RepoRequest { writes: role == Role::Writer, clock, cache: r.cache_choice(), ..RepoRequest::new(key) };
+    let req = RepoRequest {
+        writes: role == Role::Writer,
+        clock,
+        cache: r.cache_choice(),
+        relist_after: r.relist_after(),
+        ..RepoRequest::new(key)
+    };
     open_repo(store, &shown, &req)
         .map(|o| o.repo)
         .map_err(|source| OpenJobError::Repo { repository: name.to_owned(), source: Box::new(source) })

@@ -37,16 +37,28 @@
 //!   [`MAX_FILE`] (e.g. the index of a many-million-file repository, which then costs no
 //!   more than opening the index objects) is simply not kept.
 //!
-//! File format (binary, version 1), `v1/REPO-ID/catalog/KIND.base` and
+//! - **A recent listing, for writers only.** Each file records when the complete listing it
+//!   came from started (`listed`, or 0 for a file of a writer's own new objects). A base
+//!   plus deltas is then "every object listed at `listed`, plus what this host wrote since":
+//!   a writer may use that instead of listing again while it is younger than the
+//!   repository handle's `relist_after` ([`crate::Repository::with_relist_after`]); see
+//!   [`crate::Repository::writer`] for when, and why that is safe. No base, a bad file, a
+//!   `listed` in the future: the writer lists.
+//!
+//! File format (binary, version 2), `v1/REPO-ID/catalog/KIND.base` and
 //! `v1/REPO-ID/catalog/KIND.d-RANDOM` (KIND `index` or `snapshots`):
 //!
 //! ```text
-//! magic "coffer-catalog-1"  16 bytes
+//! magic "coffer-catalog-2"  16 bytes
 //! kind                      1 byte (1 index, 2 snapshots)
+//! listed                    i64 LE: Unix seconds the listing began, 0 for none
 //! count                     u32 LE
 //! count × (id 32 bytes ‖ length u32 LE ‖ plaintext)
 //! mac                       32 bytes: keyed BLAKE3 of every byte before it
 //! ```
+//!
+//! Version 1 (no `listed`) files do not authenticate as version 2: they are removed and the
+//! next listing writes the catalog again.
 
 use crate::cache::MetaCache;
 use crate::id::Id;
@@ -54,7 +66,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// The purpose of the catalog's MAC key ([`crate::crypto::MasterKey::keyed_hasher`]).
-pub(crate) const PURPOSE: &str = "catalog v1";
+pub(crate) const PURPOSE: &str = "catalog v2";
 
 /// The largest catalog, all files of a kind together: past it none is kept.
 pub const MAX_FILE: u64 = 128 << 20;
@@ -62,8 +74,8 @@ pub const MAX_FILE: u64 = 128 << 20;
 /// The most delta files before they are merged into the base.
 pub const MAX_DELTAS: usize = 16;
 
-const MAGIC: &[u8; 16] = b"coffer-catalog-1";
-const HEAD: usize = 16 + 1 + 4;
+const MAGIC: &[u8; 16] = b"coffer-catalog-2";
+const HEAD: usize = 16 + 1 + 8 + 4;
 const MAC: usize = 32;
 /// The directory under the repository's cache directory.
 const DIR: &str = "catalog";
@@ -113,6 +125,10 @@ pub(crate) struct Catalog {
     delta_bytes: u64,
     /// Files were present that did not authenticate (removed): the base is rewritten.
     bad: bool,
+    /// A base file was read.
+    has_base: bool,
+    /// When the newest complete listing any file read came from began (Unix seconds).
+    listed_at: Option<i64>,
 }
 
 impl Catalog {
@@ -129,6 +145,8 @@ impl Catalog {
             base_bytes: 0,
             delta_bytes: 0,
             bad: false,
+            has_base: false,
+            listed_at: None,
         }
     }
 
@@ -140,10 +158,12 @@ impl Catalog {
         let base = dir.join(format!("{}.base", kind.name()));
         let mut budget = MAX_FILE;
         match read_file(cache, &base, kind, mac, budget) {
-            Some(Ok((bytes, entries))) => {
+            Some(Ok((bytes, listed, entries))) => {
                 let len = bytes.len() as u64;
                 budget -= len;
                 cat.base_bytes = len;
+                cat.has_base = true;
+                cat.note_listed(listed);
                 cat.add_file(bytes, entries);
             }
             Some(Err(())) => cat.bad = true,
@@ -169,10 +189,11 @@ impl Catalog {
         }
         for d in deltas {
             match read_file(cache, &d, kind, mac, budget) {
-                Some(Ok((bytes, entries))) => {
+                Some(Ok((bytes, listed, entries))) => {
                     let len = bytes.len() as u64;
                     budget -= len;
                     cat.delta_bytes += len;
+                    cat.note_listed(listed);
                     cat.add_file(bytes, entries);
                     cat.deltas.push(d);
                 }
@@ -182,6 +203,30 @@ impl Catalog {
         }
         tracing::debug!(kind = kind.name(), entries = cat.entries.len(), deltas = cat.deltas.len(), "catalog loaded");
         cat
+    }
+
+    fn note_listed(&mut self, listed: i64) {
+        if listed != 0 {
+            self.listed_at = Some(self.listed_at.map_or(listed, |l| l.max(listed)));
+        }
+    }
+
+    /// Whether this catalog is every object of its kind as listed less than `window` seconds
+    /// before `now` (plus what this host wrote since): a base was read, no file was bad, and
+    /// its listing time is not in the future (a clock set back, or a forged file, lists).
+    pub(crate) fn recent(&self, now: i64, window: i64) -> bool {
+        self.has_base && !self.bad && !self.over && self.listed_at.is_some_and(|l| l <= now && now - l < window)
+    }
+
+    /// Every entry: id and plaintext, in no particular order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Id, &[u8])> {
+        self.entries.iter().filter_map(|(id, &(f, a, b))| Some((id, self.files.get(f)?.get(a..b)?)))
+    }
+
+    /// Removes `kind`'s base, so no writer takes the catalog for a complete listing until the
+    /// next listing writes one (used when a writer could not record its own new objects).
+    pub(crate) fn forget(cache: &MetaCache, kind: Kind) {
+        cache.remove(&cache.dir().join(DIR).join(format!("{}.base", kind.name())));
     }
 
     fn add_file(&mut self, bytes: Vec<u8>, entries: Vec<(Id, usize, usize)>) {
@@ -212,21 +257,32 @@ impl Catalog {
         self.added.push((id, plaintext));
     }
 
-    /// Writes what this run added, after a complete listing (as the store is now) for which
-    /// `listed` says whether an id was returned: a delta file with the new entries, or a
-    /// new base of every listed entry when the deltas would grow past their bound, an
-    /// entry is no longer listed, or a file was bad. Failures are logged and ignored.
-    pub(crate) fn keep(self, cache: &MetaCache, mac: &blake3::Hasher, listed: impl Fn(&Id) -> bool) {
+    /// Writes what this run added: a delta file with the new entries, or a new base of
+    /// every listed entry when the deltas would grow past their bound, an entry is no longer
+    /// listed, or a file was bad. `listed` says whether a complete listing (as the store is
+    /// now) returned an id, and `listed_at` when that listing began; a writer adding its own
+    /// new objects without listing passes `|_| true` and `None`. Returns whether what was
+    /// added is kept (failures are logged, never an error).
+    pub(crate) fn keep(
+        self,
+        cache: &MetaCache,
+        mac: &blake3::Hasher,
+        listed: impl Fn(&Id) -> bool,
+        listed_at: Option<i64>,
+    ) -> bool {
         let dir = cache.dir().join(DIR);
         let base = dir.join(format!("{}.base", self.kind.name()));
         let stale = self.entries.keys().any(|id| !listed(id));
         let added_bytes = self.added_bytes;
-        if !stale && !self.bad && !self.over && self.added.is_empty() {
-            return;
+        // A listing with nothing new still renews the catalog's listing time, unless it was
+        // renewed in the last minute (runs in a row would each write a file).
+        let renew = listed_at.is_some_and(|l| self.listed_at.is_none_or(|old| l > old + 60));
+        if !stale && !self.bad && !self.over && self.added.is_empty() && !renew {
+            return true;
         }
         if let Err(e) = crate::cache::mkdir_0700(&dir) {
             tracing::debug!(error = %e, "cannot create the catalog directory");
-            return;
+            return false;
         }
         let total = self.base_bytes + self.delta_bytes + added_bytes;
         let merge = stale
@@ -241,7 +297,7 @@ impl Catalog {
                 cache.remove(d);
             }
             tracing::debug!(kind = self.kind.name(), bytes = total, "catalog over its bound; none kept");
-            return;
+            return false;
         }
         if merge {
             let mut all: Vec<(Id, &[u8])> = self
@@ -253,33 +309,41 @@ impl Catalog {
                 .collect();
             all.sort_by_key(|(id, _)| *id);
             all.dedup_by_key(|(id, _)| *id);
-            let bytes = encode(self.kind, mac, &all);
+            // A merge after a listing is that listing; one of a writer's own objects stays
+            // as recent as the listing its files came from.
+            let bytes = encode(self.kind, mac, listed_at.or(self.listed_at).unwrap_or(0), &all);
             if let Err(e) = crate::cache::write_atomic(&dir, &base, &bytes) {
                 tracing::debug!(error = %e, "cannot write the catalog");
-                return;
+                // The base may be gone or old: none at all is safe (writers list).
+                cache.remove(&base);
+                return false;
             }
             // Only the deltas this run read: one another run wrote meanwhile stays.
             for d in &self.deltas {
                 cache.remove(d);
             }
             tracing::debug!(kind = self.kind.name(), entries = all.len(), "catalog base rewritten");
+            true
         } else {
             let path = dir.join(format!("{}.d-{}", self.kind.name(), hex::encode(crate::crypto::random::<8>())));
             let added: Vec<(Id, &[u8])> = self.added.iter().map(|(id, p)| (*id, p.as_slice())).collect();
-            let bytes = encode(self.kind, mac, &added);
+            let bytes = encode(self.kind, mac, listed_at.unwrap_or(0), &added);
             if let Err(e) = crate::cache::write_atomic(&dir, &path, &bytes) {
                 tracing::debug!(error = %e, "cannot write a catalog delta");
+                return false;
             }
+            true
         }
     }
 }
 
 /// Encodes entries as a catalog file of `kind`.
-fn encode(kind: Kind, mac: &blake3::Hasher, entries: &[(Id, &[u8])]) -> Vec<u8> {
+fn encode(kind: Kind, mac: &blake3::Hasher, listed: i64, entries: &[(Id, &[u8])]) -> Vec<u8> {
     let len: usize = entries.iter().map(|(_, p)| 36 + p.len()).sum();
     let mut out = Vec::with_capacity(HEAD + len + MAC);
     out.extend_from_slice(MAGIC);
     out.push(kind.byte());
+    out.extend_from_slice(&listed.to_le_bytes());
     out.extend_from_slice(&u32::try_from(entries.len()).unwrap_or(u32::MAX).to_le_bytes());
     for (id, p) in entries {
         out.extend_from_slice(&id.0);
@@ -295,14 +359,18 @@ fn encode(kind: Kind, mac: &blake3::Hasher, entries: &[(Id, &[u8])]) -> Vec<u8> 
 /// A file's entries: id, start and end of its plaintext in the file's bytes.
 type Entries = Vec<(Id, usize, usize)>;
 
-/// Reads and authenticates one file: `None` if absent, `Some(Err)` if bad (then removed).
+/// A file as read: its bytes, listing time and entries.
+type File = (Vec<u8>, i64, Entries);
+
+/// Reads and authenticates one file: `None` if absent, `Some(Err)` if bad (then removed);
+/// else its bytes, listing time and entries.
 fn read_file(
     cache: &MetaCache,
     path: &std::path::Path,
     kind: Kind,
     mac: &blake3::Hasher,
     budget: u64,
-) -> Option<Result<(Vec<u8>, Entries), ()>> {
+) -> Option<Result<File, ()>> {
     use std::io::Read as _;
     let f = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -318,7 +386,7 @@ fn read_file(
     // Refuse before allocating; `take` bounds the read even if the file grows meanwhile.
     let ok = len <= budget && f.take(budget + 1).read_to_end(&mut bytes).is_ok() && bytes.len() as u64 <= budget;
     match ok.then(|| decode(kind, mac, &bytes)).flatten() {
-        Some(entries) => Some(Ok((bytes, entries))),
+        Some((listed, entries)) => Some(Ok((bytes, listed, entries))),
         None => {
             tracing::debug!(path = %path.display(), "catalog file does not authenticate or is too large; removed");
             cache.remove(path);
@@ -327,8 +395,9 @@ fn read_file(
     }
 }
 
-/// Authenticates and parses a catalog file; `None` when anything is wrong.
-fn decode(kind: Kind, mac: &blake3::Hasher, bytes: &[u8]) -> Option<Entries> {
+/// Authenticates and parses a catalog file (its listing time and entries); `None` when
+/// anything is wrong.
+fn decode(kind: Kind, mac: &blake3::Hasher, bytes: &[u8]) -> Option<(i64, Entries)> {
     if bytes.len() < HEAD + MAC {
         return None;
     }
@@ -342,7 +411,8 @@ fn decode(kind: Kind, mac: &blake3::Hasher, bytes: &[u8]) -> Option<Entries> {
     if &body[..16] != MAGIC || body[16] != kind.byte() {
         return None;
     }
-    let count = u32::from_le_bytes(body[17..21].try_into().ok()?) as usize;
+    let listed = i64::from_le_bytes(body[17..25].try_into().ok()?);
+    let count = u32::from_le_bytes(body[25..29].try_into().ok()?) as usize;
     let mut at = HEAD;
     // Each entry takes at least 36 bytes: a count claiming more is refused before any
     // allocation sized by it.
@@ -362,7 +432,7 @@ fn decode(kind: Kind, mac: &blake3::Hasher, bytes: &[u8]) -> Option<Entries> {
         out.push((id, start, end));
         at = end;
     }
-    (at == body.len()).then_some(out)
+    (at == body.len()).then_some((listed, out))
 }
 
 #[cfg(test)]
@@ -398,7 +468,7 @@ mod tests {
         for (i, id) in ids.iter().enumerate().take(30) {
             cat.add(*id, plain(i));
         }
-        cat.keep(&c, &m, |_| true);
+        cat.keep(&c, &m, |_| true, None);
         assert_eq!(files(&c), vec!["snapshots.base"]);
         // Next runs: one small delta each.
         for i in 30..32 {
@@ -406,7 +476,7 @@ mod tests {
             assert_eq!(cat.get(&ids[i - 1]).map(<[u8]>::to_vec), Some(plain(i - 1)));
             assert!(cat.get(&ids[i]).is_none());
             cat.add(ids[i], plain(i));
-            cat.keep(&c, &m, |_| true);
+            cat.keep(&c, &m, |_| true, None);
         }
         assert_eq!(files(&c).len(), 3, "{:?}", files(&c));
         let cat = Catalog::load(&c, Kind::Snapshot, &m);
@@ -415,7 +485,7 @@ mod tests {
         assert_eq!(Catalog::load(&c, Kind::Index, &m).entries.len(), 0, "kinds are apart");
         // An id no longer listed: never served by callers, and dropped at the next write.
         let gone = ids[3];
-        cat.keep(&c, &m, |id| *id != gone);
+        cat.keep(&c, &m, |id| *id != gone, None);
         assert_eq!(files(&c), vec!["snapshots.base"], "merged");
         let cat = Catalog::load(&c, Kind::Snapshot, &m);
         assert_eq!(cat.entries.len(), 31);
@@ -429,7 +499,7 @@ mod tests {
         let mut cat = Catalog::load(&c, Kind::Index, &m);
         cat.add(Id::hash(b"a"), b"plain a".to_vec());
         cat.add(Id::hash(b"b"), b"plain b".to_vec());
-        cat.keep(&c, &m, |_| true);
+        cat.keep(&c, &m, |_| true, None);
         let path = c.dir().join(DIR).join("index.base");
         let good = std::fs::read(&path).unwrap();
         assert_eq!(Catalog::load(&c, Kind::Index, &m).entries.len(), 2);
@@ -456,12 +526,14 @@ mod tests {
             {
                 let mut b = MAGIC.to_vec();
                 b.push(1);
+                b.extend_from_slice(&0i64.to_le_bytes());
                 b.extend_from_slice(&u32::MAX.to_le_bytes());
                 b
             },
             {
                 let mut b = MAGIC.to_vec();
                 b.push(1);
+                b.extend_from_slice(&0i64.to_le_bytes());
                 b.extend_from_slice(&1u32.to_le_bytes());
                 b.extend_from_slice(&[0; 32]);
                 b.extend_from_slice(&u32::MAX.to_le_bytes());
@@ -480,7 +552,7 @@ mod tests {
         let mut cat = Catalog::load(&c, Kind::Index, &m);
         assert!(cat.entries.is_empty() && cat.bad);
         cat.add(Id::hash(b"a"), b"plain a".to_vec());
-        cat.keep(&c, &m, |_| true);
+        cat.keep(&c, &m, |_| true, None);
         assert_eq!(Catalog::load(&c, Kind::Index, &m).entries.len(), 1, "repaired by the next write");
         // An oversized file is removed unread.
         let f = std::fs::File::create(c.dir().join(DIR).join("index.d-big")).unwrap();
@@ -496,7 +568,7 @@ mod tests {
         let m = mac(1);
         let mut cat = Catalog::load(&c, Kind::Index, &m);
         cat.add(Id::hash(b"a"), b"small".to_vec());
-        cat.keep(&c, &m, |_| true);
+        cat.keep(&c, &m, |_| true, None);
         assert_eq!(files(&c), vec!["index.base"]);
         let mut cat = Catalog::load(&c, Kind::Index, &m);
         cat.add(Id::hash(b"next"), b"fits".to_vec());
@@ -505,7 +577,52 @@ mod tests {
         assert!(cat.over && cat.added.is_empty(), "past the bound nothing is held in memory");
         cat.add(Id::hash(b"after"), b"small again".to_vec());
         assert!(cat.added.is_empty(), "nor after it");
-        cat.keep(&c, &m, |_| true);
+        cat.keep(&c, &m, |_| true, None);
         assert!(files(&c).is_empty(), "none kept: {:?}", files(&c));
+    }
+
+    #[test]
+    fn catalog_is_recent_only_with_a_base_from_a_listing_inside_the_window() {
+        let (_t, c) = setup();
+        let m = mac(1);
+        let (a, b) = (Id::hash(b"a"), Id::hash(b"b"));
+        // A writer's own objects alone, no listing: not a listing.
+        let mut cat = Catalog::load(&c, Kind::Index, &m);
+        cat.add(a, b"own".to_vec());
+        assert!(cat.keep(&c, &m, |_| true, None));
+        assert!(!Catalog::load(&c, Kind::Index, &m).recent(1_000, 100));
+        // A listing at 1 000: recent inside the window only, never from the future.
+        let cat = Catalog::load(&c, Kind::Index, &m);
+        assert!(cat.keep(&c, &m, |_| true, Some(1_000)));
+        let cat = Catalog::load(&c, Kind::Index, &m);
+        assert!(cat.recent(1_000, 100) && cat.recent(1_099, 100));
+        assert!(!cat.recent(1_100, 100), "window ended");
+        assert!(!cat.recent(999, 100), "listed in the future");
+        assert_eq!(cat.entries().count(), 1);
+        // A writer adds its own object (a delta without a listing time): still the listing's.
+        let mut cat = Catalog::load(&c, Kind::Index, &m);
+        cat.add(b, b"own b".to_vec());
+        assert!(cat.keep(&c, &m, |_| true, None));
+        let cat = Catalog::load(&c, Kind::Index, &m);
+        assert!(cat.recent(1_050, 100));
+        let mut got: Vec<Id> = cat.entries().map(|(id, _)| *id).collect();
+        got.sort();
+        let mut want = vec![a, b];
+        want.sort();
+        assert_eq!(got, want);
+        // A later listing with nothing new renews the time; one within a minute does not
+        // write a file.
+        let n = files(&c).len();
+        assert!(Catalog::load(&c, Kind::Index, &m).keep(&c, &m, |_| true, Some(1_030)));
+        assert_eq!(files(&c).len(), n, "renewed a minute ago: nothing written");
+        assert!(Catalog::load(&c, Kind::Index, &m).keep(&c, &m, |_| true, Some(2_000)));
+        assert!(Catalog::load(&c, Kind::Index, &m).recent(2_050, 100));
+        // Without its base (the cache is safe to delete, file by file): not recent.
+        Catalog::forget(&c, Kind::Index);
+        assert!(!Catalog::load(&c, Kind::Index, &m).recent(2_050, 100));
+        // A bad delta beside a good base: not recent (the next listing repairs it).
+        assert!(Catalog::load(&c, Kind::Index, &m).keep(&c, &m, |_| true, Some(3_000)));
+        std::fs::write(c.dir().join(DIR).join("index.d-bad"), b"garbage").unwrap();
+        assert!(!Catalog::load(&c, Kind::Index, &m).recent(3_010, 100));
     }
 }

@@ -60,6 +60,9 @@ pub struct RepoRequest {
     pub clock: Clock,
     /// The local metadata cache to use ([`crate::cache`]); none by default.
     pub cache: CacheChoice,
+    /// How long a writer may take this host's last listing of the history for a complete
+    /// one ([`Repository::with_relist_after`]); only with a cache.
+    pub relist_after: std::time::Duration,
 }
 
 impl RepoRequest {
@@ -73,6 +76,7 @@ impl RepoRequest {
             init_if_missing: None,
             clock: Clock::from_env(),
             cache: CacheChoice::Off,
+            relist_after: crate::repo::DEFAULT_RELIST_AFTER,
         }
     }
 }
@@ -242,7 +246,10 @@ pub fn open_repository(
                         },
                     }
                 })?;
-            return Ok(OpenedRepository { repo: repo.with_cache(&req.cache), created: false });
+            return Ok(OpenedRepository {
+                repo: repo.with_cache(&req.cache).with_relist_after(req.relist_after),
+                created: false,
+            });
         }
         KeySource::Password(p) => p.clone(),
         KeySource::PasswordFile(path) => read_password_file(path)?,
@@ -251,9 +258,15 @@ pub fn open_repository(
         Err(RepoError::NoRepository { .. }) if req.init_if_missing.is_some() => {
             let opts = req.init_if_missing.clone().unwrap_or_default();
             let repo = Repository::init(store, location, "", &password, &opts, clock)?;
-            Ok(OpenedRepository { repo: repo.with_cache(&req.cache), created: true })
+            Ok(OpenedRepository {
+                repo: repo.with_cache(&req.cache).with_relist_after(req.relist_after),
+                created: true,
+            })
         }
-        other => Ok(OpenedRepository { repo: other?.with_cache(&req.cache), created: false }),
+        other => Ok(OpenedRepository {
+            repo: other?.with_cache(&req.cache).with_relist_after(req.relist_after),
+            created: false,
+        }),
     }
 }
 

@@ -94,6 +94,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// [`parse_duration`], zero allowed (`0s`): for settings where zero means "never" or
+/// "every time".
+///
+/// # Errors
+/// A malformed duration, naming it.
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); expected e.g. 90d, 12h or 0s"))
+}
+
 /// Formats a duration the way it is typed: the largest whole unit of d, h, m or s.
 #[must_use]
 pub fn format_duration(d: Duration) -> String {
@@ -156,6 +166,22 @@ pub mod opt_duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text = Option::<String>::deserialize(d)?;
         text.map(|t| super::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+/// [`opt_duration`], zero allowed ([`parse_duration_or_zero`]).
+pub mod opt_duration_or_zero {
+    pub use super::opt_duration::serialize;
+    use serde::{Deserialize as _, Deserializer};
+    use std::time::Duration;
+
+    /// Reads a human duration, zero included.
+    ///
+    /// # Errors
+    /// A malformed duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| super::parse_duration_or_zero(&t).map_err(serde::de::Error::custom)).transpose()
     }
 }
 

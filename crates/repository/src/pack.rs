@@ -978,6 +978,11 @@ fn decompress_bounded(compressed: &[u8], max: usize, context: &str) -> Result<Ve
 /// Seals `value` as an enveloped object.
 #[must_use]
 pub fn seal_object<T: Serialize>(key: &MasterKey, kind: ObjectKind, value: &T) -> Vec<u8> {
+    seal_object_with_plain(key, kind, value).0
+}
+
+/// [`seal_object`], and the plaintext sealed (what [`open_object_plain`] gives back).
+pub(crate) fn seal_object_with_plain<T: Serialize>(key: &MasterKey, kind: ObjectKind, value: &T) -> (Vec<u8>, Vec<u8>) {
     let json = serde_json::to_vec(value).expect("object serialises");
     let compressed = zstd::bulk::compress(&json, ZSTD_LEVEL).expect("zstd of a buffer cannot fail");
     let mut out = Vec::with_capacity(compressed.len() + 64);
@@ -985,7 +990,7 @@ pub fn seal_object<T: Serialize>(key: &MasterKey, kind: ObjectKind, value: &T) -
     out.push(FORMAT_VERSION);
     out.push(kind as u8);
     out.extend_from_slice(&key.seal(&envelope_aad(kind), &compressed));
-    out
+    (out, json)
 }
 
 fn envelope_aad(kind: ObjectKind) -> Vec<u8> {

@@ -79,6 +79,9 @@ pub(crate) struct Target {
     /// The dictionary small data blobs are compressed with, once there is one (set at the
     /// start, or by the writer when it has trained one mid-backup).
     pub dict: Arc<std::sync::OnceLock<&'static crate::dict::Dictionary>>,
+    /// The ids of the index objects written, for the writer to add to the catalog at commit
+    /// (`BlobWriter::record_own`).
+    pub written: Arc<std::sync::Mutex<Vec<Id>>>,
 }
 
 impl Target {
@@ -107,6 +110,7 @@ impl Target {
             self.put(&format!("{}index/{id}", self.prefix), &bytes)?;
             if let Some(c) = &self.cache {
                 c.put(crate::cache::Kind::Index, &id, &bytes);
+                self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(id);
             }
         }
         Ok(())

@@ -159,6 +159,7 @@ fn open_with(global: &Global, r: &RepoOpts, role: Role, key: Option<KeySource>) 
         as_of: r.as_of,
         writes: role == Role::Writer,
         cache: cache_choice(global),
+        relist_after: global.relist_after,
         ..RepoRequest::new(key)
     };
     opened(is_default, open_repository(store, &location, &req)).map(|o| o.repo)
@@ -231,6 +232,7 @@ pub fn open_or_init_default(global: &Global, r: &RepoOpts) -> Result<Repository>
     let req = RepoRequest {
         writes: true,
         cache: cache_choice(global),
+        relist_after: global.relist_after,
         init_if_missing: is_default.then(|| InitOptions { host: host(), ..InitOptions::default() }),
         ..RepoRequest::new(key_source(r, false)?)
     };

@@ -232,6 +232,15 @@ pub struct RepositoryConfig {
     /// `$HOME/.cache/coffer`); naming it uses the cache for a local vault too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
+    /// How long after this host last listed the repository's history its backups may take
+    /// the cache's copy of that listing instead of listing again (default a day; `0s`
+    /// lists on every backup): `docs/cache.md`, "Backups without a listing".
+    #[serde(
+        default,
+        with = "coffer_repository::options::opt_duration_or_zero",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub relist_after: Option<std::time::Duration>,
 }
 
 impl Default for RepositoryConfig {
@@ -248,6 +257,7 @@ impl Default for RepositoryConfig {
             rebuild: None,
             cache: true,
             cache_dir: None,
+            relist_after: None,
         }
     }
 }
@@ -262,6 +272,12 @@ impl RepositoryConfig {
             (Some(d), true) => CacheChoice::Always(d.clone()),
             (None, true) => coffer_repository::cache::default_root().map_or(CacheChoice::Off, CacheChoice::Remote),
         }
+    }
+
+    /// How long its backups may take the cache's listing for a complete one (`relist-after`).
+    #[must_use]
+    pub fn relist_after(&self) -> std::time::Duration {
+        self.relist_after.unwrap_or(coffer_repository::repo::DEFAULT_RELIST_AFTER)
     }
 }
 

@@ -352,3 +352,15 @@ fn files_drill_settings_are_checked_where_they_are_written() {
     refused(&drill("snapshot = \"oldest\"\n"), line, 12, "oldest");
     refused(&drill("samples = 3\n"), line, 1, "samples");
 }
+
+#[test]
+fn relist_after_defaults_to_a_day_takes_zero_and_refuses_nonsense() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.repositories["main"].relist_after(), Duration::from_secs(86_400));
+    let with = |v: &str| {
+        BASE.replace("location = \"/srv/vault\"", &format!("location = \"/srv/vault\"\nrelist-after = \"{v}\""))
+    };
+    assert_eq!(parse(&with("0s")).unwrap().repositories["main"].relist_after(), Duration::ZERO);
+    assert_eq!(parse(&with("6h")).unwrap().repositories["main"].relist_after(), Duration::from_secs(6 * 3600));
+    refused(&with("soon"), 3, 16, "invalid duration \"soon\"");
+}

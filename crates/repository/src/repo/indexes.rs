@@ -15,6 +15,7 @@ impl Repository {
         let mut index = Index::default();
         let mut listed = HashSet::new();
         let mut catalog = self.catalog_load(CatalogKind::Index);
+        let started = self.clock.now();
         self.for_each_name(&format!("{}index/", self.prefix), |k| {
             let id: Id =
                 k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
@@ -58,7 +59,7 @@ impl Repository {
             Ok(())
         })?;
         self.cache_retain(CacheKind::Index, |id| listed.contains(id));
-        self.catalog_keep(catalog, |id| listed.contains(id));
+        self.catalog_keep(catalog, started, |id| listed.contains(id));
         Ok(index)
     }
 

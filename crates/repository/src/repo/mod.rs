@@ -61,6 +61,12 @@ pub use reader::{BlobReader, READ_AHEAD_THREADS, SharedReader};
 pub use snapshots::{Damaged, Snapshots};
 pub use writer::{BlobWriter, REPACK_BELOW_PERCENT};
 
+/// How long a writer takes this host's last listing of the history for a complete one by
+/// default ([`Repository::with_relist_after`]): a day. Backups of other hosts written since
+/// are then seen by a day later at most (their data is deduplicated against, and the hash
+/// chain links past them, once this host lists again).
+pub const DEFAULT_RELIST_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// An open repository.
 pub struct Repository {
     store: Arc<dyn ObjectStore>,
@@ -105,6 +111,9 @@ pub struct Repository {
     /// The catalog is not used while set (`verify` checks the objects themselves, never a
     /// derived copy of their content: [`Repository::without_catalog`]).
     catalog_off: std::sync::atomic::AtomicBool,
+    /// How long a writer may take the catalog for a listing of `index/` and `snapshots/`
+    /// ([`Repository::with_relist_after`]); zero: always list.
+    relist_after: std::time::Duration,
     /// The compression dictionaries (`dicts/`), listed on first need.
     dicts: dicts::Loaded,
     /// The config's and key files' versions as `open` listed them (see [`MetaListing`]).
@@ -199,6 +208,17 @@ impl Repository {
             .root(self.store.capabilities().remote)
             .and_then(|root| MetaCache::open(root, &self.config.id))
             .map(Arc::new);
+        self
+    }
+
+    /// How long after this host's last complete listing of `index/` and `snapshots/` a
+    /// writer may still take the catalog for that listing (plus the objects this host wrote
+    /// since) instead of listing again: [`DEFAULT_RELIST_AFTER`] unless set; zero lists on
+    /// every backup. Only with a cache, and only where it is safe: see
+    /// [`Repository::writer`].
+    #[must_use]
+    pub fn with_relist_after(mut self, after: std::time::Duration) -> Self {
+        self.relist_after = after;
         self
     }
 

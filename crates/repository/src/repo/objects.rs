@@ -83,11 +83,65 @@ impl Repository {
         Some((Catalog::load(cache, kind, &mac), mac))
     }
 
-    /// Writes what a catalog gained, after a complete listing for which `listed` tells the
-    /// ids returned; not for a handle seeing the past (later names exist too).
-    pub(super) fn catalog_keep(&self, catalog: Option<(Catalog, blake3::Hasher)>, listed: impl Fn(&Id) -> bool) {
+    /// Writes what a catalog gained, after a complete listing begun at `started` for which
+    /// `listed` tells the ids returned; not for a handle seeing the past (later names exist
+    /// too).
+    pub(super) fn catalog_keep(
+        &self,
+        catalog: Option<(Catalog, blake3::Hasher)>,
+        started: Timestamp,
+        listed: impl Fn(&Id) -> bool,
+    ) {
         if let (Some((cat, mac)), Some(cache), None) = (catalog, &self.meta_cache, self.as_of) {
-            cat.keep(cache, &mac, listed);
+            cat.keep(cache, &mac, listed, Some(started.as_second()));
+        }
+    }
+
+    /// Both catalogs, when this handle may take them for a complete listing of `index/` and
+    /// `snapshots/` (see [`Repository::writer`]): a cache, the present (not `--as-of`),
+    /// the catalog on, compliance locks, a `relist_after` window, both catalogs recent by
+    /// this host's clock, and at least one snapshot (a first snapshot names no predecessor:
+    /// it must be sure there is none, so it lists).
+    pub(super) fn recent_listing(&self) -> Option<(Catalog, Catalog)> {
+        if self.as_of.is_some()
+            || self.relist_after.is_zero()
+            || self.config.retention.mode != coffer_store::RetentionMode::Compliance
+            || self.cache_bypass.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        let now = self.clock.now().as_second();
+        let window = i64::try_from(self.relist_after.as_secs()).unwrap_or(i64::MAX);
+        let (index, _) = self.catalog_load(CatalogKind::Index)?;
+        if !index.recent(now, window) {
+            return None;
+        }
+        let (snaps, _) = self.catalog_load(CatalogKind::Snapshot)?;
+        (snaps.recent(now, window) && snaps.entries().next().is_some()).then_some((index, snaps))
+    }
+
+    /// Adds objects this handle wrote — `(kind, id, plaintext)` — to the catalogs, so a later
+    /// writer that takes the catalog for a listing knows them. One that cannot be kept
+    /// removes its kind's base: the next writer lists rather than miss them.
+    pub(super) fn catalog_add_own(&self, objects: Vec<(CatalogKind, Id, Vec<u8>)>) {
+        let Some(cache) = &self.meta_cache else { return };
+        if self.as_of.is_some() || objects.is_empty() {
+            return;
+        }
+        for kind in [CatalogKind::Index, CatalogKind::Snapshot] {
+            let mine: Vec<_> = objects.iter().filter(|(k, _, _)| *k == kind).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            // Loaded without the verify guard: this is the writer's own record.
+            let mac = self.key.keyed_hasher(crate::catalog::PURPOSE);
+            let mut cat = Catalog::load(cache, kind, &mac);
+            for (_, id, plain) in mine {
+                cat.add(*id, plain.clone());
+            }
+            if !cat.keep(cache, &mac, |_| true, None) {
+                Catalog::forget(cache, kind);
+            }
         }
     }
 

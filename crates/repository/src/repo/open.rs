@@ -227,6 +227,7 @@ impl Repository {
             meta_cache: None,
             cache_bypass: std::sync::atomic::AtomicBool::new(false),
             catalog_off: std::sync::atomic::AtomicBool::new(false),
+            relist_after: DEFAULT_RELIST_AFTER,
             dicts: std::sync::Mutex::default(),
             meta_listed: std::sync::Mutex::default(),
         }

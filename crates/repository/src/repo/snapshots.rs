@@ -29,6 +29,7 @@ impl Repository {
         let mut damaged = Vec::new();
         let mut listed: HashMap<Id, Timestamp> = HashMap::new();
         let mut catalog = self.catalog_load(CatalogKind::Snapshot);
+        let started = self.clock.now();
         versions::for_each_name(self.store.as_ref(), &format!("{}snapshots/", self.prefix), self.as_of, |v| {
             let k = v.key;
             let id: Id = match k.rsplit('/').next().unwrap_or("").parse() {
@@ -55,7 +56,7 @@ impl Repository {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|id, _| listed.contains_key(id));
         self.cache_retain(CacheKind::Snapshot, |id| listed.contains_key(id));
-        self.catalog_keep(catalog, |id| listed.contains_key(id));
+        self.catalog_keep(catalog, started, |id| listed.contains_key(id));
         *self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = listed;
         out.sort_by_key(|(id, s)| (s.time, *id));
         Ok((out, damaged))

@@ -20,6 +20,32 @@ const INDEX_CHECKPOINT_PACKS: usize = 8;
 impl Repository {
     /// Starts writing blobs for a snapshot that expires at `expires`.
     ///
+    /// A writer needs the history: every index object (what it may deduplicate against)
+    /// and the snapshots (the parent, the hash chain's link). It lists `index/` and
+    /// `snapshots/` — unless this host listed both less than
+    /// [`Repository::with_relist_after`] ago: then it takes the catalog
+    /// ([`crate::catalog`]: that listing plus every object this host wrote since) instead,
+    /// and a backup's cost no longer grows with the length of the history. Only when that
+    /// cannot lose anything:
+    ///
+    /// - **Compliance locks.** Every pack a snapshot references stays until that snapshot
+    ///   expires. A pack an index object states is reused without a request only if its
+    ///   stated lock covers the new snapshot; else its lock is extended first, and one that
+    ///   is gone (pruned) is simply stored again ([`BlobWriter::add`]). A parent is a live
+    ///   snapshot, whose trees are locked. So an index or snapshot object removed since
+    ///   the listing costs nothing but a re-upload. (Governance locks can be bypassed:
+    ///   such repositories always list.)
+    /// - **This host's own objects are in it.** Each writer adds the index objects and the
+    ///   snapshot it wrote before it removes its "writing" marker; a marker left by a crash
+    ///   makes the next writer list, and a catalog that could not record them is removed.
+    /// - **Other hosts' backups since the listing are not seen** until this host lists
+    ///   again: their data is stored again rather than deduplicated, and this snapshot
+    ///   links to the newest one this host knows (a fork in the chain, which `verify`
+    ///   accepts; a second root cannot happen, as the catalog holds a listed snapshot).
+    /// - **Never a check.** `verify`, `snapshots`, `restore` and `--as-of` list the store
+    ///   as before: a forged catalog can mislead only the backups of the host that holds it,
+    ///   which holds the repository key anyway.
+    ///
     /// # Errors
     /// `Invalid` when `expires` is past the repository's ceiling; store errors.
     pub fn writer(&self, expires: Timestamp) -> Result<BlobWriter<'_>> {
@@ -62,6 +88,7 @@ impl Repository {
             checkpoint_packs: INDEX_CHECKPOINT_PACKS,
             cache: self.meta_cache.clone(),
             dict: Arc::default(),
+            written: Arc::default(),
         };
         // The repository's dictionary, or a trainer that makes one from this backup's small
         // blobs (crate::dict).
@@ -78,7 +105,15 @@ impl Repository {
                 None => Some(Box::default()),
             }
         };
-        let (index, history) = if with_history {
+        // An interrupted backup of this host may have written index objects it never
+        // recorded in the catalog: then the history is listed.
+        let unfinished = self.meta_cache.as_ref().is_some_and(|c| !c.unfinished_writes().is_empty());
+        let recent = if unfinished { None } else { self.recent_listing() };
+        let from_catalog = recent.and_then(|(i, s)| Some((index_from_catalog(&i)?, history_from_catalog(&s)?)));
+        let (index, history) = if let Some((index, history)) = from_catalog {
+            tracing::debug!(packs = index.packs().len(), snapshots = history.len(), "history from the catalog");
+            (Ok(index), Some(Ok(history)))
+        } else if with_history {
             std::thread::scope(|s| {
                 let snapshots = s.spawn(|| self.all_snapshots());
                 let index = self.load_index();
@@ -127,6 +162,32 @@ impl Repository {
             trainer,
         })
     }
+}
+
+/// The index a catalog's entries state, in id order (the order a listing returns them);
+/// `None` if one does not decode (then the writer lists).
+fn index_from_catalog(cat: &Catalog) -> Option<Index> {
+    let mut entries: Vec<_> = cat.entries().collect();
+    entries.sort_unstable_by_key(|(id, _)| **id);
+    let mut index = Index::default();
+    for (id, plain) in entries {
+        let file: IndexFile = pack::parse_object(plain, &format!("catalog entry {id}")).ok()?;
+        for p in &file.packs {
+            index.add_pack(p);
+        }
+    }
+    Some(index)
+}
+
+/// The snapshots a catalog's entries hold, oldest first (as [`Repository::all_snapshots`]);
+/// `None` if one does not decode (then the writer lists).
+fn history_from_catalog(cat: &Catalog) -> Option<Vec<(Id, Snapshot)>> {
+    let mut out = Vec::new();
+    for (id, plain) in cat.entries() {
+        out.push((*id, pack::parse_object::<Snapshot>(plain, &format!("catalog entry {id}")).ok()?));
+    }
+    out.sort_by_key(|(id, s)| (s.time, *id));
+    Some(out)
 }
 
 /// Writes blobs into packs, deduplicating against the index and extending the locks of
@@ -419,6 +480,28 @@ impl BlobWriter<'_> {
         self.write_snapshot(snap)
     }
 
+    /// Adds the snapshot just written and every index object this writer wrote to the
+    /// catalogs ([`Repository::catalog_add_own`]), so the next writer of this host that
+    /// takes them for a listing knows them. The index objects' plaintexts come back from
+    /// the metadata cache (checked against their names), not from memory held through the
+    /// backup; one that is not there removes the index catalog's base.
+    fn record_own(&self, snapshot: Id, plain: Vec<u8>) {
+        let Some(cache) = &self.repo.meta_cache else { return };
+        let mut objects = vec![(CatalogKind::Snapshot, snapshot, plain)];
+        let ids = std::mem::take(&mut *self.target.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for id in ids {
+            let key = format!("{}index/{id}", self.repo.prefix);
+            match cache
+                .get(CacheKind::Index, &id)
+                .and_then(|b| pack::open_object_plain(&self.repo.key, ObjectKind::Index, &b, &key).ok())
+            {
+                Some(p) => objects.push((CatalogKind::Index, id, p)),
+                None => Catalog::forget(cache, CatalogKind::Index),
+            }
+        }
+        self.repo.catalog_add_own(objects);
+    }
+
     /// Finishes, fills in what the repository owns (the chain link, the lock date, the
     /// counts) and writes the snapshot.
     fn write_snapshot(mut self, mut snap: Snapshot) -> Result<Id> {
@@ -428,10 +511,13 @@ impl BlobWriter<'_> {
             self.history.as_deref().and_then(<[_]>::last).map(|(id, s)| ChainLink { id: *id, expires: s.expires });
         snap.retain_until = self.until;
         snap.summary = self.summary.clone();
-        let bytes = pack::seal_object(&self.repo.key, ObjectKind::Snapshot, &snap);
+        let (bytes, plain) = pack::seal_object_with_plain(&self.repo.key, ObjectKind::Snapshot, &snap);
         let id = Id::hash(&bytes);
         self.repo.put(&self.repo.snapshot_key(&id), &bytes, self.until)?;
         self.repo.cache_put(CacheKind::Snapshot, &id, &bytes);
+        // Before the markers go: a crash in between leaves a marker, and the next writer
+        // lists instead of taking a catalog that lacks this backup's objects.
+        self.record_own(id, plain);
         if let Some(c) = &self.repo.meta_cache {
             c.end_writes(&self.markers);
         }
