@@ -223,6 +223,43 @@ impl Catalog {
         self.entries.iter().filter_map(|(id, &(f, a, b))| Some((id, self.files.get(f)?.get(a..b)?)))
     }
 
+    /// Adds a writer's own new objects (`listed` 0) as one delta file, without reading the
+    /// catalog — unless the deltas are due for a merge or the files would pass their bound:
+    /// then loads it and [`Catalog::keep`]s (which merges, or keeps none). Returns whether
+    /// the entries are kept.
+    pub(crate) fn append(cache: &MetaCache, kind: Kind, mac: &blake3::Hasher, entries: Vec<(Id, Vec<u8>)>) -> bool {
+        let dir = cache.dir().join(DIR);
+        let prefix = format!("{}.", kind.name());
+        let (mut deltas, mut bytes, mut base) = (0usize, 0u64, false);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+            bytes += e.metadata().map_or(u64::MAX / 4, |m| m.len());
+            if name == "base" {
+                base = true;
+            } else if name.starts_with("d-") {
+                deltas += 1;
+            }
+        }
+        let new: u64 = entries.iter().map(|(_, p)| 36 + p.len() as u64).sum();
+        if !base || deltas + 1 >= MAX_DELTAS || bytes + new > MAX_FILE {
+            let mut cat = Self::load(cache, kind, mac);
+            for (id, p) in entries {
+                cat.add(id, p);
+            }
+            return cat.keep(cache, mac, |_| true, None);
+        }
+        let refs: Vec<(Id, &[u8])> = entries.iter().map(|(id, p)| (*id, p.as_slice())).collect();
+        let path = dir.join(format!("{}.d-{}", kind.name(), hex::encode(crate::crypto::random::<8>())));
+        match crate::cache::write_atomic(&dir, &path, &encode(kind, mac, 0, &refs)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot write a catalog delta");
+                false
+            }
+        }
+    }
+
     /// Removes `kind`'s base, so no writer takes the catalog for a complete listing until the
     /// next listing writes one (used when a writer could not record its own new objects).
     pub(crate) fn forget(cache: &MetaCache, kind: Kind) {
@@ -624,5 +661,28 @@ mod tests {
         assert!(Catalog::load(&c, Kind::Index, &m).keep(&c, &m, |_| true, Some(3_000)));
         std::fs::write(c.dir().join(DIR).join("index.d-bad"), b"garbage").unwrap();
         assert!(!Catalog::load(&c, Kind::Index, &m).recent(3_010, 100));
+    }
+
+    #[test]
+    fn catalog_append_writes_a_delta_unread_and_merges_when_due() {
+        let (_t, c) = setup();
+        let m = mac(1);
+        let id = |i: u32| Id::hash(&i.to_le_bytes());
+        // No base: loaded and kept (a base of only these, not a listing).
+        assert!(Catalog::append(&c, Kind::Snapshot, &m, vec![(id(0), b"p0".to_vec())]));
+        assert_eq!(files(&c), vec!["snapshots.base"]);
+        assert!(!Catalog::load(&c, Kind::Snapshot, &m).recent(0, i64::MAX));
+        // With a base: one delta per append, until the deltas are due for a merge.
+        for i in 1..40 {
+            assert!(Catalog::append(&c, Kind::Snapshot, &m, vec![(id(i), format!("p{i}").into_bytes())]));
+            assert!(files(&c).len() <= MAX_DELTAS + 1, "{i}: {:?}", files(&c));
+        }
+        let cat = Catalog::load(&c, Kind::Snapshot, &m);
+        assert!(!cat.bad);
+        assert_eq!(cat.entries().count(), 40);
+        assert_eq!(cat.get(&id(39)), Some(b"p39".as_slice()));
+        // Past the bound: none kept, and the caller is told.
+        assert!(!Catalog::append(&c, Kind::Snapshot, &m, vec![(id(99), vec![0; usize::try_from(MAX_FILE).unwrap()])]));
+        assert!(files(&c).is_empty(), "{:?}", files(&c));
     }
 }

@@ -71,7 +71,20 @@ impl Serialize for Id {
 
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        // A visitor, not `String`: an index holds one id per blob, and allocating a string
+        // for each was the largest cost of decoding one (a catalog's index at 2 000
+        // backups: ~5 000 ids per run).
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 64-digit hex id")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Id, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Hex)
     }
 }
 

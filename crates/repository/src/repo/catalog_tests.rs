@@ -237,3 +237,79 @@ fn catalog_verify_checks_the_objects_not_a_forged_catalog() {
     assert_eq!((report.snapshots, report.trees, report.blobs), (truth.snapshots, truth.trees, truth.blobs));
     assert!(repo.cache_entry_reads() >= 2, "the index objects were opened (from their checked entries)");
 }
+
+/// The backup host is the attacker: it holds the key, so it can forge its own catalog — an
+/// index entry stating a pack that does not exist, locked for a year, holding a blob. Its
+/// backups, which take the catalog for their listing (`Repository::writer`), then
+/// reference that blob without storing it. That host could write such a snapshot directly
+/// anyway; what matters is that `verify` (which lists and opens the objects) reports it.
+#[test]
+fn catalog_a_forged_catalog_misleads_only_its_hosts_backups_and_verify_reports_it() {
+    let fx = Fx::new();
+    fx.backup("a");
+    let repo = fx.open(true);
+    let cache = repo.meta_cache_handle().unwrap();
+    let mac = repo.key().keyed_hasher(PURPOSE);
+    let ghost = Id([0xab; 32]);
+    let victim = repo.key().blob_id(b"victim");
+    let file = crate::index::IndexFile {
+        packs: vec![crate::index::IndexPack {
+            id: ghost,
+            size: 1000,
+            retain_until: fx.clock.now() + SignedDuration::from_hours(24 * 365),
+            blobs: vec![crate::pack::PackEntry {
+                kind: BlobKind::Data,
+                id: victim,
+                offset: 0,
+                length: 100,
+                raw_length: 6,
+                group: Default::default(),
+            }],
+        }],
+    };
+    let mut cat = Catalog::load(cache, CatKind::Index, &mac);
+    cat.add(Id([0xcd; 32]), serde_json::to_vec(&file).unwrap());
+    assert!(cat.keep(cache, &mac, |_| true, None));
+
+    // The host's next backup takes the forged catalog and deduplicates against the ghost.
+    fx.clock.advance(std::time::Duration::from_secs(60));
+    let fooled = fx.open(true);
+    let mut w = fooled.writer_with_history(fx.clock.now() + SignedDuration::from_hours(24)).unwrap();
+    assert!(w.index().pack_by_id(&ghost).is_some(), "the writer took the (forged) catalog");
+    w.add(BlobKind::Data, b"victim").unwrap();
+    let t = fx.clock.now();
+    let file = crate::Node {
+        name: "f".into(),
+        name_raw: None,
+        kind: crate::NodeKind::File,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        user: None,
+        group: None,
+        mtime: t,
+        atime: t,
+        ctime: t,
+        inode: 1,
+        device: 1,
+        links: 1,
+        size: 6,
+        content: vec![victim],
+        subtree: None,
+        target: None,
+        target_raw: None,
+        rdev: 0,
+        xattrs: Vec::new(),
+    };
+    let tree = w.add(BlobKind::Tree, &Tree { nodes: vec![file] }.to_bytes()).unwrap();
+    let id = w.commit(super::writer::tests::test_snapshot(&fooled, tree, "fooled")).unwrap();
+    assert_eq!(fooled.read_snapshot(&id).unwrap().summary.blobs_added, 1, "only the tree stored: it was fooled");
+
+    // A verify lists the store and opens the objects: the blob is in no stored index.
+    let report = crate::verify(&fx.open(false), crate::ReadData::None, &crate::JobControl::none()).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.message.contains(&victim.short()) || p.object.contains(&victim.short())),
+        "{:?}",
+        report.problems
+    );
+}

@@ -128,18 +128,17 @@ impl Repository {
         if self.as_of.is_some() || objects.is_empty() {
             return;
         }
-        for kind in [CatalogKind::Index, CatalogKind::Snapshot] {
-            let mine: Vec<_> = objects.iter().filter(|(k, _, _)| *k == kind).collect();
-            if mine.is_empty() {
-                continue;
+        let (mut index, mut snaps) = (Vec::new(), Vec::new());
+        for (kind, id, plain) in objects {
+            match kind {
+                CatalogKind::Index => index.push((id, plain)),
+                CatalogKind::Snapshot => snaps.push((id, plain)),
             }
-            // Loaded without the verify guard: this is the writer's own record.
-            let mac = self.key.keyed_hasher(crate::catalog::PURPOSE);
-            let mut cat = Catalog::load(cache, kind, &mac);
-            for (_, id, plain) in mine {
-                cat.add(*id, plain.clone());
-            }
-            if !cat.keep(cache, &mac, |_| true, None) {
+        }
+        // Not through the verify guard: this is the writer's own record.
+        let mac = self.key.keyed_hasher(crate::catalog::PURPOSE);
+        for (kind, mine) in [(CatalogKind::Index, index), (CatalogKind::Snapshot, snaps)] {
+            if !mine.is_empty() && !Catalog::append(cache, kind, &mac, mine) {
                 Catalog::forget(cache, kind);
             }
         }
