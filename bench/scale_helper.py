@@ -262,6 +262,10 @@ def report(res):
                     chi = [s[k][3] for k in range(n - 4, n + 1) if k in s and s[k][3] is not None]
                     if clo and chi:
                         line += f"  median-of-5 CPU {statistics.median(chi) / max(statistics.median(clo), 1e-9):.2f} ({statistics.median(clo):.2f}s -> {statistics.median(chi):.2f}s)"
+                        # Wall minus the process's CPU: waiting on the server (and the disk).
+                        wlo = [s[k][0] - s[k][3] for k in range(2, 7) if k in s and s[k][3] is not None]
+                        whi = [s[k][0] - s[k][3] for k in range(n - 4, n + 1) if k in s and s[k][3] is not None]
+                        line += f"  median-of-5 waiting (wall - CPU) {statistics.median(wlo):.3f}s -> {statistics.median(whi):.3f}s"
                 print(line)
                 if tool == "coffer":
                     if step == "backup":

@@ -107,6 +107,13 @@ fn relist_inside_the_window_a_backup_lists_nothing_and_still_deduplicates() {
     assert_eq!(s.previous.map(|l| l.id), Some(a1), "a fork, not a second root");
     assert_eq!((s.summary.blobs_added, s.summary.bytes_added), (0, 0), "data and tree deduplicated: {:?}", s.summary);
 
+    // What a source that needs the history before its writer (calendar retention) sees:
+    // the same, from the same catalog; nothing when it would list.
+    let ids = |h: Vec<(Id, coffer_repository::Snapshot)>| h.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    assert_eq!(fx.host("a", HOUR).recent_history().map(ids), Some(vec![a1, a2]));
+    assert!(fx.host("a", Duration::ZERO).recent_history().is_none());
+    assert!(fx.plain().recent_history().is_none(), "no cache: lists");
+
     // Its next backup knows a2 (its own), still not b1.
     let (known, a3) = backup(&fx, &fx.host("a", HOUR), "a3", b"more", 24);
     assert_eq!(known, [a1, a2]);

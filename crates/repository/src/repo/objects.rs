@@ -98,11 +98,17 @@ impl Repository {
     }
 
     /// Both catalogs, when this handle may take them for a complete listing of `index/` and
-    /// `snapshots/` (see [`Repository::writer`]): a cache, the present (not `--as-of`),
+    /// `snapshots/` (see [`Repository::writer`]): no unfinished backup of this host, a
+    /// cache, the present (not `--as-of`),
     /// the catalog on, compliance locks, a `relist_after` window, both catalogs recent by
     /// this host's clock, and at least one snapshot (a first snapshot names no predecessor:
     /// it must be sure there is none, so it lists).
     pub(super) fn recent_listing(&self) -> Option<(Catalog, Catalog)> {
+        // An interrupted backup of this host may have written index objects (and its
+        // snapshot) without recording them in the catalog: then the history is listed.
+        if self.meta_cache.as_ref().is_some_and(|c| !c.unfinished_writes().is_empty()) {
+            return None;
+        }
         if self.as_of.is_some()
             || self.relist_after.is_zero()
             || self.config.retention.mode != coffer_store::RetentionMode::Compliance

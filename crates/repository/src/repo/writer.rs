@@ -105,10 +105,7 @@ impl Repository {
                 None => Some(Box::default()),
             }
         };
-        // An interrupted backup of this host may have written index objects it never
-        // recorded in the catalog: then the history is listed.
-        let unfinished = self.meta_cache.as_ref().is_some_and(|c| !c.unfinished_writes().is_empty());
-        let recent = if unfinished { None } else { self.recent_listing() };
+        let recent = self.recent_listing();
         let from_catalog = recent.and_then(|(i, s)| Some((index_from_catalog(&i)?, history_from_catalog(&s)?)));
         let (index, history) = if let Some((index, history)) = from_catalog {
             tracing::debug!(packs = index.packs().len(), snapshots = history.len(), "history from the catalog");
@@ -177,6 +174,17 @@ fn index_from_catalog(cat: &Catalog) -> Option<Index> {
         }
     }
     Some(index)
+}
+
+impl Repository {
+    /// Every snapshot, oldest first, as a writer of this host would take it from the
+    /// catalog instead of listing (see [`Repository::writer`]), or `None` when it would list.
+    /// For a source that needs the history before it starts its writer (a files backup
+    /// with calendar retention rules, whose expiry depends on its own series).
+    #[must_use]
+    pub fn recent_history(&self) -> Option<Vec<(Id, Snapshot)>> {
+        history_from_catalog(&self.recent_listing()?.1)
+    }
 }
 
 /// The snapshots a catalog's entries hold, oldest first (as [`Repository::all_snapshots`]);

@@ -149,7 +149,12 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, ctl: &JobControl) -> Resu
     let expires = match opts.expires {
         Some(e) => e,
         None if opts.retention.needs_history() => {
-            let all = repo.all_snapshots()?;
+            // The series is this host's: the writer's recent listing has all of it, as the
+            // writer below will take it (docs/cache.md).
+            let all = match repo.recent_history() {
+                Some(h) => h,
+                None => repo.all_snapshots()?,
+            };
             opts.retention.expiry_in_series(now, all.iter().map(|(_, s)| s), &series, policy)?
         }
         None => opts.retention.expiry(now, &[], policy)?,
