@@ -417,6 +417,55 @@ fn parse_locks(bytes: &[u8], mut mac: blake3::Hasher) -> Option<LockObservations
     Some(out)
 }
 
+/// Where this host keeps the key file it last opened the repository at `location` (under
+/// `prefix`) with: `ROOT/v1/open/HASH`, HASH the BLAKE3 of location and prefix. Read before
+/// the repository (and so its id) is known, so it is keyed by location.
+#[must_use]
+pub fn key_hint_path(root: &Path, location: &str, prefix: &str) -> PathBuf {
+    let mut h = blake3::Hasher::new();
+    h.update(location.as_bytes());
+    h.update(&[0]);
+    h.update(prefix.as_bytes());
+    root.join(LAYOUT).join("open").join(h.finalize().to_hex().as_str())
+}
+
+const KEY_HINT_HEADER: &str = "coffer key hint v1";
+
+/// The key file named in a key hint: its store key and its bytes, only if the bytes hash to
+/// the id the name ends in (key files are content-addressed) and the name is under `keys/`.
+/// Anything else — absent, garbage, another name — is `None`, never an error. Nothing in it
+/// is trusted beyond that: the key it holds must still unwrap with the password and open
+/// the repository's config (`Repository::open`).
+pub(crate) fn read_key_hint(path: &Path, prefix: &str) -> Option<(String, Vec<u8>)> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).ok()?.take(MAX_KEY_HINT + 1).read_to_end(&mut bytes).ok()?;
+    let text = bytes.get(..bytes.len().min(4096))?;
+    let first = text.iter().position(|&b| b == b'\n')?;
+    let second = first + 1 + text[first + 1..].iter().position(|&b| b == b'\n')?;
+    if &text[..first] != KEY_HINT_HEADER.as_bytes() || bytes.len() as u64 > MAX_KEY_HINT {
+        return None;
+    }
+    let name = std::str::from_utf8(&text[first + 1..second]).ok()?;
+    let id: Id = name.strip_prefix(prefix)?.strip_prefix("keys/")?.parse().ok()?;
+    let file = bytes[second + 1..].to_vec();
+    (Id::hash(&file) == id).then(|| (name.to_owned(), file))
+}
+
+/// Records the key file a repository was opened with ([`read_key_hint`]). Failures are
+/// logged and ignored.
+pub(crate) fn write_key_hint(path: &Path, name: &str, file: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    let mut bytes = format!("{KEY_HINT_HEADER}\n{name}\n").into_bytes();
+    bytes.extend_from_slice(file);
+    if let Err(e) = mkdir_0700(dir).and_then(|()| write_atomic(dir, path, &bytes)) {
+        tracing::debug!(path = %path.display(), error = %e, "cannot record the key file opened with");
+    }
+}
+
+/// The largest key hint read (a key file is a few hundred bytes).
+const MAX_KEY_HINT: u64 = 64 << 10;
+
 /// Creates `dir` (and missing parents) with mode 0700; an existing directory is left as is.
 pub(crate) fn mkdir_0700(dir: &Path) -> std::io::Result<()> {
     let mut b = std::fs::DirBuilder::new();

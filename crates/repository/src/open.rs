@@ -254,7 +254,14 @@ pub fn open_repository(
         KeySource::Password(p) => p.clone(),
         KeySource::PasswordFile(path) => read_password_file(path)?,
     };
-    match Repository::open_as_of(store.clone(), location, "", &password, clock.clone(), req.as_of) {
+    // The key file this host opened the repository with last, from the cache (never for a
+    // past view): tried while the config and key files are listed.
+    let hint = req
+        .cache
+        .root(store.capabilities().remote)
+        .filter(|_| req.as_of.is_none())
+        .map(|root| crate::cache::key_hint_path(root, location, ""));
+    match Repository::open_hinted(store.clone(), location, "", &password, clock.clone(), req.as_of, hint.as_deref()) {
         Err(RepoError::NoRepository { .. }) if req.init_if_missing.is_some() => {
             let opts = req.init_if_missing.clone().unwrap_or_default();
             let repo = Repository::init(store, location, "", &password, &opts, clock)?;

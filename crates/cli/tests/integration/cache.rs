@@ -25,7 +25,12 @@ fn listings(log: &str, prefix: &str, ns: &str) -> usize {
 
 /// The repository's directory in cache root `root` (`v1/REPO-ID`): the only one.
 fn repo_dir(root: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("v1")).unwrap().map(|e| e.unwrap().path()).collect();
+    // `v1/open` holds the key hints, by location (docs/cache.md).
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("open"))
+        .collect();
     assert_eq!(dirs.len(), 1, "one repository in the cache: {dirs:?}");
     dirs.pop().unwrap()
 }

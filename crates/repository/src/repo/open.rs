@@ -110,34 +110,122 @@ impl Repository {
         clock: Clock,
         as_of: Option<Timestamp>,
     ) -> Result<Self> {
-        let (config_bytes, config_versions) = read_config_listed(store.as_ref(), location, prefix, as_of)?;
+        Self::open_hinted(store, location, prefix, password, clock, as_of, None)
+    }
+
+    /// [`Repository::open_as_of`], first trying the key file this host last opened the
+    /// repository with, kept at `hint` ([`crate::cache::key_hint_path`]): its key derivation
+    /// then runs while the config and `keys/` are listed, so on S3 opening costs the key
+    /// derivation and no listing's time. The hinted file is content-addressed (checked
+    /// against its name) and its key must still open the config, like any listed one; a
+    /// hint that does not open is passed over for the listing. Not used with `as_of` (a key
+    /// file must have existed then).
+    pub(crate) fn open_hinted(
+        store: Arc<dyn ObjectStore>,
+        location: &str,
+        prefix: &str,
+        password: &[u8],
+        clock: Clock,
+        as_of: Option<Timestamp>,
+        hint: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let config_name = format!("{location}/config");
+        let hinted = hint.filter(|_| as_of.is_none()).and_then(|p| crate::cache::read_key_hint(p, prefix));
         let (mut files, mut unreadable, mut opened_other) = (0usize, Vec::new(), None);
-        let mut found = None;
+        let mut found: Option<(MasterKey, Config)> = None;
+        // The key file that opened, to hint next time (when it was not the hint).
+        let mut opened_with: Option<(String, Vec<u8>)> = None;
         let mut listed_keys = Vec::new();
-        versions::for_each_name(store.as_ref(), &format!("{prefix}keys/"), as_of, |v| {
-            listed_keys.push((v.key.clone(), v.objects.iter().map(|o| o.version.clone()).collect()));
-            if found.is_some() {
-                return Ok(());
+        // The config (a listing of its versions and a read) is fetched beside the key files'
+        // listing, read and key derivation, which do not need it until a key unwraps: on S3
+        // its requests then cost no time (a listing's time grows with the bucket on some
+        // servers).
+        let (config, walked) = std::thread::scope(|s| {
+            type Fetched = Option<Result<(Vec<u8>, Vec<VersionId>)>>;
+            let pending =
+                std::cell::RefCell::new(Some(s.spawn(|| read_config_listed(store.as_ref(), location, prefix, as_of))));
+            let config: std::cell::RefCell<Fetched> = std::cell::RefCell::new(None);
+            let join = || {
+                if let Some(h) = pending.borrow_mut().take() {
+                    *config.borrow_mut() = Some(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                }
+            };
+            // With a hint, `keys/` is listed beside its key derivation.
+            let keys_listing = hinted.as_ref().map(|_| {
+                s.spawn(|| {
+                    let mut all = Vec::new();
+                    versions::for_each_name(store.as_ref(), &format!("{prefix}keys/"), as_of, |v| {
+                        all.push(v);
+                        Ok(())
+                    })
+                    .map(|()| all)
+                })
+            });
+            // A key that unwrapped with the password, checked against the config: the config
+            // it opens, if it does.
+            let check = |key: &MasterKey| -> Result<Option<Config>> {
+                join();
+                // Without a config there is nothing to check the key against: stop (its
+                // error is the one reported, below).
+                let fetched = config.borrow();
+                let Some(Ok((config_bytes, _))) = &*fetched else {
+                    return Err(RepoError::Invalid("the config could not be read".into()));
+                };
+                Ok(pack::open_object::<Config>(key, ObjectKind::Config, config_bytes, &config_name).ok())
+            };
+            if let Some((name, bytes)) = &hinted {
+                let unwrapped =
+                    serde_json::from_slice::<KeyFile>(bytes).ok().and_then(|f| f.unwrap(password, name).ok());
+                if let Some(Some(key)) = unwrapped {
+                    // A hint that does not open the config is no finding: the listing decides.
+                    if let Ok(Some(c)) = check(&key) {
+                        found = Some((key, c));
+                    }
+                }
             }
-            files += 1;
-            let file = match read_key_file(store.as_ref(), &v) {
-                Ok(f) => f,
-                Err(e) if is_damage(&e) || is_gone(&e) => {
-                    unreadable.push(coffer_store::display_chain(&e));
+            let mut visit = |v: versions::Versions| -> Result<()> {
+                listed_keys.push((v.key.clone(), v.objects.iter().map(|o| o.version.clone()).collect()));
+                if found.is_some() {
                     return Ok(());
                 }
-                Err(e) => return Err(e),
-            };
-            if let Some(key) = file.unwrap(password, &v.key)? {
-                match pack::open_object::<Config>(&key, ObjectKind::Config, &config_bytes, &config_name) {
-                    Ok(config) => found = Some((key, config)),
-                    Err(_) => opened_other = Some(v.key.clone()),
+                files += 1;
+                let (file, bytes) = match read_key_file(store.as_ref(), &v) {
+                    Ok(f) => f,
+                    Err(e) if is_damage(&e) || is_gone(&e) => {
+                        unreadable.push(coffer_store::display_chain(&e));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
+                if let Some(key) = file.unwrap(password, &v.key)? {
+                    match check(&key)? {
+                        Some(c) => {
+                            found = Some((key, c));
+                            opened_with = Some((v.key.clone(), bytes));
+                        }
+                        None => opened_other = Some(v.key.clone()),
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            };
+            let walked = match keys_listing {
+                Some(h) => h
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                    .and_then(|all| all.into_iter().try_for_each(&mut visit)),
+                None => versions::for_each_name(store.as_ref(), &format!("{prefix}keys/"), as_of, &mut visit),
+            };
+            join();
+            let config = config.into_inner();
+            (config.unwrap_or_else(|| Err(RepoError::Invalid("the config was not read".into()))), walked)
+        });
+        // No repository (or an unreadable config) first, as before the two ran side by side.
+        let (_, config_versions) = config?;
+        walked?;
         if let Some((key, config)) = found {
+            if let (Some(path), Some((name, bytes))) = (hint, &opened_with) {
+                crate::cache::write_key_hint(path, name, bytes);
+            }
             let repo = Self::assemble(store, location, prefix, key, config, clock, as_of);
             if as_of.is_none() {
                 let listing = MetaListing { at: std::time::Instant::now(), config: config_versions, keys: listed_keys };
@@ -257,7 +345,7 @@ impl Repository {
     pub fn keys(&self) -> Result<Vec<(String, KeyFile)>> {
         let mut out = Vec::new();
         versions::for_each_name(self.store.as_ref(), &format!("{}keys/", self.prefix), self.as_of, |v| {
-            out.push((v.key.clone(), read_key_file(self.store.as_ref(), &v)?));
+            out.push((v.key.clone(), read_key_file(self.store.as_ref(), &v)?.0));
             Ok(())
         })?;
         Ok(out)
@@ -265,11 +353,13 @@ impl Repository {
 }
 
 /// Reads the key file `v` names: the version whose bytes hash to its name.
-fn read_key_file(store: &dyn ObjectStore, v: &versions::Versions) -> Result<KeyFile> {
+fn read_key_file(store: &dyn ObjectStore, v: &versions::Versions) -> Result<(KeyFile, Vec<u8>)> {
     let k = &v.key;
     let id: Id = k.rsplit('/').next().unwrap_or("").parse().map_err(|e: String| RepoError::corrupt(k.clone(), e))?;
     let (bytes, _) = hashed_version(store, v, &id, None)?.ok_or_else(|| {
         RepoError::corrupt(k.clone(), format!("none of its {} versions matches its name", v.objects.len()))
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt(k.clone(), format!("bad key file: {e}")))
+    let file =
+        serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt(k.clone(), format!("bad key file: {e}")))?;
+    Ok((file, bytes))
 }

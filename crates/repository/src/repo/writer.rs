@@ -106,7 +106,15 @@ impl Repository {
             }
         };
         let recent = self.recent_listing();
-        let from_catalog = recent.and_then(|(i, s)| Some((index_from_catalog(&i)?, history_from_catalog(&s)?)));
+        // The two decodes are independent: side by side on a long history.
+        let from_catalog = recent.and_then(|(i, s)| {
+            let (index, history) = std::thread::scope(|sc| {
+                let history = sc.spawn(|| history_from_catalog(&s));
+                let index = index_from_catalog(&i);
+                (index, history.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            });
+            Some((index?, history?))
+        });
         let (index, history) = if let Some((index, history)) = from_catalog {
             tracing::debug!(packs = index.packs().len(), snapshots = history.len(), "history from the catalog");
             (Ok(index), Some(Ok(history)))
